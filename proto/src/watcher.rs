@@ -1,0 +1,279 @@
+//! Messages between a watcher (`nrv-open`) and the center, on the process endpoint.
+
+use crate::Signal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The largest output chunk a watcher puts in one [`EventKind::Output`], in bytes (64 KiB).
+/// Larger reads are split; smaller ones are sent as they arrive, never held back.
+pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// A watched process's id: 64 random bits chosen by the watcher, unique across restarts of the
+/// child. Written as 16 lower-case hex digits (`"3f9a0c2e11d04b7a"`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcessId(pub u64);
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProcessId({self})")
+    }
+}
+
+impl FromStr for ProcessId {
+    type Err = std::num::ParseIntError;
+    /// Parses the 16-hex-digit form (fewer digits are allowed and read as a number).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(ProcessId)
+    }
+}
+
+/// Everything a watcher sends to the center.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WatcherMsg {
+    /// First message on every connection (also after a reconnect).
+    Hello(Hello),
+    /// One numbered event; the center answers with [`CenterMsg::Ack`].
+    Event(Event),
+    /// Sent when the watcher has had nothing else to send for a heartbeat interval.
+    Heartbeat,
+    /// The outcome of a [`CenterMsg::Command`].
+    Reply(CommandReply),
+}
+
+/// Who is talking: sent first on every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The watched process's id.
+    pub id: ProcessId,
+    /// A human name (`--name`, default: the command's file name).
+    pub name: String,
+    /// The command and its arguments, as given to `nrv-open`.
+    pub argv: Vec<String>,
+    /// The child's working directory (lossy UTF-8).
+    pub cwd: String,
+    /// The host name of the watcher's machine.
+    pub host: String,
+    /// The user name (or uid, when it has no name) the child runs as.
+    pub user: String,
+    /// The pid of the watcher (`nrv-open`) itself.
+    pub watcher_pid: u32,
+    /// The first event seq the center has not acknowledged: every event below it was already
+    /// acknowledged (by this center or one before it), and the events from it on follow.
+    pub next_seq: u64,
+    /// The watcher's Nerve version ([`crate::NERVE_VERSION`]).
+    pub version: String,
+}
+
+/// A numbered event from a watcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number: 1 for the first event of a watcher, then +1 for each event.
+    pub seq: u64,
+    /// When the event happened at the watcher, milliseconds since the Unix epoch (UTC).
+    pub time_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What a watcher reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The child was spawned with this pid.
+    Started {
+        /// The child's pid.
+        pid: u32,
+    },
+    /// Bytes the child wrote, exactly as written (at most [`MAX_OUTPUT_CHUNK`] bytes).
+    Output {
+        /// Which of the child's streams.
+        stream: Stream,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Resource use of the child, sampled every ping interval.
+    Stats(Stats),
+    /// The child's supervision state changed.
+    State {
+        /// The new state.
+        state: ProcessState,
+        /// Why, in a few words (`"spawned"`, `"exited"`).
+        cause: String,
+    },
+    /// The child ended.
+    Exit(ExitStatus),
+    /// The watcher dropped events because its queue (bounded, bytes) was full while no center
+    /// acknowledged them.
+    Dropped {
+        /// Events dropped.
+        events: u64,
+        /// Bytes of output dropped.
+        bytes: u64,
+    },
+    /// The watcher is about to exit; nothing follows.
+    Goodbye,
+}
+
+/// A child's standard output or standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stream {
+    /// File descriptor 1.
+    Stdout,
+    /// File descriptor 2.
+    Stderr,
+}
+
+/// Resource use of a child, as read from `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// CPU time used over the last interval, percent of one core (can exceed 100 on several cores).
+    pub cpu_percent: f32,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+    /// Virtual memory size, bytes.
+    pub vms_bytes: u64,
+    /// Number of threads.
+    pub threads: u32,
+    /// Time since the child was spawned, seconds.
+    pub uptime_secs: f64,
+}
+
+/// How a child ended: an exit code, or the signal that killed it (kept apart, never folded
+/// into one number; `nrv-open` itself exits with 128+N for signal N, as shells do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(Signal),
+}
+
+impl ExitStatus {
+    /// The shell's view of this status: the code, or 128+N for signal N.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s.0,
+        }
+    }
+}
+
+/// The supervision states, named as supervisord names them
+/// (<http://supervisord.org/subprocess.html#process-states>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProcessState {
+    /// Not running, on purpose.
+    Stopped,
+    /// Spawned, not yet running for `startsecs`.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited too quickly; waiting before the next try.
+    Backoff,
+    /// Asked to stop; waiting for it to exit.
+    Stopping,
+    /// Exited by itself.
+    Exited,
+    /// Could not be started (or retried too often).
+    Fatal,
+}
+
+impl ProcessState {
+    /// The upper-case name supervisord uses (`"RUNNING"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Stopped => "STOPPED",
+            ProcessState::Starting => "STARTING",
+            ProcessState::Running => "RUNNING",
+            ProcessState::Backoff => "BACKOFF",
+            ProcessState::Stopping => "STOPPING",
+            ProcessState::Exited => "EXITED",
+            ProcessState::Fatal => "FATAL",
+        }
+    }
+}
+
+impl fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the center sends to a watcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CenterMsg {
+    /// The answer to [`WatcherMsg::Hello`].
+    Welcome(Welcome),
+    /// Every event with a seq below `next_seq` has been recorded; the watcher may forget them.
+    Ack {
+        /// The next seq the center expects.
+        next_seq: u64,
+    },
+    /// Something for the watcher to do; it answers with [`WatcherMsg::Reply`].
+    Command(Command),
+    /// Sent to a watcher that has heard nothing else from the center for a heartbeat interval.
+    Heartbeat,
+    /// The center could not use a message from this watcher (for example a message before
+    /// [`WatcherMsg::Hello`]); the watcher should reconnect and say hello again.
+    Error {
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+/// The center's greeting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The center's name (`-n/--name`).
+    pub center: String,
+    /// The center's Nerve version.
+    pub version: String,
+    /// The next seq the center expects from this watcher.
+    pub next_seq: u64,
+}
+
+/// A command from the center to a watcher.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Chosen by the center; echoed in [`CommandReply::req`].
+    pub req: u64,
+    /// What to do.
+    pub kind: CommandKind,
+}
+
+impl fmt::Debug for Command {
+    // Stdin payloads may hold secrets: show their size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            CommandKind::Stdin(data) => write!(f, "Command {{ req: {}, Stdin(<{} bytes>) }}", self.req, data.len()),
+            other => write!(f, "Command {{ req: {}, {:?} }}", self.req, other),
+        }
+    }
+}
+
+/// What the center can ask a watcher to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommandKind {
+    /// Write these bytes to the child's stdin.
+    Stdin(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Close the child's stdin (the child sees EOF).
+    CloseStdin,
+    /// Send this signal to the child.
+    Signal(Signal),
+}
+
+/// A watcher's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandReply {
+    /// The command's [`Command::req`].
+    pub req: u64,
+    /// `Ok(what was done)` or `Err(why not)`, for people (`"sent TERM to pid 4242"`).
+    pub result: Result<String, String>,
+}
