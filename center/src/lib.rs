@@ -1,1 +1,22 @@
+//! `nrv-center`: the daemon that collects what watchers report and answers control clients.
+//!
+//! # Theory of operation
+//!
+//! The center binds two ROUTER sockets (through the `zmtp` seam): the *process endpoint*, where
+//! each `nrv-open` watcher connects a DEALER and reports numbered events, and the *control
+//! endpoint*, where `nrv-ctl` asks questions. One task owns all state (the process table and
+//! the event log) and serves both sockets in turn, so there are no locks; every send it makes
+//! is bounded by the transport's send timeout, so one stuck peer never stalls the others for
+//! longer than that.
+//!
+//! For each event the center writes one JSON line to the log (see [`log`]) and acknowledges
+//! it; duplicates (a watcher resending after a reconnect) are acknowledged and not logged
+//! again; see `nerve_proto`'s crate doc for the delivery rules. Whatever a peer sends, the
+//! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
+//! at start (binding, opening the log) and a failure to write the log.
 
+pub mod log;
+mod server;
+pub mod table;
+
+pub use server::{run, Config, Error};

@@ -1,0 +1,162 @@
+//! The event log: one JSON object per line, appended and flushed per event.
+//!
+//! Each line has, in this order: `time` (RFC 3339, UTC, milliseconds; when the center recorded
+//! it), `center` (its name), `id` (16 hex digits or null), `name` (the process's name or null),
+//! `seq` (the event's sequence number or null), `kind` and `data`. Output that is not valid
+//! UTF-8 is written as base64 (standard alphabet, padded) and the line ends with
+//! `"encoding":"base64"`.
+
+use base64::Engine;
+use nerve_proto::ProcessId;
+use serde::Serialize;
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Appended to this file (created if missing, never truncated).
+    File(PathBuf),
+    /// Written to standard output (`-l -`).
+    Stdout,
+}
+
+impl std::fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogTarget::File(p) => write!(f, "{}", p.display()),
+            LogTarget::Stdout => f.write_str("-"),
+        }
+    }
+}
+
+impl From<&str> for LogTarget {
+    fn from(s: &str) -> Self {
+        if s == "-" {
+            LogTarget::Stdout
+        } else {
+            LogTarget::File(s.into())
+        }
+    }
+}
+
+/// An open event log.
+pub struct EventLog {
+    out: Box<dyn Write + Send>,
+    center: String,
+    target: LogTarget,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    center: &'a str,
+    id: Option<String>,
+    name: Option<&'a str>,
+    seq: Option<u64>,
+    kind: &'a str,
+    data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+}
+
+/// One log entry before it is written: who, which event, what.
+pub struct Entry<'a> {
+    /// The process, if the entry is about one.
+    pub id: Option<ProcessId>,
+    /// The process's name, if known.
+    pub name: Option<&'a str>,
+    /// The event's sequence number, if it is a numbered event.
+    pub seq: Option<u64>,
+    /// The event kind (`start`, `out`, `return`, …).
+    pub kind: &'a str,
+    /// Kind-specific data.
+    pub data: Value,
+    /// Set for output that is not valid UTF-8 (`data` then holds base64).
+    pub base64: bool,
+}
+
+impl<'a> Entry<'a> {
+    /// An entry with `data` and no process.
+    pub fn center(kind: &'a str, data: Value) -> Self {
+        Entry {
+            id: None,
+            name: None,
+            seq: None,
+            kind,
+            data,
+            base64: false,
+        }
+    }
+}
+
+/// Output bytes as log data: a JSON string when valid UTF-8, base64 otherwise (second value true).
+pub fn output_data(bytes: &[u8]) -> (Value, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Value::String(text.to_owned()), false),
+        Err(_) => (
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            true,
+        ),
+    }
+}
+
+impl EventLog {
+    /// Opens `target` for appending.
+    ///
+    /// # Errors
+    /// The file cannot be created or opened for appending (the message names the path).
+    pub fn open(target: &LogTarget, center: &str) -> io::Result<EventLog> {
+        let out: Box<dyn Write + Send> = match target {
+            LogTarget::Stdout => Box::new(io::stdout()),
+            LogTarget::File(path) => Box::new(open_append(path)?),
+        };
+        Ok(EventLog {
+            out,
+            center: center.to_owned(),
+            target: target.clone(),
+        })
+    }
+
+    /// Where this log writes.
+    pub fn target(&self) -> &LogTarget {
+        &self.target
+    }
+
+    /// Writes one line and flushes it, so `tail -f` sees it at once.
+    ///
+    /// # Errors
+    /// The write failed (disk full, file removed from under a closed descriptor…).
+    pub fn write(&mut self, entry: Entry<'_>) -> io::Result<()> {
+        let line = Line {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            center: &self.center,
+            id: entry.id.map(|id| id.to_string()),
+            name: entry.name,
+            seq: entry.seq,
+            kind: entry.kind,
+            data: entry.data,
+            encoding: entry.base64.then_some("base64"),
+        };
+        let mut buf = serde_json::to_vec(&line).map_err(io::Error::other)?;
+        buf.push(b'\n');
+        self.out.write_all(&buf)?;
+        self.out.flush()
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open log file {}: {e}", path.display()),
+            )
+        })
+}

@@ -1,0 +1,158 @@
+//! `nrv-center`: parses flags, binds the endpoints, and runs [`nerve_center::run`] until
+//! SIGTERM or SIGINT.
+
+use argh::FromArgs;
+use nerve_center::log::{EventLog, LogTarget};
+use nerve_center::{run, Config};
+use std::process::ExitCode;
+use std::time::Duration;
+use zmtp::{Endpoint, Router};
+
+/// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
+/// answers nrv-ctl on a control endpoint.
+///
+/// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start or could not write the log;
+/// 2 usage.
+#[derive(FromArgs)]
+struct Args {
+    /// process endpoint watchers connect to (default ipc://nerve.sock)
+    #[argh(option, short = 'e', default = "String::from(\"ipc://nerve.sock\")")]
+    endpoint: String,
+    /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
+    #[argh(
+        option,
+        short = 'c',
+        default = "String::from(\"ipc://nerve-control.sock\")"
+    )]
+    control: String,
+    /// center name written in every log line (default: 8 random hex digits)
+    #[argh(option, short = 'n')]
+    name: Option<String>,
+    /// event log, appended to; "-" for standard output (default nerve.log)
+    #[argh(option, short = 'l', default = "String::from(\"nerve.log\")")]
+    logfile: String,
+    /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
+    #[argh(switch)]
+    allow_remote: bool,
+    /// seconds between heartbeats to idle watchers; a watcher silent for 5 of them is logged
+    /// as lost (default 1)
+    #[argh(option, default = "1.0")]
+    heartbeat: f64,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&strs[..1], &strs[1..]) {
+        Ok(args) => args,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprint!("{}", early.output);
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("nrv-center: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(msg)) => {
+            eprintln!("nrv-center: {msg:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Run(anyhow::Error),
+}
+
+fn start(args: Args) -> Result<(), Failure> {
+    let endpoint: Endpoint = args
+        .endpoint
+        .parse()
+        .map_err(|e| Failure::Usage(format!("{e}")))?;
+    let control: Endpoint = args
+        .control
+        .parse()
+        .map_err(|e| Failure::Usage(format!("{e}")))?;
+    if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
+        return Err(Failure::Usage(format!(
+            "--heartbeat {} must be a positive number of seconds",
+            args.heartbeat
+        )));
+    }
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    let target = LogTarget::from(args.logfile.as_str());
+    let config = Config {
+        name: name.clone(),
+        log: target.clone(),
+        heartbeat: Duration::from_secs_f64(args.heartbeat),
+    };
+
+    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let name = if sig == signal_hook::consts::SIGTERM {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
+            let _ = stop_tx.send(name.to_string());
+        }
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(anyhow::anyhow!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        if !endpoint.is_loopback() && args.allow_remote {
+            eprintln!("nrv-center: warning: {endpoint} accepts connections from other hosts and the channel is not authenticated yet: anyone who can reach it can send signals and input to watched processes");
+        }
+        if !control.is_loopback() && args.allow_remote {
+            eprintln!("nrv-center: warning: {control} accepts connections from other hosts and the channel is not authenticated yet");
+        }
+        let process = Router::bind(&endpoint, args.allow_remote).await.map_err(|e| Failure::Run(e.into()))?;
+        let control = match Router::bind(&control, args.allow_remote).await {
+            Ok(control) => control,
+            Err(e) => {
+                process.close();
+                return Err(Failure::Run(e.into()));
+            }
+        };
+        let log = match EventLog::open(&target, &name) {
+            Ok(log) => log,
+            Err(e) => {
+                process.close();
+                control.close();
+                return Err(Failure::Run(e.into()));
+            }
+        };
+        eprintln!(
+            "nrv-center {name}: processes on {}, control on {}, log {target}",
+            process.endpoint(),
+            control.endpoint()
+        );
+        let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
+        run(process, control, log, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+    })
+}
