@@ -153,10 +153,5 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open log file {}: {e}", path.display()),
-            )
-        })
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open log file {}: {e}", path.display())))
 }

@@ -19,11 +19,7 @@ struct Args {
     #[argh(option, short = 'e', default = "String::from(\"ipc://nerve.sock\")")]
     endpoint: String,
     /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
-    #[argh(
-        option,
-        short = 'c',
-        default = "String::from(\"ipc://nerve-control.sock\")"
-    )]
+    #[argh(option, short = 'c', default = "String::from(\"ipc://nerve-control.sock\")")]
     control: String,
     /// center name written in every log line (default: 8 random hex digits)
     #[argh(option, short = 'n')]
@@ -77,23 +73,15 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
-    let endpoint: Endpoint = args
-        .endpoint
-        .parse()
-        .map_err(|e| Failure::Usage(format!("{e}")))?;
-    let control: Endpoint = args
-        .control
-        .parse()
-        .map_err(|e| Failure::Usage(format!("{e}")))?;
+    let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
+    let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
         return Err(Failure::Usage(format!(
             "--heartbeat {} must be a positive number of seconds",
             args.heartbeat
         )));
     }
-    let name = args
-        .name
-        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let config = Config {
         name: name.clone(),
@@ -102,11 +90,8 @@ fn start(args: Args) -> Result<(), Failure> {
     };
 
     // SIGTERM and SIGINT end the loop cleanly, so socket files are removed.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {

@@ -3,9 +3,8 @@
 use crate::log::{output_data, Entry, EventLog, LogTarget};
 use crate::table::Table;
 use nerve_proto::{
-    decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, ControlRequest, Event,
-    EventKind, ExitStatus, Reply, Request, Stream, VersionInfo, WatcherMsg, Welcome, NERVE_VERSION,
-    PROTOCOL_VERSION,
+    decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind,
+    ExitStatus, Reply, Request, Stream, VersionInfo, WatcherMsg, Welcome, NERVE_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::{json, Value};
 use std::future::Future;
@@ -99,12 +98,7 @@ impl Center {
         })
     }
 
-    fn protocol_error(
-        &mut self,
-        endpoint_is_control: bool,
-        peer: &Identity,
-        error: String,
-    ) -> Result<(), Error> {
+    fn protocol_error(&mut self, endpoint_is_control: bool, peer: &Identity, error: String) -> Result<(), Error> {
         let endpoint = if endpoint_is_control {
             self.control_ep.clone()
         } else {
@@ -126,12 +120,7 @@ impl Center {
     async fn send_watcher(&mut self, peer: &Identity, msg: &CenterMsg) {
         // A failed send means the watcher is gone or stuck; it reconnects and resends, so the
         // center only forgets the connection.
-        if self
-            .process_tx
-            .send(peer, false, encode(msg))
-            .await
-            .is_err()
-        {
+        if self.process_tx.send(peer, false, encode(msg)).await.is_err() {
             self.table.disconnect(peer);
         } else if let Some(p) = self.table.by_peer(peer) {
             p.last_sent = Instant::now();
@@ -142,13 +131,7 @@ impl Center {
         let peer = msg.peer;
         let frame = match msg.payload {
             Ok(frame) => frame,
-            Err(n) => {
-                return self.protocol_error(
-                    false,
-                    &peer,
-                    format!("message of {n} frames, expected 1"),
-                )
-            }
+            Err(n) => return self.protocol_error(false, &peer, format!("message of {n} frames, expected 1")),
         };
         let msg = match decode::<WatcherMsg>(&frame) {
             Ok(msg) => msg,
@@ -187,11 +170,7 @@ impl Center {
             return Ok(());
         }
         let Some(proc) = self.table.by_peer(&peer) else {
-            self.protocol_error(
-                false,
-                &peer,
-                "message from a watcher that has not sent Hello".into(),
-            )?;
+            self.protocol_error(false, &peer, "message from a watcher that has not sent Hello".into())?;
             let reply = CenterMsg::Error {
                 message: "send Hello first".into(),
             };
@@ -206,16 +185,13 @@ impl Center {
             WatcherMsg::Heartbeat => self.send_watcher(&peer, &CenterMsg::Heartbeat).await,
             WatcherMsg::Event(event) => {
                 self.on_event(&peer, event)?;
-                let next_seq = self
-                    .table
-                    .by_peer(&peer)
-                    .map(|p| p.next_seq)
-                    .unwrap_or_default();
+                let next_seq = self.table.by_peer(&peer).map(|p| p.next_seq).unwrap_or_default();
                 self.send_watcher(&peer, &CenterMsg::Ack { next_seq }).await;
             }
             WatcherMsg::Reply(reply) => {
                 let (id, name) = (proc.id, proc.name.clone());
-                let data = json!({"req": reply.req, "ok": reply.result.as_ref().ok(), "error": reply.result.as_ref().err()});
+                let data =
+                    json!({"req": reply.req, "ok": reply.result.as_ref().ok(), "error": reply.result.as_ref().err()});
                 let entry = Entry {
                     id: Some(id),
                     name: Some(&name),
@@ -250,14 +226,7 @@ impl Center {
             EventKind::Output { stream, data } => {
                 let (value, b64) = output_data(&data);
                 base64 = b64;
-                (
-                    if stream == Stream::Stdout {
-                        "out"
-                    } else {
-                        "err"
-                    },
-                    value,
-                )
+                (if stream == Stream::Stdout { "out" } else { "err" }, value)
             }
             EventKind::Stats(stats) => {
                 proc.stats = Some(stats);
@@ -271,15 +240,10 @@ impl Center {
                 proc.exit = Some(status);
                 match status {
                     ExitStatus::Code(code) => ("return", json!({"code": code})),
-                    ExitStatus::Signal(sig) => (
-                        "signal",
-                        json!({"signal": sig.to_string(), "number": sig.0}),
-                    ),
+                    ExitStatus::Signal(sig) => ("signal", json!({"signal": sig.to_string(), "number": sig.0})),
                 }
             }
-            EventKind::Dropped { events, bytes } => {
-                ("dropped", json!({"events": events, "bytes": bytes}))
-            }
+            EventKind::Dropped { events, bytes } => ("dropped", json!({"events": events, "bytes": bytes})),
             EventKind::Goodbye => {
                 proc.gone = true;
                 ("goodbye", Value::Null)
@@ -312,10 +276,7 @@ impl Center {
                         message: error,
                     }),
                 };
-                let _ = self
-                    .control_tx
-                    .send(&msg.peer, msg.delimited, encode(&reply))
-                    .await;
+                let _ = self.control_tx.send(&msg.peer, msg.delimited, encode(&reply)).await;
                 return Ok(());
             }
         };
@@ -332,10 +293,7 @@ impl Center {
             .send(
                 &msg.peer,
                 msg.delimited,
-                encode(&ControlReply {
-                    id: request.id,
-                    reply,
-                }),
+                encode(&ControlReply { id: request.id, reply }),
             )
             .await;
         Ok(())

@@ -68,14 +68,20 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 /// [`DecodeError`]: the size is checked first, then the version prefix, then the body.
 pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
     if frame.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge { len: frame.len(), max: MAX_FRAME_BYTES });
+        return Err(DecodeError::TooLarge {
+            len: frame.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
     let Some((prefix, body)) = frame.split_first_chunk::<PREFIX>() else {
         return Err(DecodeError::Truncated { len: frame.len() });
     };
     let got = u16::from_be_bytes(*prefix);
     if got != PROTOCOL_VERSION {
-        return Err(DecodeError::Version { got, expected: PROTOCOL_VERSION });
+        return Err(DecodeError::Version {
+            got,
+            expected: PROTOCOL_VERSION,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes(body).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     if !rest.is_empty() {

@@ -88,7 +88,11 @@ impl FromStr for Signal {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Ok(n) = s.parse::<i32>() {
-            return if (1..=64).contains(&n) { Ok(Signal(n)) } else { Err(UnknownSignal(s.to_string())) };
+            return if (1..=64).contains(&n) {
+                Ok(Signal(n))
+            } else {
+                Err(UnknownSignal(s.to_string()))
+            };
         }
         let upper = s.to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);

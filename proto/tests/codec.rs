@@ -4,7 +4,13 @@ use nerve_proto::*;
 use rand::{Rng, SeedableRng};
 
 fn samples_from_watcher() -> Vec<WatcherMsg> {
-    let event = |seq, kind| WatcherMsg::Event(Event { seq, time_ms: 1_764_000_000_000, kind });
+    let event = |seq, kind| {
+        WatcherMsg::Event(Event {
+            seq,
+            time_ms: 1_764_000_000_000,
+            kind,
+        })
+    };
     vec![
         WatcherMsg::Hello(Hello {
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
@@ -18,46 +24,101 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             version: NERVE_VERSION.into(),
         }),
         event(1, EventKind::Started { pid: 42 }),
-        event(2, EventKind::Output { stream: Stream::Stdout, data: (0..=255u8).collect() }),
-        event(3, EventKind::Output { stream: Stream::Stderr, data: vec![] }),
+        event(
+            2,
+            EventKind::Output {
+                stream: Stream::Stdout,
+                data: (0..=255u8).collect(),
+            },
+        ),
+        event(
+            3,
+            EventKind::Output {
+                stream: Stream::Stderr,
+                data: vec![],
+            },
+        ),
         event(
             4,
-            EventKind::Stats(Stats { cpu_percent: 12.5, rss_bytes: 1 << 20, vms_bytes: 1 << 30, threads: 3, uptime_secs: 1.5 }),
+            EventKind::Stats(Stats {
+                cpu_percent: 12.5,
+                rss_bytes: 1 << 20,
+                vms_bytes: 1 << 30,
+                threads: 3,
+                uptime_secs: 1.5,
+            }),
         ),
-        event(5, EventKind::State { state: ProcessState::Running, cause: "spawned".into() }),
+        event(
+            5,
+            EventKind::State {
+                state: ProcessState::Running,
+                cause: "spawned".into(),
+            },
+        ),
         event(6, EventKind::Exit(ExitStatus::Code(3))),
         event(7, EventKind::Exit(ExitStatus::Signal(Signal::TERM))),
         event(8, EventKind::Dropped { events: 2, bytes: 100 }),
         event(u64::MAX, EventKind::Goodbye),
         WatcherMsg::Heartbeat,
-        WatcherMsg::Reply(CommandReply { req: 9, result: Ok("sent TERM to pid 42".into()) }),
-        WatcherMsg::Reply(CommandReply { req: 10, result: Err("stdin is closed".into()) }),
+        WatcherMsg::Reply(CommandReply {
+            req: 9,
+            result: Ok("sent TERM to pid 42".into()),
+        }),
+        WatcherMsg::Reply(CommandReply {
+            req: 10,
+            result: Err("stdin is closed".into()),
+        }),
     ]
 }
 
 fn samples_from_center() -> Vec<CenterMsg> {
     vec![
-        CenterMsg::Welcome(Welcome { center: "c1".into(), version: NERVE_VERSION.into(), next_seq: 1 }),
+        CenterMsg::Welcome(Welcome {
+            center: "c1".into(),
+            version: NERVE_VERSION.into(),
+            next_seq: 1,
+        }),
         CenterMsg::Ack { next_seq: 12 },
-        CenterMsg::Command(Command { req: 1, kind: CommandKind::Stdin(b"a\nb\n".to_vec()) }),
-        CenterMsg::Command(Command { req: 2, kind: CommandKind::CloseStdin }),
-        CenterMsg::Command(Command { req: 3, kind: CommandKind::Signal(Signal::HUP) }),
+        CenterMsg::Command(Command {
+            req: 1,
+            kind: CommandKind::Stdin(b"a\nb\n".to_vec()),
+        }),
+        CenterMsg::Command(Command {
+            req: 2,
+            kind: CommandKind::CloseStdin,
+        }),
+        CenterMsg::Command(Command {
+            req: 3,
+            kind: CommandKind::Signal(Signal::HUP),
+        }),
         CenterMsg::Heartbeat,
-        CenterMsg::Error { message: "say hello first".into() },
+        CenterMsg::Error {
+            message: "say hello first".into(),
+        },
     ]
 }
 
 fn samples_control() -> (Vec<ControlRequest>, Vec<ControlReply>) {
     (
-        vec![ControlRequest { id: 7, request: Request::Version }],
+        vec![ControlRequest {
+            id: 7,
+            request: Request::Version,
+        }],
         vec![
             ControlReply {
                 id: 7,
-                reply: Reply::Version(VersionInfo { center: "c1".into(), version: "0.1.0".into(), protocol: PROTOCOL_VERSION }),
+                reply: Reply::Version(VersionInfo {
+                    center: "c1".into(),
+                    version: "0.1.0".into(),
+                    protocol: PROTOCOL_VERSION,
+                }),
             },
             ControlReply {
                 id: 0,
-                reply: Reply::Error(ControlError { kind: ControlErrorKind::BadRequest, message: "garbage".into() }),
+                reply: Reply::Error(ControlError {
+                    kind: ControlErrorKind::BadRequest,
+                    message: "garbage".into(),
+                }),
             },
         ],
     )
@@ -92,14 +153,23 @@ fn another_version_is_a_version_error() {
     frame[..2].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
     assert_eq!(
         decode::<WatcherMsg>(&frame),
-        Err(DecodeError::Version { got: PROTOCOL_VERSION + 1, expected: PROTOCOL_VERSION })
+        Err(DecodeError::Version {
+            got: PROTOCOL_VERSION + 1,
+            expected: PROTOCOL_VERSION
+        })
     );
 }
 
 #[test]
 fn oversized_frames_are_refused_before_decoding() {
     let frame = vec![0u8; MAX_FRAME_BYTES + 1];
-    assert_eq!(decode::<WatcherMsg>(&frame), Err(DecodeError::TooLarge { len: MAX_FRAME_BYTES + 1, max: MAX_FRAME_BYTES }));
+    assert_eq!(
+        decode::<WatcherMsg>(&frame),
+        Err(DecodeError::TooLarge {
+            len: MAX_FRAME_BYTES + 1,
+            max: MAX_FRAME_BYTES
+        })
+    );
 }
 
 #[test]
@@ -116,13 +186,19 @@ fn every_truncation_of_every_message_is_an_error_not_a_panic() {
     for m in samples_from_watcher() {
         let frame = encode(&m);
         for cut in 0..frame.len() {
-            assert!(decode::<WatcherMsg>(&frame[..cut]).is_err(), "{m:?} cut at {cut} decoded");
+            assert!(
+                decode::<WatcherMsg>(&frame[..cut]).is_err(),
+                "{m:?} cut at {cut} decoded"
+            );
         }
     }
     for m in samples_from_center() {
         let frame = encode(&m);
         for cut in 0..frame.len() {
-            assert!(decode::<CenterMsg>(&frame[..cut]).is_err(), "{m:?} cut at {cut} decoded");
+            assert!(
+                decode::<CenterMsg>(&frame[..cut]).is_err(),
+                "{m:?} cut at {cut} decoded"
+            );
         }
     }
 }

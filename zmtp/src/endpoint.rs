@@ -56,7 +56,8 @@ impl Endpoint {
         match self {
             Endpoint::Ipc(_) => true,
             Endpoint::Tcp { host, .. } => {
-                host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+                host.eq_ignore_ascii_case("localhost")
+                    || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
             }
         }
     }
@@ -71,18 +72,27 @@ impl FromStr for Endpoint {
                 return Err(EndpointError::EmptyPath(s.into()));
             }
             if path.len() > MAX_IPC_PATH {
-                return Err(EndpointError::PathTooLong { endpoint: s.into(), len: path.len(), max: MAX_IPC_PATH });
+                return Err(EndpointError::PathTooLong {
+                    endpoint: s.into(),
+                    len: path.len(),
+                    max: MAX_IPC_PATH,
+                });
             }
             return Ok(Endpoint::Ipc(PathBuf::from(path)));
         }
         if let Some(addr) = s.strip_prefix("tcp://") {
-            let (host, port) = addr.rsplit_once(':').ok_or_else(|| EndpointError::TcpAddress(s.into()))?;
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| EndpointError::TcpAddress(s.into()))?;
             let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
             let port = port.parse::<u16>().map_err(|_| EndpointError::TcpAddress(s.into()))?;
             if host.is_empty() {
                 return Err(EndpointError::TcpAddress(s.into()));
             }
-            return Ok(Endpoint::Tcp { host: host.into(), port });
+            return Ok(Endpoint::Tcp {
+                host: host.into(),
+                port,
+            });
         }
         Err(EndpointError::Scheme(s.into()))
     }
@@ -92,7 +102,9 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Ipc(path) => write!(f, "ipc://{}", path.display()),
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Endpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
         }
     }
@@ -106,29 +118,70 @@ mod tests {
     fn parses_the_forms_nerve_documents() {
         assert_eq!("ipc://nerve.sock".parse(), Ok(Endpoint::Ipc("nerve.sock".into())));
         assert_eq!("ipc:///run/n.sock".parse(), Ok(Endpoint::Ipc("/run/n.sock".into())));
-        assert_eq!("tcp://127.0.0.1:44444".parse(), Ok(Endpoint::Tcp { host: "127.0.0.1".into(), port: 44444 }));
-        assert_eq!("tcp://[::1]:5".parse::<Endpoint>().map(|e| e.to_string()), Ok("tcp://[::1]:5".to_string()));
+        assert_eq!(
+            "tcp://127.0.0.1:44444".parse(),
+            Ok(Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 44444
+            })
+        );
+        assert_eq!(
+            "tcp://[::1]:5".parse::<Endpoint>().map(|e| e.to_string()),
+            Ok("tcp://[::1]:5".to_string())
+        );
     }
 
     #[test]
     fn refuses_what_cannot_work() {
-        assert!(matches!("nerve.sock".parse::<Endpoint>(), Err(EndpointError::Scheme(_))));
+        assert!(matches!(
+            "nerve.sock".parse::<Endpoint>(),
+            Err(EndpointError::Scheme(_))
+        ));
         assert!(matches!("ipc://".parse::<Endpoint>(), Err(EndpointError::EmptyPath(_))));
-        assert!(matches!("ipc://*".parse::<Endpoint>(), Err(EndpointError::EmptyPath(_))));
+        assert!(matches!(
+            "ipc://*".parse::<Endpoint>(),
+            Err(EndpointError::EmptyPath(_))
+        ));
         let long = format!("ipc://{}", "a".repeat(108));
-        assert!(matches!(long.parse::<Endpoint>(), Err(EndpointError::PathTooLong { len: 108, .. })));
-        assert!(matches!("tcp://127.0.0.1".parse::<Endpoint>(), Err(EndpointError::TcpAddress(_))));
-        assert!(matches!("tcp://:80".parse::<Endpoint>(), Err(EndpointError::TcpAddress(_))));
-        assert!(matches!("tcp://h:70000".parse::<Endpoint>(), Err(EndpointError::TcpAddress(_))));
+        assert!(matches!(
+            long.parse::<Endpoint>(),
+            Err(EndpointError::PathTooLong { len: 108, .. })
+        ));
+        assert!(matches!(
+            "tcp://127.0.0.1".parse::<Endpoint>(),
+            Err(EndpointError::TcpAddress(_))
+        ));
+        assert!(matches!(
+            "tcp://:80".parse::<Endpoint>(),
+            Err(EndpointError::TcpAddress(_))
+        ));
+        assert!(matches!(
+            "tcp://h:70000".parse::<Endpoint>(),
+            Err(EndpointError::TcpAddress(_))
+        ));
     }
 
     #[test]
     fn loopback_is_ipc_localhost_and_loopback_ips() {
-        for ok in ["ipc://x", "tcp://127.0.0.1:1", "tcp://localhost:1", "tcp://[::1]:1", "tcp://127.1.2.3:1"] {
+        for ok in [
+            "ipc://x",
+            "tcp://127.0.0.1:1",
+            "tcp://localhost:1",
+            "tcp://[::1]:1",
+            "tcp://127.1.2.3:1",
+        ] {
             assert!(ok.parse::<Endpoint>().map(|e| e.is_loopback()).unwrap_or(false), "{ok}");
         }
-        for remote in ["tcp://0.0.0.0:1", "tcp://*:1", "tcp://10.0.0.1:1", "tcp://example.com:1"] {
-            assert!(!remote.parse::<Endpoint>().map(|e| e.is_loopback()).unwrap_or(true), "{remote}");
+        for remote in [
+            "tcp://0.0.0.0:1",
+            "tcp://*:1",
+            "tcp://10.0.0.1:1",
+            "tcp://example.com:1",
+        ] {
+            assert!(
+                !remote.parse::<Endpoint>().map(|e| e.is_loopback()).unwrap_or(true),
+                "{remote}"
+            );
         }
     }
 }

@@ -26,6 +26,6 @@ mod socket;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use socket::{
-    BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender, SendError,
-    DEFAULT_SEND_TIMEOUT,
+    BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender,
+    SendError, DEFAULT_SEND_TIMEOUT,
 };

@@ -84,6 +84,12 @@ pub enum BindError {
 /// Why a DEALER could not connect.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The ipc socket file does not exist.
+    #[error("{endpoint}: no socket file there; is a center running in that directory?")]
+    NoSocketFile {
+        /// The endpoint.
+        endpoint: Endpoint,
+    },
     /// Nothing accepted the connection within the timeout.
     #[error("{endpoint}: no answer within {timeout:?}; is a center running there?")]
     Timeout {
@@ -161,16 +167,28 @@ impl Router {
     /// # Errors
     /// [`BindError`], naming the endpoint.
     pub async fn bind(endpoint: &Endpoint, allow_remote: bool) -> Result<Router, BindError> {
-        let io_err = |source| BindError::Io { endpoint: endpoint.clone(), source };
+        let io_err = |source| BindError::Io {
+            endpoint: endpoint.clone(),
+            source,
+        };
         let (listener, bound, ipc_file): (zeromq::Listener, Endpoint, _) = match endpoint {
             Endpoint::Tcp { host, port } => {
                 if !endpoint.is_loopback() && !allow_remote {
-                    return Err(BindError::RemoteRefused { endpoint: endpoint.clone() });
+                    return Err(BindError::RemoteRefused {
+                        endpoint: endpoint.clone(),
+                    });
                 }
                 let host = if host == "*" { "0.0.0.0" } else { host.as_str() };
                 let listener = std::net::TcpListener::bind((host, *port)).map_err(io_err)?;
                 let port = listener.local_addr().map_err(io_err)?.port();
-                (listener.into(), Endpoint::Tcp { host: host.to_string(), port }, None)
+                (
+                    listener.into(),
+                    Endpoint::Tcp {
+                        host: host.to_string(),
+                        port,
+                    },
+                    None,
+                )
             }
             Endpoint::Ipc(path) => {
                 let listener = bind_owner_only(endpoint, path)?;
@@ -179,12 +197,20 @@ impl Router {
             }
         };
         let mut socket = zeromq::RouterSocket::new();
-        socket
-            .bind_listener(listener)
-            .await
-            .map_err(|e| BindError::Zmq { endpoint: endpoint.clone(), message: e.to_string() })?;
+        socket.bind_listener(listener).await.map_err(|e| BindError::Zmq {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        })?;
         let (send, recv) = socket.split();
-        Ok(Router { sender: RouterSender { half: send, timeout: DEFAULT_SEND_TIMEOUT }, recv, endpoint: bound, ipc_file })
+        Ok(Router {
+            sender: RouterSender {
+                half: send,
+                timeout: DEFAULT_SEND_TIMEOUT,
+            },
+            recv,
+            endpoint: bound,
+            ipc_file,
+        })
     }
 
     /// The endpoint actually bound (with the real port when port 0 was asked for).
@@ -204,13 +230,23 @@ impl Router {
             match self.recv.recv().await {
                 Ok(msg) => {
                     let mut frames = msg.into_vecdeque();
-                    let Some(peer) = frames.pop_front() else { continue };
+                    let Some(peer) = frames.pop_front() else {
+                        continue;
+                    };
                     let delimited = frames.len() == 2 && frames[0].is_empty();
                     if delimited {
                         frames.pop_front();
                     }
-                    let payload = if frames.len() == 1 { Ok(frames.pop_front().unwrap_or_default()) } else { Err(frames.len()) };
-                    return Incoming { peer: Identity(peer), delimited, payload };
+                    let payload = if frames.len() == 1 {
+                        Ok(frames.pop_front().unwrap_or_default())
+                    } else {
+                        Err(frames.len())
+                    };
+                    return Incoming {
+                        peer: Identity(peer),
+                        delimited,
+                        payload,
+                    };
                 }
                 // The fair queue reports "no message" only when it has no peers; wait a little.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -221,7 +257,9 @@ impl Router {
     /// Stops accepting and removes the ipc socket file this router created (if it is still the
     /// same file).
     pub fn close(self) {
-        let Router { sender, recv, ipc_file, .. } = self;
+        let Router {
+            sender, recv, ipc_file, ..
+        } = self;
         drop(recv);
         drop(sender);
         if let Some((path, ino)) = ipc_file {
@@ -234,15 +272,27 @@ impl Router {
 
 /// Binds a Unix socket at `path` with mode 0600, after checking what is there already.
 fn bind_owner_only(endpoint: &Endpoint, path: &Path) -> Result<UnixListener, BindError> {
-    let io_err = |source| BindError::Io { endpoint: endpoint.clone(), source };
+    let io_err = |source| BindError::Io {
+        endpoint: endpoint.clone(),
+        source,
+    };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => return Err(BindError::InUse { endpoint: endpoint.clone() }),
+            Ok(_) => {
+                return Err(BindError::InUse {
+                    endpoint: endpoint.clone(),
+                })
+            }
             // Nobody accepts: a file left by a process that died. Replace it.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path).map_err(io_err)?,
             Err(e) => return Err(io_err(e)),
         },
-        Ok(_) => return Err(BindError::NotASocket { endpoint: endpoint.clone(), path: path.to_owned() }),
+        Ok(_) => {
+            return Err(BindError::NotASocket {
+                endpoint: endpoint.clone(),
+                path: path.to_owned(),
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }
@@ -311,7 +361,10 @@ impl Dealer {
     /// # Errors
     /// [`ConnectError`], naming the endpoint.
     pub async fn connect(endpoint: &Endpoint, identity: &[u8], timeout: Duration) -> Result<Dealer, ConnectError> {
-        let failed = |message: String| ConnectError::Failed { endpoint: endpoint.clone(), message };
+        let failed = |message: String| ConnectError::Failed {
+            endpoint: endpoint.clone(),
+            message,
+        };
         let mut options = SocketOptions::default();
         options.peer_identity(PeerIdentity::try_from(identity.to_vec()).map_err(|e| failed(e.to_string()))?);
         options.connect_timeout(timeout);
@@ -319,7 +372,12 @@ impl Dealer {
         let mut monitor = socket.monitor();
         match socket.connect(&endpoint.to_string()).await {
             Ok(()) => {}
-            Err(ZmqError::ConnectTimeout(_)) => return Err(ConnectError::Timeout { endpoint: endpoint.clone(), timeout }),
+            Err(ZmqError::ConnectTimeout(_)) => {
+                return Err(ConnectError::Timeout {
+                    endpoint: endpoint.clone(),
+                    timeout,
+                })
+            }
             Err(e) => return Err(failed(e.to_string())),
         }
         let (send, mut recv) = socket.split();
@@ -344,13 +402,26 @@ impl Dealer {
                 }
             }
         });
-        Ok(Dealer { sender: DealerSender { half: send, timeout: DEFAULT_SEND_TIMEOUT }, events, pump })
+        Ok(Dealer {
+            sender: DealerSender {
+                half: send,
+                timeout: DEFAULT_SEND_TIMEOUT,
+            },
+            events,
+            pump,
+        })
     }
 
     /// Splits into the sending half and the event stream. Dropping the stream stops the
     /// receiving task; dropping both closes the socket.
     pub fn split(self) -> (DealerSender, DealerEvents) {
-        (self.sender, DealerEvents { events: self.events, pump: self.pump })
+        (
+            self.sender,
+            DealerEvents {
+                events: self.events,
+                pump: self.pump,
+            },
+        )
     }
 }
 

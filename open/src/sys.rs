@@ -1,0 +1,46 @@
+//! Small operating-system helpers: unbuffered writes to a file descriptor, host and user names.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+
+/// Writes all of `data` to file descriptor `fd` at once, with no buffering of our own.
+pub fn write_fd(fd: i32, data: &[u8]) -> io::Result<()> {
+    // SAFETY: fd 1 and 2 stay open for the life of the process; ManuallyDrop keeps this
+    // borrowed File from closing them.
+    let mut file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    file.write_all(data)
+}
+
+/// This machine's host name (lossy UTF-8), or `"unknown"`.
+pub fn host_name() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The name of the user this process runs as, or its uid when it has no name.
+pub fn user_name() -> String {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local of the right size; getpwuid_r writes only there.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: on success pw_name points to a NUL-terminated string inside buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return name.to_string_lossy().into_owned();
+    }
+    uid.to_string()
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
