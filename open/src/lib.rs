@@ -253,7 +253,7 @@ impl Command {
         }
         drop(drained_tx);
         let stdin = proc.stdin.take().map(|s| child::stdin_writer(s, pid));
-        if let Some(stdin) = &stdin {
+        if let Some(stdin) = stdin.as_ref().filter(|_| sys::may_read_stdin()) {
             child::pump_own_stdin(stdin.clone());
         }
         let mut exited = child::wait(proc, alive.clone());

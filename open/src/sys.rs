@@ -44,3 +44,11 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// False when stdin is a terminal and this process is not in the terminal's foreground
+/// process group (a shell's background job, `nrv-open cmd &`): reading it would stop
+/// nrv-open with SIGTTIN, so the child's stdin is then left to the center alone.
+pub fn may_read_stdin() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only query the kernel.
+    unsafe { libc::isatty(0) == 0 || libc::tcgetpgrp(0) == libc::getpgrp() }
+}

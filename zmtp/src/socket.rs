@@ -64,12 +64,12 @@ pub enum BindError {
         endpoint: Endpoint,
     },
     /// The operating system refused.
-    #[error("{endpoint}: cannot bind: {source}")]
+    #[error("{endpoint}: cannot bind: {error}")]
     Io {
         /// The endpoint.
         endpoint: Endpoint,
-        /// The system error.
-        source: io::Error,
+        /// The system error (kept out of the error chain: the message already holds it).
+        error: io::Error,
     },
     /// The ZeroMQ layer refused the listener.
     #[error("{endpoint}: cannot start accepting: {message}")]
@@ -167,9 +167,9 @@ impl Router {
     /// # Errors
     /// [`BindError`], naming the endpoint.
     pub async fn bind(endpoint: &Endpoint, allow_remote: bool) -> Result<Router, BindError> {
-        let io_err = |source| BindError::Io {
+        let io_err = |error| BindError::Io {
             endpoint: endpoint.clone(),
-            source,
+            error,
         };
         let (listener, bound, ipc_file): (zeromq::Listener, Endpoint, _) = match endpoint {
             Endpoint::Tcp { host, port } => {
@@ -272,9 +272,9 @@ impl Router {
 
 /// Binds a Unix socket at `path` with mode 0600, after checking what is there already.
 fn bind_owner_only(endpoint: &Endpoint, path: &Path) -> Result<UnixListener, BindError> {
-    let io_err = |source| BindError::Io {
+    let io_err = |error| BindError::Io {
         endpoint: endpoint.clone(),
-        source,
+        error,
     };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
@@ -356,11 +356,19 @@ pub struct DealerSender {
 
 impl Dealer {
     /// Connects to `endpoint` with `identity` (1 to 255 bytes), retrying inside for up to
-    /// `timeout` while nothing listens there.
+    /// `timeout` while nothing accepts there. An ipc endpoint whose socket file does not exist
+    /// fails at once ([`ConnectError::NoSocketFile`]): nothing listens there.
     ///
     /// # Errors
     /// [`ConnectError`], naming the endpoint.
     pub async fn connect(endpoint: &Endpoint, identity: &[u8], timeout: Duration) -> Result<Dealer, ConnectError> {
+        if let Endpoint::Ipc(path) = endpoint {
+            if !path.exists() {
+                return Err(ConnectError::NoSocketFile {
+                    endpoint: endpoint.clone(),
+                });
+            }
+        }
         let failed = |message: String| ConnectError::Failed {
             endpoint: endpoint.clone(),
             message,
