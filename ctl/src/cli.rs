@@ -1,0 +1,218 @@
+//! The command line: argh's view of it ([`Args`]) and the resolved [`Invocation`], with the
+//! `-c` flag, then `NERVE_CONTROL`, then the default deciding the control endpoint.
+
+use crate::Exit;
+use argh::FromArgs;
+use std::ffi::OsStr;
+use std::time::Duration;
+use zmtp::Endpoint;
+
+/// The control endpoint used when neither `-c` nor `NERVE_CONTROL` names one.
+pub const DEFAULT_CONTROL: &str = "ipc://nerve-control.sock";
+
+/// The environment variable naming the control endpoint when `-c` is not given.
+pub const CONTROL_ENV: &str = "NERVE_CONTROL";
+
+/// The default `--timeout`, seconds.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
+
+/// Ask a running Nerve center (nrv-center) questions over its control endpoint.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    help_triggers("-h", "--help", "help"),
+    note = "Global options go before the command: nrv-ctl -c tcp://127.0.0.1:44445 version",
+    error_code(0, "ok"),
+    error_code(1, "the request failed (the message says why)"),
+    error_code(2, "usage"),
+    error_code(3, "no center answered within --timeout")
+)]
+pub struct Args {
+    /// the center's control endpoint (env NERVE_CONTROL, default ipc://nerve-control.sock)
+    #[argh(option, short = 'c', arg_name = "endpoint", from_str_fn(parse_endpoint))]
+    pub control: Option<Endpoint>,
+
+    /// seconds to wait for a center to answer (default 5; fractions allowed)
+    #[argh(option, arg_name = "secs", from_str_fn(parse_timeout))]
+    pub timeout: Option<Duration>,
+
+    /// what to ask
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. `ps`, `signal`, `send`, `tail` and `events` come with the control-plane issue.
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(subcommand)]
+pub enum Command {
+    /// `nrv-ctl version`.
+    Version(VersionCmd),
+}
+
+/// Print nrv-ctl's version and the center's name, version and protocol.
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(subcommand, name = "version", help_triggers("-h", "--help", "help"))]
+pub struct VersionCmd {}
+
+/// A command line turned into something to run: every default and the environment applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// Where the center's control ROUTER listens.
+    pub control: Endpoint,
+    /// The whole budget for reaching the center and getting its answer.
+    pub timeout: Duration,
+    /// What to do.
+    pub command: Command,
+}
+
+/// The command line ended the program before anything ran: print [`EarlyExit::output`] (to
+/// stdout when [`EarlyExit::exit`] is [`Exit::Ok`], as for `--help`; to stderr otherwise) and
+/// exit with [`EarlyExit::exit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyExit {
+    /// argh's help or error text (or ours, for a bad `NERVE_CONTROL`).
+    pub output: String,
+    /// [`Exit::Ok`] for help, [`Exit::Usage`] for errors.
+    pub exit: Exit,
+}
+
+/// Parses `args` (without the program name) as `command_name` would be called, then applies
+/// `env_control` (the value of `NERVE_CONTROL`, if set) and the defaults.
+///
+/// # Errors
+/// [`EarlyExit`] for `--help` ([`Exit::Ok`]) and for every usage error ([`Exit::Usage`]),
+/// including a `NERVE_CONTROL` that is not an endpoint.
+pub fn parse(command_name: &str, args: &[&str], env_control: Option<&OsStr>) -> Result<Invocation, EarlyExit> {
+    let parsed = Args::from_args(&[command_name], args).map_err(|e| EarlyExit {
+        output: e.output,
+        exit: if e.status.is_ok() { Exit::Ok } else { Exit::Usage },
+    })?;
+    let usage = |output: String| EarlyExit {
+        output,
+        exit: Exit::Usage,
+    };
+    let control = match (parsed.control, env_control) {
+        (Some(flag), _) => flag,
+        (None, Some(env)) => {
+            let text = env
+                .to_str()
+                .ok_or_else(|| usage(format!("{CONTROL_ENV} is not valid UTF-8: {env:?}")))?;
+            text.parse().map_err(|e| usage(format!("{CONTROL_ENV}={text}: {e}")))?
+        }
+        (None, None) => DEFAULT_CONTROL
+            .parse()
+            .map_err(|e| usage(format!("default control endpoint: {e}")))?,
+    };
+    let timeout = parsed.timeout.unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
+    Ok(Invocation {
+        control,
+        timeout,
+        command: parsed.command,
+    })
+}
+
+/// argh's parser for `-c/--control`.
+fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
+    value.parse().map_err(|e: zmtp::EndpointError| e.to_string())
+}
+
+/// argh's parser for `--timeout`: seconds, more than 0, fractions allowed.
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    let bad = || format!("--timeout {value:?} must be a number of seconds greater than 0, such as 5 or 0.5");
+    let secs: f64 = value.trim().parse().map_err(|_| bad())?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// Formats a timeout as the user would write it: `5s`, `0.5s`.
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(args: &[&str], env: Option<&str>) -> Invocation {
+        match parse("nrv-ctl", args, env.map(OsStr::new)) {
+            Ok(inv) => inv,
+            Err(e) => panic!("{args:?} should parse, got {e:?}"),
+        }
+    }
+
+    fn early(args: &[&str], env: Option<&str>) -> EarlyExit {
+        match parse("nrv-ctl", args, env.map(OsStr::new)) {
+            Ok(inv) => panic!("{args:?} should not parse, got {inv:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_environment() {
+        let inv = ok(&["version"], None);
+        assert_eq!(inv.control.to_string(), "ipc://nerve-control.sock");
+        assert_eq!(inv.timeout, Duration::from_secs(5));
+        assert_eq!(inv.command, Command::Version(VersionCmd {}));
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_default() {
+        assert_eq!(
+            ok(&["version"], Some("tcp://127.0.0.1:44445")).control.to_string(),
+            "tcp://127.0.0.1:44445"
+        );
+        let inv = ok(&["-c", "ipc://x.sock", "version"], Some("tcp://127.0.0.1:44445"));
+        assert_eq!(inv.control.to_string(), "ipc://x.sock");
+        assert_eq!(
+            ok(&["--control", "ipc://y.sock", "version"], None).control.to_string(),
+            "ipc://y.sock"
+        );
+    }
+
+    #[test]
+    fn timeout_takes_fractions_and_refuses_nonsense() {
+        assert_eq!(
+            ok(&["--timeout", "0.25", "version"], None).timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(ok(&["--timeout", "7", "version"], None).timeout, Duration::from_secs(7));
+        for bad in ["0", "-1", "soon", "NaN", "inf", "1e400"] {
+            let e = early(&["--timeout", bad, "version"], None);
+            assert_eq!(e.exit, Exit::Usage, "--timeout {bad}");
+            assert!(e.output.contains("--timeout"), "{bad}: {}", e.output);
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        for args in [
+            &[][..],
+            &["frobnicate"],
+            &["version", "extra"],
+            &["-c"],
+            &["-c", "nerve.sock", "version"],
+        ] {
+            assert_eq!(early(args, None).exit, Exit::Usage, "{args:?}");
+        }
+        let bad_env = early(&["version"], Some("nerve-control.sock"));
+        assert_eq!(bad_env.exit, Exit::Usage);
+        assert!(
+            bad_env.output.starts_with("NERVE_CONTROL=nerve-control.sock: "),
+            "{}",
+            bad_env.output
+        );
+        for help in ["--help", "-h", "help"] {
+            let e = early(&[help], None);
+            assert_eq!(e.exit, Exit::Ok, "{help}");
+            assert!(e.output.contains("Usage: nrv-ctl"), "{}", e.output);
+            assert!(e.output.contains("version"), "{}", e.output);
+        }
+    }
+
+    #[test]
+    fn timeouts_print_as_written() {
+        assert_eq!(secs(Duration::from_secs(5)), "5s");
+        assert_eq!(secs(Duration::from_millis(500)), "0.5s");
+    }
+}

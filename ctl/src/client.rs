@@ -1,0 +1,393 @@
+//! A small async client for the center's control endpoint: one DEALER, one request at a time.
+
+use crate::cli::secs;
+use crate::Exit;
+use nerve_proto::{ControlErrorKind, ControlReply, ControlRequest, DecodeError, Reply, Request};
+use std::time::Duration;
+use tokio::time::Instant;
+use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, SendError};
+
+/// Identities of control clients start with these bytes, so a center's `protocol_error`
+/// lines (which show the peer's identity in hex, `63746c3a…`) tell a control client apart.
+const IDENTITY_PREFIX: &[u8; 4] = b"ctl:";
+
+/// Why a control request got no usable answer. Every message names the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answered within the timeout: no center listens there, or it is stuck.
+    #[error("no center answered on {endpoint} within {}; is nrv-center running there? (set -c or NERVE_CONTROL)", secs(*.timeout))]
+    NoAnswer {
+        /// The control endpoint.
+        endpoint: Endpoint,
+        /// The whole budget that passed.
+        timeout: Duration,
+    },
+    /// The ipc socket file does not exist: no center runs there (checked before waiting).
+    #[error("no center on {endpoint}: the socket file does not exist; is nrv-center running in that directory? (set -c or NERVE_CONTROL)")]
+    NoSocketFile {
+        /// The control endpoint.
+        endpoint: Endpoint,
+    },
+    /// The connection could not be made for a reason other than silence.
+    #[error("{endpoint}: cannot connect: {message}")]
+    Connect {
+        /// The control endpoint.
+        endpoint: Endpoint,
+        /// What failed.
+        message: String,
+    },
+    /// The request could not be handed to the connection.
+    #[error("{endpoint}: cannot send the request: {source}")]
+    Send {
+        /// The control endpoint.
+        endpoint: Endpoint,
+        /// The transport's reason.
+        source: SendError,
+    },
+    /// The center closed the connection before it answered.
+    #[error("{endpoint}: the center closed the connection before answering")]
+    Disconnected {
+        /// The control endpoint.
+        endpoint: Endpoint,
+    },
+    /// The center's answer could not be decoded (most often: another Nerve version).
+    #[error("{endpoint}: cannot read the center's answer: {source}")]
+    BadReply {
+        /// The control endpoint.
+        endpoint: Endpoint,
+        /// Why the frame was refused.
+        source: DecodeError,
+    },
+    /// The center answered with an error.
+    #[error("{endpoint}: the center refused the request ({kind:?}): {message}")]
+    Refused {
+        /// The control endpoint.
+        endpoint: Endpoint,
+        /// The class of failure the center reported.
+        kind: ControlErrorKind,
+        /// The center's explanation.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The exit status this failure maps to: [`Exit::NoCenter`] when no center is there or
+    /// none answered, otherwise [`Exit::Failed`].
+    pub fn exit(&self) -> Exit {
+        match self {
+            ClientError::NoAnswer { .. } | ClientError::NoSocketFile { .. } => Exit::NoCenter,
+            _ => Exit::Failed,
+        }
+    }
+}
+
+/// A connection to a center's control endpoint.
+///
+/// Every wait is bounded by the client's timeout: [`Client::connect`] by the timeout given to
+/// it, each [`Client::request`] by the same timeout again. [`ask`] puts connecting and one
+/// request under a single budget, which is what one-shot commands want.
+pub struct Client {
+    endpoint: Endpoint,
+    timeout: Duration,
+    sender: DealerSender,
+    events: DealerEvents,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects a DEALER with a fresh random identity to `endpoint`, retrying while nothing
+    /// listens there, for at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ClientError::NoAnswer`] when nothing accepted within `timeout`,
+    /// [`ClientError::NoSocketFile`] when an ipc endpoint has no socket file,
+    /// [`ClientError::Connect`] for other failures.
+    pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Client, ClientError> {
+        let mut identity = IDENTITY_PREFIX.to_vec();
+        identity.extend_from_slice(&rand::random::<[u8; 8]>());
+        let dealer = Dealer::connect(endpoint, &identity, timeout)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Timeout { .. } => ClientError::NoAnswer {
+                    endpoint: endpoint.clone(),
+                    timeout,
+                },
+                ConnectError::NoSocketFile { .. } => ClientError::NoSocketFile {
+                    endpoint: endpoint.clone(),
+                },
+                ConnectError::Failed { message, .. } => ClientError::Connect {
+                    endpoint: endpoint.clone(),
+                    message,
+                },
+            })?;
+        let (sender, events) = dealer.split();
+        Ok(Client {
+            endpoint: endpoint.clone(),
+            timeout,
+            sender,
+            events,
+        })
+    }
+
+    /// The endpoint this client is connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends `request` under a fresh random id and waits, at most the client's timeout, for the
+    /// reply carrying that id. Replies with other ids (answers to earlier requests that timed
+    /// out) are skipped.
+    ///
+    /// # Returns
+    /// The center's answer; never [`Reply::Error`], which becomes [`ClientError::Refused`].
+    ///
+    /// # Errors
+    /// [`ClientError::NoAnswer`] when no reply came in time; [`ClientError::Refused`] when the
+    /// center answered with an error (also when it could not decode the request, which it
+    /// answers with id 0); the others when the connection failed.
+    pub async fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        let id = rand::random_range(1..=u64::MAX);
+        let frame = nerve_proto::encode(&ControlRequest { id, request });
+        let endpoint = &self.endpoint;
+        tokio::time::timeout_at(deadline, self.sender.send(frame))
+            .await
+            .map_err(|_| ClientError::NoAnswer {
+                endpoint: endpoint.clone(),
+                timeout: self.timeout,
+            })?
+            .map_err(|source| ClientError::Send {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .map_err(|_| ClientError::NoAnswer {
+                    endpoint: endpoint.clone(),
+                    timeout: self.timeout,
+                })?;
+            let frame = match event {
+                DealerEvent::Message(frame) => frame,
+                DealerEvent::Disconnected => {
+                    return Err(ClientError::Disconnected {
+                        endpoint: endpoint.clone(),
+                    })
+                }
+            };
+            let reply: ControlReply = nerve_proto::decode(&frame).map_err(|source| ClientError::BadReply {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            // Id 0 is the center saying it could not read a request; ours is the only one in flight.
+            if reply.id != id && reply.id != 0 {
+                continue;
+            }
+            return match reply.reply {
+                Reply::Error(e) => Err(ClientError::Refused {
+                    endpoint: endpoint.clone(),
+                    kind: e.kind,
+                    message: e.message,
+                }),
+                other => Ok(other),
+            };
+        }
+    }
+}
+
+/// Connects to `endpoint` and asks `request` once, all within `timeout`.
+///
+/// # Errors
+/// As [`Client::connect`] and [`Client::request`]; [`ClientError::NoAnswer`] names the whole
+/// `timeout`.
+pub async fn ask(endpoint: &Endpoint, timeout: Duration, request: Request) -> Result<Reply, ClientError> {
+    let attempt = async {
+        let mut client = Client::connect(endpoint, timeout).await?;
+        client.request(request).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::NoAnswer {
+            endpoint: endpoint.clone(),
+            timeout,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nerve_proto::ControlError;
+
+    fn endpoint() -> Endpoint {
+        Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port: 44445,
+        }
+    }
+
+    #[test]
+    fn silence_exits_3_and_everything_else_exits_1() {
+        let timeout = Duration::from_secs(5);
+        let no_answer = ClientError::NoAnswer {
+            endpoint: endpoint(),
+            timeout,
+        };
+        assert_eq!(no_answer.exit(), Exit::NoCenter);
+        assert_eq!(
+            ClientError::NoSocketFile { endpoint: endpoint() }.exit(),
+            Exit::NoCenter
+        );
+        assert_eq!(
+            no_answer.to_string(),
+            "no center answered on tcp://127.0.0.1:44445 within 5s; is nrv-center running there? (set -c or NERVE_CONTROL)"
+        );
+        let failures = [
+            ClientError::Connect {
+                endpoint: endpoint(),
+                message: "refused".into(),
+            },
+            ClientError::Send {
+                endpoint: endpoint(),
+                source: SendError::NotConnected,
+            },
+            ClientError::Disconnected { endpoint: endpoint() },
+            ClientError::BadReply {
+                endpoint: endpoint(),
+                source: DecodeError::Truncated { len: 1 },
+            },
+            ClientError::Refused {
+                endpoint: endpoint(),
+                kind: ControlErrorKind::Failed,
+                message: "no".into(),
+            },
+        ];
+        for e in failures {
+            assert_eq!(e.exit(), Exit::Failed, "{e}");
+            assert!(e.to_string().contains("tcp://127.0.0.1:44445"), "{e}");
+        }
+    }
+
+    /// A control ROUTER in this process answers with the id it was sent; the client gets it.
+    #[tokio::test]
+    async fn request_gets_the_reply_with_its_id() {
+        let mut router =
+            match zmtp::Router::bind(&"tcp://127.0.0.1:0".parse().unwrap_or_else(|_| endpoint()), false).await {
+                Ok(r) => r,
+                Err(e) => panic!("bind: {e}"),
+            };
+        let bound = router.endpoint().clone();
+        let sender = router.sender();
+        let center = tokio::spawn(async move {
+            for answer in 0..2 {
+                let incoming = router.recv().await;
+                let Ok(frame) = incoming.payload else {
+                    panic!("not one frame")
+                };
+                let Ok(req) = nerve_proto::decode::<ControlRequest>(&frame) else {
+                    panic!("undecodable request")
+                };
+                assert_eq!(req.request, Request::Version);
+                // A stale reply first, which the client must skip.
+                let stale = ControlReply {
+                    id: req.id.wrapping_add(1),
+                    reply: Reply::Version(info("stale")),
+                };
+                let reply = if answer == 0 {
+                    ControlReply {
+                        id: req.id,
+                        reply: Reply::Version(info("c1")),
+                    }
+                } else {
+                    let e = ControlError {
+                        kind: ControlErrorKind::Failed,
+                        message: "busy".into(),
+                    };
+                    ControlReply {
+                        id: req.id,
+                        reply: Reply::Error(e),
+                    }
+                };
+                for r in [stale, reply] {
+                    if let Err(e) = sender
+                        .send(&incoming.peer, incoming.delimited, nerve_proto::encode(&r))
+                        .await
+                    {
+                        panic!("send: {e}");
+                    }
+                }
+            }
+        });
+        let mut client = match Client::connect(&bound, Duration::from_secs(5)).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            client.request(Request::Version).await.ok(),
+            Some(Reply::Version(info("c1")))
+        );
+        match client.request(Request::Version).await {
+            Err(ClientError::Refused {
+                kind: ControlErrorKind::Failed,
+                message,
+                ..
+            }) => assert_eq!(message, "busy"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let _ = center.await;
+    }
+
+    /// Nothing listens on a tcp port: the whole budget passes and the error says so.
+    #[tokio::test]
+    async fn silence_is_no_answer_within_the_budget() {
+        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(addr) => addr.port(),
+            Err(e) => panic!("cannot find a free port: {e}"),
+        };
+        let endpoint = Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let started = std::time::Instant::now();
+        let result = ask(&endpoint, Duration::from_millis(300), Request::Version).await;
+        assert!(matches!(result, Err(ClientError::NoAnswer { .. })), "{result:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "gave up early: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// No socket file: exit 3, whether the transport notices at once or waits the budget out.
+    #[tokio::test]
+    async fn missing_ipc_socket_is_no_center() {
+        let endpoint =
+            Endpoint::Ipc(std::env::temp_dir().join(format!("nrv-ctl-test-{}/none.sock", std::process::id())));
+        let result = ask(&endpoint, Duration::from_millis(300), Request::Version).await;
+        match result {
+            Err(e) => assert_eq!(e.exit(), Exit::NoCenter, "{e}"),
+            Ok(reply) => panic!("got {reply:?} from nowhere"),
+        }
+    }
+
+    fn info(center: &str) -> nerve_proto::VersionInfo {
+        nerve_proto::VersionInfo {
+            center: center.into(),
+            version: "0.1.0".into(),
+            protocol: nerve_proto::PROTOCOL_VERSION,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! nrv-ctl's exit codes, all in one place (`docs/core-design.md`, "Command lines").
+
+/// How `nrv-ctl` ends. The numeric value is the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Exit {
+    /// 0: the command did what was asked (also `--help`).
+    Ok = 0,
+    /// 1: the request failed; the message on stderr says why (the center refused it, the
+    /// connection broke, the answer could not be read, stdout could not be written).
+    Failed = 1,
+    /// 2: the command line is wrong; argh's message is on stderr.
+    Usage = 2,
+    /// 3: no center answered on the control endpoint within `--timeout`.
+    NoCenter = 3,
+}
+
+impl Exit {
+    /// The process exit status for this outcome.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_documented_ones() {
+        assert_eq!(
+            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::NoCenter].map(Exit::code),
+            [0, 1, 2, 3],
+            "docs/core-design.md: 0 ok; 1 request failed; 2 usage; 3 no center answered"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `nrv-ctl`: the command-line shell around the `nerve_ctl` library.
+
+use anyhow::Context;
+use nerve_ctl::{cli, Exit};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => {
+            eprintln!("nrv-ctl: argument {bad:?} is not valid UTF-8");
+            return Exit::Usage.into();
+        }
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let invocation = match cli::parse("nrv-ctl", &args, std::env::var_os(cli::CONTROL_ENV).as_deref()) {
+        Ok(invocation) => invocation,
+        Err(early) => {
+            if early.exit == Exit::Ok {
+                println!("{}", early.output);
+            } else {
+                eprintln!("nrv-ctl: {}", early.output.trim_end());
+                eprintln!("Run nrv-ctl --help for more information.");
+            }
+            return early.exit.into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("nrv-ctl: {e:#}");
+            return Exit::Failed.into();
+        }
+    };
+    let result = runtime.block_on(nerve_ctl::run(&invocation, &mut std::io::stdout().lock()));
+    match result {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => {
+            eprintln!("nrv-ctl: {e}");
+            e.exit().into()
+        }
+    }
+}
