@@ -1,0 +1,79 @@
+//! A center killed and restarted mid-run loses nothing: the watcher reconnects and resends.
+
+use crate::wait_for_end;
+use integration_tests::{for_id, line_id, line_kind, output_by_seq, spawn_open, tail_of, Center, Input, TestDir, WAIT};
+use serde_json::json;
+use std::time::Duration;
+
+const EXPECTED: &[u8] = b"1\n2\n3\n4\n5\n6\n";
+
+#[test]
+fn center_killed_and_restarted_mid_run_loses_no_output() {
+    let dir = TestDir::new();
+    let (endpoint, control) = (dir.ipc("n.sock"), dir.ipc("c.sock"));
+    let mut first = Center::start(dir.path(), &endpoint, &control);
+    let script = "for i in 1 2 3 4 5 6; do echo $i; sleep 0.5; done";
+    let open = spawn_open(dir.path(), &endpoint, &["--", "sh", "-c", script], Input::Null);
+    let id = first.log.id_of_watcher(open.pid());
+    first.log.wait_for(&id, "out", WAIT);
+    first.kill();
+
+    // The scenario: the center comes back about a second later (pacing, not synchronisation).
+    std::thread::sleep(Duration::from_secs(1));
+    let second = Center::start_with_log(dir.path(), &endpoint, &control, first.log.path());
+
+    let out = open.wait(Duration::from_secs(30));
+    assert_eq!(out.stdout, EXPECTED, "{}", out.describe());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+
+    let lines = wait_for_end(&second.log, &id, Duration::from_secs(15));
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| line_kind(l) == "center_start")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "two center_start lines in the shared log; log:\n{}",
+        tail_of(&lines, 40)
+    );
+    let hellos_after = lines[starts[1]..]
+        .iter()
+        .filter(|l| line_id(l) == Some(id.as_str()) && line_kind(l) == "hello")
+        .count();
+    assert!(
+        hellos_after >= 1,
+        "the restarted center logged a hello for {id}; log:\n{}",
+        tail_of(&lines, 40)
+    );
+
+    let by_seq = output_by_seq(&lines, &id, "out");
+    for (seq, copies) in &by_seq {
+        assert!(
+            copies.iter().all(|c| c == &copies[0]),
+            "seq {seq} was logged {} times with different data: {copies:?}",
+            copies.len()
+        );
+    }
+    let joined: Vec<u8> = by_seq
+        .values()
+        .map(|copies| copies[0].clone())
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(
+        String::from_utf8_lossy(&joined),
+        String::from_utf8_lossy(EXPECTED),
+        "out events by seq: {by_seq:?}"
+    );
+
+    let returns: Vec<_> = for_id(&lines, &id)
+        .into_iter()
+        .filter(|l| line_kind(l) == "return")
+        .collect();
+    assert!(
+        !returns.is_empty() && returns.iter().all(|r| r["data"] == json!({"code": 0})),
+        "return lines: {returns:?}"
+    );
+}
