@@ -313,6 +313,15 @@ fn handle(request: Request, pid: u32, alive: &AtomicBool, stdin: Option<&std::sy
         }
         CommandKind::Stdin(data) => StdinOp::Data(data, Some(reply)),
         CommandKind::CloseStdin => StdinOp::Close(Some(reply)),
+        // Until the supervision work lands, stop is the stop signal and restart is refused.
+        CommandKind::Stop => {
+            let _ = reply.send(child::send_signal(pid, alive, nerve_proto::Signal::TERM));
+            return;
+        }
+        CommandKind::Restart => {
+            let _ = reply.send(Err("restart is not supported by this watcher yet".into()));
+            return;
+        }
     };
     match stdin {
         // The writer may be busy with a child that does not read: hand over off this thread.

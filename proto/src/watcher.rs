@@ -267,6 +267,12 @@ pub enum CommandKind {
     CloseStdin,
     /// Send this signal to the child.
     Signal(Signal),
+    /// Stop the child with its stop sequence (stopsignal, then KILL after stopwaitsecs) and do
+    /// not restart it; the watcher reports STOPPING, then STOPPED.
+    Stop,
+    /// Stop the child as for [`CommandKind::Stop`], then start it again under the same process
+    /// id (a new pid, reported with a new `Started` event).
+    Restart,
 }
 
 /// A watcher's answer to a [`Command`].

@@ -91,6 +91,14 @@ fn samples_from_center() -> Vec<CenterMsg> {
             req: 3,
             kind: CommandKind::Signal(Signal::HUP),
         }),
+        CenterMsg::Command(Command {
+            req: 4,
+            kind: CommandKind::Stop,
+        }),
+        CenterMsg::Command(Command {
+            req: 5,
+            kind: CommandKind::Restart,
+        }),
         CenterMsg::Heartbeat,
         CenterMsg::Error {
             message: "say hello first".into(),
