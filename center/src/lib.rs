@@ -15,8 +15,12 @@
 //! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
 //! at start (binding, opening the log) and a failure to write the log.
 
+mod control;
 pub mod log;
+pub mod outputs;
+pub mod ring;
 mod server;
 pub mod table;
 
-pub use server::{run, Config, Error};
+pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
+pub use server::{run, Config, Error, RECENT_EVENTS};

@@ -3,7 +3,9 @@
 
 use argh::FromArgs;
 use nerve_center::log::{EventLog, LogTarget};
+use nerve_center::outputs::OutputFiles;
 use nerve_center::{run, Config};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use zmtp::{Endpoint, Router};
@@ -30,10 +32,21 @@ struct Args {
     /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
     #[argh(switch)]
     allow_remote: bool,
-    /// seconds between heartbeats to idle watchers; a watcher silent for 5 of them is logged
-    /// as lost (default 1)
+    /// seconds between heartbeats to idle watchers, and between checks for silent watchers
+    /// and overdue commands (default 1)
     #[argh(option, default = "1.0")]
     heartbeat: f64,
+    /// directory for per-process output files NAME.ID.out and NAME.ID.err (default nerve-logs)
+    #[argh(option, default = "String::from(\"nerve-logs\")")]
+    logdir: String,
+    /// size of one output file before it is rotated, bytes (default 50 MiB, as supervisord's
+    /// stdout_logfile_maxbytes)
+    #[argh(option, default = "nerve_center::outputs::DEFAULT_MAX_BYTES")]
+    log_maxbytes: u64,
+    /// rotated output files kept per process and stream (default 10, as supervisord's
+    /// stdout_logfile_backups)
+    #[argh(option, default = "nerve_center::outputs::DEFAULT_BACKUPS")]
+    log_backups: u32,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +97,7 @@ fn start(args: Args) -> Result<(), Failure> {
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let config = Config {
+        ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         name: name.clone(),
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),
@@ -132,12 +146,21 @@ fn start(args: Args) -> Result<(), Failure> {
                 return Err(Failure::Run(e.into()));
             }
         };
+        let outputs = match OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                process.close();
+                control.close();
+                return Err(Failure::Run(e.into()));
+            }
+        };
         eprintln!(
-            "nrv-center {name}: processes on {}, control on {}, log {target}",
+            "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
-            control.endpoint()
+            control.endpoint(),
+            args.logdir
         );
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
-        run(process, control, log, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+        run(process, control, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
 }
