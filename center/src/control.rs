@@ -1,6 +1,7 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::ring::count_lines;
 use crate::server::{Center, Error};
 use nerve_proto::{
     decode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId, Reply, Request,
@@ -240,11 +241,13 @@ impl Center {
         let (id, chunks, live) = match self.table.resolve(target) {
             Ok(id) => {
                 let Some(proc) = self.table.get(id) else { return };
-                let chunks = if proc.ring.is_empty() {
-                    self.file_tail(id, &proc.hello.name, lines, stream)
-                } else {
-                    proc.ring.tail(lines, stream)
-                };
+                let mut chunks = proc.ring.tail(lines, stream);
+                // The ring holds only what this center saw, up to its bound: when it has fewer
+                // lines than asked and may be missing older output (the center restarted since
+                // the process started, or the ring dropped some), the files have it all.
+                if count_lines(&chunks) < lines as usize && (proc.ring.truncated() || !proc.ring_from_start) {
+                    chunks = self.file_tail(id, &proc.hello.name, lines, stream);
+                }
                 (id, chunks, proc.ended_at.is_none())
             }
             Err(e) => {

@@ -11,16 +11,21 @@ pub const DEFAULT_RING_BYTES: usize = 64 * 1024;
 pub struct OutputRing {
     chunks: VecDeque<(Stream, Vec<u8>)>,
     bytes: usize,
+    truncated: bool,
 }
 
 impl OutputRing {
     /// Adds a chunk, dropping the oldest chunks while more than `cap` bytes are kept (a single
     /// chunk larger than `cap` keeps only its last `cap` bytes).
     pub fn push(&mut self, stream: Stream, data: &[u8], cap: usize) {
+        if data.len() > cap {
+            self.truncated = true;
+        }
         let data = &data[data.len().saturating_sub(cap)..];
         self.bytes += data.len();
         self.chunks.push_back((stream, data.to_vec()));
         while self.bytes > cap {
+            self.truncated = true;
             match self.chunks.pop_front() {
                 Some((_, old)) => self.bytes -= old.len(),
                 None => break,
@@ -28,9 +33,9 @@ impl OutputRing {
         }
     }
 
-    /// True when nothing is kept.
-    pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+    /// True when output was dropped to stay within the bound.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// The last `lines` lines of `stream` (or of both, interleaved as they arrived), as chunks.
@@ -83,6 +88,25 @@ pub fn tail_start<'a>(
     (0, 0)
 }
 
+/// Lines in some chunks of output (a last line without a newline counts).
+pub fn count_lines(chunks: &[(Stream, Vec<u8>)]) -> usize {
+    let bytes = chunks.iter().map(|(_, d)| d.len()).sum::<usize>();
+    let newlines = chunks
+        .iter()
+        .map(|(_, d)| d.iter().filter(|b| **b == b'\n').count())
+        .sum::<usize>();
+    let ends_open = chunks
+        .iter()
+        .rev()
+        .find(|(_, d)| !d.is_empty())
+        .is_some_and(|(_, d)| d.last() != Some(&b'\n'));
+    if bytes == 0 {
+        0
+    } else {
+        newlines + usize::from(ends_open)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +130,7 @@ mod tests {
         assert_eq!(text(ring.tail(1, Some(Stream::Stderr))), "e1\n");
         assert_eq!(text(ring.tail(2, Some(Stream::Stdout))), "3\n4");
         assert_eq!(text(ring.tail(0, None)), "");
+        assert!(!ring.truncated());
     }
 
     #[test]
@@ -123,6 +148,7 @@ mod tests {
             ring.push(Stream::Stdout, format!("{i:03}\n").as_bytes(), 16);
         }
         assert_eq!(text(ring.tail(100, None)), "096\n097\n098\n099\n");
+        assert!(ring.truncated());
         ring.push(Stream::Stdout, &[b'x'; 40], 16);
         assert_eq!(text(ring.tail(1, None)), "x".repeat(16));
     }

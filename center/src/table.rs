@@ -41,6 +41,9 @@ pub struct Process {
     pub output_bytes: u64,
     /// The last output.
     pub ring: OutputRing,
+    /// This center has seen the process's output from its first byte (its first hello had
+    /// `next_seq` 1), so the ring is the whole story unless it was truncated.
+    pub ring_from_start: bool,
     /// The next event seq the center expects (everything below is recorded).
     pub next_seq: u64,
     /// The watcher's current connection, if it is connected.
@@ -125,6 +128,7 @@ impl Table {
             exit: None,
             output_bytes: 0,
             ring: OutputRing::default(),
+            ring_from_start: hello.next_seq <= 1,
             next_seq: hello.next_seq,
             peer: None,
             last_heard: now,
