@@ -29,3 +29,26 @@ demo:
 # Run what CI runs: versions, fmt check, clippy, tests, demo.
 ci:
     sh .ci/run
+
+# Benchmarks of Nerve against a direct pipe (release builds); writes BENCHMARKS.md. Add
+# `--quick` for a short run: `just bench --quick`.
+bench *ARGS:
+    cargo build --release --bins
+    cargo bench -p nerve-bench --bench proto
+    target/release/nerve-bench run --bin target/release --notes bench/NOTES.md {{ARGS}}
+
+# The same, plus supervisord and Circus from PyPI in a throwaway venv, in the same run.
+bench-peers *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=$(mktemp -d /tmp/nerve-peers-XXXXXX)
+    trap 'rm -rf "$venv"' EXIT
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet supervisor circus
+    cargo build --release --bins
+    cargo bench -p nerve-bench --bench proto
+    target/release/nerve-bench run --bin target/release --notes bench/NOTES.md --peers "$venv" {{ARGS}}
+
+# Static x86_64 musl binaries of nrv-center, nrv-open and nrv-ctl in target/static/.
+static:
+    sh bench/static.sh

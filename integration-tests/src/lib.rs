@@ -68,19 +68,53 @@ pub struct Binaries {
     pub ctl: PathBuf,
 }
 
+/// The environment variable naming a directory that holds `nrv-center`, `nrv-open` and
+/// `nrv-ctl` to test instead of building them (for example the static ones, `target/static`).
+pub const NERVE_BIN: &str = "NERVE_BIN";
+
 /// Builds the binaries (once per test process) and returns their paths.
 ///
 /// Runs `$CARGO build --bins -p nerve-center -p nerve-open -p nerve-ctl` into the target
 /// directory this test binary lives in (`target/<profile>/deps/<test>` → `target/<profile>/`).
+/// When [`NERVE_BIN`] is set (and not empty), nothing is built: the binaries in that directory
+/// are used (a relative path is taken from the workspace root).
 ///
 /// # Panics
 /// When the build fails (with cargo's output), or a binary is missing afterwards.
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    match BINARIES.get_or_init(build_binaries) {
+    let found = BINARIES.get_or_init(|| match std::env::var_os(NERVE_BIN).filter(|d| !d.is_empty()) {
+        Some(dir) => binaries_in(Path::new(&dir)),
+        None => build_binaries(),
+    });
+    match found {
         Ok(bins) => bins,
         Err(message) => panic!("{message}"),
     }
+}
+
+/// The three binaries in `dir` (relative to the workspace root), without building.
+fn binaries_in(dir: &Path) -> Result<Binaries, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| dir.to_owned(), |root| root.join(dir));
+    let find = |name: &str| {
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{NERVE_BIN}={}: {} does not exist",
+                dir.display(),
+                path.display()
+            ))
+        }
+    };
+    Ok(Binaries {
+        center: find("nrv-center")?,
+        open: find("nrv-open")?,
+        ctl: find("nrv-ctl")?,
+    })
 }
 
 fn build_binaries() -> Result<Binaries, String> {

@@ -1,0 +1,435 @@
+//! Nerve's whole-process scenarios: a real nrv-center in a temporary directory, real nrv-open
+//! watchers, real nrv-ctl clients, and (for ingest) synthetic watchers speaking the wire
+//! protocol through the same zmtp crate nrv-open uses.
+
+use crate::util::{self, Guard, TempDir};
+use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, Hello, ProcessId, Stream, WatcherMsg, NERVE_VERSION};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the binaries under test are.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    /// nrv-center.
+    pub center: PathBuf,
+    /// nrv-open.
+    pub open: PathBuf,
+    /// nrv-ctl.
+    pub ctl: PathBuf,
+    /// This harness (the writer).
+    pub bench: PathBuf,
+}
+
+impl Bins {
+    /// The three binaries in `dir`, and this executable.
+    pub fn in_dir(dir: &Path) -> Result<Bins, String> {
+        let dir = &dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+        let find = |n: &str| {
+            let p = dir.join(n);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!(
+                    "{} does not exist (build with cargo build --release --bins)",
+                    p.display()
+                ))
+            }
+        };
+        Ok(Bins {
+            center: find("nrv-center")?,
+            open: find("nrv-open")?,
+            ctl: find("nrv-ctl")?,
+            bench: std::env::current_exe().map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// Output files rotate at this size in the benchmark (1 GiB), so a 256 MiB capture is one file.
+pub const LOG_MAXBYTES: u64 = 1 << 30;
+
+/// A running nrv-center in its own temporary directory; killed (and the directory removed) on
+/// drop, after its watchers.
+pub struct Center {
+    /// Watchers started here, stopped first on drop.
+    pub watchers: Vec<Guard>,
+    guard: Guard,
+    dir: TempDir,
+    bins: Bins,
+}
+
+impl Center {
+    /// Starts a center with ipc endpoints in a new directory and waits until it is bound.
+    pub fn start(bins: &Bins, tag: &str) -> Result<Center, String> {
+        let dir = TempDir::new(tag);
+        let child = util::command(&bins.center, dir.path())
+            .args(["-n", "bench", "-l", "nerve.log", "--logdir", "logs", "--log-maxbytes"])
+            .arg(LOG_MAXBYTES.to_string())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bins.center.display()))?;
+        let center = Center {
+            watchers: Vec::new(),
+            guard: Guard(child),
+            dir,
+            bins: bins.clone(),
+        };
+        let log = center.dir.path().join("nerve.log");
+        util::wait_for(
+            "the center_start line",
+            Duration::from_secs(10),
+            Duration::from_millis(2),
+            || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|t| t.contains("center_start"))
+            },
+        )?;
+        Ok(center)
+    }
+
+    /// The center's pid.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `nrv-ctl ARGS`, run in the center's directory.
+    pub fn ctl(&self, args: &[&str]) -> Command {
+        let mut cmd = util::command(&self.bins.ctl, self.dir());
+        cmd.args(args);
+        cmd
+    }
+
+    /// `nrv-ctl ps --json`, parsed.
+    pub fn ps(&self) -> Result<Vec<Value>, String> {
+        let (_, out) = util::time_run(&mut self.ctl(&["ps", "--json"]))?;
+        match serde_json::from_slice(&out) {
+            Ok(Value::Array(rows)) => Ok(rows),
+            _ => Err(format!(
+                "ps --json printed no JSON array: {}",
+                String::from_utf8_lossy(&out)
+            )),
+        }
+    }
+
+    /// Starts `nrv-open --name NAME ARGS` here (stdout to /dev/null).
+    pub fn open(&mut self, name: &str, args: &[&str]) -> Result<u32, String> {
+        let child = util::command(&self.bins.open, self.dir())
+            .args(["--name", name])
+            .args(args)
+            .spawn()
+            .map_err(|e| format!("cannot start nrv-open: {e}"))?;
+        let pid = child.id();
+        self.watchers.push(Guard(child));
+        Ok(pid)
+    }
+
+    /// How many processes named `name` ps shows RUNNING.
+    pub fn running(&self, name: &str) -> Result<usize, String> {
+        Ok(self
+            .ps()?
+            .iter()
+            .filter(|p| p["name"] == name && p["state"] == "RUNNING")
+            .count())
+    }
+
+    /// Stops every watcher: TERM (nrv-open passes it to its child), then KILL to stragglers
+    /// and their children after 10 s.
+    pub fn stop_watchers(&mut self) {
+        for w in &self.watchers {
+            util::kill(w.pid(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for mut w in std::mem::take(&mut self.watchers) {
+            loop {
+                match w.0.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        for c in util::children_of(w.pid()) {
+                            util::kill_group(c, libc::SIGKILL);
+                        }
+                        break; // the guard's drop kills and reaps it
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            drop(w);
+        }
+    }
+}
+
+impl Drop for Center {
+    fn drop(&mut self) {
+        self.stop_watchers();
+    }
+}
+
+/// Starts `n` watchers of `sleep` named `name` and waits until ps shows all RUNNING; returns
+/// the time from issuing the first to the ps that showed all of them.
+pub fn spawn_sleeps(center: &mut Center, name: &str, n: usize) -> Result<Duration, String> {
+    let start = Instant::now();
+    for _ in 0..n {
+        center.open(name, &["--", "sleep", "100000"])?;
+    }
+    let timeout = Duration::from_secs(60 + n as u64 / 10);
+    util::wait_for(
+        &format!("{n} {name} RUNNING"),
+        timeout,
+        Duration::from_millis(2),
+        || center.running(name).ok().filter(|&r| r >= n),
+    )?;
+    Ok(start.elapsed())
+}
+
+/// Wall time of whole `nrv-ctl ps --json` runs, `runs` times.
+pub fn ps_times(center: &Center, runs: usize) -> Result<Vec<f64>, String> {
+    (0..runs)
+        .map(|_| util::time_run(&mut center.ctl(&["ps", "--json"])).map(|(t, _)| t.as_secs_f64() * 1e3))
+        .collect()
+}
+
+/// Sum of RSS and PSS (KiB) of the center and its watchers (not their children).
+pub fn total_memory(center: &Center) -> (u64, u64) {
+    std::iter::once(center.pid())
+        .chain(center.watchers.iter().map(Guard::pid))
+        .filter_map(util::rss_pss_kib)
+        .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2))
+}
+
+/// One `nrv-ctl signal ID TERM` run until the child's pid is gone, ms; a new watched `sleep`
+/// each time.
+pub fn signal_once(center: &mut Center, name: &str) -> Result<f64, String> {
+    center.open(name, &["--", "sleep", "100000"])?;
+    let row = util::wait_for(
+        "the sleep RUNNING",
+        Duration::from_secs(10),
+        Duration::from_millis(2),
+        || {
+            center
+                .ps()
+                .ok()?
+                .into_iter()
+                .find(|p| p["name"] == name && p["state"] == "RUNNING" && p["pid"].is_u64())
+        },
+    )?;
+    let id = row["id"].as_str().unwrap_or_default().to_owned();
+    let pid = row["pid"].as_u64().unwrap_or_default() as u32;
+    let start = Instant::now();
+    util::time_run(&mut center.ctl(&["signal", &id, "TERM"]))?;
+    util::wait_for(
+        "the signalled pid gone",
+        Duration::from_secs(10),
+        Duration::from_micros(100),
+        || util::pid_gone(pid).then_some(()),
+    )?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// One capture run: `nerve-bench write BYTES` under nrv-open (stdout /dev/null); seconds from
+/// the writer's first instruction to the center's output file holding every byte.
+///
+/// nrv-open gets `--queue-bytes` of twice the output: by design it never holds the child back,
+/// so with the default bound (16 MiB) a child that outruns the center loses output to the
+/// center (see [`capture_default_queue`]); this figure is the throughput with nothing lost.
+pub fn capture_once(center: &mut Center, run: usize, bytes: u64) -> Result<f64, String> {
+    let name = format!("cap{run}");
+    let stamp = center.dir().join(format!("{name}.stamp"));
+    let bench = center.bins.bench.clone();
+    let queue = (2 * bytes).to_string();
+    let pid = center.open(
+        &name,
+        &[
+            "--queue-bytes",
+            &queue,
+            "--",
+            bench.to_str().unwrap_or_default(),
+            "write",
+            &bytes.to_string(),
+            "--stamp",
+            stamp.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let logs = center.dir().join("logs");
+    let prefix = format!("{name}.");
+    let done = util::wait_file_size(
+        || util::find_file(&logs, &prefix, ".out"),
+        bytes,
+        Duration::from_secs(300),
+        || util::pid_gone(pid),
+    )?;
+    let started = read_stamp(&stamp)?;
+    // Let the watcher finish (goodbye, acks) before the next run.
+    let _ = util::wait_for(
+        "nrv-open to exit",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || util::pid_gone(pid).then_some(()),
+    );
+    if let Some(f) = util::find_file(&logs, &prefix, ".out") {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok((done - started) as f64 / 1e9)
+}
+
+/// The same workload with nrv-open's default `--queue-bytes`: how many bytes reach the
+/// center's output file once nrv-open has exited (the rest is dropped and counted in a
+/// `dropped` event).
+pub fn capture_default_queue(center: &mut Center, bytes: u64) -> Result<u64, String> {
+    let name = "capdefault";
+    let bench = center.bins.bench.clone();
+    let pid = center.open(
+        name,
+        &["--", bench.to_str().unwrap_or_default(), "write", &bytes.to_string()],
+    )?;
+    util::wait_for(
+        "nrv-open to exit",
+        Duration::from_secs(120),
+        Duration::from_millis(5),
+        || util::pid_gone(pid).then_some(()),
+    )?;
+    let file = util::find_file(&center.dir().join("logs"), "capdefault.", ".out").ok_or("no output file")?;
+    let size = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
+    let _ = std::fs::remove_file(file);
+    Ok(size)
+}
+
+/// The writer's start stamp (monotonic ns).
+pub fn read_stamp(path: &Path) -> Result<u64, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("no stamp {}: {e}", path.display()))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad stamp in {}: {e}", path.display()))
+}
+
+/// The baseline: the same writer piped to `cat > file`; seconds from the writer's first
+/// instruction to the file holding every byte.
+pub fn direct_once(bench: &Path, dir: &Path, run: usize, bytes: u64) -> Result<f64, String> {
+    let stamp = dir.join(format!("direct{run}.stamp"));
+    let file = dir.join(format!("direct{run}.out"));
+    let out = std::fs::File::create(&file).map_err(|e| e.to_string())?;
+    let mut writer = util::command(bench, dir)
+        .args(["write", &bytes.to_string(), "--stamp"])
+        .arg(&stamp)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pipe = writer.stdout.take().ok_or("no pipe")?;
+    let mut cat = Command::new("cat")
+        .stdin(pipe)
+        .stdout(out)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let done = util::wait_file_size(|| Some(file.clone()), bytes, Duration::from_secs(300), || false)?;
+    let _ = writer.wait();
+    let _ = cat.wait();
+    let started = read_stamp(&stamp)?;
+    let _ = std::fs::remove_file(&file);
+    Ok((done - started) as f64 / 1e9)
+}
+
+/// Bytes of each synthetic output event in the ingest figure.
+pub const INGEST_EVENT_BYTES: usize = 64;
+/// Unacknowledged events one synthetic watcher keeps in flight.
+const INGEST_WINDOW: u64 = 256;
+
+/// One ingest run: `watchers` synthetic watchers each send `per_watcher` output events of
+/// [`INGEST_EVENT_BYTES`] to a fresh center; seconds from the start signal to the last ack
+/// (the center acks an event after writing it to nerve.log and the output file).
+pub fn ingest_once(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<f64, String> {
+    let center = Center::start(bins, "ingest")?;
+    let endpoint: zmtp::Endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let took = runtime.block_on(async move {
+        let go = Arc::new(tokio::sync::Barrier::new(watchers + 1));
+        let mut tasks = Vec::new();
+        for i in 0..watchers {
+            let (endpoint, go) = (endpoint.clone(), go.clone());
+            tasks.push(tokio::spawn(async move {
+                synthetic_watcher(&endpoint, i, per_watcher, go).await
+            }));
+        }
+        go.wait().await;
+        let start = Instant::now();
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        Ok::<_, String>(start.elapsed())
+    })?;
+    drop(center);
+    Ok(took.as_secs_f64())
+}
+
+async fn synthetic_watcher(
+    endpoint: &zmtp::Endpoint,
+    index: usize,
+    events: u64,
+    go: Arc<tokio::sync::Barrier>,
+) -> Result<(), String> {
+    let id = ProcessId(u64::from(std::process::id()) << 32 | index as u64);
+    let mut identity = id.0.to_be_bytes().to_vec();
+    identity.extend_from_slice(&1u32.to_be_bytes());
+    let dealer = zmtp::Dealer::connect(endpoint, &identity, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut tx, mut rx) = dealer.split();
+    let hello = Hello {
+        id,
+        name: format!("ingest{index}"),
+        argv: vec!["synthetic".into()],
+        cwd: "/".into(),
+        host: "bench".into(),
+        user: "bench".into(),
+        watcher_pid: std::process::id(),
+        next_seq: 1,
+        version: NERVE_VERSION.into(),
+        ping_interval_ms: 600_000,
+    };
+    tx.send(encode(&WatcherMsg::Hello(hello)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let next_ack = |msg: zmtp::DealerEvent| match msg {
+        zmtp::DealerEvent::Message(b) => Ok(decode::<CenterMsg>(&b).ok()),
+        zmtp::DealerEvent::Disconnected => Err("the center disconnected".to_string()),
+    };
+    loop {
+        if let Some(CenterMsg::Welcome(_)) = next_ack(rx.next().await)? {
+            break;
+        }
+    }
+    let mut line = vec![b'x'; INGEST_EVENT_BYTES];
+    line[INGEST_EVENT_BYTES - 1] = b'\n';
+    go.wait().await;
+    let (mut next, mut acked) = (1u64, 1u64);
+    while acked <= events {
+        while next <= events && next - acked < INGEST_WINDOW {
+            let event = Event {
+                seq: next,
+                time_ms: 0,
+                kind: EventKind::Output {
+                    stream: Stream::Stdout,
+                    data: line.clone(),
+                },
+            };
+            tx.send(encode(&WatcherMsg::Event(event)))
+                .await
+                .map_err(|e| e.to_string())?;
+            next += 1;
+        }
+        if let Some(CenterMsg::Ack { next_seq }) = next_ack(rx.next().await)? {
+            acked = acked.max(next_seq);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Small tools every scenario uses: clocks, medians, /proc, bounded waits, children.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so a writer's
+/// start stamp and the harness's "last byte on disk" can be compared.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The median of `xs` (mean of the middle two for an even count); NaN when empty.
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every `every`, for at most `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// RSS and PSS of a process from /proc/PID/smaps_rollup, in KiB.
+pub fn rss_pss_kib(pid: u32) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some((field("Rss:")?, field("Pss:")?))
+}
+
+/// The state letter of /proc/PID/stat, `None` when the pid does not exist.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// True when `pid` is gone: absent, or a zombie (dead, waiting for its parent to reap it).
+pub fn pid_gone(pid: u32) -> bool {
+    matches!(proc_state(pid), None | Some('Z' | 'X' | 'x'))
+}
+
+/// Sends `sig` to `pid` (errors ignored: it may be gone).
+pub fn kill(pid: u32, sig: i32) {
+    if let Ok(p) = i32::try_from(pid) {
+        // SAFETY: plain kill(2) on a pid we started.
+        unsafe { libc::kill(p, sig) };
+    }
+}
+
+/// Sends `sig` to the process group `pgid` (errors ignored).
+pub fn kill_group(pgid: u32, sig: i32) {
+    if let Ok(p) = i32::try_from(pgid) {
+        // SAFETY: plain kill(2) on a group we started.
+        unsafe { libc::kill(-p, sig) };
+    }
+}
+
+/// The child pids of `pid` (from /proc/PID/task/PID/children).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A command run in `dir`, stdio null, its own process group, `NERVE_*` removed.
+pub fn command(program: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
+        .env_remove("NERVE_ENDPOINT")
+        .env_remove("NERVE_CONTROL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    cmd
+}
+
+/// Wall time of one whole process run to its exit; fails when it exits non-zero.
+pub fn time_run(cmd: &mut Command) -> Result<(Duration, Vec<u8>), String> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((took, out.stdout))
+}
+
+/// A child killed (SIGKILL to its group, then reaped) when dropped.
+pub struct Guard(pub Child);
+
+impl Guard {
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        kill_group(self.0.id(), libc::SIGKILL);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temporary directory under /tmp (short, so ipc paths fit), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `/tmp/nrvb-PID-N`.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = PathBuf::from(format!("/tmp/nrvb-{}-{tag}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The size of the first file in `dir` whose name starts with `prefix` and ends with `suffix`.
+pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+    })
+}
+
+/// Waits until `path` (found by `find` once it exists) holds `bytes`; returns the monotonic
+/// time (ns) at which the full size was seen, or how far it got.
+pub fn wait_file_size(
+    mut find: impl FnMut() -> Option<PathBuf>,
+    bytes: u64,
+    timeout: Duration,
+    stalled: impl Fn() -> bool,
+) -> Result<u64, String> {
+    let start = Instant::now();
+    let mut path = None;
+    let mut last = 0;
+    let mut last_change = Instant::now();
+    loop {
+        if path.is_none() {
+            path = find();
+        }
+        if let Some(p) = &path {
+            let len = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            if len >= bytes {
+                return Ok(mono_ns());
+            }
+            if len != last {
+                last = len;
+                last_change = Instant::now();
+            }
+        }
+        // The writer is done and nothing moved for 3 s: it will not get there.
+        if stalled() && last_change.elapsed() > Duration::from_secs(3) {
+            return Err(format!("stalled at {last} of {bytes} bytes"));
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("timed out after {timeout:?} at {last} of {bytes} bytes"));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
