@@ -62,7 +62,14 @@ pub(crate) struct Center {
     /// The last log lines, with their process.
     pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
     output_error_logged: bool,
+    /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
+    owed_acks: Vec<Identity>,
 }
+
+/// Process-endpoint messages handled back to back, while they are already waiting, before the
+/// center acks: one Ack per watcher and burst instead of one per event (issue 6: the per-event
+/// ack was a send, a wake-up and a receive per event on both sides).
+const MAX_BURST: usize = 256;
 
 /// Serves `process` and `control` (already bound) until `shutdown` completes, then closes
 /// both (removing ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
@@ -91,6 +98,7 @@ pub async fn run(
         followers: Vec::new(),
         recent: VecDeque::new(),
         output_error_logged: false,
+        owed_acks: Vec::new(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -102,7 +110,22 @@ pub async fn run(
     let result = loop {
         let step = tokio::select! {
             reason = &mut shutdown => break center.record(Entry::center("center_stop", json!({"reason": reason}))).await,
-            msg = process.recv() => center.on_process(msg).await,
+            msg = process.recv() => {
+                let mut step = center.on_process(msg).await;
+                for _ in 1..MAX_BURST {
+                    let waiting = tokio::select! {
+                        biased;
+                        msg = process.recv() => Some(msg),
+                        () = std::future::ready(()) => None,
+                    };
+                    match waiting {
+                        Some(msg) if step.is_ok() => step = center.on_process(msg).await,
+                        _ => break,
+                    }
+                }
+                center.send_owed_acks().await;
+                step
+            }
             msg = control.recv() => center.on_control(msg).await,
             _ = tick.tick() => center.on_tick().await,
         };
@@ -254,12 +277,22 @@ impl Center {
             }
             WatcherMsg::Event(event) => {
                 self.on_event(&peer, event).await?;
-                let next_seq = self.table.by_peer(&peer).map(|p| p.next_seq).unwrap_or_default();
-                self.send_watcher(&peer, &CenterMsg::Ack { next_seq }).await;
+                if !self.owed_acks.contains(&peer) {
+                    self.owed_acks.push(peer);
+                }
             }
             WatcherMsg::Reply(reply) => self.on_command_reply(reply).await?,
         }
         Ok(())
+    }
+
+    /// Acks every watcher that sent events in this burst, once, with its next_seq.
+    async fn send_owed_acks(&mut self) {
+        for peer in std::mem::take(&mut self.owed_acks) {
+            if let Some(next_seq) = self.table.by_peer(&peer).map(|p| p.next_seq) {
+                self.send_watcher(&peer, &CenterMsg::Ack { next_seq }).await;
+            }
+        }
     }
 
     async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
