@@ -12,6 +12,9 @@ fi
 # relocation-model=static: a plain static executable ("statically linked"), not static-pie.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
     cargo build --release --target "$target" --bins -p nerve-center -p nerve-open -p nerve-ctl
+if ! command -v file >/dev/null; then
+    apt-get install -y -q file >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q file >/dev/null; }
+fi
 mkdir -p target/static
 for bin in nrv-center nrv-open nrv-ctl; do
     cp "target/$target/release/$bin" target/static/

@@ -4,6 +4,7 @@
 //! ```text
 //! nerve-bench run [--quick] [--bin DIR] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]
 //! nerve-bench write BYTES [--stamp FILE]     the capture workload: text lines to stdout
+//! nerve-bench ingest WATCHERS EVENTS [--bin DIR]   one center-ingest run (for profiling)
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
@@ -22,12 +23,34 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("write") => write_lines(&args[1..]),
         Some("run") => Options::parse(&args[1..]).and_then(run),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench write BYTES [--stamp FILE]".into()),
+        Some("ingest") => ingest_only(&args[1..]),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench write BYTES [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR]".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
         std::process::exit(1);
     }
+}
+
+/// `nerve-bench ingest WATCHERS EVENTS [--bin DIR]`: one ingest run, for profiling the center.
+fn ingest_only(args: &[String]) -> Result<(), String> {
+    let num = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.parse::<u64>().ok())
+            .ok_or("ingest WATCHERS EVENTS [--bin DIR]")
+    };
+    let (watchers, events) = (num(0)? as usize, num(1)?);
+    let dir = match (args.get(2).map(String::as_str), args.get(3)) {
+        (Some("--bin"), Some(d)) => PathBuf::from(d),
+        _ => PathBuf::from("target/release"),
+    };
+    let per = events / watchers as u64;
+    let secs = nerve::ingest_once(&Bins::in_dir(&dir)?, watchers, per)?;
+    println!(
+        "{watchers} watchers: {:.0} events/s",
+        (per * watchers as u64) as f64 / secs
+    );
+    Ok(())
 }
 
 /// Writes BYTES of 128-byte text lines to stdout in 64 KiB writes; with `--stamp FILE`, first
@@ -293,7 +316,7 @@ fn run(o: Options) -> Result<(), String> {
     for (n, runs) in [(100usize, r.spawn100), (1000, r.spawn1000)] {
         step(&format!("spawn {n}: {runs} runs, then ps and memory"));
         let mut times = Vec::new();
-        let (mut ps, mut mem) = (Fig::default(), None);
+        let (mut ps, mut mem, mut center_pss) = (Fig::default(), None, None);
         for run in 0..runs {
             let Some(mut c) = errors.keep(&format!("spawn {n} center"), Center::start(&bins, "spawn")) else {
                 continue;
@@ -303,6 +326,7 @@ fn run(o: Options) -> Result<(), String> {
                 if run + 1 == runs {
                     std::thread::sleep(Duration::from_millis(1500));
                     mem = Some(nerve::total_memory(&c));
+                    center_pss = util::rss_pss_kib(c.pid()).map(|(_, p)| p);
                     ps = Fig::of(
                         &errors
                             .keep(&format!("ps {n}"), nerve::ps_times(&c, r.ps))
@@ -311,7 +335,7 @@ fn run(o: Options) -> Result<(), String> {
                 }
             }
         }
-        spawn.push((n, Fig::of(&times), ps, mem));
+        spawn.push((n, Fig::of(&times), ps, mem, center_pss));
     }
 
     // The peers: 100 sleeps each.
@@ -385,8 +409,9 @@ fn run(o: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// N watchers: spawn time, `ps --json` time, total (RSS, PSS) KiB.
-type SpawnFigs = (usize, Fig, Fig, Option<(u64, u64)>);
+/// N watchers: spawn time, `ps --json` time, total (RSS, PSS) KiB of the center and watchers,
+/// and the center's own PSS KiB in that run.
+type SpawnFigs = (usize, Fig, Fig, Option<(u64, u64)>, Option<u64>);
 
 struct Report<'a> {
     o: &'a Options,
@@ -638,7 +663,7 @@ impl Report<'_> {
             );
         }
         row(s, "`nrv-ctl ps --json`, 1 process", self.ps1, None, None, None, 1, "ms");
-        for (n, _, ps, _) in &self.spawn {
+        for (n, _, ps, _, _) in &self.spawn {
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| f.status100), cir.map(|f| f.status100))
             } else {
@@ -665,7 +690,7 @@ impl Report<'_> {
             1,
             "ms",
         );
-        for (n, t, _, _) in &self.spawn {
+        for (n, t, _, _, _) in &self.spawn {
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| f.spawn100), cir.map(|f| f.spawn100))
             } else {
@@ -722,7 +747,22 @@ impl Report<'_> {
             0,
             "KiB",
         );
-        for (n, _, _, mem) in &self.spawn {
+        for (n, _, _, mem, center_pss) in &self.spawn {
+            let each = Fig {
+                value: mem
+                    .zip(*center_pss)
+                    .map(|((_, total), c)| total.saturating_sub(c) as f64 / *n as f64),
+            };
+            row(
+                s,
+                &format!("PSS of one nrv-open among {n} (total minus the center, ÷ {n})"),
+                each,
+                None,
+                None,
+                None,
+                0,
+                "KiB",
+            );
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| mib_of(f.pss100)), cir.map(|f| mib_of(f.pss100)))
             } else {
@@ -808,9 +848,19 @@ impl Report<'_> {
             sp.value.map(|v| v <= 300.0),
         );
         let one = kib(self.one_open, true);
+        let among = self
+            .spawn
+            .iter()
+            .find(|x| x.0 == 100)
+            .and_then(|x| x.3.zip(x.4))
+            .map(|((_, total), c)| total.saturating_sub(c) as f64 / 100.0);
         t(
             "one nrv-open ≤ 512 KiB PSS",
-            one.show(0, "KiB"),
+            format!(
+                "{} alone (its text is shared with no other nrv-open); {} each among 100",
+                one.show(0, "KiB"),
+                among.map(|v| format!("{v:.0} KiB")).unwrap_or("–".into())
+            ),
             one.value.map(|v| v <= 512.0),
         );
         let tot = self
