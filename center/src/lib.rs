@@ -18,9 +18,10 @@
 mod control;
 pub mod log;
 pub mod outputs;
+pub mod peers;
 pub mod ring;
 mod server;
 pub mod table;
 
 pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
-pub use server::{run, Config, Error, RECENT_EVENTS};
+pub use server::{run, Config, Error, Sockets, RECENT_EVENTS};

@@ -4,7 +4,8 @@
 use argh::FromArgs;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::{run, Config};
+use nerve_center::peers::RingConfig;
+use nerve_center::{run, Config, Sockets};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,6 +48,20 @@ struct Args {
     /// stdout_logfile_backups)
     #[argh(option, default = "nerve_center::outputs::DEFAULT_BACKUPS")]
     log_backups: u32,
+    /// sync endpoint where peer centers of a ring reach this one (for example
+    /// tcp://10.0.0.5:44446); without it the center can still join peers with --ring
+    #[argh(option)]
+    sync: Option<String>,
+    /// sync endpoints of peer centers to join, comma-separated; the rest of the ring is
+    /// learned from them
+    #[argh(option)]
+    ring: Option<String>,
+    /// seconds of silence after which a peer's rows are shown as stale (default 3)
+    #[argh(option, default = "3.0")]
+    stale_after: f64,
+    /// seconds of silence after which a peer's rows are removed (default 30)
+    #[argh(option, default = "30.0")]
+    remove_after: f64,
 }
 
 fn main() -> ExitCode {
@@ -96,7 +111,38 @@ fn start(args: Args) -> Result<(), Failure> {
     }
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
+    let positive = |flag: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::Usage(format!(
+                "{flag} {v} must be a positive number of seconds"
+            )))
+        }
+    };
+    let sync: Option<Endpoint> = args
+        .sync
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| Failure::Usage(format!("--sync: {e}")))?;
+    let join: Vec<Endpoint> = args
+        .ring
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|e| Failure::Usage(format!("--ring: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let ring = RingConfig {
+        sync: sync.clone(),
+        join,
+        stale_after: positive("--stale-after", args.stale_after)?,
+        remove_after: positive("--remove-after", args.remove_after)?,
+    };
     let config = Config {
+        ring,
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         name: name.clone(),
         log: target.clone(),
@@ -130,30 +176,28 @@ fn start(args: Args) -> Result<(), Failure> {
         if !control.is_loopback() && args.allow_remote {
             eprintln!("nrv-center: warning: {control} accepts connections from other hosts and the channel is not authenticated yet");
         }
-        let process = Router::bind(&endpoint, args.allow_remote).await.map_err(|e| Failure::Run(e.into()))?;
-        let control = match Router::bind(&control, args.allow_remote).await {
-            Ok(control) => control,
-            Err(e) => {
-                process.close();
-                return Err(Failure::Run(e.into()));
+        // Files first: nothing to undo when they fail. Then the sockets, each closed again (its
+        // ipc file removed) when a later one cannot be bound.
+        let log = EventLog::open(&target, &name).map_err(|e| Failure::Run(e.into()))?;
+        let outputs = OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups)
+            .map_err(|e| Failure::Run(e.into()))?;
+        let mut wanted = vec![endpoint, control];
+        wanted.extend(sync);
+        let mut bound: Vec<Router> = Vec::new();
+        for ep in &wanted {
+            match Router::bind(ep, args.allow_remote).await {
+                Ok(router) => bound.push(router),
+                Err(e) => {
+                    bound.into_iter().for_each(Router::close);
+                    return Err(Failure::Run(e.into()));
+                }
             }
+        }
+        let mut bound = bound.into_iter();
+        let (Some(process), Some(control)) = (bound.next(), bound.next()) else {
+            return Err(Failure::Run(anyhow::anyhow!("internal error: endpoints not bound")));
         };
-        let log = match EventLog::open(&target, &name) {
-            Ok(log) => log,
-            Err(e) => {
-                process.close();
-                control.close();
-                return Err(Failure::Run(e.into()));
-            }
-        };
-        let outputs = match OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups) {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                process.close();
-                control.close();
-                return Err(Failure::Run(e.into()));
-            }
-        };
+        let sync = bound.next();
         eprintln!(
             "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
@@ -161,6 +205,6 @@ fn start(args: Args) -> Result<(), Failure> {
             args.logdir
         );
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
-        run(process, control, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+        run(Sockets { process, control, sync }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
 }

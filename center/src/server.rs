@@ -4,6 +4,7 @@
 use crate::control::{Client, Follow, Follower, Pending};
 use crate::log::{output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
+use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::table::Table;
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -27,6 +28,18 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Output kept in memory per process for `tail`, bytes.
     pub ring_bytes: usize,
+    /// Ring membership and bounds.
+    pub ring: RingConfig,
+}
+
+/// The sockets a center serves, bound by the caller.
+pub struct Sockets {
+    /// The process endpoint (watchers).
+    pub process: Router,
+    /// The control endpoint (`nrv-ctl`).
+    pub control: Router,
+    /// The sync endpoint (peer centers), when the center is reachable for a ring.
+    pub sync: Option<Router>,
 }
 
 /// What stops the center.
@@ -62,21 +75,29 @@ pub(crate) struct Center {
     /// The last log lines, with their process.
     pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
     output_error_logged: bool,
+    /// Peers, their rows, forwards.
+    pub(crate) ring: Ring,
 }
 
-/// Serves `process` and `control` (already bound) until `shutdown` completes, then closes
-/// both (removing ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
+/// Serves the sockets (already bound) until `shutdown` completes, then closes them (removing
+/// ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
 ///
 /// # Errors
 /// [`Error::Log`] when the log cannot be written; peers' faults are logged, never returned.
 pub async fn run(
-    mut process: Router,
-    mut control: Router,
+    sockets: Sockets,
     log: EventLog,
     outputs: OutputFiles,
     config: Config,
     shutdown: impl Future<Output = String>,
 ) -> Result<(), Error> {
+    let Sockets {
+        mut process,
+        mut control,
+        mut sync,
+    } = sockets;
+    let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let mut center = Center {
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
@@ -91,27 +112,43 @@ pub async fn run(
         followers: Vec::new(),
         recent: VecDeque::new(),
         output_error_logged: false,
+        ring,
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
         "logdir": center.outputs.dir().display().to_string(),
+        "sync": sync.as_ref().map(|s| s.endpoint().to_string()),
+        "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
+    center.ring_start();
+    let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
+    let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
             reason = &mut shutdown => break center.record(Entry::center("center_stop", json!({"reason": reason}))).await,
             msg = process.recv() => center.on_process(msg).await,
             msg = control.recv() => center.on_control(msg).await,
+            msg = async { sync.as_mut().expect("guarded").recv().await }, if sync.is_some() => center.on_sync(msg).await,
+            Some(event) = link_rx.recv() => center.on_link(event).await,
+            _ = publish.tick(), if ring_enabled => {
+                center.ring_publish().await;
+                Ok(())
+            }
             _ = tick.tick() => center.on_tick().await,
         };
         if let Err(e) = step {
             break Err(e);
         }
     };
+    drop(center);
     process.close();
     control.close();
+    if let Some(sync) = sync {
+        sync.close();
+    }
     result
 }
 
@@ -146,13 +183,16 @@ impl Center {
         }
     }
 
-    /// Sends a reply to a control client; false when it is gone.
-    pub(crate) async fn reply(&self, client: &Client, reply: Reply) -> bool {
-        let frame = encode(&ControlReply { id: client.req, reply });
-        self.control_tx
-            .send(&client.peer, client.delimited, frame)
-            .await
-            .is_ok()
+    /// Sends a reply to a control client, or to the peer center that forwarded its request;
+    /// false when it is gone.
+    pub(crate) async fn reply(&mut self, client: &Client, reply: Reply) -> bool {
+        match client {
+            Client::Control { peer, delimited, req } => {
+                let frame = encode(&ControlReply { id: *req, reply });
+                self.control_tx.send(peer, *delimited, frame).await.is_ok()
+            }
+            Client::Ring { route, req } => self.ring_reply(route, *req, reply).await,
+        }
     }
 
     pub(crate) async fn protocol_error(
@@ -504,6 +544,9 @@ impl Center {
             }
         }
         self.table.evict(now);
+        if self.ring.enabled() {
+            self.ring_tick().await;
+        }
         Ok(())
     }
 }

@@ -198,6 +198,8 @@ impl Command {
             next_seq: 1,
             version: NERVE_VERSION.into(),
             ping_interval_ms: self.ping_interval.as_millis() as u64,
+            child_pid: None,
+            state: None,
         }
     }
 

@@ -227,6 +227,12 @@ impl Link {
             EventKind::Output { data, .. } => data.len(),
             _ => 0,
         };
+        // Every hello says what runs now, for a center that missed the events.
+        match &kind {
+            EventKind::Started { pid } => self.config.hello.child_pid = Some(*pid),
+            EventKind::State { state, .. } => self.config.hello.state = Some(*state),
+            _ => {}
+        }
         let droppable = matches!(kind, EventKind::Output { .. } | EventKind::Stats(_));
         if matches!(kind, EventKind::Stats(_)) && self.conn.is_none() {
             return; // stale stats are worth nothing later

@@ -144,7 +144,7 @@ fn signal_by_the_12_digit_prefix_that_ps_shows() {
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "COMMAND"],
+        ["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "CENTER", "COMMAND"],
         "ps table header; stdout:\n{text}"
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
