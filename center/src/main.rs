@@ -2,6 +2,7 @@
 //! SIGTERM or SIGINT.
 
 use argh::FromArgs;
+use nerve_center::config::FileConfig;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::{run, Config};
 use std::process::ExitCode;
@@ -15,25 +16,62 @@ use zmtp::{Endpoint, Router};
 /// 2 usage.
 #[derive(FromArgs)]
 struct Args {
+    /// TOML file with any of these long options as keys (see examples/nrv-center.toml); the
+    /// command line overrides it
+    #[argh(option)]
+    config: Option<std::path::PathBuf>,
     /// process endpoint watchers connect to (default ipc://nerve.sock)
-    #[argh(option, short = 'e', default = "String::from(\"ipc://nerve.sock\")")]
-    endpoint: String,
+    #[argh(option, short = 'e')]
+    endpoint: Option<String>,
     /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
-    #[argh(option, short = 'c', default = "String::from(\"ipc://nerve-control.sock\")")]
-    control: String,
+    #[argh(option, short = 'c')]
+    control: Option<String>,
     /// center name written in every log line (default: 8 random hex digits)
     #[argh(option, short = 'n')]
     name: Option<String>,
     /// event log, appended to; "-" for standard output (default nerve.log)
-    #[argh(option, short = 'l', default = "String::from(\"nerve.log\")")]
-    logfile: String,
+    #[argh(option, short = 'l')]
+    logfile: Option<String>,
     /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
     #[argh(switch)]
     allow_remote: bool,
     /// seconds between heartbeats to idle watchers; a watcher silent for 5 of them is logged
     /// as lost (default 1)
-    #[argh(option, default = "1.0")]
+    #[argh(option)]
+    heartbeat: Option<f64>,
+}
+
+/// The settings in effect: the command line over the config file over the defaults.
+struct Settings {
+    endpoint: String,
+    control: String,
+    name: Option<String>,
+    logfile: String,
+    allow_remote: bool,
     heartbeat: f64,
+}
+
+/// Merges `args` with the file named by `--config`, if any.
+fn settings(args: Args) -> Result<Settings, Failure> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings {
+        endpoint: args
+            .endpoint
+            .or(file.endpoint)
+            .unwrap_or_else(|| "ipc://nerve.sock".into()),
+        control: args
+            .control
+            .or(file.control)
+            .unwrap_or_else(|| "ipc://nerve-control.sock".into()),
+        name: args.name.or(file.name),
+        logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
+        // A switch can only turn it on: --allow-remote wins over `allow-remote = false`.
+        allow_remote: args.allow_remote || file.allow_remote == Some(true),
+        heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
+    })
 }
 
 fn main() -> ExitCode {
@@ -73,6 +111,7 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
+    let args = settings(args)?;
     let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
