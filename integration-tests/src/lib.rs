@@ -1030,3 +1030,120 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
         around(want)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Times, states and processes
+// ---------------------------------------------------------------------------------------------
+
+/// A line's `time` (RFC 3339 UTC with milliseconds, `2026-11-29T09:27:03.418Z`) as
+/// milliseconds since the Unix epoch.
+///
+/// # Panics
+/// When the line has no such time.
+pub fn line_time_ms(line: &Value) -> u64 {
+    let text = line["time"].as_str().unwrap_or("");
+    parse_rfc3339_ms(text).unwrap_or_else(|| panic!("line without an RFC 3339 UTC time: {line}"))
+}
+
+fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| s.get(range).and_then(|t| t.parse::<i64>().ok());
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if s.len() != 24 || !s.ends_with('Z') {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    u64::try_from(secs * 1_000 + millis).ok()
+}
+
+/// The `state` lines of process `id`, in log order, as `(state, cause)`.
+pub fn states_of(lines: &[Value], id: &str) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| line_id(l) == Some(id) && line_kind(l) == "state")
+        .map(|l| {
+            (
+                l["data"]["state"].as_str().unwrap_or("").to_string(),
+                l["data"]["cause"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Fields of `/proc/PID/stat` after the command name: `[state, ppid, pgrp, ...]`; `None`
+/// when the process does not exist (any more).
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The state letter of process `pid` (`'S'`, `'R'`, `'Z'` for a zombie …), or `None` when no
+/// such process exists (it was reaped).
+pub fn proc_state(pid: u32) -> Option<char> {
+    proc_stat(pid).and_then(|f| f.first().and_then(|s| s.chars().next()))
+}
+
+/// The parent pid of process `pid`, or `None` when it does not exist.
+pub fn proc_ppid(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
+}
+
+/// The process group of process `pid`, or `None` when it does not exist.
+pub fn proc_pgrp(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+}
+
+/// Every process (zombies included) in process group `pgid` now, by pid, from `/proc`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_pgrp(pid) == Some(pgid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits (bounded) until the file at `path` holds a pid (a line of digits), and
+/// returns it: for scripts that write `$!` to a file.
+///
+/// # Panics
+/// When no pid is written within `timeout`.
+pub fn wait_for_pid_file(path: &Path, timeout: Duration) -> u32 {
+    wait_until(&format!("a pid in {}", path.display()), timeout, || {
+        let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+        text.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("contents {text:?}"))
+            .and_then(|pid| {
+                if text.ends_with('\n') {
+                    Ok(pid)
+                } else {
+                    Err(format!("partial {text:?}"))
+                }
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_ms;
+
+    #[test]
+    fn rfc3339_times_parse_to_epoch_milliseconds() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2026-11-29T09:27:03.418Z"), Some(1_795_944_423_418));
+        assert_eq!(parse_rfc3339_ms("2026-11-29T09:27:03Z"), None);
+    }
+}

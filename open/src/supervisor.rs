@@ -51,6 +51,8 @@ pub struct Live {
 
 /// A stop sequence under way.
 struct Stop {
+    /// Who asked and how (`"nrv-open got SIGTERM"`), for the STOPPED cause.
+    why: String,
     /// Start again once stopped (a Restart command).
     restart: bool,
     /// Answered once STOPPED is reported.
@@ -312,7 +314,10 @@ impl Supervisor {
             Some(why) => format!("{} ({why}: KILL sent)", describe(status)),
             None => describe(status),
         };
-        self.state(ProcessState::Stopped, format!("pid {pid} {how}{leftovers}"));
+        self.state(
+            ProcessState::Stopped,
+            format!("{}: pid {pid} {how}{leftovers}", stop.why),
+        );
         for reply in stop.replies {
             let _ = reply.send(Ok(format!("stopped pid {pid}: {how}{leftovers}")));
         }
@@ -388,6 +393,7 @@ impl Supervisor {
             (None, _) => (Vec::new(), Vec::new()),
         };
         Stop {
+            why,
             restart,
             replies,
             restart_replies,
