@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Runs CMD as a child, passes stdin, stdout and stderr through unchanged, supervises it
-/// (restart policy and stop sequence as supervisord's [program:x]), reports start, output,
+/// (restart policy and stop sequence as in supervisord's program sections), reports start, output,
 /// stats, state and exit to a Nerve center, and exits with the last child's status.
 ///
 /// SIGTERM and SIGINT run the stop sequence (a second one sends KILL at once); SIGHUP,
