@@ -16,8 +16,12 @@
 //! at start (binding, opening the log) and a failure to write the log.
 
 pub mod config;
+mod control;
 pub mod log;
+pub mod outputs;
+pub mod ring;
 mod server;
 pub mod table;
 
-pub use server::{run, Config, Error};
+pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
+pub use server::{run, Config, Error, RECENT_EVENTS};

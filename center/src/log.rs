@@ -126,11 +126,12 @@ impl EventLog {
         &self.target
     }
 
-    /// Writes one line and flushes it, so `tail -f` sees it at once.
+    /// Writes one line and flushes it, so `tail -f` sees it at once. Returns the line, without
+    /// its newline.
     ///
     /// # Errors
     /// The write failed (disk full, file removed from under a closed descriptor…).
-    pub fn write(&mut self, entry: Entry<'_>) -> io::Result<()> {
+    pub fn write(&mut self, entry: Entry<'_>) -> io::Result<String> {
         let line = Line {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             center: &self.center,
@@ -141,10 +142,12 @@ impl EventLog {
             data: entry.data,
             encoding: entry.base64.then_some("base64"),
         };
-        let mut buf = serde_json::to_vec(&line).map_err(io::Error::other)?;
-        buf.push(b'\n');
-        self.out.write_all(&buf)?;
-        self.out.flush()
+        let mut buf = serde_json::to_string(&line).map_err(io::Error::other)?;
+        buf.push('\n');
+        self.out.write_all(buf.as_bytes())?;
+        self.out.flush()?;
+        buf.pop();
+        Ok(buf)
     }
 }
 

@@ -4,7 +4,9 @@
 use argh::FromArgs;
 use nerve_center::config::FileConfig;
 use nerve_center::log::{EventLog, LogTarget};
+use nerve_center::outputs::OutputFiles;
 use nerve_center::{run, Config};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use zmtp::{Endpoint, Router};
@@ -35,10 +37,21 @@ struct Args {
     /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
     #[argh(switch)]
     allow_remote: bool,
-    /// seconds between heartbeats to idle watchers; a watcher silent for 5 of them is logged
-    /// as lost (default 1)
+    /// seconds between heartbeats to idle watchers, and between checks for silent watchers
+    /// and overdue commands (default 1)
     #[argh(option)]
     heartbeat: Option<f64>,
+    /// directory for per-process output files NAME.ID.out and NAME.ID.err (default nerve-logs)
+    #[argh(option)]
+    logdir: Option<String>,
+    /// size of one output file before it is rotated, bytes (default 50 MiB, as supervisord's
+    /// stdout_logfile_maxbytes)
+    #[argh(option)]
+    log_maxbytes: Option<u64>,
+    /// rotated output files kept per process and stream (default 10, as supervisord's
+    /// stdout_logfile_backups)
+    #[argh(option)]
+    log_backups: Option<u32>,
 }
 
 /// The settings in effect: the command line over the config file over the defaults.
@@ -49,6 +62,9 @@ struct Settings {
     logfile: String,
     allow_remote: bool,
     heartbeat: f64,
+    logdir: String,
+    log_maxbytes: u64,
+    log_backups: u32,
 }
 
 /// Merges `args` with the file named by `--config`, if any.
@@ -71,6 +87,15 @@ fn settings(args: Args) -> Result<Settings, Failure> {
         // A switch can only turn it on: --allow-remote wins over `allow-remote = false`.
         allow_remote: args.allow_remote || file.allow_remote == Some(true),
         heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
+        logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
+        log_maxbytes: args
+            .log_maxbytes
+            .or(file.log_maxbytes)
+            .unwrap_or(nerve_center::outputs::DEFAULT_MAX_BYTES),
+        log_backups: args
+            .log_backups
+            .or(file.log_backups)
+            .unwrap_or(nerve_center::outputs::DEFAULT_BACKUPS),
     })
 }
 
@@ -123,6 +148,7 @@ fn start(args: Args) -> Result<(), Failure> {
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let config = Config {
+        ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         name: name.clone(),
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),
@@ -171,12 +197,21 @@ fn start(args: Args) -> Result<(), Failure> {
                 return Err(Failure::Run(e.into()));
             }
         };
+        let outputs = match OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                process.close();
+                control.close();
+                return Err(Failure::Run(e.into()));
+            }
+        };
         eprintln!(
-            "nrv-center {name}: processes on {}, control on {}, log {target}",
+            "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
-            control.endpoint()
+            control.endpoint(),
+            args.logdir
         );
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
-        run(process, control, log, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+        run(process, control, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
 }

@@ -1,12 +1,16 @@
-//! The center's loop: process endpoint, control endpoint, heartbeats, shutdown.
+//! The center's loop: process endpoint, heartbeats, shutdown. Control requests are in
+//! [`crate::control`].
 
+use crate::control::{Client, Follow, Follower, Pending};
 use crate::log::{output_data, Entry, EventLog, LogTarget};
+use crate::outputs::OutputFiles;
 use crate::table::Table;
 use nerve_proto::{
-    decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind,
-    ExitStatus, Reply, Request, Stream, VersionInfo, WatcherMsg, Welcome, NERVE_VERSION, PROTOCOL_VERSION,
+    decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
+    ProcessState, Reply, StateChange, Stream, WatcherMsg, Welcome, NERVE_VERSION,
 };
 use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use zmtp::{Identity, Incoming, Router, RouterSender};
@@ -18,9 +22,11 @@ pub struct Config {
     pub name: String,
     /// Where the log goes.
     pub log: LogTarget,
-    /// Send a heartbeat to a watcher the center has not sent to for this long; a watcher not
-    /// heard from for 5 times this long is logged as `lost`.
+    /// Send a heartbeat to a watcher the center has not sent to for this long; also how often
+    /// the center looks for silent watchers and overdue commands.
     pub heartbeat: Duration,
+    /// Output kept in memory per process for `tail`, bytes.
+    pub ring_bytes: usize,
 }
 
 /// What stops the center.
@@ -36,21 +42,30 @@ pub enum Error {
     },
 }
 
-/// A watcher silent for this many heartbeats is logged as `lost`.
-const LOST_AFTER_HEARTBEATS: u32 = 5;
+/// Log lines kept in memory for `nrv-ctl events` without `-f`.
+pub const RECENT_EVENTS: usize = 1000;
 
-struct Center {
-    config: Config,
+pub(crate) struct Center {
+    pub(crate) config: Config,
     log: EventLog,
-    table: Table,
+    pub(crate) outputs: OutputFiles,
+    pub(crate) table: Table,
     process_tx: RouterSender,
     process_ep: String,
-    control_tx: RouterSender,
+    pub(crate) control_tx: RouterSender,
     control_ep: String,
+    /// Commands sent to watchers, by their `req`, waiting for the watcher's reply.
+    pub(crate) pending: HashMap<u64, Pending>,
+    pub(crate) next_req: u64,
+    /// Clients of `tail -f` and `events -f`.
+    pub(crate) followers: Vec<Follower>,
+    /// The last log lines, with their process.
+    pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
+    output_error_logged: bool,
 }
 
 /// Serves `process` and `control` (already bound) until `shutdown` completes, then closes
-/// both (removing ipc socket files) and writes a `center_stop` line with `reason`'s output.
+/// both (removing ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
 ///
 /// # Errors
 /// [`Error::Log`] when the log cannot be written; peers' faults are logged, never returned.
@@ -58,6 +73,7 @@ pub async fn run(
     mut process: Router,
     mut control: Router,
     log: EventLog,
+    outputs: OutputFiles,
     config: Config,
     shutdown: impl Future<Output = String>,
 ) -> Result<(), Error> {
@@ -67,16 +83,25 @@ pub async fn run(
         control_tx: control.sender(),
         control_ep: control.endpoint().to_string(),
         log,
+        outputs,
         table: Table::default(),
         config,
+        pending: HashMap::new(),
+        next_req: 1,
+        followers: Vec::new(),
+        recent: VecDeque::new(),
+        output_error_logged: false,
     };
-    let data = json!({"endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION});
-    center.write(Entry::center("center_start", data))?;
+    let data = json!({
+        "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
+        "logdir": center.outputs.dir().display().to_string(),
+    });
+    center.record(Entry::center("center_start", data)).await?;
     let mut tick = tokio::time::interval(center.config.heartbeat);
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
-            reason = &mut shutdown => break center.write(Entry::center("center_stop", json!({"reason": reason}))),
+            reason = &mut shutdown => break center.record(Entry::center("center_stop", json!({"reason": reason}))).await,
             msg = process.recv() => center.on_process(msg).await,
             msg = control.recv() => center.on_control(msg).await,
             _ = tick.tick() => center.on_tick().await,
@@ -91,52 +116,100 @@ pub async fn run(
 }
 
 impl Center {
-    fn write(&mut self, entry: Entry<'_>) -> Result<(), Error> {
-        self.log.write(entry).map_err(|source| Error::Log {
+    /// Writes one log line, keeps it for `events`, and streams it to `events -f` clients.
+    pub(crate) async fn record(&mut self, entry: Entry<'_>) -> Result<(), Error> {
+        let id = entry.id;
+        let line = self.log.write(entry).map_err(|source| Error::Log {
             target: self.log.target().clone(),
             source,
-        })
+        })?;
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((id, line.clone()));
+        let wanted: Vec<Client> = self
+            .followers
+            .iter()
+            .filter(|f| matches!(f.what, Follow::Events { id: want } if want.is_none() || want == id))
+            .map(|f| f.client.clone())
+            .collect();
+        for client in wanted {
+            self.stream_to(&client, Reply::Event(line.clone())).await;
+        }
+        Ok(())
     }
 
-    fn protocol_error(&mut self, endpoint_is_control: bool, peer: &Identity, error: String) -> Result<(), Error> {
+    /// Sends one reply of a stream; a client that cannot take it stops following.
+    pub(crate) async fn stream_to(&mut self, client: &Client, reply: Reply) {
+        if !self.reply(client, reply).await {
+            self.followers.retain(|f| f.client != *client);
+        }
+    }
+
+    /// Sends a reply to a control client; false when it is gone.
+    pub(crate) async fn reply(&self, client: &Client, reply: Reply) -> bool {
+        let frame = encode(&ControlReply { id: client.req, reply });
+        self.control_tx
+            .send(&client.peer, client.delimited, frame)
+            .await
+            .is_ok()
+    }
+
+    pub(crate) async fn protocol_error(
+        &mut self,
+        endpoint_is_control: bool,
+        peer: &Identity,
+        error: String,
+    ) -> Result<(), Error> {
         let endpoint = if endpoint_is_control {
             self.control_ep.clone()
         } else {
             self.process_ep.clone()
         };
-        let id = self.table.by_peer(peer).map(|p| (p.id, p.name.clone()));
+        let who = if endpoint_is_control {
+            None
+        } else {
+            self.table.by_peer(peer).map(|p| (p.id, p.hello.name.clone()))
+        };
         let data = json!({"endpoint": endpoint, "peer": peer.to_string(), "error": error});
         let entry = Entry {
-            id: id.as_ref().map(|(id, _)| *id),
-            name: id.as_ref().map(|(_, n)| n.as_str()),
+            id: who.as_ref().map(|(id, _)| *id),
+            name: who.as_ref().map(|(_, n)| n.as_str()),
             seq: None,
             kind: "protocol_error",
             data,
             base64: false,
         };
-        self.write(entry)
+        self.record(entry).await
     }
 
-    async fn send_watcher(&mut self, peer: &Identity, msg: &CenterMsg) {
-        // A failed send means the watcher is gone or stuck; it reconnects and resends, so the
-        // center only forgets the connection.
+    /// Sends to a watcher; false (and the connection forgotten) when it is gone or stuck: it
+    /// reconnects and resends by itself.
+    pub(crate) async fn send_watcher(&mut self, peer: &Identity, msg: &CenterMsg) -> bool {
         if self.process_tx.send(peer, false, encode(msg)).await.is_err() {
             self.table.disconnect(peer);
-        } else if let Some(p) = self.table.by_peer(peer) {
+            return false;
+        }
+        if let Some(p) = self.table.by_peer(peer) {
             p.last_sent = Instant::now();
         }
+        true
     }
 
     async fn on_process(&mut self, msg: Incoming) -> Result<(), Error> {
         let peer = msg.peer;
         let frame = match msg.payload {
             Ok(frame) => frame,
-            Err(n) => return self.protocol_error(false, &peer, format!("message of {n} frames, expected 1")),
+            Err(n) => {
+                return self
+                    .protocol_error(false, &peer, format!("message of {n} frames, expected 1"))
+                    .await
+            }
         };
         let msg = match decode::<WatcherMsg>(&frame) {
             Ok(msg) => msg,
             Err(e) => {
-                self.protocol_error(false, &peer, e.to_string())?;
+                self.protocol_error(false, &peer, e.to_string()).await?;
                 if self.table.by_peer(&peer).is_some() {
                     let reply = CenterMsg::Error {
                         message: format!("cannot decode your message: {e}"),
@@ -147,30 +220,11 @@ impl Center {
             }
         };
         if let WatcherMsg::Hello(hello) = msg {
-            let next_seq = self.table.hello(peer.clone(), &hello);
-            let data = json!({
-                "argv": hello.argv, "cwd": hello.cwd, "host": hello.host, "user": hello.user,
-                "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq, "version": hello.version,
-            });
-            let entry = Entry {
-                id: Some(hello.id),
-                name: Some(&hello.name),
-                seq: None,
-                kind: "hello",
-                data,
-                base64: false,
-            };
-            self.write(entry)?;
-            let welcome = Welcome {
-                center: self.config.name.clone(),
-                version: NERVE_VERSION.into(),
-                next_seq,
-            };
-            self.send_watcher(&peer, &CenterMsg::Welcome(welcome)).await;
-            return Ok(());
+            return self.on_hello(peer, hello).await;
         }
         let Some(proc) = self.table.by_peer(&peer) else {
-            self.protocol_error(false, &peer, "message from a watcher that has not sent Hello".into())?;
+            self.protocol_error(false, &peer, "message from a watcher that has not sent Hello".into())
+                .await?;
             let reply = CenterMsg::Error {
                 message: "send Hello first".into(),
             };
@@ -179,35 +233,62 @@ impl Center {
             return Ok(());
         };
         proc.last_heard = Instant::now();
-        proc.lost = false;
+        if proc.silent_logged {
+            proc.silent_logged = false;
+            let (id, name, state) = (proc.id, proc.hello.name.clone(), proc.state);
+            let data = json!({"state": state.map(|s| s.as_str()), "cause": "the watcher speaks again"});
+            self.record(Entry {
+                id: Some(id),
+                name: Some(&name),
+                seq: None,
+                kind: "state",
+                data,
+                base64: false,
+            })
+            .await?;
+        }
         match msg {
             WatcherMsg::Hello(_) => unreachable!("handled above"),
-            WatcherMsg::Heartbeat => self.send_watcher(&peer, &CenterMsg::Heartbeat).await,
+            WatcherMsg::Heartbeat => {
+                self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
+            }
             WatcherMsg::Event(event) => {
-                self.on_event(&peer, event)?;
+                self.on_event(&peer, event).await?;
                 let next_seq = self.table.by_peer(&peer).map(|p| p.next_seq).unwrap_or_default();
                 self.send_watcher(&peer, &CenterMsg::Ack { next_seq }).await;
             }
-            WatcherMsg::Reply(reply) => {
-                let (id, name) = (proc.id, proc.name.clone());
-                let data =
-                    json!({"req": reply.req, "ok": reply.result.as_ref().ok(), "error": reply.result.as_ref().err()});
-                let entry = Entry {
-                    id: Some(id),
-                    name: Some(&name),
-                    seq: None,
-                    kind: "reply",
-                    data,
-                    base64: false,
-                };
-                self.write(entry)?;
-            }
+            WatcherMsg::Reply(reply) => self.on_command_reply(reply).await?,
         }
         Ok(())
     }
 
+    async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
+        let next_seq = self.table.hello(peer.clone(), &hello);
+        let data = json!({
+            "argv": hello.argv, "cwd": hello.cwd, "host": hello.host, "user": hello.user,
+            "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq, "version": hello.version,
+        });
+        let entry = Entry {
+            id: Some(hello.id),
+            name: Some(&hello.name),
+            seq: None,
+            kind: "hello",
+            data,
+            base64: false,
+        };
+        self.record(entry).await?;
+        let welcome = Welcome {
+            center: self.config.name.clone(),
+            version: NERVE_VERSION.into(),
+            next_seq,
+        };
+        self.send_watcher(&peer, &CenterMsg::Welcome(welcome)).await;
+        Ok(())
+    }
+
     /// Logs and records one event if it is the next expected; ignores duplicates and gaps.
-    fn on_event(&mut self, peer: &Identity, event: Event) -> Result<(), Error> {
+    async fn on_event(&mut self, peer: &Identity, event: Event) -> Result<(), Error> {
+        let ring_bytes = self.config.ring_bytes;
         let Some(proc) = self.table.by_peer(peer) else {
             return Ok(());
         };
@@ -217,15 +298,23 @@ impl Center {
             return Ok(());
         }
         proc.next_seq += 1;
+        let (id, name) = (proc.id, proc.hello.name.clone());
         let mut base64 = false;
+        let mut output = None;
+        let mut ended = false;
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
                 proc.pid = Some(pid);
+                proc.started_at = Some(Instant::now());
+                proc.exit = None;
                 ("start", json!({"pid": pid}))
             }
             EventKind::Output { stream, data } => {
+                proc.output_bytes += data.len() as u64;
+                proc.ring.push(stream, &data, ring_bytes);
                 let (value, b64) = output_data(&data);
                 base64 = b64;
+                output = Some((stream, data));
                 (if stream == Stream::Stdout { "out" } else { "err" }, value)
             }
             EventKind::Stats(stats) => {
@@ -234,7 +323,13 @@ impl Center {
             }
             EventKind::State { state, cause } => {
                 proc.state = Some(state);
-                ("state", json!({"state": state.as_str(), "cause": cause}))
+                let data = json!({"state": state.as_str(), "cause": cause});
+                proc.history.push(StateChange {
+                    time_ms: event.time_ms,
+                    state,
+                    cause,
+                });
+                ("state", data)
             }
             EventKind::Exit(status) => {
                 proc.exit = Some(status);
@@ -245,12 +340,12 @@ impl Center {
             }
             EventKind::Dropped { events, bytes } => ("dropped", json!({"events": events, "bytes": bytes})),
             EventKind::Goodbye => {
-                proc.gone = true;
+                proc.ended_at = Some(Instant::now());
+                ended = true;
                 ("goodbye", Value::Null)
             }
         };
-        let (id, name) = (proc.id, proc.name.clone());
-        self.write(Entry {
+        self.record(Entry {
             id: Some(id),
             name: Some(&name),
             seq: Some(event.seq),
@@ -258,44 +353,100 @@ impl Center {
             data,
             base64,
         })
+        .await?;
+        if let Some((stream, data)) = output {
+            if let Err(e) = self.outputs.append(id, &name, stream, &data) {
+                self.output_failed(id, &name, e).await?;
+            }
+            let tails: Vec<Client> = self
+                .followers
+                .iter()
+                .filter(|f| matches!(f.what, Follow::Tail { id: want, stream: s } if want == id && s.is_none_or(|s| s == stream)))
+                .map(|f| f.client.clone())
+                .collect();
+            for client in tails {
+                self.stream_to(
+                    &client,
+                    Reply::Output {
+                        stream,
+                        data: data.clone(),
+                    },
+                )
+                .await;
+            }
+        }
+        if ended {
+            self.outputs.close(id);
+            let tails: Vec<Client> = self
+                .followers
+                .iter()
+                .filter(|f| matches!(f.what, Follow::Tail { id: want, .. } if want == id))
+                .map(|f| f.client.clone())
+                .collect();
+            for client in tails {
+                self.reply(&client, Reply::End("the process ended".into())).await;
+                self.followers.retain(|f| f.client != client);
+            }
+        }
+        Ok(())
     }
 
-    async fn on_control(&mut self, msg: Incoming) -> Result<(), Error> {
-        let request = match msg
-            .payload
-            .map_err(|n| format!("message of {n} frames, expected 1"))
-            .and_then(|frame| decode::<ControlRequest>(&frame).map_err(|e| e.to_string()))
-        {
-            Ok(request) => request,
-            Err(error) => {
-                self.protocol_error(true, &msg.peer, error.clone())?;
-                let reply = ControlReply {
-                    id: 0,
-                    reply: Reply::Error(ControlError {
-                        kind: ControlErrorKind::BadRequest,
-                        message: error,
-                    }),
+    /// An output file could not be written: logged once per center run, never fatal (the event
+    /// log still holds the output).
+    async fn output_failed(&mut self, id: ProcessId, name: &str, e: std::io::Error) -> Result<(), Error> {
+        if self.output_error_logged {
+            return Ok(());
+        }
+        self.output_error_logged = true;
+        let data = json!({"logdir": self.outputs.dir().display().to_string(), "error": e.to_string()});
+        self.record(Entry {
+            id: Some(id),
+            name: Some(name),
+            seq: None,
+            kind: "center_error",
+            data,
+            base64: false,
+        })
+        .await
+    }
+
+    /// A watcher answered a command: pass the outcome on to the client that asked.
+    async fn on_command_reply(&mut self, reply: nerve_proto::CommandReply) -> Result<(), Error> {
+        let Some(pending) = self.pending.remove(&reply.req) else {
+            return Ok(());
+        };
+        match reply.result {
+            Ok(message) if pending.then_close => {
+                // `send --eof`: the data went in; now close stdin, and answer after that.
+                let next = Pending {
+                    then_close: false,
+                    done_so_far: Some(message),
+                    ..pending
                 };
-                let _ = self.control_tx.send(&msg.peer, msg.delimited, encode(&reply)).await;
-                return Ok(());
+                self.command(next, nerve_proto::CommandKind::CloseStdin).await;
             }
-        };
-        let reply = match request.request {
-            Request::Version => Reply::Version(VersionInfo {
-                center: self.config.name.clone(),
-                version: NERVE_VERSION.into(),
-                protocol: PROTOCOL_VERSION,
-            }),
-        };
-        // A client that went away before its answer needs nothing more.
-        let _ = self
-            .control_tx
-            .send(
-                &msg.peer,
-                msg.delimited,
-                encode(&ControlReply { id: request.id, reply }),
-            )
-            .await;
+            Ok(message) => {
+                let message = match pending.done_so_far {
+                    Some(before) => format!("{before}; {message}"),
+                    None => message,
+                };
+                self.reply(
+                    &pending.client,
+                    Reply::Done {
+                        id: pending.id,
+                        message,
+                    },
+                )
+                .await;
+            }
+            Err(message) => {
+                let error = ControlError {
+                    kind: ControlErrorKind::Failed,
+                    message,
+                };
+                self.reply(&pending.client, Reply::Error(error)).await;
+            }
+        }
         Ok(())
     }
 
@@ -303,33 +454,56 @@ impl Center {
         let now = Instant::now();
         let beat = self.config.heartbeat;
         let mut idle = Vec::new();
-        let mut lost = Vec::new();
-        for p in self.table.connected_mut() {
-            let silent = now.duration_since(p.last_heard);
-            if !p.gone && !p.lost && silent >= beat * LOST_AFTER_HEARTBEATS {
-                p.lost = true;
-                lost.push((p.id, p.name.clone(), p.peer.clone(), silent));
-            } else if now.duration_since(p.last_sent) >= beat {
+        let mut silent = Vec::new();
+        for p in self.table.iter_mut() {
+            if p.silent(now) && !p.silent_logged {
+                p.silent_logged = true;
+                silent.push((p.id, p.hello.name.clone(), now.duration_since(p.last_heard)));
+            } else if p.peer.is_some() && p.ended_at.is_none() && now.duration_since(p.last_sent) >= beat {
                 idle.extend(p.peer.clone());
             }
         }
-        for (id, name, peer, silent) in lost {
-            let data = json!({"silent_secs": silent.as_secs_f64()});
-            self.write(Entry {
+        for (id, name, quiet) in silent {
+            let cause = format!("the watcher has been silent for {:.1} s", quiet.as_secs_f64());
+            let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
+            self.record(Entry {
                 id: Some(id),
                 name: Some(&name),
                 seq: None,
-                kind: "lost",
+                kind: "state",
                 data,
                 base64: false,
-            })?;
-            if let Some(peer) = peer {
-                self.table.disconnect(&peer);
-            }
+            })
+            .await?;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
         }
+        let overdue: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in overdue {
+            if let Some(p) = self.pending.remove(&req) {
+                let name = self.table.get(p.id).map(|p| p.hello.name.clone()).unwrap_or_default();
+                let message = format!(
+                    "the watcher of {name} ({}) did not answer within {:.0} s",
+                    p.id,
+                    p.timeout.as_secs_f64()
+                );
+                self.reply(
+                    &p.client,
+                    Reply::Error(ControlError {
+                        kind: ControlErrorKind::Timeout,
+                        message,
+                    }),
+                )
+                .await;
+            }
+        }
+        self.table.evict(now);
         Ok(())
     }
 }

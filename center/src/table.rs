@@ -1,35 +1,49 @@
 //! The process table: what the center knows of every watched process.
 
-use nerve_proto::{ExitStatus, Hello, ProcessId, ProcessState, Stats};
+use crate::ring::OutputRing;
+use nerve_proto::{
+    ControlError, ControlErrorKind, ExitStatus, Hello, ProcessId, ProcessInfo, ProcessState, StateChange, Stats,
+};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use zmtp::Identity;
+
+/// Ended processes kept for `ps --all`, `info` and `tail`, at most this many (the oldest go
+/// first) …
+pub const MAX_ENDED: usize = 1000;
+/// … and for at most this long after they ended: 1 hour.
+pub const ENDED_TTL: Duration = Duration::from_secs(3600);
+/// A watcher silent for this many of its ping intervals is shown as UNKNOWN.
+pub const UNKNOWN_AFTER_PINGS: u32 = 3;
 
 /// One watched process, as reported by its watcher.
 #[derive(Debug, Clone)]
 pub struct Process {
     /// Its id.
     pub id: ProcessId,
-    /// Its name.
-    pub name: String,
-    /// Command and arguments.
-    pub argv: Vec<String>,
-    /// Working directory.
-    pub cwd: String,
-    /// Host of the watcher.
-    pub host: String,
-    /// User the child runs as.
-    pub user: String,
-    /// The watcher's own pid.
-    pub watcher_pid: u32,
+    /// The order in which the center first heard of it (for listing).
+    pub order: u64,
+    /// What the watcher said in its hello.
+    pub hello: Hello,
     /// The child's pid, once started.
     pub pid: Option<u32>,
+    /// When the center heard of the current child's start.
+    pub started_at: Option<Instant>,
     /// The last reported state.
     pub state: Option<ProcessState>,
+    /// Every reported state change.
+    pub history: Vec<StateChange>,
     /// The last reported stats.
     pub stats: Option<Stats>,
     /// How the child ended, once it has.
     pub exit: Option<ExitStatus>,
+    /// Bytes of output seen.
+    pub output_bytes: u64,
+    /// The last output.
+    pub ring: OutputRing,
+    /// This center has seen the process's output from its first byte (its first hello had
+    /// `next_seq` 1), so the ring is the whole story unless it was truncated.
+    pub ring_from_start: bool,
     /// The next event seq the center expects (everything below is recorded).
     pub next_seq: u64,
     /// The watcher's current connection, if it is connected.
@@ -38,10 +52,53 @@ pub struct Process {
     pub last_heard: Instant,
     /// When the center last sent to the watcher.
     pub last_sent: Instant,
-    /// The watcher said goodbye.
-    pub gone: bool,
+    /// When the watcher said goodbye.
+    pub ended_at: Option<Instant>,
     /// The center already logged that the watcher went silent.
-    pub lost: bool,
+    pub silent_logged: bool,
+}
+
+impl Process {
+    /// The watcher's ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.hello.ping_interval_ms.max(1))
+    }
+
+    /// True when the watcher has been silent for [`UNKNOWN_AFTER_PINGS`] ping intervals and
+    /// has not said goodbye.
+    pub fn silent(&self, now: Instant) -> bool {
+        self.ended_at.is_none() && now.duration_since(self.last_heard) >= self.ping_interval() * UNKNOWN_AFTER_PINGS
+    }
+
+    /// The row for `ps` (`history` empty) or `info` (`with_history`).
+    pub fn info(&self, center: &str, now: Instant, with_history: bool) -> ProcessInfo {
+        let running = self.exit.is_none() || matches!(self.state, Some(ProcessState::Running | ProcessState::Starting));
+        ProcessInfo {
+            id: self.id,
+            name: self.hello.name.clone(),
+            argv: self.hello.argv.clone(),
+            cwd: self.hello.cwd.clone(),
+            host: self.hello.host.clone(),
+            user: self.hello.user.clone(),
+            center: center.to_owned(),
+            pid: self.pid,
+            watcher_pid: self.hello.watcher_pid,
+            state: if self.silent(now) {
+                Some(ProcessState::Unknown)
+            } else {
+                self.state
+            },
+            uptime_secs: self
+                .started_at
+                .filter(|_| running)
+                .map(|t| now.duration_since(t).as_secs_f64()),
+            stats: self.stats,
+            exit: self.exit,
+            ended: self.ended_at.is_some(),
+            output_bytes: self.output_bytes,
+            history: if with_history { self.history.clone() } else { Vec::new() },
+        }
+    }
 }
 
 /// All processes, and which connection speaks for which process.
@@ -49,6 +106,7 @@ pub struct Process {
 pub struct Table {
     procs: HashMap<ProcessId, Process>,
     peers: HashMap<Identity, ProcessId>,
+    counter: u64,
 }
 
 impl Table {
@@ -56,28 +114,31 @@ impl Table {
     /// Returns the next seq the center expects from it.
     pub fn hello(&mut self, peer: Identity, hello: &Hello) -> u64 {
         let now = Instant::now();
+        self.counter += 1;
+        let order = self.counter;
         let proc = self.procs.entry(hello.id).or_insert_with(|| Process {
             id: hello.id,
-            name: hello.name.clone(),
-            argv: hello.argv.clone(),
-            cwd: hello.cwd.clone(),
-            host: hello.host.clone(),
-            user: hello.user.clone(),
-            watcher_pid: hello.watcher_pid,
+            order,
+            hello: hello.clone(),
             pid: None,
+            started_at: None,
             state: None,
+            history: Vec::new(),
             stats: None,
             exit: None,
+            output_bytes: 0,
+            ring: OutputRing::default(),
+            ring_from_start: hello.next_seq <= 1,
             next_seq: hello.next_seq,
             peer: None,
             last_heard: now,
             last_sent: now,
-            gone: false,
-            lost: false,
+            ended_at: None,
+            silent_logged: false,
         });
         proc.next_seq = proc.next_seq.max(hello.next_seq);
         proc.last_heard = now;
-        proc.lost = false;
+        proc.silent_logged = false;
         if let Some(old) = proc.peer.replace(peer.clone()) {
             self.peers.remove(&old);
         }
@@ -96,7 +157,7 @@ impl Table {
         self.procs.get(&id)
     }
 
-    /// Forgets a connection (the watcher went silent or said goodbye); the process stays.
+    /// Forgets a connection (the watcher went away or said goodbye); the process stays.
     pub fn disconnect(&mut self, peer: &Identity) {
         if let Some(id) = self.peers.remove(peer) {
             if let Some(p) = self.procs.get_mut(&id) {
@@ -107,14 +168,16 @@ impl Table {
         }
     }
 
-    /// Every process, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Process> {
-        self.procs.values()
+    /// Every process, in the order the center first heard of them.
+    pub fn list(&self) -> Vec<&Process> {
+        let mut all: Vec<&Process> = self.procs.values().collect();
+        all.sort_by_key(|p| p.order);
+        all
     }
 
-    /// Every connected process, mutable (for heartbeats).
-    pub fn connected_mut(&mut self) -> impl Iterator<Item = &mut Process> {
-        self.procs.values_mut().filter(|p| p.peer.is_some())
+    /// Every process, mutable, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        self.procs.values_mut()
     }
 
     /// Number of processes known.
@@ -125,5 +188,73 @@ impl Table {
     /// True when no process is known.
     pub fn is_empty(&self) -> bool {
         self.procs.is_empty()
+    }
+
+    /// Finds the one process `target` names: its full id, a unique id prefix, or its name.
+    /// When a name or prefix matches several processes, the ones that have not ended win.
+    ///
+    /// # Errors
+    /// [`ControlErrorKind::UnknownId`] naming the target, or [`ControlErrorKind::Ambiguous`]
+    /// listing the candidates.
+    pub fn resolve(&self, target: &str) -> Result<ProcessId, ControlError> {
+        let lower = target.to_ascii_lowercase();
+        let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut matches: Vec<&Process> = self
+            .list()
+            .into_iter()
+            .filter(|p| p.hello.name == target || (is_hex && p.id.to_string().starts_with(&lower)))
+            .collect();
+        if matches.len() > 1 && matches.iter().any(|p| p.ended_at.is_none()) {
+            matches.retain(|p| p.ended_at.is_none());
+        }
+        match matches.as_slice() {
+            [one] => Ok(one.id),
+            [] => Err(ControlError {
+                kind: ControlErrorKind::UnknownId,
+                message: format!(
+                    "no process matches {target:?}: give a name or an id (prefix) that `nrv-ctl ps --all` shows"
+                ),
+            }),
+            many => {
+                let list: Vec<String> = many
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {} ({})",
+                            &p.id.to_string()[..12],
+                            p.hello.name,
+                            p.hello.argv.join(" ")
+                        )
+                    })
+                    .collect();
+                Err(ControlError {
+                    kind: ControlErrorKind::Ambiguous,
+                    message: format!(
+                        "{target:?} matches {} processes: {}; give more of the id",
+                        many.len(),
+                        list.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Drops ended processes beyond [`MAX_ENDED`] or older than [`ENDED_TTL`].
+    pub fn evict(&mut self, now: Instant) {
+        self.procs
+            .retain(|_, p| p.ended_at.is_none_or(|t| now.duration_since(t) < ENDED_TTL));
+        let mut ended: Vec<(Instant, ProcessId)> = self
+            .procs
+            .values()
+            .filter_map(|p| p.ended_at.map(|t| (t, p.id)))
+            .collect();
+        if ended.len() > MAX_ENDED {
+            ended.sort();
+            for (_, id) in &ended[..ended.len() - MAX_ENDED] {
+                self.procs.remove(id);
+            }
+        }
+        let procs = &self.procs;
+        self.peers.retain(|_, id| procs.contains_key(id));
     }
 }

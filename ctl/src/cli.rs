@@ -40,18 +40,156 @@ pub struct Args {
     pub command: Command,
 }
 
-/// The subcommands. `ps`, `signal`, `send`, `tail` and `events` come with the control-plane issue.
-#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+/// The subcommands; each answers with one of the exit codes in [`Exit`].
+#[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand)]
 pub enum Command {
     /// `nrv-ctl version`.
     Version(VersionCmd),
+    /// `nrv-ctl ps`.
+    Ps(PsCmd),
+    /// `nrv-ctl signal`.
+    Signal(SignalCmd),
+    /// `nrv-ctl send`.
+    Send(SendCmd),
+    /// `nrv-ctl tail`.
+    Tail(TailCmd),
+    /// `nrv-ctl events`.
+    Events(EventsCmd),
+    /// `nrv-ctl stop`.
+    Stop(StopCmd),
+    /// `nrv-ctl restart`.
+    Restart(RestartCmd),
+    /// `nrv-ctl info`.
+    Info(InfoCmd),
 }
 
 /// Print nrv-ctl's version and the center's name, version and protocol.
 #[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
 #[argh(subcommand, name = "version", help_triggers("-h", "--help", "help"))]
 pub struct VersionCmd {}
+
+/// List watched processes: ID NAME PID STATE UPTIME CPU% MEM HOST COMMAND.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "ps", help_triggers("-h", "--help", "help"))]
+pub struct PsCmd {
+    /// also list processes that ended (kept for an hour, at most 1000)
+    #[argh(switch, short = 'a')]
+    pub all: bool,
+    /// print one JSON array with every field, in raw units (bytes, seconds)
+    #[argh(switch)]
+    pub json: bool,
+    /// only processes in this state (RUNNING, EXITED, UNKNOWN, ...)
+    #[argh(option, from_str_fn(parse_state))]
+    pub state: Option<nerve_proto::ProcessState>,
+    /// only processes with this name
+    #[argh(option)]
+    pub name: Option<String>,
+}
+
+/// Send a signal to a process: nrv-ctl signal <id> TERM (TERM, SIGTERM, term and 15 all work).
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "signal", help_triggers("-h", "--help", "help"))]
+pub struct SignalCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+    /// the signal
+    #[argh(positional, from_str_fn(parse_signal))]
+    pub signal: nerve_proto::Signal,
+}
+
+/// Write TEXT (or, without TEXT, all of this command's stdin) to a process's stdin.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "send", help_triggers("-h", "--help", "help"))]
+pub struct SendCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+    /// the text to write; without it, stdin is streamed
+    #[argh(positional)]
+    pub text: Option<String>,
+    /// append a newline
+    #[argh(switch)]
+    pub newline: bool,
+    /// close the process's stdin afterwards
+    #[argh(switch)]
+    pub eof: bool,
+}
+
+/// Print the last output of a process; with -f, follow it until the process ends or Ctrl-C.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "tail", help_triggers("-h", "--help", "help"))]
+pub struct TailCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+    /// how many lines (default 10)
+    #[argh(option, short = 'n', default = "10")]
+    pub lines: u32,
+    /// follow: print new output as it comes
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// only standard output
+    #[argh(switch)]
+    pub stdout: bool,
+    /// only standard error
+    #[argh(switch)]
+    pub stderr: bool,
+}
+
+/// Print the recent events (nerve.log lines); with -f, follow them live.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "events", help_triggers("-h", "--help", "help"))]
+pub struct EventsCmd {
+    /// follow: print new events as they come, until Ctrl-C
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+    /// only this process's events (id, id prefix or name)
+    #[argh(option)]
+    pub id: Option<String>,
+    /// print each event as its JSON log line
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Stop a process: its stop signal, then KILL after its stop wait; it is not restarted.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "stop", help_triggers("-h", "--help", "help"))]
+pub struct StopCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+}
+
+/// Restart a process: stop it, then start it again under the same id (a new pid).
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "restart", help_triggers("-h", "--help", "help"))]
+pub struct RestartCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+}
+
+/// Print everything known about one process.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "info", help_triggers("-h", "--help", "help"))]
+pub struct InfoCmd {
+    /// the process: its id, a unique id prefix, or its name
+    #[argh(positional)]
+    pub target: String,
+    /// print one JSON object
+    #[argh(switch)]
+    pub json: bool,
+}
+
+fn parse_state(value: &str) -> Result<nerve_proto::ProcessState, String> {
+    value.parse()
+}
+
+fn parse_signal(value: &str) -> Result<nerve_proto::Signal, String> {
+    value.parse().map_err(|e: nerve_proto::UnknownSignal| e.to_string())
+}
 
 /// A command line turned into something to run: every default and the environment applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +241,13 @@ pub fn parse(command_name: &str, args: &[&str], env_control: Option<&OsStr>) -> 
             .map_err(|e| usage(format!("default control endpoint: {e}")))?,
     };
     let timeout = parsed.timeout.unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
+    if let Command::Tail(tail) = &parsed.command {
+        if tail.stdout && tail.stderr {
+            return Err(usage(
+                "tail: --stdout and --stderr exclude each other; give neither for both streams".into(),
+            ));
+        }
+    }
     Ok(Invocation {
         control,
         timeout,

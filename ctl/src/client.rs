@@ -59,7 +59,7 @@ pub enum ClientError {
         source: DecodeError,
     },
     /// The center answered with an error.
-    #[error("{endpoint}: the center refused the request ({kind:?}): {message}")]
+    #[error("{message} (center at {endpoint})")]
     Refused {
         /// The control endpoint.
         endpoint: Endpoint,
@@ -154,11 +154,30 @@ impl Client {
     /// center answered with an error (also when it could not decode the request, which it
     /// answers with id 0); the others when the connection failed.
     pub async fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
-        let deadline = Instant::now() + self.timeout;
+        let wait = self.timeout;
+        self.request_within(request, wait).await
+    }
+
+    /// As [`Client::request`], waiting up to `wait` for the reply (for requests the center
+    /// answers only after a watcher did, such as `stop`).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub async fn request_within(&mut self, request: Request, wait: Duration) -> Result<Reply, ClientError> {
+        let id = self.send(request).await?;
+        self.next_reply(id, Some(Instant::now() + wait)).await
+    }
+
+    /// Sends `request` and returns its id, for [`Client::next_reply`] (streams).
+    ///
+    /// # Errors
+    /// [`ClientError::NoAnswer`] when the send does not complete within the timeout,
+    /// [`ClientError::Send`] when the transport refuses it.
+    pub async fn send(&mut self, request: Request) -> Result<u64, ClientError> {
         let id = rand::random_range(1..=u64::MAX);
         let frame = nerve_proto::encode(&ControlRequest { id, request });
         let endpoint = &self.endpoint;
-        tokio::time::timeout_at(deadline, self.sender.send(frame))
+        tokio::time::timeout(self.timeout, self.sender.send(frame))
             .await
             .map_err(|_| ClientError::NoAnswer {
                 endpoint: endpoint.clone(),
@@ -168,13 +187,27 @@ impl Client {
                 endpoint: endpoint.clone(),
                 source,
             })?;
+        Ok(id)
+    }
+
+    /// The next reply to request `id`, waiting until `deadline` (or for ever with `None`, for
+    /// `-f` streams; a lost connection still ends the wait).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub async fn next_reply(&mut self, id: u64, deadline: Option<Instant>) -> Result<Reply, ClientError> {
+        let endpoint = &self.endpoint;
+        let no_answer = || ClientError::NoAnswer {
+            endpoint: endpoint.clone(),
+            timeout: self.timeout,
+        };
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.next())
-                .await
-                .map_err(|_| ClientError::NoAnswer {
-                    endpoint: endpoint.clone(),
-                    timeout: self.timeout,
-                })?;
+            let event = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.events.next())
+                    .await
+                    .map_err(|_| no_answer())?,
+                None => self.events.next().await,
+            };
             let frame = match event {
                 DealerEvent::Message(frame) => frame,
                 DealerEvent::Disconnected => {

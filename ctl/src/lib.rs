@@ -13,14 +13,14 @@
 
 pub mod cli;
 mod client;
+mod commands;
 mod exit;
 
 pub use cli::{Command, EarlyExit, Invocation};
 pub use client::{ask, Client, ClientError};
 pub use exit::Exit;
 
-use nerve_proto::{Reply, Request, NERVE_VERSION, PROTOCOL_VERSION};
-use std::io::Write;
+use nerve_proto::{Reply, Request};
 
 /// Why a command failed after its command line was accepted.
 #[derive(Debug, thiserror::Error)]
@@ -53,33 +53,7 @@ impl CtlError {
     }
 }
 
-/// Runs `invocation`, writing its result to `out`.
-///
-/// # Errors
-/// [`CtlError`]; map it to the exit status with [`CtlError::exit`] and print it to stderr.
-pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), CtlError> {
-    match invocation.command {
-        Command::Version(_) => {
-            let request = Request::Version;
-            let reply = ask(&invocation.control, invocation.timeout, request.clone()).await?;
-            let Reply::Version(info) = reply else {
-                return Err(CtlError::UnexpectedReply {
-                    endpoint: invocation.control.clone(),
-                    request,
-                    reply: Box::new(reply),
-                });
-            };
-            writeln!(out, "nrv-ctl {NERVE_VERSION} (protocol {PROTOCOL_VERSION})")?;
-            writeln!(
-                out,
-                "center {} {} (protocol {})",
-                info.center, info.version, info.protocol
-            )?;
-            out.flush()?;
-            Ok(())
-        }
-    }
-}
+pub use commands::run;
 
 #[cfg(test)]
 mod tests {

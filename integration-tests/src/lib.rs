@@ -622,6 +622,36 @@ impl Running {
         self.stdin = None;
     }
 
+    /// Waits (bounded by `timeout`) until `check` holds for everything written to stdout so
+    /// far, and returns that.
+    ///
+    /// # Panics
+    /// When `timeout` passes, or the process exits first with stdout still not matching (the
+    /// message names `what` and shows stdout and stderr so far).
+    pub fn wait_stdout(&mut self, what: &str, timeout: Duration, mut check: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+        let label = self.label.clone();
+        wait_until(&format!("{what} on the stdout of {label}"), timeout, || {
+            let exited = self.try_exited();
+            let out = self.stdout_now();
+            if check(&out) {
+                return Ok(out);
+            }
+            if exited && self.stdout.finished() {
+                panic!(
+                    "{label} exited ({:?}) before {what} appeared on its stdout\nstdout: {:?}\nstderr: {:?}",
+                    self.exit.map(|(s, _)| s),
+                    shorten(&out, 2000),
+                    self.stderr_now()
+                );
+            }
+            Err(format!(
+                "stdout {:?}; stderr {:?}",
+                shorten(&out, 2000),
+                self.stderr_now()
+            ))
+        })
+    }
+
     /// Sends it `signal`.
     ///
     /// # Panics
@@ -751,6 +781,185 @@ pub fn run_ctl(dir: &Path, control: &str, args: &[&str], timeout: Duration) -> O
     )
 }
 
+/// Runs `nrv-ctl -c CONTROL ARGS...` in `dir` with `input` on its stdin, to its end (bounded by
+/// `timeout`).
+pub fn run_ctl_with_input(dir: &Path, control: &str, args: &[&str], input: Input, timeout: Duration) -> Outcome {
+    run(
+        ctl_command(dir, control, args),
+        input,
+        timeout,
+        &format!("nrv-ctl {}", args.join(" ")),
+    )
+}
+
+/// Starts `nrv-ctl -c CONTROL ARGS...` in `dir` in the background (for `tail -f`, `events -f`).
+pub fn spawn_ctl(dir: &Path, control: &str, args: &[&str]) -> Running {
+    Running::spawn(
+        ctl_command(dir, control, args),
+        Input::Null,
+        &format!("nrv-ctl {}", args.join(" ")),
+    )
+}
+
+/// Runs `nrv-ctl -c CONTROL ARGS...` (bounded by [`WAIT`]), expects exit 0 and one JSON value on
+/// stdout, and returns it.
+///
+/// # Panics
+/// When it exits otherwise or stdout is not JSON (with its output).
+pub fn ctl_json(dir: &Path, control: &str, args: &[&str]) -> Value {
+    let out = run_ctl(dir, control, args, WAIT);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "nrv-ctl {} should exit 0; {}",
+        args.join(" "),
+        out.describe()
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout of nrv-ctl {} is not one JSON value ({e}); {}",
+            args.join(" "),
+            out.describe()
+        )
+    })
+}
+
+/// `nrv-ctl ps --json EXTRA...`: the rows.
+///
+/// # Panics
+/// As [`ctl_json`], and when the value is not an array of objects.
+pub fn ps_json(dir: &Path, control: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["ps", "--json"];
+    args.extend_from_slice(extra);
+    let value = ctl_json(dir, control, &args);
+    let Value::Array(rows) = value else {
+        panic!("nrv-ctl {} printed {value}, not a JSON array", args.join(" "));
+    };
+    for row in &rows {
+        assert!(
+            row.is_object(),
+            "nrv-ctl {}: row {row} is not an object",
+            args.join(" ")
+        );
+    }
+    rows
+}
+
+/// The rows of a `ps --json` array for process `id` (full 16 hex digits).
+pub fn rows_of<'a>(rows: &'a [Value], id: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["id"].as_str() == Some(id)).collect()
+}
+
+/// The one row for process `id`.
+///
+/// # Panics
+/// When there is not exactly one.
+pub fn row_of<'a>(rows: &'a [Value], id: &str) -> &'a Value {
+    match rows_of(rows, id).as_slice() {
+        [one] => one,
+        other => panic!(
+            "expected exactly one ps row with id {id}, found {}; rows: {}",
+            other.len(),
+            Value::Array(rows.to_vec())
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes by pid
+// ---------------------------------------------------------------------------------------------
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, …), or `None` when there is no such
+/// process.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// True when process `pid` exists and is neither a zombie nor dead.
+pub fn pid_alive(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|s| !matches!(s, 'Z' | 'X' | 'x'))
+}
+
+/// The command line of process `pid` (`/proc/PID/cmdline`, split at NULs).
+pub fn proc_cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The name of process `pid` (`/proc/PID/comm`).
+pub fn proc_comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_owned())
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`, clock ticks since boot): unchanged
+/// by `exec`, different for a reused pid.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "(comm)": state is field 3, starttime field 22.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Watched children to kill when the test ends.
+///
+/// nrv-open starts its child in a process group of its own, so killing nrv-open's group (what
+/// [`Running`] does on drop) leaves the child running. Register each child's pid here (from its
+/// `start` line): on drop, each registered group gets SIGKILL, unless its leader's pid now
+/// belongs to another process (a different start time).
+#[derive(Default)]
+pub struct ChildGroups {
+    groups: Mutex<Vec<(u32, Option<u64>)>>,
+}
+
+impl ChildGroups {
+    /// None yet.
+    pub fn new() -> ChildGroups {
+        ChildGroups::default()
+    }
+
+    /// Registers the process group led by `pid` (a child that nrv-open started).
+    pub fn add(&self, pid: u32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, proc_start_time(pid)));
+    }
+
+    /// SIGKILL to every registered group (see [`ChildGroups`]).
+    pub fn kill_all(&self) {
+        let groups = std::mem::take(&mut *self.groups.lock().unwrap_or_else(|e| e.into_inner()));
+        for (pid, started) in groups {
+            // A pid stays reserved while a group of that id exists, so with the leader gone
+            // the group is still ours (or gone); with the leader there, it must be the same.
+            let now = proc_start_time(pid);
+            if now.is_none() || now == started {
+                kill_group(pid);
+                if let Ok(p) = i32::try_from(pid) {
+                    if now.is_some() {
+                        // SAFETY: as in `send_signal`; errors (already gone) are ignored.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildGroups {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The log
 // ---------------------------------------------------------------------------------------------
@@ -861,6 +1070,21 @@ impl Log {
                 .find(|l| line_kind(l) == "hello" && l["data"]["watcher_pid"].as_u64() == Some(u64::from(watcher_pid)))
                 .and_then(|l| line_id(l).map(str::to_owned))
         })
+    }
+
+    /// Waits (bounded by [`WAIT`]) for the `hello` of the watcher with pid `watcher_pid` and
+    /// the `start` line of its child; returns the process id and the child's pid.
+    ///
+    /// # Panics
+    /// When either line is not logged in time, or the start line has no pid.
+    pub fn child_of(&self, watcher_pid: u32) -> (String, u32) {
+        let id = self.id_of_watcher(watcher_pid);
+        let start = self.wait_for(&id, "start", WAIT);
+        let pid = start["data"]["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or_else(|| panic!("start line without a pid: {start}"));
+        (id, pid)
     }
 
     /// Waits (bounded) for the first line of `kind` for process `id`, and returns it.
@@ -1086,12 +1310,6 @@ fn proc_stat(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// The state letter of process `pid` (`'S'`, `'R'`, `'Z'` for a zombie …), or `None` when no
-/// such process exists (it was reaped).
-pub fn proc_state(pid: u32) -> Option<char> {
-    proc_stat(pid).and_then(|f| f.first().and_then(|s| s.chars().next()))
-}
-
 /// The parent pid of process `pid`, or `None` when it does not exist.
 pub fn proc_ppid(pid: u32) -> Option<u32> {
     proc_stat(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
@@ -1133,6 +1351,17 @@ pub fn wait_for_pid_file(path: &Path, timeout: Duration) -> u32 {
                     Err(format!("partial {text:?}"))
                 }
             })
+    })
+}
+
+/// Waits (bounded by `timeout`) until process `id`'s `return` or `signal` line is logged, and
+/// returns the whole log at that moment.
+pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Value> {
+    log.wait_until(&format!("a return or signal line for process {id}"), timeout, |lines| {
+        lines
+            .iter()
+            .any(|l| line_id(l) == Some(id) && matches!(line_kind(l), "return" | "signal"))
+            .then(|| lines.to_vec())
     })
 }
 

@@ -412,6 +412,7 @@ impl Command {
             watcher_pid: std::process::id(),
             next_seq: 1,
             version: NERVE_VERSION.into(),
+            ping_interval_ms: self.ping_interval.as_millis() as u64,
         }
     }
 

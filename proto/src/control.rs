@@ -1,6 +1,18 @@
 //! Requests and replies on the control endpoint (`nrv-ctl` ↔ center).
+//!
+//! One request, one [`ControlReply`] with the same id, except the streams: [`Request::Tail`]
+//! and [`Request::Events`] with `follow` answer with any number of replies and end with
+//! [`Reply::End`]. Requests that act on a process ([`Request::Signal`], [`Request::Send`],
+//! [`Request::Stop`], [`Request::Restart`]) are routed to the watcher that owns it, and their
+//! reply comes only once the watcher has answered (or with a [`ControlErrorKind::Timeout`]).
+//!
+//! A *target* is how people name a process: its full id, a unique prefix of it (`3f9a0c2e11d0`,
+//! the 12 digits `ps` shows), or its name. An ambiguous target is an error that lists the
+//! candidates; an unknown one is an error that names it.
 
+use crate::{ExitStatus, ProcessId, ProcessState, Signal, Stats, Stream};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// A request from a control client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,10 +24,98 @@ pub struct ControlRequest {
 }
 
 /// What a control client can ask. New requests are added at the end.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// The center's name and versions.
     Version,
+    /// The process table; `all` also lists processes that ended (kept for a bounded time and
+    /// count).
+    Ps {
+        /// Include ended processes.
+        all: bool,
+    },
+    /// Send a signal to a process.
+    Signal {
+        /// The process (id, id prefix or name).
+        target: String,
+        /// The signal.
+        signal: Signal,
+    },
+    /// Write to a process's stdin, then optionally close it.
+    Send {
+        /// The process.
+        target: String,
+        /// Bytes to write (may be empty, for a bare `eof`); at most [`crate::MAX_OUTPUT_CHUNK`].
+        data: Vec<u8>,
+        /// Close the process's stdin after writing.
+        eof: bool,
+    },
+    /// The last output of a process, and with `follow` what comes next.
+    Tail {
+        /// The process.
+        target: String,
+        /// How many lines, at most.
+        lines: u32,
+        /// Which streams (`None`: both, interleaved in arrival order).
+        stream: Option<Stream>,
+        /// Keep streaming until the process ends or the client goes away.
+        follow: bool,
+    },
+    /// The recent events (log lines), and with `follow` every new one.
+    Events {
+        /// Only this process's events.
+        target: Option<String>,
+        /// Keep streaming.
+        follow: bool,
+    },
+    /// Stop a process with its stop sequence; it is not restarted.
+    Stop {
+        /// The process.
+        target: String,
+    },
+    /// Stop a process and start it again (same id, new pid).
+    Restart {
+        /// The process.
+        target: String,
+    },
+    /// Everything known about one process.
+    Info {
+        /// The process.
+        target: String,
+    },
+}
+
+impl fmt::Debug for Request {
+    // Stdin payloads may hold secrets: show their size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Version => write!(f, "Version"),
+            Request::Ps { all } => write!(f, "Ps {{ all: {all} }}"),
+            Request::Signal { target, signal } => write!(f, "Signal {{ target: {target:?}, signal: {signal} }}"),
+            Request::Send { target, data, eof } => {
+                write!(
+                    f,
+                    "Send {{ target: {target:?}, data: <{} bytes>, eof: {eof} }}",
+                    data.len()
+                )
+            }
+            Request::Tail {
+                target,
+                lines,
+                stream,
+                follow,
+            } => {
+                write!(
+                    f,
+                    "Tail {{ target: {target:?}, lines: {lines}, stream: {stream:?}, follow: {follow} }}"
+                )
+            }
+            Request::Events { target, follow } => write!(f, "Events {{ target: {target:?}, follow: {follow} }}"),
+            Request::Stop { target } => write!(f, "Stop {{ target: {target:?} }}"),
+            Request::Restart { target } => write!(f, "Restart {{ target: {target:?} }}"),
+            Request::Info { target } => write!(f, "Info {{ target: {target:?} }}"),
+        }
+    }
 }
 
 /// The center's answer to a [`ControlRequest`].
@@ -34,6 +134,29 @@ pub enum Reply {
     Version(VersionInfo),
     /// The request failed.
     Error(ControlError),
+    /// Answer to [`Request::Ps`].
+    Ps(Vec<ProcessInfo>),
+    /// A request carried out by a watcher: what it did, for people (`"sent TERM to pid 42"`).
+    Done {
+        /// The process acted on.
+        id: ProcessId,
+        /// What was done.
+        message: String,
+    },
+    /// Output, for [`Request::Tail`].
+    Output {
+        /// Which stream.
+        stream: Stream,
+        /// The bytes, exactly as the process wrote them.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// One event, for [`Request::Events`]: the log line as written to `nerve.log` (JSON).
+    Event(String),
+    /// The end of a stream, with why (`"process ended"`, `"end of recorded output"`).
+    End(String),
+    /// Answer to [`Request::Info`].
+    Info(Box<ProcessInfo>),
 }
 
 /// The center's identity and versions.
@@ -61,8 +184,62 @@ pub struct ControlError {
 pub enum ControlErrorKind {
     /// The request could not be decoded (garbage, another version, too large).
     BadRequest,
-    /// No process has that id.
+    /// No process matches the target.
     UnknownId,
-    /// The center could not do it.
+    /// The center could not do it, or the watcher refused.
     Failed,
+    /// The target matches several processes; the message lists them.
+    Ambiguous,
+    /// The watcher did not answer in time, or is not connected.
+    Timeout,
+}
+
+/// What the center knows of one process (a row of `ps`, or `info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Its id.
+    pub id: ProcessId,
+    /// Its name.
+    pub name: String,
+    /// Command and arguments.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Host of the watcher.
+    pub host: String,
+    /// User the child runs as.
+    pub user: String,
+    /// The center that owns it (the one its watcher reports to).
+    pub center: String,
+    /// The child's pid, once started.
+    pub pid: Option<u32>,
+    /// The watcher's own pid.
+    pub watcher_pid: u32,
+    /// The state: as last reported by the watcher, or UNKNOWN when it has been silent for three
+    /// ping intervals.
+    pub state: Option<ProcessState>,
+    /// Seconds since the current child was started, as the center saw it.
+    pub uptime_secs: Option<f64>,
+    /// The last stats.
+    pub stats: Option<Stats>,
+    /// How the child ended, once it has.
+    pub exit: Option<ExitStatus>,
+    /// The watcher said goodbye: nothing more will come.
+    pub ended: bool,
+    /// Bytes of output seen, stdout and stderr together.
+    pub output_bytes: u64,
+    /// Every state change, oldest first (for `info`; empty in `ps`).
+    pub history: Vec<StateChange>,
+}
+
+/// One state change of a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// When, milliseconds since the Unix epoch (the watcher's clock, or the center's for
+    /// UNKNOWN).
+    pub time_ms: u64,
+    /// The new state.
+    pub state: ProcessState,
+    /// Why.
+    pub cause: String,
 }

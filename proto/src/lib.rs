@@ -40,7 +40,9 @@ mod signal;
 mod watcher;
 
 pub use codec::{decode, encode, DecodeError, MAX_FRAME_BYTES, PROTOCOL_VERSION};
-pub use control::{ControlError, ControlErrorKind, ControlReply, ControlRequest, Reply, Request, VersionInfo};
+pub use control::{
+    ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange, VersionInfo,
+};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, ProcessId, ProcessState, Stats,

@@ -69,6 +69,9 @@ pub struct Hello {
     pub next_seq: u64,
     /// The watcher's Nerve version ([`crate::NERVE_VERSION`]).
     pub version: String,
+    /// How often the watcher reports stats (and so at least speaks), milliseconds; the center
+    /// shows the process as UNKNOWN after three silent intervals.
+    pub ping_interval_ms: u64,
 }
 
 /// A numbered event from a watcher.
@@ -183,6 +186,9 @@ pub enum ProcessState {
     Exited,
     /// Could not be started (or retried too often).
     Fatal,
+    /// Only the center uses this: the watcher has been silent for three ping intervals, so its
+    /// real state is not known (not a supervisord state; supervisord's UNKNOWN is a bug marker).
+    Unknown,
 }
 
 impl ProcessState {
@@ -196,7 +202,28 @@ impl ProcessState {
             ProcessState::Stopping => "STOPPING",
             ProcessState::Exited => "EXITED",
             ProcessState::Fatal => "FATAL",
+            ProcessState::Unknown => "UNKNOWN",
         }
+    }
+}
+
+impl FromStr for ProcessState {
+    type Err = String;
+    /// Parses the names [`ProcessState::as_str`] gives, in any case (`running`, `RUNNING`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const ALL: [ProcessState; 8] = [
+            ProcessState::Stopped,
+            ProcessState::Starting,
+            ProcessState::Running,
+            ProcessState::Backoff,
+            ProcessState::Stopping,
+            ProcessState::Exited,
+            ProcessState::Fatal,
+            ProcessState::Unknown,
+        ];
+        ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            format!("unknown state {s:?}: use one of STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL, UNKNOWN")
+        })
     }
 }
 

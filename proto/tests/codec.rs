@@ -22,6 +22,7 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             watcher_pid: 41,
             next_seq: 1,
             version: NERVE_VERSION.into(),
+            ping_interval_ms: 1000,
         }),
         event(1, EventKind::Started { pid: 42 }),
         event(

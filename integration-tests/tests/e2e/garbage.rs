@@ -37,6 +37,7 @@ fn bad_frames() -> Vec<(&'static str, Vec<u8>)> {
         watcher_pid: 1,
         next_seq: 1,
         version: nerve_proto::NERVE_VERSION.into(),
+        ping_interval_ms: 1000,
     });
     let mut wrong_version = (PROTOCOL_VERSION + 1).to_be_bytes().to_vec();
     wrong_version.extend_from_slice(&encode(&hello)[2..]);

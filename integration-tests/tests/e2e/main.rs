@@ -6,6 +6,12 @@
 
 mod config;
 mod ctl;
+mod ctl_events;
+mod ctl_no_center;
+mod ctl_send_tail;
+mod ctl_signal;
+mod ctl_state;
+mod ctl_tail_restart;
 mod echo;
 mod exclusive;
 mod exit_status;
@@ -20,7 +26,7 @@ mod socket_security;
 mod stop;
 mod supervision;
 
-use integration_tests::{for_id, line_id, line_kind, run_open, Center, Input, Log, TestDir, WAIT};
+use integration_tests::{for_id, line_kind, run_open, Center, Input, TestDir, WAIT};
 use serde_json::{json, Value};
 
 /// The kinds that tell a process's life: spawned, output, end.
@@ -36,16 +42,7 @@ pub fn lifecycle(lines: &[Value], id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits (bounded by `timeout`) until process `id`'s `return` or `signal` line is logged, and
-/// returns the whole log at that moment.
-pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Value> {
-    log.wait_until(&format!("a return or signal line for process {id}"), timeout, |lines| {
-        lines
-            .iter()
-            .any(|l| line_id(l) == Some(id) && matches!(line_kind(l), "return" | "signal"))
-            .then(|| lines.to_vec())
-    })
-}
+pub use integration_tests::wait_for_end;
 
 /// Runs `nrv-open -e ENDPOINT echo WORDS...` against `center` and checks the whole record:
 /// stdout is the words and a newline, exit 0, and the center logged for that process exactly
@@ -96,3 +93,4 @@ pub fn assert_echo_recorded(dir: &TestDir, center: &Center, words: &[&str]) {
     );
     assert_eq!(story[2]["data"], json!({"code": 0}), "return line: {}", story[2]);
 }
+mod queue;

@@ -1,0 +1,333 @@
+//! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
+//! the watcher that owns the process.
+
+use crate::ring::count_lines;
+use crate::server::{Center, Error};
+use nerve_proto::{
+    decode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId, Reply, Request,
+    Stream, VersionInfo, NERVE_VERSION, PROTOCOL_VERSION,
+};
+use std::time::{Duration, Instant};
+use zmtp::{Identity, Incoming};
+
+/// How long a watcher may take to answer a signal or stdin command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a watcher may take to answer a stop or restart (its stop sequence includes
+/// `stopwaitsecs`, 10 s by default): 60 s.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes read from the end of an output file when `tail` falls back to `--logdir`.
+const FILE_TAIL_BYTES: u64 = 1024 * 1024;
+
+/// Who asked, and how to answer them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The client's identity on the control ROUTER.
+    pub peer: Identity,
+    /// It put an empty delimiter before its request (REQ sockets do).
+    pub delimited: bool,
+    /// The request id to echo.
+    pub req: u64,
+}
+
+/// A command sent to a watcher, waiting for its reply.
+#[derive(Debug)]
+pub struct Pending {
+    /// Who to answer.
+    pub client: Client,
+    /// The process.
+    pub id: ProcessId,
+    /// When to give up.
+    pub deadline: Instant,
+    /// The bound that gives `deadline`, for the message.
+    pub timeout: Duration,
+    /// After a successful stdin write, close stdin too (`send --eof`).
+    pub then_close: bool,
+    /// What the first step of a two-step command did.
+    pub done_so_far: Option<String>,
+}
+
+/// What a streaming client follows.
+#[derive(Debug, Clone, Copy)]
+pub enum Follow {
+    /// Output of one process.
+    Tail {
+        /// The process.
+        id: ProcessId,
+        /// One stream, or both.
+        stream: Option<Stream>,
+    },
+    /// Log lines, of one process or all.
+    Events {
+        /// The process, or all.
+        id: Option<ProcessId>,
+    },
+}
+
+/// A client of `tail -f` or `events -f`.
+#[derive(Debug)]
+pub struct Follower {
+    /// Where to stream.
+    pub client: Client,
+    /// What.
+    pub what: Follow,
+}
+
+fn failed(kind: ControlErrorKind, message: String) -> Reply {
+    Reply::Error(ControlError { kind, message })
+}
+
+impl Center {
+    pub(crate) async fn on_control(&mut self, msg: Incoming) -> Result<(), Error> {
+        let request = match msg
+            .payload
+            .map_err(|n| format!("message of {n} frames, expected 1"))
+            .and_then(|frame| decode::<ControlRequest>(&frame).map_err(|e| e.to_string()))
+        {
+            Ok(request) => request,
+            Err(error) => {
+                self.protocol_error(true, &msg.peer, error.clone()).await?;
+                let client = Client {
+                    peer: msg.peer,
+                    delimited: msg.delimited,
+                    req: 0,
+                };
+                self.reply(&client, failed(ControlErrorKind::BadRequest, error)).await;
+                return Ok(());
+            }
+        };
+        let client = Client {
+            peer: msg.peer,
+            delimited: msg.delimited,
+            req: request.id,
+        };
+        let now = Instant::now();
+        let reply = match request.request {
+            Request::Version => Reply::Version(VersionInfo {
+                center: self.config.name.clone(),
+                version: NERVE_VERSION.into(),
+                protocol: PROTOCOL_VERSION,
+            }),
+            Request::Ps { all } => Reply::Ps(
+                self.table
+                    .list()
+                    .into_iter()
+                    .filter(|p| all || p.ended_at.is_none())
+                    .map(|p| p.info(&self.config.name, now, false))
+                    .collect(),
+            ),
+            Request::Info { target } => match self.table.resolve(&target) {
+                Ok(id) => match self.table.get(id) {
+                    Some(p) => Reply::Info(Box::new(p.info(&self.config.name, now, true))),
+                    None => failed(ControlErrorKind::UnknownId, format!("no process matches {target:?}")),
+                },
+                Err(e) => Reply::Error(e),
+            },
+            Request::Signal { target, signal } => {
+                return self
+                    .route(client, &target, CommandKind::Signal(signal), false, COMMAND_TIMEOUT)
+                    .await;
+            }
+            Request::Send { target, data, eof } => {
+                let (kind, then_close) = match (data.is_empty(), eof) {
+                    (true, true) => (CommandKind::CloseStdin, false),
+                    (_, then_close) => (CommandKind::Stdin(data), then_close),
+                };
+                return self.route(client, &target, kind, then_close, COMMAND_TIMEOUT).await;
+            }
+            Request::Stop { target } => {
+                return self
+                    .route(client, &target, CommandKind::Stop, false, STOP_TIMEOUT)
+                    .await;
+            }
+            Request::Restart { target } => {
+                return self
+                    .route(client, &target, CommandKind::Restart, false, STOP_TIMEOUT)
+                    .await;
+            }
+            Request::Tail {
+                target,
+                lines,
+                stream,
+                follow,
+            } => {
+                self.tail(client, &target, lines, stream, follow).await;
+                return Ok(());
+            }
+            Request::Events { target, follow } => {
+                self.events(client, target.as_deref(), follow).await;
+                return Ok(());
+            }
+        };
+        // A client that went away before its answer needs nothing more.
+        self.reply(&client, reply).await;
+        Ok(())
+    }
+
+    /// Sends a command to the watcher that owns `target`; the client's answer comes with the
+    /// watcher's reply (see `on_command_reply`) or at the timeout.
+    async fn route(
+        &mut self,
+        client: Client,
+        target: &str,
+        kind: CommandKind,
+        then_close: bool,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let id = match self.table.resolve(target) {
+            Ok(id) => id,
+            Err(e) => {
+                self.reply(&client, Reply::Error(e)).await;
+                return Ok(());
+            }
+        };
+        let pending = Pending {
+            client,
+            id,
+            deadline: Instant::now() + timeout,
+            timeout,
+            then_close,
+            done_so_far: None,
+        };
+        self.command(pending, kind).await;
+        Ok(())
+    }
+
+    /// Sends `kind` to the watcher of `pending.id` and waits for its reply; answers the client
+    /// at once when the watcher is not there.
+    pub(crate) async fn command(&mut self, pending: Pending, kind: CommandKind) {
+        let now = Instant::now();
+        let Some(proc) = self.table.get(pending.id) else {
+            let message = format!("process {} is gone", pending.id);
+            self.reply(&pending.client, failed(ControlErrorKind::UnknownId, message))
+                .await;
+            return;
+        };
+        let name = proc.hello.name.clone();
+        let ended = proc.ended_at.is_some();
+        let peer = proc.peer.clone().filter(|_| !proc.silent(now));
+        let Some(peer) = peer.filter(|_| !ended) else {
+            let message = if ended {
+                format!("{name} ({}) has ended; its watcher is gone", pending.id)
+            } else {
+                format!(
+                    "the watcher of {name} ({}) is not connected (UNKNOWN); try again when it reconnects",
+                    pending.id
+                )
+            };
+            let kind = if ended {
+                ControlErrorKind::Failed
+            } else {
+                ControlErrorKind::Timeout
+            };
+            self.reply(&pending.client, failed(kind, message)).await;
+            return;
+        };
+        let req = self.next_req;
+        self.next_req += 1;
+        let client = pending.client.clone();
+        let id = pending.id;
+        self.pending.insert(req, pending);
+        if !self
+            .send_watcher(&peer, &CenterMsg::Command(Command { req, kind }))
+            .await
+        {
+            self.pending.remove(&req);
+            let message = format!("the watcher of {name} ({id}) is not reachable; try again when it reconnects");
+            self.reply(&client, failed(ControlErrorKind::Timeout, message)).await;
+        }
+    }
+
+    async fn tail(&mut self, client: Client, target: &str, lines: u32, stream: Option<Stream>, follow: bool) {
+        let (id, chunks, live) = match self.table.resolve(target) {
+            Ok(id) => {
+                let Some(proc) = self.table.get(id) else { return };
+                let mut chunks = proc.ring.tail(lines, stream);
+                // The ring holds only what this center saw, up to its bound: when it has fewer
+                // lines than asked and may be missing older output (the center restarted since
+                // the process started, or the ring dropped some), the files have it all.
+                if count_lines(&chunks) < lines as usize && (proc.ring.truncated() || !proc.ring_from_start) {
+                    chunks = self.file_tail(id, &proc.hello.name, lines, stream);
+                }
+                (id, chunks, proc.ended_at.is_none())
+            }
+            Err(e) => {
+                // Not in the table (the center restarted since, or it was evicted): the
+                // output files still hold it.
+                let found = self.outputs.find(target);
+                match found.as_slice() {
+                    [(id, name)] => {
+                        let chunks = self.file_tail(*id, name, lines, stream);
+                        (*id, chunks, false)
+                    }
+                    _ => {
+                        self.reply(&client, Reply::Error(e)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        for (stream, data) in chunks {
+            if !self.reply(&client, Reply::Output { stream, data }).await {
+                return;
+            }
+        }
+        if follow && live {
+            self.followers.push(Follower {
+                client,
+                what: Follow::Tail { id, stream },
+            });
+        } else {
+            let why = if live {
+                "end of recorded output"
+            } else {
+                "the process has ended"
+            };
+            self.reply(&client, Reply::End(why.into())).await;
+        }
+    }
+
+    /// The tail from the output files: stdout's, then stderr's (files do not keep the order
+    /// between the two streams).
+    fn file_tail(&self, id: ProcessId, name: &str, lines: u32, stream: Option<Stream>) -> Vec<(Stream, Vec<u8>)> {
+        let streams = match stream {
+            Some(s) => vec![s],
+            None => vec![Stream::Stdout, Stream::Stderr],
+        };
+        streams
+            .into_iter()
+            .filter_map(|s| {
+                let data = self.outputs.tail(id, name, s, lines, FILE_TAIL_BYTES).ok()?;
+                (!data.is_empty()).then_some((s, data))
+            })
+            .collect()
+    }
+
+    async fn events(&mut self, client: Client, target: Option<&str>, follow: bool) {
+        let id = match target.map(|t| self.table.resolve(t)).transpose() {
+            Ok(id) => id,
+            Err(e) => {
+                self.reply(&client, Reply::Error(e)).await;
+                return;
+            }
+        };
+        let lines: Vec<String> = self
+            .recent
+            .iter()
+            .filter(|(pid, _)| id.is_none() || *pid == id)
+            .map(|(_, l)| l.clone())
+            .collect();
+        for line in lines {
+            if !self.reply(&client, Reply::Event(line)).await {
+                return;
+            }
+        }
+        if follow {
+            self.followers.push(Follower {
+                client,
+                what: Follow::Events { id },
+            });
+        } else {
+            self.reply(&client, Reply::End("end of recent events".into())).await;
+        }
+    }
+}

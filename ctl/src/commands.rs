@@ -1,0 +1,420 @@
+//! What each subcommand does with the center's answers, and how it prints them.
+
+use crate::cli::{Command, Invocation};
+use crate::client::{Client, ClientError};
+use crate::CtlError;
+use nerve_proto::{ExitStatus, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION, PROTOCOL_VERSION};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Extra wait for `stop` and `restart`, on top of `--timeout`: the center answers once the
+/// watcher's stop sequence is done (stopwaitsecs is 10 s by default) or after its own 60 s
+/// bound.
+const STOP_WAIT: Duration = Duration::from_secs(65);
+
+/// Runs `invocation`, writing its result to `out`.
+///
+/// # Errors
+/// [`CtlError`]; map it to the exit status with [`CtlError::exit`] and print it to stderr.
+pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), CtlError> {
+    let deadline = Instant::now() + invocation.timeout;
+    let connect = Client::connect(&invocation.control, invocation.timeout);
+    let mut client = tokio::time::timeout_at(deadline, connect)
+        .await
+        .map_err(|_| ClientError::NoAnswer {
+            endpoint: invocation.control.clone(),
+            timeout: invocation.timeout,
+        })??;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    match &invocation.command {
+        Command::Version(_) => {
+            let reply = client.request_within(Request::Version, left).await?;
+            let Reply::Version(info) = reply else {
+                return unexpected(invocation, Request::Version, reply);
+            };
+            writeln!(out, "nrv-ctl {NERVE_VERSION} (protocol {PROTOCOL_VERSION})")?;
+            writeln!(
+                out,
+                "center {} {} (protocol {})",
+                info.center, info.version, info.protocol
+            )?;
+        }
+        Command::Ps(cmd) => {
+            let request = Request::Ps { all: cmd.all };
+            let reply = client.request_within(request.clone(), left).await?;
+            let Reply::Ps(mut rows) = reply else {
+                return unexpected(invocation, request, reply);
+            };
+            rows.retain(|p| cmd.state.is_none_or(|s| p.state == Some(s)));
+            rows.retain(|p| cmd.name.as_ref().is_none_or(|n| &p.name == n));
+            if cmd.json {
+                let rows: Vec<Value> = rows.iter().map(|p| process_json(p, false)).collect();
+                writeln!(out, "{}", Value::Array(rows))?;
+            } else {
+                writeln!(out, "{}", ps_table(&rows))?;
+            }
+        }
+        Command::Info(cmd) => {
+            let request = Request::Info {
+                target: cmd.target.clone(),
+            };
+            let reply = client.request_within(request.clone(), left).await?;
+            let Reply::Info(info) = reply else {
+                return unexpected(invocation, request, reply);
+            };
+            if cmd.json {
+                writeln!(out, "{}", process_json(&info, true))?;
+            } else {
+                write_info(out, &info)?;
+            }
+        }
+        Command::Signal(cmd) => {
+            let request = Request::Signal {
+                target: cmd.target.clone(),
+                signal: cmd.signal,
+            };
+            done(invocation, &mut client, request, left, out).await?;
+        }
+        Command::Stop(cmd) => {
+            let request = Request::Stop {
+                target: cmd.target.clone(),
+            };
+            done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
+        }
+        Command::Restart(cmd) => {
+            let request = Request::Restart {
+                target: cmd.target.clone(),
+            };
+            done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
+        }
+        Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
+        Command::Tail(cmd) => {
+            let stream = match (cmd.stdout, cmd.stderr) {
+                (true, _) => Some(Stream::Stdout),
+                (_, true) => Some(Stream::Stderr),
+                _ => None,
+            };
+            let request = Request::Tail {
+                target: cmd.target.clone(),
+                lines: cmd.lines,
+                stream,
+                follow: cmd.follow,
+            };
+            stream_replies(invocation, &mut client, request, cmd.follow, |reply| match reply {
+                Reply::Output { data, .. } => {
+                    out.write_all(&data)?;
+                    out.flush()
+                }
+                _ => Ok(()),
+            })
+            .await?;
+        }
+        Command::Events(cmd) => {
+            let request = Request::Events {
+                target: cmd.id.clone(),
+                follow: cmd.follow,
+            };
+            stream_replies(invocation, &mut client, request, cmd.follow, |reply| match reply {
+                Reply::Event(line) => {
+                    if cmd.json {
+                        writeln!(out, "{line}")?;
+                    } else {
+                        writeln!(out, "{}", event_text(&line))?;
+                    }
+                    out.flush()
+                }
+                _ => Ok(()),
+            })
+            .await?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn unexpected(invocation: &Invocation, request: Request, reply: Reply) -> Result<(), CtlError> {
+    Err(CtlError::UnexpectedReply {
+        endpoint: invocation.control.clone(),
+        request,
+        reply: Box::new(reply),
+    })
+}
+
+/// A request a watcher carries out: print what it did.
+async fn done(
+    invocation: &Invocation,
+    client: &mut Client,
+    request: Request,
+    wait: Duration,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    let reply = client.request_within(request.clone(), wait).await?;
+    let Reply::Done { message, .. } = reply else {
+        return unexpected(invocation, request, reply);
+    };
+    writeln!(out, "{message}")?;
+    Ok(())
+}
+
+/// `send`: TEXT in one request, or stdin streamed in chunks, each acknowledged by the watcher.
+async fn send(
+    invocation: &Invocation,
+    client: &mut Client,
+    cmd: &crate::cli::SendCmd,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    let wait = invocation.timeout;
+    let request = |data: Vec<u8>, eof: bool| Request::Send {
+        target: cmd.target.clone(),
+        data,
+        eof,
+    };
+    let mut messages = Vec::new();
+    match &cmd.text {
+        Some(text) => {
+            let mut data = text.clone().into_bytes();
+            if cmd.newline {
+                data.push(b'\n');
+            }
+            let r = request(data, cmd.eof);
+            messages.push(done_message(invocation, client, r, wait).await?);
+        }
+        None => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+            std::thread::spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            while let Some(chunk) = rx.recv().await {
+                let r = request(chunk?, false);
+                messages.push(done_message(invocation, client, r, wait).await?);
+            }
+            if cmd.newline {
+                let r = request(b"\n".to_vec(), false);
+                messages.push(done_message(invocation, client, r, wait).await?);
+            }
+            if cmd.eof {
+                let r = request(Vec::new(), true);
+                messages.push(done_message(invocation, client, r, wait).await?);
+            }
+        }
+    }
+    if let Some(last) = messages.last() {
+        writeln!(out, "{last}")?;
+    }
+    Ok(())
+}
+
+async fn done_message(
+    invocation: &Invocation,
+    client: &mut Client,
+    request: Request,
+    wait: Duration,
+) -> Result<String, CtlError> {
+    match client.request_within(request.clone(), wait).await? {
+        Reply::Done { message, .. } => Ok(message),
+        reply => Err(CtlError::UnexpectedReply {
+            endpoint: invocation.control.clone(),
+            request,
+            reply: Box::new(reply),
+        }),
+    }
+}
+
+/// Reads a stream of replies until [`Reply::End`]. The first reply must come within the
+/// timeout; while following, later ones may take for ever.
+async fn stream_replies(
+    invocation: &Invocation,
+    client: &mut Client,
+    request: Request,
+    follow: bool,
+    mut each: impl FnMut(Reply) -> std::io::Result<()>,
+) -> Result<(), CtlError> {
+    let id = client.send(request).await?;
+    let mut deadline = Some(Instant::now() + invocation.timeout);
+    loop {
+        let reply = client.next_reply(id, deadline).await?;
+        if let Reply::End(_) = reply {
+            return Ok(());
+        }
+        each(reply)?;
+        deadline = if follow {
+            None
+        } else {
+            Some(Instant::now() + invocation.timeout)
+        };
+    }
+}
+
+fn exit_json(exit: Option<ExitStatus>) -> Value {
+    match exit {
+        None => Value::Null,
+        Some(ExitStatus::Code(code)) => json!({"code": code}),
+        Some(ExitStatus::Signal(sig)) => json!({"signal": sig.to_string(), "number": sig.0}),
+    }
+}
+
+fn rfc3339(time_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(time_ms)).to_string()
+}
+
+/// One process as JSON, in raw units (bytes, seconds).
+pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
+    let mut v = json!({
+        "id": p.id.to_string(),
+        "name": p.name,
+        "argv": p.argv,
+        "cwd": p.cwd,
+        "host": p.host,
+        "user": p.user,
+        "center": p.center,
+        "pid": p.pid,
+        "watcher_pid": p.watcher_pid,
+        "state": p.state.map(|s| s.as_str()),
+        "uptime_secs": p.uptime_secs,
+        "cpu_percent": p.stats.map(|s| s.cpu_percent),
+        "rss_bytes": p.stats.map(|s| s.rss_bytes),
+        "vms_bytes": p.stats.map(|s| s.vms_bytes),
+        "threads": p.stats.map(|s| s.threads),
+        "exit": exit_json(p.exit),
+        "ended": p.ended,
+        "output_bytes": p.output_bytes,
+    });
+    if with_history {
+        v["history"] = p
+            .history
+            .iter()
+            .map(|h| json!({"time": rfc3339(h.time_ms), "state": h.state.as_str(), "cause": h.cause}))
+            .collect();
+    }
+    v
+}
+
+fn uptime(secs: Option<f64>) -> String {
+    let Some(secs) = secs else { return "-".into() };
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn state_text(p: &ProcessInfo) -> String {
+    let state = p.state.map(|s| s.as_str()).unwrap_or("-");
+    match p.exit {
+        Some(ExitStatus::Code(c)) if p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING") => {
+            format!("{state} ({c})")
+        }
+        Some(ExitStatus::Signal(sig)) if p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING") => {
+            format!("{state} (SIG{sig})")
+        }
+        _ => state.to_string(),
+    }
+}
+
+/// The `ps` table.
+pub fn ps_table(rows: &[ProcessInfo]) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "COMMAND"]);
+    for p in rows {
+        let id = p.id.to_string();
+        table.add_row([
+            id[..12].to_string(),
+            p.name.clone(),
+            p.pid.map(|pid| pid.to_string()).unwrap_or_else(|| "-".into()),
+            state_text(p),
+            uptime(p.uptime_secs),
+            p.stats
+                .map(|s| format!("{:.1}", s.cpu_percent))
+                .unwrap_or_else(|| "-".into()),
+            p.stats
+                .map(|s| bytesize::ByteSize(s.rss_bytes).display().iec_short().to_string())
+                .unwrap_or_else(|| "-".into()),
+            p.host.clone(),
+            p.argv.join(" "),
+        ]);
+    }
+    let text = table.to_string();
+    text.lines().map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
+    writeln!(out, "id:           {}", p.id)?;
+    writeln!(out, "name:         {}", p.name)?;
+    writeln!(out, "command:      {}", p.argv.join(" "))?;
+    writeln!(out, "cwd:          {}", p.cwd)?;
+    writeln!(out, "host:         {}", p.host)?;
+    writeln!(out, "user:         {}", p.user)?;
+    writeln!(out, "center:       {}", p.center)?;
+    writeln!(
+        out,
+        "pid:          {}",
+        p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+    )?;
+    writeln!(out, "watcher pid:  {}", p.watcher_pid)?;
+    writeln!(out, "state:        {}", state_text(p))?;
+    writeln!(out, "uptime:       {}", uptime(p.uptime_secs))?;
+    if let Some(s) = p.stats {
+        writeln!(
+            out,
+            "stats:        cpu {:.1}%, rss {} ({} bytes), vms {} bytes, {} threads",
+            s.cpu_percent,
+            bytesize::ByteSize(s.rss_bytes).display().iec_short(),
+            s.rss_bytes,
+            s.vms_bytes,
+            s.threads
+        )?;
+    }
+    match p.exit {
+        Some(ExitStatus::Code(c)) => writeln!(out, "exit:         code {c}")?,
+        Some(ExitStatus::Signal(s)) => writeln!(out, "exit:         killed by SIG{s} ({})", s.0)?,
+        None => {}
+    }
+    writeln!(out, "output:       {} bytes", p.output_bytes)?;
+    writeln!(out, "history:")?;
+    for h in &p.history {
+        writeln!(out, "  {}  {:<8}  {}", rfc3339(h.time_ms), h.state.as_str(), h.cause)?;
+    }
+    Ok(())
+}
+
+/// One log line for people: `TIME NAME(ID) KIND DATA`.
+fn event_text(line: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return line.to_string();
+    };
+    let time = v["time"].as_str().unwrap_or("-");
+    let kind = v["kind"].as_str().unwrap_or("-");
+    let who = match (v["name"].as_str(), v["id"].as_str()) {
+        (Some(name), Some(id)) => format!("{name}({})", &id[..id.len().min(12)]),
+        _ => format!("center {}", v["center"].as_str().unwrap_or("-")),
+    };
+    let data = match &v["data"] {
+        Value::String(s) if v["encoding"].is_null() => format!("{s:?}"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    format!("{time} {who} {kind} {data}").trim_end().to_string()
+}

@@ -1,0 +1,14 @@
+//! Tests that start hundreds of processes: their own test binary (so they never run beside the
+//! e2e suite, cargo runs test binaries one after another) and, inside it, one at a time
+//! through [`serial`], so a 2-core machine is never asked to run two of them at once.
+
+mod many;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Held for the whole of each heavy test.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that panicked while holding the lock leaves nothing behind that matters here.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
