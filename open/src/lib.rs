@@ -454,6 +454,7 @@ impl Command {
             last_pid: None,
             last_exit: None,
             failures: 0,
+            leftover_group: None,
         };
         let first = match supervisor.start("spawned").await {
             Ok(first) => first,

@@ -115,6 +115,10 @@ pub struct Supervisor {
     pub last_exit: Option<Instant>,
     /// Failed starts in a row.
     pub failures: u32,
+    /// The last child's process group, when members were left in it as the child exited by
+    /// itself (decided at the exit, while its id is surely ours: the kernel keeps a group's id
+    /// from reuse only while the group has members, and a later look could see a stranger).
+    pub leftover_group: Option<u32>,
 }
 
 impl Supervisor {
@@ -303,6 +307,7 @@ impl Supervisor {
         self.last = Some(status);
         self.last_exit = Some(Instant::now());
         if stop.is_none() {
+            self.leftover_group = Some(pid).filter(|&p| self.policy.killasgroup && group_exists(p));
             let ran = live.spawned.elapsed();
             return Ended::Exited(self.policy.after_exit(status, ran, running, self.failures));
         }
@@ -506,7 +511,7 @@ impl Supervisor {
     /// The stop sequence for members left in the last child's process group after it exited
     /// by itself (with `killasgroup`); returns a note for the STOPPED cause.
     async fn stop_leftovers(&mut self, why: &str) -> String {
-        let Some(pgid) = self.last_pid.filter(|p| self.policy.killasgroup && group_exists(*p)) else {
+        let Some(pgid) = self.leftover_group.take().filter(|&p| group_exists(p)) else {
             return String::new();
         };
         let mut stop = Some(self.begin_stop(
