@@ -15,6 +15,7 @@
 //! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
 //! at start (binding, opening the log) and a failure to write the log.
 
+pub mod config;
 mod control;
 pub mod log;
 pub mod outputs;

@@ -2,6 +2,7 @@
 //! SIGTERM or SIGINT.
 
 use argh::FromArgs;
+use nerve_center::config::FileConfig;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::RingConfig;
@@ -18,50 +19,118 @@ use zmtp::{Endpoint, Router};
 /// 2 usage.
 #[derive(FromArgs)]
 struct Args {
+    /// TOML file with any of these long options as keys (see examples/nrv-center.toml); the
+    /// command line overrides it
+    #[argh(option)]
+    config: Option<std::path::PathBuf>,
     /// process endpoint watchers connect to (default ipc://nerve.sock)
-    #[argh(option, short = 'e', default = "String::from(\"ipc://nerve.sock\")")]
-    endpoint: String,
+    #[argh(option, short = 'e')]
+    endpoint: Option<String>,
     /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
-    #[argh(option, short = 'c', default = "String::from(\"ipc://nerve-control.sock\")")]
-    control: String,
+    #[argh(option, short = 'c')]
+    control: Option<String>,
     /// center name written in every log line (default: 8 random hex digits)
     #[argh(option, short = 'n')]
     name: Option<String>,
     /// event log, appended to; "-" for standard output (default nerve.log)
-    #[argh(option, short = 'l', default = "String::from(\"nerve.log\")")]
-    logfile: String,
+    #[argh(option, short = 'l')]
+    logfile: Option<String>,
     /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
     #[argh(switch)]
     allow_remote: bool,
     /// seconds between heartbeats to idle watchers, and between checks for silent watchers
     /// and overdue commands (default 1)
-    #[argh(option, default = "1.0")]
-    heartbeat: f64,
+    #[argh(option)]
+    heartbeat: Option<f64>,
     /// directory for per-process output files NAME.ID.out and NAME.ID.err (default nerve-logs)
-    #[argh(option, default = "String::from(\"nerve-logs\")")]
-    logdir: String,
+    #[argh(option)]
+    logdir: Option<String>,
     /// size of one output file before it is rotated, bytes (default 50 MiB, as supervisord's
     /// stdout_logfile_maxbytes)
-    #[argh(option, default = "nerve_center::outputs::DEFAULT_MAX_BYTES")]
-    log_maxbytes: u64,
+    #[argh(option)]
+    log_maxbytes: Option<u64>,
     /// rotated output files kept per process and stream (default 10, as supervisord's
     /// stdout_logfile_backups)
-    #[argh(option, default = "nerve_center::outputs::DEFAULT_BACKUPS")]
-    log_backups: u32,
+    #[argh(option)]
+    log_backups: Option<u32>,
     /// sync endpoint where peer centers of a ring reach this one (for example
     /// tcp://10.0.0.5:44446); without it the center can still join peers with --ring
     #[argh(option)]
     sync: Option<String>,
     /// sync endpoints of peer centers to join, comma-separated; the rest of the ring is
-    /// learned from them
+    /// learned from them (in a config file: ring = ["tcp://…", …])
     #[argh(option)]
     ring: Option<String>,
     /// seconds of silence after which a peer's rows are shown as stale (default 3)
-    #[argh(option, default = "3.0")]
-    stale_after: f64,
+    #[argh(option)]
+    stale_after: Option<f64>,
     /// seconds of silence after which a peer's rows are removed (default 30)
-    #[argh(option, default = "30.0")]
+    #[argh(option)]
+    remove_after: Option<f64>,
+}
+
+/// The settings in effect: the command line over the config file over the defaults.
+struct Settings {
+    endpoint: String,
+    control: String,
+    name: Option<String>,
+    logfile: String,
+    allow_remote: bool,
+    heartbeat: f64,
+    logdir: String,
+    log_maxbytes: u64,
+    log_backups: u32,
+    /// sync endpoint where peer centers of a ring reach this one
+    sync: Option<String>,
+    /// sync endpoints of peer centers to join
+    ring: Vec<String>,
+    /// seconds of silence after which a peer's rows are stale
+    stale_after: f64,
+    /// seconds of silence after which a peer's rows are removed
     remove_after: f64,
+}
+
+/// Merges `args` with the file named by `--config`, if any.
+fn settings(args: Args) -> Result<Settings, Failure> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings {
+        endpoint: args
+            .endpoint
+            .or(file.endpoint)
+            .unwrap_or_else(|| "ipc://nerve.sock".into()),
+        control: args
+            .control
+            .or(file.control)
+            .unwrap_or_else(|| "ipc://nerve-control.sock".into()),
+        name: args.name.or(file.name),
+        logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
+        // A switch can only turn it on: --allow-remote wins over `allow-remote = false`.
+        allow_remote: args.allow_remote || file.allow_remote == Some(true),
+        heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
+        logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
+        log_maxbytes: args
+            .log_maxbytes
+            .or(file.log_maxbytes)
+            .unwrap_or(nerve_center::outputs::DEFAULT_MAX_BYTES),
+        log_backups: args
+            .log_backups
+            .or(file.log_backups)
+            .unwrap_or(nerve_center::outputs::DEFAULT_BACKUPS),
+        sync: args.sync.or(file.sync),
+        ring: match args.ring {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.ring.unwrap_or_default(),
+        },
+        stale_after: args.stale_after.or(file.stale_after).unwrap_or(3.0),
+        remove_after: args.remove_after.or(file.remove_after).unwrap_or(30.0),
+    })
 }
 
 fn main() -> ExitCode {
@@ -101,6 +170,7 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
+    let args = settings(args)?;
     let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
@@ -128,11 +198,7 @@ fn start(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("--sync: {e}")))?;
     let join: Vec<Endpoint> = args
         .ring
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .iter()
         .map(|s| s.parse().map_err(|e| Failure::Usage(format!("--ring: {e}"))))
         .collect::<Result<_, _>>()?;
     let ring = RingConfig {

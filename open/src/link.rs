@@ -33,6 +33,8 @@ pub struct Request {
     pub kind: CommandKind,
     /// Where to put the outcome, for the center.
     pub reply: oneshot::Sender<Result<String, String>>,
+    /// Who asked, for state causes (`"the center"`).
+    pub from: &'static str,
 }
 
 /// Settings of the link.
@@ -328,6 +330,7 @@ impl Link {
                     .send(Request {
                         kind: command.kind,
                         reply,
+                        from: "the center",
                     })
                     .is_err()
                 {
