@@ -236,13 +236,12 @@ impl Center {
             return;
         }
         // A center that already connected to us speaks for that endpoint.
-        let known = self.ring.origins.values().any(|o| o.sync == endpoint && !o.removed)
-            && self.ring.sessions.values().any(|s| {
-                s.center
-                    .as_ref()
-                    .and_then(|c| self.ring.origins.get(c))
-                    .is_some_and(|o| o.sync == endpoint)
-            });
+        let known = self
+            .ring
+            .sessions
+            .values()
+            .filter_map(|s| s.center.as_ref().and_then(|c| self.ring.origins.get(c)))
+            .any(|o| o.sync == endpoint);
         if known {
             return;
         }
