@@ -128,7 +128,8 @@ impl Center {
                 match self.locate(target) {
                     Ok((_, None)) => {}
                     Ok((id, Some(owner))) => {
-                        let streaming = matches!(request, Request::Tail { follow: true, .. });
+                        // A tail answers with several replies (output chunks, then End).
+                        let streaming = matches!(request, Request::Tail { .. });
                         self.forward(client, &owner, retarget(request, id), streaming).await;
                         return Ok(());
                     }

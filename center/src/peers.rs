@@ -262,23 +262,71 @@ impl Center {
         );
     }
 
-    async fn ring_send(&mut self, route: &Route, msg: &RingMsg) {
+    /// Sends on one connection; false when it is known to be gone (its session is then
+    /// forgotten, and forwards waiting on that peer are answered with an error).
+    async fn ring_send(&mut self, route: &Route, msg: &RingMsg) -> bool {
         let frame = encode(msg);
-        match route {
-            Route::Out(id) => {
-                if let Some(link) = self.ring.links.get(id) {
-                    let _ = link.tx.send(frame);
-                }
-            }
-            Route::In(identity) => {
-                let sent = match &self.ring.sync_tx {
-                    Some(tx) => tx.send(identity, false, frame).await.is_ok(),
-                    None => false,
-                };
-                if !sent {
-                    self.ring.sessions.remove(route);
-                }
-            }
+        let sent = match route {
+            Route::Out(id) => self.ring.links.get(id).is_some_and(|link| link.tx.send(frame).is_ok()),
+            Route::In(identity) => match &self.ring.sync_tx {
+                Some(tx) => tx.send(identity, false, frame).await.is_ok(),
+                None => false,
+            },
+        };
+        if !sent {
+            self.drop_session(route).await;
+        }
+        sent
+    }
+
+    /// Forgets a connection; when it was the last one to its center, the forwards waiting on
+    /// that center fail now rather than at their timeout.
+    async fn drop_session(&mut self, route: &Route) {
+        let Some(session) = self.ring.sessions.remove(route) else {
+            return;
+        };
+        let Some(center) = session.center else { return };
+        if !self
+            .ring
+            .sessions
+            .values()
+            .any(|s| s.center.as_deref() == Some(center.as_str()))
+        {
+            self.fail_forwards(|f| f.owner == center, "the connection to it was lost")
+                .await;
+        }
+    }
+
+    /// Answers the forwards that `which` selects with an error naming their owner and its
+    /// sync endpoint.
+    async fn fail_forwards(&mut self, which: impl Fn(&Forward) -> bool, why: &str) {
+        let failed: Vec<u64> = self
+            .ring
+            .forwards
+            .iter()
+            .filter(|(_, f)| which(f))
+            .map(|(r, _)| *r)
+            .collect();
+        for req in failed {
+            let Some(f) = self.ring.forwards.remove(&req) else {
+                continue;
+            };
+            let sync = self
+                .ring
+                .origins
+                .get(&f.owner)
+                .map(|o| o.sync.clone())
+                .unwrap_or_default();
+            let message = format!(
+                "the process belongs to center {} at {sync}, which did not answer: {why}",
+                f.owner
+            );
+            let error = nerve_proto::ControlError {
+                kind: nerve_proto::ControlErrorKind::Timeout,
+                message,
+            };
+            // Boxed: replying may itself drop a session and fail forwards again.
+            Box::pin(self.reply(&f.client, nerve_proto::Reply::Error(error))).await;
         }
     }
 
@@ -360,9 +408,7 @@ impl Center {
                     }
                 }
             }
-            LinkEvent::Disconnected(id) => {
-                self.ring.sessions.remove(&Route::Out(id));
-            }
+            LinkEvent::Disconnected(id) => self.drop_session(&Route::Out(id)).await,
         }
         Ok(())
     }
@@ -603,32 +649,17 @@ impl Center {
         self.ring
             .sessions
             .retain(|route, s| matches!(route, Route::Out(_)) || now.duration_since(s.last_heard) < remove_after);
-        let overdue: Vec<u64> = self
+        self.fail_forwards(|f| f.deadline <= now, "no answer in time").await;
+        let stale_after = self.ring.config.stale_after;
+        let stale: Vec<String> = self
             .ring
-            .forwards
+            .origins
             .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(r, _)| *r)
+            .filter(|(_, o)| now.duration_since(o.last_heard) >= stale_after)
+            .map(|(c, _)| c.clone())
             .collect();
-        for req in overdue {
-            if let Some(f) = self.ring.forwards.remove(&req) {
-                let sync = self
-                    .ring
-                    .origins
-                    .get(&f.owner)
-                    .map(|o| o.sync.clone())
-                    .unwrap_or_default();
-                let message = format!(
-                    "center {} ({sync}) did not answer the forwarded request in time",
-                    f.owner
-                );
-                let error = nerve_proto::ControlError {
-                    kind: nerve_proto::ControlErrorKind::Timeout,
-                    message,
-                };
-                self.reply(&f.client, nerve_proto::Reply::Error(error)).await;
-            }
-        }
+        self.fail_forwards(|f| stale.contains(&f.owner), "it has been silent too long")
+            .await;
     }
 
     /// Every peer row, with `stale` set and uptime brought up to date.
@@ -731,7 +762,12 @@ impl Center {
                 streaming,
             },
         );
-        self.ring_send(&route, &RingMsg::Forward { req, request }).await;
+        if !self.ring_send(&route, &RingMsg::Forward { req, request }).await {
+            // Usually answered already, as the last connection to `owner` was dropped.
+            let owner = owner.to_string();
+            self.fail_forwards(move |f| f.owner == owner, "the connection to it was lost")
+                .await;
+        }
     }
 
     /// `nrv-ctl ring`: every peer, with its state.
