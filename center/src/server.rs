@@ -277,15 +277,7 @@ impl Center {
             proc.silent_logged = false;
             let (id, name, state) = (proc.id, proc.hello.name.clone(), proc.state);
             let data = json!({"state": state.map(|s| s.as_str()), "cause": "the watcher speaks again"});
-            self.record(Entry {
-                id: Some(id),
-                name: Some(&name),
-                seq: None,
-                kind: "state",
-                data,
-                base64: false,
-            })
-            .await?;
+            self.record(Entry::process(id, &name, "state", data)).await?;
         }
         match msg {
             WatcherMsg::Hello(_) => unreachable!("handled above"),
@@ -308,14 +300,7 @@ impl Center {
             "argv": hello.argv, "cwd": hello.cwd, "host": hello.host, "user": hello.user,
             "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq, "version": hello.version,
         });
-        let entry = Entry {
-            id: Some(hello.id),
-            name: Some(&hello.name),
-            seq: None,
-            kind: "hello",
-            data,
-            base64: false,
-        };
+        let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
         let welcome = Welcome {
             center: self.config.name.clone(),
@@ -439,15 +424,7 @@ impl Center {
         }
         self.output_error_logged = true;
         let data = json!({"logdir": self.outputs.dir().display().to_string(), "error": e.to_string()});
-        self.record(Entry {
-            id: Some(id),
-            name: Some(name),
-            seq: None,
-            kind: "center_error",
-            data,
-            base64: false,
-        })
-        .await
+        self.record(Entry::process(id, name, "center_error", data)).await
     }
 
     /// A watcher answered a command: pass the outcome on to the client that asked.
@@ -506,15 +483,7 @@ impl Center {
         for (id, name, quiet) in silent {
             let cause = format!("the watcher has been silent for {:.1} s", quiet.as_secs_f64());
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
-            self.record(Entry {
-                id: Some(id),
-                name: Some(&name),
-                seq: None,
-                kind: "state",
-                data,
-                base64: false,
-            })
-            .await?;
+            self.record(Entry::process(id, &name, "state", data)).await?;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
