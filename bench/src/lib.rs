@@ -27,6 +27,8 @@ pub mod samples {
             next_seq: 1,
             version: nerve_proto::NERVE_VERSION.into(),
             ping_interval_ms: 1000,
+            child_pid: Some(4243),
+            state: Some(ProcessState::Running),
         })
     }
 
@@ -102,6 +104,7 @@ pub mod samples {
             ended: false,
             output_bytes: 0,
             history: Vec::new(),
+            stale: false,
         };
         ControlReply {
             id: 1,

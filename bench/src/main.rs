@@ -550,7 +550,7 @@ impl Report<'_> {
         let _ = writeln!(
             s,
             "- **control latency**: wall time of the whole `nrv-ctl ps --json` process (fork to exit), {} runs, \
-             with 1, 100 and 1000 `nrv-open sleep 100000` watched. Signal: `nrv-ctl signal ID TERM` from fork \
+             with 1, 100 and 1000 `nrv-open --startsecs 0 -- sleep 100000` watched. Signal: `nrv-ctl signal ID TERM` from fork \
              until the child's pid is dead (zombie or absent; polled every 0.1 ms), a new sleep each run, {} runs. \
              Peers: `supervisorctl status` / `circusctl status`, and `supervisorctl signal TERM sleep:sleep_00N` / \
              `circusctl signal sleep PID 15`, the same way.",
@@ -564,8 +564,9 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- **spawn**: from issuing the first of N `nrv-open --name s -- sleep 100000` (started one after the \
-             other by the harness) to the first `nrv-ctl ps --json` that shows all N RUNNING (polled \
+            "- **spawn**: from issuing the first of N `nrv-open --name s --startsecs 0 -- sleep 100000` (started \
+             one after the other by the harness; `--startsecs 0` as the peers' `startsecs=0`, else RUNNING \
+             comes 1 s after the start by definition) to the first `nrv-ctl ps --json` that shows all N RUNNING (polled \
              back-to-back); a fresh center each run. Peers: `supervisorctl start sleep:*` (startsecs=0) / \
              `circusctl start sleep` until the CLI returned with all 100 running (checked with a listing that \
              is counted only if the CLI returned early)."

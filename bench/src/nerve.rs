@@ -175,7 +175,7 @@ impl Drop for Center {
 pub fn spawn_sleeps(center: &mut Center, name: &str, n: usize) -> Result<Duration, String> {
     let start = Instant::now();
     for _ in 0..n {
-        center.open(name, &["--", "sleep", "100000"])?;
+        center.open(name, &["--startsecs", "0", "--", "sleep", "100000"])?;
     }
     let timeout = Duration::from_secs(60 + n as u64 / 10);
     util::wait_for(
@@ -205,7 +205,7 @@ pub fn total_memory(center: &Center) -> (u64, u64) {
 /// One `nrv-ctl signal ID TERM` run until the child's pid is gone, ms; a new watched `sleep`
 /// each time.
 pub fn signal_once(center: &mut Center, name: &str) -> Result<f64, String> {
-    center.open(name, &["--", "sleep", "100000"])?;
+    center.open(name, &["--startsecs", "0", "--", "sleep", "100000"])?;
     let row = util::wait_for(
         "the sleep RUNNING",
         Duration::from_secs(10),
@@ -395,6 +395,8 @@ async fn synthetic_watcher(
         next_seq: 1,
         version: NERVE_VERSION.into(),
         ping_interval_ms: 600_000,
+        child_pid: None,
+        state: None,
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await

@@ -1,6 +1,7 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::peers::Route;
 use crate::ring::count_lines;
 use crate::server::{Center, Error};
 use nerve_proto::{
@@ -20,13 +21,23 @@ const FILE_TAIL_BYTES: u64 = 1024 * 1024;
 
 /// Who asked, and how to answer them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    /// The client's identity on the control ROUTER.
-    pub peer: Identity,
-    /// It put an empty delimiter before its request (REQ sockets do).
-    pub delimited: bool,
-    /// The request id to echo.
-    pub req: u64,
+pub enum Client {
+    /// A control client (`nrv-ctl`) on the control ROUTER.
+    Control {
+        /// The client's identity on the control ROUTER.
+        peer: Identity,
+        /// It put an empty delimiter before its request (REQ sockets do).
+        delimited: bool,
+        /// The request id to echo.
+        req: u64,
+    },
+    /// A peer center that forwarded a request on behalf of its own client.
+    Ring {
+        /// The connection to that peer.
+        route: Route,
+        /// The peer's number for the forward.
+        req: u64,
+    },
 }
 
 /// A command sent to a watcher, waiting for its reply.
@@ -86,7 +97,7 @@ impl Center {
             Ok(request) => request,
             Err(error) => {
                 self.protocol_error(true, &msg.peer, error.clone()).await?;
-                let client = Client {
+                let client = Client::Control {
                     peer: msg.peer,
                     delimited: msg.delimited,
                     req: 0,
@@ -95,26 +106,61 @@ impl Center {
                 return Ok(());
             }
         };
-        let client = Client {
+        let client = Client::Control {
             peer: msg.peer,
             delimited: msg.delimited,
             req: request.id,
         };
+        self.handle_request(client, request.request, false).await
+    }
+
+    /// Answers one request, from a control client or (`forwarded`) from a peer center on behalf
+    /// of its client. A request about a process a peer owns is forwarded to that peer; a
+    /// forwarded request is never forwarded again, so there are no loops.
+    pub(crate) async fn handle_request(
+        &mut self,
+        client: Client,
+        request: Request,
+        forwarded: bool,
+    ) -> Result<(), Error> {
+        if !forwarded && self.ring.enabled() {
+            if let Some(target) = target_of(&request) {
+                match self.locate(target) {
+                    Ok((_, None)) => {}
+                    Ok((id, Some(owner))) => {
+                        // A tail answers with several replies (output chunks, then End).
+                        let streaming = matches!(request, Request::Tail { .. });
+                        self.forward(client, &owner, retarget(request, id), streaming).await;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.reply(&client, Reply::Error(e)).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let now = Instant::now();
-        let reply = match request.request {
+        let reply = match request {
             Request::Version => Reply::Version(VersionInfo {
                 center: self.config.name.clone(),
                 version: NERVE_VERSION.into(),
                 protocol: PROTOCOL_VERSION,
             }),
-            Request::Ps { all } => Reply::Ps(
-                self.table
+            Request::Ps { all } | Request::PsLocal { all } => {
+                let mut rows: Vec<_> = self
+                    .table
                     .list()
                     .into_iter()
                     .filter(|p| all || p.ended_at.is_none())
                     .map(|p| p.info(&self.config.name, now, false))
-                    .collect(),
-            ),
+                    .collect();
+                if matches!(request, Request::Ps { .. }) && !forwarded {
+                    rows.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
+                }
+                Reply::Ps(rows)
+            }
+            Request::Ring => Reply::Ring(self.ring_peers()),
             Request::Info { target } => match self.table.resolve(&target) {
                 Ok(id) => match self.table.get(id) {
                     Some(p) => Reply::Info(Box::new(p.info(&self.config.name, now, true))),
@@ -329,5 +375,44 @@ impl Center {
         } else {
             self.reply(&client, Reply::End("end of recent events".into())).await;
         }
+    }
+}
+
+/// The process a request is about, if it is about one.
+fn target_of(request: &Request) -> Option<&str> {
+    match request {
+        Request::Signal { target, .. }
+        | Request::Send { target, .. }
+        | Request::Stop { target }
+        | Request::Restart { target }
+        | Request::Info { target }
+        | Request::Tail { target, .. } => Some(target),
+        _ => None,
+    }
+}
+
+/// The same request naming the process by its full id (for the owner, which resolves it
+/// among its own processes only).
+fn retarget(request: Request, id: ProcessId) -> Request {
+    let full = id.to_string();
+    match request {
+        Request::Signal { signal, .. } => Request::Signal { target: full, signal },
+        Request::Send { data, eof, .. } => Request::Send {
+            target: full,
+            data,
+            eof,
+        },
+        Request::Stop { .. } => Request::Stop { target: full },
+        Request::Restart { .. } => Request::Restart { target: full },
+        Request::Info { .. } => Request::Info { target: full },
+        Request::Tail {
+            lines, stream, follow, ..
+        } => Request::Tail {
+            target: full,
+            lines,
+            stream,
+            follow,
+        },
+        other => other,
     }
 }

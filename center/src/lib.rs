@@ -15,12 +15,14 @@
 //! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
 //! at start (binding, opening the log) and a failure to write the log.
 
+pub mod config;
 mod control;
 pub mod log;
 pub mod outputs;
+pub mod peers;
 pub mod ring;
 mod server;
 pub mod table;
 
 pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
-pub use server::{run, Config, Error, RECENT_EVENTS};
+pub use server::{run, Config, Error, Sockets, RECENT_EVENTS};

@@ -80,6 +80,18 @@ pub struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
+    /// An unnumbered entry about one process (its hello, a center-side state, an error).
+    pub fn process(id: ProcessId, name: &'a str, kind: &'a str, data: Value) -> Self {
+        Entry {
+            id: Some(id),
+            name: Some(name),
+            seq: None,
+            kind,
+            data,
+            base64: false,
+        }
+    }
+
     /// An entry with `data` and no process.
     pub fn center(kind: &'a str, data: Value) -> Self {
         Entry {

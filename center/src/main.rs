@@ -2,9 +2,11 @@
 //! SIGTERM or SIGINT.
 
 use argh::FromArgs;
+use nerve_center::config::FileConfig;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::{run, Config};
+use nerve_center::peers::RingConfig;
+use nerve_center::{run, Config, Sockets};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,36 +19,118 @@ use zmtp::{Endpoint, Router};
 /// 2 usage.
 #[derive(FromArgs)]
 struct Args {
+    /// TOML file with any of these long options as keys (see examples/nrv-center.toml); the
+    /// command line overrides it
+    #[argh(option)]
+    config: Option<std::path::PathBuf>,
     /// process endpoint watchers connect to (default ipc://nerve.sock)
-    #[argh(option, short = 'e', default = "String::from(\"ipc://nerve.sock\")")]
-    endpoint: String,
+    #[argh(option, short = 'e')]
+    endpoint: Option<String>,
     /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
-    #[argh(option, short = 'c', default = "String::from(\"ipc://nerve-control.sock\")")]
-    control: String,
+    #[argh(option, short = 'c')]
+    control: Option<String>,
     /// center name written in every log line (default: 8 random hex digits)
     #[argh(option, short = 'n')]
     name: Option<String>,
     /// event log, appended to; "-" for standard output (default nerve.log)
-    #[argh(option, short = 'l', default = "String::from(\"nerve.log\")")]
-    logfile: String,
+    #[argh(option, short = 'l')]
+    logfile: Option<String>,
     /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
     #[argh(switch)]
     allow_remote: bool,
     /// seconds between heartbeats to idle watchers, and between checks for silent watchers
     /// and overdue commands (default 1)
-    #[argh(option, default = "1.0")]
-    heartbeat: f64,
+    #[argh(option)]
+    heartbeat: Option<f64>,
     /// directory for per-process output files NAME.ID.out and NAME.ID.err (default nerve-logs)
-    #[argh(option, default = "String::from(\"nerve-logs\")")]
-    logdir: String,
+    #[argh(option)]
+    logdir: Option<String>,
     /// size of one output file before it is rotated, bytes (default 50 MiB, as supervisord's
     /// stdout_logfile_maxbytes)
-    #[argh(option, default = "nerve_center::outputs::DEFAULT_MAX_BYTES")]
-    log_maxbytes: u64,
+    #[argh(option)]
+    log_maxbytes: Option<u64>,
     /// rotated output files kept per process and stream (default 10, as supervisord's
     /// stdout_logfile_backups)
-    #[argh(option, default = "nerve_center::outputs::DEFAULT_BACKUPS")]
+    #[argh(option)]
+    log_backups: Option<u32>,
+    /// sync endpoint where peer centers of a ring reach this one (for example
+    /// tcp://10.0.0.5:44446); without it the center can still join peers with --ring
+    #[argh(option)]
+    sync: Option<String>,
+    /// sync endpoints of peer centers to join, comma-separated; the rest of the ring is
+    /// learned from them (in a config file: ring = ["tcp://…", …])
+    #[argh(option)]
+    ring: Option<String>,
+    /// seconds of silence after which a peer's rows are shown as stale (default 3)
+    #[argh(option)]
+    stale_after: Option<f64>,
+    /// seconds of silence after which a peer's rows are removed (default 30)
+    #[argh(option)]
+    remove_after: Option<f64>,
+}
+
+/// The settings in effect: the command line over the config file over the defaults.
+struct Settings {
+    endpoint: String,
+    control: String,
+    name: Option<String>,
+    logfile: String,
+    allow_remote: bool,
+    heartbeat: f64,
+    logdir: String,
+    log_maxbytes: u64,
     log_backups: u32,
+    /// sync endpoint where peer centers of a ring reach this one
+    sync: Option<String>,
+    /// sync endpoints of peer centers to join
+    ring: Vec<String>,
+    /// seconds of silence after which a peer's rows are stale
+    stale_after: f64,
+    /// seconds of silence after which a peer's rows are removed
+    remove_after: f64,
+}
+
+/// Merges `args` with the file named by `--config`, if any.
+fn settings(args: Args) -> Result<Settings, Failure> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings {
+        endpoint: args
+            .endpoint
+            .or(file.endpoint)
+            .unwrap_or_else(|| "ipc://nerve.sock".into()),
+        control: args
+            .control
+            .or(file.control)
+            .unwrap_or_else(|| "ipc://nerve-control.sock".into()),
+        name: args.name.or(file.name),
+        logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
+        // A switch can only turn it on: --allow-remote wins over `allow-remote = false`.
+        allow_remote: args.allow_remote || file.allow_remote == Some(true),
+        heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
+        logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
+        log_maxbytes: args
+            .log_maxbytes
+            .or(file.log_maxbytes)
+            .unwrap_or(nerve_center::outputs::DEFAULT_MAX_BYTES),
+        log_backups: args
+            .log_backups
+            .or(file.log_backups)
+            .unwrap_or(nerve_center::outputs::DEFAULT_BACKUPS),
+        sync: args.sync.or(file.sync),
+        ring: match args.ring {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.ring.unwrap_or_default(),
+        },
+        stale_after: args.stale_after.or(file.stale_after).unwrap_or(3.0),
+        remove_after: args.remove_after.or(file.remove_after).unwrap_or(30.0),
+    })
 }
 
 fn main() -> ExitCode {
@@ -86,6 +170,7 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
+    let args = settings(args)?;
     let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
@@ -96,7 +181,34 @@ fn start(args: Args) -> Result<(), Failure> {
     }
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
+    let positive = |flag: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::Usage(format!(
+                "{flag} {v} must be a positive number of seconds"
+            )))
+        }
+    };
+    let sync: Option<Endpoint> = args
+        .sync
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| Failure::Usage(format!("--sync: {e}")))?;
+    let join: Vec<Endpoint> = args
+        .ring
+        .iter()
+        .map(|s| s.parse().map_err(|e| Failure::Usage(format!("--ring: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let ring = RingConfig {
+        sync: sync.clone(),
+        join,
+        stale_after: positive("--stale-after", args.stale_after)?,
+        remove_after: positive("--remove-after", args.remove_after)?,
+    };
     let config = Config {
+        ring,
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         name: name.clone(),
         log: target.clone(),
@@ -130,30 +242,28 @@ fn start(args: Args) -> Result<(), Failure> {
         if !control.is_loopback() && args.allow_remote {
             eprintln!("nrv-center: warning: {control} accepts connections from other hosts and the channel is not authenticated yet");
         }
-        let process = Router::bind(&endpoint, args.allow_remote).await.map_err(|e| Failure::Run(e.into()))?;
-        let control = match Router::bind(&control, args.allow_remote).await {
-            Ok(control) => control,
-            Err(e) => {
-                process.close();
-                return Err(Failure::Run(e.into()));
+        // Files first: nothing to undo when they fail. Then the sockets, each closed again (its
+        // ipc file removed) when a later one cannot be bound.
+        let log = EventLog::open(&target, &name).map_err(|e| Failure::Run(e.into()))?;
+        let outputs = OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups)
+            .map_err(|e| Failure::Run(e.into()))?;
+        let mut wanted = vec![endpoint, control];
+        wanted.extend(sync);
+        let mut bound: Vec<Router> = Vec::new();
+        for ep in &wanted {
+            match Router::bind(ep, args.allow_remote).await {
+                Ok(router) => bound.push(router),
+                Err(e) => {
+                    bound.into_iter().for_each(Router::close);
+                    return Err(Failure::Run(e.into()));
+                }
             }
+        }
+        let mut bound = bound.into_iter();
+        let (Some(process), Some(control)) = (bound.next(), bound.next()) else {
+            return Err(Failure::Run(anyhow::anyhow!("internal error: endpoints not bound")));
         };
-        let log = match EventLog::open(&target, &name) {
-            Ok(log) => log,
-            Err(e) => {
-                process.close();
-                control.close();
-                return Err(Failure::Run(e.into()));
-            }
-        };
-        let outputs = match OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups) {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                process.close();
-                control.close();
-                return Err(Failure::Run(e.into()));
-            }
-        };
+        let sync = bound.next();
         eprintln!(
             "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
@@ -161,6 +271,6 @@ fn start(args: Args) -> Result<(), Failure> {
             args.logdir
         );
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
-        run(process, control, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+        run(Sockets { process, control, sync }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
 }

@@ -4,6 +4,7 @@
 use crate::control::{Client, Follow, Follower, Pending};
 use crate::log::{output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
+use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::table::Table;
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -27,6 +28,18 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Output kept in memory per process for `tail`, bytes.
     pub ring_bytes: usize,
+    /// Ring membership and bounds.
+    pub ring: RingConfig,
+}
+
+/// The sockets a center serves, bound by the caller.
+pub struct Sockets {
+    /// The process endpoint (watchers).
+    pub process: Router,
+    /// The control endpoint (`nrv-ctl`).
+    pub control: Router,
+    /// The sync endpoint (peer centers), when the center is reachable for a ring.
+    pub sync: Option<Router>,
 }
 
 /// What stops the center.
@@ -62,6 +75,8 @@ pub(crate) struct Center {
     /// The last log lines, with their process.
     pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
     output_error_logged: bool,
+    /// Peers, their rows, forwards.
+    pub(crate) ring: Ring,
     /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
     owed_acks: Vec<Identity>,
 }
@@ -71,19 +86,25 @@ pub(crate) struct Center {
 /// ack was a send, a wake-up and a receive per event on both sides).
 const MAX_BURST: usize = 256;
 
-/// Serves `process` and `control` (already bound) until `shutdown` completes, then closes
-/// both (removing ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
+/// Serves the sockets (already bound) until `shutdown` completes, then closes them (removing
+/// ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
 ///
 /// # Errors
 /// [`Error::Log`] when the log cannot be written; peers' faults are logged, never returned.
 pub async fn run(
-    mut process: Router,
-    mut control: Router,
+    sockets: Sockets,
     log: EventLog,
     outputs: OutputFiles,
     config: Config,
     shutdown: impl Future<Output = String>,
 ) -> Result<(), Error> {
+    let Sockets {
+        mut process,
+        mut control,
+        mut sync,
+    } = sockets;
+    let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let mut center = Center {
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
@@ -98,14 +119,20 @@ pub async fn run(
         followers: Vec::new(),
         recent: VecDeque::new(),
         output_error_logged: false,
+        ring,
         owed_acks: Vec::new(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
         "logdir": center.outputs.dir().display().to_string(),
+        "sync": sync.as_ref().map(|s| s.endpoint().to_string()),
+        "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
+    center.ring_start();
+    let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
+    let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
@@ -127,14 +154,24 @@ pub async fn run(
                 step
             }
             msg = control.recv() => center.on_control(msg).await,
+            msg = async { sync.as_mut().expect("guarded").recv().await }, if sync.is_some() => center.on_sync(msg).await,
+            Some(event) = link_rx.recv() => center.on_link(event).await,
+            _ = publish.tick(), if ring_enabled => {
+                center.ring_publish().await;
+                Ok(())
+            }
             _ = tick.tick() => center.on_tick().await,
         };
         if let Err(e) = step {
             break Err(e);
         }
     };
+    drop(center);
     process.close();
     control.close();
+    if let Some(sync) = sync {
+        sync.close();
+    }
     result
 }
 
@@ -169,13 +206,16 @@ impl Center {
         }
     }
 
-    /// Sends a reply to a control client; false when it is gone.
-    pub(crate) async fn reply(&self, client: &Client, reply: Reply) -> bool {
-        let frame = encode(&ControlReply { id: client.req, reply });
-        self.control_tx
-            .send(&client.peer, client.delimited, frame)
-            .await
-            .is_ok()
+    /// Sends a reply to a control client, or to the peer center that forwarded its request;
+    /// false when it is gone.
+    pub(crate) async fn reply(&mut self, client: &Client, reply: Reply) -> bool {
+        match client {
+            Client::Control { peer, delimited, req } => {
+                let frame = encode(&ControlReply { id: *req, reply });
+                self.control_tx.send(peer, *delimited, frame).await.is_ok()
+            }
+            Client::Ring { route, req } => self.ring_reply(route, *req, reply).await,
+        }
     }
 
     pub(crate) async fn protocol_error(
@@ -260,15 +300,7 @@ impl Center {
             proc.silent_logged = false;
             let (id, name, state) = (proc.id, proc.hello.name.clone(), proc.state);
             let data = json!({"state": state.map(|s| s.as_str()), "cause": "the watcher speaks again"});
-            self.record(Entry {
-                id: Some(id),
-                name: Some(&name),
-                seq: None,
-                kind: "state",
-                data,
-                base64: false,
-            })
-            .await?;
+            self.record(Entry::process(id, &name, "state", data)).await?;
         }
         match msg {
             WatcherMsg::Hello(_) => unreachable!("handled above"),
@@ -301,14 +333,7 @@ impl Center {
             "argv": hello.argv, "cwd": hello.cwd, "host": hello.host, "user": hello.user,
             "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq, "version": hello.version,
         });
-        let entry = Entry {
-            id: Some(hello.id),
-            name: Some(&hello.name),
-            seq: None,
-            kind: "hello",
-            data,
-            base64: false,
-        };
+        let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
         let welcome = Welcome {
             center: self.config.name.clone(),
@@ -432,15 +457,7 @@ impl Center {
         }
         self.output_error_logged = true;
         let data = json!({"logdir": self.outputs.dir().display().to_string(), "error": e.to_string()});
-        self.record(Entry {
-            id: Some(id),
-            name: Some(name),
-            seq: None,
-            kind: "center_error",
-            data,
-            base64: false,
-        })
-        .await
+        self.record(Entry::process(id, name, "center_error", data)).await
     }
 
     /// A watcher answered a command: pass the outcome on to the client that asked.
@@ -499,15 +516,7 @@ impl Center {
         for (id, name, quiet) in silent {
             let cause = format!("the watcher has been silent for {:.1} s", quiet.as_secs_f64());
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
-            self.record(Entry {
-                id: Some(id),
-                name: Some(&name),
-                seq: None,
-                kind: "state",
-                data,
-                base64: false,
-            })
-            .await?;
+            self.record(Entry::process(id, &name, "state", data)).await?;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
@@ -537,6 +546,9 @@ impl Center {
             }
         }
         self.table.evict(now);
+        if self.ring.enabled() {
+            self.ring_tick().await;
+        }
         Ok(())
     }
 }

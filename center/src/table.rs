@@ -97,6 +97,7 @@ impl Process {
             ended: self.ended_at.is_some(),
             output_bytes: self.output_bytes,
             history: if with_history { self.history.clone() } else { Vec::new() },
+            stale: false,
         }
     }
 }
@@ -120,9 +121,9 @@ impl Table {
             id: hello.id,
             order,
             hello: hello.clone(),
-            pid: None,
-            started_at: None,
-            state: None,
+            pid: hello.child_pid,
+            started_at: hello.child_pid.map(|_| now),
+            state: hello.state,
             history: Vec::new(),
             stats: None,
             exit: None,
@@ -190,53 +191,18 @@ impl Table {
         self.procs.is_empty()
     }
 
-    /// Finds the one process `target` names: its full id, a unique id prefix, or its name.
-    /// When a name or prefix matches several processes, the ones that have not ended win.
+    /// Finds the one process `target` names among this center's processes (see [`pick`]).
     ///
     /// # Errors
-    /// [`ControlErrorKind::UnknownId`] naming the target, or [`ControlErrorKind::Ambiguous`]
-    /// listing the candidates.
+    /// As [`pick`].
     pub fn resolve(&self, target: &str) -> Result<ProcessId, ControlError> {
-        let lower = target.to_ascii_lowercase();
-        let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
-        let mut matches: Vec<&Process> = self
-            .list()
-            .into_iter()
-            .filter(|p| p.hello.name == target || (is_hex && p.id.to_string().starts_with(&lower)))
-            .collect();
-        if matches.len() > 1 && matches.iter().any(|p| p.ended_at.is_none()) {
-            matches.retain(|p| p.ended_at.is_none());
-        }
-        match matches.as_slice() {
-            [one] => Ok(one.id),
-            [] => Err(ControlError {
-                kind: ControlErrorKind::UnknownId,
-                message: format!(
-                    "no process matches {target:?}: give a name or an id (prefix) that `nrv-ctl ps --all` shows"
-                ),
-            }),
-            many => {
-                let list: Vec<String> = many
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{} {} ({})",
-                            &p.id.to_string()[..12],
-                            p.hello.name,
-                            p.hello.argv.join(" ")
-                        )
-                    })
-                    .collect();
-                Err(ControlError {
-                    kind: ControlErrorKind::Ambiguous,
-                    message: format!(
-                        "{target:?} matches {} processes: {}; give more of the id",
-                        many.len(),
-                        list.join(", ")
-                    ),
-                })
-            }
-        }
+        let candidates = self.list().into_iter().map(|p| Candidate {
+            id: p.id,
+            name: &p.hello.name,
+            argv: &p.hello.argv,
+            ended: p.ended_at.is_some(),
+        });
+        pick(target, candidates)
     }
 
     /// Drops ended processes beyond [`MAX_ENDED`] or older than [`ENDED_TTL`].
@@ -256,5 +222,60 @@ impl Table {
         }
         let procs = &self.procs;
         self.peers.retain(|_, id| procs.contains_key(id));
+    }
+}
+
+/// A process a target may name: from this center's table or from a peer's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// Its id.
+    pub id: ProcessId,
+    /// Its name.
+    pub name: &'a str,
+    /// Its command, for the ambiguity message.
+    pub argv: &'a [String],
+    /// It has ended.
+    pub ended: bool,
+}
+
+/// Finds the one process `target` names: its full id, a unique id prefix, or its name. When a
+/// name or prefix matches several processes, the ones that have not ended win.
+///
+/// # Errors
+/// [`ControlErrorKind::UnknownId`] naming the target, or [`ControlErrorKind::Ambiguous`]
+/// listing the candidates.
+pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -> Result<ProcessId, ControlError> {
+    let lower = target.to_ascii_lowercase();
+    let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut matches: Vec<Candidate> = candidates
+        .filter(|c| c.name == target || (is_hex && c.id.to_string().starts_with(&lower)))
+        .collect();
+    matches.sort_by_key(|c| c.id);
+    matches.dedup_by_key(|c| c.id);
+    if matches.len() > 1 && matches.iter().any(|c| !c.ended) {
+        matches.retain(|c| !c.ended);
+    }
+    match matches.as_slice() {
+        [one] => Ok(one.id),
+        [] => Err(ControlError {
+            kind: ControlErrorKind::UnknownId,
+            message: format!(
+                "no process matches {target:?}: give a name or an id (prefix) that `nrv-ctl ps --all` shows"
+            ),
+        }),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|c| format!("{} {} ({})", &c.id.to_string()[..12], c.name, c.argv.join(" ")))
+                .collect();
+            Err(ControlError {
+                kind: ControlErrorKind::Ambiguous,
+                message: format!(
+                    "{target:?} matches {} processes: {}; give more of the id",
+                    many.len(),
+                    list.join(", ")
+                ),
+            })
+        }
     }
 }

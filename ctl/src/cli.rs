@@ -62,6 +62,17 @@ pub enum Command {
     Restart(RestartCmd),
     /// `nrv-ctl info`.
     Info(InfoCmd),
+    /// `nrv-ctl ring`.
+    Ring(RingCmd),
+}
+
+/// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(subcommand, name = "ring", help_triggers("-h", "--help", "help"))]
+pub struct RingCmd {
+    /// print one JSON array
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Print nrv-ctl's version and the center's name, version and protocol.
@@ -69,7 +80,7 @@ pub enum Command {
 #[argh(subcommand, name = "version", help_triggers("-h", "--help", "help"))]
 pub struct VersionCmd {}
 
-/// List watched processes: ID NAME PID STATE UPTIME CPU% MEM HOST COMMAND.
+/// List watched processes of the whole ring: ID NAME PID STATE UPTIME CPU% MEM HOST CENTER COMMAND.
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand, name = "ps", help_triggers("-h", "--help", "help"))]
 pub struct PsCmd {
@@ -85,6 +96,9 @@ pub struct PsCmd {
     /// only processes with this name
     #[argh(option)]
     pub name: Option<String>,
+    /// only this center's processes, not its ring peers'
+    #[argh(switch)]
+    pub local: bool,
 }
 
 /// Send a signal to a process: nrv-ctl signal <id> TERM (TERM, SIGTERM, term and 15 all work).

@@ -44,7 +44,11 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             )?;
         }
         Command::Ps(cmd) => {
-            let request = Request::Ps { all: cmd.all };
+            let request = if cmd.local {
+                Request::PsLocal { all: cmd.all }
+            } else {
+                Request::Ps { all: cmd.all }
+            };
             let reply = client.request_within(request.clone(), left).await?;
             let Reply::Ps(mut rows) = reply else {
                 return unexpected(invocation, request, reply);
@@ -92,6 +96,24 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
         }
         Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
+        Command::Ring(cmd) => {
+            let reply = client.request_within(Request::Ring, left).await?;
+            let Reply::Ring(peers) = reply else {
+                return unexpected(invocation, Request::Ring, reply);
+            };
+            if cmd.json {
+                let rows: Vec<Value> = peers
+                    .iter()
+                    .map(|p| {
+                        json!({"center": p.center, "sync": p.sync, "state": p.state,
+                               "last_heard_secs": p.last_heard_secs, "rows": p.rows, "seq": p.seq})
+                    })
+                    .collect();
+                writeln!(out, "{}", Value::Array(rows))?;
+            } else {
+                writeln!(out, "{}", ring_table(&peers))?;
+            }
+        }
         Command::Tail(cmd) => {
             let stream = match (cmd.stdout, cmd.stderr) {
                 (true, _) => Some(Stream::Stdout),
@@ -298,6 +320,7 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "exit": exit_json(p.exit),
         "ended": p.ended,
         "output_bytes": p.output_bytes,
+        "stale": p.stale,
     });
     if with_history {
         v["history"] = p
@@ -321,6 +344,9 @@ fn uptime(secs: Option<f64>) -> String {
 }
 
 fn state_text(p: &ProcessInfo) -> String {
+    if p.stale {
+        return format!("STALE ({})", p.state.map(|s| s.as_str()).unwrap_or("-"));
+    }
     let state = p.state.map(|s| s.as_str()).unwrap_or("-");
     match p.exit {
         Some(ExitStatus::Code(c)) if p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING") => {
@@ -337,7 +363,9 @@ fn state_text(p: &ProcessInfo) -> String {
 pub fn ps_table(rows: &[ProcessInfo]) -> String {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "COMMAND"]);
+    table.set_header([
+        "ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "CENTER", "COMMAND",
+    ]);
     for p in rows {
         let id = p.id.to_string();
         table.add_row([
@@ -353,11 +381,36 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
                 .map(|s| bytesize::ByteSize(s.rss_bytes).display().iec_short().to_string())
                 .unwrap_or_else(|| "-".into()),
             p.host.clone(),
+            p.center.clone(),
             p.argv.join(" "),
         ]);
     }
     let text = table.to_string();
     text.lines().map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// The `ring` table.
+fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["CENTER", "SYNC", "STATE", "LAST HEARD", "ROWS", "SEQ"]);
+    for p in peers {
+        table.add_row([
+            if p.center.is_empty() {
+                "-".to_string()
+            } else {
+                p.center.clone()
+            },
+            p.sync.clone(),
+            p.state.clone(),
+            p.last_heard_secs
+                .map(|s| format!("{s:.1}s ago"))
+                .unwrap_or_else(|| "never".into()),
+            p.rows.to_string(),
+            p.seq.to_string(),
+        ]);
+    }
+    table.to_string().lines().map(str::trim).collect::<Vec<_>>().join("\n")
 }
 
 fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {

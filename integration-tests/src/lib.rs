@@ -355,6 +355,16 @@ impl Center {
     /// # Panics
     /// As [`Center::start`].
     pub fn start_with_log(dir: &Path, endpoint: &str, control: &str, log: &Path) -> Center {
+        Center::start_with_args(dir, endpoint, control, log, &[])
+    }
+
+    /// As [`Center::start_with_log`], with `extra` arguments after the harness's own
+    /// (`--sync`, `--ring`, `--stale-after`, …). When `extra` names the center (`-n`/`--name`),
+    /// the harness's `-n test` is left out.
+    ///
+    /// # Panics
+    /// As [`Center::start`].
+    pub fn start_with_args(dir: &Path, endpoint: &str, control: &str, log: &Path, extra: &[&str]) -> Center {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let stderr = dir.join(format!("center-{n}.stderr"));
@@ -365,7 +375,12 @@ impl Center {
             .path()
             .to_str()
             .unwrap_or_else(|| panic!("log path {:?} is not UTF-8", log.path()));
-        let mut cmd = center_command(dir, &["-e", endpoint, "-c", control, "-n", "test", "-l", log_arg]);
+        let mut args = vec!["-e", endpoint, "-c", control, "-l", log_arg];
+        if !extra.iter().any(|a| matches!(*a, "-n" | "--name")) {
+            args.extend(["-n", "test"]);
+        }
+        args.extend_from_slice(extra);
+        let mut cmd = center_command(dir, &args);
         cmd.stdout(Stdio::null()).stderr(err_file);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let mut center = Center {
@@ -879,6 +894,18 @@ pub fn ps_json(dir: &Path, control: &str, extra: &[&str]) -> Vec<Value> {
     rows
 }
 
+/// `nrv-ctl ring --json`: one object per peer (`center`, `sync`, `state`, `last_heard_secs`,
+/// `rows`, `seq`).
+///
+/// # Panics
+/// As [`ctl_json`], and when the value is not an array.
+pub fn ring_json(dir: &Path, control: &str) -> Vec<Value> {
+    match ctl_json(dir, control, &["ring", "--json"]) {
+        Value::Array(peers) => peers,
+        other => panic!("nrv-ctl ring --json printed {other}, not a JSON array"),
+    }
+}
+
 /// The rows of a `ps --json` array for process `id` (full 16 hex digits).
 pub fn rows_of<'a>(rows: &'a [Value], id: &str) -> Vec<&'a Value> {
     rows.iter().filter(|r| r["id"].as_str() == Some(id)).collect()
@@ -1158,6 +1185,14 @@ pub fn tail_of(lines: &[Value], n: usize) -> String {
         .collect()
 }
 
+/// Now, milliseconds since the Unix epoch (the clock the log's `time` uses).
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// A line's `kind` (`""` when missing).
 pub fn line_kind(line: &Value) -> &str {
     line["kind"].as_str().unwrap_or("")
@@ -1289,6 +1324,105 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Times, states and processes
+// ---------------------------------------------------------------------------------------------
+
+/// A line's `time` (RFC 3339 UTC with milliseconds, `2026-11-29T09:27:03.418Z`) as
+/// milliseconds since the Unix epoch.
+///
+/// # Panics
+/// When the line has no such time.
+pub fn line_time_ms(line: &Value) -> u64 {
+    let text = line["time"].as_str().unwrap_or("");
+    parse_rfc3339_ms(text).unwrap_or_else(|| panic!("line without an RFC 3339 UTC time: {line}"))
+}
+
+fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| s.get(range).and_then(|t| t.parse::<i64>().ok());
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, millis) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if s.len() != 24 || !s.ends_with('Z') {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    u64::try_from(secs * 1_000 + millis).ok()
+}
+
+/// The `state` lines of process `id`, in log order, as `(state, cause)`.
+pub fn states_of(lines: &[Value], id: &str) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| line_id(l) == Some(id) && line_kind(l) == "state")
+        .map(|l| {
+            (
+                l["data"]["state"].as_str().unwrap_or("").to_string(),
+                l["data"]["cause"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Fields of `/proc/PID/stat` after the command name: `[state, ppid, pgrp, ...]`; `None`
+/// when the process does not exist (any more).
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The parent pid of process `pid`, or `None` when it does not exist.
+pub fn proc_ppid(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
+}
+
+/// The process group of process `pid`, or `None` when it does not exist.
+pub fn proc_pgrp(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+}
+
+/// Every process (zombies included) in process group `pgid` now, by pid, from `/proc`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_pgrp(pid) == Some(pgid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits (bounded) until the file at `path` holds a pid (a line of digits), and
+/// returns it: for scripts that write `$!` to a file.
+///
+/// # Panics
+/// When no pid is written within `timeout`.
+pub fn wait_for_pid_file(path: &Path, timeout: Duration) -> u32 {
+    wait_until(&format!("a pid in {}", path.display()), timeout, || {
+        let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+        text.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("contents {text:?}"))
+            .and_then(|pid| {
+                if text.ends_with('\n') {
+                    Ok(pid)
+                } else {
+                    Err(format!("partial {text:?}"))
+                }
+            })
+    })
+}
+
 /// Waits (bounded by `timeout`) until process `id`'s `return` or `signal` line is logged, and
 /// returns the whole log at that moment.
 pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Value> {
@@ -1298,4 +1432,16 @@ pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Va
             .any(|l| line_id(l) == Some(id) && matches!(line_kind(l), "return" | "signal"))
             .then(|| lines.to_vec())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_ms;
+
+    #[test]
+    fn rfc3339_times_parse_to_epoch_milliseconds() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2026-11-29T09:27:03.418Z"), Some(1_795_944_423_418));
+        assert_eq!(parse_rfc3339_ms("2026-11-29T09:27:03Z"), None);
+    }
 }

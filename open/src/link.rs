@@ -33,6 +33,8 @@ pub struct Request {
     pub kind: CommandKind,
     /// Where to put the outcome, for the center.
     pub reply: oneshot::Sender<Result<String, String>>,
+    /// Who asked, for state causes (`"the center"`).
+    pub from: &'static str,
 }
 
 /// Settings of the link.
@@ -227,6 +229,12 @@ impl Link {
             EventKind::Output { data, .. } => data.len(),
             _ => 0,
         };
+        // Every hello says what runs now, for a center that missed the events.
+        match &kind {
+            EventKind::Started { pid } => self.config.hello.child_pid = Some(*pid),
+            EventKind::State { state, .. } => self.config.hello.state = Some(*state),
+            _ => {}
+        }
         let droppable = matches!(kind, EventKind::Output { .. } | EventKind::Stats(_));
         if matches!(kind, EventKind::Stats(_)) && self.conn.is_none() {
             return; // stale stats are worth nothing later
@@ -322,6 +330,7 @@ impl Link {
                     .send(Request {
                         kind: command.kind,
                         reply,
+                        from: "the center",
                     })
                     .is_err()
                 {

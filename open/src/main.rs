@@ -1,15 +1,29 @@
-//! `nrv-open [OPTIONS] CMD [ARGS…]`: parses flags and runs [`nerve_open::Command`].
+//! `nrv-open [OPTIONS] CMD [ARGS…]`: parses flags and the config file, makes this process a
+//! child subreaper, and runs [`nerve_open::Command`].
 
 use argh::FromArgs;
+use nerve_open::config::FileConfig;
+use nerve_open::{parse_exitcodes, AutoRestart, Signal};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Runs CMD as a child, passes stdin, stdout and stderr through unchanged, reports start,
-/// output, stats and exit to a Nerve center, and exits with the child's status.
+/// Runs CMD as a child, passes stdin, stdout and stderr through unchanged, supervises it
+/// (restart policy and stop sequence as in supervisord's program sections), reports start, output,
+/// stats, state and exit to a Nerve center, and exits with the last child's status.
 ///
-/// Exit codes: the child's exit code, or 128+N when it was killed by signal N; 125 nrv-open
-/// itself failed (usage, setup); 126 CMD cannot be executed; 127 CMD not found.
+/// SIGTERM and SIGINT run the stop sequence (a second one sends KILL at once); SIGHUP,
+/// SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the child. If nrv-open dies abruptly, the
+/// child gets the stop signal (Linux parent-death signal).
+///
+/// Exit codes: the last child's exit code, or 128+N when it was killed by signal N (also
+/// after a requested stop: 143 after TERM, 137 after KILL); 125 nrv-open itself failed (usage,
+/// config file, setup); 126 CMD cannot be executed; 127 CMD not found.
 #[derive(FromArgs)]
 struct Args {
+    /// TOML file with any of these long options as keys (see examples/nrv-open.toml); the
+    /// command line overrides it
+    #[argh(option)]
+    config: Option<PathBuf>,
     /// the center's process endpoint (env NERVE_ENDPOINT, default ipc://nerve.sock)
     #[argh(option, short = 'e')]
     endpoint: Option<String>,
@@ -17,15 +31,44 @@ struct Args {
     #[argh(option)]
     name: Option<String>,
     /// seconds between stats reports and heartbeats (default 1)
-    #[argh(option, default = "1.0")]
-    ping_interval: f64,
+    #[argh(option)]
+    ping_interval: Option<f64>,
     /// seconds to wait at exit for the center to acknowledge every event (default 5)
-    #[argh(option, default = "5.0")]
-    linger: f64,
+    #[argh(option)]
+    linger: Option<f64>,
     /// bytes of events kept for the center while it does not acknowledge them (default 16 MiB)
-    #[argh(option, default = "nerve_open::DEFAULT_QUEUE_BYTES")]
-    queue_bytes: usize,
-    /// the command and its arguments
+    #[argh(option)]
+    queue_bytes: Option<usize>,
+    /// restart after an exit: never, always or unexpected (exit code not in --exitcodes, or a
+    /// signal) (default never)
+    #[argh(option)]
+    autorestart: Option<AutoRestart>,
+    /// seconds the child must stay up to count as started, STARTING -> RUNNING (default 1)
+    #[argh(option)]
+    startsecs: Option<f64>,
+    /// failed starts in a row retried before giving up with FATAL (default 3)
+    #[argh(option)]
+    startretries: Option<u32>,
+    /// expected exit codes, comma-separated (default 0)
+    #[argh(option)]
+    exitcodes: Option<String>,
+    /// signal that starts the stop sequence, also sent to the child if nrv-open dies (default
+    /// TERM)
+    #[argh(option)]
+    stopsignal: Option<Signal>,
+    /// seconds between the stop signal and KILL (default 10)
+    #[argh(option)]
+    stopwaitsecs: Option<f64>,
+    /// signal the child alone, not its whole process group
+    #[argh(switch)]
+    no_killasgroup: bool,
+    /// cap of the delay between failed starts, which doubles from 1 s (default 60)
+    #[argh(option)]
+    backoff_max: Option<f64>,
+    /// least seconds between an exit and the restart after it (default 0.1)
+    #[argh(option)]
+    restart_delay: Option<f64>,
+    /// the command and its arguments (or `command` in the config file)
     #[argh(positional, greedy)]
     command: Vec<String>,
 }
@@ -45,30 +88,10 @@ fn main() {
             Err(()) => usage(early.output.trim_end()),
         },
     };
-    let Some((program, rest)) = args.command.split_first() else {
-        usage("missing CMD: nrv-open [OPTIONS] CMD [ARGS...]")
-    };
-    let endpoint = args
-        .endpoint
-        .or_else(|| std::env::var("NERVE_ENDPOINT").ok())
-        .unwrap_or_else(|| nerve_open::DEFAULT_ENDPOINT.into());
-    let endpoint = endpoint.parse().unwrap_or_else(|e| usage(&format!("{e}")));
-    let seconds = |flag: &str, v: f64| {
-        if v > 0.0 && v.is_finite() {
-            Duration::from_secs_f64(v)
-        } else {
-            usage(&format!("{flag} {v} must be a positive number of seconds"))
-        }
-    };
-    let mut command = nerve_open::Command::new(program);
-    command
-        .args(rest)
-        .endpoint(endpoint)
-        .ping_interval(seconds("--ping-interval", args.ping_interval))
-        .linger(seconds("--linger", args.linger))
-        .queue_bytes(args.queue_bytes);
-    if let Some(name) = args.name {
-        command.name(name);
+    let command = build(args).unwrap_or_else(|message| usage(&message));
+    // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
+    if let Err(e) = nerve_open::reap_all_descendants() {
+        eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");
     }
     match command.status() {
         Ok(outcome) => std::process::exit(outcome.exit_code()),
@@ -77,6 +100,111 @@ fn main() {
             std::process::exit(e.exit_code());
         }
     }
+}
+
+/// The command line over the config file over the environment over the defaults.
+fn build(args: Args) -> Result<nerve_open::Command, String> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
+        None => FileConfig::default(),
+    };
+    let origin = |flag: &str| match &args.config {
+        Some(path) => format!("{flag} (from the command line or {})", path.display()),
+        None => flag.to_string(),
+    };
+    let argv = if args.command.is_empty() {
+        file.command.clone().unwrap_or_default()
+    } else {
+        args.command.clone()
+    };
+    let Some((program, rest)) = argv.split_first() else {
+        return Err("missing CMD: nrv-open [OPTIONS] CMD [ARGS...] (or `command` in --config)".into());
+    };
+    let endpoint = args
+        .endpoint
+        .or(file.endpoint)
+        .or_else(|| std::env::var("NERVE_ENDPOINT").ok())
+        .unwrap_or_else(|| nerve_open::DEFAULT_ENDPOINT.into());
+    let endpoint = endpoint.parse().map_err(|e| format!("{e}"))?;
+    let positive = |flag: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!("{} {v} must be a positive number of seconds", origin(flag)))
+        }
+    };
+    let not_negative = |flag: &str, v: f64| {
+        if v >= 0.0 && v.is_finite() {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!("{} {v} must be a number of seconds, 0 or more", origin(flag)))
+        }
+    };
+
+    let mut command = nerve_open::Command::new(program);
+    command.args(rest).endpoint(endpoint);
+    if let Some(name) = args.name.or(file.name) {
+        command.name(name);
+    }
+    if let Some(v) = args.ping_interval.or(file.ping_interval) {
+        command.ping_interval(positive("--ping-interval", v)?);
+    }
+    if let Some(v) = args.linger.or(file.linger) {
+        command.linger(positive("--linger", v)?);
+    }
+    if let Some(v) = args.queue_bytes.or(file.queue_bytes) {
+        command.queue_bytes(v);
+    }
+    let autorestart = match (args.autorestart, &file.autorestart) {
+        (Some(a), _) => Some(a),
+        (None, Some(text)) => Some(
+            text.parse::<AutoRestart>()
+                .map_err(|e| format!("{}: {e}", origin("autorestart")))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(a) = autorestart {
+        command.autorestart(a);
+    }
+    if let Some(v) = args.startsecs.or(file.startsecs) {
+        command.startsecs(not_negative("--startsecs", v)?);
+    }
+    if let Some(v) = args.startretries.or(file.startretries) {
+        command.startretries(v);
+    }
+    let exitcodes = match (&args.exitcodes, file.exitcodes) {
+        (Some(text), _) => Some(parse_exitcodes(text).map_err(|e| format!("--exitcodes: {e}"))?),
+        (None, codes) => codes,
+    };
+    if let Some(codes) = exitcodes {
+        command.exitcodes(codes);
+    }
+    let stopsignal = match (args.stopsignal, &file.stopsignal) {
+        (Some(s), _) => Some(s),
+        (None, Some(text)) => Some(
+            text.parse::<Signal>()
+                .map_err(|e| format!("{}: {e}", origin("stopsignal")))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(s) = stopsignal {
+        command.stopsignal(s);
+    }
+    if let Some(v) = args.stopwaitsecs.or(file.stopwaitsecs) {
+        command.stopwaitsecs(not_negative("--stopwaitsecs", v)?);
+    }
+    // A switch can only turn the behaviour on: the command line's --no-killasgroup wins over
+    // the file's `no-killasgroup = false`.
+    if args.no_killasgroup || file.no_killasgroup == Some(true) {
+        command.killasgroup(false);
+    }
+    if let Some(v) = args.backoff_max.or(file.backoff_max) {
+        command.backoff_max(not_negative("--backoff-max", v)?);
+    }
+    if let Some(v) = args.restart_delay.or(file.restart_delay) {
+        command.restart_delay(not_negative("--restart-delay", v)?);
+    }
+    Ok(command)
 }
 
 fn usage(message: &str) -> ! {

@@ -28,8 +28,8 @@ pub struct ControlRequest {
 pub enum Request {
     /// The center's name and versions.
     Version,
-    /// The process table; `all` also lists processes that ended (kept for a bounded time and
-    /// count).
+    /// The process table of the whole ring (this center's processes and every peer's rows);
+    /// `all` also lists processes that ended (kept for a bounded time and count).
     Ps {
         /// Include ended processes.
         all: bool,
@@ -83,6 +83,13 @@ pub enum Request {
         /// The process.
         target: String,
     },
+    /// This center's own processes only (`ps --local`); [`Request::Ps`] lists the whole ring.
+    PsLocal {
+        /// Include ended processes.
+        all: bool,
+    },
+    /// This center's ring peers.
+    Ring,
 }
 
 impl fmt::Debug for Request {
@@ -114,6 +121,8 @@ impl fmt::Debug for Request {
             Request::Stop { target } => write!(f, "Stop {{ target: {target:?} }}"),
             Request::Restart { target } => write!(f, "Restart {{ target: {target:?} }}"),
             Request::Info { target } => write!(f, "Info {{ target: {target:?} }}"),
+            Request::PsLocal { all } => write!(f, "PsLocal {{ all: {all} }}"),
+            Request::Ring => write!(f, "Ring"),
         }
     }
 }
@@ -157,6 +166,8 @@ pub enum Reply {
     End(String),
     /// Answer to [`Request::Info`].
     Info(Box<ProcessInfo>),
+    /// Answer to [`Request::Ring`].
+    Ring(Vec<crate::PeerInfo>),
 }
 
 /// The center's identity and versions.
@@ -230,6 +241,8 @@ pub struct ProcessInfo {
     pub output_bytes: u64,
     /// Every state change, oldest first (for `info`; empty in `ps`).
     pub history: Vec<StateChange>,
+    /// The row comes from a peer center that has not been heard from for the stale bound.
+    pub stale: bool,
 }
 
 /// One state change of a process.

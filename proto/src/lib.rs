@@ -36,6 +36,7 @@
 
 mod codec;
 mod control;
+mod ring;
 mod signal;
 mod watcher;
 
@@ -43,6 +44,7 @@ pub use codec::{decode, encode, DecodeError, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use control::{
     ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange, VersionInfo,
 };
+pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, ProcessId, ProcessState, Stats,

@@ -72,6 +72,10 @@ pub struct Hello {
     /// How often the watcher reports stats (and so at least speaks), milliseconds; the center
     /// shows the process as UNKNOWN after three silent intervals.
     pub ping_interval_ms: u64,
+    /// The current child's pid, if one runs (so a center that starts after the child knows it).
+    pub child_pid: Option<u32>,
+    /// The last state the watcher reported, if any (same reason).
+    pub state: Option<ProcessState>,
 }
 
 /// A numbered event from a watcher.

@@ -23,6 +23,8 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             next_seq: 1,
             version: NERVE_VERSION.into(),
             ping_interval_ms: 1000,
+            child_pid: Some(42),
+            state: Some(ProcessState::Running),
         }),
         event(1, EventKind::Started { pid: 42 }),
         event(

@@ -2,7 +2,9 @@
 //! targets fail naming what they matched. Also the `ps` table and `ps --name`.
 
 use crate::wait_for_end;
-use integration_tests::{ps_json, row_of, run_ctl, spawn_open, Center, ChildGroups, Input, Running, TestDir, WAIT};
+use integration_tests::{
+    line_kind, ps_json, row_of, run_ctl, spawn_open, Center, ChildGroups, Input, Running, TestDir, WAIT,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -34,11 +36,22 @@ pub fn sleeper(dir: &TestDir, center: &Center, groups: &ChildGroups, name: &str)
     let open = spawn_open(
         dir.path(),
         &center.endpoint,
-        &["--name", name, "sleep", "1000"],
+        &["--name", name, "--startsecs", "0", "sleep", "1000"],
         Input::Null,
     );
     let (id, pid) = center.log.child_of(open.pid());
     groups.add(pid);
+    // A child is STARTING until startsecs pass (0 here): wait for RUNNING, as ps shows it.
+    center
+        .log
+        .wait_until(&format!("the RUNNING state line of {id}"), WAIT, |lines| {
+            lines
+                .iter()
+                .any(|l| {
+                    l["id"].as_str() == Some(id.as_str()) && line_kind(l) == "state" && l["data"]["state"] == "RUNNING"
+                })
+                .then_some(())
+        });
     (open, id, pid)
 }
 
@@ -144,7 +157,7 @@ fn signal_by_the_12_digit_prefix_that_ps_shows() {
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "COMMAND"],
+        ["ID", "NAME", "PID", "STATE", "UPTIME", "CPU%", "MEM", "HOST", "CENTER", "COMMAND"],
         "ps table header; stdout:\n{text}"
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();

@@ -145,20 +145,23 @@ fn a_sigkilled_watcher_shows_unknown_within_four_ping_intervals() {
         "UNKNOWN must show within {limit:?} of the SIGKILL (plus one poll); readings (time since the kill):\n{}",
         shown.join("\n")
     );
-    assert!(pid_alive(pid), "the orphaned child {pid} still runs");
+    // The child does not run on unwatched: nrv-open's death sent it the stop signal (the
+    // parent-death signal, issue 7).
+    integration_tests::wait_until(
+        &format!("the orphaned sleep {pid} to get its stop signal"),
+        WAIT,
+        || {
+            if pid_alive(pid) {
+                Err("alive".into())
+            } else {
+                Ok(())
+            }
+        },
+    );
     let rows = ps_json(dir.path(), &center.control, &[]);
     let row = row_of(&rows, &id);
     assert_eq!(row["ended"], json!(false), "no goodbye was said: {row}");
     assert_eq!(row["exit"], Value::Null, "{row}");
-
-    groups.kill_all();
-    integration_tests::wait_until(&format!("the orphaned sleep {pid} to die"), WAIT, || {
-        if pid_alive(pid) {
-            Err("alive".into())
-        } else {
-            Ok(())
-        }
-    });
 }
 
 #[test]

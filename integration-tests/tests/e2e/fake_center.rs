@@ -3,8 +3,8 @@
 
 use integration_tests::{endpoint, runtime, spawn_open, Input, Running, TestDir, WAIT};
 use nerve_proto::{
-    decode, encode, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, Signal, Stream,
-    WatcherMsg, Welcome,
+    decode, encode, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, ProcessState,
+    Signal, Stream, WatcherMsg, Welcome,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -12,18 +12,18 @@ use zmtp::{Identity, Incoming, Router, RouterSender};
 
 /// A center that welcomes one watcher, acknowledges its events in order, answers heartbeats,
 /// and records everything.
-struct FakeCenter {
+pub(crate) struct FakeCenter {
     incoming: mpsc::UnboundedReceiver<Incoming>,
     sender: RouterSender,
-    peer: Option<Identity>,
-    hello: Option<Hello>,
-    next_seq: u64,
-    events: Vec<Event>,
-    replies: Vec<CommandReply>,
+    pub(crate) peer: Option<Identity>,
+    pub(crate) hello: Option<Hello>,
+    pub(crate) next_seq: u64,
+    pub(crate) events: Vec<Event>,
+    pub(crate) replies: Vec<CommandReply>,
 }
 
 impl FakeCenter {
-    async fn bind(ep: &str) -> FakeCenter {
+    pub(crate) async fn bind(ep: &str) -> FakeCenter {
         let mut router = Router::bind(&endpoint(ep), false)
             .await
             .unwrap_or_else(|e| panic!("bind {ep}: {e}"));
@@ -48,7 +48,7 @@ impl FakeCenter {
         }
     }
 
-    async fn send(&self, msg: &CenterMsg) {
+    pub(crate) async fn send(&self, msg: &CenterMsg) {
         let peer = self
             .peer
             .as_ref()
@@ -59,12 +59,12 @@ impl FakeCenter {
             .unwrap_or_else(|e| panic!("send {msg:?} to the watcher: {e}"));
     }
 
-    async fn command(&self, req: u64, kind: CommandKind) {
+    pub(crate) async fn command(&self, req: u64, kind: CommandKind) {
         self.send(&CenterMsg::Command(Command { req, kind })).await;
     }
 
     /// Handles the messages that arrive within `within`.
-    async fn serve(&mut self, within: Duration) {
+    pub(crate) async fn serve(&mut self, within: Duration) {
         let Ok(Some(incoming)) = tokio::time::timeout(within, self.incoming.recv()).await else {
             return;
         };
@@ -104,7 +104,7 @@ impl FakeCenter {
     }
 
     /// Serves until `check` returns `Some`, for at most `timeout`.
-    async fn serve_until<T>(
+    pub(crate) async fn serve_until<T>(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -125,25 +125,47 @@ impl FakeCenter {
         }
     }
 
-    fn started(&self) -> Option<u32> {
+    pub(crate) fn started(&self) -> Option<u32> {
         self.events.iter().find_map(|e| match e.kind {
             EventKind::Started { pid } => Some(pid),
             _ => None,
         })
     }
 
-    fn reply(&self, req: u64) -> Option<CommandReply> {
+    pub(crate) fn reply(&self, req: u64) -> Option<CommandReply> {
         self.replies.iter().find(|r| r.req == req).cloned()
     }
 
-    fn exit(&self) -> Option<ExitStatus> {
+    pub(crate) fn exit(&self) -> Option<ExitStatus> {
         self.events.iter().find_map(|e| match e.kind {
             EventKind::Exit(status) => Some(status),
             _ => None,
         })
     }
 
-    fn stdout(&self) -> Vec<u8> {
+    /// The pids of every `Started` event, in order.
+    pub(crate) fn started_pids(&self) -> Vec<u32> {
+        self.events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Started { pid } => Some(pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every `State` event, in order.
+    pub(crate) fn states(&self) -> Vec<(ProcessState, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::State { state, cause } => Some((*state, cause.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn stdout(&self) -> Vec<u8> {
         let chunks = self.events.iter().filter_map(|e| match &e.kind {
             EventKind::Output {
                 stream: Stream::Stdout,

@@ -38,6 +38,8 @@ fn bad_frames() -> Vec<(&'static str, Vec<u8>)> {
         next_seq: 1,
         version: nerve_proto::NERVE_VERSION.into(),
         ping_interval_ms: 1000,
+        child_pid: None,
+        state: None,
     });
     let mut wrong_version = (PROTOCOL_VERSION + 1).to_be_bytes().to_vec();
     wrong_version.extend_from_slice(&encode(&hello)[2..]);

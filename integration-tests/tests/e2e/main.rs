@@ -4,6 +4,7 @@
 //! built once per run and the tests run in parallel. Every test has its own temporary
 //! directory, endpoints and center. The harness is the `integration_tests` library.
 
+mod config;
 mod ctl;
 mod ctl_events;
 mod ctl_no_center;
@@ -16,11 +17,14 @@ mod exclusive;
 mod exit_status;
 mod fake_center;
 mod garbage;
+mod library;
 mod no_center;
 mod output;
 mod restart;
 mod signals;
 mod socket_security;
+mod stop;
+mod supervision;
 
 use integration_tests::{for_id, line_kind, run_open, Center, Input, TestDir, WAIT};
 use serde_json::{json, Value};

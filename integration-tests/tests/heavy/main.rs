@@ -1,8 +1,15 @@
 //! Tests that start hundreds of processes: their own test binary (so they never run beside the
 //! e2e suite, cargo runs test binaries one after another) and, inside it, one at a time
-//! through [`serial`], so a 2-core machine is never asked to run two of them at once.
+//! through [`serial`], so a 2-core machine is never asked to run two of them at once. The
+//! ring tests (`ring_*`, sharing [`ring_kit`]) are here too: each starts several centers.
 
 mod many;
+mod ring_300;
+mod ring_failover;
+mod ring_forward;
+mod ring_kit;
+mod ring_meta;
+mod ring_views;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -1,4 +1,12 @@
-//! Small operating-system helpers: unbuffered writes to a file descriptor, host and user names.
+//! Operating-system helpers: unbuffered writes to a file descriptor, host and user names, and
+//! (in one platform module chosen here, as pueue's `process_helper` does, so that callers never
+//! see a `cfg`) the Linux-only child subreaper and parent-death signal.
+
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "other.rs")]
+mod platform;
+
+pub use platform::{become_subreaper, set_parent_death_signal};
 
 use std::fs::File;
 use std::io::{self, Write};

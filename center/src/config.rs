@@ -1,0 +1,116 @@
+//! `nrv-center --config FILE`: the same settings as the long options, in TOML.
+//!
+//! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
+//! `allow-remote`, `heartbeat`, `logdir`, `log-maxbytes`, `log-backups`). A key in the file is overridden by the same option on the
+//! command line, and by nothing else. An unknown key is an error that names the key and its
+//! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
+//! option in `main.rs`, and one `or` where the two are merged.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The contents of an nrv-center config file; every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Process endpoint watchers connect to.
+    pub endpoint: Option<String>,
+    /// Control endpoint nrv-ctl connects to.
+    pub control: Option<String>,
+    /// Center name written in every log line.
+    pub name: Option<String>,
+    /// Event log path, `"-"` for standard output.
+    pub logfile: Option<String>,
+    /// Allow binding a non-loopback tcp address.
+    pub allow_remote: Option<bool>,
+    /// Seconds between heartbeats to idle watchers.
+    pub heartbeat: Option<f64>,
+    /// Directory for per-process output files.
+    pub logdir: Option<String>,
+    /// Size of one output file before it is rotated, bytes.
+    pub log_maxbytes: Option<u64>,
+    /// Rotated output files kept per process and stream.
+    pub log_backups: Option<u32>,
+    /// Sync endpoint where peer centers reach this one.
+    pub sync: Option<String>,
+    /// Sync endpoints of peer centers to join.
+    pub ring: Option<Vec<String>>,
+    /// Seconds of silence after which a peer's rows are stale.
+    pub stale_after: Option<f64>,
+    /// Seconds of silence after which a peer's rows are removed.
+    pub remove_after: Option<f64>,
+}
+
+/// A config file that cannot be used: the path, the line when known, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// The 1-based line of the offending key or value, when known.
+    pub line: Option<usize>,
+    /// What is wrong (`` unknown field `heartbeats`, expected one of … ``).
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} line {line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, has an unknown key or a value of the wrong type
+    /// (the error names the path, the line and the key).
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        toml::from_str(&text).map_err(|e: toml::de::Error| ConfigError {
+            path: path.to_owned(),
+            line: e.span().map(|span| {
+                text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            }),
+            message: e.message().trim_end().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses_and_unknown_keys_are_named() {
+        let dir = std::env::temp_dir().join(format!("nrv-center-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let good = dir.join("good.toml");
+        let text = "endpoint = \"ipc://a.sock\"\ncontrol = \"ipc://b.sock\"\nname = \"c\"\nlogfile = \"-\"\nallow-remote = false\nheartbeat = 2\nlogdir = \"out\"\nlog-maxbytes = 1024\nlog-backups = 2\n";
+        std::fs::write(&good, text).unwrap_or_else(|e| panic!("{e}"));
+        let config = FileConfig::load(&good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.heartbeat, Some(2.0));
+        assert_eq!(config.allow_remote, Some(false));
+        assert_eq!(config.log_backups, Some(2));
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "name = \"c\"\nheartbeats = 2\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = FileConfig::load(&bad).expect_err("unknown key");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("`heartbeats`"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

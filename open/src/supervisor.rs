@@ -1,0 +1,536 @@
+//! The supervision loop: supervisord's state machine
+//! (<http://supervisord.org/subprocess.html#process-states>) around one child at a time.
+//!
+//! ```text
+//!            spawn                 startsecs passed
+//!   ──────► STARTING ─────────────────────────────► RUNNING
+//!              │ exit (unexpected)                     │ exit
+//!              ▼                                       ▼
+//!           BACKOFF ──retry──► STARTING             EXITED ──autorestart──► STARTING
+//!              │ no retries left
+//!              ▼
+//!            FATAL
+//!   STARTING/RUNNING ──stop──► STOPPING ──child and its group gone──► STOPPED
+//! ```
+//!
+//! Every transition is reported to the center as a `State` event with its cause; every child
+//! as a `Started` event with its pid and an `Exit` event with its status. The stop sequence
+//! sends `stopsignal` to the child's process group (or the child alone without
+//! `killasgroup`), KILL to the same after `stopwaitsecs` (reported as a second STOPPING with
+//! the escalation as its cause), and reports STOPPED only once the child is reaped and its
+//! group is empty.
+
+use crate::child::{self, group_exists, is_stop_signal, send_signal, Reply, Spec, StdinOp, StdinRouter};
+use crate::link::{Input, Request};
+use crate::policy::{describe, AfterExit, Policy};
+use crate::{spawner, stats, sys};
+use nerve_proto::{CommandKind, EventKind, ExitStatus, ProcessState, Signal, Stream};
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long nrv-open waits, after a child exits, for its stdout and stderr to reach EOF (a
+/// grandchild may hold them open) before it reports the exit anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long to wait for a process group to empty after KILL before reporting STOPPED anyway
+/// (a process in uninterruptible sleep ignores even KILL for a while).
+const AFTER_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an emptying process group is checked.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// One running child.
+pub struct Live {
+    pid: u32,
+    exit: oneshot::Receiver<ExitStatus>,
+    /// Closed once both output pumps reached EOF.
+    drained: mpsc::UnboundedReceiver<()>,
+    spawned: Instant,
+}
+
+/// A stop sequence under way.
+struct Stop {
+    /// Who asked and how (`"nrv-open got SIGTERM"`), for the STOPPED cause.
+    why: String,
+    /// Start again once stopped (a Restart command).
+    restart: bool,
+    /// Answered once STOPPED is reported.
+    replies: Vec<Reply>,
+    /// Answered once the new child is spawned (or the restart is called off).
+    restart_replies: Vec<Reply>,
+    /// When `stopsignal` was sent.
+    signalled: Instant,
+    /// Whether KILL was sent, and why.
+    killed: Option<String>,
+}
+
+/// How a child's watch ended.
+enum Ended {
+    /// Stopped on request; `Some(replies)` to start again and answer those.
+    Stopped(Option<Vec<Reply>>),
+    /// It exited by itself.
+    Exited(AfterExit),
+}
+
+/// How the wait before a restart ended.
+enum Pause {
+    /// Start again (answering these replies once spawned).
+    Go(Vec<Reply>),
+    /// Stopped: do not start again.
+    Stopped,
+}
+
+/// How supervision ended.
+pub struct Ending {
+    /// The last child's status (none when no child ever ran).
+    pub status: Option<ExitStatus>,
+    /// The final state: EXITED, FATAL or STOPPED.
+    pub state: ProcessState,
+}
+
+/// The supervisor of one watched process: spawns, watches, restarts and stops its children.
+pub struct Supervisor {
+    /// What to run.
+    pub spec: Spec,
+    /// How to supervise it.
+    pub policy: Policy,
+    /// Interval of stats reports.
+    pub ping_interval: Duration,
+    /// Where events go (the link).
+    pub events: mpsc::UnboundedSender<Input>,
+    /// Commands from the center and the library's handle.
+    pub requests: mpsc::UnboundedReceiver<Request>,
+    /// Signals caught by this process ([`child::CAUGHT`]).
+    pub signals: mpsc::UnboundedReceiver<i32>,
+    /// Where stdin goes.
+    pub stdin: StdinRouter,
+    /// The current child's pid, 0 when none runs (read by the library's handle).
+    pub pid_slot: Arc<AtomicU32>,
+    /// The last child's status.
+    pub last: Option<ExitStatus>,
+    /// The last child's pid.
+    pub last_pid: Option<u32>,
+    /// When the last child exited.
+    pub last_exit: Option<Instant>,
+    /// Failed starts in a row.
+    pub failures: u32,
+    /// The last child's process group, when members were left in it as the child exited by
+    /// itself (decided at the exit, while its id is surely ours: the kernel keeps a group's id
+    /// from reuse only while the group has members, and a later look could see a stranger).
+    pub leftover_group: Option<u32>,
+}
+
+impl Supervisor {
+    fn report(&self, kind: EventKind) {
+        let _ = self.events.send(Input::Event(sys::now_ms(), kind));
+    }
+
+    fn state(&self, state: ProcessState, cause: impl Into<String>) {
+        self.report(EventKind::State {
+            state,
+            cause: cause.into(),
+        });
+    }
+
+    fn ending(&self, state: ProcessState) -> Ending {
+        Ending {
+            status: self.last,
+            state,
+        }
+    }
+
+    /// What `send_signal` targets for a stop: the group, or the child alone.
+    fn target(&self, pid: u32) -> String {
+        if self.policy.killasgroup {
+            format!("process group {pid}")
+        } else {
+            format!("pid {pid}")
+        }
+    }
+
+    /// Spawns a child and reports `Started` and STARTING (with `why`).
+    ///
+    /// # Errors
+    /// The spawn failed.
+    pub async fn start(&mut self, why: &str) -> io::Result<Live> {
+        if let Some(exited) = self.last_exit {
+            // Restarts never come closer together than restart_delay (systemd's RestartSec).
+            tokio::time::sleep_until((exited + self.policy.restart_delay).into()).await;
+        }
+        let command = child::command(&self.spec, self.policy.stopsignal);
+        let (mut proc, exit) = spawner::spawn(command).await?;
+        let spawned = Instant::now();
+        let pid = proc.id();
+        self.pid_slot.store(pid, Ordering::SeqCst);
+        self.last_pid = Some(pid);
+        self.report(EventKind::Started { pid });
+        self.state(ProcessState::Starting, format!("{why}: pid {pid}"));
+        let (drained_tx, drained) = mpsc::unbounded_channel();
+        if let Some(out) = proc.stdout.take() {
+            child::pump_output(out, Stream::Stdout, self.events.clone(), drained_tx.clone());
+        }
+        if let Some(err) = proc.stderr.take() {
+            child::pump_output(err, Stream::Stderr, self.events.clone(), drained_tx.clone());
+        }
+        drop(drained_tx);
+        self.stdin
+            .set(proc.stdin.take().map(|s| (pid, child::stdin_writer(s, pid))));
+        Ok(Live {
+            pid,
+            exit,
+            drained,
+            spawned,
+        })
+    }
+
+    /// Supervises from the first child on, until EXITED, FATAL or STOPPED.
+    pub async fn run(mut self, first: Live) -> Ending {
+        let mut live = first;
+        loop {
+            let (why, replies) = match self.watch(live).await {
+                Ended::Stopped(None) => return self.ending(ProcessState::Stopped),
+                Ended::Stopped(Some(replies)) => {
+                    self.failures = 0;
+                    ("restarted on request".to_string(), replies)
+                }
+                Ended::Exited(after) => {
+                    let (why, delay, state) = match after {
+                        AfterExit::Exited(cause) => {
+                            self.state(ProcessState::Exited, cause);
+                            return self.ending(ProcessState::Exited);
+                        }
+                        AfterExit::Fatal(cause) => {
+                            self.state(ProcessState::Fatal, cause);
+                            return self.ending(ProcessState::Fatal);
+                        }
+                        AfterExit::Restart(cause, delay) => {
+                            self.state(ProcessState::Exited, cause);
+                            (
+                                format!("restarted (autorestart {})", self.policy.autorestart),
+                                delay,
+                                ProcessState::Exited,
+                            )
+                        }
+                        AfterExit::Backoff(cause, delay) => {
+                            self.failures += 1;
+                            self.state(ProcessState::Backoff, cause);
+                            (
+                                format!("retry {} of {}", self.failures, self.policy.startretries),
+                                delay,
+                                ProcessState::Backoff,
+                            )
+                        }
+                    };
+                    match self.pause(delay, state).await {
+                        Pause::Stopped => return self.ending(ProcessState::Stopped),
+                        Pause::Go(replies) if replies.is_empty() => (why, replies),
+                        Pause::Go(replies) => {
+                            self.failures = 0;
+                            ("restarted on request".to_string(), replies)
+                        }
+                    }
+                }
+            };
+            let old = self.last_pid;
+            match self.start(&why).await {
+                Ok(next) => {
+                    for reply in replies {
+                        let old = old.map(|p| format!("pid {p} stopped, ")).unwrap_or_default();
+                        let _ = reply.send(Ok(format!("restarted: {old}new pid {}", next.pid)));
+                    }
+                    live = next;
+                }
+                Err(e) => {
+                    let cause = format!("cannot run {}: {e}", self.spec.program.to_string_lossy());
+                    for reply in replies {
+                        let _ = reply.send(Err(cause.clone()));
+                    }
+                    self.state(ProcessState::Fatal, cause);
+                    return self.ending(ProcessState::Fatal);
+                }
+            }
+        }
+    }
+
+    /// Watches one child until it is gone.
+    async fn watch(&mut self, mut live: Live) -> Ended {
+        let pid = live.pid;
+        let startsecs_at = tokio::time::Instant::from_std(live.spawned + self.policy.startsecs);
+        let mut running = false;
+        if self.policy.startsecs.is_zero() {
+            running = true;
+            self.failures = 0;
+            self.state(ProcessState::Running, "startsecs is 0");
+        }
+        let mut stop: Option<Stop> = None;
+        let mut sampler = stats::Sampler::new(pid, live.spawned);
+        let mut ticker = tokio::time::interval(self.ping_interval);
+        ticker.tick().await;
+        let status = loop {
+            let kill_at = stop
+                .as_ref()
+                .filter(|s| s.killed.is_none())
+                .map(|s| tokio::time::Instant::from_std(s.signalled + self.policy.stopwaitsecs));
+            tokio::select! {
+                status = &mut live.exit => break status.unwrap_or(ExitStatus::Code(1)),
+                _ = tokio::time::sleep_until(startsecs_at), if !running && stop.is_none() => {
+                    running = true;
+                    self.failures = 0;
+                    self.state(
+                        ProcessState::Running,
+                        format!("up for startsecs {} s", self.policy.startsecs.as_secs_f64()),
+                    );
+                }
+                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                    let why = format!(
+                        "still there stopwaitsecs {} s after {}",
+                        self.policy.stopwaitsecs.as_secs_f64(),
+                        self.policy.stopsignal
+                    );
+                    self.escalate(pid, &mut stop, why);
+                }
+                Some(request) = self.requests.recv() => self.on_request(request, Some(pid), &mut stop),
+                Some(sig) = self.signals.recv() => self.on_signal(sig, pid, &mut stop),
+                _ = ticker.tick() => {
+                    if let Some(stats) = sampler.sample() {
+                        self.report(EventKind::Stats(stats));
+                    }
+                }
+            }
+        };
+        self.pid_slot.store(0, Ordering::SeqCst);
+        self.stdin.set(None);
+        // Every output chunk must be reported before the exit: wait for both pipes' EOF.
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, live.drained.recv()).await;
+        self.report(EventKind::Exit(status));
+        self.last = Some(status);
+        self.last_exit = Some(Instant::now());
+        if stop.is_none() {
+            self.leftover_group = Some(pid).filter(|&p| self.policy.killasgroup && group_exists(p));
+            let ran = live.spawned.elapsed();
+            return Ended::Exited(self.policy.after_exit(status, ran, running, self.failures));
+        }
+        let leftovers = self.empty_group(pid, &mut stop).await;
+        let Some(stop) = stop else {
+            unreachable!("a stop under way stays under way")
+        };
+        let how = match &stop.killed {
+            Some(why) => format!("{} ({why}: KILL sent)", describe(status)),
+            None => describe(status),
+        };
+        self.state(
+            ProcessState::Stopped,
+            format!("{}: pid {pid} {how}{leftovers}", stop.why),
+        );
+        for reply in stop.replies {
+            let _ = reply.send(Ok(format!("stopped pid {pid}: {how}{leftovers}")));
+        }
+        Ended::Stopped(stop.restart.then_some(stop.restart_replies))
+    }
+
+    /// After the child is reaped: waits until its process group is empty (with `killasgroup`),
+    /// sending KILL once `stopwaitsecs` have passed since the stop signal. Returns a note for
+    /// the cause when members were left (empty when the group is gone).
+    async fn empty_group(&mut self, pgid: u32, stop: &mut Option<Stop>) -> String {
+        if !self.policy.killasgroup {
+            return String::new();
+        }
+        let mut killed_at: Option<Instant> = None;
+        loop {
+            if !group_exists(pgid) {
+                return String::new();
+            }
+            let Some(current) = stop.as_ref() else {
+                return String::new();
+            };
+            if current.killed.is_none() && current.signalled.elapsed() >= self.policy.stopwaitsecs {
+                let why = format!(
+                    "process group {pgid} still there stopwaitsecs {} s after {}",
+                    self.policy.stopwaitsecs.as_secs_f64(),
+                    self.policy.stopsignal
+                );
+                self.escalate(pgid, stop, why);
+            }
+            if stop.as_ref().is_some_and(|s| s.killed.is_some()) {
+                let at = *killed_at.get_or_insert_with(Instant::now);
+                if at.elapsed() >= AFTER_KILL_TIMEOUT {
+                    return format!(
+                        "; process group {pgid} still has members {} s after KILL",
+                        AFTER_KILL_TIMEOUT.as_secs()
+                    );
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(GROUP_POLL) => {}
+                Some(request) = self.requests.recv() => self.on_request(request, None, stop),
+                Some(sig) = self.signals.recv() => {
+                    if is_stop_signal(sig) {
+                        self.on_signal(sig, pgid, stop);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends KILL to the child (or its group) and reports the escalation.
+    fn escalate(&mut self, pid: u32, stop: &mut Option<Stop>, why: String) {
+        let Some(current) = stop.as_mut() else { return };
+        if current.killed.is_some() {
+            return;
+        }
+        let _ = send_signal(pid, self.policy.killasgroup, Signal::KILL);
+        self.state(
+            ProcessState::Stopping,
+            format!("{why}: sent KILL to {}", self.target(pid)),
+        );
+        current.killed = Some(why);
+    }
+
+    /// Starts the stop sequence: STOPPING, then `stopsignal` to the child or its group.
+    fn begin_stop(&mut self, pid: u32, why: String, restart: bool, reply: Option<Reply>) -> Stop {
+        let result = send_signal(pid, self.policy.killasgroup, self.policy.stopsignal);
+        let sent = result.unwrap_or_else(|e| e);
+        self.state(ProcessState::Stopping, format!("{why}: {sent}"));
+        let (replies, restart_replies) = match (reply, restart) {
+            (Some(r), true) => (Vec::new(), vec![r]),
+            (Some(r), false) => (vec![r], Vec::new()),
+            (None, _) => (Vec::new(), Vec::new()),
+        };
+        Stop {
+            why,
+            restart,
+            replies,
+            restart_replies,
+            signalled: Instant::now(),
+            killed: None,
+        }
+    }
+
+    /// A signal caught by this process while a child (`pid`) runs or is being stopped.
+    fn on_signal(&mut self, sig: i32, pid: u32, stop: &mut Option<Stop>) {
+        let name = format!("SIG{}", Signal(sig));
+        if !is_stop_signal(sig) {
+            let _ = send_signal(pid, false, Signal(sig));
+            return;
+        }
+        match stop.as_mut() {
+            None => *stop = Some(self.begin_stop(pid, format!("nrv-open got {name}"), false, None)),
+            Some(current) => {
+                call_off_restart(current, &format!("nrv-open got {name}: stopping, not restarting"));
+                self.escalate(pid, stop, format!("a second stop request ({name})"));
+            }
+        }
+    }
+
+    /// A command from the center or the library's handle; `pid` is the running child, if any.
+    fn on_request(&mut self, request: Request, pid: Option<u32>, stop: &mut Option<Stop>) {
+        let Request { kind, reply, from } = request;
+        match kind {
+            CommandKind::Signal(sig) => {
+                let result = match pid {
+                    Some(pid) => send_signal(pid, false, sig),
+                    None => Err(self.no_child()),
+                };
+                let _ = reply.send(result);
+            }
+            CommandKind::Stdin(data) => self.route_stdin(StdinOp::Data(data, Some(reply))),
+            CommandKind::CloseStdin => self.route_stdin(StdinOp::Close(Some(reply))),
+            CommandKind::Stop => match (stop.as_mut(), pid) {
+                (Some(current), _) => {
+                    current.replies.push(reply);
+                    call_off_restart(current, &format!("{from} asked to stop: stopping, not restarting"));
+                    let target = self.last_pid.unwrap_or_default();
+                    self.escalate(target, stop, format!("a second stop request (from {from})"));
+                }
+                (None, Some(pid)) => {
+                    *stop = Some(self.begin_stop(pid, format!("stop requested by {from}"), false, Some(reply)));
+                }
+                (None, None) => {
+                    let _ = reply.send(Err(self.no_child()));
+                }
+            },
+            CommandKind::Restart => match (stop.as_ref(), pid) {
+                (None, Some(pid)) => {
+                    *stop = Some(self.begin_stop(pid, format!("restart requested by {from}"), true, Some(reply)));
+                }
+                _ => {
+                    let who = self.last_pid.map(|p| format!("pid {p}")).unwrap_or_default();
+                    let _ = reply.send(Err(format!("{who} is already stopping; not restarted")));
+                }
+            },
+        }
+    }
+
+    /// Hands a stdin operation to the current child, off the async thread (the child may not
+    /// be reading).
+    fn route_stdin(&self, op: StdinOp) {
+        let router = self.stdin.clone();
+        tokio::task::spawn_blocking(move || router.send(op));
+    }
+
+    fn no_child(&self) -> String {
+        match (self.last_pid, self.last) {
+            (Some(pid), Some(status)) => format!("no child is running (pid {pid} ended: {})", describe(status)),
+            _ => "no child is running".into(),
+        }
+    }
+
+    /// Waits `delay` before the next start, in `state` (EXITED or BACKOFF), serving commands
+    /// and signals; a stop now reports STOPPED (stopping any members left in the last
+    /// child's group first).
+    async fn pause(&mut self, delay: Duration, state: ProcessState) -> Pause {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            let (why, reply) = tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Pause::Go(Vec::new()),
+                Some(request) = self.requests.recv() => match request.kind {
+                    CommandKind::Stop => (format!("stop requested by {} in {state}", request.from), Some(request.reply)),
+                    CommandKind::Restart => return Pause::Go(vec![request.reply]),
+                    _ => {
+                        self.on_request(request, None, &mut None);
+                        continue;
+                    }
+                },
+                Some(sig) = self.signals.recv() => {
+                    if !is_stop_signal(sig) {
+                        continue; // no child to forward it to
+                    }
+                    (format!("nrv-open got SIG{} in {state}", Signal(sig)), None)
+                }
+            };
+            let note = self.stop_leftovers(&why).await;
+            self.state(ProcessState::Stopped, format!("{why}: not restarted{note}"));
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(format!("stopped: {}{note}; not restarted", self.no_child())));
+            }
+            return Pause::Stopped;
+        }
+    }
+
+    /// The stop sequence for members left in the last child's process group after it exited
+    /// by itself (with `killasgroup`); returns a note for the STOPPED cause.
+    async fn stop_leftovers(&mut self, why: &str) -> String {
+        let Some(pgid) = self.leftover_group.take().filter(|&p| group_exists(p)) else {
+            return String::new();
+        };
+        let mut stop = Some(self.begin_stop(
+            pgid,
+            format!("{why}: members of process group {pgid} remain"),
+            false,
+            None,
+        ));
+        let left = self.empty_group(pgid, &mut stop).await;
+        format!("; process group {pgid} stopped{left}")
+    }
+}
+
+/// Turns a stop-then-restart into a plain stop, telling whoever asked for the restart.
+fn call_off_restart(stop: &mut Stop, why: &str) {
+    if stop.restart {
+        stop.restart = false;
+        for reply in stop.restart_replies.drain(..) {
+            let _ = reply.send(Err(why.to_string()));
+        }
+    }
+}

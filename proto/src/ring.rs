@@ -1,0 +1,96 @@
+//! Messages between centers of a ring, on their sync endpoints.
+//!
+//! The pattern is ZeroMQ's "clone" (zguide, chapter 5, "Reliable Pub-Sub"): every center is
+//! the authority for the processes whose watchers report to it, and replicates only those rows
+//! to its peers: a [`RingMsg::Snapshot`] when a peer joins or asks, then
+//! [`RingMsg::Update`]s numbered by `seq` (per origin center and `epoch`), and
+//! [`RingMsg::Heartbeat`]s carrying the last seq. A receiver that sees a gap in `seq`, or a new
+//! `epoch` (the origin restarted), asks for a fresh snapshot ([`RingMsg::SnapshotRequest`]).
+//! No center relays another's rows, so there are no loops and no duplicates; membership is
+//! gossiped ([`RingMsg::Peers`]) so that every center connects to every other.
+//!
+//! One connection (the joining center's DEALER to the peer's sync ROUTER) carries both
+//! directions.
+
+use crate::{ProcessId, ProcessInfo, Reply, Request};
+use serde::{Deserialize, Serialize};
+
+/// A message between two centers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RingMsg {
+    /// Sent first on a connection, by both sides: who I am.
+    Hello(CenterHello),
+    /// Every row the sender owns, replacing what the receiver had from it.
+    Snapshot {
+        /// The sender's epoch.
+        epoch: u64,
+        /// The seq of the last update included; updates continue from `seq + 1`.
+        seq: u64,
+        /// The rows.
+        rows: Vec<ProcessInfo>,
+    },
+    /// Changed rows of the sender.
+    Update {
+        /// The sender's epoch.
+        epoch: u64,
+        /// This update's number: the previous one's plus 1.
+        seq: u64,
+        /// Rows added or changed.
+        rows: Vec<ProcessInfo>,
+        /// Rows removed.
+        removed: Vec<ProcessId>,
+    },
+    /// Sent every heartbeat interval: the sender is alive and its last update was `seq`.
+    Heartbeat {
+        /// The sender's epoch.
+        epoch: u64,
+        /// The last update's seq.
+        seq: u64,
+    },
+    /// The receiver wants a fresh snapshot (it saw a gap or a new epoch).
+    SnapshotRequest,
+    /// The sync endpoints of every center the sender knows, so the receiver can join them too.
+    Peers(Vec<String>),
+    /// A control request for a process the receiver owns, forwarded by the sender.
+    Forward {
+        /// The sender's number for it, echoed in [`RingMsg::ForwardReply`].
+        req: u64,
+        /// The request (its target is the process's full id).
+        request: Request,
+    },
+    /// One reply to a [`RingMsg::Forward`] (streams send several, ending with `Reply::End`).
+    ForwardReply {
+        /// The forward's `req`.
+        req: u64,
+        /// The reply.
+        reply: Reply,
+    },
+}
+
+/// A center introducing itself to a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CenterHello {
+    /// The center's name (unique in the ring).
+    pub center: String,
+    /// Where peers reach it (`--sync`).
+    pub sync: String,
+    /// Random, chosen at start: a new epoch means the center restarted and its seq starts over.
+    pub epoch: u64,
+}
+
+/// One peer of a center, as `nrv-ctl ring` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's name (empty until it said hello).
+    pub center: String,
+    /// Its sync endpoint.
+    pub sync: String,
+    /// `synced`, `stale` or `gone`.
+    pub state: String,
+    /// Seconds since the peer was last heard from (None: never).
+    pub last_heard_secs: Option<f64>,
+    /// Rows held from it.
+    pub rows: usize,
+    /// The last update seq applied.
+    pub seq: u64,
+}
