@@ -1,5 +1,5 @@
 //! Encode and decode of Nerve's main wire messages (criterion). nerve-bench reads the medians
-//! from target/criterion/{encode,decode}/NAME/new/estimates.json into BENCHMARKS.md.
+//! from target/criterion/{encode,decode}_NAME/new/estimates.json into BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use nerve_bench::samples;

@@ -907,7 +907,8 @@ fn render_protocol(s: &mut String, criterion: &Path) {
         ("ps_reply_100", encode(&samples::ps_reply(100)).len()),
     ];
     let median_ns = |group: &str, name: &str| -> String {
-        let path = criterion.join(group).join(name).join("new/estimates.json");
+        // criterion names the directory of "encode/hello" encode_hello.
+        let path = criterion.join(format!("{group}_{name}")).join("new/estimates.json");
         std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
