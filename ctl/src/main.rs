@@ -39,6 +39,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(nerve_ctl::run(&invocation, &mut std::io::stdout().lock()));
     match result {
         Ok(()) => Exit::Ok.into(),
+        // The reader went away (`nrv-ctl ps | head -1`): nothing to say, as other tools.
+        Err(nerve_ctl::CtlError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
         Err(e) => {
             eprintln!("nrv-ctl: {e}");
             e.exit().into()

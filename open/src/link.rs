@@ -84,6 +84,8 @@ struct Link {
     conn_counter: u32,
     ever_connected: bool,
     warned: bool,
+    /// An undecodable message from the center was reported already.
+    decode_warned: bool,
     finish: Option<oneshot::Sender<usize>>,
     requests: mpsc::UnboundedSender<Request>,
     replies_tx: mpsc::UnboundedSender<CommandReply>,
@@ -109,6 +111,7 @@ pub async fn run(
         conn_counter: 0,
         ever_connected: false,
         warned: false,
+        decode_warned: false,
         finish: None,
         requests,
         replies_tx,
@@ -185,7 +188,7 @@ impl Link {
         if !self.warned {
             self.warned = true;
             eprintln!(
-                "nrv-open: warning: {why}; the command runs on, its events are kept for the center (up to {} bytes) and nrv-open keeps trying",
+                "nrv-open: warning: {why}; the command runs on, its events are kept (up to {} bytes) while nrv-open keeps trying",
                 self.config.queue_bytes
             );
         }
@@ -355,10 +358,15 @@ impl Link {
                 self.conn = None;
             }
             Err(e) => {
-                eprintln!(
-                    "nrv-open: cannot decode a message from the center at {}: {e}",
-                    self.config.endpoint
-                );
+                // Said once: a peer that is not a center's process endpoint (a control
+                // endpoint, another program) would otherwise fill the terminal.
+                if !self.decode_warned {
+                    self.decode_warned = true;
+                    eprintln!(
+                        "nrv-open: cannot decode a message from {}: {e}; is it a center's process endpoint (-e), not its control endpoint?",
+                        self.config.endpoint
+                    );
+                }
             }
         }
     }
