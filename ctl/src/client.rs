@@ -182,6 +182,7 @@ impl Client {
                         endpoint: endpoint.clone(),
                     })
                 }
+                DealerEvent::Reconnected => continue,
             };
             let reply: ControlReply = nerve_proto::decode(&frame).map_err(|source| ClientError::BadReply {
                 endpoint: endpoint.clone(),
