@@ -4,9 +4,11 @@
 use argh::FromArgs;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::{run, Config};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
-use zmtp::{Endpoint, Router};
+use zmtp::{AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
 /// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
 /// answers nrv-ctl on a control endpoint.
@@ -27,9 +29,24 @@ struct Args {
     /// event log, appended to; "-" for standard output (default nerve.log)
     #[argh(option, short = 'l', default = "String::from(\"nerve.log\")")]
     logfile: String,
-    /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
+    /// this center's CURVE secret key file (Z85, as nrv-ctl keygen writes it): tcp endpoints
+    /// then require CURVE; needs --authorized-keys
+    #[argh(option)]
+    curve_secret_key: Option<PathBuf>,
+    /// file of client public keys allowed to connect over CURVE: one Z85 key per line, an
+    /// optional comment after whitespace, # comment lines; re-read on SIGHUP
+    #[argh(option)]
+    authorized_keys: Option<PathBuf>,
+    /// allow binding a non-loopback tcp address without CURVE (warns: anyone who can reach it
+    /// can connect)
+    #[argh(switch)]
+    insecure: bool,
+    /// the former name of --insecure
     #[argh(switch)]
     allow_remote: bool,
+    /// seconds a new connection has to finish its handshake before it is closed (default 5)
+    #[argh(option, default = "5.0")]
+    handshake_timeout: f64,
     /// seconds between heartbeats to idle watchers; a watcher silent for 5 of them is logged
     /// as lost (default 1)
     #[argh(option, default = "1.0")]
@@ -81,6 +98,42 @@ fn start(args: Args) -> Result<(), Failure> {
             args.heartbeat
         )));
     }
+    if !(args.handshake_timeout > 0.0 && args.handshake_timeout.is_finite()) {
+        return Err(Failure::Usage(format!(
+            "--handshake-timeout {} must be a positive number of seconds",
+            args.handshake_timeout
+        )));
+    }
+    let insecure = args.insecure || args.allow_remote;
+    let authorized = match (&args.curve_secret_key, &args.authorized_keys) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Failure::Usage(
+                "--curve-secret-key needs --authorized-keys FILE: the client public keys allowed to connect".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Failure::Usage(
+                "--authorized-keys needs --curve-secret-key FILE: the center's own secret key".into(),
+            ))
+        }
+        (Some(secret), Some(keys)) => {
+            let pair = zmtp::read_secret_key_file(secret).map_err(|e| Failure::Run(e.into()))?;
+            let keys = Arc::new(AuthorizedKeys::load(keys).map_err(|e| Failure::Run(e.into()))?);
+            Some((pair, keys))
+        }
+    };
+    let mut options = SocketOptions {
+        insecure,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
+        ..SocketOptions::default()
+    };
+    if let Some((pair, keys)) = &authorized {
+        options.security = Security::CurveServer {
+            secret: pair.secret.clone(),
+            authorizer: Arc::new(LoggedRefusals(Arc::clone(keys))),
+        };
+    }
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let config = Config {
@@ -89,18 +142,28 @@ fn start(args: Args) -> Result<(), Failure> {
         heartbeat: Duration::from_secs_f64(args.heartbeat),
     };
 
-    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP re-reads
+    // the authorized keys.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
+    let reload = authorized.as_ref().map(|(_, keys)| Arc::clone(keys));
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let name = if sig == signal_hook::consts::SIGTERM {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                match &reload {
+                    Some(keys) => match keys.reload() {
+                        Ok(n) => eprintln!("nrv-center: SIGHUP: {n} authorized keys from {}", keys.path().display()),
+                        Err(e) => eprintln!("nrv-center: SIGHUP: {e}; the previous keys stay in force"),
+                    },
+                    None => eprintln!("nrv-center: SIGHUP ignored: no --authorized-keys to re-read"),
+                }
+                continue;
+            }
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
             let _ = stop_tx.send(name.to_string());
+            return;
         }
     });
 
@@ -110,14 +173,24 @@ fn start(args: Args) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        if !endpoint.is_loopback() && args.allow_remote {
-            eprintln!("nrv-center: warning: {endpoint} accepts connections from other hosts and the channel is not authenticated yet: anyone who can reach it can send signals and input to watched processes");
+        let curve = options.security.is_curve();
+        for ep in [&endpoint, &control] {
+            if !ep.is_loopback() && !curve && insecure {
+                eprintln!("nrv-center: warning: {ep} accepts connections from other hosts without CURVE (--insecure): anyone who can reach it can send events, signals and input; traffic is not encrypted");
+            }
         }
-        if !control.is_loopback() && args.allow_remote {
-            eprintln!("nrv-center: warning: {control} accepts connections from other hosts and the channel is not authenticated yet");
+        if let Some((pair, keys)) = &authorized {
+            eprintln!(
+                "nrv-center: CURVE on tcp endpoints, server public key {}, {} authorized client keys from {}",
+                pair.public,
+                keys.len(),
+                keys.path().display()
+            );
         }
-        let process = Router::bind(&endpoint, args.allow_remote).await.map_err(|e| Failure::Run(e.into()))?;
-        let control = match Router::bind(&control, args.allow_remote).await {
+        let process = Router::bind_with(&endpoint, options.clone())
+            .await
+            .map_err(|e| Failure::Run(e.into()))?;
+        let control = match Router::bind_with(&control, options).await {
             Ok(control) => control,
             Err(e) => {
                 process.close();
@@ -140,4 +213,21 @@ fn start(args: Args) -> Result<(), Failure> {
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
         run(process, control, log, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
+}
+
+/// The authorized keys, with a line on stderr for each refused client naming its address
+/// (never its key).
+struct LoggedRefusals(Arc<AuthorizedKeys>);
+
+impl Authorizer for LoggedRefusals {
+    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> bool {
+        let ok = self.0.authorize(peer_address, client_key);
+        if !ok {
+            eprintln!(
+                "nrv-center: refused a CURVE client from {peer_address}: its public key is not in {}",
+                self.0.path().display()
+            );
+        }
+        ok
+    }
 }

@@ -16,7 +16,7 @@ mod client;
 mod exit;
 
 pub use cli::{Command, EarlyExit, Invocation};
-pub use client::{ask, Client, ClientError};
+pub use client::{ask, ask_with, Client, ClientError};
 pub use exit::Exit;
 
 use nerve_proto::{Reply, Request, NERVE_VERSION, PROTOCOL_VERSION};
@@ -38,6 +38,12 @@ pub enum CtlError {
         /// What came back.
         reply: Box<Reply>,
     },
+    /// The CURVE settings are unusable (exit 2).
+    #[error("{0}")]
+    Keys(String),
+    /// `keygen` could not write its files.
+    #[error("keygen: {0}")]
+    Keygen(String),
     /// The result could not be written to stdout.
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
@@ -48,7 +54,8 @@ impl CtlError {
     pub fn exit(&self) -> Exit {
         match self {
             CtlError::Client(e) => e.exit(),
-            CtlError::UnexpectedReply { .. } | CtlError::Output(_) => Exit::Failed,
+            CtlError::Keys(_) => Exit::Usage,
+            CtlError::UnexpectedReply { .. } | CtlError::Output(_) | CtlError::Keygen(_) => Exit::Failed,
         }
     }
 }
@@ -58,10 +65,16 @@ impl CtlError {
 /// # Errors
 /// [`CtlError`]; map it to the exit status with [`CtlError::exit`] and print it to stderr.
 pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), CtlError> {
-    match invocation.command {
+    match &invocation.command {
+        Command::Keygen(cmd) => keygen(cmd.out.as_deref(), out),
         Command::Version(_) => {
+            let security = zmtp::client_security(
+                invocation.curve_server_key.as_deref(),
+                invocation.curve_secret_key.as_deref().map(std::path::Path::new),
+            )
+            .map_err(CtlError::Keys)?;
             let request = Request::Version;
-            let reply = ask(&invocation.control, invocation.timeout, request.clone()).await?;
+            let reply = ask_with(&invocation.control, invocation.timeout, security, request.clone()).await?;
             let Reply::Version(info) = reply else {
                 return Err(CtlError::UnexpectedReply {
                     endpoint: invocation.control.clone(),
@@ -79,6 +92,49 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             Ok(())
         }
     }
+}
+
+/// `nrv-ctl keygen`: a new CURVE key pair, printed (no `prefix`) or written to PREFIX.key
+/// (the secret, mode 0600, created so no other user can ever read it) and PREFIX.pub.
+fn keygen(prefix: Option<&str>, out: &mut impl Write) -> Result<(), CtlError> {
+    let pair = zmtp::CurveKeyPair::generate();
+    let Some(prefix) = prefix else {
+        writeln!(out, "public {}", pair.public)?;
+        writeln!(out, "secret {}", pair.secret.to_z85())?;
+        return Ok(());
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret_path = format!("{prefix}.key");
+    let public_path = format!("{prefix}.pub");
+    let create = |path: &str, mode: u32, text: String| -> Result<(), CtlError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| CtlError::Keygen(format!("cannot create {path}: {e}")))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| CtlError::Keygen(format!("cannot write {path}: {e}")))
+    };
+    if std::path::Path::new(&public_path).exists() {
+        return Err(CtlError::Keygen(format!("{public_path} exists; not overwriting it")));
+    }
+    create(
+        &secret_path,
+        0o600,
+        format!(
+            "# Nerve CURVE secret key (Z85); keep it private. Public key: {}\n{}\n",
+            pair.public,
+            pair.secret.to_z85()
+        ),
+    )?;
+    create(&public_path, 0o644, format!("{}\n", pair.public))?;
+    writeln!(
+        out,
+        "wrote {secret_path} (secret, mode 0600) and {public_path} (public {})",
+        pair.public
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -142,6 +142,8 @@ fn base_command(program: &Path, dir: &Path) -> Command {
         .env_remove("NERVE_ENDPOINT")
         .env_remove("NERVE_CONTROL")
         .env_remove("RUST_LOG")
+        .env_remove("NERVE_CURVE_SERVER_KEY")
+        .env_remove("NERVE_CURVE_SECRET_KEY")
         .stdin(Stdio::null())
         .process_group(0);
     cmd
@@ -321,6 +323,15 @@ impl Center {
     /// # Panics
     /// As [`Center::start`].
     pub fn start_with_log(dir: &Path, endpoint: &str, control: &str, log: &Path) -> Center {
+        Center::start_with_args(dir, endpoint, control, log, &[])
+    }
+
+    /// As [`Center::start_with_log`], with `extra` flags after the usual ones (for example
+    /// `--curve-secret-key FILE --authorized-keys FILE`).
+    ///
+    /// # Panics
+    /// As [`Center::start`].
+    pub fn start_with_args(dir: &Path, endpoint: &str, control: &str, log: &Path, extra: &[&str]) -> Center {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let stderr = dir.join(format!("center-{n}.stderr"));
@@ -331,7 +342,9 @@ impl Center {
             .path()
             .to_str()
             .unwrap_or_else(|| panic!("log path {:?} is not UTF-8", log.path()));
-        let mut cmd = center_command(dir, &["-e", endpoint, "-c", control, "-n", "test", "-l", log_arg]);
+        let mut args = vec!["-e", endpoint, "-c", control, "-n", "test", "-l", log_arg];
+        args.extend_from_slice(extra);
+        let mut cmd = center_command(dir, &args);
         cmd.stdout(Stdio::null()).stderr(err_file);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let mut center = Center {
@@ -1029,4 +1042,53 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
         first.saturating_sub(8),
         around(want)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CURVE keys and file descriptors
+// ---------------------------------------------------------------------------------------------
+
+/// A key pair made by `nrv-ctl keygen --out DIR/NAME`: the paths of `NAME.key` and `NAME.pub`,
+/// and the public key text.
+pub struct KeyFiles {
+    /// The secret key file (mode 0600).
+    pub secret: PathBuf,
+    /// The public key file.
+    pub public: PathBuf,
+    /// The public key, 40 characters of Z85.
+    pub public_key: String,
+}
+
+/// Runs `nrv-ctl keygen --out DIR/NAME` and returns what it wrote.
+///
+/// # Panics
+/// When keygen fails or its files are not as documented.
+pub fn keygen(dir: &TestDir, name: &str) -> KeyFiles {
+    let prefix = dir.join(name);
+    let prefix = prefix.to_str().unwrap_or_else(|| panic!("{prefix:?} is not UTF-8"));
+    let mut cmd = base_command(&binaries().ctl, dir.path());
+    cmd.args(["keygen", "--out", prefix]);
+    let out = run(cmd, Input::Null, WAIT, "nrv-ctl keygen");
+    assert_eq!(out.code(), Some(0), "nrv-ctl keygen: {}", out.describe());
+    let public = PathBuf::from(format!("{prefix}.pub"));
+    let public_key = fs::read_to_string(&public)
+        .unwrap_or_else(|e| panic!("{}: {e}", public.display()))
+        .trim()
+        .to_string();
+    assert_eq!(public_key.len(), 40, "public key {public_key:?}");
+    KeyFiles {
+        secret: PathBuf::from(format!("{prefix}.key")),
+        public,
+        public_key,
+    }
+}
+
+/// How many file descriptors process `pid` has open (`/proc/PID/fd`).
+///
+/// # Panics
+/// When `/proc/PID/fd` cannot be read.
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}"))
+        .count()
 }

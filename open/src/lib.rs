@@ -54,6 +54,7 @@ pub struct Command {
     ping_interval: Duration,
     linger: Duration,
     queue_bytes: usize,
+    security: zmtp::Security,
 }
 
 /// How a watched command ended.
@@ -113,6 +114,7 @@ impl Command {
             ping_interval: DEFAULT_PING_INTERVAL,
             linger: DEFAULT_LINGER,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            security: zmtp::Security::Null,
         }
     }
 
@@ -131,6 +133,13 @@ impl Command {
     /// The center's process endpoint.
     pub fn endpoint(&mut self, endpoint: Endpoint) -> &mut Command {
         self.endpoint = endpoint;
+        self
+    }
+
+    /// The security for a tcp endpoint (default NULL; ipc endpoints always use NULL). For CURVE,
+    /// see [`zmtp::client_security`].
+    pub fn security(&mut self, security: zmtp::Security) -> &mut Command {
+        self.security = security;
         self
     }
 
@@ -209,6 +218,7 @@ impl Command {
             hello: self.hello(id),
             ping_interval: self.ping_interval,
             queue_bytes: self.queue_bytes,
+            security: self.security.clone(),
         };
         let link = tokio::spawn(link::run(config, inputs, requests_tx));
         let report = |kind| {

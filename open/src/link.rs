@@ -47,6 +47,8 @@ pub struct LinkConfig {
     pub ping_interval: Duration,
     /// Bound of the queue of unacknowledged events, bytes.
     pub queue_bytes: usize,
+    /// NULL, or CURVE for a tcp endpoint.
+    pub security: zmtp::Security,
 }
 
 struct Queued {
@@ -173,7 +175,13 @@ impl Link {
         let mut identity = self.config.hello.id.0.to_be_bytes().to_vec();
         identity.extend_from_slice(&self.conn_counter.to_be_bytes());
         let endpoint = self.config.endpoint.clone();
-        Box::pin(async move { Dealer::connect(&endpoint, &identity, CONNECT_TIMEOUT).await })
+        let options = zmtp::SocketOptions {
+            security: self.config.security.clone(),
+            reconnect_interval: MIN_BACKOFF,
+            reconnect_interval_max: MAX_BACKOFF,
+            ..zmtp::SocketOptions::default()
+        };
+        Box::pin(async move { Dealer::connect_with(&endpoint, &identity, CONNECT_TIMEOUT, options).await })
     }
 
     /// True when waiting for acknowledgements is pointless: no center has ever welcomed this

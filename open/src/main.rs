@@ -25,6 +25,14 @@ struct Args {
     /// bytes of events kept for the center while it does not acknowledge them (default 16 MiB)
     #[argh(option, default = "nerve_open::DEFAULT_QUEUE_BYTES")]
     queue_bytes: usize,
+    /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp
+    /// endpoint (env NERVE_CURVE_SERVER_KEY); needs --curve-secret-key
+    #[argh(option)]
+    curve_server_key: Option<String>,
+    /// this watcher's CURVE secret key file, made with nrv-ctl keygen (env
+    /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
+    #[argh(option)]
+    curve_secret_key: Option<String>,
     /// the command and its arguments
     #[argh(positional, greedy)]
     command: Vec<String>,
@@ -60,7 +68,16 @@ fn main() {
             usage(&format!("{flag} {v} must be a positive number of seconds"))
         }
     };
+    let server_key = args
+        .curve_server_key
+        .or_else(|| std::env::var(zmtp::SERVER_KEY_ENV).ok());
+    let secret_file = args
+        .curve_secret_key
+        .or_else(|| std::env::var(zmtp::SECRET_KEY_ENV).ok());
+    let security = zmtp::client_security(server_key.as_deref(), secret_file.as_deref().map(std::path::Path::new))
+        .unwrap_or_else(|e| usage(&e));
     let mut command = nerve_open::Command::new(program);
+    command.security(security);
     command
         .args(rest)
         .endpoint(endpoint)

@@ -201,6 +201,40 @@ pub fn read_secret_key_file(path: &Path) -> Result<CurveKeyPair, KeyError> {
     CurveSecretKey::from_z85(&text, &path.display().to_string()).map(CurveKeyPair::from_secret)
 }
 
+/// The environment variable `nrv-open` and `nrv-ctl` read for `--curve-server-key`.
+pub const SERVER_KEY_ENV: &str = "NERVE_CURVE_SERVER_KEY";
+/// The environment variable `nrv-open` and `nrv-ctl` read for `--curve-secret-key`.
+pub const SECRET_KEY_ENV: &str = "NERVE_CURVE_SECRET_KEY";
+
+/// The client side of CURVE from the two settings clients take: the server's public key (40
+/// characters of Z85, or the path of a file holding it) and the path of the client's own
+/// secret key file (its public half is derived). Neither: NULL. Only one: an error.
+///
+/// # Errors
+/// A message naming the setting or file that is wrong (never the key material).
+pub fn client_security(server_key: Option<&str>, secret_key_file: Option<&Path>) -> Result<crate::Security, String> {
+    match (server_key, secret_key_file) {
+        (None, None) => Ok(crate::Security::Null),
+        (Some(_), None) => Err(format!(
+            "--curve-server-key (or {SERVER_KEY_ENV}) needs --curve-secret-key FILE (or {SECRET_KEY_ENV}): this client's own key, made with nrv-ctl keygen"
+        )),
+        (None, Some(_)) => Err(format!(
+            "--curve-secret-key (or {SECRET_KEY_ENV}) needs --curve-server-key (or {SERVER_KEY_ENV}): the center's public key"
+        )),
+        (Some(server), Some(file)) => {
+            let server_key = if server.trim().len() == KEY_Z85_LEN && !Path::new(server).exists() {
+                CurvePublicKey::from_z85(server, "--curve-server-key").map_err(|e| e.to_string())?
+            } else {
+                let path = Path::new(server);
+                let text = read_key_text(path).map_err(|e| format!("--curve-server-key: {e}"))?;
+                CurvePublicKey::from_z85(&text, &path.display().to_string()).map_err(|e| e.to_string())?
+            };
+            let keys = read_secret_key_file(file).map_err(|e| format!("--curve-secret-key: {e}"))?;
+            Ok(crate::Security::CurveClient { server_key, keys })
+        }
+    }
+}
+
 /// Decides whether a CURVE client may connect (the job of libzmq's ZAP handler).
 pub trait Authorizer: Send + Sync {
     /// `true` to accept the client whose long-term public key is `client_key`, connecting

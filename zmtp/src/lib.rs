@@ -39,7 +39,10 @@ mod socket;
 mod wire;
 pub mod z85;
 
-pub use curve::{AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey, CurveSecretKey, KeyError};
+pub use curve::{
+    client_security, read_secret_key_file, AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey,
+    CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,
+};
 pub use endpoint::{Endpoint, EndpointError};
 pub use options::{
     Security, SocketOptions, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,

@@ -306,10 +306,8 @@ impl Router {
                     });
                 }
                 let host = if host == "*" { "0.0.0.0" } else { host.as_str() };
-                let listener = std::net::TcpListener::bind((host, *port)).map_err(io_err)?;
+                let listener = tcp_listen(host, *port).map_err(io_err)?;
                 let port = listener.local_addr().map_err(io_err)?.port();
-                listener.set_nonblocking(true).map_err(io_err)?;
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
                 (
                     Listener::Tcp(listener),
                     Endpoint::Tcp {
@@ -387,6 +385,27 @@ impl Router {
             }
         }
     }
+}
+
+/// The listen backlog, connections: room for bursts of connecting peers (the kernel caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds and listens on the first address `host:port` resolves to.
+fn tcp_listen(host: &str, port: u16) -> io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{host} has no address")))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn rand_u32() -> u32 {

@@ -4,7 +4,9 @@
 //! built once per run and the tests run in parallel. Every test has its own temporary
 //! directory, endpoints and center. The harness is the `integration_tests` library.
 
+mod abuse;
 mod ctl;
+mod curve;
 mod echo;
 mod exclusive;
 mod exit_status;
@@ -15,6 +17,7 @@ mod output;
 mod restart;
 mod signals;
 mod socket_security;
+mod transport_interop;
 
 use integration_tests::{for_id, line_id, line_kind, run_open, Center, Input, Log, TestDir, WAIT};
 use serde_json::{json, Value};
@@ -47,10 +50,18 @@ pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Va
 /// stdout is the words and a newline, exit 0, and the center logged for that process exactly
 /// `start` (the child's real pid, not the watcher's), `out` (the same text), `return` code 0.
 pub fn assert_echo_recorded(dir: &TestDir, center: &Center, words: &[&str]) {
+    assert_echo_recorded_with(dir, center, &[], words)
+}
+
+/// As [`assert_echo_recorded`], with `flags` for nrv-open before the command (for example the
+/// CURVE keys).
+pub fn assert_echo_recorded_with(dir: &TestDir, center: &Center, flags: &[&str], words: &[&str]) {
     let text = format!("{}\n", words.join(" "));
     let mut args = vec!["echo"];
     args.extend_from_slice(words);
-    let out = run_open(dir.path(), &center.endpoint, &args, Input::Null, WAIT);
+    let mut argv: Vec<&str> = flags.to_vec();
+    argv.extend_from_slice(&args);
+    let out = run_open(dir.path(), &center.endpoint, &argv, Input::Null, WAIT);
     assert_eq!(out.stdout_str(), text, "stdout of nrv-open echo; {}", out.describe());
     assert_eq!(out.code(), Some(0), "exit of nrv-open echo; {}", out.describe());
 
