@@ -1,21 +1,35 @@
 //! DEALER → ROUTER throughput through the `zmtp` seam, in one process (two tasks).
 //!
 //! ```text
-//! cargo run --release -p zmtp --example throughput -- [RUNS]
+//! cargo run --release -p zmtp --example throughput -- [RUNS] [curve]
 //! ```
 //!
-//! For each transport (ipc, tcp) and payload (64 B, 64 KiB) it sends a fixed number of
+//! For each transport (ipc, tcp; with `curve`: tcp with NULL and tcp with CURVE, since ipc
+//! always uses NULL) and payload (64 B, 64 KiB) it sends a fixed number of
 //! one-frame messages as fast as the DEALER accepts them, while the ROUTER receives them, and
 //! prints the median of RUNS runs (default 3) in messages per second and MiB/s. Time is taken
 //! from the first send to the last receive. It prints one Markdown table row per case.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zmtp::{Dealer, Endpoint, Router};
+use zmtp::{AllowAny, CurveKeyPair, Dealer, Endpoint, Router, Security, SocketOptions};
 
-async fn one_run(endpoint: &Endpoint, size: usize, count: usize) -> f64 {
-    let mut router = Router::bind(endpoint, false).await.expect("bind");
+async fn one_run(endpoint: &Endpoint, size: usize, count: usize, curve: bool) -> f64 {
+    let (mut server, mut client) = (SocketOptions::default(), SocketOptions::default());
+    if curve {
+        let (s, c) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+        server.security = Security::CurveServer {
+            secret: s.secret.clone(),
+            authorizer: Arc::new(AllowAny),
+        };
+        client.security = Security::CurveClient {
+            server_key: s.public,
+            keys: c,
+        };
+    }
+    let mut router = Router::bind_with(endpoint, server).await.expect("bind");
     let bound = router.endpoint().clone();
-    let dealer = Dealer::connect(&bound, b"bench", Duration::from_secs(5))
+    let dealer = Dealer::connect_with(&bound, b"bench", Duration::from_secs(5), client)
         .await
         .expect("connect");
     let (mut tx, _events) = dealer.split();
@@ -39,6 +53,7 @@ async fn one_run(endpoint: &Endpoint, size: usize, count: usize) -> f64 {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let with_curve = std::env::args().any(|a| a == "curve");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,16 +63,19 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("| transport | payload | msgs/s (median of {runs}) | MiB/s |");
     println!("|---|---|---|---|");
-    for (name, endpoint) in [
-        ("ipc", Endpoint::Ipc(dir.join("bench.sock"))),
-        (
-            "tcp",
-            Endpoint::Tcp {
-                host: "127.0.0.1".into(),
-                port: 0,
-            },
-        ),
-    ] {
+    let tcp = Endpoint::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    };
+    let cases = if with_curve {
+        vec![("tcp NULL", tcp.clone(), false), ("tcp CURVE", tcp, true)]
+    } else {
+        vec![
+            ("ipc", Endpoint::Ipc(dir.join("bench.sock")), false),
+            ("tcp", tcp, false),
+        ]
+    };
+    for (name, endpoint, curve) in cases {
         for (size, count) in [(64usize, 1_000_000usize), (64 * 1024, 40_000)] {
             let mut rates: Vec<f64> = (0..runs)
                 .map(|run| {
@@ -67,7 +85,7 @@ fn main() {
                         Endpoint::Ipc(_) => Endpoint::Ipc(dir.join(format!("bench-{size}-{run}.sock"))),
                         tcp => tcp.clone(),
                     };
-                    runtime.block_on(one_run(&endpoint, size, count))
+                    runtime.block_on(one_run(&endpoint, size, count, curve))
                 })
                 .collect();
             rates.sort_by(|a, b| a.total_cmp(b));
