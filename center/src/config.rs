@@ -22,8 +22,16 @@ pub struct FileConfig {
     pub name: Option<String>,
     /// Event log path, `"-"` for standard output.
     pub logfile: Option<String>,
-    /// Allow binding a non-loopback tcp address.
+    /// The former name of `insecure`.
     pub allow_remote: Option<bool>,
+    /// Allow binding a non-loopback tcp address without CURVE.
+    pub insecure: Option<bool>,
+    /// This center's CURVE secret key file.
+    pub curve_secret_key: Option<std::path::PathBuf>,
+    /// File of client public keys allowed to connect over CURVE.
+    pub authorized_keys: Option<std::path::PathBuf>,
+    /// Seconds a new connection has to finish its handshake.
+    pub handshake_timeout: Option<f64>,
     /// Seconds between heartbeats to idle watchers.
     pub heartbeat: Option<f64>,
     /// Directory for per-process output files.

@@ -5,9 +5,9 @@
 //! The center binds two ROUTER sockets (through the `zmtp` seam): the *process endpoint*, where
 //! each `nrv-open` watcher connects a DEALER and reports numbered events, and the *control
 //! endpoint*, where `nrv-ctl` asks questions. One task owns all state (the process table and
-//! the event log) and serves both sockets in turn, so there are no locks; every send it makes
-//! is bounded by the transport's send timeout, so one stuck peer never stalls the others for
-//! longer than that.
+//! the event log) and serves both sockets in turn, so there are no locks; a send never waits
+//! (each peer has its own bounded queue in the transport, and a full one is an error for that
+//! peer only), so one stuck peer never stalls the others.
 //!
 //! For each event the center writes one JSON line to the log (see [`log`]) and acknowledges
 //! it; duplicates (a watcher resending after a reconnect) are acknowledged and not logged

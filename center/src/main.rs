@@ -8,9 +8,11 @@ use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::RingConfig;
 use nerve_center::{run, Config, Sockets};
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
-use zmtp::{Endpoint, Router};
+use zmtp::{AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
 /// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
 /// answers nrv-ctl on a control endpoint.
@@ -35,9 +37,24 @@ struct Args {
     /// event log, appended to; "-" for standard output (default nerve.log)
     #[argh(option, short = 'l')]
     logfile: Option<String>,
-    /// allow binding a non-loopback tcp address (the channel is not authenticated yet)
+    /// this center's CURVE secret key file (Z85, as nrv-ctl keygen writes it): tcp endpoints
+    /// then require CURVE; needs --authorized-keys
+    #[argh(option)]
+    curve_secret_key: Option<PathBuf>,
+    /// file of client public keys allowed to connect over CURVE: one Z85 key per line, an
+    /// optional comment after whitespace, # comment lines; re-read on SIGHUP
+    #[argh(option)]
+    authorized_keys: Option<PathBuf>,
+    /// allow binding a non-loopback tcp address without CURVE (warns: anyone who can reach it
+    /// can connect)
+    #[argh(switch)]
+    insecure: bool,
+    /// the former name of --insecure
     #[argh(switch)]
     allow_remote: bool,
+    /// seconds a new connection has to finish its handshake before it is closed (default 5)
+    #[argh(option)]
+    handshake_timeout: Option<f64>,
     /// seconds between heartbeats to idle watchers, and between checks for silent watchers
     /// and overdue commands (default 1)
     #[argh(option)]
@@ -75,7 +92,10 @@ struct Settings {
     control: String,
     name: Option<String>,
     logfile: String,
-    allow_remote: bool,
+    insecure: bool,
+    curve_secret_key: Option<PathBuf>,
+    authorized_keys: Option<PathBuf>,
+    handshake_timeout: f64,
     heartbeat: f64,
     logdir: String,
     log_maxbytes: u64,
@@ -107,8 +127,11 @@ fn settings(args: Args) -> Result<Settings, Failure> {
             .unwrap_or_else(|| "ipc://nerve-control.sock".into()),
         name: args.name.or(file.name),
         logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
-        // A switch can only turn it on: --allow-remote wins over `allow-remote = false`.
-        allow_remote: args.allow_remote || file.allow_remote == Some(true),
+        // A switch can only turn it on: --insecure wins over `insecure = false`.
+        insecure: args.insecure || args.allow_remote || file.insecure == Some(true) || file.allow_remote == Some(true),
+        curve_secret_key: args.curve_secret_key.or(file.curve_secret_key),
+        authorized_keys: args.authorized_keys.or(file.authorized_keys),
+        handshake_timeout: args.handshake_timeout.or(file.handshake_timeout).unwrap_or(5.0),
         heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
         logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
         log_maxbytes: args
@@ -179,6 +202,42 @@ fn start(args: Args) -> Result<(), Failure> {
             args.heartbeat
         )));
     }
+    if !(args.handshake_timeout > 0.0 && args.handshake_timeout.is_finite()) {
+        return Err(Failure::Usage(format!(
+            "--handshake-timeout {} must be a positive number of seconds",
+            args.handshake_timeout
+        )));
+    }
+    let insecure = args.insecure;
+    let authorized = match (&args.curve_secret_key, &args.authorized_keys) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Failure::Usage(
+                "--curve-secret-key needs --authorized-keys FILE: the client public keys allowed to connect".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Failure::Usage(
+                "--authorized-keys needs --curve-secret-key FILE: the center's own secret key".into(),
+            ))
+        }
+        (Some(secret), Some(keys)) => {
+            let pair = zmtp::read_secret_key_file(secret).map_err(|e| Failure::Run(e.into()))?;
+            let keys = Arc::new(AuthorizedKeys::load(keys).map_err(|e| Failure::Run(e.into()))?);
+            Some((pair, keys))
+        }
+    };
+    let mut options = SocketOptions {
+        insecure,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
+        ..SocketOptions::default()
+    };
+    if let Some((pair, keys)) = &authorized {
+        options.security = Security::CurveServer {
+            secret: pair.secret.clone(),
+            authorizer: Arc::new(LoggedRefusals(Arc::clone(keys))),
+        };
+    }
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let positive = |flag: &str, v: f64| {
@@ -215,18 +274,28 @@ fn start(args: Args) -> Result<(), Failure> {
         heartbeat: Duration::from_secs_f64(args.heartbeat),
     };
 
-    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP re-reads
+    // the authorized keys.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
+    let reload = authorized.as_ref().map(|(_, keys)| Arc::clone(keys));
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let name = if sig == signal_hook::consts::SIGTERM {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                match &reload {
+                    Some(keys) => match keys.reload() {
+                        Ok(n) => eprintln!("nrv-center: SIGHUP: {n} authorized keys from {}", keys.path().display()),
+                        Err(e) => eprintln!("nrv-center: SIGHUP: {e}; the previous keys stay in force"),
+                    },
+                    None => eprintln!("nrv-center: SIGHUP ignored: no --authorized-keys to re-read"),
+                }
+                continue;
+            }
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
             let _ = stop_tx.send(name.to_string());
+            return;
         }
     });
 
@@ -236,11 +305,19 @@ fn start(args: Args) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        if !endpoint.is_loopback() && args.allow_remote {
-            eprintln!("nrv-center: warning: {endpoint} accepts connections from other hosts and the channel is not authenticated yet: anyone who can reach it can send signals and input to watched processes");
+        let curve = options.security.is_curve();
+        for ep in [Some(&endpoint), Some(&control), sync.as_ref()].into_iter().flatten() {
+            if !ep.is_loopback() && !curve && insecure {
+                eprintln!("nrv-center: warning: {ep} accepts connections from other hosts without CURVE (--insecure): anyone who can reach it can send events, signals and input; traffic is not encrypted");
+            }
         }
-        if !control.is_loopback() && args.allow_remote {
-            eprintln!("nrv-center: warning: {control} accepts connections from other hosts and the channel is not authenticated yet");
+        if let Some((pair, keys)) = &authorized {
+            eprintln!(
+                "nrv-center: CURVE on tcp endpoints, server public key {}, {} authorized client keys from {}",
+                pair.public,
+                keys.len(),
+                keys.path().display()
+            );
         }
         // Files first: nothing to undo when they fail. Then the sockets, each closed again (its
         // ipc file removed) when a later one cannot be bound.
@@ -251,7 +328,7 @@ fn start(args: Args) -> Result<(), Failure> {
         wanted.extend(sync);
         let mut bound: Vec<Router> = Vec::new();
         for ep in &wanted {
-            match Router::bind(ep, args.allow_remote).await {
+            match Router::bind_with(ep, options.clone()).await {
                 Ok(router) => bound.push(router),
                 Err(e) => {
                     bound.into_iter().for_each(Router::close);
@@ -273,4 +350,21 @@ fn start(args: Args) -> Result<(), Failure> {
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
         run(Sockets { process, control, sync }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
+}
+
+/// The authorized keys, with a line on stderr for each refused client naming its address
+/// (never its key).
+struct LoggedRefusals(Arc<AuthorizedKeys>);
+
+impl Authorizer for LoggedRefusals {
+    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> bool {
+        let ok = self.0.authorize(peer_address, client_key);
+        if !ok {
+            eprintln!(
+                "nrv-center: refused a CURVE client from {peer_address}: its public key is not in {}",
+                self.0.path().display()
+            );
+        }
+        ok
+    }
 }

@@ -100,18 +100,23 @@ impl OutputFiles {
             let size = file.metadata()?.len();
             self.open.insert((id, stream), (file, size));
         }
-        let Some((_, size)) = self.open.get(&(id, stream)) else {
-            return Ok(());
-        };
-        if *size > 0 && *size + data.len() as u64 > self.max_bytes {
-            self.open.remove(&(id, stream));
-            self.rotate(&path)?;
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.open.insert((id, stream), (file, 0));
-        }
-        if let Some((file, size)) = self.open.get_mut(&(id, stream)) {
-            file.write_all(data)?;
-            *size += data.len() as u64;
+        // Fill the current file up to the cap, rotate, go on: no file passes `max_bytes`.
+        let mut rest = data;
+        while !rest.is_empty() {
+            let size = self.open.get(&(id, stream)).map(|(_, size)| *size).unwrap_or(0);
+            if size >= self.max_bytes {
+                self.open.remove(&(id, stream));
+                self.rotate(&path)?;
+                let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                self.open.insert((id, stream), (file, 0));
+                continue;
+            }
+            let take = rest.len().min((self.max_bytes - size) as usize);
+            if let Some((file, size)) = self.open.get_mut(&(id, stream)) {
+                file.write_all(&rest[..take])?;
+                *size += take as u64;
+            }
+            rest = &rest[take..];
         }
         Ok(())
     }
@@ -188,7 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut files = OutputFiles::new(dir.path(), 10, 2).expect("dir");
         let id = ProcessId(0xab);
-        for chunk in ["aaaaaa", "bbbbbb", "cccccc", "dddddd"] {
+        for chunk in ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dd"] {
             files
                 .append(id, "my app", Stream::Stdout, chunk.as_bytes())
                 .expect("append");
@@ -196,15 +201,20 @@ mod tests {
         let path = files.path(id, "my app", Stream::Stdout);
         assert!(path.ends_with("my_app.00000000000000ab.out"));
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        assert_eq!(read(path.clone()), "dddddd");
-        assert_eq!(read(PathBuf::from(format!("{}.1", path.display()))), "cccccc");
-        assert_eq!(read(PathBuf::from(format!("{}.2", path.display()))), "bbbbbb");
+        assert_eq!(read(path.clone()), "dd");
+        assert_eq!(read(PathBuf::from(format!("{}.1", path.display()))), "cccccccccc");
+        assert_eq!(read(PathBuf::from(format!("{}.2", path.display()))), "bbbbbbbbbb");
+        // A chunk larger than the cap is split across files; none passes the cap.
+        files.append(id, "my app", Stream::Stdout, &[b'x'; 25]).expect("append");
+        assert_eq!(read(path.clone()), "xxxxxxx");
+        assert_eq!(read(PathBuf::from(format!("{}.1", path.display()))), "xxxxxxxxxx");
+        assert_eq!(read(PathBuf::from(format!("{}.2", path.display()))), "ddxxxxxxxx");
         assert!(!PathBuf::from(format!("{}.3", path.display())).exists());
         assert_eq!(files.find("00000000000000"), vec![(id, "my_app".to_string())]);
         assert_eq!(files.find("my_app"), vec![(id, "my_app".to_string())]);
         assert_eq!(
             files.tail(id, "my app", Stream::Stdout, 1, 1024).expect("tail"),
-            b"dddddd"
+            b"xxxxxxx"
         );
     }
 }

@@ -205,6 +205,14 @@ async fn run_link(
                                 }
                             }
                             DealerEvent::Disconnected => break,
+                            // The transport reconnected by itself: a new connection, so the
+                            // center greets again (hello, snapshot) as for a first one.
+                            DealerEvent::Reconnected => {
+                                let _ = events.send(LinkEvent::Disconnected(id));
+                                if events.send(LinkEvent::Connected(id)).is_err() {
+                                    return;
+                                }
+                            }
                         },
                     }
                 }

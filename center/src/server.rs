@@ -55,6 +55,9 @@ pub enum Error {
     },
 }
 
+/// A watcher silent this long (10 minutes) is taken for dead: its process is listed as ended.
+pub const GONE_AFTER: Duration = Duration::from_secs(600);
+
 /// Log lines kept in memory for `nrv-ctl events` without `-f`.
 pub const RECENT_EVENTS: usize = 1000;
 
@@ -505,16 +508,31 @@ impl Center {
         let beat = self.config.heartbeat;
         let mut idle = Vec::new();
         let mut silent = Vec::new();
+        let mut gone = Vec::new();
         for p in self.table.iter_mut() {
+            let quiet = now.duration_since(p.last_heard);
             if p.silent(now) && !p.silent_logged {
                 p.silent_logged = true;
-                silent.push((p.id, p.hello.name.clone(), now.duration_since(p.last_heard)));
+                silent.push((p.id, p.hello.name.clone(), quiet));
+            } else if p.ended_at.is_none() && quiet >= GONE_AFTER {
+                // A watcher this silent is dead (SIGKILLed, its host gone): list it as ended,
+                // so `ps` stops showing it and `ps --all` still does.
+                p.ended_at = Some(now);
+                gone.push((p.id, p.hello.name.clone(), quiet));
             } else if p.peer.is_some() && p.ended_at.is_none() && now.duration_since(p.last_sent) >= beat {
                 idle.extend(p.peer.clone());
             }
         }
         for (id, name, quiet) in silent {
             let cause = format!("the watcher has been silent for {:.1} s", quiet.as_secs_f64());
+            let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
+            self.record(Entry::process(id, &name, "state", data)).await?;
+        }
+        for (id, name, quiet) in gone {
+            let cause = format!(
+                "the watcher has been silent for {:.0} s; listed as ended",
+                quiet.as_secs_f64()
+            );
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
             self.record(Entry::process(id, &name, "state", data)).await?;
         }

@@ -35,6 +35,16 @@ pub struct Args {
     #[argh(option, arg_name = "secs", from_str_fn(parse_timeout))]
     pub timeout: Option<Duration>,
 
+    /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp
+    /// control endpoint (env NERVE_CURVE_SERVER_KEY); needs --curve-secret-key
+    #[argh(option, arg_name = "key|file")]
+    pub curve_server_key: Option<String>,
+
+    /// this client's CURVE secret key file, made with nrv-ctl keygen (env
+    /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
+    #[argh(option, arg_name = "file")]
+    pub curve_secret_key: Option<String>,
+
     /// what to ask
     #[argh(subcommand)]
     pub command: Command,
@@ -64,6 +74,8 @@ pub enum Command {
     Info(InfoCmd),
     /// `nrv-ctl ring`.
     Ring(RingCmd),
+    /// `nrv-ctl keygen [--out PREFIX]`.
+    Keygen(KeygenCmd),
 }
 
 /// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.
@@ -73,6 +85,16 @@ pub struct RingCmd {
     /// print one JSON array
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Make a CURVE key pair (Z85, as zmq_curve_keypair): with --out PREFIX, write the secret key
+/// to PREFIX.key (mode 0600) and the public key to PREFIX.pub; without it, print both.
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone)]
+#[argh(subcommand, name = "keygen", help_triggers("-h", "--help", "help"))]
+pub struct KeygenCmd {
+    /// write PREFIX.key and PREFIX.pub (refuses to overwrite either)
+    #[argh(option, arg_name = "prefix")]
+    pub out: Option<String>,
 }
 
 /// Print nrv-ctl's version and the center's name, version and protocol.
@@ -214,6 +236,10 @@ pub struct Invocation {
     pub timeout: Duration,
     /// What to do.
     pub command: Command,
+    /// `--curve-server-key`, then `NERVE_CURVE_SERVER_KEY`.
+    pub curve_server_key: Option<String>,
+    /// `--curve-secret-key`, then `NERVE_CURVE_SECRET_KEY`.
+    pub curve_secret_key: Option<String>,
 }
 
 /// The command line ended the program before anything ran: print [`EarlyExit::output`] (to
@@ -234,6 +260,22 @@ pub struct EarlyExit {
 /// [`EarlyExit`] for `--help` ([`Exit::Ok`]) and for every usage error ([`Exit::Usage`]),
 /// including a `NERVE_CONTROL` that is not an endpoint.
 pub fn parse(command_name: &str, args: &[&str], env_control: Option<&OsStr>) -> Result<Invocation, EarlyExit> {
+    parse_env(command_name, args, |name| {
+        (name == CONTROL_ENV).then_some(env_control).flatten()
+    })
+}
+
+/// As [`parse`], reading every environment variable (`NERVE_CONTROL`,
+/// `NERVE_CURVE_SERVER_KEY`, `NERVE_CURVE_SECRET_KEY`) through `env`.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_env<'a>(
+    command_name: &str,
+    args: &[&str],
+    env: impl Fn(&str) -> Option<&'a OsStr>,
+) -> Result<Invocation, EarlyExit> {
+    let env_control = env(CONTROL_ENV);
     let parsed = Args::from_args(&[command_name], args).map_err(|e| EarlyExit {
         output: e.output,
         exit: if e.status.is_ok() { Exit::Ok } else { Exit::Usage },
@@ -262,10 +304,13 @@ pub fn parse(command_name: &str, args: &[&str], env_control: Option<&OsStr>) -> 
             ));
         }
     }
+    let from_env = |name: &str| env(name).and_then(|v| v.to_str()).map(str::to_string);
     Ok(Invocation {
         control,
         timeout,
         command: parsed.command,
+        curve_server_key: parsed.curve_server_key.or_else(|| from_env(zmtp::SERVER_KEY_ENV)),
+        curve_secret_key: parsed.curve_secret_key.or_else(|| from_env(zmtp::SECRET_KEY_ENV)),
     })
 }
 

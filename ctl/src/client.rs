@@ -5,7 +5,9 @@ use crate::Exit;
 use nerve_proto::{ControlErrorKind, ControlReply, ControlRequest, DecodeError, Reply, Request};
 use std::time::Duration;
 use tokio::time::Instant;
-use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, SendError};
+use zmtp::{
+    ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, Security, SendError, SocketOptions,
+};
 
 /// Identities of control clients start with these bytes, so a center's `protocol_error`
 /// lines (which show the peer's identity in hex, `63746c3a…`) tell a control client apart.
@@ -111,9 +113,25 @@ impl Client {
     /// [`ClientError::NoSocketFile`] when an ipc endpoint has no socket file,
     /// [`ClientError::Connect`] for other failures.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Client, ClientError> {
+        Client::connect_with(endpoint, timeout, Security::Null).await
+    }
+
+    /// As [`Client::connect`], with `security` for a tcp endpoint (CURVE; ipc always uses NULL).
+    ///
+    /// # Errors
+    /// As [`Client::connect`]; a center that refuses the CURVE key is [`ClientError::Connect`].
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        security: Security,
+    ) -> Result<Client, ClientError> {
         let mut identity = IDENTITY_PREFIX.to_vec();
         identity.extend_from_slice(&rand::random::<[u8; 8]>());
-        let dealer = Dealer::connect(endpoint, &identity, timeout)
+        let options = SocketOptions {
+            security,
+            ..SocketOptions::default()
+        };
+        let dealer = Dealer::connect_with(endpoint, &identity, timeout, options)
             .await
             .map_err(|e| match e {
                 ConnectError::Timeout { .. } => ClientError::NoAnswer {
@@ -215,6 +233,7 @@ impl Client {
                         endpoint: endpoint.clone(),
                     })
                 }
+                DealerEvent::Reconnected => continue,
             };
             let reply: ControlReply = nerve_proto::decode(&frame).map_err(|source| ClientError::BadReply {
                 endpoint: endpoint.clone(),
@@ -242,8 +261,21 @@ impl Client {
 /// As [`Client::connect`] and [`Client::request`]; [`ClientError::NoAnswer`] names the whole
 /// `timeout`.
 pub async fn ask(endpoint: &Endpoint, timeout: Duration, request: Request) -> Result<Reply, ClientError> {
+    ask_with(endpoint, timeout, Security::Null, request).await
+}
+
+/// As [`ask`], with `security` for a tcp endpoint.
+///
+/// # Errors
+/// As [`ask`].
+pub async fn ask_with(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    security: Security,
+    request: Request,
+) -> Result<Reply, ClientError> {
     let attempt = async {
-        let mut client = Client::connect(endpoint, timeout).await?;
+        let mut client = Client::connect_with(endpoint, timeout, security).await?;
         client.request(request).await
     };
     match tokio::time::timeout(timeout, attempt).await {

@@ -19,8 +19,16 @@ const STOP_WAIT: Duration = Duration::from_secs(65);
 /// # Errors
 /// [`CtlError`]; map it to the exit status with [`CtlError::exit`] and print it to stderr.
 pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), CtlError> {
+    if let Command::Keygen(cmd) = &invocation.command {
+        return crate::keygen(cmd.out.as_deref(), out);
+    }
+    let security = zmtp::client_security(
+        invocation.curve_server_key.as_deref(),
+        invocation.curve_secret_key.as_deref().map(std::path::Path::new),
+    )
+    .map_err(CtlError::Keys)?;
     let deadline = Instant::now() + invocation.timeout;
-    let connect = Client::connect(&invocation.control, invocation.timeout);
+    let connect = Client::connect_with(&invocation.control, invocation.timeout, security);
     let mut client = tokio::time::timeout_at(deadline, connect)
         .await
         .map_err(|_| ClientError::NoAnswer {
@@ -96,6 +104,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
         }
         Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
+        Command::Keygen(_) => unreachable!("answered before connecting"),
         Command::Ring(cmd) => {
             let reply = client.request_within(Request::Ring, left).await?;
             let Reply::Ring(peers) = reply else {

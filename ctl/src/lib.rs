@@ -17,10 +17,11 @@ mod commands;
 mod exit;
 
 pub use cli::{Command, EarlyExit, Invocation};
-pub use client::{ask, Client, ClientError};
+pub use client::{ask, ask_with, Client, ClientError};
 pub use exit::Exit;
 
 use nerve_proto::{Reply, Request};
+use std::io::Write;
 
 /// Why a command failed after its command line was accepted.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,12 @@ pub enum CtlError {
         /// What came back.
         reply: Box<Reply>,
     },
+    /// The CURVE settings are unusable (exit 2).
+    #[error("{0}")]
+    Keys(String),
+    /// `keygen` could not write its files.
+    #[error("keygen: {0}")]
+    Keygen(String),
     /// The result could not be written to stdout.
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
@@ -48,12 +55,56 @@ impl CtlError {
     pub fn exit(&self) -> Exit {
         match self {
             CtlError::Client(e) => e.exit(),
-            CtlError::UnexpectedReply { .. } | CtlError::Output(_) => Exit::Failed,
+            CtlError::Keys(_) => Exit::Usage,
+            CtlError::UnexpectedReply { .. } | CtlError::Output(_) | CtlError::Keygen(_) => Exit::Failed,
         }
     }
 }
 
 pub use commands::run;
+
+/// `nrv-ctl keygen`: a new CURVE key pair, printed (no `prefix`) or written to PREFIX.key
+/// (the secret, mode 0600, created so no other user can ever read it) and PREFIX.pub.
+pub(crate) fn keygen(prefix: Option<&str>, out: &mut impl Write) -> Result<(), CtlError> {
+    let pair = zmtp::CurveKeyPair::generate();
+    let Some(prefix) = prefix else {
+        writeln!(out, "public {}", pair.public)?;
+        writeln!(out, "secret {}", pair.secret.to_z85())?;
+        return Ok(());
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret_path = format!("{prefix}.key");
+    let public_path = format!("{prefix}.pub");
+    let create = |path: &str, mode: u32, text: String| -> Result<(), CtlError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| CtlError::Keygen(format!("cannot create {path}: {e}")))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| CtlError::Keygen(format!("cannot write {path}: {e}")))
+    };
+    if std::path::Path::new(&public_path).exists() {
+        return Err(CtlError::Keygen(format!("{public_path} exists; not overwriting it")));
+    }
+    create(
+        &secret_path,
+        0o600,
+        format!(
+            "# Nerve CURVE secret key (Z85); keep it private. Public key: {}\n{}\n",
+            pair.public,
+            pair.secret.to_z85()
+        ),
+    )?;
+    create(&public_path, 0o644, format!("{}\n", pair.public))?;
+    writeln!(
+        out,
+        "wrote {secret_path} (secret, mode 0600) and {public_path} (public {})",
+        pair.public
+    )?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,12 @@ fn main() -> ExitCode {
         }
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let invocation = match cli::parse("nrv-ctl", &args, std::env::var_os(cli::CONTROL_ENV).as_deref()) {
+    let env: std::collections::HashMap<String, std::ffi::OsString> =
+        [cli::CONTROL_ENV, zmtp::SERVER_KEY_ENV, zmtp::SECRET_KEY_ENV]
+            .into_iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k.to_string(), v)))
+            .collect();
+    let invocation = match cli::parse_env("nrv-ctl", &args, |k| env.get(k).map(|v| v.as_os_str())) {
         Ok(invocation) => invocation,
         Err(early) => {
             if early.exit == Exit::Ok {
@@ -39,6 +44,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(nerve_ctl::run(&invocation, &mut std::io::stdout().lock()));
     match result {
         Ok(()) => Exit::Ok.into(),
+        // The reader went away (`nrv-ctl ps | head -1`): nothing to say, as other tools.
+        Err(nerve_ctl::CtlError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
         Err(e) => {
             eprintln!("nrv-ctl: {e}");
             e.exit().into()

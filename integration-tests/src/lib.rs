@@ -176,6 +176,8 @@ fn base_command(program: &Path, dir: &Path) -> Command {
         .env_remove("NERVE_ENDPOINT")
         .env_remove("NERVE_CONTROL")
         .env_remove("RUST_LOG")
+        .env_remove("NERVE_CURVE_SERVER_KEY")
+        .env_remove("NERVE_CURVE_SECRET_KEY")
         .stdin(Stdio::null())
         .process_group(0);
     cmd
@@ -1432,6 +1434,55 @@ pub fn wait_for_end(log: &Log, id: &str, timeout: std::time::Duration) -> Vec<Va
             .any(|l| line_id(l) == Some(id) && matches!(line_kind(l), "return" | "signal"))
             .then(|| lines.to_vec())
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// CURVE keys and file descriptors
+// ---------------------------------------------------------------------------------------------
+
+/// A key pair made by `nrv-ctl keygen --out DIR/NAME`: the paths of `NAME.key` and `NAME.pub`,
+/// and the public key text.
+pub struct KeyFiles {
+    /// The secret key file (mode 0600).
+    pub secret: PathBuf,
+    /// The public key file.
+    pub public: PathBuf,
+    /// The public key, 40 characters of Z85.
+    pub public_key: String,
+}
+
+/// Runs `nrv-ctl keygen --out DIR/NAME` and returns what it wrote.
+///
+/// # Panics
+/// When keygen fails or its files are not as documented.
+pub fn keygen(dir: &TestDir, name: &str) -> KeyFiles {
+    let prefix = dir.join(name);
+    let prefix = prefix.to_str().unwrap_or_else(|| panic!("{prefix:?} is not UTF-8"));
+    let mut cmd = base_command(&binaries().ctl, dir.path());
+    cmd.args(["keygen", "--out", prefix]);
+    let out = run(cmd, Input::Null, WAIT, "nrv-ctl keygen");
+    assert_eq!(out.code(), Some(0), "nrv-ctl keygen: {}", out.describe());
+    let public = PathBuf::from(format!("{prefix}.pub"));
+    let public_key = fs::read_to_string(&public)
+        .unwrap_or_else(|e| panic!("{}: {e}", public.display()))
+        .trim()
+        .to_string();
+    assert_eq!(public_key.len(), 40, "public key {public_key:?}");
+    KeyFiles {
+        secret: PathBuf::from(format!("{prefix}.key")),
+        public,
+        public_key,
+    }
+}
+
+/// How many file descriptors process `pid` has open (`/proc/PID/fd`).
+///
+/// # Panics
+/// When `/proc/PID/fd` cannot be read.
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}"))
+        .count()
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub struct FileConfig {
     pub restart_delay: Option<f64>,
     /// The command and its arguments (`["sh", "-c", "exec server"]`), used when none is given
     /// on the command line.
+    /// The center's CURVE public key, or a file holding it.
+    pub curve_server_key: Option<String>,
+    /// This watcher's CURVE secret key file.
+    pub curve_secret_key: Option<String>,
     pub command: Option<Vec<String>>,
 }
 

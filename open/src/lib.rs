@@ -89,6 +89,7 @@ pub struct Command {
     queue_bytes: usize,
     catch_signals: bool,
     pass_stdin: bool,
+    security: zmtp::Security,
 }
 
 /// How a watched command ended.
@@ -167,6 +168,7 @@ impl Command {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             catch_signals: true,
             pass_stdin: true,
+            security: zmtp::Security::Null,
         }
     }
 
@@ -205,6 +207,13 @@ impl Command {
     /// The center's process endpoint.
     pub fn endpoint(&mut self, endpoint: Endpoint) -> &mut Command {
         self.endpoint = endpoint;
+        self
+    }
+
+    /// The security for a tcp endpoint (default NULL; ipc endpoints always use NULL). For CURVE,
+    /// see [`zmtp::client_security`].
+    pub fn security(&mut self, security: zmtp::Security) -> &mut Command {
+        self.security = security;
         self
     }
 
@@ -436,6 +445,7 @@ impl Command {
             hello: self.hello(id),
             ping_interval: self.ping_interval,
             queue_bytes: self.queue_bytes,
+            security: self.security.clone(),
         };
         let link = tokio::spawn(link::run(config, inputs, link_requests));
         let stdin = StdinRouter::default();

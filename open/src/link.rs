@@ -4,9 +4,11 @@
 //! The link never holds the child back. Events go into a queue bounded in bytes; while no
 //! center acknowledges them, output and stats beyond the bound are dropped and counted, and a
 //! `Dropped` event reports them once there is room again. Start, state, exit and goodbye events
-//! are never dropped. The zeromq crate's DEALER does not reconnect and may lose sends around a
-//! disconnect, so the link makes a new socket (with a new identity) on every reconnect and
-//! resends every unacknowledged event after the Hello.
+//! are never dropped. The DEALER reconnects by itself after its peer goes away and says so
+//! (`DealerEvent::Reconnected`); sends around a disconnect may be lost, so on every new
+//! connection the link says Hello again and resends every unacknowledged event. When the center
+//! falls silent without the connection breaking, the link makes a new socket (with a new
+//! identity) and does the same.
 
 use crate::sys::now_ms;
 use nerve_proto::{decode, encode, CenterMsg, CommandKind, CommandReply, Event, EventKind, Hello, WatcherMsg};
@@ -47,6 +49,8 @@ pub struct LinkConfig {
     pub ping_interval: Duration,
     /// Bound of the queue of unacknowledged events, bytes.
     pub queue_bytes: usize,
+    /// NULL, or CURVE for a tcp endpoint.
+    pub security: zmtp::Security,
 }
 
 struct Queued {
@@ -57,6 +61,8 @@ struct Queued {
 struct Conn {
     tx: DealerSender,
     events: DealerEvents,
+    /// False between `Disconnected` and `Reconnected`: the DEALER is reconnecting by itself.
+    up: bool,
     last_heard: Instant,
     last_sent: Instant,
 }
@@ -84,6 +90,8 @@ struct Link {
     conn_counter: u32,
     ever_connected: bool,
     warned: bool,
+    /// An undecodable message from the center was reported already.
+    decode_warned: bool,
     finish: Option<oneshot::Sender<usize>>,
     requests: mpsc::UnboundedSender<Request>,
     replies_tx: mpsc::UnboundedSender<CommandReply>,
@@ -109,6 +117,7 @@ pub async fn run(
         conn_counter: 0,
         ever_connected: false,
         warned: false,
+        decode_warned: false,
         finish: None,
         requests,
         replies_tx,
@@ -171,7 +180,13 @@ impl Link {
         let mut identity = self.config.hello.id.0.to_be_bytes().to_vec();
         identity.extend_from_slice(&self.conn_counter.to_be_bytes());
         let endpoint = self.config.endpoint.clone();
-        Box::pin(async move { Dealer::connect(&endpoint, &identity, CONNECT_TIMEOUT).await })
+        let options = zmtp::SocketOptions {
+            security: self.config.security.clone(),
+            reconnect_interval: MIN_BACKOFF,
+            reconnect_interval_max: MAX_BACKOFF,
+            ..zmtp::SocketOptions::default()
+        };
+        Box::pin(async move { Dealer::connect_with(&endpoint, &identity, CONNECT_TIMEOUT, options).await })
     }
 
     /// True when waiting for acknowledgements is pointless: no center has ever welcomed this
@@ -185,7 +200,7 @@ impl Link {
         if !self.warned {
             self.warned = true;
             eprintln!(
-                "nrv-open: warning: {why}; the command runs on, its events are kept for the center (up to {} bytes) and nrv-open keeps trying",
+                "nrv-open: warning: {why}; the command runs on, its events are kept (up to {} bytes) while nrv-open keeps trying",
                 self.config.queue_bytes
             );
         }
@@ -203,9 +218,21 @@ impl Link {
         self.conn = Some(Conn {
             tx,
             events,
+            up: true,
             last_heard: now,
             last_sent: now,
         });
+        self.greet().await;
+    }
+
+    /// On a new connection: Hello, then every unacknowledged event again, in order.
+    async fn greet(&mut self) {
+        let now = Instant::now();
+        if let Some(conn) = self.conn.as_mut() {
+            conn.up = true;
+            conn.last_heard = now;
+            conn.last_sent = now;
+        }
         self.last_progress = now;
         let mut hello = self.config.hello.clone();
         hello.next_seq = self.acked;
@@ -236,7 +263,7 @@ impl Link {
             _ => {}
         }
         let droppable = matches!(kind, EventKind::Output { .. } | EventKind::Stats(_));
-        if matches!(kind, EventKind::Stats(_)) && self.conn.is_none() {
+        if matches!(kind, EventKind::Stats(_)) && !self.connected() {
             return; // stale stats are worth nothing later
         }
         if droppable && (self.dropped_events > 0 || self.queued_bytes + output_bytes > self.config.queue_bytes) {
@@ -269,7 +296,7 @@ impl Link {
 
     /// Queues a `Dropped` report when events were dropped and there is room again.
     async fn report_drops(&mut self) {
-        if self.dropped_events == 0 || self.conn.is_none() || self.queued_bytes > self.config.queue_bytes / 2 {
+        if self.dropped_events == 0 || !self.connected() || self.queued_bytes > self.config.queue_bytes / 2 {
             return;
         }
         let kind = EventKind::Dropped {
@@ -282,6 +309,10 @@ impl Link {
         self.send_frame(frame).await;
     }
 
+    fn connected(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.up)
+    }
+
     async fn send_now(&mut self, msg: &WatcherMsg) -> bool {
         self.send_frame(encode(msg)).await
     }
@@ -289,7 +320,9 @@ impl Link {
     /// Sends one frame on the current connection; a failure drops the connection (the caller's
     /// loop reconnects and resends). Returns whether it was sent.
     async fn send_frame(&mut self, frame: Vec<u8>) -> bool {
-        let Some(conn) = self.conn.as_mut() else { return false };
+        let Some(conn) = self.conn.as_mut().filter(|c| c.up) else {
+            return false;
+        };
         match conn.tx.send(frame).await {
             Ok(()) => {
                 conn.last_sent = Instant::now();
@@ -306,7 +339,14 @@ impl Link {
         let frame = match event {
             DealerEvent::Message(frame) => frame,
             DealerEvent::Disconnected => {
-                self.conn = None;
+                // The DEALER reconnects by itself; events wait in the queue meanwhile.
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.up = false;
+                }
+                return;
+            }
+            DealerEvent::Reconnected => {
+                self.greet().await;
                 return;
             }
         };
@@ -355,10 +395,15 @@ impl Link {
                 self.conn = None;
             }
             Err(e) => {
-                eprintln!(
-                    "nrv-open: cannot decode a message from the center at {}: {e}",
-                    self.config.endpoint
-                );
+                // Said once: a peer that is not a center's process endpoint (a control
+                // endpoint, another program) would otherwise fill the terminal.
+                if !self.decode_warned {
+                    self.decode_warned = true;
+                    eprintln!(
+                        "nrv-open: cannot decode a message from {}: {e}; is it a center's process endpoint (-e), not its control endpoint?",
+                        self.config.endpoint
+                    );
+                }
             }
         }
     }
@@ -381,7 +426,9 @@ impl Link {
     async fn on_tick(&mut self) {
         let ping = self.config.ping_interval;
         let dead_after = (ping * 3).max(Duration::from_secs(3));
-        let Some(conn) = self.conn.as_ref() else { return };
+        let Some(conn) = self.conn.as_ref().filter(|c| c.up) else {
+            return;
+        };
         let now = Instant::now();
         let stalled = !self.queue.is_empty() && now.duration_since(self.last_progress) >= dead_after;
         if now.duration_since(conn.last_heard) >= dead_after || stalled {

@@ -68,6 +68,14 @@ struct Args {
     /// least seconds between an exit and the restart after it (default 0.1)
     #[argh(option)]
     restart_delay: Option<f64>,
+    /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp
+    /// endpoint (env NERVE_CURVE_SERVER_KEY); needs --curve-secret-key
+    #[argh(option)]
+    curve_server_key: Option<String>,
+    /// this watcher's CURVE secret key file, made with nrv-ctl keygen (env
+    /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
+    #[argh(option)]
+    curve_secret_key: Option<String>,
     /// the command and its arguments (or `command` in the config file)
     #[argh(positional, greedy)]
     command: Vec<String>,
@@ -141,8 +149,18 @@ fn build(args: Args) -> Result<nerve_open::Command, String> {
         }
     };
 
+    let server_key = args
+        .curve_server_key
+        .or(file.curve_server_key)
+        .or_else(|| std::env::var(zmtp::SERVER_KEY_ENV).ok());
+    let secret_file = args
+        .curve_secret_key
+        .or(file.curve_secret_key)
+        .or_else(|| std::env::var(zmtp::SECRET_KEY_ENV).ok());
+    let security = zmtp::client_security(server_key.as_deref(), secret_file.as_deref().map(std::path::Path::new))?;
+
     let mut command = nerve_open::Command::new(program);
-    command.args(rest).endpoint(endpoint);
+    command.args(rest).endpoint(endpoint).security(security);
     if let Some(name) = args.name.or(file.name) {
         command.name(name);
     }

@@ -1,31 +1,55 @@
-//! Nerve's transport seam: every socket Nerve opens goes through this crate.
+//! Nerve's transport: a native ZMTP 3.1 implementation over tokio. Every socket Nerve opens
+//! goes through this crate.
 //!
-//! It offers exactly what the center, the watcher and `nrv-ctl` need, and nothing of the
-//! underlying library leaks out of it:
+//! It offers exactly what the center, the watcher and `nrv-ctl` need:
 //!
 //! - [`Endpoint`]: `ipc://PATH` or `tcp://HOST:PORT`, checked when parsed;
-//! - [`Router::bind`]: a ROUTER (ZeroMQ RFC 28) on an endpoint, with Nerve's bind policy
-//!   (owner-only ipc sockets, stale socket files replaced, a live owner refused, non-loopback
-//!   tcp refused unless asked for);
+//! - [`Router::bind`] / [`Router::bind_with`]: a ROUTER (ZeroMQ RFC 28) on an endpoint, with
+//!   Nerve's bind policy (owner-only ipc sockets, stale socket files replaced, a live owner
+//!   refused, non-loopback tcp refused unless it uses CURVE or is explicitly insecure);
 //! - [`Router::recv`] with the sender's identity, and [`RouterSender::send`] to an identity,
-//!   bounded by a timeout so that one stuck peer never stalls the others;
-//! - [`Dealer::connect`]: a DEALER with a fixed identity, whose incoming messages and
-//!   disconnection arrive as [`DealerEvent`]s.
+//!   which never waits for a slow peer (each peer has a bounded queue);
+//! - [`Dealer::connect`] / [`Dealer::connect_with`]: a DEALER with a fixed identity that
+//!   reconnects by itself and reports messages and connection changes as [`DealerEvent`]s;
+//! - [`SocketOptions`]: the defences (frame size limit, handshake timeout, connection bound,
+//!   send queues), heartbeats, reconnection, and the [`Security`] mechanism;
+//! - CURVE keys ([`CurveKeyPair`], Z85 text as libzmq writes it) and client authorization
+//!   ([`Authorizer`], [`AuthorizedKeys`]).
 //!
-//! Today the wire is spoken by the `zeromq` crate 0.7 (ZMTP 3.0, NULL mechanism). Its measured
-//! gaps (`shared/ZMTP-NOTES.md`) are covered above this seam by Nerve's own protocol (numbered
-//! events, acknowledgements, heartbeats, reconnecting with a new socket): a DEALER never
-//! reconnects by itself here, and a send that returns `Ok` may still be lost. One gap cannot
-//! be covered from outside the crate: a peer that sends a frame header declaring a length
-//! larger than memory aborts the process (finding 18). The native ZMTP 3.1 implementation
-//! replaces the inside of this crate without changing its interface.
+//! # Protocol
+//!
+//! - Framing, greeting, commands and metadata: RFC 23 (ZMTP 3.0) and RFC 37 (ZMTP 3.1). Both
+//!   3.0 and 3.1 peers are accepted; PING/PONG heartbeats (RFC 37) are used with 3.1 peers.
+//! - Mechanisms: NULL (RFC 23) and CURVE (RFC 25, RFC 26).
+//! - Socket semantics: ROUTER and DEALER (RFC 28); peers may be libzmq DEALER, REQ, ROUTER
+//!   and REP sockets.
+//!
+//! # Defences
+//!
+//! A frame header is checked against [`SocketOptions::max_frame_size`] before any memory is
+//! reserved for it; a peer that breaks the protocol in any way loses its own connection and
+//! nothing else. See [`SocketOptions`] for every bound and its default.
 #![warn(missing_docs)]
 
+mod conn;
+pub mod curve;
 mod endpoint;
+mod options;
 mod socket;
+mod wire;
+pub mod z85;
 
+pub use curve::{
+    client_security, read_secret_key_file, AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey,
+    CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,
+};
 pub use endpoint::{Endpoint, EndpointError};
+pub use options::{
+    Security, SocketOptions, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_FRAME_SIZE, DEFAULT_RECONNECT_INTERVAL,
+    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_SEND_QUEUE, DEFAULT_SEND_TIMEOUT,
+};
 pub use socket::{
     BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender,
-    SendError, DEFAULT_SEND_TIMEOUT,
+    SendError,
 };

@@ -1,20 +1,45 @@
-//! ROUTER and DEALER sockets behind Nerve's own small interface.
+//! ROUTER and DEALER sockets (RFC 28) over native ZMTP connections, behind Nerve's small
+//! interface.
+//!
+//! # ROUTER
+//! One task accepts connections (at most [`SocketOptions::max_connections`] at once; more are
+//! closed at once) and one task per connection runs the handshake (bounded by
+//! [`SocketOptions::handshake_timeout`]) and then moves frames. Messages from every peer go to
+//! one queue that [`Router::recv`] reads. Each peer has its own bounded send queue
+//! ([`SocketOptions::send_queue`]): [`RouterSender::send`] never waits for a slow peer and
+//! fails with [`SendError::QueueFull`] when that peer's queue is full.
+//!
+//! **Duplicate identities.** When a peer connects with an identity that a live connection
+//! already uses, the newer connection wins: the identity is routed to it from then on, and the
+//! older connection is closed. Nothing already received is lost: every message read
+//! completely from the older connection is still delivered by [`Router::recv`], under that
+//! identity. Messages queued to the older connection and not yet written are dropped with it
+//! (as for any connection that breaks; Nerve acknowledges at the application level).
+//!
+//! # DEALER
+//! [`Dealer::connect`] returns once the first connection is established. When the peer goes
+//! away, the DEALER reports [`DealerEvent::Disconnected`], reconnects by itself after
+//! [`SocketOptions::reconnect_interval`] (doubling after each failed attempt, up to
+//! [`SocketOptions::reconnect_interval_max`]), and reports [`DealerEvent::Reconnected`]. Sends
+//! between the two fail with [`SendError::NotConnected`]; they are never queued for the next
+//! connection, so the owner decides what to send first on it.
 
+use crate::conn::{
+    self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, SocketType,
+};
+use crate::options::{Security, SocketOptions};
 use crate::Endpoint;
 use bytes::Bytes;
-use futures::StreamExt;
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use zeromq::prelude::*;
-use zeromq::util::PeerIdentity;
-use zeromq::{DealerSendHalf, RouterRecvHalf, RouterSendHalf, SocketEvent, SocketOptions, ZmqError, ZmqMessage};
-
-/// How long one send may wait for the peer's queue before it fails (1 s).
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
 
 /// A peer's ZeroMQ identity (1 to 255 bytes; RFC 28's ROUTER addressing).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,8 +82,8 @@ pub enum BindError {
         /// The path found.
         path: PathBuf,
     },
-    /// A non-loopback tcp address without `allow_remote`.
-    #[error("{endpoint} is not a loopback address: binding it lets any host that can reach it send signals and input to watched processes over an unauthenticated channel; pass --allow-remote if that is what you want")]
+    /// A non-loopback tcp address without CURVE and without [`SocketOptions::insecure`].
+    #[error("{endpoint} is not a loopback address: without CURVE, any host that can reach it could send signals and input to watched processes; give the center --curve-secret-key and --authorized-keys, or pass --insecure (formerly --allow-remote) to accept that risk")]
     RemoteRefused {
         /// The endpoint.
         endpoint: Endpoint,
@@ -70,14 +95,6 @@ pub enum BindError {
         endpoint: Endpoint,
         /// The system error (kept out of the error chain: the message already holds it).
         error: io::Error,
-    },
-    /// The ZeroMQ layer refused the listener.
-    #[error("{endpoint}: cannot start accepting: {message}")]
-    Zmq {
-        /// The endpoint.
-        endpoint: Endpoint,
-        /// The library's error.
-        message: String,
     },
 }
 
@@ -98,7 +115,8 @@ pub enum ConnectError {
         /// The bound that passed.
         timeout: Duration,
     },
-    /// Another failure (bad identity, refused handshake, system error).
+    /// Another failure: a bad identity, a handshake the peer refused (for example a CURVE key
+    /// it does not authorize), a peer speaking something else.
     #[error("{endpoint}: cannot connect: {message}")]
     Failed {
         /// The endpoint.
@@ -108,19 +126,28 @@ pub enum ConnectError {
     },
 }
 
-/// Why a send failed. The message was not delivered (a send that returns `Ok` means queued,
-/// not delivered: acknowledge at the application level).
+/// Why a send failed. The message was not sent (a send that returns `Ok` means queued, not
+/// delivered: acknowledge at the application level).
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// No connected peer has this identity (it went away).
     #[error("no connected peer with identity {0}")]
     UnknownPeer(Identity),
-    /// The DEALER has no connected peer.
+    /// The DEALER has no connected peer (it is reconnecting).
     #[error("not connected")]
     NotConnected,
-    /// The peer did not take the message within the send timeout (it is not reading).
+    /// The DEALER's queue stayed full for the whole send timeout (the peer is not reading).
     #[error("peer did not take the message within {0:?}")]
     Timeout(Duration),
+    /// The ROUTER's queue for this peer is full (it is not reading); other peers are not
+    /// affected.
+    #[error("the send queue of peer {peer} is full ({capacity} messages): it is not reading")]
+    QueueFull {
+        /// The peer.
+        peer: Identity,
+        /// The queue's bound, messages ([`SocketOptions::send_queue`]).
+        capacity: usize,
+    },
     /// Any other failure of the socket.
     #[error("send failed: {0}")]
     Failed(String),
@@ -139,50 +166,150 @@ pub struct Incoming {
     pub payload: Result<Bytes, usize>,
 }
 
+impl Incoming {
+    fn from_assembled(peer: Identity, a: Assembled) -> Incoming {
+        let (delimited, payload) = match a.frames {
+            1 => (false, Ok(a.last)),
+            2 if a.first.is_empty() => (true, Ok(a.last)),
+            n => (false, Err(n)),
+        };
+        Incoming {
+            peer,
+            delimited,
+            payload,
+        }
+    }
+}
+
+/// Splits a connected stream into boxed halves.
+fn split_tcp(stream: tokio::net::TcpStream) -> (BoxRead, BoxWrite) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+fn split_unix(stream: tokio::net::UnixStream) -> (BoxRead, BoxWrite) {
+    let (r, w) = stream.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+/// The security an endpoint actually uses: CURVE on tcp, NULL on ipc.
+fn effective_security(endpoint: &Endpoint, options: &SocketOptions) -> Security {
+    match endpoint {
+        Endpoint::Ipc(_) => Security::Null,
+        Endpoint::Tcp { .. } => options.security.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ROUTER
+// ---------------------------------------------------------------------------------------------
+
+struct PeerEntry {
+    conn: u64,
+    tx: mpsc::Sender<Outgoing>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+struct Shared {
+    peers: Mutex<HashMap<Identity, PeerEntry>>,
+    /// Connections not yet in `peers` (handshaking); stopped too when the router closes.
+    closed: watch::Sender<bool>,
+    next_conn: AtomicU64,
+    next_anonymous: AtomicU32,
+    send_queue: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Identity, PeerEntry>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A bound ROUTER socket.
 pub struct Router {
+    incoming: mpsc::Receiver<Incoming>,
     sender: RouterSender,
-    recv: RouterRecvHalf,
     endpoint: Endpoint,
     /// The socket file this router created, with its inode, removed by [`Router::close`].
     ipc_file: Option<(PathBuf, u64)>,
+    _guard: RouterGuard,
+}
+
+/// Stops accepting and closes every connection when the router goes away.
+struct RouterGuard {
+    accept: JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for RouterGuard {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.shared.closed.send_replace(true);
+        for (_, entry) in self.shared.lock().drain() {
+            entry.stop.send_replace(true);
+        }
+    }
 }
 
 /// The sending side of a [`Router`]; cheap to clone, usable from many tasks.
 #[derive(Clone)]
 pub struct RouterSender {
-    half: RouterSendHalf,
-    timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+/// How many received messages wait for [`Router::recv`] before readers pause, messages.
+const INCOMING_QUEUE: usize = 1024;
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 impl Router {
-    /// Binds a ROUTER on `endpoint`.
-    ///
-    /// - ipc: the socket file is created with mode 0600 (owner only). A leftover socket file that
-    ///   nobody accepts on (ECONNREFUSED) is stale and is replaced; a live one is
-    ///   [`BindError::InUse`]; a path that is not a socket is [`BindError::NotASocket`].
-    /// - tcp: a non-loopback address is [`BindError::RemoteRefused`] unless `allow_remote`.
-    ///   Port 0 binds a free port; [`Router::endpoint`] tells which.
+    /// Binds a ROUTER on `endpoint` with default options, NULL security, and
+    /// [`SocketOptions::insecure`] set to `allow_remote`. See [`Router::bind_with`].
     ///
     /// # Errors
     /// [`BindError`], naming the endpoint.
     pub async fn bind(endpoint: &Endpoint, allow_remote: bool) -> Result<Router, BindError> {
+        let options = SocketOptions {
+            insecure: allow_remote,
+            ..SocketOptions::default()
+        };
+        Router::bind_with(endpoint, options).await
+    }
+
+    /// Binds a ROUTER on `endpoint`.
+    ///
+    /// - ipc: the socket file is created with mode 0600 (owner only). A leftover socket file that
+    ///   nobody accepts on (ECONNREFUSED) is stale and is replaced; a live one is
+    ///   [`BindError::InUse`]; a path that is not a socket is [`BindError::NotASocket`]. ipc
+    ///   always uses the NULL mechanism.
+    /// - tcp: uses `options.security`. A non-loopback address is [`BindError::RemoteRefused`]
+    ///   unless the security is CURVE or `options.insecure` is set. Port 0 binds a free port;
+    ///   [`Router::endpoint`] tells which.
+    ///
+    /// # Errors
+    /// [`BindError`], naming the endpoint.
+    pub async fn bind_with(endpoint: &Endpoint, options: SocketOptions) -> Result<Router, BindError> {
         let io_err = |error| BindError::Io {
             endpoint: endpoint.clone(),
             error,
         };
-        let (listener, bound, ipc_file): (zeromq::Listener, Endpoint, _) = match endpoint {
+        let (listener, bound, ipc_file) = match endpoint {
             Endpoint::Tcp { host, port } => {
-                if !endpoint.is_loopback() && !allow_remote {
+                let curve = matches!(options.security, Security::CurveServer { .. });
+                if !endpoint.is_loopback() && !curve && !options.insecure {
                     return Err(BindError::RemoteRefused {
                         endpoint: endpoint.clone(),
                     });
                 }
                 let host = if host == "*" { "0.0.0.0" } else { host.as_str() };
-                let listener = std::net::TcpListener::bind((host, *port)).map_err(io_err)?;
+                let listener = tcp_listen(host, *port).map_err(io_err)?;
                 let port = listener.local_addr().map_err(io_err)?.port();
                 (
-                    listener.into(),
+                    Listener::Tcp(listener),
                     Endpoint::Tcp {
                         host: host.to_string(),
                         port,
@@ -193,23 +320,36 @@ impl Router {
             Endpoint::Ipc(path) => {
                 let listener = bind_owner_only(endpoint, path)?;
                 let ino = std::fs::metadata(path).map_err(io_err)?.ino();
-                (listener.into(), endpoint.clone(), Some((path.clone(), ino)))
+                listener.set_nonblocking(true).map_err(io_err)?;
+                let listener = tokio::net::UnixListener::from_std(listener).map_err(io_err)?;
+                (Listener::Unix(listener), endpoint.clone(), Some((path.clone(), ino)))
             }
         };
-        let mut socket = zeromq::RouterSocket::new();
-        socket.bind_listener(listener).await.map_err(|e| BindError::Zmq {
-            endpoint: endpoint.clone(),
-            message: e.to_string(),
-        })?;
-        let (send, recv) = socket.split();
+        let shared = Arc::new(Shared {
+            peers: Mutex::new(HashMap::new()),
+            closed: watch::channel(false).0,
+            next_conn: AtomicU64::new(1),
+            next_anonymous: AtomicU32::new(rand_u32()),
+            send_queue: options.send_queue.max(1),
+        });
+        let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+        let security = effective_security(&bound, &options);
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            bound.clone(),
+            Arc::new(options),
+            security,
+            Arc::clone(&shared),
+            tx,
+        ));
         Ok(Router {
+            incoming,
             sender: RouterSender {
-                half: send,
-                timeout: DEFAULT_SEND_TIMEOUT,
+                shared: Arc::clone(&shared),
             },
-            recv,
             endpoint: bound,
             ipc_file,
+            _guard: RouterGuard { accept, shared },
         })
     }
 
@@ -224,48 +364,196 @@ impl Router {
     }
 
     /// Waits for the next message from any peer. Peers whose connection fails are dropped
-    /// inside; this only returns messages.
+    /// inside; this only returns messages. Cancel-safe: a message is never lost when the
+    /// returned future is dropped before it completes.
     pub async fn recv(&mut self) -> Incoming {
-        loop {
-            match self.recv.recv().await {
-                Ok(msg) => {
-                    let mut frames = msg.into_vecdeque();
-                    let Some(peer) = frames.pop_front() else {
-                        continue;
-                    };
-                    let delimited = frames.len() == 2 && frames[0].is_empty();
-                    if delimited {
-                        frames.pop_front();
-                    }
-                    let payload = if frames.len() == 1 {
-                        Ok(frames.pop_front().unwrap_or_default())
-                    } else {
-                        Err(frames.len())
-                    };
-                    return Incoming {
-                        peer: Identity(peer),
-                        delimited,
-                        payload,
-                    };
-                }
-                // The fair queue reports "no message" only when it has no peers; wait a little.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
+        match self.incoming.recv().await {
+            Some(msg) => msg,
+            // The accept task holds a sender for as long as the router lives.
+            None => std::future::pending().await,
         }
     }
 
-    /// Stops accepting and removes the ipc socket file this router created (if it is still the
-    /// same file).
+    /// Stops accepting, closes every connection, and removes the ipc socket file this router
+    /// created (if it is still the same file).
     pub fn close(self) {
-        let Router {
-            sender, recv, ipc_file, ..
-        } = self;
-        drop(recv);
-        drop(sender);
+        let ipc_file = self.ipc_file.clone();
+        drop(self);
         if let Some((path, ino)) = ipc_file {
             if std::fs::metadata(&path).map(|m| m.ino() == ino).unwrap_or(false) {
                 let _ = std::fs::remove_file(&path);
             }
+        }
+    }
+}
+
+/// The listen backlog, connections: room for bursts of connecting peers (the kernel caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds and listens on the first address `host:port` resolves to.
+fn tcp_listen(host: &str, port: u16) -> io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{host} has no address")))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    crypto_box::aead::rand_core::RngCore::fill_bytes(&mut crypto_box::aead::OsRng, &mut b);
+    u32::from_be_bytes(b)
+}
+
+async fn accept_loop(
+    listener: Listener,
+    endpoint: Endpoint,
+    options: Arc<SocketOptions>,
+    security: Security,
+    shared: Arc<Shared>,
+    incoming: mpsc::Sender<Incoming>,
+) {
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let security = Arc::new(security);
+    loop {
+        let accepted = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(s, addr)| {
+                let (r, w) = split_tcp(s);
+                (r, w, addr.to_string())
+            }),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| {
+                let (r, w) = split_unix(s);
+                (r, w, endpoint.to_string())
+            }),
+        };
+        let (r, w, address) = match accepted {
+            Ok(a) => a,
+            // Out of file descriptors or a connection that died in the backlog: wait a little
+            // rather than spin, and go on.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Over the bound: closed at once (dropping both halves closes the socket).
+            continue;
+        };
+        let conn = Connection {
+            options: Arc::clone(&options),
+            security: Arc::clone(&security),
+            shared: Arc::clone(&shared),
+            incoming: incoming.clone(),
+            address,
+        };
+        tokio::spawn(async move {
+            conn.serve(r, w).await;
+            drop(slot);
+        });
+    }
+}
+
+struct Connection {
+    options: Arc<SocketOptions>,
+    security: Arc<Security>,
+    shared: Arc<Shared>,
+    incoming: mpsc::Sender<Incoming>,
+    address: String,
+}
+
+impl Connection {
+    async fn serve(self, r: BoxRead, w: BoxWrite) {
+        let cfg = HandshakeConfig {
+            socket_type: SocketType::Router,
+            identity: None,
+            security: &self.security,
+            peer_address: &self.address,
+        };
+        let mut closed = self.shared.closed.subscribe();
+        let reader = FrameReader::new(r, self.options.max_frame_size);
+        let hs = tokio::select! {
+            r = tokio::time::timeout(self.options.handshake_timeout, conn::handshake(reader, w, &cfg)) => r,
+            _ = closed.wait_for(|c| *c) => return,
+        };
+        let Ok(Ok(established)) = hs else {
+            return;
+        };
+        let identity = Identity(established.identity.clone().unwrap_or_else(|| {
+            // libzmq's form for a peer without an identity: a zero byte, then 4 bytes.
+            let n = self.shared.next_anonymous.fetch_add(1, Ordering::Relaxed);
+            let mut id = vec![0u8];
+            id.extend_from_slice(&n.to_be_bytes());
+            Bytes::from(id)
+        }));
+        let conn_id = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.shared.send_queue);
+        let stop = Arc::new(watch::channel(false).0);
+        {
+            let mut peers = self.shared.lock();
+            if *self.shared.closed.borrow() {
+                return;
+            }
+            let entry = PeerEntry {
+                conn: conn_id,
+                tx,
+                stop: Arc::clone(&stop),
+            };
+            // The newer connection wins; the older one stops reading, delivers what it has
+            // read, and closes.
+            if let Some(old) = peers.insert(identity.clone(), entry) {
+                old.stop.send_replace(true);
+            }
+        }
+        let peer = identity.clone();
+        let _why = conn::pump(
+            established,
+            &self.options,
+            rx,
+            self.incoming.clone(),
+            move |a| Incoming::from_assembled(peer.clone(), a),
+            stop,
+        )
+        .await;
+        let mut peers = self.shared.lock();
+        if peers.get(&identity).is_some_and(|e| e.conn == conn_id) {
+            peers.remove(&identity);
+        }
+    }
+}
+
+impl RouterSender {
+    /// Queues `payload` as one frame for `peer` (after an empty delimiter frame when
+    /// `delimited`, for REQ peers). Never waits: each peer has its own bounded queue.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownPeer`] when no connection has that identity,
+    /// [`SendError::QueueFull`] when the peer's queue is full. `Ok` means queued, not
+    /// delivered.
+    pub async fn send(&self, peer: &Identity, delimited: bool, payload: Vec<u8>) -> Result<(), SendError> {
+        let msg = Outgoing {
+            delimited,
+            payload: Bytes::from(payload),
+        };
+        let peers = self.shared.lock();
+        let Some(entry) = peers.get(peer) else {
+            return Err(SendError::UnknownPeer(peer.clone()));
+        };
+        match entry.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull {
+                peer: peer.clone(),
+                capacity: self.shared.send_queue,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownPeer(peer.clone())),
         }
     }
 }
@@ -308,60 +596,144 @@ fn bind_owner_only(endpoint: &Endpoint, path: &Path) -> Result<UnixListener, Bin
     Ok(listener)
 }
 
-impl RouterSender {
-    /// Sends `payload` as one frame to `peer` (after an empty delimiter frame when
-    /// `delimited`, for REQ peers).
-    ///
-    /// # Errors
-    /// [`SendError::UnknownPeer`] when the peer is gone, [`SendError::Timeout`] when it does
-    /// not take the message within [`DEFAULT_SEND_TIMEOUT`]. `Ok` means queued, not delivered.
-    pub async fn send(&self, peer: &Identity, delimited: bool, payload: Vec<u8>) -> Result<(), SendError> {
-        let mut msg = ZmqMessage::from(payload);
-        if delimited {
-            msg.push_front(Bytes::new());
-        }
-        msg.push_front(peer.0.clone());
-        let mut half = self.half.clone();
-        match tokio::time::timeout(self.timeout, half.send(msg)).await {
-            Err(_) => Err(SendError::Timeout(self.timeout)),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(ZmqError::Other(_))) => Err(SendError::UnknownPeer(peer.clone())),
-            Ok(Err(e)) => Err(SendError::Failed(e.to_string())),
-        }
-    }
-}
+// ---------------------------------------------------------------------------------------------
+// DEALER
+// ---------------------------------------------------------------------------------------------
 
 /// What a [`Dealer`] reports to its owner.
 #[derive(Debug)]
 pub enum DealerEvent {
-    /// A message from the peer (its single payload frame; extra frames are joined away, see
-    /// [`Incoming::payload`] for the ROUTER's stricter view).
+    /// A message from the peer (its last frame; a DEALER talking to Nerve gets one-frame
+    /// messages).
     Message(Bytes),
-    /// The connection to the peer was lost. The socket does not reconnect: make a new one.
+    /// The connection to the peer was lost. The DEALER reconnects by itself; sends fail with
+    /// [`SendError::NotConnected`] until [`DealerEvent::Reconnected`].
     Disconnected,
+    /// A new connection is established after [`DealerEvent::Disconnected`]. Sends made after
+    /// this event go to it: say hello again and resend what was not acknowledged.
+    Reconnected,
 }
+
+enum Internal {
+    Message(Bytes),
+    Disconnected,
+    Reconnected(mpsc::Sender<Outgoing>),
+}
+
+type Slot = Arc<watch::Sender<Option<mpsc::Sender<Outgoing>>>>;
 
 /// A connected DEALER socket with a fixed identity.
 pub struct Dealer {
     sender: DealerSender,
-    events: mpsc::Receiver<DealerEvent>,
-    pump: tokio::task::JoinHandle<()>,
+    events: DealerEvents,
 }
 
 /// The sending side of a [`Dealer`].
 pub struct DealerSender {
-    half: DealerSendHalf,
+    current: watch::Receiver<Option<mpsc::Sender<Outgoing>>>,
+    cached: Option<mpsc::Sender<Outgoing>>,
     timeout: Duration,
+    _driver: Arc<AbortOnDrop>,
+}
+
+/// The receiving side of a [`Dealer`].
+pub struct DealerEvents {
+    events: mpsc::Receiver<Internal>,
+    slot: Slot,
+    _driver: Arc<AbortOnDrop>,
+}
+
+/// Ends the DEALER's task (and so its connection) when both halves are gone.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How many events wait for [`DealerEvents::next`] before the connection pauses reading.
+const DEALER_EVENTS: usize = 1024;
+
+async fn connect_once(
+    endpoint: &Endpoint,
+    identity: &[u8],
+    options: &SocketOptions,
+    security: &Security,
+) -> Result<Established, ConnError> {
+    let (r, w, address) = match endpoint {
+        Endpoint::Tcp { host, port } => {
+            let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let address = s
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| endpoint.to_string());
+            let (r, w) = split_tcp(s);
+            (r, w, address)
+        }
+        Endpoint::Ipc(path) => {
+            let (r, w) = split_unix(tokio::net::UnixStream::connect(path).await?);
+            (r, w, endpoint.to_string())
+        }
+    };
+    let cfg = HandshakeConfig {
+        socket_type: SocketType::Dealer,
+        identity: Some(identity),
+        security,
+        peer_address: &address,
+    };
+    let reader = FrameReader::new(r, options.max_frame_size);
+    match tokio::time::timeout(options.handshake_timeout, conn::handshake(reader, w, &cfg)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnError::Silent(options.handshake_timeout)),
+    }
+}
+
+/// A refusal in words for the owner: a CURVE ERROR "400" is the server's authorizer saying no.
+fn describe(e: &ConnError) -> String {
+    match e {
+        ConnError::Refused(reason) if reason == "400" => {
+            "the server refused this client's CURVE key (ERROR 400: not authorized)".into()
+        }
+        ConnError::Curve(_) => format!("CURVE handshake failed ({e}); is --curve-server-key the server's public key?"),
+        other => other.to_string(),
+    }
 }
 
 impl Dealer {
-    /// Connects to `endpoint` with `identity` (1 to 255 bytes), retrying inside for up to
-    /// `timeout` while nothing accepts there. An ipc endpoint whose socket file does not exist
-    /// fails at once ([`ConnectError::NoSocketFile`]): nothing listens there.
+    /// Connects to `endpoint` with `identity` (1 to 255 bytes) and default options (NULL
+    /// security). See [`Dealer::connect_with`].
     ///
     /// # Errors
     /// [`ConnectError`], naming the endpoint.
     pub async fn connect(endpoint: &Endpoint, identity: &[u8], timeout: Duration) -> Result<Dealer, ConnectError> {
+        Dealer::connect_with(endpoint, identity, timeout, SocketOptions::default()).await
+    }
+
+    /// Connects to `endpoint` with `identity` (1 to 255 bytes), retrying for up to `timeout`
+    /// while nothing accepts there. An ipc endpoint whose socket file does not exist fails at
+    /// once ([`ConnectError::NoSocketFile`]): nothing listens there. A handshake the peer
+    /// refuses fails at once ([`ConnectError::Failed`], saying why). tcp endpoints use
+    /// `options.security`; ipc endpoints always NULL.
+    ///
+    /// # Errors
+    /// [`ConnectError`], naming the endpoint.
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        identity: &[u8],
+        timeout: Duration,
+        options: SocketOptions,
+    ) -> Result<Dealer, ConnectError> {
+        let failed = |message: String| ConnectError::Failed {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        if identity.is_empty() || identity.len() > 255 {
+            return Err(failed(format!(
+                "identity of {} bytes (1 to 255 allowed)",
+                identity.len()
+            )));
+        }
         if let Endpoint::Ipc(path) = endpoint {
             if !path.exists() {
                 return Err(ConnectError::NoSocketFile {
@@ -369,101 +741,155 @@ impl Dealer {
                 });
             }
         }
-        let failed = |message: String| ConnectError::Failed {
-            endpoint: endpoint.clone(),
-            message,
-        };
-        let mut options = SocketOptions::default();
-        options.peer_identity(PeerIdentity::try_from(identity.to_vec()).map_err(|e| failed(e.to_string()))?);
-        options.connect_timeout(timeout);
-        let mut socket = zeromq::DealerSocket::with_options(options);
-        let mut monitor = socket.monitor();
-        match socket.connect(&endpoint.to_string()).await {
-            Ok(()) => {}
-            Err(ZmqError::ConnectTimeout(_)) => {
+        let security = effective_security(endpoint, &options);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = Duration::from_millis(20);
+        let established = loop {
+            let attempt =
+                tokio::time::timeout_at(deadline, connect_once(endpoint, identity, &options, &security)).await;
+            match attempt {
+                Ok(Ok(c)) => break c,
+                Ok(Err(e)) if e.is_refusal() => return Err(failed(describe(&e))),
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    return Err(ConnectError::Timeout {
+                        endpoint: endpoint.clone(),
+                        timeout,
+                    })
+                }
+            }
+            if tokio::time::Instant::now() + delay >= deadline {
+                tokio::time::sleep_until(deadline).await;
                 return Err(ConnectError::Timeout {
                     endpoint: endpoint.clone(),
                     timeout,
-                })
+                });
             }
-            Err(e) => return Err(failed(e.to_string())),
-        }
-        let (send, mut recv) = socket.split();
-        let (tx, events) = mpsc::channel(256);
-        // One task keeps a receive pending at all times (the library notices a disconnect only
-        // then) and merges messages with the monitor's disconnect events.
-        let pump = tokio::spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    msg = recv.recv() => match msg {
-                        Ok(m) => DealerEvent::Message(m.into_vec().pop().unwrap_or_default()),
-                        Err(_) => DealerEvent::Disconnected,
-                    },
-                    ev = monitor.next() => match ev {
-                        Some(SocketEvent::Disconnected(_)) | None => DealerEvent::Disconnected,
-                        Some(_) => continue,
-                    },
-                };
-                let last = matches!(event, DealerEvent::Disconnected);
-                if tx.send(event).await.is_err() || last {
-                    return;
-                }
-            }
-        });
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(options.reconnect_interval_max.max(Duration::from_millis(20)));
+        };
+        let (first_tx, first_rx) = mpsc::channel(options.send_queue.max(1));
+        let slot: Slot = Arc::new(watch::channel(Some(first_tx)).0);
+        let (events_tx, events) = mpsc::channel(DEALER_EVENTS);
+        let timeout = options.send_timeout;
+        let driver = tokio::spawn(drive(
+            endpoint.clone(),
+            Bytes::copy_from_slice(identity),
+            options,
+            security,
+            established,
+            first_rx,
+            events_tx,
+            Arc::clone(&slot),
+        ));
+        let driver = Arc::new(AbortOnDrop(driver));
+        let mut current = slot.subscribe();
+        let cached = current.borrow_and_update().clone();
         Ok(Dealer {
             sender: DealerSender {
-                half: send,
-                timeout: DEFAULT_SEND_TIMEOUT,
+                current,
+                cached,
+                timeout,
+                _driver: Arc::clone(&driver),
             },
-            events,
-            pump,
+            events: DealerEvents {
+                events,
+                slot,
+                _driver: driver,
+            },
         })
     }
 
-    /// Splits into the sending half and the event stream. Dropping the stream stops the
-    /// receiving task; dropping both closes the socket.
+    /// Splits into the sending half and the event stream. The socket closes when both are
+    /// dropped.
     pub fn split(self) -> (DealerSender, DealerEvents) {
-        (
-            self.sender,
-            DealerEvents {
-                events: self.events,
-                pump: self.pump,
-            },
-        )
+        (self.sender, self.events)
     }
 }
 
-/// The receiving side of a [`Dealer`].
-pub struct DealerEvents {
-    events: mpsc::Receiver<DealerEvent>,
-    pump: tokio::task::JoinHandle<()>,
+/// The DEALER's task: pumps the current connection, and reconnects with growing backoff when
+/// it ends.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    endpoint: Endpoint,
+    identity: Bytes,
+    options: SocketOptions,
+    security: Security,
+    first: Established,
+    first_rx: mpsc::Receiver<Outgoing>,
+    events: mpsc::Sender<Internal>,
+    slot: Slot,
+) {
+    let mut conn = first;
+    let mut rx = first_rx;
+    loop {
+        let stop = Arc::new(watch::channel(false).0);
+        let _why = conn::pump(conn, &options, rx, events.clone(), |a| Internal::Message(a.last), stop).await;
+        slot.send_replace(None);
+        if events.send(Internal::Disconnected).await.is_err() {
+            return;
+        }
+        let mut delay = options.reconnect_interval;
+        conn = loop {
+            tokio::time::sleep(delay).await;
+            match connect_once(&endpoint, &identity, &options, &security).await {
+                Ok(c) => break c,
+                Err(_) => delay = (delay * 2).min(options.reconnect_interval_max.max(options.reconnect_interval)),
+            }
+        };
+        let (tx, new_rx) = mpsc::channel(options.send_queue.max(1));
+        rx = new_rx;
+        if events.send(Internal::Reconnected(tx)).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl DealerEvents {
-    /// The next event; after [`DealerEvent::Disconnected`] it returns `Disconnected` forever.
+    /// The next event. Cancel-safe.
     pub async fn next(&mut self) -> DealerEvent {
-        self.events.recv().await.unwrap_or(DealerEvent::Disconnected)
-    }
-}
-
-impl Drop for DealerEvents {
-    fn drop(&mut self) {
-        self.pump.abort();
+        match self.events.recv().await {
+            Some(Internal::Message(m)) => DealerEvent::Message(m),
+            Some(Internal::Disconnected) => DealerEvent::Disconnected,
+            Some(Internal::Reconnected(tx)) => {
+                // Only now do sends go to the new connection, so the owner's first message on
+                // it is the one it sends after seeing this event.
+                self.slot.send_replace(Some(tx));
+                DealerEvent::Reconnected
+            }
+            // The task ended (it cannot while this half lives); report what it means.
+            None => DealerEvent::Disconnected,
+        }
     }
 }
 
 impl DealerSender {
-    /// Sends `payload` as one frame.
+    /// Queues `payload` as one frame for the current connection, waiting up to the send
+    /// timeout ([`SocketOptions::send_timeout`]) while the queue is full.
     ///
     /// # Errors
-    /// [`SendError::NotConnected`] when the peer is gone (noticed), [`SendError::Timeout`]
-    /// when it does not take the message in time. `Ok` means queued, not delivered.
+    /// [`SendError::NotConnected`] while the DEALER is disconnected (the message is not kept
+    /// for the next connection), [`SendError::Timeout`] when the queue stayed full. `Ok`
+    /// means queued, not delivered.
     pub async fn send(&mut self, payload: Vec<u8>) -> Result<(), SendError> {
-        match tokio::time::timeout(self.timeout, self.half.send(ZmqMessage::from(payload))).await {
-            Err(_) => Err(SendError::Timeout(self.timeout)),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(ZmqError::ReturnToSender { .. })) => Err(SendError::NotConnected),
-            Ok(Err(e)) => Err(SendError::Failed(e.to_string())),
+        if self.current.has_changed().unwrap_or(false) {
+            self.cached = self.current.borrow_and_update().clone();
+        }
+        let Some(tx) = self.cached.as_ref() else {
+            return Err(SendError::NotConnected);
+        };
+        let msg = Outgoing {
+            delimited: false,
+            payload: Bytes::from(payload),
+        };
+        match tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
+            Err(mpsc::error::TrySendError::Full(msg)) => match tokio::time::timeout(self.timeout, tx.send(msg)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(SendError::NotConnected),
+                Err(_) => Err(SendError::Timeout(self.timeout)),
+            },
         }
     }
 }

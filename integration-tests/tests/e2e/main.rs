@@ -4,6 +4,7 @@
 //! built once per run and the tests run in parallel. Every test has its own temporary
 //! directory, endpoints and center. The harness is the `integration_tests` library.
 
+mod abuse;
 mod config;
 mod ctl;
 mod ctl_events;
@@ -12,6 +13,7 @@ mod ctl_send_tail;
 mod ctl_signal;
 mod ctl_state;
 mod ctl_tail_restart;
+mod curve;
 mod echo;
 mod exclusive;
 mod exit_status;
@@ -25,6 +27,7 @@ mod signals;
 mod socket_security;
 mod stop;
 mod supervision;
+mod transport_interop;
 
 use integration_tests::{for_id, line_kind, run_open, Center, Input, TestDir, WAIT};
 use serde_json::{json, Value};
@@ -48,10 +51,18 @@ pub use integration_tests::wait_for_end;
 /// stdout is the words and a newline, exit 0, and the center logged for that process exactly
 /// `start` (the child's real pid, not the watcher's), `out` (the same text), `return` code 0.
 pub fn assert_echo_recorded(dir: &TestDir, center: &Center, words: &[&str]) {
+    assert_echo_recorded_with(dir, center, &[], words)
+}
+
+/// As [`assert_echo_recorded`], with `flags` for nrv-open before the command (for example the
+/// CURVE keys).
+pub fn assert_echo_recorded_with(dir: &TestDir, center: &Center, flags: &[&str], words: &[&str]) {
     let text = format!("{}\n", words.join(" "));
     let mut args = vec!["echo"];
     args.extend_from_slice(words);
-    let out = run_open(dir.path(), &center.endpoint, &args, Input::Null, WAIT);
+    let mut argv: Vec<&str> = flags.to_vec();
+    argv.extend_from_slice(&args);
+    let out = run_open(dir.path(), &center.endpoint, &argv, Input::Null, WAIT);
     assert_eq!(out.stdout_str(), text, "stdout of nrv-open echo; {}", out.describe());
     assert_eq!(out.code(), Some(0), "exit of nrv-open echo; {}", out.describe());
 

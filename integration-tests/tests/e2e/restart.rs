@@ -11,16 +11,27 @@ const EXPECTED: &[u8] = b"1\n2\n3\n4\n5\n6\n";
 fn center_killed_and_restarted_mid_run_loses_no_output() {
     let dir = TestDir::new();
     let (endpoint, control) = (dir.ipc("n.sock"), dir.ipc("c.sock"));
-    let mut first = Center::start(dir.path(), &endpoint, &control);
+    restart_scenario(&dir, &endpoint, &control, &[], &[]);
+}
+
+/// The scenario: a watcher printing 1..6 over 3 s, its center SIGKILLed after the first line
+/// and restarted (same endpoints, same log) about a second later; everything is recorded once
+/// per seq. `center_flags` and `open_flags` are added to both centers and to nrv-open.
+pub fn restart_scenario(dir: &TestDir, endpoint: &str, control: &str, center_flags: &[&str], open_flags: &[&str]) {
+    let (endpoint, control) = (endpoint.to_string(), control.to_string());
+    let log = dir.join("nerve.log");
+    let mut first = Center::start_with_args(dir.path(), &endpoint, &control, &log, center_flags);
     let script = "for i in 1 2 3 4 5 6; do echo $i; sleep 0.5; done";
-    let open = spawn_open(dir.path(), &endpoint, &["--", "sh", "-c", script], Input::Null);
+    let mut argv: Vec<&str> = open_flags.to_vec();
+    argv.extend_from_slice(&["--", "sh", "-c", script]);
+    let open = spawn_open(dir.path(), &endpoint, &argv, Input::Null);
     let id = first.log.id_of_watcher(open.pid());
     first.log.wait_for(&id, "out", WAIT);
     first.kill();
 
     // The scenario: the center comes back about a second later (pacing, not synchronisation).
     std::thread::sleep(Duration::from_secs(1));
-    let second = Center::start_with_log(dir.path(), &endpoint, &control, first.log.path());
+    let second = Center::start_with_args(dir.path(), &endpoint, &control, first.log.path(), center_flags);
 
     let out = open.wait(Duration::from_secs(30));
     assert_eq!(out.stdout, EXPECTED, "{}", out.describe());

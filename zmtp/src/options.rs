@@ -1,0 +1,138 @@
+//! The knobs of a socket, each with a default and a unit: the defences against hostile or
+//! broken peers, heartbeats, reconnection, and the security mechanism.
+
+use crate::curve::{Authorizer, CurveKeyPair, CurvePublicKey, CurveSecretKey};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default [`SocketOptions::max_frame_size`]: 8 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 8 * 1024 * 1024;
+/// Default [`SocketOptions::max_frames_per_message`]: 64.
+pub const DEFAULT_MAX_FRAMES: usize = 64;
+/// Default [`SocketOptions::handshake_timeout`]: 5 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`SocketOptions::max_connections`]: 1024.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`SocketOptions::send_queue`]: 1000 messages.
+pub const DEFAULT_SEND_QUEUE: usize = 1000;
+/// Default [`SocketOptions::send_timeout`]: 1 s.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default [`SocketOptions::heartbeat_interval`]: 5 s.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Default [`SocketOptions::heartbeat_timeout`]: 15 s.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default [`SocketOptions::reconnect_interval`]: 100 ms.
+pub const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
+/// Default [`SocketOptions::reconnect_interval_max`]: 2 s.
+pub const DEFAULT_RECONNECT_INTERVAL_MAX: Duration = Duration::from_secs(2);
+
+/// The security mechanism of a socket (RFC 23 §2.6).
+#[derive(Clone, Default)]
+pub enum Security {
+    /// NULL (RFC 23): no authentication, no encryption. What ipc endpoints use: the socket
+    /// file's mode 0600 decides who can connect.
+    #[default]
+    Null,
+    /// CURVE server (RFC 25/26): clients must prove a key pair and `authorizer` decides which
+    /// public keys may connect.
+    CurveServer {
+        /// The server's long-term secret key; clients are given its public half.
+        secret: CurveSecretKey,
+        /// Decides which client keys are accepted.
+        authorizer: Arc<dyn Authorizer>,
+    },
+    /// CURVE client: talks only to the server holding `server_key`'s secret half, and
+    /// proves `keys` to it.
+    CurveClient {
+        /// The server's long-term public key.
+        server_key: CurvePublicKey,
+        /// This client's long-term key pair (its public half must be authorized by the server).
+        keys: CurveKeyPair,
+    },
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Null => f.write_str("Null"),
+            Security::CurveServer { secret, .. } => write!(f, "CurveServer({})", secret.public_key()),
+            Security::CurveClient { server_key, keys } => {
+                write!(f, "CurveClient(server {server_key}, client {})", keys.public)
+            }
+        }
+    }
+}
+
+impl Security {
+    /// The mechanism name in the greeting.
+    pub(crate) fn mechanism(&self) -> &'static str {
+        match self {
+            Security::Null => "NULL",
+            Security::CurveServer { .. } | Security::CurveClient { .. } => "CURVE",
+        }
+    }
+
+    /// True for CURVE.
+    pub fn is_curve(&self) -> bool {
+        !matches!(self, Security::Null)
+    }
+}
+
+/// Everything tunable about a ROUTER or DEALER. Start from [`SocketOptions::default`] and
+/// change fields.
+#[derive(Clone, Debug)]
+pub struct SocketOptions {
+    /// Largest frame accepted from a peer, bytes (default 8 MiB). Checked from the frame
+    /// header before anything is allocated; a larger frame drops that connection only.
+    pub max_frame_size: u64,
+    /// Most frames in one message from a peer (default 64); more drops the connection.
+    pub max_frames_per_message: usize,
+    /// Time a new connection has to complete the greeting and handshake (default 5 s); a
+    /// connection that has not by then is closed.
+    pub handshake_timeout: Duration,
+    /// ROUTER: most connections at once, handshaking or established (default 1024). A
+    /// connection beyond it is accepted and closed at once.
+    pub max_connections: usize,
+    /// Messages queued for one peer and not yet written to its socket (default 1000). A send
+    /// to a peer whose queue is full fails with [`crate::SendError::QueueFull`] (ROUTER, at
+    /// once) or [`crate::SendError::Timeout`] (DEALER, after `send_timeout`); it never blocks
+    /// other peers and nothing is dropped silently.
+    pub send_queue: usize,
+    /// DEALER: how long a send waits for room in the queue (default 1 s).
+    pub send_timeout: Duration,
+    /// Interval between ZMTP 3.1 PING commands to a peer that speaks 3.1 (default 5 s;
+    /// `None` sends none). PONGs are always answered.
+    pub heartbeat_interval: Option<Duration>,
+    /// With heartbeats on: a connection that receives nothing for this long is closed
+    /// (default 15 s). It is also sent as the PING's TTL, so the peer applies it too.
+    pub heartbeat_timeout: Duration,
+    /// DEALER: first delay before reconnecting after the peer went away (default 100 ms);
+    /// doubled after each failed attempt up to `reconnect_interval_max`.
+    pub reconnect_interval: Duration,
+    /// DEALER: the longest delay between reconnection attempts (default 2 s).
+    pub reconnect_interval_max: Duration,
+    /// ROUTER: allow binding a non-loopback tcp address without CURVE (default false).
+    pub insecure: bool,
+    /// The security mechanism (default NULL). CURVE applies to tcp endpoints only: ipc
+    /// endpoints always use NULL and rely on the socket file's owner-only mode.
+    pub security: Security,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_frames_per_message: DEFAULT_MAX_FRAMES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            send_queue: DEFAULT_SEND_QUEUE,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            reconnect_interval: DEFAULT_RECONNECT_INTERVAL,
+            reconnect_interval_max: DEFAULT_RECONNECT_INTERVAL_MAX,
+            insecure: false,
+            security: Security::Null,
+        }
+    }
+}
