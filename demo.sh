@@ -1,6 +1,7 @@
 #!/bin/sh
 # The Nerve walk-through, end to end, in a temporary directory: a center on the default ipc
-# endpoints, a watched `echo`, `nrv-ctl version`; then the same over tcp://127.0.0.1:44444;
+# endpoints, a watched `echo`, `nrv-ctl version` and the `ps` table; then the same over
+# tcp://127.0.0.1:44444;
 # then both centers stopped with SIGTERM and their nerve.log printed.
 #
 #   sh demo.sh
@@ -109,6 +110,10 @@ say "\$ nrv-open echo bob is your uncle"
 open_echo
 say "\$ nrv-ctl version"
 bounded nrv-ctl version || fail "nrv-ctl version exited with status $?"
+say "\$ nrv-ctl ps --all        # the table: echo has ended, so --all"
+table=$(bounded nrv-ctl ps --all) || fail "nrv-ctl ps --all exited with status $?"
+printf '%s\n' "$table"
+printf '%s\n' "$table" | grep -q 'echo .*EXITED' || fail "nrv-ctl ps --all does not list the echo as EXITED"
 
 say "== over tcp:// (loopback)"
 start_center "$TCP_CONTROL" -n demo-tcp -e "$TCP_EVENTS" -c "$TCP_CONTROL"
