@@ -1485,6 +1485,24 @@ pub fn fd_count(pid: u32) -> usize {
         .count()
 }
 
+/// A Hello for a watcher the test plays itself (process `id` named `name`, nothing running).
+pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello {
+    nerve_proto::Hello {
+        id,
+        name: name.into(),
+        argv: vec![name.into()],
+        cwd: "/".into(),
+        host: "test".into(),
+        user: "nobody".into(),
+        watcher_pid: 1,
+        next_seq: 1,
+        version: nerve_proto::NERVE_VERSION.into(),
+        ping_interval_ms: 1000,
+        child_pid: None,
+        state: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_rfc3339_ms;

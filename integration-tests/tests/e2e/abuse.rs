@@ -3,7 +3,7 @@
 
 use crate::assert_echo_recorded;
 use integration_tests::{endpoint, fd_count, free_tcp_endpoint, runtime, wait_until, Center, TestDir, WAIT};
-use nerve_proto::{encode, Hello, ProcessId, WatcherMsg};
+use nerve_proto::{encode, ProcessId, WatcherMsg};
 use rand::{RngCore, SeedableRng};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -122,20 +122,7 @@ fn a_flooding_peer_that_never_reads_does_not_stop_the_others() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let ep = endpoint(&center.endpoint);
-    let hello = WatcherMsg::Hello(Hello {
-        id: ProcessId(0x0f10_0d0f_100d_0f10),
-        name: "flood".into(),
-        argv: vec!["flood".into()],
-        cwd: "/".into(),
-        host: "here".into(),
-        user: "nobody".into(),
-        watcher_pid: 1,
-        next_seq: 1,
-        version: nerve_proto::NERVE_VERSION.into(),
-        ping_interval_ms: 1000,
-        child_pid: None,
-        state: None,
-    });
+    let hello = WatcherMsg::Hello(integration_tests::test_hello(ProcessId(0x0f10_0d0f_100d_0f10), "flood"));
     let flood = {
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
         rt.spawn(async move {
