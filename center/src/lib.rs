@@ -14,6 +14,12 @@
 //! again; see `nerve_proto`'s crate doc for the delivery rules. Whatever a peer sends, the
 //! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
 //! at start (binding, opening the log) and a failure to write the log.
+//!
+//! Control requests (`control.rs`) are answered from the table, from the output
+//! store (an in-memory ring per process, [`ring`], and files under `--logdir`, [`outputs`]),
+//! or by the watcher that owns the process. With `--sync`/`--ring` a third ROUTER and one
+//! DEALER link per peer join the center to a ring of centers ([`peers`]): it replicates the rows
+//! it owns and forwards requests for a peer's processes to that peer.
 
 pub mod config;
 mod control;
@@ -25,4 +31,4 @@ mod server;
 pub mod table;
 
 pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
-pub use server::{run, Config, Error, Sockets, RECENT_EVENTS};
+pub use server::{run, Config, Error, Sockets, GONE_AFTER, RECENT_EVENTS};
