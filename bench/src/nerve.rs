@@ -222,13 +222,7 @@ pub fn signal_once(center: &mut Center, name: &str) -> Result<f64, String> {
     let pid = row["pid"].as_u64().unwrap_or_default() as u32;
     let start = Instant::now();
     util::time_run(&mut center.ctl(&["signal", &id, "TERM"]))?;
-    util::wait_for(
-        "the signalled pid gone",
-        Duration::from_secs(10),
-        Duration::from_micros(100),
-        || util::pid_gone(pid).then_some(()),
-    )?;
-    Ok(start.elapsed().as_secs_f64() * 1e3)
+    util::ms_until_gone(pid, start)
 }
 
 /// One capture run: `nerve-bench write BYTES` under nrv-open (stdout /dev/null); seconds from

@@ -257,13 +257,7 @@ impl Peer {
             Kind::Supervisord => self.ctl_ok(&["signal", "TERM", &target])?,
             Kind::Circus => self.ctl_ok(&["signal", "sleep", &target, "15"])?,
         };
-        util::wait_for(
-            "the signalled pid gone",
-            Duration::from_secs(10),
-            Duration::from_micros(100),
-            || util::pid_gone(pid).then_some(()),
-        )?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
+        util::ms_until_gone(pid, start)
     }
 
     /// One capture run of program `capK`: seconds from the writer's first instruction to

@@ -72,6 +72,18 @@ pub fn pid_gone(pid: u32) -> bool {
     matches!(proc_state(pid), None | Some('Z' | 'X' | 'x'))
 }
 
+/// Milliseconds from `start` until `pid` is gone (dead or a zombie), polled every 0.1 ms for at
+/// most 10 s: the signal figure, the same for Nerve and the peers.
+pub fn ms_until_gone(pid: u32, start: Instant) -> Result<f64, String> {
+    wait_for(
+        "the signalled pid gone",
+        Duration::from_secs(10),
+        Duration::from_micros(100),
+        || pid_gone(pid).then_some(()),
+    )?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Sends `sig` to `pid` (errors ignored: it may be gone).
 pub fn kill(pid: u32, sig: i32) {
     if let Ok(p) = i32::try_from(pid) {
