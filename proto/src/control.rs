@@ -10,7 +10,7 @@
 //! the 12 digits `ps` shows), or its name. An ambiguous target is an error that lists the
 //! candidates; an unknown one is an error that names it.
 
-use crate::{ExitStatus, ProcessId, ProcessState, Signal, Stats, Stream};
+use crate::{ExitStatus, OsBytes, ProcessId, ProcessState, Signal, SignalScope, Stats, Stream};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -40,6 +40,8 @@ pub enum Request {
         target: String,
         /// The signal.
         signal: Signal,
+        /// Which processes it reaches.
+        scope: SignalScope,
     },
     /// Write to a process's stdin, then optionally close it.
     Send {
@@ -98,7 +100,9 @@ impl fmt::Debug for Request {
         match self {
             Request::Version => write!(f, "Version"),
             Request::Ps { all } => write!(f, "Ps {{ all: {all} }}"),
-            Request::Signal { target, signal } => write!(f, "Signal {{ target: {target:?}, signal: {signal} }}"),
+            Request::Signal { target, signal, scope } => {
+                write!(f, "Signal {{ target: {target:?}, signal: {signal}, scope: {scope:?} }}")
+            }
             Request::Send { target, data, eof } => {
                 write!(
                     f,
@@ -212,10 +216,10 @@ pub struct ProcessInfo {
     pub id: ProcessId,
     /// Its name.
     pub name: String,
-    /// Command and arguments.
-    pub argv: Vec<String>,
-    /// Working directory.
-    pub cwd: String,
+    /// Command and arguments, bytes as the kernel took them.
+    pub argv: Vec<OsBytes>,
+    /// Working directory, bytes.
+    pub cwd: OsBytes,
     /// Host of the watcher.
     pub host: String,
     /// User the child runs as.
@@ -243,6 +247,9 @@ pub struct ProcessInfo {
     pub history: Vec<StateChange>,
     /// The row comes from a peer center that has not been heard from for the stale bound.
     pub stale: bool,
+    /// The child exists but is stopped by this signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU);
+    /// `None` while it runs. Shown by `ps` as `RUNNING (stopped by SIGSTOP)`.
+    pub stopped_by: Option<Signal>,
 }
 
 /// One state change of a process.

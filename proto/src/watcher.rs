@@ -54,10 +54,10 @@ pub struct Hello {
     pub id: ProcessId,
     /// A human name (`--name`, default: the command's file name).
     pub name: String,
-    /// The command and its arguments, as given to `nrv-open`.
-    pub argv: Vec<String>,
-    /// The child's working directory (lossy UTF-8).
-    pub cwd: String,
+    /// The command and its arguments, as given to `nrv-open`: bytes, as the kernel takes them.
+    pub argv: Vec<OsBytes>,
+    /// The child's working directory: bytes, as the kernel takes them.
+    pub cwd: OsBytes,
     /// The host name of the watcher's machine.
     pub host: String,
     /// The user name (or uid, when it has no name) the child runs as.
@@ -126,6 +126,70 @@ pub enum EventKind {
     },
     /// The watcher is about to exit; nothing follows.
     Goodbye,
+    /// The child was stopped by this signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU), as
+    /// `waitpid(2)` reports with `WUNTRACED`; it still exists and its state is unchanged.
+    Paused {
+        /// The signal that stopped it.
+        signal: Signal,
+    },
+    /// The stopped child was continued (SIGCONT; `WCONTINUED`).
+    Continued,
+}
+
+/// Bytes of an OS string (an argument, a path): what the kernel takes, not necessarily UTF-8.
+/// Shown to people with [`OsBytes::to_string_lossy`]; written to JSON losslessly by the center.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct OsBytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl OsBytes {
+    /// The bytes as UTF-8, with U+FFFD for bytes that are not.
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// The bytes as UTF-8, when they are.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl fmt::Debug for OsBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string_lossy(), f)
+    }
+}
+
+impl From<&str> for OsBytes {
+    fn from(s: &str) -> OsBytes {
+        OsBytes(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for OsBytes {
+    fn from(s: String) -> OsBytes {
+        OsBytes(s.into_bytes())
+    }
+}
+
+#[cfg(unix)]
+impl From<&std::ffi::OsStr> for OsBytes {
+    fn from(s: &std::ffi::OsStr) -> OsBytes {
+        use std::os::unix::ffi::OsStrExt;
+        OsBytes(s.as_bytes().to_vec())
+    }
+}
+
+/// Which processes a signal from `nrv-ctl signal` reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SignalScope {
+    /// The main process only (the default, as `supervisorctl signal`, `pm2 sendSignal` and
+    /// `docker kill` do).
+    #[default]
+    Main,
+    /// The main process's process group (`kill(-pgid)`; `--group`).
+    Group,
+    /// Every descendant of the watcher, also those that left the process group (`--all`).
+    Tree,
 }
 
 /// A child's standard output or standard error.
@@ -296,8 +360,8 @@ pub enum CommandKind {
     Stdin(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Close the child's stdin (the child sees EOF).
     CloseStdin,
-    /// Send this signal to the child.
-    Signal(Signal),
+    /// Send this signal to the child, its group or its whole tree.
+    Signal(Signal, SignalScope),
     /// Stop the child with its stop sequence (stopsignal, then KILL after stopwaitsecs) and do
     /// not restart it; the watcher reports STOPPING, then STOPPED.
     Stop,

@@ -15,7 +15,7 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
         WatcherMsg::Hello(Hello {
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
             name: "echo".into(),
-            argv: vec!["echo".into(), "bob is your uncle".into()],
+            argv: vec!["echo".into(), "bob is your uncle".into(), nerve_proto::OsBytes(vec![0xff, 0xfe])],
             cwd: "/tmp".into(),
             host: "h1".into(),
             user: "root".into(),
@@ -92,7 +92,7 @@ fn samples_from_center() -> Vec<CenterMsg> {
         }),
         CenterMsg::Command(Command {
             req: 3,
-            kind: CommandKind::Signal(Signal::HUP),
+            kind: CommandKind::Signal(Signal::HUP, SignalScope::Group),
         }),
         CenterMsg::Command(Command {
             req: 4,
