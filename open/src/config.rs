@@ -22,8 +22,14 @@ pub struct FileConfig {
     pub ping_interval: Option<f64>,
     /// Seconds to wait at exit for the center's acknowledgements.
     pub linger: Option<f64>,
-    /// Bytes of unacknowledged events kept for the center.
+    /// Bytes of output kept for the center until acknowledged.
     pub queue_bytes: Option<usize>,
+    /// `"block"` or `"drop"`: what to do when the queue is full.
+    pub when_full: Option<String>,
+    /// Seconds a connected center may be silent before output is no longer held back.
+    pub stall_timeout: Option<f64>,
+    /// `true` to run the command on a pseudo-terminal.
+    pub tty: Option<bool>,
     /// `"never"`, `"always"` or `"unexpected"`.
     pub autorestart: Option<String>,
     /// Seconds the child must stay up to be RUNNING.
@@ -42,12 +48,12 @@ pub struct FileConfig {
     pub backoff_max: Option<f64>,
     /// Least seconds between an exit and the restart after it.
     pub restart_delay: Option<f64>,
-    /// The command and its arguments (`["sh", "-c", "exec server"]`), used when none is given
-    /// on the command line.
     /// The center's CURVE public key, or a file holding it.
     pub curve_server_key: Option<String>,
     /// This watcher's CURVE secret key file.
     pub curve_secret_key: Option<String>,
+    /// The command and its arguments (`["sh", "-c", "exec server"]`), used when none is given
+    /// on the command line.
     pub command: Option<Vec<String>>,
 }
 

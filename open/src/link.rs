@@ -1,28 +1,103 @@
-//! The watcher's link to the center: numbered events, acknowledgements, resending after a
-//! reconnect, heartbeats, and the center's commands.
+//! The watcher's link to the center: the socket side of [`crate::queue::Queue`] — connecting,
+//! saying Hello, sending without ever waiting on the socket, acknowledgements, heartbeats,
+//! reconnecting, and the center's commands — and the decision whether the child is held back
+//! ([`holds_back`]).
 //!
-//! The link never holds the child back. Events go into a queue bounded in bytes; while no
-//! center acknowledges them, output and stats beyond the bound are dropped and counted, and a
-//! `Dropped` event reports them once there is room again. Start, state, exit and goodbye events
-//! are never dropped. The DEALER reconnects by itself after its peer goes away and says so
+//! The DEALER reconnects by itself after its peer goes away and says so
 //! (`DealerEvent::Reconnected`); sends around a disconnect may be lost, so on every new
-//! connection the link says Hello again and resends every unacknowledged event. When the center
-//! falls silent without the connection breaking, the link makes a new socket (with a new
-//! identity) and does the same.
+//! connection the link says Hello again and resends every unacknowledged event. When the
+//! center falls silent without the connection breaking, the link makes a new socket (with a
+//! new identity) and does the same.
+//!
+//! Back-pressure: output may be read from the child's pipes only against *credits* (a
+//! semaphore of `--queue-bytes` permits, one per byte) taken before the read and given back
+//! when the center acknowledges the bytes. While [`holds_back`] is true the pipes wait for
+//! credits, so the child blocks in `write(2)` (as under supervisord, or Docker's blocking log
+//! mode); while it is false they are read at once and what finds no credit is dropped and
+//! counted.
 
+use crate::queue::{Pushed, Queue};
 use crate::sys::now_ms;
-use nerve_proto::{decode, encode, CenterMsg, CommandKind, CommandReply, Event, EventKind, Hello, WatcherMsg};
-use std::collections::VecDeque;
+use bytes::Bytes;
+use nerve_proto::{decode, encode, CenterMsg, CommandKind, CommandReply, EventKind, Hello, WatcherMsg};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, SendError};
+
+/// What a watcher does with output when its queue is full (`--when-full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Hold the child back while a center takes events (the default; supervisord, Docker's
+    /// `mode=blocking`, journald's stream transport): nothing is lost while a center is there.
+    /// Output is dropped only when no center can take it (never reached, disconnected, or
+    /// silent for longer than `--stall-timeout`).
+    #[default]
+    Block,
+    /// Never hold the child back: output that does not fit is dropped and counted (Docker's
+    /// `mode=non-blocking` with `max-buffer-size`).
+    Drop,
+}
+
+impl std::str::FromStr for WhenFull {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(WhenFull::Block),
+            "drop" => Ok(WhenFull::Drop),
+            other => Err(format!("unknown --when-full {other:?}: use block or drop")),
+        }
+    }
+}
+
+impl std::fmt::Display for WhenFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WhenFull::Block => "block",
+            WhenFull::Drop => "drop",
+        })
+    }
+}
+
+/// What the link knows of the center at one moment, for [`holds_back`].
+#[derive(Debug, Clone, Copy)]
+pub struct CenterView {
+    /// The first connection attempt has ended (either way).
+    pub tried: bool,
+    /// A connection is up.
+    pub connected: bool,
+    /// When the center last said anything.
+    pub last_heard: Instant,
+    /// When acknowledgements last advanced (or the queue last became non-empty).
+    pub last_progress: Instant,
+    /// Nothing waits for an acknowledgement.
+    pub queue_empty: bool,
+}
+
+/// Whether the child's output waits for room (true) or is dropped when the queue is full
+/// (false) at `now`. With [`WhenFull::Block`] it waits while a center takes events: during
+/// the first connection attempt, and while connected and heard from (and acknowledging)
+/// within `stall`. So a dead or stuck center holds the child back for `stall` at most.
+pub fn holds_back(mode: WhenFull, view: &CenterView, now: Instant, stall: Duration) -> bool {
+    if mode == WhenFull::Drop {
+        return false;
+    }
+    if !view.tried {
+        return true;
+    }
+    if !view.connected || now.saturating_duration_since(view.last_heard) > stall {
+        return false;
+    }
+    view.queue_empty || now.saturating_duration_since(view.last_progress) <= stall
+}
 
 /// What the watcher gives the link.
 pub enum Input {
-    /// Report this event (time of the event, ms since the epoch).
-    Event(u64, EventKind),
+    /// Report this event (time of the event, ms since the epoch). For output, the last field
+    /// is how many of its bytes were credited (see the module doc); 0 for other kinds.
+    Event(u64, EventKind, usize),
     /// No more events will come: answer once everything is acknowledged, or as soon as no
     /// center was ever reached and an attempt failed. The answer is the number of events not
     /// acknowledged.
@@ -47,15 +122,23 @@ pub struct LinkConfig {
     pub hello: Hello,
     /// Heartbeat and stats interval.
     pub ping_interval: Duration,
-    /// Bound of the queue of unacknowledged events, bytes.
+    /// Bound of the output held for the center, bytes.
     pub queue_bytes: usize,
     /// NULL, or CURVE for a tcp endpoint.
     pub security: zmtp::Security,
+    /// Block or drop when full.
+    pub when_full: WhenFull,
+    /// How long a connected center may be silent before output is dropped.
+    pub stall_timeout: Duration,
 }
 
-struct Queued {
-    seq: u64,
-    frame: Vec<u8>,
+/// What the link shares with the output pumps.
+#[derive(Clone)]
+pub struct Gate {
+    /// One permit per byte of room in the queue.
+    pub credits: Arc<Semaphore>,
+    /// Whether reads wait for credits ([`holds_back`]).
+    pub hold: watch::Receiver<bool>,
 }
 
 struct Conn {
@@ -74,50 +157,64 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Messages the socket may hold for the center beyond what it has read (the DEALER's queue).
+const SOCKET_QUEUE: usize = 256;
 
+/// The link's state, owned by its task.
 struct Link {
     config: LinkConfig,
-    queue: VecDeque<Queued>,
-    queued_bytes: usize,
-    next_seq: u64,
-    /// Every event below this seq is acknowledged.
-    acked: u64,
-    /// When acknowledgements last advanced (or the queue last became non-empty).
+    queue: Queue,
+    credits: Arc<Semaphore>,
+    hold: watch::Sender<bool>,
     last_progress: Instant,
-    dropped_events: u64,
-    dropped_bytes: u64,
     conn: Option<Conn>,
     conn_counter: u32,
+    tried: bool,
     ever_connected: bool,
     warned: bool,
     /// An undecodable message from the center was reported already.
     decode_warned: bool,
+    /// Drops were reported on stderr during this outage already.
+    drop_warned: bool,
     finish: Option<oneshot::Sender<usize>>,
-    requests: mpsc::UnboundedSender<Request>,
-    replies_tx: mpsc::UnboundedSender<CommandReply>,
+    requests: mpsc::Sender<Request>,
+    replies_tx: mpsc::Sender<CommandReply>,
+}
+
+/// Makes the credits and the hold flag for one link; give the [`Gate`] to the pumps and the
+/// rest to [`run`].
+pub fn gate(config: &LinkConfig) -> (Gate, watch::Sender<bool>) {
+    let credits = Arc::new(Semaphore::new(config.queue_bytes.min(Semaphore::MAX_PERMITS)));
+    let (hold_tx, hold) = watch::channel(config.when_full == WhenFull::Block);
+    (Gate { credits, hold }, hold_tx)
 }
 
 /// Runs the link until [`Input::Finish`] has been answered and `inputs` is closed.
 pub async fn run(
     config: LinkConfig,
+    gate: Gate,
+    hold: watch::Sender<bool>,
     mut inputs: mpsc::UnboundedReceiver<Input>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
 ) {
-    let (replies_tx, mut replies) = mpsc::unbounded_channel();
+    let (replies_tx, mut replies) = mpsc::channel(64);
+    let tick_every = config
+        .ping_interval
+        .min(config.stall_timeout / 4)
+        .clamp(Duration::from_millis(20), Duration::from_millis(250));
     let mut link = Link {
+        queue: Queue::new(config.queue_bytes),
         config,
-        queue: VecDeque::new(),
-        queued_bytes: 0,
-        next_seq: 1,
-        acked: 1,
+        credits: gate.credits,
+        hold,
         last_progress: Instant::now(),
-        dropped_events: 0,
-        dropped_bytes: 0,
         conn: None,
         conn_counter: 0,
+        tried: false,
         ever_connected: false,
         warned: false,
         decode_warned: false,
+        drop_warned: false,
         finish: None,
         requests,
         replies_tx,
@@ -125,7 +222,8 @@ pub async fn run(
     let mut connecting: Option<Connecting> = Some(link.connect());
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut backoff = MIN_BACKOFF;
-    let mut tick = tokio::time::interval(link.config.ping_interval.min(Duration::from_millis(250)));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
     loop {
         if link.finish.is_some() && (link.queue.is_empty() || link.unreachable()) {
@@ -136,16 +234,17 @@ pub async fn run(
         }
         tokio::select! {
             input = inputs.recv(), if inputs_open => match input {
-                Some(Input::Event(time_ms, kind)) => link.push(time_ms, kind).await,
+                Some(Input::Event(time_ms, kind, credit)) => link.push(time_ms, kind, credit),
                 Some(Input::Finish(done)) => link.finish = Some(done),
                 None => inputs_open = false,
             },
             result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
                 connecting = None;
+                link.tried = true;
                 match result {
                     Ok(dealer) => {
                         backoff = MIN_BACKOFF;
-                        link.on_connected(dealer).await;
+                        link.on_connected(dealer);
                     }
                     Err(e) => {
                         link.warn(&e.to_string());
@@ -155,13 +254,13 @@ pub async fn run(
                 }
             },
             event = async { link.conn.as_mut().expect("guarded").events.next().await }, if link.conn.is_some() => {
-                link.on_center(event).await;
+                link.on_center(event);
             },
-            Some(reply) = replies.recv() => {
-                link.send_now(&WatcherMsg::Reply(reply)).await;
-            }
-            _ = tick.tick() => link.on_tick().await,
+            Some(reply) = replies.recv() => link.send_control(&WatcherMsg::Reply(reply)),
+            _ = tick.tick() => link.on_tick(),
         }
+        link.flush();
+        link.update_hold();
         if link.conn.is_none() && connecting.is_none() {
             match retry_at {
                 Some(at) if tokio::time::Instant::now() < at => {}
@@ -184,6 +283,7 @@ impl Link {
             security: self.config.security.clone(),
             reconnect_interval: MIN_BACKOFF,
             reconnect_interval_max: MAX_BACKOFF,
+            send_queue: SOCKET_QUEUE,
             ..zmtp::SocketOptions::default()
         };
         Box::pin(async move { Dealer::connect_with(&endpoint, &identity, CONNECT_TIMEOUT, options).await })
@@ -195,12 +295,37 @@ impl Link {
         !self.ever_connected && self.warned
     }
 
+    fn connected(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.up)
+    }
+
+    fn view(&self) -> CenterView {
+        let now = Instant::now();
+        CenterView {
+            tried: self.tried,
+            connected: self.connected(),
+            last_heard: self.conn.as_ref().map_or(now, |c| c.last_heard),
+            last_progress: self.last_progress,
+            queue_empty: self.queue.is_empty(),
+        }
+    }
+
+    fn update_hold(&mut self) {
+        let hold = holds_back(
+            self.config.when_full,
+            &self.view(),
+            Instant::now(),
+            self.config.stall_timeout,
+        );
+        self.hold.send_if_modified(|h| std::mem::replace(h, hold) != hold);
+    }
+
     /// Warns once per outage on stderr, naming the endpoint.
     fn warn(&mut self, why: &str) {
         if !self.warned {
             self.warned = true;
             eprintln!(
-                "nrv-open: warning: {why}; the command runs on, its events are kept (up to {} bytes) while nrv-open keeps trying",
+                "nrv-open: warning: {why}; the command runs on, its output is kept (up to {} bytes) while nrv-open keeps trying, and counted when dropped",
                 self.config.queue_bytes
             );
         }
@@ -212,7 +337,7 @@ impl Link {
         }
     }
 
-    async fn on_connected(&mut self, dealer: Dealer) {
+    fn on_connected(&mut self, dealer: Dealer) {
         let (tx, events) = dealer.split();
         let now = Instant::now();
         self.conn = Some(Conn {
@@ -222,11 +347,12 @@ impl Link {
             last_heard: now,
             last_sent: now,
         });
-        self.greet().await;
+        self.greet();
     }
 
-    /// On a new connection: Hello, then every unacknowledged event again, in order.
-    async fn greet(&mut self) {
+    /// On a new connection: Hello, then every unacknowledged event again, in order (by
+    /// [`Link::flush`]).
+    fn greet(&mut self) {
         let now = Instant::now();
         if let Some(conn) = self.conn.as_mut() {
             conn.up = true;
@@ -235,107 +361,79 @@ impl Link {
         }
         self.last_progress = now;
         let mut hello = self.config.hello.clone();
-        hello.next_seq = self.acked;
-        if !self.send_now(&WatcherMsg::Hello(hello)).await {
-            return;
-        }
-        // Everything not yet acknowledged goes again, in order.
-        for i in 0..self.queue.len() {
-            let frame = self.queue[i].frame.clone();
-            if !self.send_frame(frame).await {
-                return;
-            }
-        }
-        self.report_drops().await;
+        hello.next_seq = self.queue.acked();
+        self.queue.rewind();
+        self.send_control(&WatcherMsg::Hello(hello));
     }
 
-    /// Adds an event to the queue (or drops it when the queue is full and it may be dropped),
-    /// and sends it at once when connected.
-    async fn push(&mut self, time_ms: u64, kind: EventKind) {
-        let output_bytes = match &kind {
-            EventKind::Output { data, .. } => data.len(),
-            _ => 0,
-        };
+    /// Adds an event to the queue; output that found no credit is counted as dropped.
+    fn push(&mut self, time_ms: u64, kind: EventKind, credit: usize) {
         // Every hello says what runs now, for a center that missed the events.
         match &kind {
             EventKind::Started { pid } => self.config.hello.child_pid = Some(*pid),
             EventKind::State { state, .. } => self.config.hello.state = Some(*state),
             _ => {}
         }
-        let droppable = matches!(kind, EventKind::Output { .. } | EventKind::Stats(_));
-        if matches!(kind, EventKind::Stats(_)) && !self.connected() {
-            return; // stale stats are worth nothing later
+        let was_empty = self.queue.is_empty();
+        match self.queue.push(time_ms, kind, credit, self.connected()) {
+            Pushed::Queued(_) if was_empty => self.last_progress = Instant::now(),
+            Pushed::Queued(_) => {}
+            Pushed::Dropped => {
+                self.credits.add_permits(credit);
+                if !self.drop_warned && self.queue.pending_drops().0 > 0 {
+                    self.drop_warned = true;
+                    eprintln!(
+                        "nrv-open: warning: no center takes output at {} (queue of {} bytes full); output is dropped and counted until one does",
+                        self.config.endpoint, self.config.queue_bytes
+                    );
+                }
+            }
         }
-        if droppable && (self.dropped_events > 0 || self.queued_bytes + output_bytes > self.config.queue_bytes) {
-            // Once dropping, keep dropping until the Dropped report is queued, so the report
-            // sits where the hole is.
-            self.dropped_events += 1;
-            self.dropped_bytes += output_bytes as u64;
+    }
+
+    /// Hands the socket every queued frame not yet sent on this connection, as far as its
+    /// queue takes them without waiting.
+    fn flush(&mut self) {
+        if !self.connected() {
             return;
         }
-        let frame = self.enqueue(time_ms, kind);
-        if self.conn.is_some() {
-            self.send_frame(frame).await;
+        if self.queue.drop_report(now_ms()).is_some() {
+            self.drop_warned = false;
+        }
+        while let Some(frame) = self.queue.next_unsent() {
+            match self.try_send(frame) {
+                Ok(()) => self.queue.mark_sent(),
+                Err(()) => return,
+            }
         }
     }
 
-    fn enqueue(&mut self, time_ms: u64, kind: EventKind) -> Vec<u8> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let frame = encode(&WatcherMsg::Event(Event { seq, time_ms, kind }));
-        self.queued_bytes += frame.len();
-        if self.queue.is_empty() {
-            self.last_progress = Instant::now();
-        }
-        self.queue.push_back(Queued {
-            seq,
-            frame: frame.clone(),
-        });
-        frame
+    /// Sends a message that is not an event (hello, reply, heartbeat): these are never kept
+    /// for later (a new connection says hello anew).
+    fn send_control(&mut self, msg: &WatcherMsg) {
+        let _ = self.try_send(Bytes::from(encode(msg)));
     }
 
-    /// Queues a `Dropped` report when events were dropped and there is room again.
-    async fn report_drops(&mut self) {
-        if self.dropped_events == 0 || !self.connected() || self.queued_bytes > self.config.queue_bytes / 2 {
-            return;
-        }
-        let kind = EventKind::Dropped {
-            events: self.dropped_events,
-            bytes: self.dropped_bytes,
-        };
-        self.dropped_events = 0;
-        self.dropped_bytes = 0;
-        let frame = self.enqueue(now_ms(), kind);
-        self.send_frame(frame).await;
-    }
-
-    fn connected(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.up)
-    }
-
-    async fn send_now(&mut self, msg: &WatcherMsg) -> bool {
-        self.send_frame(encode(msg)).await
-    }
-
-    /// Sends one frame on the current connection; a failure drops the connection (the caller's
-    /// loop reconnects and resends). Returns whether it was sent.
-    async fn send_frame(&mut self, frame: Vec<u8>) -> bool {
+    /// One frame to the socket's queue. A full queue keeps the connection (try later); a
+    /// disconnect is noted (the DEALER reconnects and the link resends).
+    fn try_send(&mut self, frame: Bytes) -> Result<(), ()> {
         let Some(conn) = self.conn.as_mut().filter(|c| c.up) else {
-            return false;
+            return Err(());
         };
-        match conn.tx.send(frame).await {
+        match conn.tx.try_send(frame) {
             Ok(()) => {
                 conn.last_sent = Instant::now();
-                true
+                Ok(())
             }
+            Err(SendError::Full) => Err(()),
             Err(_) => {
-                self.conn = None;
-                false
+                conn.up = false;
+                Err(())
             }
         }
     }
 
-    async fn on_center(&mut self, event: DealerEvent) {
+    fn on_center(&mut self, event: DealerEvent) {
         let frame = match event {
             DealerEvent::Message(frame) => frame,
             DealerEvent::Disconnected => {
@@ -346,7 +444,7 @@ impl Link {
                 return;
             }
             DealerEvent::Reconnected => {
-                self.greet().await;
+                self.greet();
                 return;
             }
         };
@@ -358,33 +456,33 @@ impl Link {
                 // A later outage is worth a warning of its own.
                 self.warned = false;
                 self.ever_connected = true;
-                self.ack(welcome.next_seq).await;
+                self.ack(welcome.next_seq);
             }
-            Ok(CenterMsg::Ack { next_seq }) => self.ack(next_seq).await,
+            Ok(CenterMsg::Ack { next_seq }) => self.ack(next_seq),
             Ok(CenterMsg::Heartbeat) => {}
             Ok(CenterMsg::Command(command)) => {
                 let (reply, outcome) = oneshot::channel();
                 let req = command.req;
-                if self
-                    .requests
-                    .send(Request {
-                        kind: command.kind,
-                        reply,
-                        from: "the center",
-                    })
-                    .is_err()
-                {
-                    self.send_now(&WatcherMsg::Reply(CommandReply {
+                let request = Request {
+                    kind: command.kind,
+                    reply,
+                    from: "the center",
+                };
+                if let Err(e) = self.requests.try_send(request) {
+                    let why = match e {
+                        mpsc::error::TrySendError::Full(_) => "the watcher is busy with earlier commands; try again",
+                        mpsc::error::TrySendError::Closed(_) => "the watcher is exiting",
+                    };
+                    self.send_control(&WatcherMsg::Reply(CommandReply {
                         req,
-                        result: Err("the watcher is exiting".into()),
-                    }))
-                    .await;
+                        result: Err(why.into()),
+                    }));
                     return;
                 }
                 let replies = self.replies_tx.clone();
                 tokio::spawn(async move {
                     let result = outcome.await.unwrap_or_else(|_| Err("the watcher is exiting".into()));
-                    let _ = replies.send(CommandReply { req, result });
+                    let _ = replies.send(CommandReply { req, result }).await;
                 });
             }
             Ok(CenterMsg::Error { message }) => {
@@ -408,22 +506,18 @@ impl Link {
         }
     }
 
-    /// Forgets every event below `next_seq`: the center has recorded them.
-    async fn ack(&mut self, next_seq: u64) {
-        if next_seq <= self.acked {
-            return;
+    /// Forgets every event below `next_seq`: the center has recorded them; their output
+    /// bytes are room again.
+    fn ack(&mut self, next_seq: u64) {
+        let before = self.queue.acked();
+        let released = self.queue.ack(next_seq);
+        if self.queue.acked() > before {
+            self.last_progress = Instant::now();
         }
-        self.acked = next_seq.min(self.next_seq);
-        self.last_progress = Instant::now();
-        while self.queue.front().is_some_and(|q| q.seq < self.acked) {
-            if let Some(q) = self.queue.pop_front() {
-                self.queued_bytes -= q.frame.len();
-            }
-        }
-        self.report_drops().await;
+        self.credits.add_permits(released);
     }
 
-    async fn on_tick(&mut self) {
+    fn on_tick(&mut self) {
         let ping = self.config.ping_interval;
         let dead_after = (ping * 3).max(Duration::from_secs(3));
         let Some(conn) = self.conn.as_ref().filter(|c| c.up) else {
@@ -438,7 +532,47 @@ impl Link {
             return;
         }
         if now.duration_since(conn.last_sent) >= ping {
-            self.send_now(&WatcherMsg::Heartbeat).await;
+            self.send_control(&WatcherMsg::Heartbeat);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_back_as_a_table() {
+        let t0 = Instant::now();
+        let stall = Duration::from_secs(2);
+        let s = Duration::from_secs;
+        let view = |tried, connected, heard: u64, progress: u64, empty| CenterView {
+            tried,
+            connected,
+            last_heard: t0 + s(heard),
+            last_progress: t0 + s(progress),
+            queue_empty: empty,
+        };
+        // (mode, view, now - t0 in s, expected, why)
+        let cases = [
+            (WhenFull::Drop, view(true, true, 10, 10, false), 10, false, "drop never holds back"),
+            (WhenFull::Block, view(false, false, 0, 0, false), 10, true, "first attempt under way"),
+            (WhenFull::Block, view(true, false, 10, 10, false), 10, false, "disconnected"),
+            (WhenFull::Block, view(true, true, 10, 10, false), 11, true, "heard 1 s ago, acks flowing"),
+            (WhenFull::Block, view(true, true, 10, 10, false), 12, true, "exactly the bound"),
+            (WhenFull::Block, view(true, true, 10, 10, false), 13, false, "silent 3 s"),
+            (WhenFull::Block, view(true, true, 12, 9, false), 12, false, "heartbeats but no acks for 3 s"),
+            (WhenFull::Block, view(true, true, 12, 0, true), 12, true, "heartbeats, nothing to ack"),
+        ];
+        for (mode, view, now, expected, why) in cases {
+            assert_eq!(holds_back(mode, &view, t0 + s(now), stall), expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn when_full_parses_its_two_names() {
+        assert_eq!("block".parse::<WhenFull>(), Ok(WhenFull::Block));
+        assert_eq!("drop".parse::<WhenFull>(), Ok(WhenFull::Drop));
+        assert!("sometimes".parse::<WhenFull>().unwrap_err().contains("block or drop"));
     }
 }

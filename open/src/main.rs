@@ -3,7 +3,8 @@
 
 use argh::FromArgs;
 use nerve_open::config::FileConfig;
-use nerve_open::{parse_exitcodes, AutoRestart, Signal};
+use nerve_open::{exit, parse_exitcodes, AutoRestart, Signal, WhenFull};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,8 +12,9 @@ use std::time::Duration;
 /// (restart policy and stop sequence as in supervisord's program sections), reports start, output,
 /// stats, state and exit to a Nerve center, and exits with the last child's status.
 ///
-/// SIGTERM and SIGINT run the stop sequence (a second one sends KILL at once); SIGHUP,
-/// SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the child. If nrv-open dies abruptly, the
+/// SIGTERM runs the stop sequence (a second one sends KILL at once); SIGINT is forwarded to
+/// the child's process group (as the terminal would, so Ctrl-C gives 130); SIGHUP, SIGQUIT,
+/// SIGUSR1 and SIGUSR2 are forwarded to the child. If nrv-open dies abruptly, the
 /// child gets the stop signal (Linux parent-death signal).
 ///
 /// Exit codes: the last child's exit code, or 128+N when it was killed by signal N (also
@@ -36,9 +38,22 @@ struct Args {
     /// seconds to wait at exit for the center to acknowledge every event (default 5)
     #[argh(option)]
     linger: Option<f64>,
-    /// bytes of events kept for the center while it does not acknowledge them (default 16 MiB)
+    /// bytes of output kept for the center until it acknowledges them (default 16 MiB): how
+    /// much is held while no center takes output
     #[argh(option)]
     queue_bytes: Option<usize>,
+    /// when that queue is full: block (default; the child waits in write(2) while a center
+    /// takes output, nothing is lost) or drop (never hold the child back; drops are counted)
+    #[argh(option)]
+    when_full: Option<WhenFull>,
+    /// seconds a connected center may stay silent before output is no longer held back but
+    /// dropped and counted (default 2)
+    #[argh(option)]
+    stall_timeout: Option<f64>,
+    /// run the command on a pseudo-terminal (stdout and stderr merged, as docker run -t); this
+    /// terminal is in raw mode meanwhile
+    #[argh(switch, short = 't')]
+    tty: bool,
     /// restart after an exit: never, always or unexpected (exit code not in --exitcodes, or a
     /// signal) (default never)
     #[argh(option)]
@@ -81,10 +96,10 @@ struct Args {
     command: Vec<String>,
 }
 
-const USAGE_FAILURE: i32 = 125;
-
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
+    // Options are text; the command and its arguments are bytes, passed to exec as they are.
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let argv: Vec<String> = raw.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&strs[..1], &strs[1..]) {
         Ok(args) => args,
@@ -96,7 +111,9 @@ fn main() {
             Err(()) => usage(early.output.trim_end()),
         },
     };
-    let command = build(args).unwrap_or_else(|message| usage(&message));
+    // The command is the tail of argv (argh's greedy positional): take it unmangled.
+    let command_os: Vec<OsString> = raw[raw.len() - args.command.len()..].to_vec();
+    let command = build(args, command_os).unwrap_or_else(|message| usage(&message));
     // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
     if let Err(e) = nerve_open::reap_all_descendants() {
         eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");
@@ -111,7 +128,7 @@ fn main() {
 }
 
 /// The command line over the config file over the environment over the defaults.
-fn build(args: Args) -> Result<nerve_open::Command, String> {
+fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, String> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
         None => FileConfig::default(),
@@ -120,10 +137,10 @@ fn build(args: Args) -> Result<nerve_open::Command, String> {
         Some(path) => format!("{flag} (from the command line or {})", path.display()),
         None => flag.to_string(),
     };
-    let argv = if args.command.is_empty() {
-        file.command.clone().unwrap_or_default()
+    let argv: Vec<OsString> = if command_os.is_empty() {
+        file.command.clone().unwrap_or_default().into_iter().map(OsString::from).collect()
     } else {
-        args.command.clone()
+        command_os
     };
     let Some((program, rest)) = argv.split_first() else {
         return Err("missing CMD: nrv-open [OPTIONS] CMD [ARGS...] (or `command` in --config)".into());
@@ -172,6 +189,20 @@ fn build(args: Args) -> Result<nerve_open::Command, String> {
     }
     if let Some(v) = args.queue_bytes.or(file.queue_bytes) {
         command.queue_bytes(v);
+    }
+    let when_full = match (args.when_full, &file.when_full) {
+        (Some(w), _) => Some(w),
+        (None, Some(text)) => Some(text.parse::<WhenFull>().map_err(|e| format!("{}: {e}", origin("when-full")))?),
+        (None, None) => None,
+    };
+    if let Some(w) = when_full {
+        command.when_full(w);
+    }
+    if let Some(v) = args.stall_timeout.or(file.stall_timeout) {
+        command.stall_timeout(positive("--stall-timeout", v)?);
+    }
+    if args.tty || file.tty == Some(true) {
+        command.tty(true);
     }
     let autorestart = match (args.autorestart, &file.autorestart) {
         (Some(a), _) => Some(a),
@@ -227,5 +258,5 @@ fn build(args: Args) -> Result<nerve_open::Command, String> {
 
 fn usage(message: &str) -> ! {
     eprintln!("nrv-open: {message}");
-    std::process::exit(USAGE_FAILURE)
+    std::process::exit(exit::FAILURE)
 }

@@ -1,59 +1,47 @@
-//! Reaping: one thread per process collects every exited child on SIGCHLD and hands each
-//! watched child's status to whoever waits for it.
+//! Reaping: on every SIGCHLD the watch loop calls [`reap`], which collects what the kernel has
+//! to say about our children and hands each watched child's news ([`ChildEvent`]: stopped,
+//! continued, exited) to its watch.
 //!
 //! Two modes:
 //! - by default only the pids spawned through [`spawn_registered`] are waited for, one by one
-//!   (`waitpid(pid, WNOHANG)`), so a program that uses [`crate::Command`] as a library keeps
-//!   its other children to itself;
+//!   (`waitpid(pid, WNOHANG | WUNTRACED | WCONTINUED)`), so a program that uses
+//!   [`crate::Command`] as a library keeps its other children to itself;
 //! - after [`reap_all_descendants`] (what `nrv-open` does) this process is a child subreaper
-//!   and every exited child is collected (`waitpid(-1, WNOHANG)` until none is left, as
-//!   Horust's reaper does): the watched ones are mapped back to their waiters, the rest are
+//!   and every exited child is collected (`waitpid(-1, …)` until none is left, as Horust's
+//!   reaper does): the watched ones are mapped back to their watches, the rest are
 //!   descendants that were re-parented to us and are simply reaped, so no zombie survives.
 //!
-//! A spawn happens with the registry locked, so the reaper cannot collect a child before its
-//! pid is registered.
+//! A spawn happens with the registry locked, so no status can be collected before its pid
+//! is registered.
 
 use nerve_proto::{ExitStatus, Signal};
 use std::collections::BTreeMap;
 use std::io;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use tokio::sync::oneshot;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::mpsc;
 
-/// The watched children not yet collected, by pid.
-static WAITING: Mutex<BTreeMap<i32, oneshot::Sender<ExitStatus>>> = Mutex::new(BTreeMap::new());
-/// Whether every child is collected (`waitpid(-1)`), not only the registered ones.
-static REAP_ALL: AtomicBool = AtomicBool::new(false);
-/// The reaper thread, started once.
-static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
-
-fn waiting() -> MutexGuard<'static, BTreeMap<i32, oneshot::Sender<ExitStatus>>> {
-    WAITING.lock().unwrap_or_else(|e| e.into_inner())
+/// What the kernel said about a watched child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEvent {
+    /// Stopped by this signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU).
+    Paused(Signal),
+    /// Continued by SIGCONT.
+    Continued,
+    /// Gone, with this status (collected: its pid is free).
+    Exited(ExitStatus),
 }
 
-/// Starts the reaper thread (once per process): it catches SIGCHLD and collects exited
-/// children. Call before the first spawn, so no SIGCHLD is missed.
-///
-/// # Errors
-/// The SIGCHLD handler or the thread could not be set up.
-pub fn start() -> io::Result<()> {
-    STARTED
-        .get_or_init(|| {
-            let mut signals = signal_hook::iterator::Signals::new([libc::SIGCHLD])
-                .map_err(|e| format!("cannot catch SIGCHLD: {e}"))?;
-            std::thread::Builder::new()
-                .name("nrv-reaper".into())
-                .spawn(move || {
-                    for _ in signals.forever() {
-                        reap();
-                    }
-                })
-                .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
-            Ok(())
-        })
-        .clone()
-        .map_err(io::Error::other)
+type Waiters = BTreeMap<i32, mpsc::UnboundedSender<ChildEvent>>;
+
+/// The watched children not yet collected, by pid.
+static WAITING: Mutex<Waiters> = Mutex::new(BTreeMap::new());
+/// Whether every child is collected (`waitpid(-1)`), not only the registered ones.
+static REAP_ALL: AtomicBool = AtomicBool::new(false);
+
+fn waiting() -> MutexGuard<'static, Waiters> {
+    WAITING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Makes this process a child subreaper (Linux; elsewhere orphans go to init) and collects
@@ -61,59 +49,71 @@ pub fn start() -> io::Result<()> {
 /// waits for no other children of its own: their statuses would be collected here and lost.
 ///
 /// # Errors
-/// `prctl` failed, or the reaper could not start.
+/// `prctl` failed.
 pub fn reap_all_descendants() -> io::Result<()> {
     crate::sys::become_subreaper()?;
     REAP_ALL.store(true, Ordering::SeqCst);
-    start()?;
     reap();
     Ok(())
 }
 
-/// Runs `spawn` with the registry locked and registers the child's pid; the receiver gets its
-/// status once it exits.
+/// Whether [`reap_all_descendants`] was called: every descendant of this process is then the
+/// watch's (the stop sequence may signal them all).
+pub fn reaps_all() -> bool {
+    REAP_ALL.load(Ordering::SeqCst)
+}
+
+/// Runs `spawn` with the registry locked and registers the child's pid; the receiver gets
+/// its [`ChildEvent`]s, the last one `Exited`.
 ///
 /// # Errors
 /// What `spawn` returned.
 pub fn spawn_registered(
     spawn: impl FnOnce() -> io::Result<Child>,
-) -> io::Result<(Child, oneshot::Receiver<ExitStatus>)> {
+) -> io::Result<(Child, mpsc::UnboundedReceiver<ChildEvent>)> {
     let mut waiting = waiting();
     let child = spawn()?;
-    let (tx, rx) = oneshot::channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     waiting.insert(child.id() as i32, tx);
     Ok((child, rx))
 }
 
-/// Collects every exited child that is ours to collect, without blocking.
-fn reap() {
+/// Collects every status change that is ours to collect, without blocking. Call on SIGCHLD
+/// (and once after registering a SIGCHLD listener, for one that came before).
+pub fn reap() {
     let mut waiting = waiting();
     if REAP_ALL.load(Ordering::SeqCst) {
-        while let Some((pid, status)) = wait_nohang(-1) {
-            // A pid nobody waits for is a re-parented descendant: reaped, forgotten.
-            if let Some(tx) = waiting.remove(&pid) {
-                let _ = tx.send(status);
-            }
+        while let Some((pid, event)) = wait_nohang(-1) {
+            // A pid nobody waits for is a re-parented descendant: reaped, forgotten (its
+            // stops and continues are none of our business).
+            deliver(&mut waiting, pid, event);
         }
     } else {
         let pids: Vec<i32> = waiting.keys().copied().collect();
         for pid in pids {
-            if let Some((_, status)) = wait_nohang(pid) {
-                if let Some(tx) = waiting.remove(&pid) {
-                    let _ = tx.send(status);
-                }
+            while let Some((_, event)) = wait_nohang(pid) {
+                deliver(&mut waiting, pid, event);
             }
         }
     }
 }
 
-/// `waitpid(pid, WNOHANG)`: `Some((pid, status))` for a collected child, `None` when none has
-/// exited (or there is no child to wait for).
-fn wait_nohang(pid: i32) -> Option<(i32, ExitStatus)> {
+fn deliver(waiting: &mut Waiters, pid: i32, event: ChildEvent) {
+    if let Some(tx) = waiting.get(&pid) {
+        let _ = tx.send(event);
+        if matches!(event, ChildEvent::Exited(_)) {
+            waiting.remove(&pid);
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG | WUNTRACED | WCONTINUED)`: `Some((pid, event))` for a status change,
+/// `None` when there is none (or no child to wait for).
+fn wait_nohang(pid: i32) -> Option<(i32, ChildEvent)> {
     loop {
         let mut raw = 0;
         // SAFETY: waitpid writes only to `raw`, a live local.
-        let got = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
+        let got = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED) };
         if got > 0 {
             return Some((got, decode(raw)));
         }
@@ -124,13 +124,17 @@ fn wait_nohang(pid: i32) -> Option<(i32, ExitStatus)> {
     }
 }
 
-/// A raw `waitpid` status as an exit code or a signal.
-fn decode(raw: i32) -> ExitStatus {
+/// A raw `waitpid` status as a [`ChildEvent`].
+fn decode(raw: i32) -> ChildEvent {
     if libc::WIFEXITED(raw) {
-        ExitStatus::Code(libc::WEXITSTATUS(raw))
+        ChildEvent::Exited(ExitStatus::Code(libc::WEXITSTATUS(raw)))
     } else if libc::WIFSIGNALED(raw) {
-        ExitStatus::Signal(Signal(libc::WTERMSIG(raw)))
+        ChildEvent::Exited(ExitStatus::Signal(Signal(libc::WTERMSIG(raw))))
+    } else if libc::WIFSTOPPED(raw) {
+        ChildEvent::Paused(Signal(libc::WSTOPSIG(raw)))
+    } else if libc::WIFCONTINUED(raw) {
+        ChildEvent::Continued
     } else {
-        ExitStatus::Code(1)
+        ChildEvent::Exited(ExitStatus::Code(1))
     }
 }

@@ -20,32 +20,38 @@
 //! the escalation as its cause), and reports STOPPED only once the child is reaped and its
 //! group is empty.
 
-use crate::child::{self, group_exists, is_stop_signal, send_signal, Reply, Spec, StdinOp, StdinRouter};
-use crate::link::{Input, Request};
+use crate::child::{self, Spec};
+use crate::link::{Gate, Input, Request};
 use crate::policy::{describe, AfterExit, Policy};
-use crate::{spawner, stats, sys};
+use crate::reaper::{self, ChildEvent};
+use crate::signals::{group_exists, send_scoped, send_signal, tree_of, Signals, Woken};
+use crate::stdio::{self, OwnFd, Reply, StdinMsg, StdinOp};
+use crate::{stats, sys, tree, tty};
 use nerve_proto::{CommandKind, EventKind, ExitStatus, ProcessState, Signal, Stream};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// How long nrv-open waits, after a child exits, for its stdout and stderr to reach EOF (a
-/// grandchild may hold them open) before it reports the exit anyway.
+/// grandchild may hold them open) before it reports the exit anyway; the link's
+/// `--stall-timeout` is added to it, since the last chunks may wait for room that long.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to wait for a process group to empty after KILL before reporting STOPPED anyway
 /// (a process in uninterruptible sleep ignores even KILL for a while).
 const AFTER_KILL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an emptying process group is checked.
+/// How often an emptying process group and tree are checked.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// One running child.
 pub struct Live {
     pid: u32,
-    exit: oneshot::Receiver<ExitStatus>,
-    /// Closed once both output pumps reached EOF.
-    drained: mpsc::UnboundedReceiver<()>,
+    events: mpsc::UnboundedReceiver<ChildEvent>,
+    /// The output pumps; done at EOF of their pipe.
+    pumps: Vec<JoinHandle<()>>,
     spawned: Instant,
 }
 
@@ -99,12 +105,22 @@ pub struct Supervisor {
     pub ping_interval: Duration,
     /// Where events go (the link).
     pub events: mpsc::UnboundedSender<Input>,
+    /// Room in the link's queue, for the output pumps.
+    pub gate: Gate,
+    /// The largest read from the child's pipes, bytes.
+    pub chunk: usize,
+    /// How long to wait for the pipes' EOF after an exit.
+    pub drain_timeout: Duration,
     /// Commands from the center and the library's handle.
-    pub requests: mpsc::UnboundedReceiver<Request>,
-    /// Signals caught by this process ([`child::CAUGHT`]).
-    pub signals: mpsc::UnboundedReceiver<i32>,
-    /// Where stdin goes.
-    pub stdin: StdinRouter,
+    pub requests: mpsc::Receiver<Request>,
+    /// Signals caught by this process, SIGCHLD and SIGWINCH.
+    pub signals: Signals,
+    /// Where stdin goes (the router task).
+    pub stdin: mpsc::UnboundedSender<StdinMsg>,
+    /// Bumped whenever the child changes, so a stdin write the old one never read is given up.
+    pub stdin_generation: watch::Sender<u64>,
+    /// The running child's pty master, for SIGWINCH (with `-t`).
+    pub pty: Option<std::os::fd::OwnedFd>,
     /// The current child's pid, 0 when none runs (read by the library's handle).
     pub pid_slot: Arc<AtomicU32>,
     /// The last child's status.
@@ -123,7 +139,12 @@ pub struct Supervisor {
 
 impl Supervisor {
     fn report(&self, kind: EventKind) {
-        let _ = self.events.send(Input::Event(sys::now_ms(), kind));
+        let _ = self.events.send(Input::Event(sys::now_ms(), kind, 0));
+    }
+
+    fn set_stdin(&self, child: Option<(u32, OwnFd)>) {
+        self.stdin_generation.send_modify(|g| *g += 1);
+        let _ = self.stdin.send(StdinMsg::Child(child));
     }
 
     fn state(&self, state: ProcessState, cause: impl Into<String>) {
@@ -140,15 +161,6 @@ impl Supervisor {
         }
     }
 
-    /// What `send_signal` targets for a stop: the group, or the child alone.
-    fn target(&self, pid: u32) -> String {
-        if self.policy.killasgroup {
-            format!("process group {pid}")
-        } else {
-            format!("pid {pid}")
-        }
-    }
-
     /// Spawns a child and reports `Started` and STARTING (with `why`).
     ///
     /// # Errors
@@ -158,34 +170,47 @@ impl Supervisor {
             // Restarts never come closer together than restart_delay (systemd's RestartSec).
             tokio::time::sleep_until((exited + self.policy.restart_delay).into()).await;
         }
-        let command = child::command(&self.spec, self.policy.stopsignal);
-        let (mut proc, exit) = spawner::spawn(command).await?;
+        let spawned_child = child::spawn(&self.spec, self.policy.stopsignal)?;
+        // A SIGCHLD may have come between the listener's start and the registration.
+        reaper::reap();
         let spawned = Instant::now();
-        let pid = proc.id();
+        let pid = spawned_child.pid;
         self.pid_slot.store(pid, Ordering::SeqCst);
         self.last_pid = Some(pid);
         self.report(EventKind::Started { pid });
         self.state(ProcessState::Starting, format!("{why}: pid {pid}"));
-        let (drained_tx, drained) = mpsc::unbounded_channel();
-        if let Some(out) = proc.stdout.take() {
-            child::pump_output(out, Stream::Stdout, self.events.clone(), drained_tx.clone());
+        let mut pumps = Vec::new();
+        let outputs = [(spawned_child.stdout, Stream::Stdout, 1), (spawned_child.stderr, Stream::Stderr, 2)];
+        for (fd, stream, own) in outputs {
+            let Some(fd) = fd else { continue };
+            if self.spec.tty && stream == Stream::Stdout {
+                self.pty = fd.try_clone().ok();
+            }
+            let src = OwnFd::own(fd)?;
+            pumps.push(tokio::spawn(stdio::pump_output(
+                src,
+                stream,
+                OwnFd::open(own, true),
+                self.gate.clone(),
+                self.events.clone(),
+                self.chunk,
+            )));
         }
-        if let Some(err) = proc.stderr.take() {
-            child::pump_output(err, Stream::Stderr, self.events.clone(), drained_tx.clone());
-        }
-        drop(drained_tx);
-        self.stdin
-            .set(proc.stdin.take().map(|s| (pid, child::stdin_writer(s, pid))));
+        let stdin = match spawned_child.stdin {
+            Some(fd) => Some((pid, OwnFd::own(fd)?)),
+            None => None,
+        };
+        self.set_stdin(stdin);
         Ok(Live {
             pid,
-            exit,
-            drained,
+            events: spawned_child.events,
+            pumps,
             spawned,
         })
     }
 
     /// Supervises from the first child on, until EXITED, FATAL or STOPPED.
-    pub async fn run(mut self, first: Live) -> Ending {
+    pub async fn run(&mut self, first: Live) -> Ending {
         let mut live = first;
         loop {
             let (why, replies) = match self.watch(live).await {
@@ -273,7 +298,12 @@ impl Supervisor {
                 .filter(|s| s.killed.is_none())
                 .map(|s| tokio::time::Instant::from_std(s.signalled + self.policy.stopwaitsecs));
             tokio::select! {
-                status = &mut live.exit => break status.unwrap_or(ExitStatus::Code(1)),
+                event = live.events.recv() => match event {
+                    Some(ChildEvent::Exited(status)) => break status,
+                    None => break ExitStatus::Code(1),
+                    Some(ChildEvent::Paused(sig)) => self.paused(pid, sig),
+                    Some(ChildEvent::Continued) => self.report(EventKind::Continued),
+                },
                 _ = tokio::time::sleep_until(startsecs_at), if !running && stop.is_none() => {
                     running = true;
                     self.failures = 0;
@@ -291,7 +321,7 @@ impl Supervisor {
                     self.escalate(pid, &mut stop, why);
                 }
                 Some(request) = self.requests.recv() => self.on_request(request, Some(pid), &mut stop),
-                Some(sig) = self.signals.recv() => self.on_signal(sig, pid, &mut stop),
+                woken = self.signals.next() => self.on_woken(woken, Some(pid), &mut stop),
                 _ = ticker.tick() => {
                     if let Some(stats) = sampler.sample() {
                         self.report(EventKind::Stats(stats));
@@ -300,9 +330,11 @@ impl Supervisor {
             }
         };
         self.pid_slot.store(0, Ordering::SeqCst);
-        self.stdin.set(None);
+        self.set_stdin(None);
+        self.pty = None;
         // Every output chunk must be reported before the exit: wait for both pipes' EOF.
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, live.drained.recv()).await;
+        let drained = futures_join(live.pumps);
+        let _ = tokio::time::timeout(self.drain_timeout, drained).await;
         self.report(EventKind::Exit(status));
         self.last = Some(status);
         self.last_exit = Some(Instant::now());
@@ -329,16 +361,16 @@ impl Supervisor {
         Ended::Stopped(stop.restart.then_some(stop.restart_replies))
     }
 
-    /// After the child is reaped: waits until its process group is empty (with `killasgroup`),
-    /// sending KILL once `stopwaitsecs` have passed since the stop signal. Returns a note for
-    /// the cause when members were left (empty when the group is gone).
+    /// After the child is reaped: waits until its process group is empty (with `killasgroup`)
+    /// and no descendant is left (see [`tree_of`]), sending KILL to all of them once
+    /// `stopwaitsecs` have passed since the stop signal. Returns a note for the cause when
+    /// some were left (empty when all are gone).
     async fn empty_group(&mut self, pgid: u32, stop: &mut Option<Stop>) -> String {
-        if !self.policy.killasgroup {
-            return String::new();
-        }
         let mut killed_at: Option<Instant> = None;
         loop {
-            if !group_exists(pgid) {
+            let group_left = self.policy.killasgroup && group_exists(pgid);
+            let tree = tree_of(pgid);
+            if !group_left && tree.is_empty() {
                 return String::new();
             }
             let Some(current) = stop.as_ref() else {
@@ -346,7 +378,8 @@ impl Supervisor {
             };
             if current.killed.is_none() && current.signalled.elapsed() >= self.policy.stopwaitsecs {
                 let why = format!(
-                    "process group {pgid} still there stopwaitsecs {} s after {}",
+                    "{} still there stopwaitsecs {} s after {}",
+                    leftovers(pgid, group_left, tree.len()),
                     self.policy.stopwaitsecs.as_secs_f64(),
                     self.policy.stopsignal
                 );
@@ -356,41 +389,60 @@ impl Supervisor {
                 let at = *killed_at.get_or_insert_with(Instant::now);
                 if at.elapsed() >= AFTER_KILL_TIMEOUT {
                     return format!(
-                        "; process group {pgid} still has members {} s after KILL",
+                        "; {} still there {} s after KILL",
+                        leftovers(pgid, group_left, tree.len()),
                         AFTER_KILL_TIMEOUT.as_secs()
                     );
                 }
+                // Descendants forked since the KILL get it too.
+                tree::signal_each(&tree, libc::SIGKILL);
             }
             tokio::select! {
                 _ = tokio::time::sleep(GROUP_POLL) => {}
                 Some(request) = self.requests.recv() => self.on_request(request, None, stop),
-                Some(sig) = self.signals.recv() => {
-                    if is_stop_signal(sig) {
-                        self.on_signal(sig, pgid, stop);
+                woken = self.signals.next() => match woken {
+                    Woken::Caught(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                        self.on_woken(woken, Some(pgid), stop)
                     }
-                }
+                    Woken::Child => reaper::reap(),
+                    _ => {}
+                },
             }
         }
     }
 
-    /// Sends KILL to the child (or its group) and reports the escalation.
+    /// Sends `sig` to the child (or its group) and to every descendant outside the group,
+    /// then SIGCONT to the same, so that a stopped process can act on it (as systemd and
+    /// runit do). Returns what was done, for the cause.
+    fn signal_all(&self, pid: u32, sig: Signal) -> String {
+        let sent = send_signal(pid, self.policy.killasgroup, sig).unwrap_or_else(|e| e);
+        let tree = tree_of(pid);
+        let more = tree::signal_each(&tree, sig.0);
+        if sig != Signal::KILL {
+            let _ = send_signal(pid, self.policy.killasgroup, Signal(libc::SIGCONT));
+            tree::signal_each(&tree, libc::SIGCONT);
+        }
+        match more {
+            0 => sent,
+            n => format!("{sent} and to {n} more descendants"),
+        }
+    }
+
+    /// Sends KILL to the child (or its group) and every descendant and reports the escalation.
     fn escalate(&mut self, pid: u32, stop: &mut Option<Stop>, why: String) {
         let Some(current) = stop.as_mut() else { return };
         if current.killed.is_some() {
             return;
         }
-        let _ = send_signal(pid, self.policy.killasgroup, Signal::KILL);
-        self.state(
-            ProcessState::Stopping,
-            format!("{why}: sent KILL to {}", self.target(pid)),
-        );
-        current.killed = Some(why);
+        current.killed = Some(why.clone());
+        let sent = self.signal_all(pid, Signal::KILL);
+        self.state(ProcessState::Stopping, format!("{why}: {sent}"));
     }
 
-    /// Starts the stop sequence: STOPPING, then `stopsignal` to the child or its group.
+    /// Starts the stop sequence: STOPPING, then `stopsignal` (and SIGCONT) to the child or its
+    /// group and every descendant.
     fn begin_stop(&mut self, pid: u32, why: String, restart: bool, reply: Option<Reply>) -> Stop {
-        let result = send_signal(pid, self.policy.killasgroup, self.policy.stopsignal);
-        let sent = result.unwrap_or_else(|e| e);
+        let sent = self.signal_all(pid, self.policy.stopsignal);
         self.state(ProcessState::Stopping, format!("{why}: {sent}"));
         let (replies, restart_replies) = match (reply, restart) {
             (Some(r), true) => (Vec::new(), vec![r]),
@@ -407,10 +459,38 @@ impl Supervisor {
         }
     }
 
-    /// A signal caught by this process while a child (`pid`) runs or is being stopped.
-    fn on_signal(&mut self, sig: i32, pid: u32, stop: &mut Option<Stop>) {
+    /// The child was stopped by `sig`: reported (the center shows it as stopped); a stop by
+    /// SIGTTIN or SIGTTOU is explained on stderr, since the child waits for a terminal it
+    /// cannot have.
+    fn paused(&self, pid: u32, sig: Signal) {
+        self.report(EventKind::Paused { signal: sig });
+        if sig.0 == libc::SIGTTIN || sig.0 == libc::SIGTTOU {
+            eprintln!(
+                "nrv-open: pid {pid} was stopped by SIG{sig}: it used the terminal, which nrv-open keeps to pass stdin through; run it with -t/--tty to give it a terminal of its own (it waits until continued or stopped)"
+            );
+        }
+    }
+
+    /// A signal while a child (`pid`) runs or is being stopped, or while none runs (`None`).
+    fn on_woken(&mut self, woken: Woken, pid: Option<u32>, stop: &mut Option<Stop>) {
+        let sig = match woken {
+            Woken::Child => return reaper::reap(),
+            Woken::Winch => {
+                if let Some(pty) = &self.pty {
+                    tty::copy_window_size(0, pty.as_raw_fd());
+                }
+                return;
+            }
+            Woken::Caught(sig) => sig,
+        };
         let name = format!("SIG{}", Signal(sig));
-        if !is_stop_signal(sig) {
+        let Some(pid) = pid else { return };
+        if sig == libc::SIGINT && stop.is_none() {
+            // What the terminal would have done without us in between: the whole group.
+            let _ = send_signal(pid, true, Signal::INT);
+            return;
+        }
+        if sig != libc::SIGTERM && sig != libc::SIGINT {
             let _ = send_signal(pid, false, Signal(sig));
             return;
         }
@@ -427,15 +507,15 @@ impl Supervisor {
     fn on_request(&mut self, request: Request, pid: Option<u32>, stop: &mut Option<Stop>) {
         let Request { kind, reply, from } = request;
         match kind {
-            CommandKind::Signal(sig) => {
+            CommandKind::Signal(sig, scope) => {
                 let result = match pid {
-                    Some(pid) => send_signal(pid, false, sig),
+                    Some(pid) => send_scoped(pid, scope, sig),
                     None => Err(self.no_child()),
                 };
                 let _ = reply.send(result);
             }
-            CommandKind::Stdin(data) => self.route_stdin(StdinOp::Data(data, Some(reply))),
-            CommandKind::CloseStdin => self.route_stdin(StdinOp::Close(Some(reply))),
+            CommandKind::Stdin(data) => self.route_stdin(StdinOp::Data(data, reply)),
+            CommandKind::CloseStdin => self.route_stdin(StdinOp::Close(reply)),
             CommandKind::Stop => match (stop.as_mut(), pid) {
                 (Some(current), _) => {
                     current.replies.push(reply);
@@ -462,11 +542,9 @@ impl Supervisor {
         }
     }
 
-    /// Hands a stdin operation to the current child, off the async thread (the child may not
-    /// be reading).
+    /// Hands a stdin operation to the router task (which answers it).
     fn route_stdin(&self, op: StdinOp) {
-        let router = self.stdin.clone();
-        tokio::task::spawn_blocking(move || router.send(op));
+        let _ = self.stdin.send(StdinMsg::Op(op));
     }
 
     fn no_child(&self) -> String {
@@ -492,12 +570,16 @@ impl Supervisor {
                         continue;
                     }
                 },
-                Some(sig) = self.signals.recv() => {
-                    if !is_stop_signal(sig) {
-                        continue; // no child to forward it to
+                woken = self.signals.next() => match woken {
+                    Woken::Caught(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                        (format!("nrv-open got SIG{} in {state}", Signal(sig)), None)
                     }
-                    (format!("nrv-open got SIG{} in {state}", Signal(sig)), None)
-                }
+                    Woken::Child => {
+                        reaper::reap();
+                        continue;
+                    }
+                    _ => continue, // no child to forward it to
+                },
             };
             let note = self.stop_leftovers(&why).await;
             self.state(ProcessState::Stopped, format!("{why}: not restarted{note}"));
@@ -511,7 +593,8 @@ impl Supervisor {
     /// The stop sequence for members left in the last child's process group after it exited
     /// by itself (with `killasgroup`); returns a note for the STOPPED cause.
     async fn stop_leftovers(&mut self, why: &str) -> String {
-        let Some(pgid) = self.leftover_group.take().filter(|&p| group_exists(p)) else {
+        let leftover = self.leftover_group.take().filter(|&p| group_exists(p));
+        let Some(pgid) = leftover.or_else(|| self.last_pid.filter(|&p| !tree_of(p).is_empty())) else {
             return String::new();
         };
         let mut stop = Some(self.begin_stop(
@@ -522,6 +605,22 @@ impl Supervisor {
         ));
         let left = self.empty_group(pgid, &mut stop).await;
         format!("; process group {pgid} stopped{left}")
+    }
+}
+
+/// What is left after a child: its group and how many other descendants, for causes.
+fn leftovers(pgid: u32, group: bool, others: usize) -> String {
+    match (group, others) {
+        (true, 0) => format!("process group {pgid}"),
+        (true, n) => format!("process group {pgid} and {n} descendants"),
+        (false, n) => format!("{n} descendants"),
+    }
+}
+
+/// Waits for every pump (in order; all of them run meanwhile).
+async fn futures_join(pumps: Vec<JoinHandle<()>>) {
+    for pump in pumps {
+        let _ = pump.await;
     }
 }
 

@@ -151,6 +151,10 @@ pub enum SendError {
     /// Any other failure of the socket.
     #[error("send failed: {0}")]
     Failed(String),
+    /// [`DealerSender::try_send`] only: the DEALER's queue is full right now (the peer is not
+    /// reading fast enough); nothing was queued, try again later.
+    #[error("the send queue is full")]
+    Full,
 }
 
 /// One message received by a ROUTER.
@@ -890,6 +894,31 @@ impl DealerSender {
                 Ok(Err(_)) => Err(SendError::NotConnected),
                 Err(_) => Err(SendError::Timeout(self.timeout)),
             },
+        }
+    }
+
+    /// Queues `payload` as one frame for the current connection without waiting: for an owner
+    /// that must never block on a slow peer (it keeps the message and tries again later).
+    /// `payload` is shared, not copied, so keeping it for a resend costs nothing more.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] while the queue ([`SocketOptions::send_queue`] messages) is full,
+    /// [`SendError::NotConnected`] while the DEALER is disconnected.
+    pub fn try_send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        if self.current.has_changed().unwrap_or(false) {
+            self.cached = self.current.borrow_and_update().clone();
+        }
+        let Some(tx) = self.cached.as_ref() else {
+            return Err(SendError::NotConnected);
+        };
+        let msg = Outgoing {
+            delimited: false,
+            payload,
+        };
+        match tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
         }
     }
 }

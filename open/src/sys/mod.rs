@@ -8,18 +8,6 @@ mod platform;
 
 pub use platform::{become_subreaper, set_parent_death_signal};
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
-
-/// Writes all of `data` to file descriptor `fd` at once, with no buffering of our own.
-pub fn write_fd(fd: i32, data: &[u8]) -> io::Result<()> {
-    // SAFETY: fd 1 and 2 stay open for the life of the process; ManuallyDrop keeps this
-    // borrowed File from closing them.
-    let mut file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-    file.write_all(data)
-}
 
 /// This machine's host name (lossy UTF-8), or `"unknown"`.
 pub fn host_name() -> String {

@@ -1,0 +1,335 @@
+//! The builder: what to run and how to watch it ([`Command`]), and the two ways to start it,
+//! [`Command::status`] (on this thread, as `nrv-open` does) and [`Command::spawn`] (on a
+//! thread of its own, returning a [`Child`]).
+
+use crate::child::Spec;
+use crate::handle::Child;
+use crate::link::WhenFull;
+use crate::policy::{AutoRestart, Policy};
+use crate::watch::{self, Watched};
+use crate::{Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT};
+use nerve_proto::{Hello, OsBytes, ProcessId, Signal, NERVE_VERSION};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+use zmtp::Endpoint;
+
+/// A command to run under watch, built like [`std::process::Command`].
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub(crate) spec: Spec,
+    pub(crate) policy: Policy,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) name: Option<String>,
+    pub(crate) ping_interval: Duration,
+    pub(crate) linger: Duration,
+    pub(crate) queue_bytes: usize,
+    pub(crate) when_full: WhenFull,
+    pub(crate) stall_timeout: Duration,
+    pub(crate) catch_signals: bool,
+    pub(crate) pass_stdin: bool,
+    pub(crate) security: zmtp::Security,
+}
+impl Command {
+    /// A command running `program`, reporting to [`DEFAULT_ENDPOINT`], with the default
+    /// [`Policy`] (run once, stop with TERM then KILL after 10 s).
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            spec: Spec {
+                program: program.as_ref().to_owned(),
+                args: Vec::new(),
+                env: Vec::new(),
+                cwd: None,
+                tty: false,
+            },
+            policy: Policy::default(),
+            endpoint: Endpoint::Ipc(DEFAULT_ENDPOINT.trim_start_matches("ipc://").into()),
+            name: None,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            linger: DEFAULT_LINGER,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            when_full: WhenFull::Block,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            catch_signals: true,
+            pass_stdin: true,
+            security: zmtp::Security::Null,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.spec.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&mut self, args: I) -> &mut Command {
+        self.spec.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the child (the rest is inherited, as with std).
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.spec
+            .env
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.spec.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// The child's working directory (default: this process's).
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.spec.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The center's process endpoint.
+    pub fn endpoint(&mut self, endpoint: Endpoint) -> &mut Command {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// The security for a tcp endpoint (default NULL; ipc endpoints always use NULL). For CURVE,
+    /// see [`zmtp::client_security`].
+    pub fn security(&mut self, security: zmtp::Security) -> &mut Command {
+        self.security = security;
+        self
+    }
+
+    /// The name reported to the center (default: the program's file name).
+    pub fn name(&mut self, name: impl Into<String>) -> &mut Command {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Interval between stats reports and heartbeats (default 1 s).
+    pub fn ping_interval(&mut self, interval: Duration) -> &mut Command {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long to wait at exit for the center's acknowledgements (default 5 s).
+    pub fn linger(&mut self, linger: Duration) -> &mut Command {
+        self.linger = linger;
+        self
+    }
+
+    /// Bound of the output kept for the center until it acknowledges it, bytes (default
+    /// 16 MiB, [`DEFAULT_QUEUE_BYTES`]): how much is held while no center takes output, and
+    /// how far the child may run ahead of a slow center before it is held back.
+    pub fn queue_bytes(&mut self, bytes: usize) -> &mut Command {
+        self.queue_bytes = bytes.max(2);
+        self
+    }
+
+    /// What to do when the queue is full (default [`WhenFull::Block`]: hold the child back
+    /// while a center takes output; see [`WhenFull`]).
+    pub fn when_full(&mut self, when_full: WhenFull) -> &mut Command {
+        self.when_full = when_full;
+        self
+    }
+
+    /// How long a connected center may be silent (no acknowledgement, no heartbeat) before
+    /// the child is no longer held back and output that does not fit is dropped (default 2 s,
+    /// [`DEFAULT_STALL_TIMEOUT`]: two heartbeat intervals).
+    pub fn stall_timeout(&mut self, timeout: Duration) -> &mut Command {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Runs the child on a pseudo-terminal of its own (`-t`, as `docker run -t`): stdout and
+    /// stderr merged into stdout, this process's terminal in raw mode while it runs, the
+    /// window size passed on (default off).
+    pub fn tty(&mut self, tty: bool) -> &mut Command {
+        self.spec.tty = tty;
+        self
+    }
+
+    /// The whole supervision policy at once (see [`Policy`]; the setters below change one
+    /// field each).
+    pub fn policy(&mut self, policy: Policy) -> &mut Command {
+        self.policy = policy;
+        self
+    }
+
+    /// When to restart after an exit (supervisord's `autorestart`; default never).
+    pub fn autorestart(&mut self, autorestart: AutoRestart) -> &mut Command {
+        self.policy.autorestart = autorestart;
+        self
+    }
+
+    /// How long a child must stay up to be RUNNING (supervisord's `startsecs`; default 1 s).
+    pub fn startsecs(&mut self, startsecs: Duration) -> &mut Command {
+        self.policy.startsecs = startsecs;
+        self
+    }
+
+    /// Failed starts in a row retried before FATAL (supervisord's `startretries`; default 3).
+    pub fn startretries(&mut self, retries: u32) -> &mut Command {
+        self.policy.startretries = retries;
+        self
+    }
+
+    /// Expected exit codes (supervisord's `exitcodes`; default `[0]`).
+    pub fn exitcodes(&mut self, codes: impl IntoIterator<Item = i32>) -> &mut Command {
+        self.policy.exitcodes = codes.into_iter().collect();
+        self
+    }
+
+    /// The first signal of the stop sequence, and the parent-death signal (supervisord's
+    /// `stopsignal`; default TERM).
+    pub fn stopsignal(&mut self, signal: Signal) -> &mut Command {
+        self.policy.stopsignal = signal;
+        self
+    }
+
+    /// Wait between the stop signal and KILL (supervisord's `stopwaitsecs`; default 10 s).
+    pub fn stopwaitsecs(&mut self, wait: Duration) -> &mut Command {
+        self.policy.stopwaitsecs = wait;
+        self
+    }
+
+    /// Whether the stop sequence signals the child's whole process group (supervisord's
+    /// `killasgroup`; default true).
+    pub fn killasgroup(&mut self, group: bool) -> &mut Command {
+        self.policy.killasgroup = group;
+        self
+    }
+
+    /// Cap of the growing delay between failed starts (default 60 s).
+    pub fn backoff_max(&mut self, max: Duration) -> &mut Command {
+        self.policy.backoff_max = max;
+        self
+    }
+
+    /// Least time between an exit and the restart after it (systemd's `RestartSec=`; default
+    /// 0.1 s).
+    pub fn restart_delay(&mut self, delay: Duration) -> &mut Command {
+        self.policy.restart_delay = delay;
+        self
+    }
+
+    /// Whether this process catches SIGTERM (runs the stop sequence), SIGINT (forwarded to the
+    /// child's group) and SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 (forwarded to the child)
+    /// (default true, as `nrv-open`). The handlers are process-wide and stay installed after
+    /// the watch; turn this off in a program that handles its own signals.
+    pub fn catch_signals(&mut self, catch: bool) -> &mut Command {
+        self.catch_signals = catch;
+        self
+    }
+
+    /// Whether this process's stdin is copied to the child's (default true, as `nrv-open`).
+    /// Off, the child's stdin is fed by the center's Stdin commands alone.
+    pub fn pass_stdin(&mut self, pass: bool) -> &mut Command {
+        self.pass_stdin = pass;
+        self
+    }
+
+    /// The supervision policy as set.
+    pub fn get_policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Starts the command under watch on a thread of its own and returns once the first
+    /// child is spawned (its pid is reported to the center as a `Started` event).
+    ///
+    /// # Errors
+    /// [`Error::Spawn`] when the command cannot be started (the center is told, as a FATAL
+    /// state, before this returns); [`Error::Setup`] when nrv-open cannot set itself up.
+    pub fn spawn(&self) -> Result<Child, Error> {
+        let id = ProcessId(rand::random());
+        let (requests_tx, requests) = watch::requests();
+        let pid_slot = Arc::new(AtomicU32::new(0));
+        let (ready_tx, ready) = std_mpsc::channel::<Result<(), Error>>();
+        let (done_tx, done) = std_mpsc::channel::<Outcome>();
+        let watched = Watched {
+            command: self.clone(),
+            id,
+            pid_slot: pid_slot.clone(),
+            requests,
+            link_requests: requests_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("nrv-watch-{id}"))
+            .spawn(move || {
+                let ready = move |r: Result<(), Error>| {
+                    let _ = ready_tx.send(r);
+                };
+                if let Ok(outcome) = watch::run(watched, ready) {
+                    let _ = done_tx.send(outcome);
+                }
+            })
+            .map_err(Error::Setup)?;
+        match ready.recv() {
+            Ok(Ok(())) => Ok(Child::new(id, pid_slot, requests_tx, done, thread)),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(Error::Setup(std::io::Error::other(
+                    "the watch thread ended before spawning",
+                )))
+            }
+        }
+    }
+
+    /// Runs the command under watch on this thread and waits for the end (no restart due, or
+    /// stopped) and for the center's acknowledgements (up to `linger`). The first child is
+    /// forked from this thread, so its parent-death signal comes when this thread ends.
+    ///
+    /// # Errors
+    /// As [`Command::spawn`].
+    pub fn status(&self) -> Result<Outcome, Error> {
+        let (requests_tx, requests) = watch::requests();
+        let watched = Watched {
+            command: self.clone(),
+            id: ProcessId(rand::random()),
+            pid_slot: Arc::new(AtomicU32::new(0)),
+            requests,
+            link_requests: requests_tx,
+        };
+        watch::run(watched, |_| {})
+    }
+
+    /// The Hello for process `id`: argv and cwd as bytes, exactly as the kernel takes them.
+    pub(crate) fn hello(&self, id: ProcessId) -> Hello {
+        let argv = std::iter::once(&self.spec.program)
+            .chain(&self.spec.args)
+            .map(|a| OsBytes::from(a.as_os_str()))
+            .collect();
+        let default_name = Path::new(&self.spec.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.spec.program.to_string_lossy().into_owned());
+        let cwd = match &self.spec.cwd {
+            Some(dir) => std::env::current_dir()
+                .map(|here| here.join(dir))
+                .unwrap_or_else(|_| dir.clone()),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        Hello {
+            id,
+            name: self.name.clone().unwrap_or(default_name),
+            argv,
+            cwd: OsBytes::from(cwd.as_os_str()),
+            host: crate::sys::host_name(),
+            user: crate::sys::user_name(),
+            watcher_pid: std::process::id(),
+            next_seq: 1,
+            version: NERVE_VERSION.into(),
+            ping_interval_ms: self.ping_interval.as_millis() as u64,
+            child_pid: None,
+            state: None,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Standard streams on one event loop: our own stdin/stdout/stderr made safe to poll, the
+//! pumps that copy the child's output to ours and to the link, and the router that feeds the
+//! child's stdin from ours and from the center.
+//!
+//! Our own streams are shared with whoever started us (a shell, a pipeline), so their
+//! `O_NONBLOCK` flag is not ours to set. [`OwnFd::open`] therefore takes, per kind of file:
+//! - pipes, FIFOs and terminals: a *private* open file description of the same object,
+//!   reopened through `/proc/self/fd/N` with `O_NONBLOCK` (the shared one is untouched);
+//! - sockets: the shared description with `MSG_DONTWAIT` on each call (no flag is changed);
+//! - regular files, `/dev/null` and other devices: plain calls, which do not block for long;
+//! - anything that cannot be reopened: plain calls too (a write may then block the loop while
+//!   the reader is stuck, which holds the child back exactly as a blocked pipe would). Our
+//!   stdin is the exception: a plain read would block the loop, so it gets a thread of its own
+//!   (the one thread the kernel forces on us; see the crate doc's thread map).
+//!
+//! Order: each chunk read from the child is written to our own stream first and only then
+//! handed to the link, so the pass-through never waits for the center.
+//!
+//! EPIPE on our own stdout or stderr (`nrv-open yes | head -1`): the chunk read is still
+//! reported, then the pump closes its read end of the child's pipe, so the child sees what
+//! it would see without nrv-open: SIGPIPE (or EPIPE) on its next write.
+
+use crate::link::{Gate, Input};
+use crate::sys::now_ms;
+use nerve_proto::{EventKind, Stream, MAX_OUTPUT_CHUNK};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A reply to one of the center's (or the library user's) commands.
+pub type Reply = oneshot::Sender<Result<String, String>>;
+
+/// A raw fd we do not own (0, 1, 2): never closed by us.
+#[derive(Debug, Clone, Copy)]
+pub struct Shared(RawFd);
+
+impl AsRawFd for Shared {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// One of our own standard streams, or a descriptor of ours, ready for the event loop.
+pub enum OwnFd {
+    /// Non-blocking, ours alone (reopened, or a pipe end we created).
+    Private(AsyncFd<OwnedFd>),
+    /// A shared socket, used with `MSG_DONTWAIT`.
+    Socket(AsyncFd<Shared>),
+    /// Plain blocking calls on a shared descriptor.
+    Plain(RawFd),
+}
+
+/// What kind of file `fd` is, from `fstat`.
+fn file_type(fd: RawFd) -> io::Result<libc::mode_t> {
+    // SAFETY: fstat writes only to `st`, a live local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode & libc::S_IFMT)
+}
+
+/// Opens `/proc/self/fd/N` anew, non-blocking: a private open file description of the same
+/// pipe or terminal.
+fn reopen(fd: RawFd, write: bool) -> io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{fd}\0");
+    let mode = if write { libc::O_WRONLY } else { libc::O_RDONLY };
+    // SAFETY: path is NUL-terminated; open returns a new descriptor or -1.
+    let new = unsafe {
+        libc::open(
+            path.as_ptr().cast(),
+            mode | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Sets `O_NONBLOCK` on a descriptor of our own.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is touched.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl OwnFd {
+    /// Our own stream `fd` (0, 1 or 2) as described in the module doc; `None` when the kind
+    /// of file needs a thread (stdin that cannot be reopened) or `fd` is not open.
+    pub fn open(fd: RawFd, write: bool) -> Option<OwnFd> {
+        let kind = file_type(fd).ok()?;
+        let tty = unsafe { libc::isatty(fd) } == 1;
+        if kind == libc::S_IFIFO || tty {
+            return match reopen(fd, write).and_then(register) {
+                Ok(f) => Some(OwnFd::Private(f)),
+                Err(_) if write => Some(OwnFd::Plain(fd)),
+                Err(_) => None,
+            };
+        }
+        if kind == libc::S_IFSOCK {
+            return register(Shared(fd)).ok().map(OwnFd::Socket);
+        }
+        Some(OwnFd::Plain(fd))
+    }
+
+    /// A descriptor of our own (a pipe end, a pty master), made non-blocking.
+    ///
+    /// # Errors
+    /// `fcntl` or the registration with the loop failed.
+    pub fn own(fd: OwnedFd) -> io::Result<OwnFd> {
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(OwnFd::Private(register(fd)?))
+    }
+
+    /// Reads up to `buf.len()` bytes; 0 at EOF (EIO, as a pty master gives once the terminal's
+    /// last user closed it, counts as EOF).
+    ///
+    /// # Errors
+    /// The read failed.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = match self {
+            OwnFd::Private(f) => loop {
+                let mut guard = f.readable().await?;
+                // SAFETY: buf is a live, writable slice of buf.len() bytes.
+                match guard.try_io(|f| cvt(unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })) {
+                    Ok(r) => break r,
+                    Err(_) => continue,
+                }
+            },
+            OwnFd::Socket(f) => loop {
+                let mut guard = f.readable().await?;
+                // SAFETY: as above.
+                let recv = |f: &AsyncFd<Shared>| {
+                    cvt(unsafe { libc::recv(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+                };
+                match guard.try_io(recv) {
+                    Ok(r) => break r,
+                    Err(_) => continue,
+                }
+            },
+            OwnFd::Plain(fd) => loop {
+                // SAFETY: as above.
+                match cvt(unsafe { libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()) }) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            },
+        };
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+            r => r,
+        }
+    }
+
+    /// Writes all of `data`.
+    ///
+    /// # Errors
+    /// The write failed (EPIPE: the reader is gone).
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = match self {
+                OwnFd::Private(f) => {
+                    let mut guard = f.writable().await?;
+                    // SAFETY: data is a live slice of data.len() bytes.
+                    match guard.try_io(|f| cvt(unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) })) {
+                        Ok(r) => r?,
+                        Err(_) => continue,
+                    }
+                }
+                OwnFd::Socket(f) => {
+                    let mut guard = f.writable().await?;
+                    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+                    // SAFETY: as above.
+                    let send = |f: &AsyncFd<Shared>| {
+                        cvt(unsafe { libc::send(f.as_raw_fd(), data.as_ptr().cast(), data.len(), flags) })
+                    };
+                    match guard.try_io(send) {
+                        Ok(r) => r?,
+                        Err(_) => continue,
+                    }
+                }
+                // SAFETY: as above.
+                OwnFd::Plain(fd) => match cvt(unsafe { libc::write(*fd, data.as_ptr().cast(), data.len()) }) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => r?,
+                },
+            };
+            data = &data[n..];
+        }
+        Ok(())
+    }
+}
+
+/// Registers `fd` with the loop.
+fn register<T: AsRawFd>(fd: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: every T here is either an OwnedFd that the AsyncFd owns from now on, or one of
+    // our standard streams (0, 1, 2), which stay open for the life of the process; neither is
+    // closed or replaced while registered.
+    unsafe { Ok(AsyncFd::register(fd)?) }
+}
+
+fn cvt(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The largest read from a child's pipe: [`MAX_OUTPUT_CHUNK`], or half the queue's bound when
+/// that is smaller (so that two pumps can always hold a reservation each).
+pub fn chunk_size(queue_bytes: usize) -> usize {
+    MAX_OUTPUT_CHUNK.min((queue_bytes / 2).max(1))
+}
+
+/// Copies the child's output `src` (stream `stream`) to our own `out` and to the link, until
+/// EOF; the task ends (dropping `src`, the read end) then, or on EPIPE from `out`.
+pub async fn pump_output(
+    src: OwnFd,
+    stream: Stream,
+    out: Option<OwnFd>,
+    mut gate: Gate,
+    events: mpsc::UnboundedSender<Input>,
+    chunk: usize,
+) {
+    let mut buf = vec![0u8; chunk];
+    let mut out = out;
+    loop {
+        // Reserve room before reading while the link holds the child back; otherwise read at
+        // once and take what room there is.
+        let reserved = if *gate.hold.borrow() {
+            tokio::select! {
+                permit = gate.credits.acquire_many(chunk as u32) => permit.ok(),
+                _ = gate.hold.wait_for(|h| !*h) => None,
+            }
+        } else {
+            None
+        };
+        let n = match src.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let credit = match reserved {
+            Some(permit) => {
+                permit.forget();
+                gate.credits.add_permits(chunk - n);
+                n
+            }
+            None => match gate.credits.try_acquire_many(n as u32) {
+                Ok(permit) => {
+                    permit.forget();
+                    n
+                }
+                Err(_) => 0,
+            },
+        };
+        let mut broken = false;
+        if let Some(o) = &out {
+            if let Err(e) = o.write_all(&buf[..n]).await {
+                broken = e.raw_os_error() == Some(libc::EPIPE);
+                out = None;
+            }
+        }
+        let kind = EventKind::Output {
+            stream,
+            data: buf[..n].to_vec(),
+        };
+        let _ = events.send(Input::Event(now_ms(), kind, credit));
+        if broken {
+            break; // the child's next write gets SIGPIPE, as without nrv-open
+        }
+    }
+}
+
+/// Something to do with the child's stdin.
+pub enum StdinOp {
+    /// Write these bytes.
+    Data(Vec<u8>, Reply),
+    /// Close it (the child reads EOF).
+    Close(Reply),
+}
+
+/// Messages to the stdin router.
+pub enum StdinMsg {
+    /// The current child's stdin (pid, writable end), or none.
+    Child(Option<(u32, OwnFd)>),
+    /// A command from the center or the library's handle.
+    Op(StdinOp),
+}
+
+/// Routes stdin to whichever child is current: each child gets a fresh stdin pipe, and both
+/// our own stdin (`own`, chunks; closed at EOF) and the center's commands go to the child of
+/// the moment. Our own stdin waits while no child runs (between an exit and the restart), so
+/// nothing read from it is lost; the center's commands get an error instead. A write the
+/// child does not read is abandoned when the child changes (`generation`).
+pub async fn route_stdin(
+    mut msgs: mpsc::UnboundedReceiver<StdinMsg>,
+    mut own: Option<mpsc::Receiver<Vec<u8>>>,
+    mut generation: watch::Receiver<u64>,
+) {
+    let mut current: Option<(u32, OwnFd)> = None;
+    let mut own_eof = own.is_none() && false;
+    loop {
+        tokio::select! {
+            msg = msgs.recv() => match msg {
+                None => return,
+                Some(StdinMsg::Child(child)) => {
+                    current = child;
+                    if own_eof {
+                        current = None; // our EOF reaches every later child at once
+                    }
+                }
+                Some(StdinMsg::Op(StdinOp::Close(reply))) => {
+                    let text = match current.take() {
+                        Some((pid, _)) => Ok(format!("closed stdin of pid {pid}")),
+                        None => Err("no child is running, or its stdin is closed already".to_string()),
+                    };
+                    let _ = reply.send(text);
+                }
+                Some(StdinMsg::Op(StdinOp::Data(data, reply))) => {
+                    let text = match &current {
+                        None => Err("no child is running to take stdin, or its stdin is closed".to_string()),
+                        Some((pid, fd)) => {
+                            let pid = *pid;
+                            match write_or_abandon(fd, &data, &mut generation).await {
+                                Ok(()) => Ok(format!("wrote {} bytes to stdin of pid {pid}", data.len())),
+                                Err(e) => {
+                                    current = None;
+                                    Err(format!("cannot write to stdin of pid {pid}: {e}"))
+                                }
+                            }
+                        }
+                    };
+                    let _ = reply.send(text);
+                }
+            },
+            chunk = async { own.as_mut().expect("guarded").recv().await }, if own.is_some() && current.is_some() => match chunk {
+                Some(data) => {
+                    if let Some((_, fd)) = &current {
+                        if write_or_abandon(fd, &data, &mut generation).await.is_err() {
+                            current = None; // a child that closed its stdin early leaves the rest unread
+                        }
+                    }
+                }
+                None => {
+                    own = None;
+                    own_eof = true;
+                    current = None;
+                }
+            },
+        }
+    }
+}
+
+async fn write_or_abandon(fd: &OwnFd, data: &[u8], generation: &mut watch::Receiver<u64>) -> io::Result<()> {
+    generation.borrow_and_update();
+    tokio::select! {
+        r = fd.write_all(data) => r,
+        _ = generation.changed() => Err(io::Error::other("the child changed before it read its stdin")),
+    }
+}
+
+/// Starts copying our own stdin, chunk by chunk, into a bounded channel (closed at EOF):
+/// on the loop when stdin can be polled, else on a thread of its own that stays blocked in
+/// `read` until EOF.
+pub fn own_stdin() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(2);
+    match OwnFd::open(0, false) {
+        Some(fd) => {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                while let Ok(n @ 1..) = fd.read(&mut buf).await {
+                    if tx.send(buf[..n].to_vec()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        None => {
+            let _ = std::thread::Builder::new().name("nrv-stdin".into()).spawn(move || {
+                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                loop {
+                    // SAFETY: buf is a live, writable slice; fd 0 is never closed by us.
+                    let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    if n <= 0 || tx.blocking_send(buf[..n as usize].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    rx
+}

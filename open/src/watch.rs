@@ -1,0 +1,194 @@
+//! One watch, start to end, on the calling thread: a current-thread tokio runtime whose
+//! tasks are the link ([`crate::link`]), the output pumps and the stdin router
+//! ([`crate::stdio`]) and the supervisor ([`crate::supervisor`]); they talk over channels,
+//! all bounded but the events channel (whose output is bounded by the link's credits and
+//! whose other events are a few per child).
+
+use crate::command::Command;
+use crate::link::{self, Input, LinkConfig, Request};
+use crate::signals::Signals;
+use crate::stdio::{self, chunk_size};
+use crate::supervisor::{Supervisor, DRAIN_TIMEOUT};
+use crate::{sys, tty, Error, Outcome};
+use nerve_proto::{EventKind, ExitStatus, ProcessId, ProcessState};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use zmtp::Endpoint;
+
+/// Commands that may wait for the supervisor at once (from the center and the handle);
+/// beyond that the center is told to try again.
+const REQUEST_BACKLOG: usize = 16;
+
+/// The channel of commands for one watch.
+pub fn requests() -> (mpsc::Sender<Request>, mpsc::Receiver<Request>) {
+    mpsc::channel(REQUEST_BACKLOG)
+}
+
+/// Everything one watch needs.
+pub struct Watched {
+    /// What to run and how.
+    pub command: Command,
+    /// Its process id.
+    pub id: ProcessId,
+    /// The running child's pid (0: none), for the handle.
+    pub pid_slot: Arc<AtomicU32>,
+    /// Commands to the supervisor.
+    pub requests: mpsc::Receiver<Request>,
+    /// Where the link puts the center's commands.
+    pub link_requests: mpsc::Sender<Request>,
+}
+
+/// Runs the watch to its end on this thread; `ready` is called once the first spawn is
+/// done (or failed).
+///
+/// # Errors
+/// [`Error::Spawn`] when the first child could not be started, [`Error::Setup`] when the
+/// runtime or the signal handlers could not be set up.
+pub fn run(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Outcome, Error> {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let error = Error::Setup(e);
+            ready(Err(Error::Setup(std::io::Error::other(error.to_string()))));
+            return Err(error);
+        }
+    };
+    runtime.block_on(watch(watched, ready))
+}
+
+async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Outcome, Error> {
+    let mut ready = Some(ready);
+    let mut ready = move |r: Result<(), Error>| {
+        if let Some(f) = ready.take() {
+            f(r);
+        }
+    };
+    let Watched {
+        command,
+        id,
+        pid_slot,
+        requests,
+        link_requests,
+    } = watched;
+    let setup_failed = |e: std::io::Error| Error::Setup(e);
+    // Before the spawn, so that no signal is missed (or kills us and orphans the child).
+    let signals = match Signals::new(command.catch_signals, command.spec.tty) {
+        Ok(signals) => signals,
+        Err(e) => {
+            ready(Err(Error::Setup(std::io::Error::other(e.to_string()))));
+            return Err(setup_failed(e));
+        }
+    };
+    let config = LinkConfig {
+        endpoint: command.endpoint.clone(),
+        hello: command.hello(id),
+        ping_interval: command.ping_interval,
+        queue_bytes: command.queue_bytes,
+        security: command.security.clone(),
+        when_full: command.when_full,
+        stall_timeout: command.stall_timeout,
+    };
+    let (gate, hold) = link::gate(&config);
+    let (events, inputs) = mpsc::unbounded_channel();
+    let link = tokio::spawn(link::run(config, gate.clone(), hold, inputs, link_requests));
+    let own_stdin = (command.pass_stdin && sys::may_read_stdin()).then(stdio::own_stdin);
+    let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+    let (generation_tx, generation) = watch::channel(0u64);
+    let router = tokio::spawn(stdio::route_stdin(stdin_rx, own_stdin, generation));
+    let raw = if command.spec.tty { tty::RawMode::enter(0) } else { None };
+    let mut supervisor = Supervisor {
+        spec: command.spec.clone(),
+        policy: command.policy.clone(),
+        ping_interval: command.ping_interval,
+        events: events.clone(),
+        gate,
+        chunk: chunk_size(command.queue_bytes),
+        drain_timeout: DRAIN_TIMEOUT + command.stall_timeout,
+        requests,
+        signals,
+        stdin: stdin_tx,
+        stdin_generation: generation_tx,
+        pty: None,
+        pid_slot,
+        last: None,
+        last_pid: None,
+        last_exit: None,
+        failures: 0,
+        leftover_group: None,
+    };
+    let outcome = match supervisor.start("spawned").await {
+        Ok(first) => {
+            ready(Ok(()));
+            let ending = supervisor.run(first).await;
+            Ok((ending.status.unwrap_or(ExitStatus::Code(1)), ending.state))
+        }
+        Err(source) => {
+            let error = Error::Spawn {
+                program: command.spec.program.to_string_lossy().into_owned(),
+                source,
+            };
+            let kind = EventKind::State {
+                state: ProcessState::Fatal,
+                cause: error.to_string(),
+            };
+            let _ = events.send(Input::Event(sys::now_ms(), kind, 0));
+            Err(error)
+        }
+    };
+    drop(raw);
+    drop(supervisor);
+    router.abort();
+    let _ = events.send(Input::Event(sys::now_ms(), EventKind::Goodbye, 0));
+    let unacknowledged = finish(&events, command.linger, &command.endpoint).await;
+    drop(events);
+    let _ = tokio::time::timeout(Duration::from_millis(100), link).await;
+    match outcome {
+        Ok((status, state)) => Ok(Outcome {
+            id,
+            status,
+            state,
+            unacknowledged,
+        }),
+        Err(error) => {
+            ready(Err(Error::Spawn {
+                program: command.spec.program.to_string_lossy().into_owned(),
+                source: std::io::Error::new(error_kind(&error), error_text(&error)),
+            }));
+            Err(error)
+        }
+    }
+}
+
+fn error_kind(e: &Error) -> std::io::ErrorKind {
+    match e {
+        Error::Spawn { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    }
+}
+
+fn error_text(e: &Error) -> String {
+    match e {
+        Error::Spawn { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Asks the link to finish and waits up to `linger`; returns the events left unacknowledged.
+async fn finish(events: &mpsc::UnboundedSender<Input>, linger: Duration, endpoint: &Endpoint) -> usize {
+    let (done_tx, done) = oneshot::channel();
+    if events.send(Input::Finish(done_tx)).is_err() {
+        return 0;
+    }
+    match tokio::time::timeout(linger, done).await {
+        Ok(Ok(left)) => left,
+        _ => {
+            eprintln!(
+                "nrv-open: warning: the center at {endpoint} did not acknowledge every event within --linger {}s; the rest are lost",
+                linger.as_secs_f64()
+            );
+            usize::MAX
+        }
+    }
+}
