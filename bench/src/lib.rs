@@ -105,6 +105,7 @@ pub mod samples {
             output_bytes: 0,
             history: Vec::new(),
             stale: false,
+            stopped_by: None,
         };
         ControlReply {
             id: 1,

@@ -168,9 +168,15 @@ impl Center {
                 },
                 Err(e) => Reply::Error(e),
             },
-            Request::Signal { target, signal } => {
+            Request::Signal { target, signal, scope } => {
                 return self
-                    .route(client, &target, CommandKind::Signal(signal), false, COMMAND_TIMEOUT)
+                    .route(
+                        client,
+                        &target,
+                        CommandKind::Signal(signal, scope),
+                        false,
+                        COMMAND_TIMEOUT,
+                    )
                     .await;
             }
             Request::Send { target, data, eof } => {
@@ -396,7 +402,11 @@ fn target_of(request: &Request) -> Option<&str> {
 fn retarget(request: Request, id: ProcessId) -> Request {
     let full = id.to_string();
     match request {
-        Request::Signal { signal, .. } => Request::Signal { target: full, signal },
+        Request::Signal { signal, scope, .. } => Request::Signal {
+            target: full,
+            signal,
+            scope,
+        },
         Request::Send { data, eof, .. } => Request::Send {
             target: full,
             data,
@@ -414,5 +424,36 @@ fn retarget(request: Request, id: ProcessId) -> Request {
             follow,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nerve_proto::{Signal, SignalScope};
+
+    #[test]
+    fn a_forwarded_signal_keeps_its_scope() {
+        let id = ProcessId(0x0123_4567_89ab_cdef);
+        for scope in [SignalScope::Main, SignalScope::Group, SignalScope::Tree] {
+            let request = Request::Signal {
+                target: "web".into(),
+                signal: Signal::HUP,
+                scope,
+            };
+            assert_eq!(target_of(&request), Some("web"));
+            match retarget(request, id) {
+                Request::Signal {
+                    target,
+                    signal,
+                    scope: forwarded,
+                } => {
+                    assert_eq!(target, "0123456789abcdef");
+                    assert_eq!(signal, Signal::HUP);
+                    assert_eq!(forwarded, scope);
+                }
+                other => panic!("retarget turned a signal into {other:?}"),
+            }
+        }
     }
 }

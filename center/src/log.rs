@@ -5,9 +5,18 @@
 //! `seq` (the event's sequence number or null), `kind` and `data`. Output that is not valid
 //! UTF-8 is written as base64 (standard alphabet, padded) and the line ends with
 //! `"encoding":"base64"`.
+//!
+//! Arguments and paths (`argv`, `cwd` of a `hello`) are bytes, as the kernel takes them, and
+//! are written losslessly, each one on its own: a JSON string when it is valid UTF-8, otherwise
+//! an object `{"base64": "<standard alphabet, padded>"}` (see [`os_bytes_data`]). So
+//! `["ls", {"base64": "/w=="}]` is the argv `ls` and the one byte 0xFF.
+//!
+//! Kinds about a stopped child: `paused` (`{"signal": "STOP"}`, the signal's name as in
+//! `signal` lines) when SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU stopped it, and `continued`
+//! (`null`) when SIGCONT resumed it.
 
 use base64::Engine;
-use nerve_proto::ProcessId;
+use nerve_proto::{Hello, OsBytes, ProcessId};
 use serde::Serialize;
 use serde_json::Value;
 use std::fs::OpenOptions;
@@ -116,6 +125,29 @@ pub fn output_data(bytes: &[u8]) -> (Value, bool) {
     }
 }
 
+/// One argument or path as log data: a JSON string when valid UTF-8, otherwise
+/// `{"base64": "..."}` (standard alphabet, padded), so no byte is lost.
+pub fn os_bytes_data(bytes: &OsBytes) -> Value {
+    match bytes.as_str() {
+        Some(text) => Value::String(text.to_owned()),
+        None => serde_json::json!({"base64": base64::engine::general_purpose::STANDARD.encode(&bytes.0)}),
+    }
+}
+
+/// A command line as log data: an array of [`os_bytes_data`].
+pub fn argv_data(argv: &[OsBytes]) -> Value {
+    argv.iter().map(os_bytes_data).collect()
+}
+
+/// The data of a `hello` line.
+pub fn hello_data(hello: &Hello) -> Value {
+    serde_json::json!({
+        "argv": argv_data(&hello.argv), "cwd": os_bytes_data(&hello.cwd), "host": hello.host,
+        "user": hello.user, "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq,
+        "version": hello.version,
+    })
+}
+
 impl EventLog {
     /// Opens `target` for appending.
     ///
@@ -169,4 +201,48 @@ fn open_append(path: &Path) -> io::Result<std::fs::File> {
         .append(true)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open log file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn os_bytes_are_strings_when_utf8_and_base64_objects_otherwise() {
+        assert_eq!(os_bytes_data(&"/srv/www".into()), json!("/srv/www"));
+        assert_eq!(os_bytes_data(&"".into()), json!(""));
+        assert_eq!(os_bytes_data(&"caf\u{e9}".into()), json!("caf\u{e9}"));
+        assert_eq!(os_bytes_data(&OsBytes(vec![0xff])), json!({"base64": "/w=="}));
+        // Latin-1 "café": one invalid byte makes the whole element base64, padded.
+        assert_eq!(
+            os_bytes_data(&OsBytes(b"caf\xe9".to_vec())),
+            json!({"base64": "Y2Fm6Q=="})
+        );
+    }
+
+    #[test]
+    fn hello_data_keeps_every_byte_of_argv_and_cwd() {
+        let hello = Hello {
+            id: ProcessId(1),
+            name: "ls".into(),
+            argv: vec!["ls".into(), OsBytes(vec![0xff, 0xfe]), "-l".into()],
+            cwd: OsBytes(b"/tmp/\x80".to_vec()),
+            host: "h".into(),
+            user: "u".into(),
+            watcher_pid: 7,
+            next_seq: 1,
+            version: "0.1.0".into(),
+            ping_interval_ms: 1000,
+            child_pid: None,
+            state: None,
+        };
+        let data = hello_data(&hello);
+        assert_eq!(data["argv"], json!(["ls", {"base64": "//4="}, "-l"]));
+        assert_eq!(data["cwd"], json!({"base64": "L3RtcC+A"}));
+        let decoded: Vec<u8> = base64::engine::general_purpose::STANDARD
+            .decode(data["cwd"]["base64"].as_str().expect("a string"))
+            .expect("standard base64");
+        assert_eq!(decoded, hello.cwd.0);
+    }
 }

@@ -2,7 +2,7 @@
 //! [`crate::control`].
 
 use crate::control::{Client, Follow, Follower, Pending};
-use crate::log::{output_data, Entry, EventLog, LogTarget};
+use crate::log::{hello_data, output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::table::Table;
@@ -332,11 +332,7 @@ impl Center {
 
     async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
         let next_seq = self.table.hello(peer.clone(), &hello);
-        let data = json!({
-            "argv": hello.argv, "cwd": hello.cwd, "host": hello.host, "user": hello.user,
-            "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq, "version": hello.version,
-        });
-        let entry = Entry::process(hello.id, &hello.name, "hello", data);
+        let entry = Entry::process(hello.id, &hello.name, "hello", hello_data(&hello));
         self.record(entry).await?;
         let welcome = Welcome {
             center: self.config.name.clone(),
@@ -363,6 +359,7 @@ impl Center {
         let mut base64 = false;
         let mut output = None;
         let mut ended = false;
+        proc.track_stop(&event.kind);
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
                 proc.pid = Some(pid);
@@ -405,6 +402,8 @@ impl Center {
                 ended = true;
                 ("goodbye", Value::Null)
             }
+            EventKind::Paused { signal } => ("paused", json!({"signal": signal.to_string()})),
+            EventKind::Continued => ("continued", Value::Null),
         };
         self.record(Entry {
             id: Some(id),

@@ -2,7 +2,8 @@
 
 use crate::ring::OutputRing;
 use nerve_proto::{
-    ControlError, ControlErrorKind, ExitStatus, Hello, ProcessId, ProcessInfo, ProcessState, StateChange, Stats,
+    ControlError, ControlErrorKind, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessInfo, ProcessState,
+    Signal, StateChange, Stats,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ pub struct Process {
     pub stats: Option<Stats>,
     /// How the child ended, once it has.
     pub exit: Option<ExitStatus>,
+    /// The signal that stopped the current child (`Paused`), until it is continued, ends or a
+    /// new child starts.
+    pub stopped_by: Option<Signal>,
     /// Bytes of output seen.
     pub output_bytes: u64,
     /// The last output.
@@ -98,6 +102,17 @@ impl Process {
             output_bytes: self.output_bytes,
             history: if with_history { self.history.clone() } else { Vec::new() },
             stale: false,
+            stopped_by: self.stopped_by,
+        }
+    }
+
+    /// Keeps [`Process::stopped_by`] current: set by `Paused`, cleared by `Continued`, by the
+    /// start of a new child and by the child's exit; other events leave it.
+    pub fn track_stop(&mut self, event: &EventKind) {
+        match event {
+            EventKind::Paused { signal } => self.stopped_by = Some(*signal),
+            EventKind::Continued | EventKind::Started { .. } | EventKind::Exit(_) => self.stopped_by = None,
+            _ => {}
         }
     }
 }
@@ -127,6 +142,7 @@ impl Table {
             history: Vec::new(),
             stats: None,
             exit: None,
+            stopped_by: None,
             output_bytes: 0,
             ring: OutputRing::default(),
             ring_from_start: hello.next_seq <= 1,
@@ -233,9 +249,14 @@ pub struct Candidate<'a> {
     /// Its name.
     pub name: &'a str,
     /// Its command, for the ambiguity message.
-    pub argv: &'a [String],
+    pub argv: &'a [OsBytes],
     /// It has ended.
     pub ended: bool,
+}
+
+/// A command line for people: each argument as lossy UTF-8, joined by spaces.
+pub fn lossy_command(argv: &[OsBytes]) -> String {
+    argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 /// Finds the one process `target` names: its full id, a unique id prefix, or its name. When a
@@ -266,7 +287,7 @@ pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -
         many => {
             let list: Vec<String> = many
                 .iter()
-                .map(|c| format!("{} {} ({})", &c.id.to_string()[..12], c.name, c.argv.join(" ")))
+                .map(|c| format!("{} {} ({})", &c.id.to_string()[..12], c.name, lossy_command(c.argv)))
                 .collect();
             Err(ControlError {
                 kind: ControlErrorKind::Ambiguous,
@@ -277,5 +298,74 @@ pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -
                 ),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nerve_proto::ExitStatus;
+
+    const STOP: Signal = Signal(19);
+    const TSTP: Signal = Signal(20);
+    const TTIN: Signal = Signal(21);
+    const TTOU: Signal = Signal(22);
+
+    fn process() -> Process {
+        let hello = Hello {
+            id: ProcessId(0xabcd),
+            name: "sleeper".into(),
+            argv: vec!["sleep".into(), OsBytes(vec![0xff])],
+            cwd: "/".into(),
+            host: "h".into(),
+            user: "u".into(),
+            watcher_pid: 1,
+            next_seq: 1,
+            version: "0.1.0".into(),
+            ping_interval_ms: 1000,
+            child_pid: Some(42),
+            state: Some(ProcessState::Running),
+        };
+        let mut table = Table::default();
+        let peer = Identity(bytes::Bytes::from_static(b"w1"));
+        table.hello(peer, &hello);
+        table.get(hello.id).expect("just said hello").clone()
+    }
+
+    #[test]
+    fn stopped_by_follows_paused_continued_start_and_exit() {
+        let mut p = process();
+        let now = Instant::now();
+        assert_eq!(p.info("c", now, false).stopped_by, None);
+        // (event, stopped_by after it), in order.
+        let steps = [
+            (EventKind::Paused { signal: STOP }, Some(STOP)),
+            (EventKind::Dropped { events: 1, bytes: 2 }, Some(STOP)),
+            (EventKind::Continued, None),
+            (EventKind::Paused { signal: TSTP }, Some(TSTP)),
+            (EventKind::Exit(ExitStatus::Signal(Signal::KILL)), None),
+            (EventKind::Paused { signal: TTIN }, Some(TTIN)),
+            (EventKind::Started { pid: 43 }, None),
+            (EventKind::Paused { signal: TTOU }, Some(TTOU)),
+        ];
+        for (event, want) in steps {
+            p.track_stop(&event);
+            assert_eq!(p.stopped_by, want, "after {event:?}");
+            assert_eq!(p.info("c", now, false).stopped_by, want, "row after {event:?}");
+        }
+    }
+
+    #[test]
+    fn ambiguity_lists_commands_lossily() {
+        let argv = [OsBytes::from("sleep"), OsBytes(vec![b'x', 0xff])];
+        let candidates = [ProcessId(0x1111_0000_0000_0001), ProcessId(0x1111_0000_0000_0002)].map(|id| Candidate {
+            id,
+            name: "twin",
+            argv: &argv,
+            ended: false,
+        });
+        let e = pick("twin", candidates.into_iter()).expect_err("two processes are named twin");
+        assert_eq!(e.kind, ControlErrorKind::Ambiguous);
+        assert!(e.message.contains("(sleep x\u{fffd})"), "{}", e.message);
     }
 }

@@ -124,8 +124,18 @@ pub struct PsCmd {
 }
 
 /// Send a signal to a process: nrv-ctl signal <id> TERM (TERM, SIGTERM, term and 15 all work).
+/// By default only the main process gets it, as with supervisorctl signal, pm2 sendSignal and
+/// docker kill; --group sends it to the main process's process group, --all to every
+/// descendant.
 #[derive(FromArgs, Debug, PartialEq, Clone)]
-#[argh(subcommand, name = "signal", help_triggers("-h", "--help", "help"))]
+#[argh(
+    subcommand,
+    name = "signal",
+    help_triggers("-h", "--help", "help"),
+    example = "nrv-ctl signal web HUP",
+    example = "nrv-ctl signal --group web TERM",
+    note = "--group and --all exclude each other."
+)]
 pub struct SignalCmd {
     /// the process: its id, a unique id prefix, or its name
     #[argh(positional)]
@@ -133,6 +143,31 @@ pub struct SignalCmd {
     /// the signal
     #[argh(positional, from_str_fn(parse_signal))]
     pub signal: nerve_proto::Signal,
+    /// signal the main process's whole process group (kill -PGID), not only the main process
+    #[argh(switch)]
+    pub group: bool,
+    /// signal every descendant of the watcher, also those that left the process group
+    #[argh(switch)]
+    pub all: bool,
+}
+
+impl SignalCmd {
+    /// Which processes the signal reaches: [`SignalScope::Main`](nerve_proto::SignalScope)
+    /// unless `--group` or `--all` says otherwise.
+    ///
+    /// # Errors
+    /// Both `--group` and `--all` are given (a usage error).
+    pub fn scope(&self) -> Result<nerve_proto::SignalScope, String> {
+        use nerve_proto::SignalScope;
+        match (self.group, self.all) {
+            (false, false) => Ok(SignalScope::Main),
+            (true, false) => Ok(SignalScope::Group),
+            (false, true) => Ok(SignalScope::Tree),
+            (true, true) => {
+                Err("signal: --group and --all exclude each other; --all already includes the group".into())
+            }
+        }
+    }
 }
 
 /// Write TEXT (or, without TEXT, all of this command's stdin) to a process's stdin.
@@ -304,6 +339,9 @@ pub fn parse_env<'a>(
             ));
         }
     }
+    if let Command::Signal(signal) = &parsed.command {
+        signal.scope().map_err(usage)?;
+    }
     let from_env = |name: &str| env(name).and_then(|v| v.to_str()).map(str::to_string);
     Ok(Invocation {
         control,
@@ -412,6 +450,28 @@ mod tests {
             assert!(e.output.contains("Usage: nrv-ctl"), "{}", e.output);
             assert!(e.output.contains("version"), "{}", e.output);
         }
+    }
+
+    #[test]
+    fn signal_scope_defaults_to_the_main_process() {
+        use nerve_proto::{Signal, SignalScope};
+        let scope = |args: &[&str]| match ok(args, None).command {
+            Command::Signal(cmd) => {
+                assert_eq!((cmd.target.as_str(), cmd.signal), ("web", Signal::TERM), "{args:?}");
+                cmd.scope().expect("checked by parse")
+            }
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(scope(&["signal", "web", "TERM"]), SignalScope::Main);
+        assert_eq!(scope(&["signal", "--group", "web", "TERM"]), SignalScope::Group);
+        assert_eq!(scope(&["signal", "web", "TERM", "--group"]), SignalScope::Group);
+        assert_eq!(scope(&["signal", "--all", "web", "SIGTERM"]), SignalScope::Tree);
+        let both = early(&["signal", "--group", "--all", "web", "TERM"], None);
+        assert_eq!(both.exit, Exit::Usage);
+        assert!(both.output.contains("--group and --all"), "{}", both.output);
+        let help = early(&["signal", "--help"], None);
+        assert_eq!(help.exit, Exit::Ok);
+        assert!(help.output.contains("only the main process"), "{}", help.output);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 use crate::cli::{Command, Invocation};
 use crate::client::{Client, ClientError};
 use crate::CtlError;
-use nerve_proto::{ExitStatus, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION, PROTOCOL_VERSION};
+use base64::Engine;
+use nerve_proto::{
+    ExitStatus, OsBytes, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION, PROTOCOL_VERSION,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::{Duration, UNIX_EPOCH};
@@ -88,6 +91,8 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             let request = Request::Signal {
                 target: cmd.target.clone(),
                 signal: cmd.signal,
+                // `cli::parse` already refused --group with --all.
+                scope: cmd.scope().map_err(CtlError::Usage)?,
             };
             done(invocation, &mut client, request, left, out).await?;
         }
@@ -308,19 +313,35 @@ fn rfc3339(time_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(time_ms)).to_string()
 }
 
-/// One process as JSON, in raw units (bytes, seconds).
+/// An argument or path as JSON, losslessly and as the center's log writes it: a string when
+/// valid UTF-8, otherwise `{"base64": "..."}` (standard alphabet, padded).
+fn os_bytes_json(bytes: &OsBytes) -> Value {
+    match bytes.as_str() {
+        Some(text) => Value::String(text.to_owned()),
+        None => json!({"base64": base64::engine::general_purpose::STANDARD.encode(&bytes.0)}),
+    }
+}
+
+/// A command line for people: each argument as lossy UTF-8, joined by spaces.
+fn command_text(argv: &[OsBytes]) -> String {
+    argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+/// One process as JSON, in raw units (bytes, seconds). `argv` and `cwd` are lossless (see
+/// [`os_bytes_json`]); `stopped_by` is the signal's name (`"STOP"`) or null.
 pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
     let mut v = json!({
         "id": p.id.to_string(),
         "name": p.name,
-        "argv": p.argv,
-        "cwd": p.cwd,
+        "argv": p.argv.iter().map(os_bytes_json).collect::<Value>(),
+        "cwd": os_bytes_json(&p.cwd),
         "host": p.host,
         "user": p.user,
         "center": p.center,
         "pid": p.pid,
         "watcher_pid": p.watcher_pid,
         "state": p.state.map(|s| s.as_str()),
+        "stopped_by": p.stopped_by.map(|s| s.to_string()),
         "uptime_secs": p.uptime_secs,
         "cpu_percent": p.stats.map(|s| s.cpu_percent),
         "rss_bytes": p.stats.map(|s| s.rss_bytes),
@@ -352,19 +373,28 @@ fn uptime(secs: Option<f64>) -> String {
     }
 }
 
+/// The STATE column (and `info`'s state): `RUNNING`, `EXITED (1)`, `STOPPED (SIGTERM)`,
+/// `RUNNING (stopped by SIGSTOP)` for a child a signal stopped, `STALE (RUNNING)` for a row of
+/// a silent peer.
 fn state_text(p: &ProcessInfo) -> String {
-    if p.stale {
-        return format!("STALE ({})", p.state.map(|s| s.as_str()).unwrap_or("-"));
-    }
     let state = p.state.map(|s| s.as_str()).unwrap_or("-");
-    match p.exit {
-        Some(ExitStatus::Code(c)) if p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING") => {
-            format!("{state} ({c})")
-        }
-        Some(ExitStatus::Signal(sig)) if p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING") => {
-            format!("{state} (SIG{sig})")
-        }
-        _ => state.to_string(),
+    let stopped = p.stopped_by.map(|sig| format!("stopped by SIG{sig}"));
+    if p.stale {
+        return match stopped {
+            Some(stopped) => format!("STALE ({state}, {stopped})"),
+            None => format!("STALE ({state})"),
+        };
+    }
+    let over = p.ended || p.state.is_some_and(|s| s.as_str() != "RUNNING");
+    let exit = match p.exit {
+        Some(ExitStatus::Code(c)) if over => Some(c.to_string()),
+        Some(ExitStatus::Signal(sig)) if over => Some(format!("SIG{sig}")),
+        _ => None,
+    };
+    match (exit, stopped) {
+        (None, None) => state.to_string(),
+        (Some(detail), None) | (None, Some(detail)) => format!("{state} ({detail})"),
+        (Some(exit), Some(stopped)) => format!("{state} ({exit}, {stopped})"),
     }
 }
 
@@ -391,7 +421,7 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
                 .unwrap_or_else(|| "-".into()),
             p.host.clone(),
             p.center.clone(),
-            p.argv.join(" "),
+            command_text(&p.argv),
         ]);
     }
     let text = table.to_string();
@@ -425,8 +455,8 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
 fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "id:           {}", p.id)?;
     writeln!(out, "name:         {}", p.name)?;
-    writeln!(out, "command:      {}", p.argv.join(" "))?;
-    writeln!(out, "cwd:          {}", p.cwd)?;
+    writeln!(out, "command:      {}", command_text(&p.argv))?;
+    writeln!(out, "cwd:          {}", p.cwd.to_string_lossy())?;
     writeln!(out, "host:         {}", p.host)?;
     writeln!(out, "user:         {}", p.user)?;
     writeln!(out, "center:       {}", p.center)?;
@@ -479,4 +509,114 @@ fn event_text(line: &str) -> String {
         other => other.to_string(),
     };
     format!("{time} {who} {kind} {data}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nerve_proto::{ProcessId, ProcessState, Signal};
+
+    const STOP: Signal = Signal(19);
+    const TSTP: Signal = Signal(20);
+
+    fn row() -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
+            name: "web".into(),
+            argv: vec!["python3".into(), "-m".into(), "http.server".into()],
+            cwd: "/srv/www".into(),
+            host: "h1".into(),
+            user: "root".into(),
+            center: "c1".into(),
+            pid: Some(4242),
+            watcher_pid: 4241,
+            state: Some(ProcessState::Running),
+            uptime_secs: Some(3.0),
+            stats: None,
+            exit: None,
+            ended: false,
+            output_bytes: 0,
+            history: Vec::new(),
+            stale: false,
+            stopped_by: None,
+        }
+    }
+
+    #[test]
+    fn state_column_names_the_signal_that_stopped_the_child() {
+        let stopped = |state, stopped_by, exit, stale| ProcessInfo {
+            state: Some(state),
+            stopped_by,
+            exit,
+            stale,
+            ..row()
+        };
+        let cases = [
+            (stopped(ProcessState::Running, None, None, false), "RUNNING"),
+            (
+                stopped(ProcessState::Running, Some(STOP), None, false),
+                "RUNNING (stopped by SIGSTOP)",
+            ),
+            (
+                stopped(ProcessState::Running, Some(TSTP), None, false),
+                "RUNNING (stopped by SIGTSTP)",
+            ),
+            (
+                stopped(ProcessState::Stopping, Some(STOP), None, false),
+                "STOPPING (stopped by SIGSTOP)",
+            ),
+            (
+                stopped(ProcessState::Running, Some(STOP), None, true),
+                "STALE (RUNNING, stopped by SIGSTOP)",
+            ),
+            (stopped(ProcessState::Running, None, None, true), "STALE (RUNNING)"),
+            (
+                stopped(ProcessState::Exited, None, Some(ExitStatus::Code(3)), false),
+                "EXITED (3)",
+            ),
+            (
+                stopped(
+                    ProcessState::Exited,
+                    None,
+                    Some(ExitStatus::Signal(Signal::KILL)),
+                    false,
+                ),
+                "EXITED (SIGKILL)",
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(state_text(&p), want, "{:?} stopped_by {:?}", p.state, p.stopped_by);
+        }
+        let table = ps_table(&[stopped(ProcessState::Running, Some(STOP), None, false)]);
+        assert!(table.contains("RUNNING (stopped by SIGSTOP)"), "{table}");
+    }
+
+    #[test]
+    fn json_has_stopped_by_and_lossless_argv_and_cwd() {
+        let plain = process_json(&row(), false);
+        assert_eq!(plain["stopped_by"], Value::Null);
+        assert_eq!(plain["argv"], json!(["python3", "-m", "http.server"]));
+        assert_eq!(plain["cwd"], json!("/srv/www"));
+        assert!(plain.get("history").is_none());
+
+        let odd = ProcessInfo {
+            argv: vec!["ls".into(), OsBytes(vec![0xff, 0xfe]), "caf\u{e9}".into()],
+            cwd: OsBytes(b"/tmp/caf\xe9".to_vec()),
+            stopped_by: Some(STOP),
+            ..row()
+        };
+        let v = process_json(&odd, true);
+        assert_eq!(v["stopped_by"], json!("STOP"));
+        assert_eq!(v["argv"], json!(["ls", {"base64": "//4="}, "caf\u{e9}"]));
+        assert_eq!(v["cwd"], json!({"base64": "L3RtcC9jYWbp"}));
+        assert_eq!(v["history"], json!([]));
+        // Human output is lossy, never an error.
+        let mut info = Vec::new();
+        write_info(&mut info, &odd).expect("a Vec takes every write");
+        let info = String::from_utf8(info).expect("lossy text is UTF-8");
+        assert!(info.contains("command:      ls \u{fffd}\u{fffd} caf\u{e9}\n"), "{info}");
+        assert!(info.contains("cwd:          /tmp/caf\u{fffd}\n"), "{info}");
+        assert!(info.contains("state:        RUNNING (stopped by SIGSTOP)\n"), "{info}");
+        assert!(ps_table(&[odd]).contains("ls \u{fffd}\u{fffd} caf\u{e9}"));
+    }
 }

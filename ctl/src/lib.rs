@@ -42,6 +42,10 @@ pub enum CtlError {
     /// The CURVE settings are unusable (exit 2).
     #[error("{0}")]
     Keys(String),
+    /// The command's options contradict each other (exit 2); [`cli::parse`] refuses these
+    /// already, so only an [`Invocation`] built by hand gets here.
+    #[error("{0}")]
+    Usage(String),
     /// `keygen` could not write its files.
     #[error("keygen: {0}")]
     Keygen(String),
@@ -55,7 +59,7 @@ impl CtlError {
     pub fn exit(&self) -> Exit {
         match self {
             CtlError::Client(e) => e.exit(),
-            CtlError::Keys(_) => Exit::Usage,
+            CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
             CtlError::UnexpectedReply { .. } | CtlError::Output(_) | CtlError::Keygen(_) => Exit::Failed,
         }
     }
