@@ -3,8 +3,8 @@
 
 use integration_tests::{endpoint, runtime, spawn_open, Input, Running, TestDir, WAIT};
 use nerve_proto::{
-    decode, encode, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, ProcessState,
-    Signal, Stream, WatcherMsg, Welcome,
+    decode, encode, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,
+    ProcessState, Signal, SignalScope, Stream, WatcherMsg, Welcome,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -198,7 +198,7 @@ fn stdin_and_close_stdin_commands_reach_the_child() {
         .await;
         let hello = fake.hello.clone().unwrap_or_else(|| unreachable!());
         assert_eq!(hello.watcher_pid, open_pid, "{hello:?}");
-        assert_eq!(hello.argv, ["cat"], "{hello:?}");
+        assert_eq!(hello.argv, [OsBytes::from("cat")], "{hello:?}");
 
         fake.command(7, CommandKind::Stdin(b"hello\n".to_vec())).await;
         let reply = fake
@@ -240,7 +240,8 @@ fn signal_command_ends_the_child() {
             f.hello.as_ref().and(f.started())
         })
         .await;
-        fake.command(9, CommandKind::Signal(Signal::TERM)).await;
+        fake.command(9, CommandKind::Signal(Signal::TERM, SignalScope::Main))
+            .await;
         let reply = fake
             .serve_until("nrv-open to exit and a Reply to req 9", WAIT, |f| {
                 f.reply(9).filter(|_| open.try_exited())

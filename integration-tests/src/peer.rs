@@ -1,0 +1,41 @@
+//! For tests that play a peer themselves over zmtp: a small runtime, endpoint parsing, and a
+//! `Hello` to introduce a fake watcher with.
+
+/// A small tokio runtime for tests that talk zmtp themselves (one worker thread, so the
+/// transport's tasks keep running between `block_on` calls).
+///
+/// # Panics
+/// When the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime: {e}"))
+}
+
+/// Parses an endpoint string.
+///
+/// # Panics
+/// When it is not a valid endpoint.
+pub fn endpoint(s: &str) -> zmtp::Endpoint {
+    s.parse().unwrap_or_else(|e| panic!("bad endpoint {s}: {e}"))
+}
+
+/// A Hello for a watcher the test plays itself (process `id` named `name`, nothing running).
+pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello {
+    nerve_proto::Hello {
+        id,
+        name: name.into(),
+        argv: vec![name.into()],
+        cwd: "/".into(),
+        host: "test".into(),
+        user: "nobody".into(),
+        watcher_pid: 1,
+        next_seq: 1,
+        version: nerve_proto::NERVE_VERSION.into(),
+        ping_interval_ms: 1000,
+        child_pid: None,
+        state: None,
+    }
+}

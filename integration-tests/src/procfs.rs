@@ -1,0 +1,86 @@
+//! What `/proc` says about a process: state, parent, group, command line, start time, open
+//! file descriptors.
+
+use std::fs;
+
+/// Fields of `/proc/PID/stat` after the command name: `[state, ppid, pgrp, ...]`; `None`
+/// when the process does not exist (any more).
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The parent pid of process `pid`, or `None` when it does not exist.
+pub fn proc_ppid(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
+}
+
+/// The process group of process `pid`, or `None` when it does not exist.
+pub fn proc_pgrp(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+}
+
+/// Every process (zombies included) in process group `pgid` now, by pid, from `/proc`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_pgrp(pid) == Some(pgid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, …), or `None` when there is no such
+/// process.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// True when process `pid` exists and is neither a zombie nor dead.
+pub fn pid_alive(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|s| !matches!(s, 'Z' | 'X' | 'x'))
+}
+
+/// The command line of process `pid` (`/proc/PID/cmdline`, split at NULs).
+pub fn proc_cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The name of process `pid` (`/proc/PID/comm`).
+pub fn proc_comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_owned())
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`, clock ticks since boot): unchanged
+/// by `exec`, different for a reused pid.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "(comm)": state is field 3, starttime field 22.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// How many file descriptors process `pid` has open (`/proc/PID/fd`).
+///
+/// # Panics
+/// When `/proc/PID/fd` cannot be read.
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}"))
+        .count()
+}
