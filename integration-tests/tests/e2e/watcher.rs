@@ -87,12 +87,20 @@ fn a_closed_stdout_ends_the_child_by_sigpipe_and_nrv_open_exits_141_within_a_sec
         Stdout::Pipe,
         "nrv-open yes",
     );
-    let mut reader = std::io::BufReader::new(open.take_stdout());
-    let mut first = String::new();
-    // Bounded by yes itself: it writes at once, and nrv-open passes it on or exits.
-    reader
-        .read_line(&mut first)
-        .unwrap_or_else(|e| panic!("reading nrv-open yes's stdout: {e}"));
+    // Read in a thread, so a silent nrv-open fails the test (and is killed, ending the read)
+    // instead of blocking it.
+    let pipe = open.take_stdout();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut first = String::new();
+        let read = reader.read_line(&mut first).map(|_| first);
+        let _ = tx.send((read, reader));
+    });
+    let (first, reader) = rx
+        .recv_timeout(WAIT)
+        .unwrap_or_else(|_| panic!("no line on nrv-open yes's stdout within {WAIT:?}"));
+    let first = first.unwrap_or_else(|e| panic!("reading nrv-open yes's stdout: {e}"));
     assert_eq!(first, "y\n", "the first line of yes");
     drop(reader);
     let closed = Instant::now();
