@@ -121,6 +121,14 @@ fn build_binaries() -> Result<Binaries, String> {
 /// A command for one of the binaries, hermetic: run in `dir`, `NERVE_*` removed, stdin null,
 /// in its own process group.
 pub(crate) fn base_command(program: &Path, dir: &Path) -> Command {
+    let mut cmd = hermetic_command(program, dir);
+    cmd.process_group(0);
+    cmd
+}
+
+/// As [`base_command`] but left in the caller's process group, for a caller that makes it a
+/// session leader itself (a process on a pseudo-terminal: `setsid` fails for a group leader).
+pub(crate) fn hermetic_command(program: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(dir)
         .env_remove("NERVE_ENDPOINT")
@@ -128,8 +136,7 @@ pub(crate) fn base_command(program: &Path, dir: &Path) -> Command {
         .env_remove("RUST_LOG")
         .env_remove("NERVE_CURVE_SERVER_KEY")
         .env_remove("NERVE_CURVE_SECRET_KEY")
-        .stdin(Stdio::null())
-        .process_group(0);
+        .stdin(Stdio::null());
     cmd
 }
 

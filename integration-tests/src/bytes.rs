@@ -48,3 +48,70 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
         around(want)
     );
 }
+
+/// The length and a 64-bit FNV-1a hash of a byte stream, fed in chunks of any size: for
+/// comparing hundreds of megabytes without keeping them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    /// Bytes fed so far.
+    pub len: u64,
+    /// FNV-1a over those bytes (chunking does not change it).
+    pub hash: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest::new()
+    }
+}
+
+impl Digest {
+    /// Of no bytes.
+    pub const fn new() -> Digest {
+        Digest {
+            len: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+
+    /// Of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut digest = Digest::new();
+        digest.update(bytes);
+        digest
+    }
+
+    /// Feeds `bytes` after what was fed before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.len += bytes.len() as u64;
+    }
+
+    /// The digest of everything `reader` yields until end of file.
+    ///
+    /// # Errors
+    /// A read error.
+    pub fn read_all(reader: impl std::io::Read) -> std::io::Result<Digest> {
+        let mut digest = Digest::new();
+        digest.feed(reader)?;
+        Ok(digest)
+    }
+
+    /// Feeds everything `reader` yields until end of file.
+    ///
+    /// # Errors
+    /// A read error.
+    pub fn feed(&mut self, mut reader: impl std::io::Read) -> std::io::Result<()> {
+        let mut chunk = vec![0u8; 1024 * 1024];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.update(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! signalled, and killed (printing its stderr and log) when dropped.
 
 use crate::process::kill_group;
-use crate::{center_command, send_signal, wait_until, Log, WAIT};
+use crate::{center_command, send_signal, wait_until, Digest, Log, WAIT};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
@@ -175,4 +175,37 @@ impl Drop for Center {
             );
         }
     }
+}
+
+/// The length and hash of everything the center wrote to the output files of process `id`
+/// and `stream` (`"out"` or `"err"`) under `logdir`: the rotated `NAME.ID.out.N` … `.1`
+/// oldest first, then `NAME.ID.out` (see `center/src/outputs.rs`).
+///
+/// # Panics
+/// When `logdir` cannot be read, holds no such file, or a file cannot be read.
+pub fn output_file_digest(logdir: &Path, id: &str, stream: &str) -> Digest {
+    let entries = fs::read_dir(logdir).unwrap_or_else(|e| panic!("cannot read {}: {e}", logdir.display()));
+    let current_suffix = format!(".{id}.{stream}");
+    let mut current = None;
+    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(&current_suffix) {
+            current = Some(entry.path());
+        } else if let Some((stem, n)) = name.rsplit_once('.') {
+            if let (true, Ok(n)) = (stem.ends_with(&current_suffix), n.parse::<u32>()) {
+                rotated.push((n, entry.path()));
+            }
+        }
+    }
+    let current = current.unwrap_or_else(|| panic!("no *{current_suffix} file in {}", logdir.display()));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut digest = Digest::new();
+    for path in rotated.into_iter().map(|(_, p)| p).chain([current]) {
+        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        digest
+            .feed(file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    }
+    digest
 }

@@ -21,6 +21,7 @@
 //! - `ctl`: running `nrv-ctl` and reading its JSON;
 //! - `log`: the center's [`Log`] and the fields of its lines;
 //! - `procfs`: what `/proc` says about a pid;
+//! - `pty`: a [`Terminal`] to run nrv-open as the foreground job of;
 //! - `keys`: CURVE key files from `nrv-ctl keygen`;
 //! - `peer`: for tests that speak zmtp themselves;
 //! - `bytes`: showing and comparing bytes in failure messages.
@@ -36,11 +37,12 @@ mod log;
 mod peer;
 mod process;
 mod procfs;
+mod pty;
 mod wait;
 
 pub use binaries::{binaries, center_command, ctl_command, open_command, Binaries, NERVE_BIN};
-pub use bytes::{assert_bytes_eq, shorten};
-pub use center::Center;
+pub use bytes::{assert_bytes_eq, shorten, Digest};
+pub use center::{output_file_digest, Center};
 pub use ctl::{ctl_json, ps_json, ring_json, row_of, rows_of, run_ctl, run_ctl_with_input, spawn_ctl};
 pub use dirs::{free_tcp_endpoint, ipc_path, TestDir};
 pub use keys::{keygen, KeyFiles};
@@ -49,8 +51,12 @@ pub use log::{
     tail_of, unix_ms_now, wait_for_end, Log,
 };
 pub use peer::{endpoint, runtime, test_hello};
-pub use process::{run, run_open, send_signal, spawn_open, wait_for_pid_file, ChildGroups, Input, Outcome, Running};
-pub use procfs::{
-    fd_count, group_members, pid_alive, proc_cmdline, proc_comm, proc_pgrp, proc_ppid, proc_start_time, proc_state,
+pub use process::{
+    run, run_open, send_signal, spawn_open, wait_for_pid_file, ChildGroups, Input, Outcome, Running, Stdout,
 };
+pub use procfs::{
+    fd_count, group_members, pid_alive, pids_with_cmdline, proc_cmdline, proc_comm, proc_pgrp, proc_ppid,
+    proc_start_time, proc_state,
+};
+pub use pty::Terminal;
 pub use wait::{wait_until, POLL, WAIT};

@@ -15,6 +15,20 @@ use std::time::Duration;
 pub struct Log {
     path: PathBuf,
     cache: Mutex<LogCache>,
+    /// `out` and `err` lines are skipped unparsed (see [`Log::without_output`]).
+    skip_output: bool,
+}
+
+/// How much of the log one read takes at most: 64 MiB, so a log of gigabytes is parsed in
+/// pieces.
+const READ_CHUNK: u64 = 64 * 1024 * 1024;
+
+/// True when the raw line is an `out` or `err` line. The center writes `kind` before `data`,
+/// and a `"` inside a name is escaped, so the unescaped field can only be the real one.
+fn is_output_line(raw: &[u8]) -> bool {
+    let head = &raw[..raw.len().min(400)];
+    head.windows(12)
+        .any(|w| w == br#""kind":"out""# || w == br#""kind":"err""#)
 }
 
 #[derive(Default)]
@@ -30,6 +44,16 @@ impl Log {
         Log {
             path: path.to_owned(),
             cache: Mutex::new(LogCache::default()),
+            skip_output: false,
+        }
+    }
+
+    /// The log at `path`, keeping every line but `out` and `err`: for runs that log hundreds of
+    /// megabytes of output (read the center's output files for the bytes).
+    pub fn without_output(path: &Path) -> Log {
+        Log {
+            skip_output: true,
+            ..Log::new(path)
         }
     }
 
@@ -59,14 +83,41 @@ impl Log {
         if len == cache.offset {
             return;
         }
+        while self.refresh_chunk(&mut file, cache) {}
+    }
+
+    /// Parses the complete lines of up to [`READ_CHUNK`] bytes from `cache.offset`; true when
+    /// the chunk was full (more may follow).
+    fn refresh_chunk(&self, file: &mut fs::File, cache: &mut LogCache) -> bool {
         let mut bytes = Vec::new();
-        if file.seek(SeekFrom::Start(cache.offset)).is_err() || file.read_to_end(&mut bytes).is_err() {
-            return;
+        if file.seek(SeekFrom::Start(cache.offset)).is_err()
+            || file.by_ref().take(READ_CHUNK).read_to_end(&mut bytes).is_err()
+        {
+            return false;
         }
+        let full = bytes.len() as u64 == READ_CHUNK;
+        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+            // A line longer than a chunk: take the rest of the file at once.
+            if full && file.read_to_end(&mut bytes).is_ok() && bytes.contains(&b'\n') {
+                self.parse_lines(&bytes, cache);
+                return true;
+            }
+            return false;
+        };
+        self.parse_lines(&bytes[..=end], cache);
+        full
+    }
+
+    /// Parses the complete lines at the start of `bytes` into `cache` and moves its offset past
+    /// them.
+    fn parse_lines(&self, bytes: &[u8], cache: &mut LogCache) {
         let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
             return;
         };
         for raw in bytes[..=end].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if self.skip_output && is_output_line(raw) {
+                continue;
+            }
             let value: Value = serde_json::from_slice(raw).unwrap_or_else(|e| {
                 panic!(
                     "{}: log line is not JSON ({e}): {}",

@@ -1,12 +1,12 @@
 //! Spawning processes with captured output, waiting for them (bounded), and signalling or
 //! killing them by pid and process group.
 
-use crate::{open_command, procfs::proc_start_time, shorten, wait_until};
+use crate::{open_command, procfs::proc_start_time, shorten, wait_until, Digest};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,27 +43,51 @@ pub enum Input {
     Bytes(Vec<u8>),
     /// A pipe kept open (never written) until [`Running::close_stdin`] or drop.
     Open,
+    /// Whatever the command was given already (a pseudo-terminal).
+    AsSet,
 }
 
-/// A child's output collected by a thread as it arrives.
-struct Capture {
-    buf: Arc<Mutex<Vec<u8>>>,
+/// What the harness does with a child's stdout.
+pub enum Stdout {
+    /// Kept in memory as it arrives ([`Running::stdout_now`], [`Outcome::stdout`]).
+    Capture,
+    /// Counted and hashed as it arrives, not kept ([`Outcome::stdout_digest`]): for hundreds of
+    /// megabytes.
+    Digest,
+    /// A pipe the caller reads itself ([`Running::take_stdout`]).
+    Pipe,
+    /// Whatever the command was given already (a pseudo-terminal).
+    AsSet,
+}
+
+/// A child's output collected by a thread as it arrives (kept, or only digested).
+pub(crate) struct Capture {
+    buf: Arc<Mutex<(Vec<u8>, Digest)>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Capture {
-    fn start(mut pipe: impl Read + Send + 'static) -> Capture {
-        let buf = Arc::new(Mutex::new(Vec::new()));
+    /// Reads `pipe` to its end (or first error), keeping every byte.
+    pub(crate) fn start(pipe: impl Read + Send + 'static) -> Capture {
+        Capture::start_keeping(pipe, true)
+    }
+
+    /// Reads `pipe` to its end, keeping the bytes only when `keep` (the digest always).
+    pub(crate) fn start_keeping(mut pipe: impl Read + Send + 'static, keep: bool) -> Capture {
+        let buf = Arc::new(Mutex::new((Vec::new(), Digest::new())));
         let sink = Arc::clone(&buf);
         let thread = std::thread::spawn(move || {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 match pipe.read(&mut chunk) {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => sink
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+                        sink.1.update(&chunk[..n]);
+                        if keep {
+                            sink.0.extend_from_slice(&chunk[..n]);
+                        }
+                    }
                 }
             }
         });
@@ -73,11 +97,32 @@ impl Capture {
         }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.buf.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Nothing to collect (the caller reads the stream).
+    fn none() -> Capture {
+        Capture {
+            buf: Arc::new(Mutex::new((Vec::new(), Digest::new()))),
+            thread: None,
+        }
     }
 
-    fn finished(&self) -> bool {
+    /// The bytes kept so far.
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    /// The digest of every byte read so far.
+    pub(crate) fn digest(&self) -> Digest {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Waits for the reading thread to end (the stream closed).
+    pub(crate) fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub(crate) fn finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 }
@@ -85,8 +130,10 @@ impl Capture {
 /// How a finished process ended and what it wrote.
 #[derive(Debug)]
 pub struct Outcome {
-    /// Its stdout, bytes as written.
+    /// Its stdout, bytes as written (empty unless captured with [`Stdout::Capture`]).
     pub stdout: Vec<u8>,
+    /// Length and hash of its stdout (also with [`Stdout::Digest`]).
+    pub stdout_digest: Digest,
     /// Its stderr (lossy UTF-8).
     pub stderr: String,
     /// Its exit status.
@@ -131,6 +178,8 @@ pub struct Running {
     stdin: Option<ChildStdin>,
     stdin_writer: Option<JoinHandle<()>>,
     stdout: Capture,
+    /// The stdout pipe with [`Stdout::Pipe`], until [`Running::take_stdout`].
+    stdout_pipe: Option<ChildStdout>,
     stderr: Capture,
     started: Instant,
     exit: Option<(ExitStatus, Instant)>,
@@ -142,22 +191,47 @@ impl Running {
     ///
     /// # Panics
     /// When it cannot be spawned.
-    pub fn spawn(mut cmd: Command, input: Input, label: &str) -> Running {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(match input {
-            Input::Null => Stdio::null(),
-            Input::Bytes(_) | Input::Open => Stdio::piped(),
-        });
+    pub fn spawn(cmd: Command, input: Input, label: &str) -> Running {
+        Running::spawn_with(cmd, input, Stdout::Capture, label)
+    }
+
+    /// As [`Running::spawn`], with `stdout` handled as it says (stderr is always captured).
+    ///
+    /// # Panics
+    /// When it cannot be spawned.
+    pub fn spawn_with(mut cmd: Command, input: Input, stdout: Stdout, label: &str) -> Running {
+        cmd.stderr(Stdio::piped());
+        if !matches!(stdout, Stdout::AsSet) {
+            cmd.stdout(Stdio::piped());
+        }
+        match input {
+            Input::Null => {
+                cmd.stdin(Stdio::null());
+            }
+            Input::Bytes(_) | Input::Open => {
+                cmd.stdin(Stdio::piped());
+            }
+            Input::AsSet => {}
+        }
         let started = Instant::now();
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {label} ({cmd:?}): {e}"));
-        let stdout = Capture::start(
-            child
-                .stdout
-                .take()
-                .unwrap_or_else(|| panic!("{label}: stdout is not piped")),
-        );
+        let mut stdout_pipe = None;
+        let stdout = match stdout {
+            Stdout::AsSet => Capture::none(),
+            Stdout::Pipe => {
+                stdout_pipe = child.stdout.take();
+                Capture::none()
+            }
+            keep @ (Stdout::Capture | Stdout::Digest) => Capture::start_keeping(
+                child
+                    .stdout
+                    .take()
+                    .unwrap_or_else(|| panic!("{label}: stdout is not piped")),
+                matches!(keep, Stdout::Capture),
+            ),
+        };
         let stderr = Capture::start(
             child
                 .stderr
@@ -174,7 +248,7 @@ impl Running {
                     let _ = pipe.write_all(&bytes);
                 }))
             }
-            Input::Null | Input::Open => None,
+            Input::Null | Input::Open | Input::AsSet => None,
         };
         Running {
             child,
@@ -182,6 +256,7 @@ impl Running {
             stdin,
             stdin_writer,
             stdout,
+            stdout_pipe,
             stderr,
             started,
             exit: None,
@@ -196,6 +271,22 @@ impl Running {
     /// Stdout written so far.
     pub fn stdout_now(&self) -> Vec<u8> {
         self.stdout.snapshot()
+    }
+
+    /// The stdout pipe of a process spawned with [`Stdout::Pipe`], for the caller to read (and
+    /// to close by dropping it).
+    ///
+    /// # Panics
+    /// When it was not spawned so, or the pipe was taken already.
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.stdout_pipe
+            .take()
+            .unwrap_or_else(|| panic!("{}: no stdout pipe to take (not Stdout::Pipe, or taken)", self.label))
+    }
+
+    /// Its label, as messages name it.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Stderr written so far (lossy UTF-8).
@@ -295,12 +386,11 @@ impl Running {
             },
         );
         for capture in [&mut self.stdout, &mut self.stderr] {
-            if let Some(thread) = capture.thread.take() {
-                let _ = thread.join();
-            }
+            capture.join();
         }
         Outcome {
             stdout: self.stdout.snapshot(),
+            stdout_digest: self.stdout.digest(),
             stderr: String::from_utf8_lossy(&self.stderr.snapshot()).into_owned(),
             status,
             pid: self.child.id(),

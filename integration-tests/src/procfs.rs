@@ -84,3 +84,17 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}"))
         .count()
 }
+
+/// Every live process whose command line is exactly `argv`, by pid, from `/proc`. (A zombie's
+/// command line is empty, so zombies never match.)
+pub fn pids_with_cmdline(argv: &[&str]) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_cmdline(pid).is_some_and(|c| c == argv))
+        .collect();
+    pids.sort_unstable();
+    pids
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The fields of every `ps --json` object.
-const PS_FIELDS: [&str; 18] = [
+const PS_FIELDS: [&str; 19] = [
     "id",
     "name",
     "argv",
@@ -28,6 +28,7 @@ const PS_FIELDS: [&str; 18] = [
     "exit",
     "ended",
     "output_bytes",
+    "stopped_by",
 ];
 
 /// Starts `nrv-open --name NAME sleep 1000` and waits for its child's start line; returns the

@@ -28,6 +28,7 @@ mod socket_security;
 mod stop;
 mod supervision;
 mod transport_interop;
+mod watcher;
 
 use integration_tests::{for_id, line_kind, run_open, Center, Input, TestDir, WAIT};
 use serde_json::{json, Value};

@@ -2,6 +2,7 @@
 //! e2e suite, cargo runs test binaries one after another) and, inside it, one at a time
 //! through [`serial`], so a 2-core machine is never asked to run two of them at once. The
 //! ring tests (`ring_*`, sharing [`ring_kit`]) are here too: each starts several centers.
+//! So are the watcher's volume tests (`watcher_volume`): each moves hundreds of megabytes.
 
 mod many;
 mod ring_300;
@@ -10,6 +11,7 @@ mod ring_forward;
 mod ring_kit;
 mod ring_meta;
 mod ring_views;
+mod watcher_volume;
 
 use std::sync::{Mutex, MutexGuard};
 
