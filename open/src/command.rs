@@ -7,7 +7,9 @@ use crate::handle::Child;
 use crate::link::WhenFull;
 use crate::policy::{AutoRestart, Policy};
 use crate::watch::{self, Watched};
-use crate::{Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT};
+use crate::{
+    Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT,
+};
 use nerve_proto::{Hello, OsBytes, ProcessId, Signal, NERVE_VERSION};
 use std::ffi::OsStr;
 use std::path::Path;

@@ -176,7 +176,9 @@ impl Child {
             reply,
             from: "the library caller",
         };
-        self.requests.blocking_send(request).map_err(|_| Error::Ended(self.id))?;
+        self.requests
+            .blocking_send(request)
+            .map_err(|_| Error::Ended(self.id))?;
         match answer.blocking_recv() {
             Ok(Ok(text)) => Ok(text),
             Ok(Err(text)) => Err(Error::Refused(text)),
@@ -184,4 +186,3 @@ impl Child {
         }
     }
 }
-

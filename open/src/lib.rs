@@ -96,8 +96,8 @@ pub use link::WhenFull;
 pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, Signal, SignalScope};
 pub use policy::{parse_exitcodes, AutoRestart, Policy, UnknownAutoRestart};
 pub use reaper::reap_all_descendants;
-pub use supervisor::DRAIN_TIMEOUT;
 use std::time::Duration;
+pub use supervisor::DRAIN_TIMEOUT;
 pub use zmtp::Endpoint;
 
 /// The default process endpoint, `ipc://nerve.sock` in the working directory.

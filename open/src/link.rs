@@ -555,14 +555,62 @@ mod tests {
         };
         // (mode, view, now - t0 in s, expected, why)
         let cases = [
-            (WhenFull::Drop, view(true, true, 10, 10, false), 10, false, "drop never holds back"),
-            (WhenFull::Block, view(false, false, 0, 0, false), 10, true, "first attempt under way"),
-            (WhenFull::Block, view(true, false, 10, 10, false), 10, false, "disconnected"),
-            (WhenFull::Block, view(true, true, 10, 10, false), 11, true, "heard 1 s ago, acks flowing"),
-            (WhenFull::Block, view(true, true, 10, 10, false), 12, true, "exactly the bound"),
-            (WhenFull::Block, view(true, true, 10, 10, false), 13, false, "silent 3 s"),
-            (WhenFull::Block, view(true, true, 12, 9, false), 12, false, "heartbeats but no acks for 3 s"),
-            (WhenFull::Block, view(true, true, 12, 0, true), 12, true, "heartbeats, nothing to ack"),
+            (
+                WhenFull::Drop,
+                view(true, true, 10, 10, false),
+                10,
+                false,
+                "drop never holds back",
+            ),
+            (
+                WhenFull::Block,
+                view(false, false, 0, 0, false),
+                10,
+                true,
+                "first attempt under way",
+            ),
+            (
+                WhenFull::Block,
+                view(true, false, 10, 10, false),
+                10,
+                false,
+                "disconnected",
+            ),
+            (
+                WhenFull::Block,
+                view(true, true, 10, 10, false),
+                11,
+                true,
+                "heard 1 s ago, acks flowing",
+            ),
+            (
+                WhenFull::Block,
+                view(true, true, 10, 10, false),
+                12,
+                true,
+                "exactly the bound",
+            ),
+            (
+                WhenFull::Block,
+                view(true, true, 10, 10, false),
+                13,
+                false,
+                "silent 3 s",
+            ),
+            (
+                WhenFull::Block,
+                view(true, true, 12, 9, false),
+                12,
+                false,
+                "heartbeats but no acks for 3 s",
+            ),
+            (
+                WhenFull::Block,
+                view(true, true, 12, 0, true),
+                12,
+                true,
+                "heartbeats, nothing to ack",
+            ),
         ];
         for (mode, view, now, expected, why) in cases {
             assert_eq!(holds_back(mode, &view, t0 + s(now), stall), expected, "{why}");

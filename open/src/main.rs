@@ -138,7 +138,12 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
         None => flag.to_string(),
     };
     let argv: Vec<OsString> = if command_os.is_empty() {
-        file.command.clone().unwrap_or_default().into_iter().map(OsString::from).collect()
+        file.command
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(OsString::from)
+            .collect()
     } else {
         command_os
     };
@@ -192,7 +197,10 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
     }
     let when_full = match (args.when_full, &file.when_full) {
         (Some(w), _) => Some(w),
-        (None, Some(text)) => Some(text.parse::<WhenFull>().map_err(|e| format!("{}: {e}", origin("when-full")))?),
+        (None, Some(text)) => Some(
+            text.parse::<WhenFull>()
+                .map_err(|e| format!("{}: {e}", origin("when-full")))?,
+        ),
         (None, None) => None,
     };
     if let Some(w) = when_full {

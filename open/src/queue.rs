@@ -13,9 +13,9 @@
 //! the place of the hole once there is room again ([`Queue::drop_report`]); while a report is
 //! due every further output is dropped too, so the report sits where the hole is.
 
+use bytes::Bytes;
 use nerve_proto::{encode, Event, EventKind, WatcherMsg};
 use std::collections::VecDeque;
-use bytes::Bytes;
 
 /// One event waiting for its acknowledgement.
 #[derive(Debug)]
@@ -240,12 +240,20 @@ mod tests {
             q.push(0, out(10), 10, true);
         }
         assert_eq!(seqs(&mut q), vec![1, 2, 3, 4, 5]);
-        assert_eq!(seqs(&mut q), Vec::<u64>::new(), "nothing is sent twice on one connection");
+        assert_eq!(
+            seqs(&mut q),
+            Vec::<u64>::new(),
+            "nothing is sent twice on one connection"
+        );
         q.ack(3);
         q.push(0, state(), 0, true);
         assert_eq!(seqs(&mut q), vec![6]);
         q.rewind();
-        assert_eq!(seqs(&mut q), vec![3, 4, 5, 6], "a new connection gets every unacknowledged event");
+        assert_eq!(
+            seqs(&mut q),
+            vec![3, 4, 5, 6],
+            "a new connection gets every unacknowledged event"
+        );
         q.ack(5);
         q.rewind();
         assert_eq!(seqs(&mut q), vec![5, 6]);
@@ -271,7 +279,11 @@ mod tests {
             Pushed::Dropped,
             "while a report is due, output keeps being dropped"
         );
-        assert_eq!(q.push(0, state(), 0, true), Pushed::Queued(1), "control events are never dropped");
+        assert_eq!(
+            q.push(0, state(), 0, true),
+            Pushed::Queued(1),
+            "control events are never dropped"
+        );
         assert_eq!(q.drop_report(0), Some(2));
         assert_eq!(q.pending_drops(), (0, 0));
         assert_eq!(q.push(0, out(5), 5, true), Pushed::Queued(3));
@@ -316,6 +328,9 @@ mod tests {
         let mut q = Queue::new(100);
         assert_eq!(q.push(0, EventKind::Stats(Stats::default()), 0, false), Pushed::Dropped);
         assert_eq!(q.pending_drops(), (0, 0));
-        assert_eq!(q.push(0, EventKind::Stats(Stats::default()), 0, true), Pushed::Queued(1));
+        assert_eq!(
+            q.push(0, EventKind::Stats(Stats::default()), 0, true),
+            Pushed::Queued(1)
+        );
     }
 }

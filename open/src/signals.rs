@@ -63,7 +63,11 @@ impl Signals {
         Ok(Signals {
             caught,
             child: signal(SignalKind::child())?,
-            winch: if winch { Some(signal(SignalKind::window_change())?) } else { None },
+            winch: if winch {
+                Some(signal(SignalKind::window_change())?)
+            } else {
+                None
+            },
         })
     }
 
@@ -129,7 +133,11 @@ pub fn group_exists(pgid: u32) -> bool {
 /// The watch's whole tree besides the child itself: every descendant of this process when it
 /// reaps all (so also those whose parent died), else the child's descendants.
 pub fn tree_of(pid: u32) -> Vec<u32> {
-    let root = if crate::reaper::reaps_all() { std::process::id() } else { pid };
+    let root = if crate::reaper::reaps_all() {
+        std::process::id()
+    } else {
+        pid
+    };
     tree::descendants(root).into_iter().filter(|&p| p != pid).collect()
 }
 

@@ -170,7 +170,8 @@ impl OwnFd {
                 OwnFd::Private(f) => {
                     let mut guard = f.writable().await?;
                     // SAFETY: data is a live slice of data.len() bytes.
-                    match guard.try_io(|f| cvt(unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) })) {
+                    match guard.try_io(|f| cvt(unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) }))
+                    {
                         Ok(r) => r?,
                         Err(_) => continue,
                     }
@@ -307,7 +308,7 @@ pub async fn route_stdin(
     mut generation: watch::Receiver<u64>,
 ) {
     let mut current: Option<(u32, OwnFd)> = None;
-    let mut own_eof = own.is_none() && false;
+    let mut own_eof = false;
     loop {
         tokio::select! {
             msg = msgs.recv() => match msg {

@@ -180,7 +180,10 @@ impl Supervisor {
         self.report(EventKind::Started { pid });
         self.state(ProcessState::Starting, format!("{why}: pid {pid}"));
         let mut pumps = Vec::new();
-        let outputs = [(spawned_child.stdout, Stream::Stdout, 1), (spawned_child.stderr, Stream::Stderr, 2)];
+        let outputs = [
+            (spawned_child.stdout, Stream::Stdout, 1),
+            (spawned_child.stderr, Stream::Stderr, 2),
+        ];
         for (fd, stream, own) in outputs {
             let Some(fd) = fd else { continue };
             if self.spec.tty && stream == Stream::Stdout {

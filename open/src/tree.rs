@@ -68,8 +68,11 @@ mod tests {
             .spawn()
             .expect("sh runs");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("piped")), &mut line)
-            .expect("sh prints the pid");
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+            &mut line,
+        )
+        .expect("sh prints the pid");
         let grandchild: u32 = line.trim().parse().expect("a pid");
         let me = std::process::id();
         let all = descendants(me);

@@ -47,8 +47,8 @@ pub use control::{
 pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
-    CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessState,
-    SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_OUTPUT_CHUNK,
+    CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes, ProcessId,
+    ProcessState, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_OUTPUT_CHUNK,
 };
 
 /// The version of this crate, reported by `nrv-ctl version` (for example `0.1.0`).

@@ -15,7 +15,11 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
         WatcherMsg::Hello(Hello {
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
             name: "echo".into(),
-            argv: vec!["echo".into(), "bob is your uncle".into(), nerve_proto::OsBytes(vec![0xff, 0xfe])],
+            argv: vec![
+                "echo".into(),
+                "bob is your uncle".into(),
+                nerve_proto::OsBytes(vec![0xff, 0xfe]),
+            ],
             cwd: "/tmp".into(),
             host: "h1".into(),
             user: "root".into(),

@@ -8,7 +8,6 @@ mod platform;
 
 pub use platform::{become_subreaper, set_parent_death_signal};
 
-
 /// This machine's host name (lossy UTF-8), or `"unknown"`.
 pub fn host_name() -> String {
     hostname::get()
