@@ -6,8 +6,10 @@
 //! [`Queue::new`] (`--queue-bytes`). Output comes in *credited* — its bytes were reserved
 //! against that bound before the pipe was read (see `crate::stdio`) — or not, and an output
 //! event whose bytes are not all credited is dropped and counted. Control events (start,
-//! state, exit, goodbye) are never dropped; stats are dropped while no center is connected
-//! (stale stats are worth nothing later).
+//! state, exit) are kept beyond that bound, up to [`CONTROL_RESERVE_BYTES`] of encoded events
+//! in all (thousands of restarts' worth, for a command that restarts in a loop with no center
+//! there), and only then dropped and counted; the goodbye is never dropped. Stats are dropped
+//! while no center is connected (stale stats are worth nothing later).
 //!
 //! Drops are reported by one [`EventKind::Dropped`] event with the exact numbers, queued at
 //! the place of the hole once there is room again ([`Queue::drop_report`]); while a report is
@@ -26,6 +28,10 @@ struct Item {
     /// Output bytes credited for it, returned by [`Queue::ack`].
     credit: usize,
 }
+
+/// How many encoded bytes the whole queue may hold beyond its output bound before control
+/// events (start, state, exit) are dropped too: 1 MiB.
+pub const CONTROL_RESERVE_BYTES: usize = 1024 * 1024;
 
 /// What [`Queue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +122,11 @@ impl Queue {
                 Pushed::Queued(self.enqueue(time_ms, kind, credit))
             }
             EventKind::Stats(_) if !connected || self.dropped_events > 0 => Pushed::Dropped,
+            EventKind::Goodbye => Pushed::Queued(self.enqueue(time_ms, kind, 0)),
+            _ if self.frame_bytes > self.bound + CONTROL_RESERVE_BYTES => {
+                self.dropped_events += 1;
+                Pushed::Dropped
+            }
             _ => Pushed::Queued(self.enqueue(time_ms, kind, 0)),
         }
     }
@@ -321,6 +332,22 @@ mod tests {
         q.ack(2);
         assert_eq!(q.drop_report(0), Some(2));
         assert_eq!(q.drop_report(0), None, "reported once");
+    }
+
+    #[test]
+    fn control_events_are_kept_beyond_the_bound_up_to_the_reserve_and_goodbye_always() {
+        let mut q = Queue::new(10);
+        let mut kept = 0;
+        while let Pushed::Queued(_) = q.push(0, state(), 0, false) {
+            kept += 1;
+            assert!(kept < 1_000_000, "the reserve must end");
+        }
+        assert!(q.frame_bytes() > CONTROL_RESERVE_BYTES);
+        assert!(q.frame_bytes() < 10 + CONTROL_RESERVE_BYTES + 100, "one event past the reserve at most");
+        assert_eq!(q.pending_drops(), (1, 0));
+        assert!(matches!(q.push(0, EventKind::Goodbye, 0, false), Pushed::Queued(_)));
+        q.ack(u64::MAX);
+        assert!(q.drop_report(0).is_some(), "the drop is reported once there is room");
     }
 
     #[test]
