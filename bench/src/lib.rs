@@ -29,6 +29,7 @@ pub mod samples {
             ping_interval_ms: 1000,
             child_pid: Some(4243),
             state: Some(ProcessState::Running),
+            stopped_by: None,
         })
     }
 

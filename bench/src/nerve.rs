@@ -391,6 +391,7 @@ async fn synthetic_watcher(
         ping_interval_ms: 600_000,
         child_pid: None,
         state: None,
+        stopped_by: None,
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await

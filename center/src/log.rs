@@ -236,6 +236,7 @@ mod tests {
             ping_interval_ms: 1000,
             child_pid: None,
             state: None,
+            stopped_by: None,
         };
         let data = hello_data(&hello);
         assert_eq!(data["argv"], json!(["ls", {"base64": "//4="}, "-l"]));

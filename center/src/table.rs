@@ -142,7 +142,7 @@ impl Table {
             history: Vec::new(),
             stats: None,
             exit: None,
-            stopped_by: None,
+            stopped_by: hello.stopped_by,
             output_bytes: 0,
             ring: OutputRing::default(),
             ring_from_start: hello.next_seq <= 1,
@@ -325,6 +325,7 @@ mod tests {
             ping_interval_ms: 1000,
             child_pid: Some(42),
             state: Some(ProcessState::Running),
+            stopped_by: None,
         };
         let mut table = Table::default();
         let peer = Identity(bytes::Bytes::from_static(b"w1"));

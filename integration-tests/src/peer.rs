@@ -37,5 +37,6 @@ pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello 
         ping_interval_ms: 1000,
         child_pid: None,
         state: None,
+        stopped_by: None,
     }
 }

@@ -332,6 +332,7 @@ impl Command {
             ping_interval_ms: self.ping_interval.as_millis() as u64,
             child_pid: None,
             state: None,
+            stopped_by: None,
         }
     }
 }

@@ -370,8 +370,13 @@ impl Link {
     fn push(&mut self, time_ms: u64, kind: EventKind, credit: usize) {
         // Every hello says what runs now, for a center that missed the events.
         match &kind {
-            EventKind::Started { pid } => self.config.hello.child_pid = Some(*pid),
+            EventKind::Started { pid } => {
+                self.config.hello.child_pid = Some(*pid);
+                self.config.hello.stopped_by = None;
+            }
             EventKind::State { state, .. } => self.config.hello.state = Some(*state),
+            EventKind::Paused { signal } => self.config.hello.stopped_by = Some(*signal),
+            EventKind::Continued | EventKind::Exit(_) => self.config.hello.stopped_by = None,
             _ => {}
         }
         let was_empty = self.queue.is_empty();

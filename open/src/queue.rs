@@ -343,7 +343,10 @@ mod tests {
             assert!(kept < 1_000_000, "the reserve must end");
         }
         assert!(q.frame_bytes() > CONTROL_RESERVE_BYTES);
-        assert!(q.frame_bytes() < 10 + CONTROL_RESERVE_BYTES + 100, "one event past the reserve at most");
+        assert!(
+            q.frame_bytes() < 10 + CONTROL_RESERVE_BYTES + 100,
+            "one event past the reserve at most"
+        );
         assert_eq!(q.pending_drops(), (1, 0));
         assert!(matches!(q.push(0, EventKind::Goodbye, 0, false), Pushed::Queued(_)));
         q.ack(u64::MAX);

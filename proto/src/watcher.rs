@@ -76,6 +76,8 @@ pub struct Hello {
     pub child_pid: Option<u32>,
     /// The last state the watcher reported, if any (same reason).
     pub state: Option<ProcessState>,
+    /// The signal that stopped the current child, while it is stopped (same reason).
+    pub stopped_by: Option<Signal>,
 }
 
 /// A numbered event from a watcher.

@@ -29,6 +29,7 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             ping_interval_ms: 1000,
             child_pid: Some(42),
             state: Some(ProcessState::Running),
+            stopped_by: None,
         }),
         event(1, EventKind::Started { pid: 42 }),
         event(

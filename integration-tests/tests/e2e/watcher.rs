@@ -491,3 +491,31 @@ fn signal_scopes_reach_the_main_process_its_group_or_every_descendant() {
     );
     drop(open);
 }
+
+#[test]
+fn a_new_center_shows_a_child_stopped_before_it_started_as_stopped() {
+    let dir = TestDir::new();
+    let (endpoint, control) = (dir.ipc("n.sock"), dir.ipc("c.sock"));
+    let mut first = Center::start(dir.path(), &endpoint, &control);
+    let groups = ChildGroups::new();
+    let (_open, id, pid) = sleeper(&dir, &first, &groups, "paused-across");
+    send_signal(pid, libc::SIGSTOP);
+    first.log.wait_for(&id, "paused", WAIT);
+
+    first.kill();
+    let center = Center::start_with_log(dir.path(), &endpoint, &control, first.log.path());
+    // The paused event was acknowledged by the first center; only the hello tells the second.
+    let row = wait_until(&format!("{id} back in ps with stopped_by STOP"), WAIT, || {
+        let rows = ps_json(dir.path(), &center.control, &[]);
+        let found = rows.iter().find(|r| r["id"] == id.as_str()).cloned();
+        match found {
+            Some(row) if row["stopped_by"] == "STOP" => Ok(row),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(row["pid"], json!(pid), "{row}");
+    send_signal(pid, libc::SIGCONT);
+    wait_for_row(&dir, &center, &id, "stopped_by null after SIGCONT", |r| {
+        r["stopped_by"].is_null()
+    });
+}
