@@ -176,6 +176,11 @@ struct Link {
     decode_warned: bool,
     /// Drops were reported on stderr during this outage already.
     drop_warned: bool,
+    /// The center refused a message and the connection was dropped: the next attempt waits
+    /// for the backoff (a center that refuses every hello must not be hammered).
+    refused: bool,
+    /// A refusal was reported on stderr since the last welcome.
+    refusal_warned: bool,
     finish: Option<oneshot::Sender<usize>>,
     requests: mpsc::Sender<Request>,
     replies_tx: mpsc::Sender<CommandReply>,
@@ -215,6 +220,8 @@ pub async fn run(
         warned: false,
         decode_warned: false,
         drop_warned: false,
+        refused: false,
+        refusal_warned: false,
         finish: None,
         requests,
         replies_tx,
@@ -262,6 +269,10 @@ pub async fn run(
         link.flush();
         link.update_hold();
         if link.conn.is_none() && connecting.is_none() {
+            if std::mem::take(&mut link.refused) {
+                retry_at = Some(tokio::time::Instant::now() + backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
             match retry_at {
                 Some(at) if tokio::time::Instant::now() < at => {}
                 _ => {
@@ -460,6 +471,7 @@ impl Link {
             Ok(CenterMsg::Welcome(welcome)) => {
                 // A later outage is worth a warning of its own.
                 self.warned = false;
+                self.refusal_warned = false;
                 self.ever_connected = true;
                 self.ack(welcome.next_seq);
             }
@@ -491,11 +503,15 @@ impl Link {
                 });
             }
             Ok(CenterMsg::Error { message }) => {
-                eprintln!(
-                    "nrv-open: the center at {} refused a message: {message}; reconnecting",
-                    self.config.endpoint
-                );
+                if !self.refusal_warned {
+                    self.refusal_warned = true;
+                    eprintln!(
+                        "nrv-open: the center at {} refused a message: {message}; reconnecting (said once until a center welcomes this watcher; is it the same Nerve version?)",
+                        self.config.endpoint
+                    );
+                }
                 self.conn = None;
+                self.refused = true;
             }
             Err(e) => {
                 // Said once: a peer that is not a center's process endpoint (a control

@@ -33,6 +33,9 @@ struct Item {
 /// events (start, state, exit) are dropped too: 1 MiB.
 pub const CONTROL_RESERVE_BYTES: usize = 1024 * 1024;
 
+/// Events the queue may have room for while empty before a drain gives its memory back.
+const SHRINK_ABOVE: usize = 256;
+
 /// What [`Queue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -173,6 +176,11 @@ impl Queue {
                 self.output_bytes -= item.credit;
                 released += item.credit;
             }
+        }
+        if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
+            // After a burst: give the memory back (the frames are freed already).
+            self.items = VecDeque::new();
+            crate::sys::release_free_memory();
         }
         released
     }

@@ -32,6 +32,17 @@ pub fn user_name() -> String {
     uid.to_string()
 }
 
+/// Hands memory that was freed back to the system: glibc keeps freed heap memory for reuse
+/// (a burst of 64 KiB frames would stay in RSS), so this calls `malloc_trim(0)`; other C
+/// libraries (musl's mallocng) return it by themselves.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
