@@ -868,6 +868,14 @@ impl DealerEvents {
 }
 
 impl DealerSender {
+    /// The current connection's queue (refreshed after a reconnect).
+    fn connection(&mut self) -> Result<&mpsc::Sender<Outgoing>, SendError> {
+        if self.current.has_changed().unwrap_or(false) {
+            self.cached = self.current.borrow_and_update().clone();
+        }
+        self.cached.as_ref().ok_or(SendError::NotConnected)
+    }
+
     /// Queues `payload` as one frame for the current connection, waiting up to the send
     /// timeout ([`SocketOptions::send_timeout`]) while the queue is full.
     ///
@@ -876,12 +884,8 @@ impl DealerSender {
     /// for the next connection), [`SendError::Timeout`] when the queue stayed full. `Ok`
     /// means queued, not delivered.
     pub async fn send(&mut self, payload: Vec<u8>) -> Result<(), SendError> {
-        if self.current.has_changed().unwrap_or(false) {
-            self.cached = self.current.borrow_and_update().clone();
-        }
-        let Some(tx) = self.cached.as_ref() else {
-            return Err(SendError::NotConnected);
-        };
+        let timeout = self.timeout;
+        let tx = self.connection()?;
         let msg = Outgoing {
             delimited: false,
             payload: Bytes::from(payload),
@@ -889,10 +893,10 @@ impl DealerSender {
         match tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
-            Err(mpsc::error::TrySendError::Full(msg)) => match tokio::time::timeout(self.timeout, tx.send(msg)).await {
+            Err(mpsc::error::TrySendError::Full(msg)) => match tokio::time::timeout(timeout, tx.send(msg)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(SendError::NotConnected),
-                Err(_) => Err(SendError::Timeout(self.timeout)),
+                Err(_) => Err(SendError::Timeout(timeout)),
             },
         }
     }
@@ -905,17 +909,11 @@ impl DealerSender {
     /// [`SendError::Full`] while the queue ([`SocketOptions::send_queue`] messages) is full,
     /// [`SendError::NotConnected`] while the DEALER is disconnected.
     pub fn try_send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        if self.current.has_changed().unwrap_or(false) {
-            self.cached = self.current.borrow_and_update().clone();
-        }
-        let Some(tx) = self.cached.as_ref() else {
-            return Err(SendError::NotConnected);
-        };
         let msg = Outgoing {
             delimited: false,
             payload,
         };
-        match tx.try_send(msg) {
+        match self.connection()?.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
