@@ -160,6 +160,18 @@ impl OwnFd {
         }
     }
 
+    /// Waits until a read would not block (at once for a plain descriptor).
+    ///
+    /// # Errors
+    /// The loop's registration failed.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            OwnFd::Private(f) => f.readable().await.map(drop),
+            OwnFd::Socket(f) => f.readable().await.map(drop),
+            OwnFd::Plain(_) => Ok(()),
+        }
+    }
+
     /// Writes all of `data`.
     ///
     /// # Errors
@@ -232,7 +244,9 @@ pub async fn pump_output(
     events: mpsc::UnboundedSender<Input>,
     chunk: usize,
 ) {
-    let mut buf = vec![0u8; chunk];
+    // Allocated (and zeroed, all `chunk` bytes dirtied) at the first output, not up front: a
+    // child that never writes to this pipe costs no buffer.
+    let mut buf = Vec::new();
     let mut out = out;
     loop {
         // Reserve room before reading while the link holds the child back; otherwise read at
@@ -245,6 +259,12 @@ pub async fn pump_output(
         } else {
             None
         };
+        if buf.is_empty() {
+            if src.readable().await.is_err() {
+                break;
+            }
+            buf = vec![0u8; chunk];
+        }
         let n = match src.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
