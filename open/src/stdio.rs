@@ -389,6 +389,10 @@ async fn write_or_abandon(fd: &OwnFd, data: &[u8], generation: &mut watch::Recei
     }
 }
 
+/// The first read buffer of our own stdin, bytes; it grows to [`MAX_OUTPUT_CHUNK`] once a
+/// read fills it.
+const STDIN_FIRST_BUFFER: usize = 4096;
+
 /// Starts copying our own stdin, chunk by chunk, into a bounded channel (closed at EOF):
 /// on the loop when stdin can be polled, else on a thread of its own that stays blocked in
 /// `read` until EOF.
@@ -397,17 +401,22 @@ pub fn own_stdin() -> mpsc::Receiver<Vec<u8>> {
     match OwnFd::open(0, false) {
         Some(fd) => {
             tokio::spawn(async move {
-                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                // Small until a read fills it: stdin at EOF at once (/dev/null) or idle costs no
+                // 64 KiB of zeroed heap.
+                let mut buf = vec![0u8; STDIN_FIRST_BUFFER];
                 while let Ok(n @ 1..) = fd.read(&mut buf).await {
                     if tx.send(buf[..n].to_vec()).await.is_err() {
                         return;
+                    }
+                    if n == buf.len() {
+                        buf.resize(MAX_OUTPUT_CHUNK, 0);
                     }
                 }
             });
         }
         None => {
             let _ = std::thread::Builder::new().name("nrv-stdin".into()).spawn(move || {
-                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                let mut buf = vec![0u8; STDIN_FIRST_BUFFER];
                 loop {
                     // SAFETY: buf is a live, writable slice; fd 0 is never closed by us.
                     let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
@@ -416,6 +425,9 @@ pub fn own_stdin() -> mpsc::Receiver<Vec<u8>> {
                     }
                     if n <= 0 || tx.blocking_send(buf[..n as usize].to_vec()).is_err() {
                         return;
+                    }
+                    if n as usize == buf.len() {
+                        buf.resize(MAX_OUTPUT_CHUNK, 0);
                     }
                 }
             });
