@@ -2,7 +2,7 @@
 //! Circus in the same run), written to BENCHMARKS.md.
 //!
 //! ```text
-//! nerve-bench run [--quick] [--bin DIR] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]
+//! nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]
 //! nerve-bench write BYTES [--stamp FILE]     the capture workload: text lines to stdout
 //! nerve-bench ingest WATCHERS EVENTS [--bin DIR]   one center-ingest run (for profiling)
 //! ```
@@ -24,7 +24,7 @@ fn main() {
         Some("write") => write_lines(&args[1..]),
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench write BYTES [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR]".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench write BYTES [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR]".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
@@ -111,6 +111,8 @@ impl Options {
             match a.as_str() {
                 "--quick" => o.quick = true,
                 "--bin" => o.bin = value()?,
+                // The static musl binaries of `sh bench/static.sh`.
+                "--static" => o.bin = "target/static".into(),
                 "--peers" => o.peers = Some(value()?),
                 "--criterion" => o.criterion = value()?,
                 "--notes" => o.notes = Some(value()?),
@@ -241,6 +243,8 @@ fn run(o: Options) -> Result<(), String> {
         })
         .collect();
     let (mut direct, mut nerve_cap) = (Vec::new(), Vec::new());
+    // With the defaults: (bytes kept, MiB/s when all were kept) per run.
+    let mut default_cap: Vec<(u64, Option<f64>)> = Vec::new();
     let mut peer_cap: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mib = r.capture_bytes as f64 / MIB;
     for run in 0..r.capture {
@@ -254,6 +258,10 @@ fn run(o: Options) -> Result<(), String> {
             if let Some(s) = errors.keep("capture: nerve", nerve::capture_once(c, run, r.capture_bytes)) {
                 nerve_cap.push(mib / s);
             }
+            let got = nerve::capture_default_queue(c, run, r.capture_bytes);
+            if let Some((kept, s)) = errors.keep("capture: nerve, default settings", got) {
+                default_cap.push((kept, s.map(|s| mib / s)));
+            }
         }
         for (i, (k, p)) in cap_peers.iter().enumerate() {
             if let Some(p) = p {
@@ -263,10 +271,9 @@ fn run(o: Options) -> Result<(), String> {
             }
         }
     }
-    let default_queue = cap_center.as_mut().and_then(|c| {
-        let got = nerve::capture_default_queue(c, r.capture_bytes);
-        errors.keep("capture: nerve, default --queue-bytes", got)
-    });
+    // The least kept in any run; the rate over the runs that kept everything.
+    let default_queue = default_cap.iter().map(|x| x.0).min();
+    let default_rate = Fig::of(&default_cap.iter().filter_map(|x| x.1).collect::<Vec<_>>());
     drop(cap_peers);
     drop(cap_center);
     let (direct, nerve_cap) = (Fig::of(&direct), Fig::of(&nerve_cap));
@@ -290,6 +297,7 @@ fn run(o: Options) -> Result<(), String> {
     // One watcher: memory, ps with 1 process; the idle center.
     step("memory and ps with 1 process");
     let (mut center_idle, mut one_open, mut ps1) = (None, None, Fig::default());
+    let (mut one_dirty, mut one_threads) = (None, None);
     if let Some(mut c) = errors.keep("center idle", Center::start(&bins, "one")) {
         std::thread::sleep(Duration::from_millis(500));
         center_idle = util::rss_pss_kib(c.pid());
@@ -297,6 +305,8 @@ fn run(o: Options) -> Result<(), String> {
             // After the first stats sample, so the watcher is in its steady state.
             std::thread::sleep(Duration::from_millis(1500));
             one_open = c.watchers.first().and_then(|w| util::rss_pss_kib(w.pid()));
+            one_dirty = c.watchers.first().and_then(|w| util::private_dirty_kib(w.pid()));
+            one_threads = c.watchers.first().and_then(|w| util::threads(w.pid()));
             ps1 = Fig::of(&errors.keep("ps 1", nerve::ps_times(&c, r.ps)).unwrap_or_default());
         }
     }
@@ -315,9 +325,16 @@ fn run(o: Options) -> Result<(), String> {
     let mut spawn = Vec::new();
     for (n, runs) in [(100usize, r.spawn100), (1000, r.spawn1000)] {
         step(&format!("spawn {n}: {runs} runs, then ps and memory"));
-        let mut times = Vec::new();
-        let (mut ps, mut mem, mut center_pss) = (Fig::default(), None, None);
+        let (mut times, mut fork_exec) = (Vec::new(), Vec::new());
+        let mut f = SpawnFigs {
+            n,
+            ..SpawnFigs::default()
+        };
         for run in 0..runs {
+            // The baseline first, in the same run: the harness forks and execs N sleeps itself.
+            if let Some(t) = errors.keep(&format!("fork+exec {n}"), nerve::fork_exec_sleeps(scratch.path(), n)) {
+                fork_exec.push(t.as_secs_f64() * 1e3);
+            }
             let Some(mut c) = errors.keep(&format!("spawn {n} center"), Center::start(&bins, "spawn")) else {
                 continue;
             };
@@ -325,9 +342,18 @@ fn run(o: Options) -> Result<(), String> {
                 times.push(t.as_secs_f64() * 1e3);
                 if run + 1 == runs {
                     std::thread::sleep(Duration::from_millis(1500));
-                    mem = Some(nerve::total_memory(&c));
-                    center_pss = util::rss_pss_kib(c.pid()).map(|(_, p)| p);
-                    ps = Fig::of(
+                    f.mem = Some(nerve::total_memory(&c));
+                    f.center_pss = util::rss_pss_kib(c.pid()).map(|(_, p)| p);
+                    let (dirty, threads, read) = nerve::watcher_private(&c);
+                    if read > 0 {
+                        f.dirty_each = Fig {
+                            value: Some(dirty as f64 / read as f64),
+                        };
+                        f.threads_each = Fig {
+                            value: Some(threads as f64 / read as f64),
+                        };
+                    }
+                    f.ps = Fig::of(
                         &errors
                             .keep(&format!("ps {n}"), nerve::ps_times(&c, r.ps))
                             .unwrap_or_default(),
@@ -335,7 +361,9 @@ fn run(o: Options) -> Result<(), String> {
                 }
             }
         }
-        spawn.push((n, Fig::of(&times), ps, mem, center_pss));
+        f.time = Fig::of(&times);
+        f.fork_exec = Fig::of(&fork_exec);
+        spawn.push(f);
     }
 
     // The peers: 100 sleeps each.
@@ -388,9 +416,12 @@ fn run(o: Options) -> Result<(), String> {
         direct,
         nerve_cap,
         default_queue,
+        default_rate,
         ingest,
         center_idle,
         one_open,
+        one_dirty,
+        one_threads,
         ps1,
         signal,
         spawn,
@@ -409,9 +440,37 @@ fn run(o: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// N watchers: spawn time, `ps --json` time, total (RSS, PSS) KiB of the center and watchers,
-/// and the center's own PSS KiB in that run.
-type SpawnFigs = (usize, Fig, Fig, Option<(u64, u64)>, Option<u64>);
+/// N watchers, from one fresh center per run.
+#[derive(Default)]
+struct SpawnFigs {
+    n: usize,
+    /// Spawn N to all RUNNING, ms.
+    time: Fig,
+    /// The harness's own fork+exec of N sleeps, ms (the baseline of `time`).
+    fork_exec: Fig,
+    /// `ps --json` with N, ms.
+    ps: Fig,
+    /// Total (RSS, PSS) KiB of the center and the watchers, in the last run.
+    mem: Option<(u64, u64)>,
+    /// The center's own PSS KiB in that run.
+    center_pss: Option<u64>,
+    /// Private_Dirty KiB of one watcher (the mean over the N).
+    dirty_each: Fig,
+    /// Threads of one watcher (the mean over the N).
+    threads_each: Fig,
+}
+
+impl SpawnFigs {
+    /// PSS KiB of one watcher: (total − the center) ÷ N.
+    fn pss_each(&self) -> Fig {
+        Fig {
+            value: self
+                .mem
+                .zip(self.center_pss)
+                .map(|((_, total), c)| total.saturating_sub(c) as f64 / self.n as f64),
+        }
+    }
+}
 
 struct Report<'a> {
     o: &'a Options,
@@ -419,9 +478,12 @@ struct Report<'a> {
     direct: Fig,
     nerve_cap: Fig,
     default_queue: Option<u64>,
+    default_rate: Fig,
     ingest: Vec<(usize, Fig)>,
     center_idle: Option<(u64, u64)>,
     one_open: Option<(u64, u64)>,
+    one_dirty: Option<u64>,
+    one_threads: Option<u64>,
     ps1: Fig,
     signal: Fig,
     spawn: Vec<SpawnFigs>,
@@ -486,6 +548,12 @@ impl Report<'_> {
         let _ = writeln!(s, "- kernel: {}", sh("uname -sr"));
         let _ = writeln!(s, "- rustc: {}", sh("rustc --version"));
         let _ = writeln!(s, "- git: {}", sh("git rev-parse --short HEAD"));
+        let _ = writeln!(
+            s,
+            "- binaries: `{}` (nrv-open: {})",
+            o.bin.display(),
+            sh(&format!("file -b {}/nrv-open | cut -d, -f1-2,5", o.bin.display()))
+        );
         for (k, f) in &self.peers {
             let _ = writeln!(
                 s,
@@ -502,6 +570,9 @@ impl Report<'_> {
 
         let _ = writeln!(s, "## Commands\n\n```sh");
         let _ = writeln!(s, "cargo build --release --bins");
+        if o.bin == Path::new("target/static") {
+            let _ = writeln!(s, "sh bench/static.sh   # the static musl binaries in target/static");
+        }
         let _ = writeln!(s, "cargo bench -p nerve-bench --bench proto");
         let mut cmd = format!("target/release/nerve-bench run --bin {}", o.bin.display());
         if o.quick {
@@ -513,6 +584,7 @@ impl Report<'_> {
         let _ = writeln!(s, "{cmd}\n```\n");
 
         self.render_figures(&mut s);
+        self.render_targets10(&mut s);
         self.render_targets(&mut s);
         render_protocol(&mut s, &o.criterion);
 
@@ -526,15 +598,16 @@ impl Report<'_> {
              output is one file `--logdir/capN.ID.out` (it also writes every chunk to nerve.log). Direct: \
              `nerve-bench write … | cat > file`. supervisord: a program with `stdout_logfile_maxbytes=0`, \
              started by `supervisorctl start`. Circus: a watcher with `stdout_stream.class = FileStream`. \
-             {runs} runs, interleaved. nrv-open runs with `--queue-bytes` of twice the output: by design it \
-             never holds its child back, so with the default bound (16 MiB) output that outruns the center is \
-             dropped (and counted in a `dropped` event). In this run, with the default bound, the center's file \
-             got {got} of the {mib} MiB.",
+             {runs} runs, interleaved. nrv-open runs with `--queue-bytes` of twice the output (the whole output \
+             fits its queue), and, in the same runs, with its default settings (`--queue-bytes` 16 MiB, \
+             `--when-full block`: the child is held back in write(2) while the center is slower, nothing is \
+             dropped). With the defaults the center's file got {got} of the {mib} MiB written (the least of \
+             the {runs} runs); the rate is over the runs that kept every byte.",
             mib = r.capture_bytes >> 20,
             runs = r.capture,
             got = self
                 .default_queue
-                .map(|b| format!("{:.1} MiB", b as f64 / MIB))
+                .map(|b| format!("{b} bytes"))
                 .unwrap_or_else(|| "(failed)".into())
         );
         let _ = writeln!(
@@ -558,9 +631,11 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- **memory**: RSS and PSS from `/proc/PID/smaps_rollup`, 1.5 s after everything is RUNNING. One \
-             nrv-open: the nrv-open process (not its sleep). Totals: the center plus every nrv-open (not the \
-             sleeps). Peers: the supervisord or circusd process with 100 sleeps running."
+            "- **memory**: RSS, PSS and Private_Dirty from `/proc/PID/smaps_rollup`, threads from \
+             `/proc/PID/task`, 1.5 s after everything is RUNNING. One nrv-open: the nrv-open process (not its \
+             sleep). Totals: the center plus every nrv-open (not the sleeps); per watcher among N: PSS is \
+             (total − the center) ÷ N, Private_Dirty and threads the mean over the N nrv-open. Peers: the \
+             supervisord or circusd process with 100 sleeps running."
         );
         let _ = writeln!(
             s,
@@ -569,7 +644,10 @@ impl Report<'_> {
              comes 1 s after the start by definition) to the first `nrv-ctl ps --json` that shows all N RUNNING (polled \
              back-to-back); a fresh center each run. Peers: `supervisorctl start sleep:*` (startsecs=0) / \
              `circusctl start sleep` until the CLI returned with all 100 running (checked with a listing that \
-             is counted only if the CLI returned early)."
+             is counted only if the CLI returned early). Baseline, in the same run right before each Nerve run: \
+             the harness itself forks and execs N `sleep 100000` one after the other (std's `Command::spawn`, \
+             which returns once the exec has succeeded), the time of that loop: all N are then running sleep, \
+             with no supervisor in between."
         );
         let _ = writeln!(s);
         if let Some(notes) = &o.notes {
@@ -635,6 +713,30 @@ impl Report<'_> {
             0,
             "MiB/s",
         );
+        row(
+            s,
+            &format!("capture {mib} MiB, nrv-open's default settings (16 MiB queue, block when full)"),
+            self.default_rate,
+            Some(self.direct),
+            None,
+            None,
+            0,
+            "MiB/s",
+        );
+        row(
+            s,
+            &format!("capture {mib} MiB, default settings: bytes in the center's file (baseline: bytes written)"),
+            Fig {
+                value: self.default_queue.map(|b| b as f64),
+            },
+            Some(Fig {
+                value: Some(self.r.capture_bytes as f64),
+            }),
+            None,
+            None,
+            0,
+            "bytes",
+        );
         for (n, f) in &self.ingest {
             let mibs = Fig {
                 value: f.value.map(|e| e * nerve::INGEST_EVENT_BYTES as f64 / MIB),
@@ -664,7 +766,8 @@ impl Report<'_> {
             );
         }
         row(s, "`nrv-ctl ps --json`, 1 process", self.ps1, None, None, None, 1, "ms");
-        for (n, _, ps, _, _) in &self.spawn {
+        for f in &self.spawn {
+            let (n, ps) = (&f.n, &f.ps);
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| f.status100), cir.map(|f| f.status100))
             } else {
@@ -691,7 +794,8 @@ impl Report<'_> {
             1,
             "ms",
         );
-        for (n, t, _, _, _) in &self.spawn {
+        for f in &self.spawn {
+            let (n, t) = (&f.n, &f.time);
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| f.spawn100), cir.map(|f| f.spawn100))
             } else {
@@ -699,9 +803,9 @@ impl Report<'_> {
             };
             row(
                 s,
-                &format!("spawn {n} × sleep to all RUNNING"),
+                &format!("spawn {n} × sleep to all RUNNING (baseline: the harness's own fork+exec of {n} sleeps)"),
                 *t,
-                None,
+                Some(f.fork_exec),
                 sp,
                 cp,
                 0,
@@ -730,6 +834,30 @@ impl Report<'_> {
         );
         row(
             s,
+            "one nrv-open watching sleep, Private_Dirty",
+            Fig {
+                value: self.one_dirty.map(|v| v as f64),
+            },
+            None,
+            None,
+            None,
+            0,
+            "KiB",
+        );
+        row(
+            s,
+            "one nrv-open watching sleep, threads",
+            Fig {
+                value: self.one_threads.map(|v| v as f64),
+            },
+            None,
+            None,
+            None,
+            0,
+            "",
+        );
+        row(
+            s,
             "center idle, RSS",
             kib(self.center_idle, false),
             None,
@@ -748,21 +876,37 @@ impl Report<'_> {
             0,
             "KiB",
         );
-        for (n, _, _, mem, center_pss) in &self.spawn {
-            let each = Fig {
-                value: mem
-                    .zip(*center_pss)
-                    .map(|((_, total), c)| total.saturating_sub(c) as f64 / *n as f64),
-            };
+        for f in &self.spawn {
+            let (n, mem) = (&f.n, &f.mem);
             row(
                 s,
                 &format!("PSS of one nrv-open among {n} (total minus the center, ÷ {n})"),
-                each,
+                f.pss_each(),
                 None,
                 None,
                 None,
                 0,
                 "KiB",
+            );
+            row(
+                s,
+                &format!("Private_Dirty of one nrv-open among {n} (mean)"),
+                f.dirty_each,
+                None,
+                None,
+                None,
+                0,
+                "KiB",
+            );
+            row(
+                s,
+                &format!("threads of one nrv-open among {n} (mean)"),
+                f.threads_each,
+                None,
+                None,
+                None,
+                1,
+                "",
             );
             let (sp, cp) = if *n == 100 {
                 (sup.map(|f| mib_of(f.pss100)), cir.map(|f| mib_of(f.pss100)))
@@ -798,6 +942,65 @@ impl Report<'_> {
         let _ = writeln!(s);
     }
 
+    /// Issue 10's targets: the one-thread watcher that holds output back instead of dropping it.
+    fn render_targets10(&self, s: &mut String) {
+        let _ = writeln!(s, "## Targets (issue 10; reported, not tests)\n");
+        let _ = writeln!(s, "| target | measured | |");
+        let _ = writeln!(s, "|---|---|---|");
+        let mut t = |name: &str, measured: String, ok: Option<bool>| {
+            let _ = writeln!(s, "| {name} | {measured} | {} |", met(ok));
+        };
+        let hundred = self.spawn.iter().find(|x| x.n == 100);
+        let each = |f: Option<Fig>, d: usize, unit: &str| f.map(|f| f.show(d, unit)).unwrap_or("–".into());
+        t(
+            "one `nrv-open sleep` ≤ 160 KiB Private_Dirty",
+            format!(
+                "{} alone ({} threads); among 100: {} Private_Dirty, {} PSS, {} threads each",
+                self.one_dirty.map(|v| format!("{v} KiB")).unwrap_or("–".into()),
+                self.one_threads.map(|v| v.to_string()).unwrap_or("–".into()),
+                each(hundred.map(|x| x.dirty_each), 0, "KiB"),
+                each(hundred.map(|x| x.pss_each()), 0, "KiB"),
+                each(hundred.map(|x| x.threads_each), 1, ""),
+            ),
+            self.one_dirty.map(|v| v <= 160),
+        );
+        let tot = hundred.map(|x| mib_of(kib(x.mem, true))).unwrap_or_default();
+        let sup = self.peer(Kind::Supervisord).and_then(|f| mib_of(f.pss100).value);
+        t(
+            "center + 100 watchers ≤ 18 MiB total PSS, and below this run's supervisord",
+            format!(
+                "{} vs supervisord {}",
+                tot.show(1, "MiB"),
+                sup.map(|v| format!("{v:.1} MiB")).unwrap_or("not run".into())
+            ),
+            tot.value.map(|v| v <= 18.0 && sup.is_none_or(|p| v < p)),
+        );
+        let (sp, fe) = hundred.map(|x| (x.time, x.fork_exec)).unwrap_or_default();
+        let rel = sp.value.zip(fe.value).map(|(a, b)| a / b);
+        t(
+            "spawn 100 → all RUNNING ≤ 1.5 × plain fork+exec of 100",
+            format!(
+                "{} vs {} ({} ×)",
+                sp.show(0, "ms"),
+                fe.show(1, "ms"),
+                rel.map(|r| format!("{r:.2}")).unwrap_or("–".into())
+            ),
+            rel.map(|r| r <= 1.5),
+        );
+        let mib = self.r.capture_bytes >> 20;
+        t(
+            &format!("capture {mib} MiB at default settings: the center's file holds every byte"),
+            format!(
+                "{} of {} bytes, {}",
+                self.default_queue.map(|b| b.to_string()).unwrap_or("–".into()),
+                self.r.capture_bytes,
+                self.default_rate.show(0, "MiB/s")
+            ),
+            self.default_queue.map(|b| b >= self.r.capture_bytes),
+        );
+        let _ = writeln!(s);
+    }
+
     fn render_targets(&self, s: &mut String) {
         let _ = writeln!(s, "## Targets (issue 6; reported, not tests)\n");
         let _ = writeln!(s, "| target | measured | |");
@@ -826,7 +1029,7 @@ impl Report<'_> {
             ),
             cap.zip(sup_cap).map(|(n, p)| n >= p),
         );
-        let ps = |n: usize| self.spawn.iter().find(|x| x.0 == n).map(|x| x.2).unwrap_or_default();
+        let ps = |n: usize| self.spawn.iter().find(|x| x.n == n).map(|x| x.ps).unwrap_or_default();
         t(
             "`ps --json` ≤ 10 ms with 100 processes",
             ps(100).show(1, "ms"),
@@ -842,19 +1045,19 @@ impl Report<'_> {
             self.signal.show(1, "ms"),
             self.signal.value.map(|v| v <= 20.0),
         );
-        let sp = self.spawn.iter().find(|x| x.0 == 100).map(|x| x.1).unwrap_or_default();
+        let sp = self
+            .spawn
+            .iter()
+            .find(|x| x.n == 100)
+            .map(|x| x.time)
+            .unwrap_or_default();
         t(
             "100 spawned and RUNNING ≤ 300 ms",
             sp.show(0, "ms"),
             sp.value.map(|v| v <= 300.0),
         );
         let one = kib(self.one_open, true);
-        let among = self
-            .spawn
-            .iter()
-            .find(|x| x.0 == 100)
-            .and_then(|x| x.3.zip(x.4))
-            .map(|((_, total), c)| total.saturating_sub(c) as f64 / 100.0);
+        let among = self.spawn.iter().find(|x| x.n == 100).and_then(|x| x.pss_each().value);
         t(
             "one nrv-open ≤ 512 KiB PSS",
             format!(
@@ -867,8 +1070,8 @@ impl Report<'_> {
         let tot = self
             .spawn
             .iter()
-            .find(|x| x.0 == 100)
-            .map(|x| mib_of(kib(x.3, true)))
+            .find(|x| x.n == 100)
+            .map(|x| mib_of(kib(x.mem, true)))
             .unwrap_or_default();
         t(
             "center + 100 watchers ≤ 26 MiB total PSS",

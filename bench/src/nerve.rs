@@ -187,6 +187,34 @@ pub fn spawn_sleeps(center: &mut Center, name: &str, n: usize) -> Result<Duratio
     Ok(start.elapsed())
 }
 
+/// The baseline of [`spawn_sleeps`]: the harness itself forks and execs `n` × `sleep 100000`
+/// (no supervisor), one after the other; the time of that loop. Each `spawn` returns only once
+/// the child's exec has succeeded (std reports exec failure through a close-on-exec pipe), so
+/// this is the time until all `n` are running `sleep`. They are killed and reaped after.
+pub fn fork_exec_sleeps(dir: &Path, n: usize) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut sleeps = Vec::with_capacity(n);
+    for _ in 0..n {
+        let child = util::command(Path::new("sleep"), dir)
+            .arg("100000")
+            .spawn()
+            .map_err(|e| format!("cannot start sleep: {e}"))?;
+        sleeps.push(Guard(child));
+    }
+    let took = start.elapsed();
+    drop(sleeps);
+    Ok(took)
+}
+
+/// Private_Dirty (KiB) and threads of every watcher here, summed, and how many were read.
+pub fn watcher_private(center: &Center) -> (u64, u64, usize) {
+    center
+        .watchers
+        .iter()
+        .filter_map(|w| util::private_dirty_kib(w.pid()).zip(util::threads(w.pid())))
+        .fold((0, 0, 0), |(d, t, n), (d2, t2)| (d + d2, t + t2, n + 1))
+}
+
 /// Wall time of whole `nrv-ctl ps --json` runs, `runs` times.
 pub fn ps_times(center: &Center, runs: usize) -> Result<Vec<f64>, String> {
     (0..runs)
@@ -228,27 +256,41 @@ pub fn signal_once(center: &mut Center, name: &str) -> Result<f64, String> {
 /// One capture run: `nerve-bench write BYTES` under nrv-open (stdout /dev/null); seconds from
 /// the writer's first instruction to the center's output file holding every byte.
 ///
-/// nrv-open gets `--queue-bytes` of twice the output: by design it never holds the child back,
-/// so with the default bound (16 MiB) a child that outruns the center loses output to the
-/// center (see [`capture_default_queue`]); this figure is the throughput with nothing lost.
+/// nrv-open gets `--queue-bytes` of twice the output, so this is the throughput with the whole
+/// output in nrv-open's queue; [`capture_default_queue`] is the same with the defaults.
 pub fn capture_once(center: &mut Center, run: usize, bytes: u64) -> Result<f64, String> {
-    let name = format!("cap{run}");
+    let queue = (2 * bytes).to_string();
+    match capture_with(center, &format!("cap{run}"), &["--queue-bytes", &queue], bytes)? {
+        (_, Some(secs)) => Ok(secs),
+        (kept, None) => Err(format!("the center's file got {kept} of {bytes} bytes")),
+    }
+}
+
+/// The same workload with nrv-open's default settings (`--queue-bytes` 16 MiB, `--when-full
+/// block`): the bytes the center's output file holds once the writer is done, and the seconds
+/// from the writer's first instruction to the last byte on disk when every byte got there
+/// (`None` when some were dropped).
+pub fn capture_default_queue(center: &mut Center, run: usize, bytes: u64) -> Result<(u64, Option<f64>), String> {
+    capture_with(center, &format!("capdefault{run}"), &[], bytes)
+}
+
+/// `nrv-open --name NAME OPTIONS -- nerve-bench write BYTES --stamp …`: the bytes in the
+/// center's output file and, when it holds all of them, the seconds from the writer's stamp to
+/// the last byte on disk.
+fn capture_with(center: &mut Center, name: &str, options: &[&str], bytes: u64) -> Result<(u64, Option<f64>), String> {
     let stamp = center.dir().join(format!("{name}.stamp"));
     let bench = center.bins.bench.clone();
-    let queue = (2 * bytes).to_string();
-    let pid = center.open(
-        &name,
-        &[
-            "--queue-bytes",
-            &queue,
-            "--",
-            bench.to_str().unwrap_or_default(),
-            "write",
-            &bytes.to_string(),
-            "--stamp",
-            stamp.to_str().unwrap_or_default(),
-        ],
-    )?;
+    let mut args = options.to_vec();
+    let count = bytes.to_string();
+    args.extend([
+        "--",
+        bench.to_str().unwrap_or_default(),
+        "write",
+        &count,
+        "--stamp",
+        stamp.to_str().unwrap_or_default(),
+    ]);
+    let pid = center.open(name, &args)?;
     let logs = center.dir().join("logs");
     let prefix = format!("{name}.");
     let done = util::wait_file_size(
@@ -256,8 +298,7 @@ pub fn capture_once(center: &mut Center, run: usize, bytes: u64) -> Result<f64, 
         bytes,
         Duration::from_secs(300),
         || util::pid_gone(pid),
-    )?;
-    let started = read_stamp(&stamp)?;
+    );
     // Let the watcher finish (goodbye, acks) before the next run.
     let _ = util::wait_for(
         "nrv-open to exit",
@@ -265,32 +306,19 @@ pub fn capture_once(center: &mut Center, run: usize, bytes: u64) -> Result<f64, 
         Duration::from_millis(5),
         || util::pid_gone(pid).then_some(()),
     );
-    if let Some(f) = util::find_file(&logs, &prefix, ".out") {
+    let file = util::find_file(&logs, &prefix, ".out");
+    let kept = file
+        .as_ref()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map_or(0, |m| m.len());
+    if let Some(f) = file {
         let _ = std::fs::remove_file(f);
     }
-    Ok((done - started) as f64 / 1e9)
-}
-
-/// The same workload with nrv-open's default `--queue-bytes`: how many bytes reach the
-/// center's output file once nrv-open has exited (the rest is dropped and counted in a
-/// `dropped` event).
-pub fn capture_default_queue(center: &mut Center, bytes: u64) -> Result<u64, String> {
-    let name = "capdefault";
-    let bench = center.bins.bench.clone();
-    let pid = center.open(
-        name,
-        &["--", bench.to_str().unwrap_or_default(), "write", &bytes.to_string()],
-    )?;
-    util::wait_for(
-        "nrv-open to exit",
-        Duration::from_secs(120),
-        Duration::from_millis(5),
-        || util::pid_gone(pid).then_some(()),
-    )?;
-    let file = util::find_file(&center.dir().join("logs"), "capdefault.", ".out").ok_or("no output file")?;
-    let size = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
-    let _ = std::fs::remove_file(file);
-    Ok(size)
+    match done {
+        Ok(done) => Ok((kept.max(bytes), Some((done - read_stamp(&stamp)?) as f64 / 1e9))),
+        Err(_) if kept > 0 => Ok((kept, None)),
+        Err(e) => Err(e),
+    }
 }
 
 /// The writer's start stamp (monotonic ns).

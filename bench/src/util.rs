@@ -61,6 +61,21 @@ pub fn rss_pss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("Rss:")?, field("Pss:")?))
 }
 
+/// Private_Dirty of a process from /proc/PID/smaps_rollup, in KiB: the memory that is this
+/// process's alone and written (heap, stacks, data), what a second copy of it costs.
+pub fn private_dirty_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("Private_Dirty:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
+/// The number of threads of a process (entries of /proc/PID/task).
+pub fn threads(pid: u32) -> Option<u64> {
+    Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count() as u64)
+}
+
 /// The state letter of /proc/PID/stat, `None` when the pid does not exist.
 pub fn proc_state(pid: u32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -160,6 +160,18 @@ impl OwnFd {
         }
     }
 
+    /// Waits until a read would not block (at once for a plain descriptor).
+    ///
+    /// # Errors
+    /// The loop's registration failed.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            OwnFd::Private(f) => f.readable().await.map(drop),
+            OwnFd::Socket(f) => f.readable().await.map(drop),
+            OwnFd::Plain(_) => Ok(()),
+        }
+    }
+
     /// Writes all of `data`.
     ///
     /// # Errors
@@ -232,7 +244,9 @@ pub async fn pump_output(
     events: mpsc::UnboundedSender<Input>,
     chunk: usize,
 ) {
-    let mut buf = vec![0u8; chunk];
+    // Allocated (and zeroed, all `chunk` bytes dirtied) at the first output, not up front: a
+    // child that never writes to this pipe costs no buffer.
+    let mut buf = Vec::new();
     let mut out = out;
     loop {
         // Reserve room before reading while the link holds the child back; otherwise read at
@@ -245,6 +259,12 @@ pub async fn pump_output(
         } else {
             None
         };
+        if buf.is_empty() {
+            if src.readable().await.is_err() {
+                break;
+            }
+            buf = vec![0u8; chunk];
+        }
         let n = match src.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -369,6 +389,10 @@ async fn write_or_abandon(fd: &OwnFd, data: &[u8], generation: &mut watch::Recei
     }
 }
 
+/// The first read buffer of our own stdin, bytes; it grows to [`MAX_OUTPUT_CHUNK`] once a
+/// read fills it.
+const STDIN_FIRST_BUFFER: usize = 4096;
+
 /// Starts copying our own stdin, chunk by chunk, into a bounded channel (closed at EOF):
 /// on the loop when stdin can be polled, else on a thread of its own that stays blocked in
 /// `read` until EOF.
@@ -377,17 +401,22 @@ pub fn own_stdin() -> mpsc::Receiver<Vec<u8>> {
     match OwnFd::open(0, false) {
         Some(fd) => {
             tokio::spawn(async move {
-                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                // Small until a read fills it: stdin at EOF at once (/dev/null) or idle costs no
+                // 64 KiB of zeroed heap.
+                let mut buf = vec![0u8; STDIN_FIRST_BUFFER];
                 while let Ok(n @ 1..) = fd.read(&mut buf).await {
                     if tx.send(buf[..n].to_vec()).await.is_err() {
                         return;
+                    }
+                    if n == buf.len() {
+                        buf.resize(MAX_OUTPUT_CHUNK, 0);
                     }
                 }
             });
         }
         None => {
             let _ = std::thread::Builder::new().name("nrv-stdin".into()).spawn(move || {
-                let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+                let mut buf = vec![0u8; STDIN_FIRST_BUFFER];
                 loop {
                     // SAFETY: buf is a live, writable slice; fd 0 is never closed by us.
                     let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
@@ -396,6 +425,9 @@ pub fn own_stdin() -> mpsc::Receiver<Vec<u8>> {
                     }
                     if n <= 0 || tx.blocking_send(buf[..n as usize].to_vec()).is_err() {
                         return;
+                    }
+                    if n as usize == buf.len() {
+                        buf.resize(MAX_OUTPUT_CHUNK, 0);
                     }
                 }
             });

@@ -55,7 +55,9 @@ pub fn run(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Ou
             return Err(error);
         }
     };
-    runtime.block_on(watch(watched, ready))
+    // Boxed: the whole watch is one large state machine, and block_on moves a future by value
+    // through several frames; a pointer keeps those copies off the (dirtied) main stack.
+    runtime.block_on(Box::pin(watch(watched, ready)))
 }
 
 async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Outcome, Error> {
@@ -92,7 +94,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
     };
     let (gate, hold) = link::gate(&config);
     let (events, inputs) = mpsc::unbounded_channel();
-    let link = tokio::spawn(link::run(config, gate.clone(), hold, inputs, link_requests));
+    let link = tokio::spawn(Box::pin(link::run(config, gate.clone(), hold, inputs, link_requests)));
     let own_stdin = (command.pass_stdin && sys::may_read_stdin()).then(stdio::own_stdin);
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
     let (generation_tx, generation) = watch::channel(0u64);
