@@ -49,6 +49,18 @@ bench-peers *ARGS:
     cargo bench -p nerve-bench --bench proto
     target/release/nerve-bench run --bin target/release --notes bench/NOTES.md --peers "$venv" {{ARGS}}
 
+# The same as bench-peers on the static musl binaries (target/static, from bench/static.sh).
+bench-static *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=$(mktemp -d /tmp/nerve-peers-XXXXXX)
+    trap 'rm -rf "$venv"' EXIT
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet supervisor circus
+    cargo build --release --bins
+    sh bench/static.sh
+    target/release/nerve-bench run --static --notes bench/NOTES.md --peers "$venv" {{ARGS}}
+
 # Static x86_64 musl binaries of nrv-center, nrv-open and nrv-ctl in target/static/.
 static:
     sh bench/static.sh

@@ -150,6 +150,7 @@ impl Fig {
     }
     fn show(self, decimals: usize, unit: &str) -> String {
         match self.value {
+            Some(v) if unit.is_empty() => format!("{v:.decimals$}"),
             Some(v) => format!("{v:.decimals$} {unit}"),
             None => "failed".into(),
         }
@@ -955,12 +956,15 @@ impl Report<'_> {
         t(
             "one `nrv-open sleep` ≤ 160 KiB Private_Dirty",
             format!(
-                "{} alone ({} threads); among 100: {} Private_Dirty, {} PSS, {} threads each",
+                "{} alone (threads: {}); among 100, each: {} Private_Dirty, {} PSS, threads: {}",
                 self.one_dirty.map(|v| format!("{v} KiB")).unwrap_or("–".into()),
                 self.one_threads.map(|v| v.to_string()).unwrap_or("–".into()),
                 each(hundred.map(|x| x.dirty_each), 0, "KiB"),
                 each(hundred.map(|x| x.pss_each()), 0, "KiB"),
-                each(hundred.map(|x| x.threads_each), 1, ""),
+                hundred
+                    .and_then(|x| x.threads_each.value)
+                    .map(|v| format!("{v:.1}"))
+                    .unwrap_or("–".into()),
             ),
             self.one_dirty.map(|v| v <= 160),
         );
