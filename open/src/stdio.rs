@@ -309,21 +309,71 @@ pub enum StdinOp {
     Close(Reply),
 }
 
-/// Messages to the stdin router.
-pub enum StdinMsg {
-    /// The current child's stdin (pid, writable end), or none.
-    Child(Option<(u32, OwnFd)>),
-    /// A command from the center or the library's handle.
-    Op(StdinOp),
+/// How many stdin commands (from the center or the handle) may wait for the child to read
+/// before more are refused: 16, each at most one `send` ([`MAX_OUTPUT_CHUNK`] bytes).
+pub const STDIN_BACKLOG: usize = 16;
+
+/// The supervisor's side of the stdin router ([`route_stdin`]).
+pub struct StdinRouter {
+    /// The current child's stdin. Unbounded: one message per spawn and one per exit, sent no
+    /// faster than children are forked (`--restart-delay`), and taken at once even while a
+    /// write waits (the generation bump abandons it).
+    children: mpsc::UnboundedSender<Option<(u32, OwnFd)>>,
+    ops: mpsc::Sender<StdinOp>,
+    generation: watch::Sender<u64>,
+}
+
+impl StdinRouter {
+    /// Starts the router task: our own stdin (`own`, chunks; closed at EOF) and the commands
+    /// given to [`StdinRouter::send`] go to the child set by [`StdinRouter::set_child`].
+    pub fn start(own: Option<mpsc::Receiver<Vec<u8>>>) -> (StdinRouter, tokio::task::JoinHandle<()>) {
+        let (children, children_rx) = mpsc::unbounded_channel();
+        let (ops, ops_rx) = mpsc::channel(STDIN_BACKLOG);
+        let (generation, generation_rx) = watch::channel(0u64);
+        let task = tokio::spawn(route_stdin(children_rx, ops_rx, own, generation_rx));
+        (
+            StdinRouter {
+                children,
+                ops,
+                generation,
+            },
+            task,
+        )
+    }
+
+    /// Makes `child` (pid, writable end of its stdin) the current one, or none; a write the
+    /// previous child did not read is given up.
+    pub fn set_child(&self, child: Option<(u32, OwnFd)>) {
+        self.generation.send_modify(|g| *g += 1);
+        let _ = self.children.send(child);
+    }
+
+    /// Hands a command to the router, which answers it; refused at once when
+    /// [`STDIN_BACKLOG`] commands already wait for the child to read.
+    pub fn send(&self, op: StdinOp) {
+        if let Err(e) = self.ops.try_send(op) {
+            let (op, why) = match e {
+                mpsc::error::TrySendError::Full(op) => (
+                    op,
+                    format!("{STDIN_BACKLOG} earlier writes wait for the child to read its stdin; try again later"),
+                ),
+                mpsc::error::TrySendError::Closed(op) => (op, "the watcher is ending".to_string()),
+            };
+            let (StdinOp::Data(_, reply) | StdinOp::Close(reply)) = op;
+            let _ = reply.send(Err(why));
+        }
+    }
 }
 
 /// Routes stdin to whichever child is current: each child gets a fresh stdin pipe, and both
-/// our own stdin (`own`, chunks; closed at EOF) and the center's commands go to the child of
-/// the moment. Our own stdin waits while no child runs (between an exit and the restart), so
-/// nothing read from it is lost; the center's commands get an error instead. A write the
-/// child does not read is abandoned when the child changes (`generation`).
-pub async fn route_stdin(
-    mut msgs: mpsc::UnboundedReceiver<StdinMsg>,
+/// our own stdin (`own`) and the commands (`ops`) go to the child of the moment. Our own stdin
+/// waits while no child runs (between an exit and the restart), so nothing read from it is
+/// lost; the commands get an error instead. A write the child does not read is abandoned
+/// when the child changes (`generation`). A change of child is always taken before a command
+/// sent after it.
+async fn route_stdin(
+    mut children: mpsc::UnboundedReceiver<Option<(u32, OwnFd)>>,
+    mut ops: mpsc::Receiver<StdinOp>,
     mut own: Option<mpsc::Receiver<Vec<u8>>>,
     mut generation: watch::Receiver<u64>,
 ) {
@@ -331,22 +381,26 @@ pub async fn route_stdin(
     let mut own_eof = false;
     loop {
         tokio::select! {
-            msg = msgs.recv() => match msg {
+            biased;
+            child = children.recv() => match child {
                 None => return,
-                Some(StdinMsg::Child(child)) => {
+                Some(child) => {
                     current = child;
                     if own_eof {
                         current = None; // our EOF reaches every later child at once
                     }
                 }
-                Some(StdinMsg::Op(StdinOp::Close(reply))) => {
+            },
+            op = ops.recv() => match op {
+                None => return,
+                Some(StdinOp::Close(reply)) => {
                     let text = match current.take() {
                         Some((pid, _)) => Ok(format!("closed stdin of pid {pid}")),
                         None => Err("no child is running, or its stdin is closed already".to_string()),
                     };
                     let _ = reply.send(text);
                 }
-                Some(StdinMsg::Op(StdinOp::Data(data, reply))) => {
+                Some(StdinOp::Data(data, reply)) => {
                     let text = match &current {
                         None => Err("no child is running to take stdin, or its stdin is closed".to_string()),
                         Some((pid, fd)) => {

@@ -25,7 +25,7 @@ use crate::link::{Gate, Input, Request};
 use crate::policy::{describe, AfterExit, Policy};
 use crate::reaper::{self, ChildEvent};
 use crate::signals::{group_exists, send_scoped, send_signal, tree_of, Signals, Woken};
-use crate::stdio::{self, OwnFd, Reply, StdinMsg, StdinOp};
+use crate::stdio::{self, OwnFd, Reply, StdinOp, StdinRouter};
 use crate::{stats, sys, tree, tty};
 use nerve_proto::{CommandKind, EventKind, ExitStatus, ProcessState, Signal, Stream};
 use std::io;
@@ -33,7 +33,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How long nrv-open waits, after a child exits, for its stdout and stderr to reach EOF (a
@@ -116,9 +116,7 @@ pub struct Supervisor {
     /// Signals caught by this process, SIGCHLD and SIGWINCH.
     pub signals: Signals,
     /// Where stdin goes (the router task).
-    pub stdin: mpsc::UnboundedSender<StdinMsg>,
-    /// Bumped whenever the child changes, so a stdin write the old one never read is given up.
-    pub stdin_generation: watch::Sender<u64>,
+    pub stdin: StdinRouter,
     /// The running child's pty master, for SIGWINCH (with `-t`).
     pub pty: Option<std::os::fd::OwnedFd>,
     /// The current child's pid, 0 when none runs (read by the library's handle).
@@ -140,11 +138,6 @@ pub struct Supervisor {
 impl Supervisor {
     fn report(&self, kind: EventKind) {
         let _ = self.events.send(Input::Event(sys::now_ms(), kind, 0));
-    }
-
-    fn set_stdin(&self, child: Option<(u32, OwnFd)>) {
-        self.stdin_generation.send_modify(|g| *g += 1);
-        let _ = self.stdin.send(StdinMsg::Child(child));
     }
 
     fn state(&self, state: ProcessState, cause: impl Into<String>) {
@@ -203,7 +196,7 @@ impl Supervisor {
             Some(fd) => Some((pid, OwnFd::own(fd)?)),
             None => None,
         };
-        self.set_stdin(stdin);
+        self.stdin.set_child(stdin);
         Ok(Live {
             pid,
             events: spawned_child.events,
@@ -333,7 +326,7 @@ impl Supervisor {
             }
         };
         self.pid_slot.store(0, Ordering::SeqCst);
-        self.set_stdin(None);
+        self.stdin.set_child(None);
         self.pty = None;
         // Every output chunk must be reported before the exit: wait for both pipes' EOF.
         let drained = futures_join(live.pumps);
@@ -517,8 +510,8 @@ impl Supervisor {
                 };
                 let _ = reply.send(result);
             }
-            CommandKind::Stdin(data) => self.route_stdin(StdinOp::Data(data, reply)),
-            CommandKind::CloseStdin => self.route_stdin(StdinOp::Close(reply)),
+            CommandKind::Stdin(data) => self.stdin.send(StdinOp::Data(data, reply)),
+            CommandKind::CloseStdin => self.stdin.send(StdinOp::Close(reply)),
             CommandKind::Stop => match (stop.as_mut(), pid) {
                 (Some(current), _) => {
                     current.replies.push(reply);
@@ -543,11 +536,6 @@ impl Supervisor {
                 }
             },
         }
-    }
-
-    /// Hands a stdin operation to the router task (which answers it).
-    fn route_stdin(&self, op: StdinOp) {
-        let _ = self.stdin.send(StdinMsg::Op(op));
     }
 
     fn no_child(&self) -> String {

@@ -7,14 +7,14 @@
 use crate::command::Command;
 use crate::link::{self, Input, LinkConfig, Request};
 use crate::signals::Signals;
-use crate::stdio::{self, chunk_size};
+use crate::stdio::{self, chunk_size, StdinRouter};
 use crate::supervisor::{Supervisor, DRAIN_TIMEOUT};
 use crate::{sys, tty, Error, Outcome};
 use nerve_proto::{EventKind, ExitStatus, ProcessId, ProcessState};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use zmtp::Endpoint;
 
 /// Commands that may wait for the supervisor at once (from the center and the handle);
@@ -96,9 +96,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
     let (events, inputs) = mpsc::unbounded_channel();
     let link = tokio::spawn(Box::pin(link::run(config, gate.clone(), hold, inputs, link_requests)));
     let own_stdin = (command.pass_stdin && sys::may_read_stdin()).then(stdio::own_stdin);
-    let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-    let (generation_tx, generation) = watch::channel(0u64);
-    let router = tokio::spawn(stdio::route_stdin(stdin_rx, own_stdin, generation));
+    let (stdin, router) = StdinRouter::start(own_stdin);
     let raw = if command.spec.tty { tty::RawMode::enter(0) } else { None };
     let mut supervisor = Supervisor {
         spec: command.spec.clone(),
@@ -110,8 +108,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
         drain_timeout: DRAIN_TIMEOUT + command.stall_timeout,
         requests,
         signals,
-        stdin: stdin_tx,
-        stdin_generation: generation_tx,
+        stdin,
         pty: None,
         pid_slot,
         last: None,

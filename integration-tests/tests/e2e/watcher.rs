@@ -519,3 +519,42 @@ fn a_new_center_shows_a_child_stopped_before_it_started_as_stopped() {
         r["stopped_by"].is_null()
     });
 }
+
+#[test]
+fn writes_to_a_stdin_nobody_reads_wait_in_a_bounded_backlog_and_the_rest_are_refused() {
+    // nrv-open keeps at most 16 center writes (STDIN_BACKLOG) waiting for a child that never
+    // reads; more are refused at once, by name of the reason, instead of piling up.
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let groups = ChildGroups::new();
+    // nrv-open's own stdin stays open (and silent), so the child's stdin stays open too.
+    let open = spawn_open(
+        dir.path(),
+        &center.endpoint,
+        &["--name", "deaf", "--startsecs", "0", "sleep", "1000"],
+        Input::Open,
+    );
+    let (id, pid) = center.log.child_of(open.pid());
+    groups.add(pid);
+    center.log.wait_for(&id, "start", WAIT);
+    let text = "x".repeat(60 * 1024);
+    let started = Instant::now();
+    let ctls: Vec<Running> = (0..24)
+        .map(|_| integration_tests::spawn_ctl(dir.path(), &center.control, &["send", &id, &text]))
+        .collect();
+    let outcomes: Vec<_> = ctls.into_iter().map(|c| c.wait(Duration::from_secs(20))).collect();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o.code() != Some(0) && o.stderr.contains("wait for the child to read its stdin"))
+        .count();
+    // 64 KiB of pipe take one write and part of a second; 16 wait; of 24, at least 6 are refused.
+    assert!(
+        refused >= 6,
+        "{refused} of 24 sends refused for the backlog; outcomes: {:?}",
+        outcomes
+            .iter()
+            .map(|o| (o.code(), o.stderr.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "every send answered");
+}
