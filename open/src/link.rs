@@ -24,7 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, SendError};
 
 /// What a watcher does with output when its queue is full (`--when-full`).
@@ -95,9 +95,12 @@ pub fn holds_back(mode: WhenFull, view: &CenterView, now: Instant, stall: Durati
 
 /// What the watcher gives the link.
 pub enum Input {
-    /// Report this event (time of the event, ms since the epoch). For output, the last field
-    /// is how many of its bytes were credited (see the module doc); 0 for other kinds.
-    Event(u64, EventKind, usize),
+    /// Report this event (time of the event, ms since the epoch); not output.
+    Event(u64, EventKind),
+    /// Report this output event (time, the event, how many of its bytes were credited: see the
+    /// module doc). The permit is one of [`TRANSIT_CHUNKS`]: output read but not yet taken by
+    /// the link is bounded even while nothing holds the child back.
+    Output(u64, EventKind, usize, OwnedSemaphorePermit),
     /// No more events will come: answer once everything is acknowledged, or as soon as no
     /// center was ever reached and an attempt failed. The answer is the number of events not
     /// acknowledged.
@@ -139,7 +142,13 @@ pub struct Gate {
     pub credits: Arc<Semaphore>,
     /// Whether reads wait for credits ([`holds_back`]).
     pub hold: watch::Receiver<bool>,
+    /// [`TRANSIT_CHUNKS`] permits, one taken per chunk read until the link takes it.
+    pub transit: Arc<Semaphore>,
 }
+
+/// Output chunks that may be read from the child's pipes and not yet taken by the link: 4
+/// (at most 4 × `MAX_OUTPUT_CHUNK` bytes between the pumps and the queue).
+pub const TRANSIT_CHUNKS: usize = 4;
 
 struct Conn {
     tx: DealerSender,
@@ -191,7 +200,8 @@ struct Link {
 pub fn gate(config: &LinkConfig) -> (Gate, watch::Sender<bool>) {
     let credits = Arc::new(Semaphore::new(config.queue_bytes.min(Semaphore::MAX_PERMITS)));
     let (hold_tx, hold) = watch::channel(config.when_full == WhenFull::Block);
-    (Gate { credits, hold }, hold_tx)
+    let transit = Arc::new(Semaphore::new(TRANSIT_CHUNKS));
+    (Gate { credits, hold, transit }, hold_tx)
 }
 
 /// Runs the link until [`Input::Finish`] has been answered and `inputs` is closed.
@@ -241,7 +251,8 @@ pub async fn run(
         }
         tokio::select! {
             input = inputs.recv(), if inputs_open => match input {
-                Some(Input::Event(time_ms, kind, credit)) => link.push(time_ms, kind, credit),
+                Some(Input::Event(time_ms, kind)) => link.push(time_ms, kind, 0),
+                Some(Input::Output(time_ms, kind, credit, _transit)) => link.push(time_ms, kind, credit),
                 Some(Input::Finish(done)) => link.finish = Some(done),
                 None => inputs_open = false,
             },

@@ -73,6 +73,9 @@ pub fn spawn_registered(
 ) -> io::Result<(Child, mpsc::UnboundedReceiver<ChildEvent>)> {
     let mut waiting = waiting();
     let child = spawn()?;
+    // Unbounded: the kernel reports one status change per stop, continue or exit, so this
+    // grows only as fast as signals are sent to the child, and the watch loop takes each one
+    // at once; the last (Exited) closes it.
     let (tx, rx) = mpsc::unbounded_channel();
     waiting.insert(child.id() as i32, tx);
     Ok((child, rx))

@@ -249,6 +249,10 @@ pub async fn pump_output(
     let mut buf = Vec::new();
     let mut out = out;
     loop {
+        // At most TRANSIT_CHUNKS chunks between the pumps and the link, whatever the mode.
+        let Ok(transit) = gate.transit.clone().acquire_owned().await else {
+            break;
+        };
         // Reserve room before reading while the link holds the child back; otherwise read at
         // once and take what room there is.
         let reserved = if *gate.hold.borrow() {
@@ -294,7 +298,7 @@ pub async fn pump_output(
             stream,
             data: buf[..n].to_vec(),
         };
-        let _ = events.send(Input::Event(now_ms(), kind, credit));
+        let _ = events.send(Input::Output(now_ms(), kind, credit, transit));
         if broken {
             break; // the child's next write gets SIGPIPE, as without nrv-open
         }

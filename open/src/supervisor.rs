@@ -137,7 +137,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     fn report(&self, kind: EventKind) {
-        let _ = self.events.send(Input::Event(sys::now_ms(), kind, 0));
+        let _ = self.events.send(Input::Event(sys::now_ms(), kind));
     }
 
     fn state(&self, state: ProcessState, cause: impl Into<String>) {

@@ -1,8 +1,9 @@
 //! One watch, start to end, on the calling thread: a current-thread tokio runtime whose
 //! tasks are the link ([`crate::link`]), the output pumps and the stdin router
 //! ([`crate::stdio`]) and the supervisor ([`crate::supervisor`]); they talk over channels,
-//! all bounded but the events channel (whose output is bounded by the link's credits and
-//! whose other events are a few per child).
+//! all bounded but two: the events channel (its output chunks hold one of
+//! `link::TRANSIT_CHUNKS` permits each, its other events are a few per child) and the stdin
+//! router's change-of-child channel (one message per spawn and per exit).
 
 use crate::command::Command;
 use crate::link::{self, Input, LinkConfig, Request};
@@ -93,6 +94,9 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
         stall_timeout: command.stall_timeout,
     };
     let (gate, hold) = link::gate(&config);
+    // Unbounded, yet bounded in fact: output in it holds one of TRANSIT_CHUNKS permits, and
+    // the rest are control events, a few per child (start, states, exit), which the
+    // supervisor must be able to report without waiting.
     let (events, inputs) = mpsc::unbounded_channel();
     let link = tokio::spawn(Box::pin(link::run(config, gate.clone(), hold, inputs, link_requests)));
     let own_stdin = (command.pass_stdin && sys::may_read_stdin()).then(stdio::own_stdin);
@@ -132,14 +136,14 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
                 state: ProcessState::Fatal,
                 cause: error.to_string(),
             };
-            let _ = events.send(Input::Event(sys::now_ms(), kind, 0));
+            let _ = events.send(Input::Event(sys::now_ms(), kind));
             Err(error)
         }
     };
     drop(raw);
     drop(supervisor);
     router.abort();
-    let _ = events.send(Input::Event(sys::now_ms(), EventKind::Goodbye, 0));
+    let _ = events.send(Input::Event(sys::now_ms(), EventKind::Goodbye));
     let unacknowledged = finish(&events, command.linger, &command.endpoint).await;
     drop(events);
     let _ = tokio::time::timeout(Duration::from_millis(100), link).await;

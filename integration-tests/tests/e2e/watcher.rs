@@ -558,3 +558,52 @@ fn writes_to_a_stdin_nobody_reads_wait_in_a_bounded_backlog_and_the_rest_are_ref
     );
     assert!(started.elapsed() < Duration::from_secs(20), "every send answered");
 }
+
+#[test]
+fn dropping_output_with_no_center_keeps_the_watcher_small() {
+    // No center and --when-full drop: the child is never held back and 128 MiB go by; what is
+    // read but not yet taken by the link is bounded (TRANSIT_CHUNKS), and so is the queue, so
+    // the watcher's resident memory stays small throughout.
+    let dir = TestDir::new();
+    let endpoint = dir.ipc("nobody.sock");
+    let mut open = Running::spawn_with(
+        open_command(
+            dir.path(),
+            &endpoint,
+            &[
+                "--when-full",
+                "drop",
+                "--queue-bytes",
+                "65536",
+                "head",
+                "-c",
+                "134217728",
+                "/dev/zero",
+            ],
+        ),
+        Input::Null,
+        Stdout::Digest,
+        "nrv-open --when-full drop head -c 128M /dev/zero",
+    );
+    let pid = open.pid();
+    let mut peak_kib = 0u64;
+    while !open.try_exited() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = open.wait(Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stdout_digest.len, 134_217_728, "every byte still passes through");
+    assert!(peak_kib > 0, "nrv-open's RSS was read at least once");
+    assert!(
+        peak_kib < 16 * 1024,
+        "nrv-open peaked at {peak_kib} KiB RSS while dropping (bound 16 MiB)"
+    );
+}
