@@ -250,7 +250,7 @@ impl Command {
         let id = ProcessId(rand::random());
         let (requests_tx, requests) = watch::requests();
         let pid_slot = Arc::new(AtomicU32::new(0));
-        let (ready_tx, ready) = std_mpsc::channel::<Result<(), Error>>();
+        let (ready_tx, ready) = std_mpsc::channel::<bool>();
         let (done_tx, done) = std_mpsc::channel::<Outcome>();
         let watched = Watched {
             command: self.clone(),
@@ -262,26 +262,24 @@ impl Command {
         let thread = std::thread::Builder::new()
             .name(format!("nrv-watch-{id}"))
             .spawn(move || {
-                let ready = move |r: Result<(), Error>| {
-                    let _ = ready_tx.send(r);
+                let ready = move |spawned: bool| {
+                    let _ = ready_tx.send(spawned);
                 };
-                if let Ok(outcome) = watch::run(watched, ready) {
-                    let _ = done_tx.send(outcome);
-                }
+                // The outcome goes to the handle; an error before the first spawn is this
+                // thread's result, for spawn() to return.
+                let outcome = watch::run(watched, ready)?;
+                let _ = done_tx.send(outcome);
+                Ok(())
             })
             .map_err(Error::Setup)?;
-        match ready.recv() {
-            Ok(Ok(())) => Ok(Child::new(id, pid_slot, requests_tx, done, thread)),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(Error::Setup(std::io::Error::other(
-                    "the watch thread ended before spawning",
-                )))
-            }
+        if ready.recv() == Ok(true) {
+            return Ok(Child::new(id, pid_slot, requests_tx, done, thread));
+        }
+        match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(Error::Setup(std::io::Error::other(
+                "the watch thread ended before spawning",
+            ))),
         }
     }
 

@@ -44,7 +44,7 @@ pub struct Child {
     requests: mpsc::Sender<Request>,
     done: std_mpsc::Receiver<Outcome>,
     outcome: Option<Outcome>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
 }
 
 impl Child {
@@ -53,7 +53,7 @@ impl Child {
         pid: Arc<AtomicU32>,
         requests: mpsc::Sender<Request>,
         done: std_mpsc::Receiver<Outcome>,
-        thread: std::thread::JoinHandle<()>,
+        thread: std::thread::JoinHandle<Result<(), Error>>,
     ) -> Child {
         Child {
             id,

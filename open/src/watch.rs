@@ -41,19 +41,18 @@ pub struct Watched {
     pub link_requests: mpsc::Sender<Request>,
 }
 
-/// Runs the watch to its end on this thread; `ready` is called once the first spawn is
-/// done (or failed).
+/// Runs the watch to its end on this thread; `ready` is called once: `true` as soon as the
+/// first child is spawned, `false` when the watch failed before (the error is returned).
 ///
 /// # Errors
 /// [`Error::Spawn`] when the first child could not be started, [`Error::Setup`] when the
 /// runtime or the signal handlers could not be set up.
-pub fn run(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Outcome, Error> {
+pub fn run(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            let error = Error::Setup(e);
-            ready(Err(Error::Setup(std::io::Error::other(error.to_string()))));
-            return Err(error);
+            ready(false);
+            return Err(Error::Setup(e));
         }
     };
     // Boxed: the whole watch is one large state machine, and block_on moves a future by value
@@ -61,11 +60,11 @@ pub fn run(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Ou
     runtime.block_on(Box::pin(watch(watched, ready)))
 }
 
-async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Result<Outcome, Error> {
+async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
     let mut ready = Some(ready);
-    let mut ready = move |r: Result<(), Error>| {
+    let mut ready = move |spawned: bool| {
         if let Some(f) = ready.take() {
-            f(r);
+            f(spawned);
         }
     };
     let Watched {
@@ -75,13 +74,12 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
         requests,
         link_requests,
     } = watched;
-    let setup_failed = |e: std::io::Error| Error::Setup(e);
     // Before the spawn, so that no signal is missed (or kills us and orphans the child).
     let signals = match Signals::new(command.catch_signals, command.spec.tty) {
         Ok(signals) => signals,
         Err(e) => {
-            ready(Err(Error::Setup(std::io::Error::other(e.to_string()))));
-            return Err(setup_failed(e));
+            ready(false);
+            return Err(Error::Setup(e));
         }
     };
     let config = LinkConfig {
@@ -123,7 +121,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
     };
     let outcome = match supervisor.start("spawned").await {
         Ok(first) => {
-            ready(Ok(()));
+            ready(true);
             let ending = supervisor.run(first).await;
             Ok((ending.status.unwrap_or(ExitStatus::Code(1)), ending.state))
         }
@@ -155,26 +153,10 @@ async fn watch(watched: Watched, ready: impl FnOnce(Result<(), Error>)) -> Resul
             unacknowledged,
         }),
         Err(error) => {
-            ready(Err(Error::Spawn {
-                program: command.spec.program.to_string_lossy().into_owned(),
-                source: std::io::Error::new(error_kind(&error), error_text(&error)),
-            }));
+            // Only now: the center has been told (FATAL, goodbye) before spawn() returns.
+            ready(false);
             Err(error)
         }
-    }
-}
-
-fn error_kind(e: &Error) -> std::io::ErrorKind {
-    match e {
-        Error::Spawn { source, .. } => source.kind(),
-        _ => std::io::ErrorKind::Other,
-    }
-}
-
-fn error_text(e: &Error) -> String {
-    match e {
-        Error::Spawn { source, .. } => source.to_string(),
-        other => other.to_string(),
     }
 }
 

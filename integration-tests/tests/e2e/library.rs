@@ -87,3 +87,27 @@ fn the_library_signals_stops_and_reports_the_stop() {
         "nothing left to stop"
     );
 }
+
+#[test]
+fn a_program_that_does_not_exist_is_a_spawn_error_and_the_center_hears_fatal_first() {
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let error = match quiet("/nonexistent/nerve-test-program", &center).spawn() {
+        Ok(_) => panic!("spawning a program that does not exist succeeded"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(error, nerve_open::Error::Spawn { .. }),
+        "a spawn error, not {error:?}"
+    );
+    assert_eq!(error.exit_code(), 127, "{error}");
+    assert!(error.to_string().contains("/nonexistent/nerve-test-program"), "{error}");
+    // spawn() returns only after the center was told.
+    let lines = center.log.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| line_kind(l) == "state" && l["data"]["state"] == "FATAL"),
+        "FATAL is in the log when spawn() returns"
+    );
+}
