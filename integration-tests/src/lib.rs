@@ -47,8 +47,8 @@ pub use ctl::{ctl_json, ps_json, ring_json, row_of, rows_of, run_ctl, run_ctl_wi
 pub use dirs::{free_tcp_endpoint, ipc_path, TestDir};
 pub use keys::{keygen, KeyFiles};
 pub use log::{
-    decode_data, for_id, line_id, line_kind, line_seq, line_time_ms, of_kind, output_by_seq, output_of, states_of,
-    tail_of, unix_ms_now, wait_for_end, Log,
+    decode_data, for_id, line_id, line_kind, line_seq, line_time_ms, of_id_kind, of_kind, output_by_seq, output_of,
+    states_of, tail_of, unix_ms_now, wait_for_end, Log,
 };
 pub use peer::{endpoint, runtime, test_hello};
 pub use process::{

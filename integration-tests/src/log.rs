@@ -255,6 +255,14 @@ pub fn of_kind<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
     lines.iter().filter(|l| line_kind(l) == kind).collect()
 }
 
+/// The lines of process `id` of `kind`.
+pub fn of_id_kind<'a>(lines: &'a [Value], id: &str, kind: &str) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| line_id(l) == Some(id) && line_kind(l) == kind)
+        .collect()
+}
+
 /// The bytes of an `out`/`err` line: its `data` string, base64-decoded when the line has
 /// `"encoding": "base64"`.
 ///

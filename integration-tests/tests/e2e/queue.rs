@@ -1,7 +1,7 @@
 //! The watcher's bounded queue: with no center, output past `--queue-bytes` is dropped, counted,
 //! and reported as a `dropped` event once a center is reached; nothing is lost unaccounted for.
 
-use integration_tests::{for_id, line_kind, output_of, spawn_open, Center, Input, TestDir, WAIT};
+use integration_tests::{line_kind, of_id_kind, output_of, spawn_open, Center, Input, TestDir, WAIT};
 use std::time::Duration;
 
 #[test]
@@ -43,10 +43,7 @@ fn output_beyond_the_queue_bound_is_dropped_and_reported_when_a_center_comes() {
 
     let lines = center.log.lines();
     let recorded = output_of(&lines, &id, "out");
-    let dropped: Vec<_> = for_id(&lines, &id)
-        .into_iter()
-        .filter(|l| line_kind(l) == "dropped")
-        .collect();
+    let dropped: Vec<_> = of_id_kind(&lines, &id, "dropped");
     assert_eq!(dropped.len(), 1, "one dropped report: {dropped:?}");
     let dropped_bytes = dropped[0]["data"]["bytes"].as_u64().unwrap_or(0);
     assert!(

@@ -6,9 +6,9 @@
 use crate::ctl_signal::sleeper;
 use crate::wait_for_end;
 use integration_tests::{
-    assert_bytes_eq, for_id, line_kind, open_command, output_file_digest, output_of, pid_alive, pids_with_cmdline,
-    proc_pgrp, proc_state, ps_json, row_of, run_ctl, send_signal, spawn_open, tail_of, wait_for_pid_file, wait_until,
-    Center, ChildGroups, Digest, Input, Running, Stdout, Terminal, TestDir, WAIT,
+    assert_bytes_eq, for_id, line_kind, of_id_kind, open_command, output_file_digest, output_of, pid_alive,
+    pids_with_cmdline, proc_pgrp, proc_state, ps_json, row_of, run_ctl, send_signal, spawn_open, tail_of,
+    wait_for_pid_file, wait_until, Center, ChildGroups, Digest, Input, Running, Stdout, Terminal, TestDir, WAIT,
 };
 use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
@@ -316,12 +316,7 @@ fn a_sigstopped_child_shows_as_stopped_then_continued_and_stop_ends_it_within_a_
     center
         .log
         .wait_until(&format!("a second paused line of {id}"), WAIT, |lines| {
-            (for_id(lines, &id)
-                .into_iter()
-                .filter(|l| line_kind(l) == "paused")
-                .count()
-                == 2)
-                .then_some(())
+            (of_id_kind(lines, &id, "paused").len() == 2).then_some(())
         });
     let asked = Instant::now();
     let ctl = run_ctl(dir.path(), &center.control, &["stop", &id], WAIT);
@@ -359,10 +354,7 @@ fn a_64_kib_queue_with_a_live_center_blocks_the_child_and_loses_nothing() {
 
     let id = center.log.id_of_watcher(out.pid);
     let lines = wait_for_end(&center.log, &id, Duration::from_secs(30));
-    let dropped: Vec<&Value> = for_id(&lines, &id)
-        .into_iter()
-        .filter(|l| line_kind(l) == "dropped")
-        .collect();
+    let dropped: Vec<&Value> = of_id_kind(&lines, &id, "dropped");
     assert!(
         dropped.is_empty(),
         "nothing is dropped while the center acknowledges: {dropped:?}"

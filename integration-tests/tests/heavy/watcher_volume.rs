@@ -5,8 +5,8 @@
 
 use crate::serial;
 use integration_tests::{
-    for_id, line_kind, open_command, output_file_digest, pid_alive, wait_for_end, wait_until, Center, ChildGroups,
-    Digest, Input, Log, Running, Stdout, TestDir, WAIT,
+    of_id_kind, open_command, output_file_digest, pid_alive, wait_for_end, wait_until, Center, ChildGroups, Digest,
+    Input, Log, Running, Stdout, TestDir, WAIT,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -48,10 +48,7 @@ fn every_byte_arrives(dir: &TestDir, center: &Center, args: &[&str], want: Diges
 
     let id = center.log.id_of_watcher(out.pid);
     let lines = wait_for_end(&center.log, &id, Duration::from_secs(120));
-    let dropped: Vec<&Value> = for_id(&lines, &id)
-        .into_iter()
-        .filter(|l| line_kind(l) == "dropped")
-        .collect();
+    let dropped: Vec<&Value> = of_id_kind(&lines, &id, "dropped");
     assert!(
         dropped.is_empty(),
         "nothing dropped while the center acknowledges: {dropped:?}"
@@ -107,10 +104,7 @@ fn every_byte_of_256_mib_of_100_byte_lines_reaches_the_center_and_stdout() {
 
 /// Total `bytes` of the `dropped` lines of process `id`, and how many there are.
 fn dropped_bytes(lines: &[Value], id: &str) -> (u64, usize) {
-    let dropped: Vec<&Value> = for_id(lines, id)
-        .into_iter()
-        .filter(|l| line_kind(l) == "dropped")
-        .collect();
+    let dropped: Vec<&Value> = of_id_kind(lines, id, "dropped");
     for line in &dropped {
         assert!(
             line["data"]["events"].as_u64().is_some_and(|n| n > 0) && line["data"]["bytes"].as_u64().is_some(),
