@@ -29,6 +29,12 @@ pub const CAUGHT: [i32; 6] = [
     libc::SIGUSR2,
 ];
 
+/// Whether caught signal `sig` stops the watch (SIGTERM always; SIGINT while nothing runs to
+/// forward it to, or during a stop, where it escalates) rather than being forwarded.
+pub fn is_stop_signal(sig: i32) -> bool {
+    sig == libc::SIGTERM || sig == libc::SIGINT
+}
+
 /// What woke the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Woken {

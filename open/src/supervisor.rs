@@ -24,7 +24,7 @@ use crate::child::{self, Spec};
 use crate::link::{Gate, Input, Request};
 use crate::policy::{describe, AfterExit, Policy};
 use crate::reaper::{self, ChildEvent};
-use crate::signals::{group_exists, send_scoped, send_signal, tree_of, Signals, Woken};
+use crate::signals::{group_exists, is_stop_signal, send_scoped, send_signal, tree_of, Signals, Woken};
 use crate::stdio::{self, OwnFd, Reply, StdinOp, StdinRouter};
 use crate::{stats, sys, tree, tty};
 use nerve_proto::{CommandKind, EventKind, ExitStatus, ProcessState, Signal, Stream};
@@ -397,7 +397,7 @@ impl Supervisor {
                 _ = tokio::time::sleep(GROUP_POLL) => {}
                 Some(request) = self.requests.recv() => self.on_request(request, None, stop),
                 woken = self.signals.next() => match woken {
-                    Woken::Caught(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                    Woken::Caught(sig) if is_stop_signal(sig) => {
                         self.on_woken(woken, Some(pgid), stop)
                     }
                     Woken::Child => reaper::reap(),
@@ -486,7 +486,7 @@ impl Supervisor {
             let _ = send_signal(pid, true, Signal::INT);
             return;
         }
-        if sig != libc::SIGTERM && sig != libc::SIGINT {
+        if !is_stop_signal(sig) {
             let _ = send_signal(pid, false, Signal(sig));
             return;
         }
@@ -562,7 +562,7 @@ impl Supervisor {
                     }
                 },
                 woken = self.signals.next() => match woken {
-                    Woken::Caught(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                    Woken::Caught(sig) if is_stop_signal(sig) => {
                         (format!("nrv-open got SIG{} in {state}", Signal(sig)), None)
                     }
                     Woken::Child => {
