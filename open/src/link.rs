@@ -188,6 +188,9 @@ struct Link {
     /// The center refused a message and the connection was dropped: the next attempt waits
     /// for the backoff (a center that refuses every hello must not be hammered).
     refused: bool,
+    /// Delay before the next attempt after a failed one; doubles up to [`MAX_BACKOFF`], back
+    /// to [`MIN_BACKOFF`] once a center welcomes this watcher.
+    backoff: Duration,
     /// A refusal was reported on stderr since the last welcome.
     refusal_warned: bool,
     finish: Option<oneshot::Sender<usize>>,
@@ -231,6 +234,7 @@ pub async fn run(
         decode_warned: false,
         drop_warned: false,
         refused: false,
+        backoff: MIN_BACKOFF,
         refusal_warned: false,
         finish: None,
         requests,
@@ -238,7 +242,6 @@ pub async fn run(
     };
     let mut connecting: Option<Connecting> = Some(link.connect());
     let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut backoff = MIN_BACKOFF;
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
@@ -260,14 +263,10 @@ pub async fn run(
                 connecting = None;
                 link.tried = true;
                 match result {
-                    Ok(dealer) => {
-                        backoff = MIN_BACKOFF;
-                        link.on_connected(dealer);
-                    }
+                    Ok(dealer) => link.on_connected(dealer),
                     Err(e) => {
                         link.warn(&e.to_string());
-                        retry_at = Some(tokio::time::Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        retry_at = Some(link.next_retry());
                     }
                 }
             },
@@ -281,8 +280,7 @@ pub async fn run(
         link.update_hold();
         if link.conn.is_none() && connecting.is_none() {
             if std::mem::take(&mut link.refused) {
-                retry_at = Some(tokio::time::Instant::now() + backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                retry_at = Some(link.next_retry());
             }
             match retry_at {
                 Some(at) if tokio::time::Instant::now() < at => {}
@@ -296,6 +294,13 @@ pub async fn run(
 }
 
 impl Link {
+    /// When to try again after a failed attempt or a refusal (and grows the backoff).
+    fn next_retry(&mut self) -> tokio::time::Instant {
+        let at = tokio::time::Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        at
+    }
+
     fn connect(&mut self) -> Connecting {
         self.conn_counter = self.conn_counter.wrapping_add(1);
         let mut identity = self.config.hello.id.0.to_be_bytes().to_vec();
@@ -483,6 +488,7 @@ impl Link {
                 // A later outage is worth a warning of its own.
                 self.warned = false;
                 self.refusal_warned = false;
+                self.backoff = MIN_BACKOFF;
                 self.ever_connected = true;
                 self.ack(welcome.next_seq);
             }

@@ -258,3 +258,45 @@ fn signal_command_ends_the_child() {
     let out = open.wait(WAIT);
     assert_eq!(out.code(), Some(143), "{}", out.describe());
 }
+
+#[test]
+fn a_center_that_refuses_every_hello_gets_growing_backoff_and_one_warning() {
+    // A center of another build answers every message with Error: nrv-open reconnects with a
+    // growing delay (100 ms, 200 ms, 400 ms, … capped at 2 s), not in a tight loop, and says
+    // so once.
+    let dir = TestDir::new();
+    let ep = dir.ipc("refusing.sock");
+    let rt = runtime();
+    let mut router = rt.block_on(async {
+        Router::bind(&endpoint(&ep), false)
+            .await
+            .unwrap_or_else(|e| panic!("bind {ep}: {e}"))
+    });
+    let sender = router.sender();
+    let mut open = spawn_open(dir.path(), &ep, &["--linger", "0.2", "sleep", "100"], Input::Null);
+    let hellos = rt.block_on(async {
+        let mut hellos = 0;
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(incoming) = tokio::time::timeout_at(until, router.recv()).await {
+            let Ok(payload) = incoming.payload else { continue };
+            if let Ok(WatcherMsg::Hello(_)) = decode::<WatcherMsg>(&payload) {
+                hellos += 1;
+            }
+            let refusal = CenterMsg::Error {
+                message: "send Hello first".into(),
+            };
+            let _ = sender.send(&incoming.peer, false, encode(&refusal)).await;
+        }
+        hellos
+    });
+    open.signal(libc::SIGTERM);
+    let out = open.wait(WAIT);
+    // 0, 0.1, 0.3, 0.7, 1.5 s and then every 2 s: about 6 hellos in 3 s; a tight loop made
+    // thousands.
+    assert!(
+        (2..=8).contains(&hellos),
+        "{hellos} hellos in 3 s from a refused watcher"
+    );
+    let warnings = out.stderr.matches("refused a message").count();
+    assert_eq!(warnings, 1, "one warning for the whole refusal; stderr: {}", out.stderr);
+}
