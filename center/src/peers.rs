@@ -258,6 +258,10 @@ impl Center {
         };
         let id = self.ring.next_link;
         self.ring.next_link += 1;
+        // Unbounded, and not yet bounded in fact: frames wait here while the link connects
+        // (up to 1 s plus backoff) or while the peer reads slowly; they are thrown away on each
+        // new connection, but a peer that stays connected and does not read lets this grow.
+        // Left for the ring rework (issue 14), which replaces these links.
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run_link(id, parsed, rx, self.ring.events_tx.clone()));
         self.ring.links.insert(

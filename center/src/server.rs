@@ -106,6 +106,9 @@ pub async fn run(
         mut control,
         mut sync,
     } = sockets;
+    // Unbounded: ring link tasks report here what their peers send, as fast as the peers
+    // send it; the loop takes each at once, but a flooding peer is not held back. Left for
+    // the ring rework (issue 14), which replaces these links.
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let mut center = Center {
