@@ -35,12 +35,11 @@ pub fn spawn_ctl(dir: &Path, control: &str, args: &[&str]) -> Running {
     )
 }
 
-/// Runs `nrv-ctl -c CONTROL ARGS...` (bounded by [`WAIT`]), expects exit 0 and one JSON value on
-/// stdout, and returns it.
+/// Runs `nrv-ctl -c CONTROL ARGS...` (bounded by [`WAIT`]) and expects exit 0.
 ///
 /// # Panics
-/// When it exits otherwise or stdout is not JSON (with its output).
-pub fn ctl_json(dir: &Path, control: &str, args: &[&str]) -> Value {
+/// When it exits otherwise (with its output).
+pub fn run_ctl_ok(dir: &Path, control: &str, args: &[&str]) -> Outcome {
     let out = run_ctl(dir, control, args, WAIT);
     assert_eq!(
         out.code(),
@@ -49,6 +48,16 @@ pub fn ctl_json(dir: &Path, control: &str, args: &[&str]) -> Value {
         args.join(" "),
         out.describe()
     );
+    out
+}
+
+/// Runs `nrv-ctl -c CONTROL ARGS...` (bounded by [`WAIT`]), expects exit 0 and one JSON value on
+/// stdout, and returns it.
+///
+/// # Panics
+/// When it exits otherwise or stdout is not JSON (with its output).
+pub fn ctl_json(dir: &Path, control: &str, args: &[&str]) -> Value {
+    let out = run_ctl_ok(dir, control, args);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout of nrv-ctl {} is not one JSON value ({e}); {}",

@@ -3,8 +3,8 @@
 
 use crate::wait_for_end;
 use integration_tests::{
-    decode_data, for_id, line_kind, output_of, run_ctl, run_ctl_with_input, spawn_ctl, spawn_open, Center, ChildGroups,
-    Input, Log, Running, TestDir, WAIT,
+    decode_data, for_id, line_kind, output_of, run_ctl_ok, run_ctl_with_input, spawn_ctl, spawn_open, Center,
+    ChildGroups, Input, Log, Running, TestDir, WAIT,
 };
 use serde_json::json;
 
@@ -39,15 +39,7 @@ fn wait_logged(log: &Log, id: &str, kind: &str, want: &[u8]) {
 
 /// Runs `nrv-ctl ARGS...` and expects exit 0.
 fn ctl_ok(dir: &TestDir, center: &Center, args: &[&str]) -> String {
-    let out = run_ctl(dir.path(), &center.control, args, WAIT);
-    assert_eq!(
-        out.code(),
-        Some(0),
-        "nrv-ctl {} should exit 0; {}",
-        args.join(" "),
-        out.describe()
-    );
-    out.stdout_str()
+    run_ctl_ok(dir.path(), &center.control, args).stdout_str()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::ctl_signal::sleeper;
 use crate::wait_for_end;
 use integration_tests::{
     assert_bytes_eq, for_id, line_kind, of_id_kind, open_command, output_file_digest, output_of, pid_alive,
-    pids_with_cmdline, proc_pgrp, proc_state, ps_json, row_of, run_ctl, send_signal, spawn_open, tail_of,
+    pids_with_cmdline, proc_pgrp, proc_state, ps_json, row_of, run_ctl_ok, send_signal, spawn_open, tail_of,
     wait_for_pid_file, wait_until, Center, ChildGroups, Digest, Input, Running, Stdout, Terminal, TestDir, WAIT,
 };
 use rand::{RngCore, SeedableRng};
@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 /// The line of process `id` (its first 12 hex digits) in the `nrv-ctl ps` table.
 fn ps_table_line(dir: &TestDir, center: &Center, id: &str) -> String {
-    let out = run_ctl(dir.path(), &center.control, &["ps"], WAIT);
-    assert_eq!(out.code(), Some(0), "nrv-ctl ps; {}", out.describe());
-    let text = out.stdout_str();
+    let text = run_ctl_ok(dir.path(), &center.control, &["ps"]).stdout_str();
     text.lines()
         .find(|l| l.starts_with(&id[..12]))
         .map(str::to_owned)
@@ -259,8 +257,7 @@ fn stop_reaches_a_descendant_that_left_the_process_group_before_stopped_is_repor
     );
 
     let asked = Instant::now();
-    let ctl = run_ctl(dir.path(), &center.control, &["stop", &id], WAIT);
-    assert_eq!(ctl.code(), Some(0), "nrv-ctl stop {id}; {}", ctl.describe());
+    run_ctl_ok(dir.path(), &center.control, &["stop", &id]);
     let stopped = center.log.wait_until(
         &format!("the STOPPED state line of {id}"),
         Duration::from_secs(3),
@@ -319,8 +316,7 @@ fn a_sigstopped_child_shows_as_stopped_then_continued_and_stop_ends_it_within_a_
             (of_id_kind(lines, &id, "paused").len() == 2).then_some(())
         });
     let asked = Instant::now();
-    let ctl = run_ctl(dir.path(), &center.control, &["stop", &id], WAIT);
-    assert_eq!(ctl.code(), Some(0), "nrv-ctl stop {id}; {}", ctl.describe());
+    run_ctl_ok(dir.path(), &center.control, &["stop", &id]);
     let out = open.wait(Duration::from_secs(5));
     let took = out.exited_at.duration_since(asked);
     assert_eq!(out.code(), Some(143), "TERM, then CONT, ends it; {}", out.describe());
@@ -384,8 +380,7 @@ fn ctl_signal(dir: &TestDir, center: &Center, scope_flags: &[&str], id: &str, si
     let mut args = vec!["signal"];
     args.extend_from_slice(scope_flags);
     args.extend([id, signal]);
-    let out = run_ctl(dir.path(), &center.control, &args, WAIT);
-    assert_eq!(out.code(), Some(0), "nrv-ctl {}; {}", args.join(" "), out.describe());
+    run_ctl_ok(dir.path(), &center.control, &args);
 }
 
 /// After `nrv-ctl signal [scope] ID STOP`: waits until every pid in `reached` is stopped, then
