@@ -30,6 +30,12 @@ pub mod samples {
             child_pid: Some(4243),
             state: Some(ProcessState::Running),
             stopped_by: None,
+            child_uptime_ms: None,
+            history: Vec::new(),
+            history_dropped: 0,
+            restarts: 0,
+            exit: None,
+            argv_cut: None,
         })
     }
 
@@ -107,6 +113,9 @@ pub mod samples {
             history: Vec::new(),
             stale: false,
             stopped_by: None,
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
         };
         ControlReply {
             id: 1,

@@ -420,6 +420,12 @@ async fn synthetic_watcher(
         child_pid: None,
         state: None,
         stopped_by: None,
+        child_uptime_ms: None,
+        history: Vec::new(),
+        history_dropped: 0,
+        restarts: 0,
+        exit: None,
+        argv_cut: None,
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await

@@ -8,7 +8,8 @@ use nerve_proto::{
     decode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId, Reply, Request,
     Stream, VersionInfo, NERVE_VERSION, PROTOCOL_VERSION,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use zmtp::{Identity, Incoming};
 
 /// How long a watcher may take to answer a signal or stdin command.

@@ -237,6 +237,12 @@ mod tests {
             child_pid: None,
             state: None,
             stopped_by: None,
+            child_uptime_ms: None,
+            history: Vec::new(),
+            history_dropped: 0,
+            restarts: 0,
+            exit: None,
+            argv_cut: None,
         };
         let data = hello_data(&hello);
         assert_eq!(data["argv"], json!(["ls", {"base64": "//4="}, "-l"]));

@@ -14,8 +14,9 @@ use crate::table::Candidate;
 use bytes::Bytes;
 use nerve_proto::{decode, encode, CenterHello, PeerInfo, ProcessId, ProcessInfo, RingMsg};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use zmtp::{Dealer, DealerEvent, Endpoint, Identity, Incoming, RouterSender};
 
 /// Default seconds of silence after which a peer's rows are shown as stale.

@@ -13,7 +13,8 @@ use nerve_proto::{
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use zmtp::{Identity, Incoming, Router, RouterSender};
 
 /// How the center runs.

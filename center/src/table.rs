@@ -6,7 +6,8 @@ use nerve_proto::{
     Signal, StateChange, Stats,
 };
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use zmtp::Identity;
 
 /// Ended processes kept for `ps --all`, `info` and `tail`, at most this many (the oldest go
@@ -32,8 +33,12 @@ pub struct Process {
     pub started_at: Option<Instant>,
     /// The last reported state.
     pub state: Option<ProcessState>,
-    /// Every reported state change.
+    /// The last reported state changes, oldest first (see [`nerve_proto::MAX_HISTORY`]).
     pub history: Vec<StateChange>,
+    /// State changes older than `history` that were not kept.
+    pub history_dropped: u64,
+    /// Children started after the first.
+    pub restarts: u64,
     /// The last reported stats.
     pub stats: Option<Stats>,
     /// How the child ended, once it has.
@@ -103,6 +108,9 @@ impl Process {
             history: if with_history { self.history.clone() } else { Vec::new() },
             stale: false,
             stopped_by: self.stopped_by,
+            history_dropped: self.history_dropped,
+            restarts: self.restarts,
+            argv_cut: self.hello.argv_cut,
         }
     }
 
@@ -139,7 +147,9 @@ impl Table {
             pid: hello.child_pid,
             started_at: hello.child_pid.map(|_| now),
             state: hello.state,
-            history: Vec::new(),
+            history: hello.history.clone(),
+            history_dropped: hello.history_dropped,
+            restarts: hello.restarts,
             stats: None,
             exit: None,
             stopped_by: hello.stopped_by,
@@ -326,6 +336,12 @@ mod tests {
             child_pid: Some(42),
             state: Some(ProcessState::Running),
             stopped_by: None,
+            child_uptime_ms: None,
+            history: Vec::new(),
+            history_dropped: 0,
+            restarts: 0,
+            exit: None,
+            argv_cut: None,
         };
         let mut table = Table::default();
         let peer = Identity(bytes::Bytes::from_static(b"w1"));

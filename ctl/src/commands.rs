@@ -539,6 +539,9 @@ mod tests {
             history: Vec::new(),
             stale: false,
             stopped_by: None,
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
         }
     }
 
@@ -603,6 +606,9 @@ mod tests {
             argv: vec!["ls".into(), OsBytes(vec![0xff, 0xfe]), "caf\u{e9}".into()],
             cwd: OsBytes(b"/tmp/caf\xe9".to_vec()),
             stopped_by: Some(STOP),
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
             ..row()
         };
         let v = process_json(&odd, true);

@@ -38,5 +38,11 @@ pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello 
         child_pid: None,
         state: None,
         stopped_by: None,
+        child_uptime_ms: None,
+        history: Vec::new(),
+        history_dropped: 0,
+        restarts: 0,
+        exit: None,
+        argv_cut: None,
     }
 }

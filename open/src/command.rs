@@ -331,6 +331,12 @@ impl Command {
             child_pid: None,
             state: None,
             stopped_by: None,
+            child_uptime_ms: None,
+            history: Vec::new(),
+            history_dropped: 0,
+            restarts: 0,
+            exit: None,
+            argv_cut: None,
         }
     }
 }

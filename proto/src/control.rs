@@ -172,7 +172,17 @@ pub enum Reply {
     Info(Box<ProcessInfo>),
     /// Answer to [`Request::Ring`].
     Ring(Vec<crate::PeerInfo>),
+    /// Part of an answer to [`Request::Ps`]: more rows follow, in further `Rows` and a last
+    /// [`Reply::Ps`]. A center sends a table larger than [`MAX_REPLY_BYTES`] this way, so no
+    /// reply frame passes [`crate::MAX_FRAME_BYTES`] whatever the table holds.
+    Rows(Vec<ProcessInfo>),
 }
+
+/// The most encoded bytes a center puts in one reply frame of rows ([`Reply::Rows`],
+/// [`Reply::Ps`]) before it starts another: 256 KiB, well below [`crate::MAX_FRAME_BYTES`].
+/// One row is at most about 90 KiB (argv cut to [`crate::MAX_ARGV_BYTES`], [`crate::MAX_HISTORY`]
+/// state changes), so a part never passes the frame bound.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 
 /// The center's identity and versions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,6 +260,13 @@ pub struct ProcessInfo {
     /// The child exists but is stopped by this signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU);
     /// `None` while it runs. Shown by `ps` as `RUNNING (stopped by SIGSTOP)`.
     pub stopped_by: Option<Signal>,
+    /// State changes older than `history` that were not kept (beyond [`crate::MAX_HISTORY`]).
+    pub history_dropped: u64,
+    /// Children started after the first (supervisord's restart count).
+    pub restarts: u64,
+    /// When `argv` was cut (see [`crate::Hello::argv_cut`]): the full command line's size,
+    /// bytes.
+    pub argv_cut: Option<u64>,
 }
 
 /// One state change of a process.

@@ -42,13 +42,15 @@ mod watcher;
 
 pub use codec::{decode, encode, DecodeError, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use control::{
-    ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange, VersionInfo,
+    ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange,
+    VersionInfo, MAX_REPLY_BYTES,
 };
 pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
-    CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes, ProcessId,
-    ProcessState, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_OUTPUT_CHUNK,
+    cut_argv, cut_str, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,
+    ProcessId, ProcessState, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_ARGV_BYTES, MAX_HISTORY,
+    MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK,
 };
 
 /// The version of this crate, reported by `nrv-ctl version` (for example `0.1.0`).

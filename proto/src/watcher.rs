@@ -78,6 +78,68 @@ pub struct Hello {
     pub state: Option<ProcessState>,
     /// The signal that stopped the current child, while it is stopped (same reason).
     pub stopped_by: Option<Signal>,
+    /// How long the current child has run when this hello is sent, milliseconds, by the
+    /// watcher's monotonic clock; a center that starts later shows the true uptime from it.
+    pub child_uptime_ms: Option<u64>,
+    /// The watcher's last state changes, oldest first, at most [`MAX_HISTORY`] (so a new center
+    /// shows the same history as the one before it).
+    pub history: Vec<crate::StateChange>,
+    /// State changes older than `history` that the watcher no longer keeps.
+    pub history_dropped: u64,
+    /// Children started after the first (supervisord's restart count).
+    pub restarts: u64,
+    /// How the last child ended, if one has.
+    pub exit: Option<ExitStatus>,
+    /// When `argv` was cut to [`MAX_ARGV_BYTES`] (the last argument kept is cut short and the
+    /// rest are left out): the full command line's size, bytes (sum of the arguments'
+    /// lengths). `None` when `argv` is whole.
+    pub argv_cut: Option<u64>,
+}
+
+/// State changes a watcher sends in its hello and a center keeps per process: the last 100
+/// (older ones are counted, in [`Hello::history_dropped`] and `ProcessInfo::history_dropped`).
+pub const MAX_HISTORY: usize = 100;
+
+/// The most command-line bytes (sum of the arguments' lengths) a hello carries, 64 KiB: a
+/// watcher cuts a longer `argv` and says so in [`Hello::argv_cut`]; a center cuts what it is
+/// sent to the same bound. Linux allows up to 2 MiB of arguments (`ARG_MAX`), more than fits
+/// a frame ([`crate::MAX_FRAME_BYTES`]).
+pub const MAX_ARGV_BYTES: usize = 64 * 1024;
+
+/// The most bytes a center keeps of a hello's `name`, `host`, `user` and of a state change's
+/// `cause`, 1 KiB each (longer ones are cut at a character boundary); `cwd` is kept up to
+/// 4 KiB (`PATH_MAX`).
+pub const MAX_LABEL_BYTES: usize = 1024;
+
+/// Cuts `argv` to [`MAX_ARGV_BYTES`]: returns the arguments that fit (the last one cut short)
+/// and, when anything was cut, the full size in bytes.
+pub fn cut_argv(argv: &[OsBytes]) -> (Vec<OsBytes>, Option<u64>) {
+    let total: u64 = argv.iter().map(|a| a.0.len() as u64).sum();
+    if total <= MAX_ARGV_BYTES as u64 {
+        return (argv.to_vec(), None);
+    }
+    let mut left = MAX_ARGV_BYTES;
+    let mut kept = Vec::new();
+    for a in argv {
+        if left == 0 {
+            break;
+        }
+        let take = a.0.len().min(left);
+        kept.push(OsBytes(a.0[..take].to_vec()));
+        left -= take;
+    }
+    (kept, Some(total))
+}
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+pub fn cut_str(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
 }
 
 /// A numbered event from a watcher.

@@ -30,6 +30,12 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             child_pid: Some(42),
             state: Some(ProcessState::Running),
             stopped_by: None,
+            child_uptime_ms: None,
+            history: Vec::new(),
+            history_dropped: 0,
+            restarts: 0,
+            exit: None,
+            argv_cut: None,
         }),
         event(1, EventKind::Started { pid: 42 }),
         event(
