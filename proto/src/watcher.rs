@@ -36,6 +36,8 @@ impl FromStr for ProcessId {
 
 /// Everything a watcher sends to the center.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// A hello is sent once per connection and decoded once: its size on the stack does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum WatcherMsg {
     /// First message on every connection (also after a reconnect).
     Hello(Hello),
