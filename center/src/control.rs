@@ -1,12 +1,13 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::follow::{Follow, Follower};
 use crate::peers::Route;
 use crate::ring::count_lines;
 use crate::server::{Center, Error};
 use nerve_proto::{
-    decode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId, Reply, Request,
-    Stream, VersionInfo, NERVE_VERSION, PROTOCOL_VERSION,
+    decode, encode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId,
+    ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION, PROTOCOL_VERSION,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -56,32 +57,6 @@ pub struct Pending {
     pub then_close: bool,
     /// What the first step of a two-step command did.
     pub done_so_far: Option<String>,
-}
-
-/// What a streaming client follows.
-#[derive(Debug, Clone, Copy)]
-pub enum Follow {
-    /// Output of one process.
-    Tail {
-        /// The process.
-        id: ProcessId,
-        /// One stream, or both.
-        stream: Option<Stream>,
-    },
-    /// Log lines, of one process or all.
-    Events {
-        /// The process, or all.
-        id: Option<ProcessId>,
-    },
-}
-
-/// A client of `tail -f` or `events -f`.
-#[derive(Debug)]
-pub struct Follower {
-    /// Where to stream.
-    pub client: Client,
-    /// What.
-    pub what: Follow,
 }
 
 fn failed(kind: ControlErrorKind, message: String) -> Reply {
@@ -159,7 +134,13 @@ impl Center {
                 if matches!(request, Request::Ps { .. }) && !forwarded {
                     rows.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
                 }
-                Reply::Ps(rows)
+                for part in ps_parts(rows) {
+                    // A client that went away needs no more parts.
+                    if !self.reply(&client, part).await {
+                        break;
+                    }
+                }
+                return Ok(());
             }
             Request::Ring => Reply::Ring(self.ring_peers()),
             Request::Info { target } => match self.table.resolve(&target) {
@@ -325,10 +306,7 @@ impl Center {
             }
         }
         if follow && live {
-            self.followers.push(Follower {
-                client,
-                what: Follow::Tail { id, stream },
-            });
+            self.follow(client, Follow::Tail { id, stream }).await;
         } else {
             let why = if live {
                 "end of recorded output"
@@ -355,6 +333,8 @@ impl Center {
             .collect()
     }
 
+    /// `events [-f] [--id TARGET]`: the recent lines, then (`-f`) the new ones as they come
+    /// until the target ends; a target that has ended already gets its recent lines and End.
     async fn events(&mut self, client: Client, target: Option<&str>, follow: bool) {
         let id = match target.map(|t| self.table.resolve(t)).transpose() {
             Ok(id) => id,
@@ -363,26 +343,62 @@ impl Center {
                 return;
             }
         };
-        let lines: Vec<String> = self
-            .recent
-            .iter()
-            .filter(|(pid, _)| id.is_none() || *pid == id)
-            .map(|(_, l)| l.clone())
-            .collect();
-        for line in lines {
+        let ended = id.is_some_and(|id| self.table.get(id).is_none_or(|p| p.ended_at.is_some()));
+        for line in self.recent.of(id) {
             if !self.reply(&client, Reply::Event(line)).await {
                 return;
             }
         }
-        if follow {
-            self.followers.push(Follower {
-                client,
-                what: Follow::Events { id },
-            });
+        if follow && !ended {
+            self.follow(client, Follow::Events { id }).await;
         } else {
-            self.reply(&client, Reply::End("end of recent events".into())).await;
+            let why = if ended {
+                "the process has ended"
+            } else {
+                "end of recent events"
+            };
+            self.reply(&client, Reply::End(why.into())).await;
         }
     }
+
+    /// Streams to `client` from now on, or tells it that the center streams to as many
+    /// followers as it may ([`crate::follow::MAX_FOLLOWERS`]).
+    async fn follow(&mut self, client: Client, what: Follow) {
+        let follower = Follower {
+            client: client.clone(),
+            what,
+        };
+        if let Err(e) = self.followers.add(follower) {
+            self.reply(&client, failed(ControlErrorKind::Failed, e.to_string()))
+                .await;
+        }
+    }
+}
+
+/// Bytes of a rows frame that are not rows: the version prefix, the request id, the variant
+/// and the row count (at most 2 + 10 + 1 + 5), rounded up.
+const PART_OVERHEAD: usize = 32;
+
+/// The frames of a `ps` answer: `rows` in [`Reply::Rows`] parts then a last [`Reply::Ps`],
+/// each holding at most [`MAX_REPLY_BYTES`] of encoded rows (one row is far below that, see
+/// [`MAX_REPLY_BYTES`]), so no reply frame passes [`nerve_proto::MAX_FRAME_BYTES`] however
+/// many rows there are and however long their argv. Few rows: one `Ps`, as before.
+pub fn ps_parts(rows: Vec<ProcessInfo>) -> Vec<Reply> {
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        // The row's encoding, without the frame's version prefix.
+        let size = encode(&row).len().saturating_sub(2);
+        if !part.is_empty() && bytes + size > MAX_REPLY_BYTES - PART_OVERHEAD {
+            parts.push(Reply::Rows(std::mem::take(&mut part)));
+            bytes = 0;
+        }
+        bytes += size;
+        part.push(row);
+    }
+    parts.push(Reply::Ps(part));
+    parts
 }
 
 /// The process a request is about, if it is about one.
@@ -431,7 +447,68 @@ fn retarget(request: Request, id: ProcessId) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nerve_proto::{Signal, SignalScope};
+    use nerve_proto::{decode, ControlReply, OsBytes, Signal, SignalScope, MAX_ARGV_BYTES, MAX_FRAME_BYTES};
+
+    fn row(n: u64, argv_bytes: usize) -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId(n),
+            name: format!("p{n}"),
+            argv: vec![OsBytes(vec![b'a'; argv_bytes])],
+            cwd: "/".into(),
+            host: "h".into(),
+            user: "u".into(),
+            center: "c".into(),
+            pid: Some(1),
+            watcher_pid: 2,
+            state: None,
+            uptime_secs: None,
+            stats: None,
+            exit: None,
+            ended: true,
+            output_bytes: 0,
+            history: Vec::new(),
+            stale: false,
+            stopped_by: None,
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
+        }
+    }
+
+    /// (rows, argv bytes of each, parts expected): every part's frame stays within
+    /// MAX_REPLY_BYTES, the rows come back whole and in order, the last part is `Ps`.
+    #[test]
+    fn ps_answers_are_split_in_parts_below_the_reply_bound() {
+        let cases = [
+            (0, 0, 1),
+            (1, 100, 1),
+            (1000, 100, 1),
+            (1000, 3 * 1024, 12),
+            (10, MAX_ARGV_BYTES, 4),
+            (3, MAX_ARGV_BYTES, 1),
+        ];
+        for (n, argv_bytes, want_parts) in cases {
+            let rows: Vec<ProcessInfo> = (0..n).map(|i| row(i, argv_bytes)).collect();
+            let parts = ps_parts(rows.clone());
+            assert_eq!(parts.len(), want_parts, "{n} rows of {argv_bytes} bytes");
+            let mut back = Vec::new();
+            for (i, part) in parts.into_iter().enumerate() {
+                let frame = encode(&ControlReply {
+                    id: u64::MAX,
+                    reply: part,
+                });
+                assert!(frame.len() <= MAX_REPLY_BYTES, "part {i}: {} bytes", frame.len());
+                assert!(frame.len() < MAX_FRAME_BYTES);
+                let reply = decode::<ControlReply>(&frame).expect("a part decodes").reply;
+                match reply {
+                    Reply::Rows(r) if i + 1 < want_parts => back.extend(r),
+                    Reply::Ps(r) if i + 1 == want_parts => back.extend(r),
+                    other => panic!("part {i} of {want_parts} is {other:?}"),
+                }
+            }
+            assert!(back == rows, "{n} rows of {argv_bytes} bytes came back changed");
+        }
+    }
 
     #[test]
     fn a_forwarded_signal_keeps_its_scope() {

@@ -1,17 +1,18 @@
 //! The center's loop: process endpoint, heartbeats, shutdown. Control requests are in
 //! [`crate::control`].
 
-use crate::control::{Client, Follow, Follower, Pending};
+use crate::control::{Client, Pending};
+use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
-use crate::table::Table;
+use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
     ProcessState, Reply, StateChange, Stream, WatcherMsg, Welcome, NERVE_VERSION,
 };
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -59,9 +60,6 @@ pub enum Error {
 /// A watcher silent this long (10 minutes) is taken for dead: its process is listed as ended.
 pub const GONE_AFTER: Duration = Duration::from_secs(600);
 
-/// Log lines kept in memory for `nrv-ctl events` without `-f`.
-pub const RECENT_EVENTS: usize = 1000;
-
 pub(crate) struct Center {
     pub(crate) config: Config,
     log: EventLog,
@@ -75,9 +73,9 @@ pub(crate) struct Center {
     pub(crate) pending: HashMap<u64, Pending>,
     pub(crate) next_req: u64,
     /// Clients of `tail -f` and `events -f`.
-    pub(crate) followers: Vec<Follower>,
-    /// The last log lines, with their process.
-    pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
+    pub(crate) followers: Followers,
+    /// The last log lines, with their process, for `events`.
+    pub(crate) recent: Recent,
     output_error_logged: bool,
     /// Peers, their rows, forwards.
     pub(crate) ring: Ring,
@@ -123,8 +121,8 @@ pub async fn run(
         config,
         pending: HashMap::new(),
         next_req: 1,
-        followers: Vec::new(),
-        recent: VecDeque::new(),
+        followers: Followers::default(),
+        recent: Recent::default(),
         output_error_logged: false,
         ring,
         owed_acks: Vec::new(),
@@ -190,26 +188,29 @@ impl Center {
             target: self.log.target().clone(),
             source,
         })?;
-        if self.recent.len() == RECENT_EVENTS {
-            self.recent.pop_front();
+        for (key, client) in self.followers.for_event(id) {
+            self.stream_to(key, &client, Reply::Event(line.clone())).await;
         }
-        self.recent.push_back((id, line.clone()));
-        let wanted: Vec<Client> = self
-            .followers
-            .iter()
-            .filter(|f| matches!(f.what, Follow::Events { id: want } if want.is_none() || want == id))
-            .map(|f| f.client.clone())
-            .collect();
-        for client in wanted {
-            self.stream_to(&client, Reply::Event(line.clone())).await;
-        }
+        self.recent.push(id, line);
         Ok(())
     }
 
-    /// Sends one reply of a stream; a client that cannot take it stops following.
-    pub(crate) async fn stream_to(&mut self, client: &Client, reply: Reply) {
-        if !self.reply(client, reply).await {
-            self.followers.retain(|f| f.client != *client);
+    /// Sends one reply of a stream. A follower that cannot take it (its client is gone, or so
+    /// far behind that its queue is full) stops following, and is told so if it can still
+    /// hear it; the center never waits for it.
+    pub(crate) async fn stream_to(&mut self, key: Key, client: &Client, reply: Reply) {
+        if !self.reply(client, reply).await && self.followers.remove(key).is_some() {
+            let why =
+                "you fell behind (or went away): the center dropped this follow as your queue was full; run it again";
+            self.reply(client, Reply::End(why.into())).await;
+        }
+    }
+
+    /// Ends every follower of process `id` (it ended, or was listed as ended).
+    pub(crate) async fn end_followers(&mut self, id: ProcessId) {
+        for follower in self.followers.remove_of(id) {
+            self.reply(&follower.client, Reply::End("the process ended".into()))
+                .await;
         }
     }
 
@@ -335,8 +336,15 @@ impl Center {
     }
 
     async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
+        // Logged as kept: cut to the table's bounds, so no log line (nor `events` reply)
+        // passes the frame bound whatever a watcher sends.
+        let hello = cut_hello(&hello);
         let next_seq = self.table.hello(peer.clone(), &hello);
-        let entry = Entry::process(hello.id, &hello.name, "hello", hello_data(&hello));
+        let mut data = hello_data(&hello);
+        if let Some(full) = hello.argv_cut {
+            data["argv_cut"] = full.into();
+        }
+        let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
         let welcome = Welcome {
             center: self.config.name.clone(),
@@ -366,6 +374,9 @@ impl Center {
         proc.track_stop(&event.kind);
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
+                if proc.pid.is_some() {
+                    proc.restarts += 1;
+                }
                 proc.pid = Some(pid);
                 proc.started_at = Some(Instant::now());
                 proc.exit = None;
@@ -386,7 +397,7 @@ impl Center {
             EventKind::State { state, cause } => {
                 proc.state = Some(state);
                 let data = json!({"state": state.as_str(), "cause": cause});
-                proc.history.push(StateChange {
+                proc.push_history(StateChange {
                     time_ms: event.time_ms,
                     state,
                     cause,
@@ -422,35 +433,17 @@ impl Center {
             if let Err(e) = self.outputs.append(id, &name, stream, &data) {
                 self.output_failed(id, &name, e).await?;
             }
-            let tails: Vec<Client> = self
-                .followers
-                .iter()
-                .filter(|f| matches!(f.what, Follow::Tail { id: want, stream: s } if want == id && s.is_none_or(|s| s == stream)))
-                .map(|f| f.client.clone())
-                .collect();
-            for client in tails {
-                self.stream_to(
-                    &client,
-                    Reply::Output {
-                        stream,
-                        data: data.clone(),
-                    },
-                )
-                .await;
+            for (key, client) in self.followers.for_output(id, stream) {
+                let reply = Reply::Output {
+                    stream,
+                    data: data.clone(),
+                };
+                self.stream_to(key, &client, reply).await;
             }
         }
         if ended {
             self.outputs.close(id);
-            let tails: Vec<Client> = self
-                .followers
-                .iter()
-                .filter(|f| matches!(f.what, Follow::Tail { id: want, .. } if want == id))
-                .map(|f| f.client.clone())
-                .collect();
-            for client in tails {
-                self.reply(&client, Reply::End("the process ended".into())).await;
-                self.followers.retain(|f| f.client != client);
-            }
+            self.end_followers(id).await;
         }
         Ok(())
     }
@@ -538,6 +531,7 @@ impl Center {
             );
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
             self.record(Entry::process(id, &name, "state", data)).await?;
+            self.end_followers(id).await;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
