@@ -300,7 +300,7 @@ impl Center {
                 }
             }
         };
-        for (stream, data) in chunks {
+        for (stream, data) in output_parts(chunks) {
             if !self.reply(&client, Reply::Output { stream, data }).await {
                 return;
             }
@@ -344,8 +344,9 @@ impl Center {
             }
         };
         let ended = id.is_some_and(|id| self.table.get(id).is_none_or(|p| p.ended_at.is_some()));
-        for line in self.recent.of(id) {
-            if !self.reply(&client, Reply::Event(line)).await {
+        // A few frames, not one per line: a client's queue takes them all at once.
+        for lines in batch_lines(self.recent.of(id)) {
+            if !self.reply(&client, Reply::Event(lines)).await {
                 return;
             }
         }
@@ -398,6 +399,39 @@ pub fn ps_parts(rows: Vec<ProcessInfo>) -> Vec<Reply> {
         part.push(row);
     }
     parts.push(Reply::Ps(part));
+    parts
+}
+
+/// Log lines in as few [`Reply::Event`] texts as fit [`MAX_REPLY_BYTES`] each, separated by
+/// `\n`, in order (a line longer than that on its own).
+pub fn batch_lines(lines: Vec<String>) -> Vec<String> {
+    let mut batches: Vec<String> = Vec::new();
+    for line in lines {
+        match batches.last_mut() {
+            Some(batch) if batch.len() + 1 + line.len() <= MAX_REPLY_BYTES - PART_OVERHEAD => {
+                batch.push('\n');
+                batch.push_str(&line);
+            }
+            _ => batches.push(line),
+        }
+    }
+    batches
+}
+
+/// Output chunks for `tail` as few [`Reply::Output`] parts as fit: adjacent chunks of one
+/// stream joined, and cut to at most [`MAX_REPLY_BYTES`] each (the output files can give up
+/// to 1 MiB per stream, more than a frame holds). Bytes and their order are kept.
+pub fn output_parts(chunks: Vec<(Stream, Vec<u8>)>) -> Vec<(Stream, Vec<u8>)> {
+    const PART: usize = MAX_REPLY_BYTES - PART_OVERHEAD;
+    let mut parts: Vec<(Stream, Vec<u8>)> = Vec::new();
+    for (stream, data) in chunks {
+        for piece in data.chunks(PART) {
+            match parts.last_mut() {
+                Some((s, part)) if *s == stream && part.len() + piece.len() <= PART => part.extend_from_slice(piece),
+                _ => parts.push((stream, piece.to_vec())),
+            }
+        }
+    }
     parts
 }
 
@@ -472,6 +506,73 @@ mod tests {
             history_dropped: 0,
             restarts: 0,
             argv_cut: None,
+        }
+    }
+
+    #[test]
+    fn recent_lines_go_in_few_frames_and_come_back_whole() {
+        let line = |n: usize, len: usize| format!("{n:04}{}", "x".repeat(len - 4));
+        // (line lengths, batches expected)
+        let cases: [(Vec<usize>, usize); 5] = [
+            (vec![], 0),
+            (vec![100; 1000], 1),
+            (vec![1000; 1000], 4),
+            (vec![10, MAX_REPLY_BYTES + 5, 10], 3),
+            (vec![MAX_REPLY_BYTES / 2; 4], 4),
+        ];
+        for (lens, want) in cases {
+            let lines: Vec<String> = lens.iter().enumerate().map(|(n, &len)| line(n, len)).collect();
+            let batches = batch_lines(lines.clone());
+            assert_eq!(batches.len(), want, "{} lines", lens.len());
+            for b in &batches {
+                let frame = encode(&ControlReply {
+                    id: u64::MAX,
+                    reply: Reply::Event(b.clone()),
+                });
+                assert!(
+                    frame.len() <= MAX_REPLY_BYTES || !b.contains('\n'),
+                    "{} bytes",
+                    frame.len()
+                );
+            }
+            let back: Vec<String> = batches.iter().flat_map(|b| b.split('\n')).map(str::to_owned).collect();
+            assert!(back == lines, "lines changed in batches of {lens:?}");
+        }
+    }
+
+    #[test]
+    fn tail_parts_join_chunks_and_cut_big_ones() {
+        use Stream::{Stderr as E, Stdout as O};
+        let part = MAX_REPLY_BYTES - PART_OVERHEAD;
+        let bytes = |n: usize, b: u8| vec![b; n];
+        // (chunks, (stream, length) of each part)
+        let cases = [
+            (vec![], vec![]),
+            (
+                vec![
+                    (O, bytes(3, b'a')),
+                    (O, bytes(4, b'b')),
+                    (E, bytes(5, b'c')),
+                    (O, bytes(1, b'd')),
+                ],
+                vec![(O, 7), (E, 5), (O, 1)],
+            ),
+            (
+                vec![(O, bytes(1024 * 1024, b'a'))],
+                vec![(O, part), (O, part), (O, part), (O, part), (O, 1024 * 1024 - 4 * part)],
+            ),
+            (
+                vec![(O, bytes(part - 1, b'a')), (O, bytes(2, b'b'))],
+                vec![(O, part - 1), (O, 2)],
+            ),
+        ];
+        for (chunks, want) in cases {
+            let parts = output_parts(chunks.clone());
+            let shape: Vec<(Stream, usize)> = parts.iter().map(|(s, d)| (*s, d.len())).collect();
+            assert_eq!(shape, want);
+            let all: Vec<u8> = parts.into_iter().flat_map(|(_, d)| d).collect();
+            let want_all: Vec<u8> = chunks.into_iter().flat_map(|(_, d)| d).collect();
+            assert!(all == want_all, "bytes changed");
         }
     }
 

@@ -514,6 +514,8 @@ impl Center {
                 // A watcher this silent is dead (SIGKILLed, its host gone): list it as ended,
                 // so `ps` stops showing it and `ps --all` still does.
                 p.ended_at = Some(now);
+                // As its log line says; not the last state its watcher reported.
+                p.state = Some(ProcessState::Unknown);
                 gone.push((p.id, p.hello.name.clone(), quiet));
             } else if p.peer.is_some() && p.ended_at.is_none() && now.duration_since(p.last_sent) >= beat {
                 idle.extend(p.peer.clone());

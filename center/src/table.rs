@@ -544,6 +544,34 @@ mod tests {
         assert_eq!(p.info("c", Instant::now(), false).argv_cut, Some(80 * 1024 + 1));
     }
 
+    /// `silent` as a table: (ping interval ms, silence ms, ended, silent).
+    #[test]
+    fn a_watcher_is_silent_after_three_of_its_ping_intervals() {
+        let cases = [
+            (1000, 0, false, false),
+            (1000, 2999, false, false),
+            (1000, 3000, false, true),
+            (1000, 600_000, false, true),
+            (1000, 600_000, true, false),
+            (250, 749, false, false),
+            (250, 750, false, true),
+            (0, 3, false, true),
+        ];
+        for (ping, silence, ended, want) in cases {
+            let mut p = process();
+            p.hello.ping_interval_ms = ping;
+            let now = p.last_heard + Duration::from_millis(silence);
+            p.ended_at = ended.then_some(now);
+            assert_eq!(
+                p.silent(now),
+                want,
+                "ping {ping} ms, silent {silence} ms, ended {ended}"
+            );
+            let shown = p.info("c", now, false).state;
+            assert_eq!(shown == Some(ProcessState::Unknown), want, "row state {shown:?}");
+        }
+    }
+
     /// `pick` as a table: (target, expected outcome: Ok(id) or the error kind).
     #[test]
     fn pick_finds_by_full_id_unique_prefix_or_name() {

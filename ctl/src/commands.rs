@@ -155,11 +155,14 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 follow: cmd.follow,
             };
             stream_replies(invocation, &mut client, request, cmd.follow, |reply| match reply {
-                Reply::Event(line) => {
-                    if cmd.json {
-                        writeln!(out, "{line}")?;
-                    } else {
-                        writeln!(out, "{}", event_text(&line))?;
+                // One or more lines, separated by newlines (see `Reply::Event`).
+                Reply::Event(lines) => {
+                    for line in lines.split('\n') {
+                        if cmd.json {
+                            writeln!(out, "{line}")?;
+                        } else {
+                            writeln!(out, "{}", event_text(line))?;
+                        }
                     }
                     out.flush()
                 }

@@ -164,7 +164,10 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// One event, for [`Request::Events`]: the log line as written to `nerve.log` (JSON).
+    /// Events, for [`Request::Events`]: log lines as written to `nerve.log` (JSON), one or
+    /// more, separated by `\n` (a JSON line holds no raw newline). A center sends the recent
+    /// lines a few to a frame, each frame at most [`MAX_REPLY_BYTES`] (or one line, when a
+    /// line is longer), and each live line on its own.
     Event(String),
     /// The end of a stream, with why (`"process ended"`, `"end of recorded output"`).
     End(String),
