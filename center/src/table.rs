@@ -544,6 +544,34 @@ mod tests {
         assert_eq!(p.info("c", Instant::now(), false).argv_cut, Some(80 * 1024 + 1));
     }
 
+    /// The largest row the table can give, from a hello with every field past its bound and
+    /// a full history of the longest causes: a `ps` row stays far below MAX_REPLY_BYTES (so a
+    /// part of rows never passes the frame bound) and `info` (the row with its history) too.
+    #[test]
+    fn the_largest_rows_fit_a_reply_part() {
+        use nerve_proto::{encode, MAX_FRAME_BYTES, MAX_REPLY_BYTES};
+        let mut h = big_hello();
+        h.argv = vec![OsBytes(vec![0xff; 16]); 10_000];
+        h.name = "\u{1}".repeat(5000);
+        let mut table = Table::default();
+        table.hello(Identity(bytes::Bytes::from_static(b"w9")), &h);
+        let p = table.get(h.id).expect("said hello");
+        let mut p = p.clone();
+        for n in 0..2 * MAX_HISTORY {
+            p.push_history(change(n, &"\u{e9}".repeat(MAX_LABEL_BYTES)));
+        }
+        let now = Instant::now();
+        let row = encode(&p.info(&"c".repeat(MAX_LABEL_BYTES), now, false)).len();
+        let info = encode(&p.info(&"c".repeat(MAX_LABEL_BYTES), now, true)).len();
+        // Today: a row of 77,869 bytes, info 180,741.
+        assert!(row < MAX_REPLY_BYTES / 3, "a ps row of {row} bytes");
+        assert!(info < MAX_FRAME_BYTES / 4, "info of {info} bytes");
+        assert!(
+            row > 64 * 1024 && info > row + MAX_HISTORY * MAX_LABEL_BYTES,
+            "{row} {info}"
+        );
+    }
+
     /// `silent` as a table: (ping interval ms, silence ms, ended, silent).
     #[test]
     fn a_watcher_is_silent_after_three_of_its_ping_intervals() {
