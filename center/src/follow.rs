@@ -24,6 +24,11 @@ pub const RECENT_EVENTS: usize = 1000;
 /// 384 KiB) is well below it, so the newest line is always kept.
 pub const RECENT_BYTES: usize = 1024 * 1024;
 
+/// How many heartbeat ticks the center keeps trying to tell a dropped follower why (its
+/// queue was full, so the End could not be queued at once): 30, about 30 s at the default
+/// heartbeat. At most [`MAX_FOLLOWERS`] such ends are owed at once.
+pub const END_RETRIES: u32 = 30;
+
 /// What a streaming client follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Follow {
@@ -64,6 +69,8 @@ pub struct Followers {
     /// `tail -f X`, by X.
     tails_of: HashMap<ProcessId, BTreeSet<Key>>,
     next: Key,
+    /// Dropped followers not yet told why, with the tries left (see [`END_RETRIES`]).
+    owed_ends: VecDeque<(Client, u32)>,
 }
 
 /// [`Followers::add`] refused a follower: [`MAX_FOLLOWERS`] are streamed to already.
@@ -150,6 +157,32 @@ impl Followers {
         keys.into_iter()
             .filter_map(|k| self.all.get(&k).map(|f| (k, f.client.clone())))
             .collect()
+    }
+
+    /// Remembers that `client` was dropped and not told yet; the oldest such is forgotten past
+    /// [`MAX_FOLLOWERS`].
+    pub fn owe_end(&mut self, client: Client) {
+        if self.owed_ends.len() == MAX_FOLLOWERS {
+            self.owed_ends.pop_front();
+        }
+        self.owed_ends.push_back((client, END_RETRIES));
+    }
+
+    /// The dropped followers still owed an End, each with one try fewer left; those out of
+    /// tries are forgotten. Give back the ones not reached with [`Followers::still_owed`].
+    pub fn take_owed_ends(&mut self) -> Vec<(Client, u32)> {
+        self.owed_ends
+            .drain(..)
+            .filter(|(_, tries)| *tries > 0)
+            .map(|(c, tries)| (c, tries - 1))
+            .collect()
+    }
+
+    /// Keeps owing an End to `client`, with `tries` left.
+    pub fn still_owed(&mut self, client: Client, tries: u32) {
+        if tries > 0 && self.owed_ends.len() < MAX_FOLLOWERS {
+            self.owed_ends.push_back((client, tries));
+        }
     }
 
     /// How many followers there are.
@@ -310,6 +343,27 @@ mod tests {
         }
         assert_eq!(f.len(), 1);
         assert_eq!(f.indexed(), 1);
+    }
+
+    #[test]
+    fn an_owed_end_is_tried_end_retries_times_and_bounded() {
+        let mut f = Followers::default();
+        f.owe_end(client(1));
+        let mut tries = 0;
+        loop {
+            let owed = f.take_owed_ends();
+            let [(c, left)] = owed.as_slice() else { break };
+            tries += 1;
+            f.still_owed(c.clone(), *left);
+        }
+        assert_eq!(tries, END_RETRIES);
+        for n in 0..MAX_FOLLOWERS as u64 + 5 {
+            f.owe_end(client(n));
+        }
+        let owed = reqs(f.take_owed_ends().into_iter().map(|(c, _)| (0, c)).collect());
+        assert_eq!(owed.len(), MAX_FOLLOWERS, "bounded");
+        assert_eq!(owed[0], 5, "the oldest forgotten first");
+        assert!(f.take_owed_ends().is_empty(), "taken");
     }
 
     #[test]

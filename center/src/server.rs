@@ -83,6 +83,10 @@ pub(crate) struct Center {
     owed_acks: Vec<Identity>,
 }
 
+/// Why a follower was dropped, in the End it is sent.
+const FELL_BEHIND: &str =
+    "you fell behind: the center could not queue more for you (your queue there was full) and dropped this follow; run it again";
+
 /// Process-endpoint messages handled back to back, while they are already waiting, before the
 /// center acks: one Ack per watcher and burst instead of one per event (issue 6: the per-event
 /// ack was a send, a wake-up and a receive per event on both sides).
@@ -200,9 +204,19 @@ impl Center {
     /// hear it; the center never waits for it.
     pub(crate) async fn stream_to(&mut self, key: Key, client: &Client, reply: Reply) {
         if !self.reply(client, reply).await && self.followers.remove(key).is_some() {
-            let why =
-                "you fell behind (or went away): the center dropped this follow as your queue was full; run it again";
-            self.reply(client, Reply::End(why.into())).await;
+            // Its queue is most likely still full: tried again at each tick (see END_RETRIES).
+            if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
+                self.followers.owe_end(client.clone());
+            }
+        }
+    }
+
+    /// Tells the followers dropped since why, as their queues allow (one try per tick).
+    async fn send_owed_ends(&mut self) {
+        for (client, tries) in self.followers.take_owed_ends() {
+            if !self.reply(&client, Reply::End(FELL_BEHIND.into())).await {
+                self.followers.still_owed(client, tries);
+            }
         }
     }
 
@@ -562,6 +576,7 @@ impl Center {
                 .await;
             }
         }
+        self.send_owed_ends().await;
         self.table.evict(now);
         if self.ring.enabled() {
             self.ring_tick().await;

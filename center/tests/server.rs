@@ -708,3 +708,50 @@ async fn events_keeps_the_last_recent_events_lines() {
     );
     center.stop().await;
 }
+
+/// A follower that stops reading: once its queue at the center is full it is dropped, the
+/// center keeps going (every event acknowledged, other clients answered), and when the
+/// follower reads again it gets what was queued and then an End that says it fell behind.
+#[tokio::test]
+async fn a_follower_that_stops_reading_is_dropped_and_told_why() {
+    let center = TestCenter::start().await;
+    let mut stuck = Ctl::connect(&center).await;
+    let mut ctl = Ctl::connect(&center).await;
+    let mut w = Watcher::start(&center, hello(0xf9, "loud")).await;
+    let follow = stuck
+        .send(Request::Events {
+            target: Some("loud".into()),
+            follow: true,
+        })
+        .await;
+    // Answered after the follow on the stuck client's connection: it is registered then.
+    let (_, first, _) = stuck.reply().await;
+    assert!(matches!(first, Reply::Event(_)), "{first:?}");
+    // Far more than the client's queue at the center (1000 messages), its socket and its
+    // DEALER (1024) hold.
+    let line = vec![b'x'; 1024];
+    for _ in 0..6000 {
+        w.event(EventKind::Output {
+            stream: Stream::Stdout,
+            data: line.clone(),
+        })
+        .await;
+    }
+    assert!(
+        matches!(ctl.ask(Request::Version).await, Reply::Version(_)),
+        "the center answers others"
+    );
+    let mut got = 0;
+    let why = loop {
+        let (id, reply, _) = stuck.reply().await;
+        assert_eq!(id, follow);
+        match reply {
+            Reply::Event(_) => got += 1,
+            Reply::End(why) => break why,
+            other => panic!("the stuck follower got {other:?}"),
+        }
+    };
+    assert!(why.contains("fell behind"), "{why}");
+    assert!(got > 1000 && got < 6000, "{got} lines before the End");
+    center.stop().await;
+}
