@@ -366,6 +366,8 @@ impl Center {
         proc.track_stop(&event.kind);
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
+                // A child after the first is a restart (supervisord counts them the same way).
+                proc.restarts += u64::from(proc.pid.is_some());
                 proc.pid = Some(pid);
                 proc.started_at = Some(Instant::now());
                 proc.exit = None;
