@@ -23,6 +23,7 @@
 
 pub mod config;
 mod control;
+pub mod ended;
 pub mod log;
 pub mod outputs;
 pub mod peers;

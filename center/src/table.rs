@@ -194,6 +194,17 @@ impl Table {
         proc.next_seq
     }
 
+    /// Adds processes that ended before this center started (see [`crate::ended`]), listed
+    /// before any this center hears of, in the order given; ids already known are left as
+    /// they are.
+    pub fn restore(&mut self, ended: Vec<Process>) {
+        for mut p in ended {
+            self.counter += 1;
+            p.order = self.counter;
+            self.procs.entry(p.id).or_insert(p);
+        }
+    }
+
     /// The process a connection speaks for, if it said hello.
     pub fn by_peer(&mut self, peer: &Identity) -> Option<&mut Process> {
         let id = self.peers.get(peer)?;
