@@ -4,10 +4,13 @@
 //! (from the ended rows in `--logdir`), whose files `tail` still reads.
 
 use integration_tests::{
-    ctl_json, line_kind, proc_start_time, ps_json, row_of, rows_of, run_ctl_ok, run_open, spawn_open, wait_until,
-    Center, ChildGroups, Input, Running, TestDir, WAIT,
+    ctl_json, endpoint, line_kind, proc_start_time, ps_json, row_of, rows_of, run_ctl_ok, run_open, runtime,
+    spawn_open, test_hello, wait_until, Center, ChildGroups, Input, Running, TestDir, WAIT,
 };
-use serde_json::Value;
+use nerve_proto::{
+    decode, encode, CenterMsg, Event, EventKind, ExitStatus, ProcessId, ProcessState, StateChange, WatcherMsg,
+};
+use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -307,4 +310,126 @@ fn processes_that_ended_before_a_center_restart_are_still_listed_shown_and_taile
         "{}: rewritten without the bad lines",
         file.display()
     );
+}
+
+/// Says `hello` to the center on `ep` as a watcher would (identity `identity`), and waits for
+/// the Welcome; returns the connection (kept open by the caller).
+fn say_hello(
+    rt: &tokio::runtime::Runtime,
+    ep: &str,
+    identity: &[u8],
+    hello: nerve_proto::Hello,
+) -> (zmtp::DealerSender, zmtp::DealerEvents) {
+    let next_seq = hello.next_seq;
+    rt.block_on(async {
+        let dealer = zmtp::Dealer::connect(&endpoint(ep), identity, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {ep}: {e}"));
+        let (mut tx, mut rx) = dealer.split();
+        tx.send(encode(&WatcherMsg::Hello(hello)))
+            .await
+            .unwrap_or_else(|e| panic!("send a hello to {ep}: {e}"));
+        match tokio::time::timeout(WAIT, rx.next()).await {
+            Ok(zmtp::DealerEvent::Message(frame)) => match decode::<CenterMsg>(&frame) {
+                Ok(CenterMsg::Welcome(w)) => assert_eq!(w.next_seq, next_seq, "{w:?}"),
+                other => panic!("the center answered a hello with {other:?}"),
+            },
+            other => panic!("no Welcome within {WAIT:?} from {ep}: {other:?}"),
+        }
+        (tx, rx)
+    })
+}
+
+#[test]
+fn a_center_that_first_hears_of_a_process_shows_the_uptime_history_restarts_and_exit_of_its_hello() {
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let rt = runtime();
+    let history: Vec<StateChange> = [
+        (ProcessState::Starting, "spawned: pid 4241"),
+        (ProcessState::Exited, "exit status 2 (not expected); autorestart always"),
+        (ProcessState::Starting, "restarted (autorestart always): pid 4242"),
+        (ProcessState::Running, "up for startsecs 1 s"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (state, cause))| StateChange {
+        time_ms: 1_795_944_423_000 + i as u64 * 1000,
+        state,
+        cause: cause.into(),
+    })
+    .collect();
+    let hour_ms = 3_600_000;
+    let running = nerve_proto::Hello {
+        next_seq: 10,
+        child_pid: Some(4242),
+        state: Some(ProcessState::Running),
+        child_uptime_ms: Some(hour_ms),
+        history: history.clone(),
+        history_dropped: 5,
+        restarts: 7,
+        exit: Some(ExitStatus::Code(2)),
+        ..test_hello(ProcessId(0x7eca_9000_0000_0001), "up-an-hour")
+    };
+    let (mut tx, _rx) = say_hello(&rt, &center.endpoint, b"recap-1", running.clone());
+    let id = running.id.to_string();
+
+    let row = wait_for_row(&dir, &center, &id, "an uptime", |r| r["uptime_secs"].is_number());
+    let uptime = row["uptime_secs"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3600.0..3600.0 + WAIT.as_secs_f64()).contains(&uptime),
+        "the hello's hour, not the time since the hello: {row}"
+    );
+    assert_eq!(row["restarts"], 7, "{row}");
+    assert_eq!(row["exit"], Value::Null, "no exit shown while the child runs: {row}");
+    let shown = info(&dir, &center, &id);
+    let states: Vec<(&str, &str)> = shown["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|c| (c["state"].as_str().unwrap_or("?"), c["cause"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let want: Vec<(&str, &str)> = history.iter().map(|c| (c.state.as_str(), c.cause.as_str())).collect();
+    assert_eq!(states, want, "info shows the hello's history: {shown}");
+    assert_eq!(
+        shown["history"][0]["time"],
+        json!("2026-11-29T09:27:03.000Z"),
+        "{shown}"
+    );
+
+    // A child started after the hello is one restart more, and its uptime starts over.
+    rt.block_on(async {
+        let started = Event {
+            seq: 10,
+            time_ms: 0,
+            kind: EventKind::Started { pid: 4243 },
+        };
+        tx.send(encode(&WatcherMsg::Event(started)))
+            .await
+            .unwrap_or_else(|e| panic!("send Started: {e}"));
+    });
+    let row = wait_for_row(&dir, &center, &id, "pid 4243", |r| r["pid"] == 4243);
+    assert_eq!(row["restarts"], 8, "{row}");
+    assert!(
+        row["uptime_secs"].as_f64().is_some_and(|u| u < WAIT.as_secs_f64()),
+        "{row}"
+    );
+
+    // A process whose child has ended shows the hello's exit.
+    let exited = nerve_proto::Hello {
+        next_seq: 4,
+        child_pid: Some(4300),
+        state: Some(ProcessState::Exited),
+        exit: Some(ExitStatus::Code(2)),
+        restarts: 1,
+        ..test_hello(ProcessId(0x7eca_9000_0000_0002), "exited")
+    };
+    let _exited = say_hello(&rt, &center.endpoint, b"recap-2", exited.clone());
+    let row = wait_for_row(&dir, &center, &exited.id.to_string(), "state EXITED", |r| {
+        r["state"] == "EXITED"
+    });
+    assert_eq!(row["exit"], json!({"code": 2}), "{row}");
+    assert_eq!(row["uptime_secs"], Value::Null, "{row}");
 }
