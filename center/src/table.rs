@@ -25,7 +25,8 @@ pub struct Process {
     pub id: ProcessId,
     /// The order in which the center first heard of it (for listing).
     pub order: u64,
-    /// What the watcher said in its hello.
+    /// What the watcher said in its first hello to this center (without its history, which is
+    /// in [`Process::history`]).
     pub hello: Hello,
     /// The child's pid, once started.
     pub pid: Option<u32>,
@@ -164,7 +165,11 @@ impl Table {
         let proc = self.procs.entry(hello.id).or_insert_with(|| Process {
             id: hello.id,
             order,
-            hello: hello.clone(),
+            // The history is kept once, in `history`.
+            hello: Hello {
+                history: Vec::new(),
+                ..hello.clone()
+            },
             pid: hello.child_pid,
             started_at: started_at(now, hello),
             state: hello.state,
