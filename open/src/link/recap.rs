@@ -1,7 +1,7 @@
 //! What a hello says of the process's past, so that a center that starts after the watcher
 //! (or after a center restart) shows it as it is: the current child and its uptime, the last
-//! [`MAX_HISTORY`] state changes and a count of older ones, the restart count and the last
-//! exit. A plain struct with no I/O and no clock (`now` is passed in), so every rule is a unit
+//! [`MAX_HISTORY`] state changes (causes cut to [`MAX_LABEL_BYTES`]) and a count of older
+//! ones, the restart count and the last exit. A plain struct with no I/O and no clock (`now` is passed in), so every rule is a unit
 //! test.
 //!
 //! The recap covers exactly the events *below the hello's `next_seq`*: those the center has
@@ -12,7 +12,9 @@
 //! in [`Recap::acked`]. The notes waiting there are the queue's control events (start, state,
 //! exit, pause), so they are bounded as the queue is (`queue::CONTROL_RESERVE_BYTES`).
 
-use nerve_proto::{EventKind, ExitStatus, Hello, ProcessState, Signal, StateChange, MAX_HISTORY};
+use nerve_proto::{
+    cut_str, EventKind, ExitStatus, Hello, ProcessState, Signal, StateChange, MAX_HISTORY, MAX_LABEL_BYTES,
+};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -37,11 +39,16 @@ impl Note {
     pub fn of(time_ms: u64, kind: &EventKind, now: Instant) -> Option<Note> {
         match kind {
             EventKind::Started { pid } => Some(Note::Started(*pid, now)),
-            EventKind::State { state, cause } => Some(Note::State(StateChange {
-                time_ms,
-                state: *state,
-                cause: cause.clone(),
-            })),
+            EventKind::State { state, cause } => {
+                // Cut as the center cuts it, so the hello stays far below the frame bound.
+                let mut cause = cause.clone();
+                cut_str(&mut cause, MAX_LABEL_BYTES);
+                Some(Note::State(StateChange {
+                    time_ms,
+                    state: *state,
+                    cause,
+                }))
+            }
             EventKind::Exit(status) => Some(Note::Exit(*status)),
             EventKind::Paused { signal } => Some(Note::Paused(*signal)),
             EventKind::Continued => Some(Note::Continued),
@@ -280,6 +287,18 @@ mod tests {
             r.acked(seq + 1);
             assert_eq!(filled(&r, t0).stopped_by, want, "after {what}");
         }
+    }
+
+    #[test]
+    fn a_long_cause_is_cut_to_max_label_bytes() {
+        let kind = EventKind::State {
+            state: ProcessState::Fatal,
+            cause: "é".repeat(MAX_LABEL_BYTES),
+        };
+        let Some(Note::State(change)) = Note::of(1, &kind, Instant::now()) else {
+            panic!("a state change has a note");
+        };
+        assert_eq!(change.cause.len(), MAX_LABEL_BYTES, "at a character boundary");
     }
 
     #[test]
