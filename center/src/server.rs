@@ -81,6 +81,8 @@ pub(crate) struct Center {
     pub(crate) ring: Ring,
     /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
     owed_acks: Vec<Identity>,
+    /// Ended rows kept across a restart ([`crate::ended`]).
+    pub(crate) ended: crate::ended::EndedFile,
 }
 
 /// Why a follower was dropped, in the End it is sent.
@@ -115,6 +117,7 @@ pub async fn run(
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let mut center = Center {
+        ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
         control_tx: control.sender(),
@@ -138,6 +141,7 @@ pub async fn run(
         "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
+    center.restore_ended().await?;
     center.ring_start();
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
@@ -388,9 +392,8 @@ impl Center {
         proc.track_stop(&event.kind);
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
-                if proc.pid.is_some() {
-                    proc.restarts += 1;
-                }
+                // A child after the first is a restart (supervisord counts them the same way).
+                proc.restarts += u64::from(proc.pid.is_some());
                 proc.pid = Some(pid);
                 proc.started_at = Some(Instant::now());
                 proc.exit = None;
@@ -456,6 +459,7 @@ impl Center {
             }
         }
         if ended {
+            self.remember_ended(id).await?;
             self.outputs.close(id);
             self.end_followers(id).await;
         }
@@ -528,8 +532,6 @@ impl Center {
                 // A watcher this silent is dead (SIGKILLed, its host gone): list it as ended,
                 // so `ps` stops showing it and `ps --all` still does.
                 p.ended_at = Some(now);
-                // As its log line says; not the last state its watcher reported.
-                p.state = Some(ProcessState::Unknown);
                 gone.push((p.id, p.hello.name.clone(), quiet));
             } else if p.peer.is_some() && p.ended_at.is_none() && now.duration_since(p.last_sent) >= beat {
                 idle.extend(p.peer.clone());
@@ -547,6 +549,7 @@ impl Center {
             );
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
             self.record(Entry::process(id, &name, "state", data)).await?;
+            self.remember_ended(id).await?;
             self.end_followers(id).await;
         }
         for peer in idle {

@@ -363,8 +363,8 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "exit": exit_json(p.exit),
         "ended": p.ended,
         "output_bytes": p.output_bytes,
-        "stale": p.stale,
         "restarts": p.restarts,
+        "stale": p.stale,
         "argv_cut": p.argv_cut,
     });
     if with_history {
@@ -484,6 +484,7 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "watcher pid:  {}", p.watcher_pid)?;
     writeln!(out, "state:        {}", state_text(p))?;
     writeln!(out, "uptime:       {}", uptime(p.uptime_secs))?;
+    writeln!(out, "restarts:     {}", p.restarts)?;
     if let Some(s) = p.stats {
         writeln!(
             out,
@@ -500,7 +501,6 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
         Some(ExitStatus::Signal(s)) => writeln!(out, "exit:         killed by SIG{s} ({})", s.0)?,
         None => {}
     }
-    writeln!(out, "restarts:     {}", p.restarts)?;
     writeln!(out, "output:       {} bytes", p.output_bytes)?;
     if p.history_dropped > 0 {
         writeln!(out, "history ({} older not kept):", p.history_dropped)?;
