@@ -20,8 +20,10 @@ pub const MAX_FOLLOWERS: usize = 1024;
 pub const RECENT_EVENTS: usize = 1000;
 
 /// The most bytes of log lines kept for `events`: 1 MiB. The oldest lines go first; the
-/// largest line there can be (an `out` line of a 64 KiB chunk of control characters, about
-/// 384 KiB) is well below it, so the newest line is always kept.
+/// largest line there can be is well below it (a `hello` with every field at its bound in
+/// characters JSON escapes six-fold, about 440 KiB; an `out` line of a 64 KiB chunk of them,
+/// about 390 KiB; measured in `tests/server.rs`), and below the frame bound, so every line
+/// fits an `events` reply and the newest line is always kept.
 pub const RECENT_BYTES: usize = 1024 * 1024;
 
 /// How many heartbeat ticks the center keeps trying to tell a dropped follower why (its
