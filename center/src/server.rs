@@ -85,6 +85,12 @@ pub(crate) struct Center {
     pub(crate) ended: crate::ended::EndedFile,
 }
 
+/// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
+fn label(mut text: String) -> String {
+    nerve_proto::cut_str(&mut text, nerve_proto::MAX_LABEL_BYTES);
+    text
+}
+
 /// Why a follower was dropped, in the End it is sent.
 const FELL_BEHIND: &str =
     "you fell behind: the center could not queue more for you (your queue there was full) and dropped this follow; run it again";
@@ -482,7 +488,10 @@ impl Center {
         let Some(pending) = self.pending.remove(&reply.req) else {
             return Ok(());
         };
-        match reply.result {
+        // A watcher's words go to a client: bounded, so two of them (`send --eof`) and the
+        // frame around them stay far below the frame bound.
+        let result = reply.result.map_err(label).map(label);
+        match result {
             Ok(message) if pending.then_close => {
                 // `send --eof`: the data went in; now close stdin, and answer after that.
                 let next = Pending {

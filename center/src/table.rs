@@ -319,7 +319,8 @@ pub fn push_history(history: &mut Vec<StateChange>, dropped: &mut u64, mut chang
 }
 
 /// `hello` as the center keeps and logs it, so one watcher cannot make the table, a log line
-/// or a reply grow without bound: `name`, `host` and `user` cut to [`MAX_LABEL_BYTES`], `cwd`
+/// or a reply grow without bound: `name`, `host`, `user` and `version` cut to
+/// [`MAX_LABEL_BYTES`], `cwd`
 /// to [`MAX_CWD_BYTES`], `argv` with [`cut_argv`] and to [`MAX_ARGV_ITEMS`] (even when the watcher sent more than it
 /// should; a hello the watcher already cut keeps its `argv_cut`), and `history` to its last
 /// [`MAX_HISTORY`] entries, causes cut, the rest counted in `history_dropped`.
@@ -335,7 +336,7 @@ pub fn cut_hello(hello: &Hello) -> Hello {
         history: Vec::new(),
         ..hello.clone()
     };
-    for s in [&mut kept.name, &mut kept.host, &mut kept.user] {
+    for s in [&mut kept.name, &mut kept.host, &mut kept.user, &mut kept.version] {
         cut_str(s, MAX_LABEL_BYTES);
     }
     kept.cwd.0.truncate(MAX_CWD_BYTES);
@@ -520,6 +521,7 @@ mod tests {
         h.name = "n".repeat(5000);
         h.host = "h".repeat(MAX_LABEL_BYTES + 1);
         h.user = "u".repeat(MAX_LABEL_BYTES);
+        h.version = "v".repeat(100_000);
         h.cwd = OsBytes(vec![b'/'; 10_000]);
         h.argv = vec![
             OsBytes(vec![b'a'; 40 * 1024]),
@@ -537,6 +539,7 @@ mod tests {
         assert_eq!(kept.name.len(), MAX_LABEL_BYTES);
         assert_eq!(kept.host.len(), MAX_LABEL_BYTES);
         assert_eq!(kept.user.len(), MAX_LABEL_BYTES);
+        assert_eq!(kept.version.len(), MAX_LABEL_BYTES);
         assert_eq!(kept.cwd.0.len(), MAX_CWD_BYTES);
         let lens: Vec<usize> = kept.argv.iter().map(|a| a.0.len()).collect();
         assert_eq!(

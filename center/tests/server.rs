@@ -758,3 +758,43 @@ async fn a_follower_that_stops_reading_is_dropped_and_told_why() {
     assert!(got > 1000 && got < 6000, "{got} lines before the End");
     center.stop().await;
 }
+
+/// A watcher's answer to a command reaches the client cut to MAX_LABEL_BYTES, whatever its
+/// size: `send --eof` joins two of them, and a frame near the bound each would not fit.
+#[tokio::test]
+async fn a_watchers_answer_is_passed_on_cut() {
+    let center = TestCenter::start().await;
+    let mut ctl = Ctl::connect(&center).await;
+    let mut w = Watcher::start(&center, hello(0xfa, "wordy")).await;
+    w.event(EventKind::Started { pid: 99 }).await;
+    let id = ctl
+        .send(Request::Send {
+            target: "wordy".into(),
+            data: b"x".to_vec(),
+            eof: true,
+        })
+        .await;
+    for step in ["stdin", "close"] {
+        let CenterMsg::Command(command) = w.next().await else {
+            panic!("no {step} command")
+        };
+        let reply = nerve_proto::CommandReply {
+            req: command.req,
+            result: Ok(format!("{step} {}", "w".repeat(600 * 1024))),
+        };
+        w.send(&WatcherMsg::Reply(reply)).await;
+    }
+    match ctl.reply_to(id).await {
+        Reply::Done { message, .. } => {
+            let parts: Vec<&str> = message.split("; ").collect();
+            assert_eq!(parts.len(), 2, "both steps: {}", &message[..40]);
+            assert!(parts[0].starts_with("stdin ") && parts[1].starts_with("close "));
+            assert!(
+                parts.iter().all(|p| p.len() == MAX_LABEL_BYTES),
+                "cut to MAX_LABEL_BYTES"
+            );
+        }
+        other => panic!("send --eof answered {other:?}"),
+    }
+    center.stop().await;
+}
