@@ -9,9 +9,10 @@ use nerve_proto::{
     decode, encode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId,
     ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION, PROTOCOL_VERSION,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
-use zmtp::{Identity, Incoming};
+use zmtp::{Identity, Incoming, SendError};
 
 /// How long a watcher may take to answer a signal or stdin command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +21,40 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes read from the end of an output file when `tail` falls back to `--logdir`.
 const FILE_TAIL_BYTES: u64 = 1024 * 1024;
+
+/// `ps` answers being sent part by part as their clients' queues take them, at most this
+/// many at once (64); a `ps` past it gets an error saying so.
+pub const MAX_OUTBOXES: usize = 64;
+/// How often the center tries again to queue the next part of such an answer: 10 ms.
+pub const OUTBOX_RETRY: Duration = Duration::from_millis(10);
+/// How long a client may take no part of its answer before the center gives it up: 10 s
+/// (nrv-ctl waits 5 s by default).
+pub const OUTBOX_STALL: Duration = Duration::from_secs(10);
+
+/// A `ps` answer on its way: the rows not yet sent, built part by part from the table (so
+/// an answer waiting for a slow client costs a list of ids, not a copy of the table).
+#[derive(Debug)]
+pub struct Outbox {
+    client: Client,
+    /// This center's processes still to send.
+    ids: VecDeque<ProcessId>,
+    /// Peer centers' rows still to send.
+    peers: VecDeque<ProcessInfo>,
+    /// `ps --all` (a process that ended since the request is still sent then).
+    all: bool,
+    /// The part the client's queue refused last, to try again.
+    refused: Option<Vec<u8>>,
+    /// The last part (`Reply::Ps`) has been built.
+    done: bool,
+    /// When the client's queue last took a part.
+    progress: Instant,
+}
+
+/// True when a client that last took a part of its answer at `progress` has stalled by `now`
+/// (see [`OUTBOX_STALL`]).
+pub fn outbox_stalled(progress: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(progress) >= OUTBOX_STALL
+}
 
 /// Who asked, and how to answer them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,21 +159,36 @@ impl Center {
                 protocol: PROTOCOL_VERSION,
             }),
             Request::Ps { all } | Request::PsLocal { all } => {
-                let mut rows: Vec<_> = self
+                let ids: VecDeque<ProcessId> = self
                     .table
                     .list()
                     .into_iter()
                     .filter(|p| all || p.ended_at.is_none())
-                    .map(|p| p.info(&self.config.name, now, false))
+                    .map(|p| p.id)
                     .collect();
+                let mut peers = VecDeque::new();
                 if matches!(request, Request::Ps { .. }) && !forwarded {
-                    rows.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
+                    peers.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
                 }
-                for part in ps_parts(rows) {
-                    // A client that went away needs no more parts.
-                    if !self.reply(&client, part).await {
-                        break;
-                    }
+                let outbox = Outbox {
+                    client,
+                    ids,
+                    peers,
+                    all,
+                    refused: None,
+                    done: false,
+                    progress: now,
+                };
+                if self.outboxes.len() >= MAX_OUTBOXES {
+                    let message = format!(
+                        "the center is sending {MAX_OUTBOXES} large answers already, its bound; try again in a moment"
+                    );
+                    self.reply(&outbox.client, failed(ControlErrorKind::Failed, message))
+                        .await;
+                    return Ok(());
+                }
+                if let Some(waiting) = self.pump(outbox).await {
+                    self.outboxes.push(waiting);
                 }
                 return Ok(());
             }
@@ -195,6 +245,81 @@ impl Center {
         // A client that went away before its answer needs nothing more.
         self.reply(&client, reply).await;
         Ok(())
+    }
+
+    /// Sends the parts of `outbox` while its client's queue takes them. Returns it when the
+    /// queue is full (to try again after [`OUTBOX_RETRY`]), `None` when it is all sent or the
+    /// client is gone. Never waits.
+    pub(crate) async fn pump(&mut self, mut outbox: Outbox) -> Option<Outbox> {
+        let now = Instant::now();
+        loop {
+            let frame = match outbox.refused.take() {
+                Some(frame) => frame,
+                None if outbox.done => return None,
+                None => {
+                    let part = self.next_part(&mut outbox, now);
+                    match &outbox.client {
+                        Client::Control { req, .. } => encode(&nerve_proto::ControlReply { id: *req, reply: part }),
+                        ring @ Client::Ring { .. } => {
+                            // A peer center's link: no queue to wait for here.
+                            let ring = ring.clone();
+                            if !self.reply(&ring, part).await {
+                                return None;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Client::Control { peer, delimited, .. } = &outbox.client else {
+                return None;
+            };
+            match self.control_tx.send(peer, *delimited, frame.clone()).await {
+                Ok(()) => outbox.progress = now,
+                Err(SendError::QueueFull { .. }) => {
+                    outbox.refused = Some(frame);
+                    return Some(outbox);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next part of a `ps` answer: rows up to [`MAX_REPLY_BYTES`], [`Reply::Rows`] while
+    /// more follow, the last one [`Reply::Ps`].
+    fn next_part(&self, outbox: &mut Outbox, now: Instant) -> Reply {
+        let mut part = Part::default();
+        while let Some(id) = outbox.ids.pop_front() {
+            let Some(p) = self.table.get(id).filter(|p| outbox.all || p.ended_at.is_none()) else {
+                continue;
+            };
+            if part.add(p.info(&self.config.name, now, false)).is_some() {
+                outbox.ids.push_front(id);
+                return Reply::Rows(part.rows());
+            }
+        }
+        while let Some(row) = outbox.peers.pop_front() {
+            if let Some(row) = part.add(row) {
+                outbox.peers.push_front(row);
+                return Reply::Rows(part.rows());
+            }
+        }
+        outbox.done = true;
+        Reply::Ps(part.rows())
+    }
+
+    /// Tries again every `ps` answer waiting for its client's queue; gives up on the clients
+    /// that took nothing for [`OUTBOX_STALL`].
+    pub(crate) async fn pump_outboxes(&mut self) {
+        let now = Instant::now();
+        for outbox in std::mem::take(&mut self.outboxes) {
+            if outbox_stalled(outbox.progress, now) {
+                continue;
+            }
+            if let Some(waiting) = self.pump(outbox).await {
+                self.outboxes.push(waiting);
+            }
+        }
     }
 
     /// Sends a command to the watcher that owns `target`; the client's answer comes with the
@@ -380,26 +505,34 @@ impl Center {
 /// and the row count (at most 2 + 10 + 1 + 5), rounded up.
 const PART_OVERHEAD: usize = 32;
 
-/// The frames of a `ps` answer: `rows` in [`Reply::Rows`] parts then a last [`Reply::Ps`],
-/// each holding at most [`MAX_REPLY_BYTES`] of encoded rows (one row is far below that, see
-/// [`MAX_REPLY_BYTES`]), so no reply frame passes [`nerve_proto::MAX_FRAME_BYTES`] however
-/// many rows there are and however long their argv. Few rows: one `Ps`, as before.
-pub fn ps_parts(rows: Vec<ProcessInfo>) -> Vec<Reply> {
-    let mut parts = Vec::new();
-    let mut part = Vec::new();
-    let mut bytes = 0;
-    for row in rows {
+/// The rows of one part of a `ps` answer: at most [`MAX_REPLY_BYTES`] of encoded rows with
+/// the frame around them (one row is far below that, see [`MAX_REPLY_BYTES`]), so no reply
+/// frame passes [`nerve_proto::MAX_FRAME_BYTES`] however many rows there are and however long
+/// their argv.
+#[derive(Debug, Default)]
+pub struct Part {
+    rows: Vec<ProcessInfo>,
+    bytes: usize,
+}
+
+impl Part {
+    /// Adds `row`, or gives it back (for the next part) when the part is full; a first row
+    /// always fits.
+    pub fn add(&mut self, row: ProcessInfo) -> Option<ProcessInfo> {
         // The row's encoding, without the frame's version prefix.
         let size = encode(&row).len().saturating_sub(2);
-        if !part.is_empty() && bytes + size > MAX_REPLY_BYTES - PART_OVERHEAD {
-            parts.push(Reply::Rows(std::mem::take(&mut part)));
-            bytes = 0;
+        if !self.rows.is_empty() && self.bytes + size > MAX_REPLY_BYTES - PART_OVERHEAD {
+            return Some(row);
         }
-        bytes += size;
-        part.push(row);
+        self.bytes += size;
+        self.rows.push(row);
+        None
     }
-    parts.push(Reply::Ps(part));
-    parts
+
+    /// The rows.
+    pub fn rows(self) -> Vec<ProcessInfo> {
+        self.rows
+    }
 }
 
 /// Log lines in as few [`Reply::Event`] texts as fit [`MAX_REPLY_BYTES`] each, separated by
@@ -509,6 +642,25 @@ mod tests {
         }
     }
 
+    /// (silence since the last part taken, stalled)
+    #[test]
+    fn a_client_that_takes_no_part_for_outbox_stall_is_given_up() {
+        let t0 = Instant::now();
+        let cases = [
+            (Duration::ZERO, false),
+            (OUTBOX_STALL - Duration::from_millis(1), false),
+            (OUTBOX_STALL, true),
+            (OUTBOX_STALL * 3, true),
+        ];
+        for (silence, want) in cases {
+            assert_eq!(outbox_stalled(t0, t0 + silence), want, "after {silence:?}");
+        }
+        assert!(
+            !outbox_stalled(t0 + Duration::from_secs(1), t0),
+            "a clock that went back"
+        );
+    }
+
     #[test]
     fn recent_lines_go_in_few_frames_and_come_back_whole() {
         let line = |n: usize, len: usize| format!("{n:04}{}", "x".repeat(len - 4));
@@ -574,6 +726,20 @@ mod tests {
             let want_all: Vec<u8> = chunks.into_iter().flat_map(|(_, d)| d).collect();
             assert!(all == want_all, "bytes changed");
         }
+    }
+
+    /// The parts `rows` make, as `Center::next_part` builds them.
+    fn ps_parts(rows: Vec<ProcessInfo>) -> Vec<Reply> {
+        let mut parts = Vec::new();
+        let mut part = Part::default();
+        for row in rows {
+            if let Some(row) = part.add(row) {
+                parts.push(Reply::Rows(std::mem::take(&mut part).rows()));
+                assert!(part.add(row).is_none(), "a first row always fits");
+            }
+        }
+        parts.push(Reply::Ps(part.rows()));
+        parts
     }
 
     /// (rows, argv bytes of each, parts expected): every part's frame stays within

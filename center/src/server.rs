@@ -1,7 +1,7 @@
 //! The center's loop: process endpoint, heartbeats, shutdown. Control requests are in
 //! [`crate::control`].
 
-use crate::control::{Client, Pending};
+use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
 use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
@@ -81,6 +81,8 @@ pub(crate) struct Center {
     pub(crate) ring: Ring,
     /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
     owed_acks: Vec<Identity>,
+    /// `ps` answers waiting for their clients' queues (see [`crate::control::MAX_OUTBOXES`]).
+    pub(crate) outboxes: Vec<Outbox>,
     /// Ended rows kept across a restart ([`crate::ended`]).
     pub(crate) ended: crate::ended::EndedFile,
 }
@@ -139,6 +141,7 @@ pub async fn run(
         output_error_logged: false,
         ring,
         owed_acks: Vec::new(),
+        outboxes: Vec::new(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -152,6 +155,8 @@ pub async fn run(
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
     let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+    let mut outbox_retry = tokio::time::interval(OUTBOX_RETRY);
+    outbox_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
@@ -177,6 +182,10 @@ pub async fn run(
             Some(event) = link_rx.recv() => center.on_link(event).await,
             _ = publish.tick(), if ring_enabled => {
                 center.ring_publish().await;
+                Ok(())
+            }
+            _ = outbox_retry.tick(), if !center.outboxes.is_empty() => {
+                center.pump_outboxes().await;
                 Ok(())
             }
             _ = tick.tick() => center.on_tick().await,

@@ -21,7 +21,7 @@ use nerve_proto::{
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use zmtp::{Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, Router};
+use zmtp::{Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, Router, SocketOptions};
 
 /// The bound of every wait for a reply or a message.
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,17 +41,22 @@ struct TestCenter {
 
 impl TestCenter {
     async fn start() -> TestCenter {
+        TestCenter::start_with(SocketOptions::default()).await
+    }
+
+    /// A center whose control endpoint has `control` options (a small send queue, say).
+    async fn start_with(control_options: SocketOptions) -> TestCenter {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let process = Endpoint::Ipc(dir.path().join("nerve.sock"));
         let control = Endpoint::Ipc(dir.path().join("nerve-control.sock"));
-        let bind = |ep: Endpoint| async move {
-            Router::bind(&ep, false)
+        let bind = |ep: Endpoint, options: SocketOptions| async move {
+            Router::bind_with(&ep, options)
                 .await
                 .unwrap_or_else(|e| panic!("cannot bind {ep}: {e}"))
         };
         let sockets = Sockets {
-            process: bind(process.clone()).await,
-            control: bind(control.clone()).await,
+            process: bind(process.clone(), SocketOptions::default()).await,
+            control: bind(control.clone(), control_options).await,
             sync: None,
         };
         let target = LogTarget::File(dir.path().join("nerve.log"));
@@ -602,6 +607,34 @@ async fn a_large_ps_answer_comes_in_parts() {
     assert!(frames > 1, "3 MiB of rows in one frame?");
     let (live, frames) = ctl.ps(false).await;
     assert_eq!((live.len(), frames), (0, 1), "ps without --all: one empty Ps");
+    center.stop().await;
+}
+
+/// A `ps` answer of more parts than the client's queue at the center holds (here 2
+/// messages) is sent as the queue takes it: every row arrives, in order.
+#[tokio::test]
+async fn a_ps_answer_larger_than_the_clients_queue_is_paced() {
+    let options = SocketOptions {
+        send_queue: 2,
+        ..SocketOptions::default()
+    };
+    let center = TestCenter::start_with(options).await;
+    let mut ctl = Ctl::connect(&center).await;
+    let mut w = Watcher::start(&center, hello(0x2_0000, "p0")).await;
+    let n = 1000u64;
+    for i in 1..n {
+        let mut h = hello(0x2_0000 + i, &format!("p{i}"));
+        h.argv = vec![OsBytes(vec![b'y'; 3 * 1024])];
+        // One connection for all: each hello makes it speak for the next process.
+        w.send(&WatcherMsg::Hello(h)).await;
+        let CenterMsg::Welcome(_) = w.next().await else {
+            panic!("no welcome for p{i}")
+        };
+    }
+    let (rows, frames) = ctl.ps(false).await;
+    assert_eq!(rows.len() as u64, n);
+    assert!(rows.iter().zip(0..).all(|(r, i)| r.id.0 == 0x2_0000 + i), "in order");
+    assert!(frames > 10, "{frames} frames");
     center.stop().await;
 }
 
