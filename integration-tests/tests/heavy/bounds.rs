@@ -154,3 +154,42 @@ fn followers_of_an_ended_process_leave_nothing_behind() {
     assert!(during <= CEILING, "the center's RSS reached {} (VmHWM)", mib(during));
     assert!(after <= idle + SETTLE, "RSS {} after, {} idle", mib(after), mib(idle));
 }
+
+/// `ps --all` of 1000 ended processes whose command lines are as long as the center keeps
+/// (MAX_ARGV_BYTES, 64 KiB: over 64 MiB of rows, far more than a client's queue at the
+/// center) works, in order, as JSON and as a table.
+#[test]
+fn ps_all_of_1000_processes_with_the_longest_command_lines() {
+    let _serial = serial();
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let n = 1000u64;
+    let long = nerve_proto::MAX_ARGV_BYTES;
+    runtime().block_on(async {
+        let mut w = FakeWatcher::connect(&center.endpoint, "w:long").await;
+        for i in 0..n {
+            let mut hello = test_hello(ProcessId(0x5000_0000 + i), &format!("long{i}"));
+            hello.argv = vec![nerve_proto::OsBytes(vec![b'z'; long])];
+            w.hello(hello).await;
+            w.event(EventKind::Goodbye).await;
+        }
+    });
+    let args = ["--timeout", "30", "ps", "--all", "--json"];
+    let json = integration_tests::run_ctl(dir.path(), &center.control, &args, Duration::from_secs(60));
+    assert_eq!(json.code(), Some(0), "{}", json.describe());
+    let rows: Vec<Value> = serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("ps --json: {e}"));
+    assert_eq!(rows.len() as u64, n);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row["id"].as_str(),
+            Some(format!("{:016x}", 0x5000_0000 + i as u64).as_str())
+        );
+        assert_eq!(row["argv"][0].as_str().map(str::len), Some(long), "row {i}");
+    }
+    let args = ["--timeout", "30", "ps", "--all"];
+    let plain = integration_tests::run_ctl(dir.path(), &center.control, &args, Duration::from_secs(60));
+    assert_eq!(plain.code(), Some(0), "{}", plain.describe());
+    let text = plain.stdout_str();
+    let listed = text.lines().filter(|l| l.starts_with("000000005000")).count() as u64;
+    assert_eq!(listed, n, "a line starting with the id of each process");
+}
