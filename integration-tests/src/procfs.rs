@@ -98,3 +98,13 @@ pub fn pids_with_cmdline(argv: &[&str]) -> Vec<u32> {
     pids.sort_unstable();
     pids
 }
+
+/// The resident set size of process `pid` now (`VmRSS` of `/proc/PID/status`), bytes; `None`
+/// when the process does not exist (any more).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    // "VmRSS:	    4520 kB"
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
