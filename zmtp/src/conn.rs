@@ -8,6 +8,7 @@ use crate::wire::{self, WireError, GREETING_LEN, SIGNATURE_LEN};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -405,6 +406,8 @@ enum Control {
 
 /// Moves frames until the connection ends, and says why it ended.
 ///
+/// Messages for the peer come from `outgoing`; `queued_bytes` counts their payload bytes not yet
+/// written to the socket, and this subtracts each batch once written (the sender adds).
 /// Messages from the peer go to `inbound` (mapped by `item`); when nobody receives them any
 /// more they are discarded, and the connection stays up until `stop` says otherwise. When the
 /// write side fails or `outgoing` is closed, reading stops, but a message already read
@@ -413,6 +416,7 @@ pub(crate) async fn pump<T, F>(
     conn: Established,
     opts: &SocketOptions,
     outgoing: mpsc::Receiver<Outgoing>,
+    queued_bytes: Arc<AtomicUsize>,
     inbound: mpsc::Sender<T>,
     item: F,
     stop: Arc<watch::Sender<bool>>,
@@ -453,6 +457,7 @@ where
         heartbeat,
         opts.heartbeat_timeout,
         outgoing,
+        &queued_bytes,
         control_rx,
         stop.subscribe(),
     );
@@ -589,12 +594,14 @@ fn put_frame(out: &mut BytesMut, sealer: &mut Option<Cipher>, more: bool, comman
 /// How long a connection closed by this side keeps writing what was queued before (1 s).
 const LINGER: Duration = Duration::from_secs(1);
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop(
     mut writer: BoxWrite,
     mut sealer: Option<Cipher>,
     heartbeat: Option<Duration>,
     ttl: Duration,
     mut outgoing: mpsc::Receiver<Outgoing>,
+    queued_bytes: &AtomicUsize,
     mut control: mpsc::Receiver<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> ConnError {
@@ -607,6 +614,9 @@ async fn write_loop(
     loop {
         // True when a batch was cut at WRITE_BATCH: more is queued, keep the buffer.
         let mut busy = false;
+        // Payload bytes of the messages in this batch, subtracted from `queued_bytes` once
+        // written.
+        let mut batch = 0usize;
         tokio::select! {
             biased;
             c = control.recv(), if control_open => match c {
@@ -635,6 +645,7 @@ async fn write_loop(
                     } else {
                         put_frame(&mut out, &mut sealer, false, false, &m.payload);
                     }
+                    batch += m.payload.len();
                     if out.len() >= WRITE_BATCH {
                         busy = true;
                         break;
@@ -670,6 +681,9 @@ async fn write_loop(
                 return e.into();
             }
             out.clear();
+        }
+        if batch > 0 {
+            queued_bytes.fetch_sub(batch, Ordering::AcqRel);
         }
         if !busy && out.capacity() > WRITE_KEEP {
             out = BytesMut::new();

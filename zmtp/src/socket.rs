@@ -5,9 +5,14 @@
 //! One task accepts connections (at most [`SocketOptions::max_connections`] at once; more are
 //! closed at once) and one task per connection runs the handshake (bounded by
 //! [`SocketOptions::handshake_timeout`]) and then moves frames. Messages from every peer go to
-//! one queue that [`Router::recv`] reads. Each peer has its own bounded send queue
-//! ([`SocketOptions::send_queue`]): [`RouterSender::send`] never waits for a slow peer and
-//! fails with [`SendError::QueueFull`] when that peer's queue is full.
+//! one queue that [`Router::recv`] reads. Each peer has its own send queue, bounded in
+//! messages ([`SocketOptions::send_queue`], libzmq's `ZMQ_SNDHWM`) and in bytes
+//! ([`SocketOptions::send_queue_bytes`]): [`RouterSender::try_send`] (and `send`, its async
+//! form) never waits for a slow peer and fails at once with [`SendError::QueueFull`] when the
+//! message would take that peer past either bound, so one peer that stops reading pins at most
+//! its bound and costs the others nothing. [`RouterSender::send_last`] queues a last message
+//! past the bounds and closes the connection once it is written (or after a linger of 1 s):
+//! the way to tell a peer that falls behind that it is dropped, and to free its queue.
 //!
 //! **Duplicate identities.** When a peer connects with an identity that a live connection
 //! already uses, the newer connection wins: the identity is routed to it from then on, and the
@@ -35,7 +40,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -139,14 +144,20 @@ pub enum SendError {
     /// The DEALER's queue stayed full for the whole send timeout (the peer is not reading).
     #[error("peer did not take the message within {0:?}")]
     Timeout(Duration),
-    /// The ROUTER's queue for this peer is full (it is not reading); other peers are not
-    /// affected.
-    #[error("the send queue of peer {peer} is full ({capacity} messages): it is not reading")]
+    /// The ROUTER's queue for this peer cannot take the message: it would go past
+    /// [`SocketOptions::send_queue`] messages or [`SocketOptions::send_queue_bytes`] bytes
+    /// (the peer is not reading, or not as fast as it is sent to). Nothing was queued; other
+    /// peers are not affected.
+    #[error("the send queue of peer {peer} is full ({queued_messages} messages, {queued_bytes} bytes not yet written; the message has {size} bytes): it is not reading")]
     QueueFull {
         /// The peer.
         peer: Identity,
-        /// The queue's bound, messages ([`SocketOptions::send_queue`]).
-        capacity: usize,
+        /// Messages queued for it and not yet taken by its connection.
+        queued_messages: usize,
+        /// Bytes of payload queued for it and not yet written to its socket.
+        queued_bytes: usize,
+        /// The payload refused, bytes.
+        size: usize,
     },
     /// Any other failure of the socket.
     #[error("send failed: {0}")]
@@ -211,7 +222,11 @@ fn effective_security(endpoint: &Endpoint, options: &SocketOptions) -> Security 
 
 struct PeerEntry {
     conn: u64,
+    /// Holds `send_queue + 1` messages: the last slot is only for [`RouterSender::send_last`].
     tx: mpsc::Sender<Outgoing>,
+    /// Payload bytes queued and not yet written to the socket (the connection's writer
+    /// subtracts what it has written).
+    queued_bytes: Arc<AtomicUsize>,
     stop: Arc<watch::Sender<bool>>,
 }
 
@@ -221,7 +236,10 @@ struct Shared {
     closed: watch::Sender<bool>,
     next_conn: AtomicU64,
     next_anonymous: AtomicU32,
+    /// [`SocketOptions::send_queue`], at least 1.
     send_queue: usize,
+    /// [`SocketOptions::send_queue_bytes`].
+    send_queue_bytes: usize,
 }
 
 impl Shared {
@@ -335,6 +353,7 @@ impl Router {
             next_conn: AtomicU64::new(1),
             next_anonymous: AtomicU32::new(rand_u32()),
             send_queue: options.send_queue.max(1),
+            send_queue_bytes: options.send_queue_bytes,
         });
         let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
         let security = effective_security(&bound, &options);
@@ -499,7 +518,8 @@ impl Connection {
             Bytes::from(id)
         }));
         let conn_id = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.shared.send_queue);
+        let (tx, rx) = mpsc::channel(self.shared.send_queue + 1);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(watch::channel(false).0);
         {
             let mut peers = self.shared.lock();
@@ -509,6 +529,7 @@ impl Connection {
             let entry = PeerEntry {
                 conn: conn_id,
                 tx,
+                queued_bytes: Arc::clone(&queued_bytes),
                 stop: Arc::clone(&stop),
             };
             // The newer connection wins; the older one stops reading, delivers what it has
@@ -522,6 +543,7 @@ impl Connection {
             established,
             &self.options,
             rx,
+            queued_bytes,
             self.incoming.clone(),
             move |a| Incoming::from_assembled(peer.clone(), a),
             stop,
@@ -536,29 +558,110 @@ impl Connection {
 
 impl RouterSender {
     /// Queues `payload` as one frame for `peer` (after an empty delimiter frame when
-    /// `delimited`, for REQ peers). Never waits: each peer has its own bounded queue.
+    /// `delimited`, for REQ peers). Never waits: this is [`RouterSender::try_send`], kept
+    /// `async` for callers written against the earlier interface.
     ///
     /// # Errors
-    /// [`SendError::UnknownPeer`] when no connection has that identity,
-    /// [`SendError::QueueFull`] when the peer's queue is full. `Ok` means queued, not
-    /// delivered.
+    /// As [`RouterSender::try_send`].
     pub async fn send(&self, peer: &Identity, delimited: bool, payload: Vec<u8>) -> Result<(), SendError> {
-        let msg = Outgoing {
-            delimited,
-            payload: Bytes::from(payload),
-        };
+        self.try_send(peer, delimited, Bytes::from(payload))
+    }
+
+    /// Queues `payload` as one frame for `peer` (after an empty delimiter frame when
+    /// `delimited`, for REQ peers), without waiting: a single-threaded owner can send to any
+    /// number of peers, some of them stuck, and never stall on one.
+    ///
+    /// The peer's queue takes the message unless it would then hold more than
+    /// [`SocketOptions::send_queue`] messages, or more than [`SocketOptions::send_queue_bytes`]
+    /// bytes of payload not yet written to the socket; an empty queue always takes one
+    /// message, however large. `payload` is shared, not copied.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownPeer`] when no connection has that identity (it went away, or was
+    /// closed by [`RouterSender::send_last`]); [`SendError::QueueFull`] when the peer is that
+    /// far behind: nothing was queued, and the caller decides (drop the peer with
+    /// [`RouterSender::send_last`], or try again later). `Ok` means queued, not delivered.
+    pub fn try_send(&self, peer: &Identity, delimited: bool, payload: Bytes) -> Result<(), SendError> {
         let peers = self.shared.lock();
         let Some(entry) = peers.get(peer) else {
             return Err(SendError::UnknownPeer(peer.clone()));
         };
-        match entry.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull {
+        let size = payload.len();
+        let queued_bytes = entry.queued_bytes.load(Ordering::Acquire);
+        // One slot is kept for `send_last`.
+        let free_slots = entry.tx.capacity().saturating_sub(1);
+        let over_bytes = queued_bytes > 0 && queued_bytes.saturating_add(size) > self.shared.send_queue_bytes;
+        if free_slots == 0 || over_bytes {
+            return Err(SendError::QueueFull {
                 peer: peer.clone(),
-                capacity: self.shared.send_queue,
-            }),
+                queued_messages: self.shared.send_queue - free_slots,
+                queued_bytes,
+                size,
+            });
+        }
+        // Counted before the writer can see the message, so its subtraction never underflows.
+        entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        match entry.tx.try_send(Outgoing { delimited, payload }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                entry.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match e {
+                    // Senders are serialized by the lock and a slot was free: cannot happen.
+                    mpsc::error::TrySendError::Full(_) => Err(SendError::QueueFull {
+                        peer: peer.clone(),
+                        queued_messages: self.shared.send_queue,
+                        queued_bytes,
+                        size,
+                    }),
+                    mpsc::error::TrySendError::Closed(_) => Err(SendError::UnknownPeer(peer.clone())),
+                }
+            }
+        }
+    }
+
+    /// Queues `payload` for `peer` past both bounds, as the last message it gets, and closes
+    /// its connection: from now on the identity is unknown to senders, the connection stops
+    /// reading, writes what was queued and this message (for at most 1 s: a peer that does not
+    /// read by then is cut off), and ends; its queue's memory is freed with it. Messages it had
+    /// sent and that were read completely are still delivered by [`Router::recv`].
+    ///
+    /// This is how an owner drops a peer that fell behind (after [`SendError::QueueFull`])
+    /// and tells it why.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownPeer`] when no connection has that identity.
+    pub fn send_last(&self, peer: &Identity, delimited: bool, payload: Bytes) -> Result<(), SendError> {
+        let Some(entry) = self.shared.lock().remove(peer) else {
+            return Err(SendError::UnknownPeer(peer.clone()));
+        };
+        let size = payload.len();
+        entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        // The slot kept for this: only `send_last` uses it, once, and the entry is gone.
+        let queued = entry.tx.try_send(Outgoing { delimited, payload });
+        entry.stop.send_replace(true);
+        match queued {
+            Ok(()) => Ok(()),
+            // A slot is kept for this and the entry is gone: cannot happen.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                entry.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                Err(SendError::QueueFull {
+                    peer: peer.clone(),
+                    queued_messages: self.shared.send_queue,
+                    queued_bytes: entry.queued_bytes.load(Ordering::Acquire),
+                    size,
+                })
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownPeer(peer.clone())),
         }
+    }
+
+    /// Bytes of payload queued for `peer` and not yet written to its socket, or `None` when
+    /// no connection has that identity.
+    pub fn queued_bytes(&self, peer: &Identity) -> Option<usize> {
+        self.shared
+            .lock()
+            .get(peer)
+            .map(|e| e.queued_bytes.load(Ordering::Acquire))
     }
 }
 
@@ -828,7 +931,18 @@ async fn drive(
     let mut rx = first_rx;
     loop {
         let stop = Arc::new(watch::channel(false).0);
-        let _why = conn::pump(conn, &options, rx, events.clone(), |a| Internal::Message(a.last), stop).await;
+        // The DEALER bounds its queue in messages only; the byte count is not read.
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let _why = conn::pump(
+            conn,
+            &options,
+            rx,
+            queued_bytes,
+            events.clone(),
+            |a| Internal::Message(a.last),
+            stop,
+        )
+        .await;
         slot.send_replace(None);
         if events.send(Internal::Disconnected).await.is_err() {
             return;
