@@ -56,7 +56,7 @@ pub use process::{
 };
 pub use procfs::{
     fd_count, group_members, pid_alive, pids_with_cmdline, proc_cmdline, proc_comm, proc_pgrp, proc_ppid,
-    proc_start_time, proc_state, rss_bytes,
+    proc_start_time, proc_state, rss_bytes, socket_count,
 };
 pub use pty::Terminal;
 pub use wait::{wait_until, POLL, WAIT};

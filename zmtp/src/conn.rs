@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// The read half of a connection.
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -404,25 +404,62 @@ enum Control {
     Pong(Bytes),
 }
 
+/// Bytes of received messages that may wait for their owner, shared by every connection of a
+/// socket: a connection takes a permit per byte of each message before handing it over, and
+/// the owner drops the permit when it takes the message. While none are left, connections
+/// stop reading, so the kernel pushes back on the peers.
+#[derive(Clone)]
+pub(crate) struct RecvBudget {
+    permits: Arc<Semaphore>,
+    /// All the permits there are: a message larger than this takes them all (it waits for an
+    /// empty queue) rather than waiting for ever.
+    total: u32,
+}
+
+impl RecvBudget {
+    pub(crate) fn new(bytes: usize) -> RecvBudget {
+        let total = u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        RecvBudget {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits for room for a message of `size` bytes.
+    async fn admit(&self, size: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(size).unwrap_or(u32::MAX).min(self.total);
+        Arc::clone(&self.permits).acquire_many_owned(n).await.ok()
+    }
+
+    /// Bytes of room left now (for tests).
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
 /// Moves frames until the connection ends, and says why it ended.
 ///
 /// Messages for the peer come from `outgoing`; `queued_bytes` counts their payload bytes not yet
 /// written to the socket, and this subtracts each batch once written (the sender adds).
-/// Messages from the peer go to `inbound` (mapped by `item`); when nobody receives them any
+/// Messages from the peer go to `inbound` (mapped by `item`, with the message's share of
+/// `budget` when there is one); when nobody receives them any
 /// more they are discarded, and the connection stays up until `stop` says otherwise. When the
 /// write side fails or `outgoing` is closed, reading stops, but a message already read
 /// completely is still handed to `inbound`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn pump<T, F>(
     conn: Established,
     opts: &SocketOptions,
     outgoing: mpsc::Receiver<Outgoing>,
     queued_bytes: Arc<AtomicUsize>,
     inbound: mpsc::Sender<T>,
+    budget: Option<RecvBudget>,
     item: F,
     stop: Arc<watch::Sender<bool>>,
 ) -> ConnError
 where
-    F: FnMut(Assembled) -> T,
+    F: FnMut(Assembled, Option<OwnedSemaphorePermit>) -> T,
 {
     let Established {
         reader,
@@ -447,6 +484,7 @@ where
         idle,
         opts.max_frames_per_message,
         inbound,
+        budget,
         item,
         control_tx,
         stop.subscribe(),
@@ -485,12 +523,13 @@ async fn read_loop<T, F>(
     mut idle: Option<Duration>,
     max_frames: usize,
     inbound: mpsc::Sender<T>,
+    budget: Option<RecvBudget>,
     mut item: F,
     control: mpsc::Sender<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> ConnError
 where
-    F: FnMut(Assembled) -> T,
+    F: FnMut(Assembled, Option<OwnedSemaphorePermit>) -> T,
 {
     let mut frames = 0usize;
     let mut first = Bytes::new();
@@ -571,7 +610,13 @@ where
             };
             frames = 0;
             // Nobody receives any more: discard (the owner closes us through `stop`).
-            let _ = inbound.send(item(msg)).await;
+            let permit = match &budget {
+                // A one-frame message has `first` and `last` the same bytes.
+                Some(b) if msg.frames == 1 => b.admit(msg.last.len()).await,
+                Some(b) => b.admit(msg.first.len() + msg.last.len()).await,
+                None => None,
+            };
+            let _ = inbound.send(item(msg, permit)).await;
         }
     }
 }

@@ -37,6 +37,7 @@
 mod conn;
 pub mod curve;
 mod endpoint;
+mod memory;
 mod options;
 mod socket;
 mod wire;
@@ -47,10 +48,12 @@ pub use curve::{
     CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};
+pub use memory::release_free_memory;
 pub use options::{
     Security, SocketOptions, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_FRAME_SIZE, DEFAULT_RECONNECT_INTERVAL,
-    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_RECV_QUEUE_BYTES, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES,
+    DEFAULT_SEND_TIMEOUT,
 };
 pub use socket::{
     BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender,

@@ -23,6 +23,13 @@ pub const DEFAULT_SEND_QUEUE: usize = 1000;
 /// enough that peers which stop reading cost little: five stuck subscribers hold 20 MiB, not
 /// the 1.9 GB that 1000 queued messages of 384 KiB did (issue 11).
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Default [`SocketOptions::recv_queue_bytes`]: 8 MiB per ROUTER.
+///
+/// Why 8 MiB: one message of the largest size a peer may send ([`DEFAULT_MAX_FRAME_SIZE`])
+/// fits, and it is tens of milliseconds of input for an owner that keeps up; more only holds
+/// more memory when the owner falls behind (1024 messages of 12 KiB each were 12 MiB of a
+/// center's 64 MiB budget, and of 8 MiB each would be 8 GiB).
+pub const DEFAULT_RECV_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`SocketOptions::send_timeout`]: 1 s.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default [`SocketOptions::heartbeat_interval`]: 5 s.
@@ -116,6 +123,12 @@ pub struct SocketOptions {
     /// limit). Bytes count until the connection has written them to the socket, so with
     /// batching a queue holds at most this plus one message.
     pub send_queue_bytes: usize,
+    /// ROUTER: bytes of payload received from all peers and not yet taken by
+    /// [`crate::Router::recv`] (default [`DEFAULT_RECV_QUEUE_BYTES`], 8 MiB; at most 1024
+    /// messages too). While it is full, connections stop reading, so the kernel's flow control
+    /// pushes back on the peers; nothing is dropped. A message larger than the bound waits
+    /// until the queue is empty, then goes alone.
+    pub recv_queue_bytes: usize,
     /// DEALER: how long a send waits for room in the queue (default 1 s).
     pub send_timeout: Duration,
     /// Interval between ZMTP 3.1 PING commands to a peer that speaks 3.1 (default 5 s;
@@ -145,6 +158,7 @@ impl Default for SocketOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             send_queue: DEFAULT_SEND_QUEUE,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            recv_queue_bytes: DEFAULT_RECV_QUEUE_BYTES,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,

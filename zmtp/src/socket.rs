@@ -30,8 +30,10 @@
 //! connection, so the owner decides what to send first on it.
 
 use crate::conn::{
-    self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, SocketType,
+    self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, RecvBudget,
+    SocketType,
 };
+use crate::memory::{release_free_memory, TRIM_AFTER_CONNECTIONS, TRIM_AFTER_QUEUE};
 use crate::options::{Security, SocketOptions};
 use crate::Endpoint;
 use bytes::Bytes;
@@ -43,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A peer's ZeroMQ identity (1 to 255 bytes; RFC 28's ROUTER addressing).
@@ -240,6 +242,11 @@ struct Shared {
     send_queue: usize,
     /// [`SocketOptions::send_queue_bytes`].
     send_queue_bytes: usize,
+    /// [`SocketOptions::recv_queue_bytes`], shared by every connection.
+    recv_budget: RecvBudget,
+    /// Connections that have ended (handshake failures included) since memory was last given
+    /// back.
+    ended_since_trim: AtomicUsize,
 }
 
 impl Shared {
@@ -250,7 +257,8 @@ impl Shared {
 
 /// A bound ROUTER socket.
 pub struct Router {
-    incoming: mpsc::Receiver<Incoming>,
+    /// Each message with its share of the receive budget, given back when `recv` takes it.
+    incoming: mpsc::Receiver<Received>,
     sender: RouterSender,
     endpoint: Endpoint,
     /// The socket file this router created, with its inode, removed by [`Router::close`].
@@ -280,7 +288,11 @@ pub struct RouterSender {
     shared: Arc<Shared>,
 }
 
-/// How many received messages wait for [`Router::recv`] before readers pause, messages.
+/// A received message on its way to [`Router::recv`], with its share of the receive budget.
+type Received = (Incoming, Option<OwnedSemaphorePermit>);
+
+/// How many received messages wait for [`Router::recv`] before readers pause, messages (and
+/// [`SocketOptions::recv_queue_bytes`] bounds their bytes).
 const INCOMING_QUEUE: usize = 1024;
 
 enum Listener {
@@ -354,6 +366,8 @@ impl Router {
             next_anonymous: AtomicU32::new(rand_u32()),
             send_queue: options.send_queue.max(1),
             send_queue_bytes: options.send_queue_bytes,
+            recv_budget: RecvBudget::new(options.recv_queue_bytes),
+            ended_since_trim: AtomicUsize::new(0),
         });
         let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
         let security = effective_security(&bound, &options);
@@ -391,7 +405,7 @@ impl Router {
     /// returned future is dropped before it completes.
     pub async fn recv(&mut self) -> Incoming {
         match self.incoming.recv().await {
-            Some(msg) => msg,
+            Some((msg, _room)) => msg,
             // The accept task holds a sender for as long as the router lives.
             None => std::future::pending().await,
         }
@@ -443,7 +457,7 @@ async fn accept_loop(
     options: Arc<SocketOptions>,
     security: Security,
     shared: Arc<Shared>,
-    incoming: mpsc::Sender<Incoming>,
+    incoming: mpsc::Sender<Received>,
 ) {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let security = Arc::new(security);
@@ -478,9 +492,16 @@ async fn accept_loop(
             incoming: incoming.clone(),
             address,
         };
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            conn.serve(r, w).await;
+            let left_queued = conn.serve(r, w).await;
             drop(slot);
+            // What the connection held is freed now; after a burst, give it back.
+            let ended = shared.ended_since_trim.fetch_add(1, Ordering::AcqRel) + 1;
+            if left_queued >= TRIM_AFTER_QUEUE || ended >= TRIM_AFTER_CONNECTIONS {
+                shared.ended_since_trim.store(0, Ordering::Release);
+                release_free_memory();
+            }
         });
     }
 }
@@ -489,12 +510,14 @@ struct Connection {
     options: Arc<SocketOptions>,
     security: Arc<Security>,
     shared: Arc<Shared>,
-    incoming: mpsc::Sender<Incoming>,
+    incoming: mpsc::Sender<Received>,
     address: String,
 }
 
 impl Connection {
-    async fn serve(self, r: BoxRead, w: BoxWrite) {
+    /// Runs the connection to its end; returns the payload bytes still queued for the peer
+    /// then (freed with it).
+    async fn serve(self, r: BoxRead, w: BoxWrite) -> usize {
         let cfg = HandshakeConfig {
             socket_type: SocketType::Router,
             identity: None,
@@ -505,10 +528,10 @@ impl Connection {
         let reader = FrameReader::new(r, self.options.max_frame_size);
         let hs = tokio::select! {
             r = tokio::time::timeout(self.options.handshake_timeout, conn::handshake(reader, w, &cfg)) => r,
-            _ = closed.wait_for(|c| *c) => return,
+            _ = closed.wait_for(|c| *c) => return 0,
         };
         let Ok(Ok(established)) = hs else {
-            return;
+            return 0;
         };
         let identity = Identity(established.identity.clone().unwrap_or_else(|| {
             // libzmq's form for a peer without an identity: a zero byte, then 4 bytes.
@@ -524,7 +547,7 @@ impl Connection {
         {
             let mut peers = self.shared.lock();
             if *self.shared.closed.borrow() {
-                return;
+                return 0;
             }
             let entry = PeerEntry {
                 conn: conn_id,
@@ -543,9 +566,10 @@ impl Connection {
             established,
             &self.options,
             rx,
-            queued_bytes,
+            Arc::clone(&queued_bytes),
             self.incoming.clone(),
-            move |a| Incoming::from_assembled(peer.clone(), a),
+            Some(self.shared.recv_budget.clone()),
+            move |a, room| (Incoming::from_assembled(peer.clone(), a), room),
             stop,
         )
         .await;
@@ -553,6 +577,7 @@ impl Connection {
         if peers.get(&identity).is_some_and(|e| e.conn == conn_id) {
             peers.remove(&identity);
         }
+        queued_bytes.load(Ordering::Acquire)
     }
 }
 
@@ -939,7 +964,8 @@ async fn drive(
             rx,
             queued_bytes,
             events.clone(),
-            |a| Internal::Message(a.last),
+            None,
+            |a, _| Internal::Message(a.last),
             stop,
         )
         .await;
@@ -1032,5 +1058,148 @@ impl DealerSender {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::DEFAULT_RECV_QUEUE_BYTES;
+
+    /// Bound of every wait here for something that should happen promptly.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Waits (at most [`WAIT`]) until `check` holds, looking every 10 ms.
+    async fn wait_for(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match check() {
+                Ok(()) => return,
+                Err(seen) if tokio::time::Instant::now() >= deadline => {
+                    panic!("timed out after {WAIT:?} waiting for {what}; last seen: {seen}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// Messages a ROUTER's owner has not taken hold at most its receive budget: a peer that
+    /// sends more has its connection wait (one message read and waiting for room), and each
+    /// message taken lets one more in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn received_messages_wait_within_the_byte_budget() {
+        const MSG: usize = 1024 * 1024;
+        const SENT: usize = DEFAULT_RECV_QUEUE_BYTES / MSG + 4;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint: Endpoint = format!("ipc://{}/r.sock", dir.path().display())
+            .parse()
+            .expect("endpoint");
+        let mut router = Router::bind(&endpoint, false).await.expect("bind");
+        let budget = router._guard.shared.recv_budget.clone();
+        let (mut tx, _events) = Dealer::connect(&endpoint, b"sender", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        for i in 0..SENT {
+            tx.send(vec![i as u8; MSG]).await.expect("queued by the dealer");
+        }
+        let full = DEFAULT_RECV_QUEUE_BYTES / MSG;
+        let state = |router: &Router| (router.incoming.len(), budget.available());
+        wait_for("the receive queue to fill its byte budget", || match state(&router) {
+            (n, 0) if n == full => Ok(()),
+            seen => Err(format!("{seen:?} (messages waiting, bytes of room)")),
+        })
+        .await;
+        for i in 0..SENT {
+            let m = router.recv().await;
+            assert_eq!(
+                m.payload.as_deref().map(|p| (p.len(), p[0])),
+                Ok((MSG, i as u8)),
+                "message {i}"
+            );
+            let waiting = (SENT - 1 - i).min(full);
+            wait_for(
+                &format!("message {} to take the room of message {i}", i + full + 1),
+                || match state(&router) {
+                    (n, room) if n == waiting && room == DEFAULT_RECV_QUEUE_BYTES - waiting * MSG => Ok(()),
+                    seen => Err(format!("{seen:?} (messages waiting, bytes of room)")),
+                },
+            )
+            .await;
+        }
+    }
+
+    /// A raw ZMTP peer (RFC 23 NULL handshake written by hand) that never reads; returns once
+    /// the ROUTER has delivered its first message, so it is registered.
+    async fn never_reading_peer(router: &mut Router, path: &Path, identity: &[u8]) -> tokio::net::UnixStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::UnixStream::connect(path).await.expect("connect");
+        let mut meta = Vec::new();
+        crate::wire::put_property(&mut meta, "Socket-Type", b"DEALER");
+        crate::wire::put_property(&mut meta, "Identity", identity);
+        let mut out = bytes::BytesMut::new();
+        out.extend_from_slice(&crate::wire::greeting("NULL", false));
+        crate::wire::put_frame(&mut out, false, true, &crate::wire::command("READY", &meta));
+        crate::wire::put_frame(&mut out, false, false, b"here");
+        stream.write_all(&out).await.expect("greet");
+        let first = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the raw peer's message");
+        assert_eq!(first.peer.0.as_ref(), identity);
+        stream
+    }
+
+    /// Memory is given back after a connection that was cut off with at least
+    /// [`TRIM_AFTER_QUEUE`] queued, and after every [`TRIM_AFTER_CONNECTIONS`] connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn freed_memory_is_given_back_after_a_full_queue_and_after_a_burst() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let endpoint = Endpoint::Ipc(path.clone());
+        let mut router = Router::bind(&endpoint, false).await.expect("bind");
+        let tx = router.sender();
+
+        let id = Identity(Bytes::from_static(b"stuck"));
+        let stuck = never_reading_peer(&mut router, &path, &id.0).await;
+        let chunk = Bytes::from(vec![1u8; TRIM_AFTER_QUEUE / 4]);
+        while tx.try_send(&id, false, chunk.clone()).is_ok() {}
+        let queued = tx.queued_bytes(&id).expect("still connected");
+        assert!(queued >= TRIM_AFTER_QUEUE, "{queued} bytes queued");
+        let before = crate::memory::trims();
+        drop(stuck);
+        wait_for("a trim after the stuck peer went", || match crate::memory::trims() {
+            n if n > before => Ok(()),
+            n => Err(format!("{n} trims, {before} before")),
+        })
+        .await;
+
+        // A burst: no queue left behind, a trim once TRIM_AFTER_CONNECTIONS have ended.
+        let before = crate::memory::trims();
+        router._guard.shared.ended_since_trim.store(0, Ordering::Release);
+        for i in 0..TRIM_AFTER_CONNECTIONS - 1 {
+            let d = Dealer::connect(&endpoint, format!("peer {i}").as_bytes(), WAIT)
+                .await
+                .expect("connect");
+            drop(d);
+        }
+        wait_for("the burst's connections to end", || {
+            match router._guard.shared.ended_since_trim.load(Ordering::Acquire) {
+                n if n == TRIM_AFTER_CONNECTIONS - 1 => Ok(()),
+                n => Err(format!("{n} ended")),
+            }
+        })
+        .await;
+        assert_eq!(crate::memory::trims(), before, "no trim before the bound");
+        drop(
+            Dealer::connect(&endpoint, b"the last one", WAIT)
+                .await
+                .expect("connect"),
+        );
+        wait_for("a trim after the burst", || match crate::memory::trims() {
+            n if n > before => Ok(()),
+            n => Err(format!("{n} trims, {before} before")),
+        })
+        .await;
+        assert_eq!(router._guard.shared.ended_since_trim.load(Ordering::Acquire), 0);
     }
 }

@@ -3,7 +3,7 @@
 //! the zmtp crate against the real `nrv-center`'s process endpoint, all established before any
 //! is closed; the center's RSS is sampled the whole time.
 
-use integration_tests::{fd_count, rss_bytes, runtime, wait_until, Center, TestDir, POLL, WAIT};
+use integration_tests::{rss_bytes, runtime, socket_count, wait_until, Center, TestDir, POLL, WAIT};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ fn connection_churn_keeps_the_center_small() {
     let dir = TestDir::new();
     let center = Center::start(dir.path(), &dir.ipc("nerve.sock"), &dir.ipc("nerve-control.sock"));
     let pid = center.pid();
-    let idle_fds = fd_count(pid);
+    let idle_sockets = socket_count(pid);
     let idle = rss(&center);
 
     // Samples the center's RSS every POLL while the bursts run.
@@ -83,9 +83,9 @@ fn connection_churn_keeps_the_center_small() {
         wait_until(
             &format!("nrv-center to close the {BURST} connections of burst {round}"),
             SETTLE,
-            || match fd_count(pid) {
-                n if n <= idle_fds => Ok(()),
-                n => Err(format!("{n} descriptors open, {idle_fds} when idle")),
+            || match socket_count(pid) {
+                n if n <= idle_sockets => Ok(()),
+                n => Err(format!("{n} sockets open, {idle_sockets} when idle")),
             },
         );
         after_each.push(rss(&center));

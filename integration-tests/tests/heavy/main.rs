@@ -12,6 +12,7 @@ mod ring_forward;
 mod ring_kit;
 mod ring_meta;
 mod ring_views;
+mod stuck_subscribers;
 mod watcher_volume;
 
 use std::sync::{Mutex, MutexGuard};
