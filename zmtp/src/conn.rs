@@ -730,9 +730,15 @@ async fn write_loop(
         if batch > 0 {
             queued_bytes.fetch_sub(batch, Ordering::AcqRel);
         }
-        if !busy && out.capacity() > WRITE_KEEP {
-            out = BytesMut::new();
-        }
+        settle_write_buffer(&mut out, busy);
+    }
+}
+
+/// After a batch is written (`out` is empty): an idle connection gives back a write buffer of
+/// more than [`WRITE_KEEP`]; a busy one (more is queued) keeps it for the next batch.
+fn settle_write_buffer(out: &mut BytesMut, busy: bool) {
+    if !busy && out.capacity() > WRITE_KEEP {
+        *out = BytesMut::new();
     }
 }
 
@@ -823,5 +829,32 @@ mod tests {
         reader.want = READ_CHUNK;
         assert!(poll_once(reader.fill()).is_pending(), "the peer sends nothing");
         assert_eq!(reader.capacity(), READ_BUFFER_MAX);
+    }
+
+    /// The write buffer of a batch of up to [`WRITE_BATCH`] is kept while more is queued and
+    /// given back when the connection goes idle; one of [`WRITE_KEEP`] is kept.
+    #[test]
+    fn the_write_buffer_is_given_back_when_idle() {
+        let mut out = BytesMut::with_capacity(WRITE_BATCH + DIRECT_WRITE);
+        settle_write_buffer(&mut out, true);
+        assert_eq!(out.capacity(), WRITE_BATCH + DIRECT_WRITE, "busy: kept");
+        settle_write_buffer(&mut out, false);
+        assert_eq!(out.capacity(), 0, "idle: given back");
+        let mut small = BytesMut::with_capacity(WRITE_KEEP);
+        settle_write_buffer(&mut small, false);
+        assert_eq!(small.capacity(), WRITE_KEEP, "at the bound: kept");
+    }
+
+    /// A new connection's first read asks for [`READ_START`] bytes, not [`READ_CHUNK`].
+    #[tokio::test]
+    async fn a_new_connection_reads_into_a_small_buffer() {
+        let (mut peer, ours) = tokio::io::duplex(READ_CHUNK);
+        let mut reader = FrameReader::new(Box::new(ours), DEFAULT_MAX_FRAME_SIZE);
+        assert_eq!(reader.capacity(), 0, "nothing before the first read");
+        peer.write_all(&[0u8; READ_CHUNK]).await.expect("write");
+        reader.fill().await.expect("read");
+        assert_eq!(reader.capacity(), READ_START);
+        assert_eq!(reader.buf.len(), READ_START, "the first read fills it");
+        assert_eq!(reader.want, 2 * READ_START, "and the next asks for twice as much");
     }
 }

@@ -23,7 +23,7 @@ pub const DEFAULT_SEND_QUEUE: usize = 1000;
 /// enough that peers which stop reading cost little: five stuck subscribers hold 20 MiB, not
 /// the 1.9 GB that 1000 queued messages of 384 KiB did (issue 11).
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
-/// Default [`SocketOptions::recv_queue_bytes`]: 8 MiB per ROUTER.
+/// Default [`SocketOptions::recv_queue_bytes`]: 8 MiB per ROUTER (all its peers) or DEALER.
 ///
 /// Why 8 MiB: one message of the largest size a peer may send ([`DEFAULT_MAX_FRAME_SIZE`])
 /// fits, and it is tens of milliseconds of input for an owner that keeps up; more only holds
@@ -123,11 +123,12 @@ pub struct SocketOptions {
     /// limit). Bytes count until the connection has written them to the socket, so with
     /// batching a queue holds at most this plus one message.
     pub send_queue_bytes: usize,
-    /// ROUTER: bytes of payload received from all peers and not yet taken by
-    /// [`crate::Router::recv`] (default [`DEFAULT_RECV_QUEUE_BYTES`], 8 MiB; at most 1024
-    /// messages too). While it is full, connections stop reading, so the kernel's flow control
-    /// pushes back on the peers; nothing is dropped. A message larger than the bound waits
-    /// until the queue is empty, then goes alone.
+    /// Bytes of payload received and not yet taken by the owner: for a ROUTER, from all its
+    /// peers, until [`crate::Router::recv`]; for a DEALER, until [`crate::DealerEvents::next`]
+    /// (default [`DEFAULT_RECV_QUEUE_BYTES`], 8 MiB; at most 1024 messages too). While it is
+    /// full, connections stop reading, so the kernel's flow control pushes back on the peers;
+    /// nothing is dropped. A message larger than the bound waits until the queue is empty,
+    /// then goes alone.
     pub recv_queue_bytes: usize,
     /// DEALER: how long a send waits for room in the queue (default 1 s).
     pub send_timeout: Duration,

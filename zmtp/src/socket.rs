@@ -747,7 +747,8 @@ pub enum DealerEvent {
 }
 
 enum Internal {
-    Message(Bytes),
+    /// A message, with its share of the receive budget (given back when the owner takes it).
+    Message(Bytes, Option<OwnedSemaphorePermit>),
     Disconnected,
     Reconnected(mpsc::Sender<Outgoing>),
 }
@@ -772,6 +773,8 @@ pub struct DealerSender {
 pub struct DealerEvents {
     events: mpsc::Receiver<Internal>,
     slot: Slot,
+    /// [`SocketOptions::recv_queue_bytes`], shared with the connections (read by tests).
+    _budget: RecvBudget,
     _driver: Arc<AbortOnDrop>,
 }
 
@@ -784,7 +787,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// How many events wait for [`DealerEvents::next`] before the connection pauses reading.
+/// How many events wait for [`DealerEvents::next`] before the connection pauses reading
+/// (and [`SocketOptions::recv_queue_bytes`] bounds their bytes).
 const DEALER_EVENTS: usize = 1024;
 
 async fn connect_once(
@@ -903,6 +907,8 @@ impl Dealer {
         let (first_tx, first_rx) = mpsc::channel(options.send_queue.max(1));
         let slot: Slot = Arc::new(watch::channel(Some(first_tx)).0);
         let (events_tx, events) = mpsc::channel(DEALER_EVENTS);
+        // One budget for every connection in turn: messages of an earlier one may still wait.
+        let budget = RecvBudget::new(options.recv_queue_bytes);
         let timeout = options.send_timeout;
         let driver = tokio::spawn(drive(
             endpoint.clone(),
@@ -912,6 +918,7 @@ impl Dealer {
             established,
             first_rx,
             events_tx,
+            budget.clone(),
             Arc::clone(&slot),
         ));
         let driver = Arc::new(AbortOnDrop(driver));
@@ -927,6 +934,7 @@ impl Dealer {
             events: DealerEvents {
                 events,
                 slot,
+                _budget: budget,
                 _driver: driver,
             },
         })
@@ -950,6 +958,7 @@ async fn drive(
     first: Established,
     first_rx: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<Internal>,
+    budget: RecvBudget,
     slot: Slot,
 ) {
     let mut conn = first;
@@ -964,8 +973,8 @@ async fn drive(
             rx,
             queued_bytes,
             events.clone(),
-            None,
-            |a, _| Internal::Message(a.last),
+            Some(budget.clone()),
+            |a, room| Internal::Message(a.last, room),
             stop,
         )
         .await;
@@ -993,7 +1002,7 @@ impl DealerEvents {
     /// The next event. Cancel-safe.
     pub async fn next(&mut self) -> DealerEvent {
         match self.events.recv().await {
-            Some(Internal::Message(m)) => DealerEvent::Message(m),
+            Some(Internal::Message(m, _room)) => DealerEvent::Message(m),
             Some(Internal::Disconnected) => DealerEvent::Disconnected,
             Some(Internal::Reconnected(tx)) => {
                 // Only now do sends go to the new connection, so the owner's first message on
@@ -1201,5 +1210,58 @@ mod tests {
         })
         .await;
         assert_eq!(router._guard.shared.ended_since_trim.load(Ordering::Acquire), 0);
+    }
+
+    /// A DEALER's owner that does not take its events holds at most the receive budget: the
+    /// connection waits, and each event taken lets one more message in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dealer_holds_at_most_its_receive_budget() {
+        const MSG: usize = 1024 * 1024;
+        const SENT: usize = DEFAULT_RECV_QUEUE_BYTES / MSG + 4;
+        let full = DEFAULT_RECV_QUEUE_BYTES / MSG;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::Ipc(dir.path().join("r.sock"));
+        // Room to queue every message at once on the sending side.
+        let options = SocketOptions {
+            send_queue_bytes: SENT * MSG,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&endpoint, options).await.expect("bind");
+        let (mut dtx, mut events) = Dealer::connect(&endpoint, b"reader", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        dtx.send(b"hi".to_vec()).await.expect("hi");
+        let peer = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the dealer's hi")
+            .peer;
+        let tx = router.sender();
+        for i in 0..SENT {
+            tx.try_send(&peer, false, Bytes::from(vec![i as u8; MSG]))
+                .expect("queued");
+        }
+        let budget = events._budget.clone();
+        wait_for("the dealer's events to fill the budget", || {
+            match (events.events.len(), budget.available()) {
+                (n, 0) if n == full => Ok(()),
+                seen => Err(format!("{seen:?} (events waiting, bytes of room)")),
+            }
+        })
+        .await;
+        for i in 0..SENT {
+            match events.next().await {
+                DealerEvent::Message(m) => assert_eq!((m.len(), m[0]), (MSG, i as u8), "message {i}"),
+                other => panic!("message {i}: {other:?}"),
+            }
+            let waiting = (SENT - 1 - i).min(full);
+            wait_for(&format!("the room of message {i} to be taken"), || {
+                match (events.events.len(), budget.available()) {
+                    (n, room) if n == waiting && room == DEFAULT_RECV_QUEUE_BYTES - waiting * MSG => Ok(()),
+                    seen => Err(format!("{seen:?} (events waiting, bytes of room)")),
+                }
+            })
+            .await;
+        }
     }
 }
