@@ -62,6 +62,11 @@ pub const CONTROL_RATIO: usize = 16;
 /// bound does not lose any (the watchers keep them).
 pub const MAX_UNWRITTEN_BYTES: usize = 4 * 1024 * 1024;
 
+/// Capacity of the buffer kept between bursts (8 MiB): a larger one (after an outage, or
+/// lines bigger than this) is freed once written; a smaller one is reused, so a busy log does
+/// not allocate (and fault in) its buffer again for every burst.
+pub const KEPT_CAPACITY: usize = 8 * 1024 * 1024;
+
 /// The first retry after a failed write of the log: 10 ms.
 pub const RETRY_FIRST: Duration = Duration::from_millis(10);
 
@@ -479,8 +484,8 @@ impl EventLog {
         };
         self.buf.drain(..done);
         self.failing = result.is_err();
-        if self.buf.is_empty() && self.buf.capacity() > MAX_UNWRITTEN_BYTES {
-            // A big burst is over: give its memory back.
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_CAPACITY {
+            // A big burst (or an outage) is over: give its memory back.
             self.buf = Vec::new();
         }
         result.map_err(|e| io::Error::new(e.kind(), format!("cannot write the event log {}: {e}", self.target)))?;

@@ -95,6 +95,11 @@ pub(crate) struct Center {
 /// ack was a send, a wake-up and a receive per event on both sides).
 const MAX_BURST: usize = 256;
 
+/// A burst also ends once this many bytes (1 MiB) of log lines wait to be written: the log is
+/// written and the burst's events acknowledged, so a watcher sending 64 KiB chunks gets its
+/// credit back every 16 chunks rather than after 16 MiB (its whole default queue).
+const MAX_BURST_BYTES: usize = 1024 * 1024;
+
 /// Serves the sockets (already bound) until `shutdown` completes, then closes them (removing
 /// ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
 ///
@@ -169,6 +174,9 @@ pub async fn run(
             msg = process.recv() => {
                 let mut step = center.on_process(msg).await;
                 for _ in 1..MAX_BURST {
+                    if center.log.unwritten() >= MAX_BURST_BYTES {
+                        break;
+                    }
                     let waiting = tokio::select! {
                         biased;
                         msg = process.recv() => Some(msg),
