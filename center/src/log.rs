@@ -13,12 +13,13 @@
 //!
 //! # Buffering
 //!
-//! [`EventLog::write`] only appends the line to the log's buffer; [`EventLog::flush`] writes
-//! the buffer with `write(2)` (no fsync). The center's loop flushes at the end of each burst of
-//! watcher messages, before it acknowledges them (an event is acknowledged only once its line is
+//! [`EventLog::write`] only queues the line; [`EventLog::flush`] writes the queue with one
+//! `writev(2)` (no fsync) and hands the written lines back, so the center keeps them for
+//! `events` without copying them. The center's loop flushes at the end of each burst of watcher
+//! messages, before it acknowledges them (an event is acknowledged only once its line is
 //! written), and after every other step, so `tail -f` sees a line at once; one write per burst
-//! instead of one per line. A write that fails (disk full, EIO) leaves the unwritten bytes in the
-//! buffer, in order: the next flush goes on from the exact byte where the last one stopped, so no
+//! instead of one per line. A write that fails (disk full, EIO) leaves the unwritten lines
+//! queued, in order: the next flush goes on from the exact byte where the last one stopped, so no
 //! line is cut or doubled. [`Health`] decides when to try again (backoff, a pure function of
 //! `now`); while the log is failing the center accepts no new events (the watchers keep them).
 //!
@@ -42,6 +43,7 @@ use base64::Engine;
 use nerve_proto::{Hello, OsBytes, ProcessId};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -62,10 +64,8 @@ pub const CONTROL_RATIO: usize = 16;
 /// bound does not lose any (the watchers keep them).
 pub const MAX_UNWRITTEN_BYTES: usize = 4 * 1024 * 1024;
 
-/// Capacity of the buffer kept between bursts (8 MiB): a larger one (after an outage, or
-/// lines bigger than this) is freed once written; a smaller one is reused, so a busy log does
-/// not allocate (and fault in) its buffer again for every burst.
-pub const KEPT_CAPACITY: usize = 8 * 1024 * 1024;
+/// Lines given to one `writev(2)` at most (Linux's `IOV_MAX`).
+const MAX_IOVECS: usize = 1024;
 
 /// The first retry after a failed write of the log: 10 ms.
 pub const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -109,12 +109,12 @@ enum Sink {
 }
 
 impl Sink {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, bytes: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Sink::File(f) => f.write(bytes),
+            Sink::File(f) => f.write_vectored(bytes),
             Sink::Stdout => {
                 let mut out = io::stdout().lock();
-                let n = out.write(bytes)?;
+                let n = out.write_vectored(bytes)?;
                 out.flush()?;
                 Ok(n)
             }
@@ -153,9 +153,13 @@ pub struct EventLog {
     out: Sink,
     center: String,
     target: LogTarget,
-    /// Lines recorded and not yet written, in order; the first may be partly written already
-    /// (its written part removed).
-    buf: Vec<u8>,
+    /// Lines recorded and not yet written, in order, each with its newline and the process it
+    /// is about; the first may be partly written already (`head_written` bytes of it).
+    lines: VecDeque<(Option<ProcessId>, Vec<u8>)>,
+    /// Bytes of the first queued line written already.
+    head_written: usize,
+    /// Bytes queued and not written.
+    unwritten: usize,
     /// True from a failed flush to the next complete one.
     failing: bool,
     /// Lines dropped because the buffer passed [`MAX_UNWRITTEN_BYTES`] while failing.
@@ -380,7 +384,9 @@ impl EventLog {
             out,
             center: center.to_owned(),
             target: target.clone(),
-            buf: Vec::new(),
+            lines: VecDeque::new(),
+            head_written: 0,
+            unwritten: 0,
             failing: false,
             dropped: 0,
             reopen_pending: false,
@@ -400,7 +406,7 @@ impl EventLog {
 
     /// Bytes recorded and not yet written.
     pub fn unwritten(&self) -> usize {
-        self.buf.len()
+        self.unwritten
     }
 
     /// Lines dropped while the log was failing (see [`MAX_UNWRITTEN_BYTES`]), and resets the
@@ -412,17 +418,17 @@ impl EventLog {
     /// True when a line that is not an event would be dropped: the log is failing and its
     /// buffer is past [`MAX_UNWRITTEN_BYTES`].
     fn full(&self) -> bool {
-        self.failing && self.buf.len() >= MAX_UNWRITTEN_BYTES
+        self.failing && self.unwritten >= MAX_UNWRITTEN_BYTES
     }
 
-    /// Appends one line to the buffer (written by the next [`EventLog::flush`]). Returns the
-    /// line, without its newline; None when it was dropped (the log is failing and its buffer
-    /// is full; counted, see [`EventLog::take_dropped`]).
-    pub fn write(&mut self, entry: Entry<'_>) -> Option<String> {
+    /// Queues one line (written by the next [`EventLog::flush`]). False when it was dropped
+    /// (the log is failing and its queue is full; counted, see [`EventLog::take_dropped`]).
+    pub fn write(&mut self, entry: Entry<'_>) -> bool {
         if self.full() {
             self.dropped += 1;
-            return None;
+            return false;
         }
+        let id = entry.id;
         let line = Line {
             time: now_rfc3339(),
             center: &self.center,
@@ -433,22 +439,23 @@ impl EventLog {
             data: entry.data,
             encoding: entry.base64.then_some("base64"),
         };
-        let start = self.buf.len();
+        let mut buf = Vec::new();
         // A Value's keys are strings, so this cannot fail; if it ever did, say so in the log.
-        if serde_json::to_writer(&mut self.buf, &line).is_err() {
-            self.buf.truncate(start);
-            self.buf
-                .extend_from_slice(br#"{"kind":"center_error","data":"a log line could not be serialized"}"#);
+        if serde_json::to_writer(&mut buf, &line).is_err() {
+            buf.clear();
+            buf.extend_from_slice(br#"{"kind":"center_error","data":"a log line could not be serialized"}"#);
         }
-        Some(self.finish_line(start))
+        self.queue(id, buf);
+        true
     }
 
     /// Appends one output line (`kind` `out` or `err`) with `bytes` encoded by
-    /// [`output_encoding`], escaped or base64-encoded straight into the buffer (no copy of the
+    /// [`output_encoding`], escaped or base64-encoded straight into the line (no copy of the
     /// bytes in between). The same line as [`EventLog::write`] with [`output_data`] would give.
-    pub fn write_output(&mut self, id: ProcessId, name: &str, seq: u64, kind: &str, bytes: &[u8]) -> String {
-        let start = self.buf.len();
-        let buf = &mut self.buf;
+    /// Events are never dropped here: the center takes none while the log fails.
+    pub fn write_output(&mut self, id: ProcessId, name: &str, seq: u64, kind: &str, bytes: &[u8]) {
+        let mut line = Vec::with_capacity(bytes.len() + bytes.len() / 3 + 256);
+        let buf = &mut line;
         buf.extend_from_slice(b"{\"time\":\"");
         buf.extend_from_slice(now_rfc3339().as_bytes());
         buf.extend_from_slice(b"\",\"center\":");
@@ -474,42 +481,43 @@ impl EventLog {
                 buf.extend_from_slice(b"\",\"encoding\":\"base64\"}");
             }
         }
-        self.finish_line(start)
+        self.queue(Some(id), line);
     }
 
-    /// Ends the line that starts at `start` in the buffer and returns a copy of it.
-    fn finish_line(&mut self, start: usize) -> String {
-        // The line is UTF-8 (JSON from str and base64); checked, not trusted.
-        let line = String::from_utf8(self.buf[start..].to_vec())
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        self.buf.push(b'\n');
-        line
+    /// Ends a line and queues it.
+    fn queue(&mut self, id: Option<ProcessId>, mut line: Vec<u8>) {
+        line.push(b'\n');
+        self.unwritten += line.len();
+        self.lines.push_back((id, line));
     }
 
-    /// Writes the buffer (`write(2)`, no fsync). On an error, what was not written stays in the
-    /// buffer, from the exact byte where the write stopped, for the next call.
+    /// Writes the queued lines (`writev(2)`, no fsync) and moves each line written into
+    /// `written` (without its newline, with its process) for the center's `events`. On an error,
+    /// what was not written stays queued, from the exact byte where the write stopped, for the
+    /// next call.
     ///
     /// # Errors
     /// A write failed (disk full, EIO, …); the message names the log.
-    pub fn flush(&mut self) -> io::Result<()> {
-        let mut done = 0;
+    pub fn flush(&mut self, written: &mut Vec<(Option<ProcessId>, String)>) -> io::Result<()> {
         let result = loop {
-            if done == self.buf.len() {
+            if self.lines.is_empty() {
                 break Ok(());
             }
-            match self.out.write(&self.buf[done..]) {
+            let slices: Vec<io::IoSlice<'_>> = self
+                .lines
+                .iter()
+                .take(MAX_IOVECS)
+                .enumerate()
+                .map(|(i, (_, line))| io::IoSlice::new(if i == 0 { &line[self.head_written..] } else { line }))
+                .collect();
+            match self.out.write(&slices) {
                 Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
-                Ok(n) => done += n,
+                Ok(n) => self.advance(n, written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        self.buf.drain(..done);
         self.failing = result.is_err();
-        if self.buf.is_empty() && self.buf.capacity() > KEPT_CAPACITY {
-            // A big burst (or an outage) is over: give its memory back.
-            self.buf = Vec::new();
-        }
         result.map_err(|e| io::Error::new(e.kind(), format!("cannot write the event log {}: {e}", self.target)))?;
         if std::mem::take(&mut self.reopen_pending) {
             if let LogTarget::File(path) = &self.target {
@@ -520,15 +528,36 @@ impl EventLog {
         Ok(())
     }
 
+    /// `n` more bytes were written: whole lines move to `written`.
+    fn advance(&mut self, mut n: usize, written: &mut Vec<(Option<ProcessId>, String)>) {
+        self.unwritten -= n;
+        while let Some((_, line)) = self.lines.front() {
+            let rest = line.len() - self.head_written;
+            if n < rest {
+                self.head_written += n;
+                return;
+            }
+            n -= rest;
+            self.head_written = 0;
+            if let Some((id, mut line)) = self.lines.pop_front() {
+                line.pop();
+                // The line is UTF-8 (JSON from str, and base64); checked, not trusted.
+                let line =
+                    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                written.push((id, line));
+            }
+        }
+    }
+
     /// Opens the path again once everything recorded so far is written to the old file (a new
     /// file when it was moved away: logrotate without `copytruncate`): at once when the buffer
     /// can be written, else by the first flush that succeeds. No line is split between the two.
     ///
     /// # Errors
     /// As [`EventLog::flush`]; when the path cannot be opened the old file stays in use.
-    pub fn reopen(&mut self) -> io::Result<()> {
+    pub fn reopen(&mut self, written: &mut Vec<(Option<ProcessId>, String)>) -> io::Result<()> {
         self.reopen_pending = true;
-        self.flush()
+        self.flush(written)
     }
 }
 
@@ -697,6 +726,13 @@ mod tests {
         EventLog::open(&LogTarget::File(path.to_owned()), "c1").expect("open the log")
     }
 
+    /// Flushes `log` and returns the lines written.
+    fn flushed(log: &mut EventLog) -> Vec<String> {
+        let mut written = Vec::new();
+        log.flush(&mut written).expect("written");
+        written.into_iter().map(|(_, line)| line).collect()
+    }
+
     /// The line without its `time` field, as a Value.
     fn timeless(line: &str) -> Value {
         let mut v: Value = serde_json::from_str(line).expect("a JSON line");
@@ -727,8 +763,9 @@ mod tests {
                 data,
                 base64,
             };
-            let by_value = log.write(entry).expect("written");
-            let direct = log.write_output(ProcessId(7), "sh \"x\"", 3, "out", bytes);
+            assert!(log.write(entry));
+            log.write_output(ProcessId(7), "sh \"x\"", 3, "out", bytes);
+            let [by_value, direct] = <[String; 2]>::try_from(flushed(&mut log)).expect("two lines");
             assert_eq!(timeless(&direct), timeless(&by_value), "{bytes:?}");
             // The field order is the documented one, `encoding` last.
             let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&direct)
@@ -738,7 +775,8 @@ mod tests {
                 .collect();
             assert_eq!(&keys[..7], ["time", "center", "id", "name", "seq", "kind", "data"]);
         }
-        let line = log.write_output(ProcessId(7), "z", 1, "out", &zeros);
+        log.write_output(ProcessId(7), "z", 1, "out", &zeros);
+        let line = flushed(&mut log).concat();
         let data = timeless(&line)["data"].as_str().expect("base64 text").len();
         assert_eq!(data, 4 * 1024, "3 KiB of NULs are 4 KiB of base64");
     }
@@ -748,32 +786,52 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("nerve.log");
         let mut log = log_at(Path::new("/dev/full"));
-        let first = log.write(Entry::center("one", Value::Null)).expect("kept");
-        let second = log.write_output(ProcessId(1), "p", 1, "out", b"x\n");
-        assert_eq!(log.unwritten(), first.len() + second.len() + 2);
-        let err = log.flush().expect_err("/dev/full refuses every write");
+        assert!(log.write(Entry::center("one", Value::Null)));
+        log.write_output(ProcessId(1), "p", 1, "out", b"x\n");
+        let queued = log.unwritten();
+        assert!(queued > 0);
+        let mut written = Vec::new();
+        let err = log.flush(&mut written).expect_err("/dev/full refuses every write");
         assert!(err.to_string().contains("/dev/full"), "names the log: {err}");
-        assert_eq!(log.unwritten(), first.len() + second.len() + 2, "nothing lost");
+        assert_eq!((log.unwritten(), written.len()), (queued, 0), "nothing lost");
         // While failing, lines that are not events are kept up to the bound, then counted.
         let big = "x".repeat(MAX_UNWRITTEN_BYTES);
-        assert!(log.write(Entry::center("big", Value::String(big))).is_some());
-        assert!(log.write(Entry::center("dropped", Value::Null)).is_none());
+        assert!(log.write(Entry::center("big", Value::String(big))));
+        assert!(!log.write(Entry::center("dropped", Value::Null)));
         assert_eq!(log.take_dropped(), 1);
         // The disk is back (here: another file): everything goes, once, in order.
         log.out = Sink::File(open_append(&path).expect("open"));
-        log.flush().expect("written");
+        let lines = flushed(&mut log);
         assert_eq!(log.unwritten(), 0);
         let text = std::fs::read_to_string(&path).expect("read");
-        let kinds: Vec<String> = text
-            .lines()
+        assert_eq!(text, lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+        let kinds: Vec<String> = lines
+            .iter()
             .map(|l| timeless(l)["kind"].as_str().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(kinds, ["one", "out", "big"]);
-        assert!(text.starts_with(&first) && text.ends_with("\n"));
-        assert!(
-            log.write(Entry::center("after", Value::Null)).is_some(),
-            "writable again"
-        );
+        assert!(log.write(Entry::center("after", Value::Null)), "writable again");
+    }
+
+    #[test]
+    fn a_partly_written_line_goes_on_from_the_byte_where_it_stopped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nerve.log");
+        let mut log = log_at(&path);
+        log.write(Entry::center("one", Value::Null));
+        log.write(Entry::center("two", Value::Null));
+        let total = log.unwritten();
+        let mut written = Vec::new();
+        // As if write(2) took 5 bytes, then all but 3 (the disk filled up in between).
+        log.advance(5, &mut written);
+        assert!(written.is_empty());
+        log.advance(total - 5 - 3, &mut written);
+        assert_eq!(written.len(), 1, "the first line is done");
+        assert_eq!((log.unwritten(), log.head_written), (3, log.lines[0].1.len() - 3));
+        log.advance(3, &mut written);
+        assert_eq!(written.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [None, None]);
+        assert_eq!(log.unwritten(), 0);
+        assert!(log.lines.is_empty());
     }
 
     #[test]
@@ -783,12 +841,12 @@ mod tests {
         let moved = dir.path().join("nerve.log.1");
         let mut log = log_at(&path);
         log.write(Entry::center("before", Value::Null));
-        log.flush().expect("written");
+        flushed(&mut log);
         std::fs::rename(&path, &moved).expect("mv");
         log.write(Entry::center("buffered", Value::Null));
-        log.reopen().expect("reopened");
+        log.reopen(&mut Vec::new()).expect("reopened");
         log.write(Entry::center("after", Value::Null));
-        log.flush().expect("written");
+        flushed(&mut log);
         let kinds = |p: &Path| -> Vec<String> {
             std::fs::read_to_string(p)
                 .expect("read")

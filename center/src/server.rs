@@ -154,10 +154,12 @@ pub async fn run(
         "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
-    center.log.flush().map_err(|source| Error::Log {
+    let mut written = Vec::new();
+    center.log.flush(&mut written).map_err(|source| Error::Log {
         target: center.log.target().clone(),
         source,
     })?;
+    center.keep_lines(written).await;
     center.ring_start();
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
@@ -220,19 +222,23 @@ pub async fn run(
 }
 
 impl Center {
-    /// Records one log line (written by the next [`Center::flush`]), keeps it for `events`,
-    /// and streams it to `events -f` clients. Never fails (the `Result` is for the callers'
-    /// `?`): a line that cannot be kept while the log is failing is counted instead (see
-    /// [`crate::log::MAX_UNWRITTEN_BYTES`]).
+    /// Records one log line, written by the next [`Center::flush`], which then keeps it for
+    /// `events` and streams it to `events -f` clients. Never fails (the `Result` is for the
+    /// callers' `?`): a line that cannot be kept while the log is failing is counted instead
+    /// (see [`crate::log::MAX_UNWRITTEN_BYTES`]).
     pub(crate) async fn record(&mut self, entry: Entry<'_>) -> Result<(), Error> {
-        let id = entry.id;
-        if let Some(line) = self.log.write(entry) {
-            self.keep_line(id, line).await;
-        }
+        self.log.write(entry);
         Ok(())
     }
 
-    /// Keeps a recorded line for `events` and streams it to `events -f` clients.
+    /// Keeps lines just written for `events` and streams them to `events -f` clients.
+    async fn keep_lines(&mut self, written: Vec<(Option<ProcessId>, String)>) {
+        for (id, line) in written {
+            self.keep_line(id, line).await;
+        }
+    }
+
+    /// Keeps a written line for `events` and streams it to `events -f` clients.
     async fn keep_line(&mut self, id: Option<ProcessId>, line: String) {
         if self.recent.len() == RECENT_EVENTS {
             self.recent.pop_front();
@@ -264,7 +270,8 @@ impl Center {
         if !self.log_health.due(now) {
             return;
         }
-        let result = self.log.flush();
+        let mut written = Vec::new();
+        let result = self.log.flush(&mut written);
         let target = self.log.target().to_string();
         match (self.log_health.record(now, result.is_ok()), result) {
             (Change::Failed, Err(e)) => {
@@ -282,13 +289,14 @@ impl Center {
                 );
                 let data = json!({"log": target, "after_secs": after.as_secs_f64(), "dropped_lines": dropped});
                 self.record(Entry::center("log_recovered", data)).await.ok();
-                if let Err(e) = self.log.flush() {
+                if let Err(e) = self.log.flush(&mut written) {
                     self.log_health.record(now, false);
                     eprintln!("nrv-center: {e}; retrying");
                 }
             }
             _ => {}
         }
+        self.keep_lines(written).await;
         if !self.log_health.failing() {
             self.send_owed_acks().await;
         }
@@ -299,7 +307,7 @@ impl Center {
     fn flush_at_stop(&mut self) {
         let _ = self.outputs.flush();
         let unwritten = self.log.unwritten();
-        if let Err(e) = self.log.flush() {
+        if let Err(e) = self.log.flush(&mut Vec::new()) {
             eprintln!("nrv-center: {e}; {unwritten} bytes of log lines are lost at stop (unacknowledged events among them are resent by their watchers to the next center)");
         }
     }
@@ -310,7 +318,10 @@ impl Center {
         if let Err(e) = self.outputs.reopen() {
             self.output_failed(None, e).await;
         }
-        match self.log.reopen() {
+        let mut written = Vec::new();
+        let reopened = self.log.reopen(&mut written);
+        self.keep_lines(written).await;
+        match reopened {
             Ok(()) => eprintln!(
                 "nrv-center: SIGHUP: reopened the event log {} and the output files in {}",
                 self.log.target(),
@@ -528,8 +539,7 @@ impl Center {
         };
         if let Some((stream, data)) = &output {
             // Escaped or base64-encoded straight from the event's bytes into the log's buffer.
-            let line = self.log.write_output(id, &name, event.seq, kind, data);
-            self.keep_line(Some(id), line).await;
+            self.log.write_output(id, &name, event.seq, kind, data);
             if let Err(e) = self.outputs.append(id, &name, *stream, data) {
                 self.output_failed(Some((id, &name)), e).await;
             }
