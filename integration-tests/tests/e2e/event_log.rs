@@ -243,13 +243,16 @@ fn tail_n_reads_back_through_rotated_output_files() {
     let (endpoint, control) = (dir.ipc("n.sock"), dir.ipc("c.sock"));
     // 996-byte lines and files of 20000 bytes: the last 100 lines span six files, and are more
     // than the center's 64 KiB in memory, so tail reads them from the files.
-    let center = Center::start_with_args(
-        dir.path(),
-        &endpoint,
-        &control,
-        &dir.join("nerve.log"),
-        &["--log-maxbytes", "20000"],
-    );
+    let start = || {
+        Center::start_with_args(
+            dir.path(),
+            &endpoint,
+            &control,
+            &dir.join("nerve.log"),
+            &["--log-maxbytes", "20000"],
+        )
+    };
+    let mut center = start();
     let script = "i=0; while [ $i -lt 300 ]; do i=$((i+1)); printf '%04d %0990d\\n' $i 0; done";
     let open = spawn_open(
         dir.path(),
@@ -267,17 +270,25 @@ fn tail_n_reads_back_through_rotated_output_files() {
         .count();
     assert!(rotated >= 6, "the output was rotated into 6 or more files: {rotated}");
 
-    let out = run_ctl(dir.path(), &control, &["tail", "-n", "100", "wide"], WAIT);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
     let want: String = (201..=300).map(|i| format!("{i:04} {:0990}\n", 0)).collect();
-    let got = out.stdout_str();
-    assert_eq!(got.lines().count(), 100, "100 lines; {}", out.describe());
-    assert!(
-        got == want,
-        "the last 100 lines, first {:?}, last {:?}",
-        got.lines().next(),
-        got.lines().last()
-    );
+    let assert_tail = |when: &str| {
+        let out = run_ctl(dir.path(), &control, &["tail", "-n", "100", "wide"], WAIT);
+        assert_eq!(out.code(), Some(0), "{when}: {}", out.describe());
+        let got = out.stdout_str();
+        assert_eq!(got.lines().count(), 100, "{when}: 100 lines; {}", out.describe());
+        assert!(
+            got == want,
+            "{when}: the last 100 lines, first {:?}, last {:?}",
+            got.lines().next(),
+            got.lines().last()
+        );
+    };
+    assert_tail("from the center that saw the output");
+    // A new center knows the process only from its files.
+    center.signal(libc::SIGTERM);
+    center.wait_exit(WAIT);
+    let _center = start();
+    assert_tail("from a new center on the same --logdir");
 }
 
 #[test]
