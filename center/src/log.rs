@@ -155,7 +155,7 @@ pub struct EventLog {
     target: LogTarget,
     /// Lines recorded and not yet written, in order, each with its newline and the process it
     /// is about; the first may be partly written already (`head_written` bytes of it).
-    lines: VecDeque<(Option<ProcessId>, Vec<u8>)>,
+    lines: VecDeque<(Option<ProcessId>, String)>,
     /// Bytes of the first queued line written already.
     head_written: usize,
     /// Bytes queued and not written.
@@ -439,12 +439,9 @@ impl EventLog {
             data: entry.data,
             encoding: entry.base64.then_some("base64"),
         };
-        let mut buf = Vec::new();
         // A Value's keys are strings, so this cannot fail; if it ever did, say so in the log.
-        if serde_json::to_writer(&mut buf, &line).is_err() {
-            buf.clear();
-            buf.extend_from_slice(br#"{"kind":"center_error","data":"a log line could not be serialized"}"#);
-        }
+        let buf = serde_json::to_string(&line)
+            .unwrap_or_else(|_| r#"{"kind":"center_error","data":"a log line could not be serialized"}"#.to_owned());
         self.queue(id, buf);
         true
     }
@@ -454,39 +451,34 @@ impl EventLog {
     /// bytes in between). The same line as [`EventLog::write`] with [`output_data`] would give.
     /// Events are never dropped here: the center takes none while the log fails.
     pub fn write_output(&mut self, id: ProcessId, name: &str, seq: u64, kind: &str, bytes: &[u8]) {
-        let mut line = Vec::with_capacity(bytes.len() + bytes.len() / 3 + 256);
+        let mut line = String::with_capacity(bytes.len() + bytes.len() / 3 + 256);
         let buf = &mut line;
-        buf.extend_from_slice(b"{\"time\":\"");
-        buf.extend_from_slice(now_rfc3339().as_bytes());
-        buf.extend_from_slice(b"\",\"center\":");
+        buf.push_str("{\"time\":\"");
+        buf.push_str(&now_rfc3339());
+        buf.push_str("\",\"center\":");
         json_str(buf, &self.center);
-        buf.extend_from_slice(format!(",\"id\":\"{id}\",\"name\":").as_bytes());
+        buf.push_str(&format!(",\"id\":\"{id}\",\"name\":"));
         json_str(buf, name);
-        buf.extend_from_slice(format!(",\"seq\":{seq},\"kind\":").as_bytes());
+        buf.push_str(&format!(",\"seq\":{seq},\"kind\":"));
         json_str(buf, kind);
-        buf.extend_from_slice(b",\"data\":");
+        buf.push_str(",\"data\":");
         match as_text(bytes) {
             Some(text) => {
                 json_str(buf, text);
-                buf.push(b'}');
+                buf.push('}');
             }
             None => {
-                let engine = &base64::engine::general_purpose::STANDARD;
-                buf.push(b'"');
-                let at = buf.len();
-                let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-                buf.resize(at + len, 0);
-                let written = engine.encode_slice(bytes, &mut buf[at..]).unwrap_or(0);
-                buf.truncate(at + written);
-                buf.extend_from_slice(b"\",\"encoding\":\"base64\"}");
+                buf.push('"');
+                base64::engine::general_purpose::STANDARD.encode_string(bytes, buf);
+                buf.push_str("\",\"encoding\":\"base64\"}");
             }
         }
         self.queue(Some(id), line);
     }
 
     /// Ends a line and queues it.
-    fn queue(&mut self, id: Option<ProcessId>, mut line: Vec<u8>) {
-        line.push(b'\n');
+    fn queue(&mut self, id: Option<ProcessId>, mut line: String) {
+        line.push('\n');
         self.unwritten += line.len();
         self.lines.push_back((id, line));
     }
@@ -508,7 +500,10 @@ impl EventLog {
                 .iter()
                 .take(MAX_IOVECS)
                 .enumerate()
-                .map(|(i, (_, line))| io::IoSlice::new(if i == 0 { &line[self.head_written..] } else { line }))
+                .map(|(i, (_, line))| {
+                    let line = line.as_bytes();
+                    io::IoSlice::new(if i == 0 { &line[self.head_written..] } else { line })
+                })
                 .collect();
             match self.out.write(&slices) {
                 Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
@@ -541,9 +536,6 @@ impl EventLog {
             self.head_written = 0;
             if let Some((id, mut line)) = self.lines.pop_front() {
                 line.pop();
-                // The line is UTF-8 (JSON from str, and base64); checked, not trusted.
-                let line =
-                    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                 written.push((id, line));
             }
         }
@@ -570,10 +562,10 @@ fn now_rfc3339() -> String {
 /// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`), copying
 /// runs that need no escape whole and skipping 8 bytes at a time over them (serde_json looks at
 /// every byte; this was a fifth of the center's time capturing text).
-fn json_str(buf: &mut Vec<u8>, s: &str) {
+fn json_str(buf: &mut String, s: &str) {
     let bytes = s.as_bytes();
     buf.reserve(bytes.len() + 2);
-    buf.push(b'"');
+    buf.push('"');
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -587,14 +579,15 @@ fn json_str(buf: &mut Vec<u8>, s: &str) {
         }
         let Some(&b) = bytes.get(i) else { break };
         if b < 0x20 || b == b'"' || b == b'\\' {
-            buf.extend_from_slice(&bytes[run..i]);
+            // Runs end before an ASCII byte, so they are whole characters of `s`.
+            buf.push_str(&s[run..i]);
             push_escape(buf, b);
             run = i + 1;
         }
         i += 1;
     }
-    buf.extend_from_slice(&bytes[run..]);
-    buf.push(b'"');
+    buf.push_str(&s[run..]);
+    buf.push('"');
 }
 
 /// True when one of the 8 bytes of `w` is below 0x20, `"` or `\` (the bit tricks of "Bit
@@ -609,24 +602,21 @@ fn word_needs_escape(w: u64) -> bool {
 }
 
 /// The JSON escape of one byte that needs one.
-fn push_escape(buf: &mut Vec<u8>, b: u8) {
+fn push_escape(buf: &mut String, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match b {
-        b'"' => buf.extend_from_slice(b"\\\""),
-        b'\\' => buf.extend_from_slice(b"\\\\"),
-        b'\n' => buf.extend_from_slice(b"\\n"),
-        b'\r' => buf.extend_from_slice(b"\\r"),
-        b'\t' => buf.extend_from_slice(b"\\t"),
-        0x08 => buf.extend_from_slice(b"\\b"),
-        0x0c => buf.extend_from_slice(b"\\f"),
-        _ => buf.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 0xf)],
-        ]),
+        b'"' => buf.push_str("\\\""),
+        b'\\' => buf.push_str("\\\\"),
+        b'\n' => buf.push_str("\\n"),
+        b'\r' => buf.push_str("\\r"),
+        b'\t' => buf.push_str("\\t"),
+        0x08 => buf.push_str("\\b"),
+        0x0c => buf.push_str("\\f"),
+        _ => {
+            buf.push_str("\\u00");
+            buf.push(char::from(HEX[usize::from(b >> 4)]));
+            buf.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
     }
 }
 
@@ -909,13 +899,9 @@ mod tests {
             }
         }
         for s in cases {
-            let mut buf = Vec::new();
+            let mut buf = String::new();
             json_str(&mut buf, &s);
-            assert_eq!(
-                String::from_utf8_lossy(&buf),
-                serde_json::to_string(&s).expect("json"),
-                "{s:?}"
-            );
+            assert_eq!(buf, serde_json::to_string(&s).expect("json"), "{s:?}");
         }
     }
 }
