@@ -353,9 +353,24 @@ impl Center {
     /// hear it; the center never waits for it.
     pub(crate) async fn stream_to(&mut self, key: Key, client: &Client, reply: Reply) {
         if !self.reply(client, reply).await && self.followers.remove(key).is_some() {
-            // Its queue is most likely still full: tried again at each tick (see END_RETRIES).
-            if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
-                self.followers.owe_end(client.clone());
+            match client {
+                // Its queue is full: the End goes past the bound as the connection's last
+                // message, and the transport hangs up once it is written (or after a linger),
+                // giving back what the queue held. Its nrv-ctl reads the End, then exits.
+                Client::Control { peer, delimited, req } => {
+                    let frame = encode(&ControlReply {
+                        id: *req,
+                        reply: Reply::End(FELL_BEHIND.into()),
+                    });
+                    let _ = self.control_tx.send_last(peer, *delimited, frame.into());
+                }
+                // A peer center's link carries other clients too: not hung up; the End is
+                // tried again at each tick (see END_RETRIES).
+                Client::Ring { .. } => {
+                    if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
+                        self.followers.owe_end(client.clone());
+                    }
+                }
             }
         }
     }
