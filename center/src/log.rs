@@ -294,12 +294,16 @@ pub fn argv_data(argv: &[OsBytes]) -> Value {
     argv.iter().map(os_bytes_data).collect()
 }
 
-/// The data of a `hello` line.
+/// The data of a `hello` line. The hello's history is summed up (`history_len`,
+/// `history_dropped`), not written: 100 causes would make the line too long for one `events`
+/// frame; `info` shows it.
 pub fn hello_data(hello: &Hello) -> Value {
     serde_json::json!({
         "argv": argv_data(&hello.argv), "cwd": os_bytes_data(&hello.cwd), "host": hello.host,
         "user": hello.user, "watcher_pid": hello.watcher_pid, "next_seq": hello.next_seq,
-        "version": hello.version,
+        "version": hello.version, "child_pid": hello.child_pid, "child_uptime_ms": hello.child_uptime_ms,
+        "restarts": hello.restarts, "history_dropped": hello.history_dropped,
+        "history_len": hello.history.len(),
     })
 }
 
