@@ -28,8 +28,8 @@
 //! # Theory of operation
 //!
 //! One watch runs on one thread: a current-thread tokio runtime (one epoll loop) that owns
-//! the child's pipes, this process's own stdio, the caught signals (tokio's signal driver, a
-//! self-pipe), SIGCHLD, the timers and the center's socket. Its tasks:
+//! the child's pipes, this process's own stdio, the caught signals (a self-pipe of our own,
+//! see `signals`), SIGCHLD, the timers and the center's socket. Its tasks:
 //!
 //! | task | file | job |
 //! |---|---|---|

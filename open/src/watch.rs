@@ -21,6 +21,11 @@ use zmtp::Endpoint;
 /// Commands that may wait for the supervisor at once (from the center and the handle);
 /// beyond that the center is told to try again.
 const REQUEST_BACKLOG: usize = 16;
+/// Most ready descriptors the event loop takes from one `epoll_wait` (tokio's
+/// `max_io_events_per_tick`, 1024 by default: a 12 KiB event buffer per runtime). A watch
+/// polls fewer than a dozen descriptors (the child's three pipes, our own stdio, the signal
+/// pipe, the center's socket, the runtime's waker); any beyond this wait for the next turn.
+const IO_EVENTS_PER_TICK: usize = 32;
 
 /// The channel of commands for one watch.
 pub fn requests() -> (mpsc::Sender<Request>, mpsc::Receiver<Request>) {
@@ -48,7 +53,11 @@ pub struct Watched {
 /// [`Error::Spawn`] when the first child could not be started, [`Error::Setup`] when the
 /// runtime or the signal handlers could not be set up.
 pub fn run(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_io_events_per_tick(IO_EVENTS_PER_TICK)
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             ready(false);
