@@ -78,6 +78,17 @@ impl ConnError {
     }
 }
 
+/// The room to reserve for the next read, after a read of `got` bytes into `room` bytes of
+/// room with `chunk` reserved: doubled (up to [`READ_CHUNK`]) when the read filled all the
+/// room, so a busy peer is soon read in large chunks and an idle one stays small.
+fn next_read_chunk(chunk: usize, got: usize, room: usize) -> usize {
+    if got >= room {
+        (chunk * 2).min(READ_CHUNK)
+    } else {
+        chunk
+    }
+}
+
 /// One frame off the wire.
 pub(crate) struct Frame {
     more: bool,
@@ -90,10 +101,19 @@ pub(crate) struct FrameReader {
     io: BoxRead,
     buf: BytesMut,
     max: u64,
+    /// How much room the next refill reserves: [`READ_START`] at first, doubled up to
+    /// [`READ_CHUNK`] each time a read fills all the room there was.
+    chunk: usize,
 }
 
-/// How much the reader asks the kernel for at a time, bytes.
+/// Most the reader asks the kernel for at a time, bytes: the size its reads grow to on a
+/// busy connection.
 const READ_CHUNK: usize = 64 * 1024;
+/// What the reader asks for at first, bytes: a connection that carries only a handshake,
+/// acknowledgements and heartbeats (a watcher's) never needs more, so it costs one page
+/// instead of 64 KiB (which musl's allocator maps and unmaps by itself, and whose pages a
+/// long-lived connection would dirty one by one).
+const READ_START: usize = 4 * 1024;
 /// Frames at least this large are read into a buffer of their own, bytes.
 const DIRECT_READ: usize = 32 * 1024;
 
@@ -101,18 +121,23 @@ impl FrameReader {
     pub(crate) fn new(io: BoxRead, max: u64) -> FrameReader {
         FrameReader {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(READ_START),
             max,
+            chunk: READ_START,
         }
     }
 
     async fn fill(&mut self) -> Result<(), ConnError> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 8 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 8 {
+            self.buf.reserve(self.chunk);
         }
+        let room = self.buf.capacity() - self.buf.len();
         match self.io.read_buf(&mut self.buf).await? {
             0 => Err(ConnError::Closed),
-            _ => Ok(()),
+            n => {
+                self.chunk = next_read_chunk(self.chunk, n, room);
+                Ok(())
+            }
         }
     }
 
@@ -506,6 +531,10 @@ where
 
 /// Most bytes gathered before one write, bytes.
 const WRITE_BATCH: usize = 256 * 1024;
+/// The write buffer's first capacity, bytes; it grows as frames are put into it (up to about
+/// [`WRITE_BATCH`] plus one frame). Reserving all of WRITE_BATCH up front made every
+/// connection map 256 KiB (its own mmap with glibc and musl) that most never fill.
+const WRITE_START: usize = 4 * 1024;
 /// Plain frames at least this large are written from the caller's buffer, bytes.
 const DIRECT_WRITE: usize = 16 * 1024;
 
@@ -528,7 +557,7 @@ async fn write_loop(
     mut control: mpsc::Receiver<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> ConnError {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    let mut out = BytesMut::with_capacity(WRITE_START);
     let mut ping = heartbeat.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     let ttl_ds = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
     let mut control_open = true;
@@ -596,5 +625,21 @@ async fn write_loop(
             }
             out.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_chunk_doubles_only_after_a_full_read_and_stops_at_read_chunk() {
+        assert_eq!(next_read_chunk(READ_START, 20, READ_START), READ_START);
+        assert_eq!(next_read_chunk(READ_START, READ_START, READ_START), 2 * READ_START);
+        let mut chunk = READ_START;
+        for _ in 0..20 {
+            chunk = next_read_chunk(chunk, chunk, chunk);
+        }
+        assert_eq!(chunk, READ_CHUNK);
     }
 }
