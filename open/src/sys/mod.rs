@@ -6,7 +6,7 @@
 #[cfg_attr(not(target_os = "linux"), path = "other.rs")]
 mod platform;
 
-pub use platform::{become_subreaper, set_parent_death_signal};
+pub use platform::{become_subreaper, release_unused_stack, set_parent_death_signal};
 
 /// This machine's host name (lossy UTF-8), or `"unknown"`.
 pub fn host_name() -> String {
