@@ -128,6 +128,10 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
         failures: 0,
         leftover_group: None,
     };
+    // One turn of the loop first: the link starts connecting (for ipc the connect and our
+    // greeting are done at once), so the center reads the greeting while we fork and exec
+    // the child, and the handshake is under way instead of starting after the spawn.
+    tokio::task::yield_now().await;
     let outcome = match supervisor.start("spawned").await {
         Ok(first) => {
             ready(true);
