@@ -197,7 +197,8 @@ struct Link {
     requests: mpsc::Sender<Request>,
     replies_tx: mpsc::Sender<CommandReply>,
     /// A connection was just made (which runs deep: the socket spawns its driver task); the
-    /// next tick gives the stack pages that took back ([`crate::sys::release_unused_stack`]).
+    /// next tick gives the stack pages that took back ([`crate::sys::release_unused_stack`])
+    /// and the heap's free memory ([`crate::sys::release_free_memory`]).
     release_stack: bool,
 }
 
@@ -281,8 +282,10 @@ pub async fn run(
             _ = tick.tick() => {
                 link.on_tick();
                 if std::mem::take(&mut link.release_stack) {
-                    // Up here in the loop, not in the connect that made it deep.
+                    // Up here in the loop, not in the connect that made it deep; and the
+                    // heap's free chunks that start-up and the handshake left behind.
                     crate::sys::release_unused_stack();
+                    crate::sys::release_free_memory();
                 }
             }
         }
