@@ -66,7 +66,18 @@ pub fn run(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error>
     };
     // Boxed: the whole watch is one large state machine, and block_on moves a future by value
     // through several frames; a pointer keeps those copies off the (dirtied) main stack.
-    runtime.block_on(Box::pin(watch(watched, ready)))
+    runtime.block_on(boxed_watch(watched, ready))
+}
+
+/// The watch's future, made and boxed in a frame of its own: made in `run`, its few KiB
+/// would stay reserved in `run`'s frame under the whole loop, so every poll would run that
+/// much deeper in the stack.
+#[inline(never)]
+fn boxed_watch(
+    watched: Watched,
+    ready: impl FnOnce(bool),
+) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<Outcome, Error>>>> {
+    Box::pin(watch(watched, ready))
 }
 
 async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
