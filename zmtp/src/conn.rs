@@ -110,10 +110,10 @@ pub(crate) struct FrameReader {
 /// busy connection.
 const READ_CHUNK: usize = 64 * 1024;
 /// What the reader asks for at first, bytes: a connection that carries only a handshake,
-/// acknowledgements and heartbeats (a watcher's) never needs more, so it costs one page
+/// acknowledgements and heartbeats (a watcher's) never needs more, so it costs 1 KiB
 /// instead of 64 KiB (which musl's allocator maps and unmaps by itself, and whose pages a
 /// long-lived connection would dirty one by one).
-const READ_START: usize = 4 * 1024;
+const READ_START: usize = 1024;
 /// Frames at least this large are read into a buffer of their own, bytes.
 const DIRECT_READ: usize = 32 * 1024;
 
@@ -534,7 +534,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// The write buffer's first capacity, bytes; it grows as frames are put into it (up to about
 /// [`WRITE_BATCH`] plus one frame). Reserving all of WRITE_BATCH up front made every
 /// connection map 256 KiB (its own mmap with glibc and musl) that most never fill.
-const WRITE_START: usize = 4 * 1024;
+const WRITE_START: usize = 1024;
 /// Plain frames at least this large are written from the caller's buffer, bytes.
 const DIRECT_WRITE: usize = 16 * 1024;
 
