@@ -234,6 +234,7 @@ fn hello(id: u64, name: &str) -> Hello {
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     }
 }
 

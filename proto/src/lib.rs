@@ -36,6 +36,7 @@
 
 mod codec;
 mod control;
+mod resume;
 mod ring;
 mod signal;
 mod watcher;
@@ -45,6 +46,7 @@ pub use control::{
     ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange,
     VersionInfo, MAX_REPLY_BYTES,
 };
+pub use resume::ResumeSecret;
 pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{

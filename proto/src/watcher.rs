@@ -96,6 +96,11 @@ pub struct Hello {
     /// rest are left out): the full command line's size, bytes (sum of the arguments'
     /// lengths). `None` when `argv` is whole.
     pub argv_cut: Option<u64>,
+    /// The watcher's resume secret: the proof that it owns [`Hello::id`], presented in every
+    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello for a
+    /// process it knows as owned without it. `None` only from peers that are not `nrv-open`
+    /// (tests, tools); such a hello is accepted for an id the center does not know yet.
+    pub secret: Option<crate::ResumeSecret>,
 }
 
 /// State changes a watcher sends in its hello and a center keeps per process: the last 100

@@ -43,6 +43,16 @@ pub fn release_free_memory() {
     }
 }
 
+/// A new resume secret: 256 random bits from the kernel, as four [`random_u64`] draws; the
+/// process id is derived from it ([`nerve_proto::ResumeSecret::id`]).
+pub fn random_secret() -> nerve_proto::ResumeSecret {
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&random_u64().to_le_bytes());
+    }
+    nerve_proto::ResumeSecret(bytes)
+}
+
 /// 64 random bits from the kernel (`getrandom(2)`, or `/dev/urandom` where that call is
 /// missing), for a new process id.
 ///
