@@ -9,8 +9,9 @@ use std::str::FromStr;
 /// Larger reads are split; smaller ones are sent as they arrive, never held back.
 pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
 
-/// A watched process's id: 64 random bits chosen by the watcher, unique across restarts of the
-/// child. Written as 16 lower-case hex digits (`"3f9a0c2e11d04b7a"`).
+/// A watched process's id: 64 bits chosen by the watcher, unique across restarts of the
+/// child; `nrv-open` derives it from its random [`crate::ResumeSecret`] (so only it can prove
+/// the id is its own). Written as 16 lower-case hex digits (`"3f9a0c2e11d04b7a"`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProcessId(pub u64);
 

@@ -54,7 +54,8 @@ pub fn random_secret() -> nerve_proto::ResumeSecret {
 }
 
 /// 64 random bits from the kernel (`getrandom(2)`, or `/dev/urandom` where that call is
-/// missing), for a new process id.
+/// missing), for a new resume secret. With neither (no Linux does that) the bits are the
+/// time and pid: unique on one machine, but then the secret is guessable.
 ///
 /// Not `rand::random`: its thread-local generator is seeded at first use, and picking its
 /// ChaCha implementation runs CPU feature detection (a dozen `cpuid` instructions, each a
