@@ -426,6 +426,7 @@ async fn synthetic_watcher(
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await
