@@ -1,7 +1,8 @@
 //! `nrv-center --config FILE`: the same settings as the long options, in TOML.
 //!
 //! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
-//! `allow-remote`, `heartbeat`, `logdir`, `log-maxbytes`, `log-backups`). A key in the file is overridden by the same option on the
+//! `allow-remote`, `insecure`, `allow`, `allow-group`, `heartbeat`, `logdir`, `log-maxbytes`,
+//! `log-backups`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
 //! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
 //! option in `main.rs`, and one `or` where the two are merged.
@@ -24,8 +25,12 @@ pub struct FileConfig {
     pub logfile: Option<String>,
     /// The former name of `insecure`.
     pub allow_remote: Option<bool>,
-    /// Allow binding a non-loopback tcp address without CURVE.
+    /// Serve tcp endpoints without CURVE.
     pub insecure: Option<bool>,
+    /// `--allow` rules: `USER` or `USER:read`.
+    pub allow: Option<Vec<String>>,
+    /// `--allow-group` rules: `GROUP` or `GROUP:read`.
+    pub allow_group: Option<Vec<String>>,
     /// This center's CURVE secret key file.
     pub curve_secret_key: Option<std::path::PathBuf>,
     /// File of client public keys allowed to connect over CURVE.
