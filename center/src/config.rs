@@ -126,4 +126,17 @@ mod tests {
         assert!(err.message.contains("`heartbeats`"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_example_and_the_access_rules_parse() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nrv-center.toml");
+        let config = FileConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((config.allow, config.allow_group), (Some(vec![]), Some(vec![])));
+        let parsed: FileConfig =
+            toml::from_str("allow = [\"alice:read\", \"bob\"]\nallow-group = [\"ops:read\"]\ninsecure = true\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.allow, Some(vec!["alice:read".to_string(), "bob".to_string()]));
+        assert_eq!(parsed.allow_group, Some(vec!["ops:read".to_string()]));
+        assert_eq!(parsed.insecure, Some(true));
+    }
 }

@@ -160,4 +160,66 @@ mod tests {
         assert_eq!(user_id("no such user here"), None);
         assert_eq!(group("root").map(|g| g.gid), Some(0));
     }
+
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn ipc(dir: &tempfile::TempDir, name: &str) -> crate::Endpoint {
+        format!("ipc://{}/{name}", dir.path().display())
+            .parse()
+            .expect("endpoint")
+    }
+
+    /// The ROUTER hands each message over with the sender's credentials.
+    #[tokio::test]
+    async fn a_router_knows_who_sent_a_message() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = ipc(&dir, "r.sock");
+        let mut router = crate::Router::bind(&endpoint, false).await.expect("bind");
+        let (mut tx, _events) = crate::Dealer::connect(&endpoint, b"me", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        tx.send(b"hi".to_vec()).await.expect("queued");
+        let msg = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("a message within 10 s");
+        let cred = msg.peer_cred.expect("ipc messages carry SO_PEERCRED");
+        assert_eq!((cred.uid, cred.pid), (current_uid(), std::process::id() as i32));
+    }
+
+    /// A DEALER told which uids may listen refuses any other at once, before the greeting; a
+    /// socket nobody listens on fails at once too, instead of after the timeout.
+    #[tokio::test]
+    async fn a_dealer_refuses_a_foreign_or_stale_socket_at_once() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = ipc(&dir, "r.sock");
+        let _router = crate::Router::bind(&endpoint, false).await.expect("bind");
+        let me = current_uid();
+        let options = |uids: Vec<u32>| crate::SocketOptions {
+            expect_server_uid: Some(uids),
+            ..crate::SocketOptions::default()
+        };
+        let started = std::time::Instant::now();
+        match crate::Dealer::connect_with(&endpoint, b"me", WAIT, options(vec![me.wrapping_add(1)])).await {
+            Err(crate::ConnectError::ForeignServer { uid, .. }) => assert_eq!(uid, me),
+            Err(e) => panic!("expected ForeignServer, got {e}"),
+            Ok(_) => panic!("connected to a listener of a uid it was told to refuse"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "at once");
+        crate::Dealer::connect_with(&endpoint, b"me", WAIT, options(vec![me]))
+            .await
+            .expect("its own uid is accepted");
+
+        let stale = ipc(&dir, "stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join("stale.sock")).expect("bind"));
+        let started = std::time::Instant::now();
+        match crate::Dealer::connect(&stale, b"me", WAIT).await {
+            Err(e @ crate::ConnectError::Stale { .. }) => {
+                assert!(e.to_string().contains("nothing listens on the socket file"), "{e}")
+            }
+            Err(e) => panic!("expected Stale, got {e}"),
+            Ok(_) => panic!("connected to nothing"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "at once");
+    }
 }

@@ -230,6 +230,30 @@ fn allow_read_lets_another_user_look_but_not_steer() {
 }
 
 #[test]
+fn allow_in_the_config_file_is_the_same_rule() {
+    let Some(user) = SecondUser::create("allow_in_the_config_file_is_the_same_rule") else {
+        return;
+    };
+    let dir = reachable_dir(0o755);
+    let config = dir.join("center.toml");
+    std::fs::write(&config, format!("allow = [\"{}:read\"]\n", user.name)).unwrap_or_else(|e| panic!("{e}"));
+    let center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--config", config.to_str().expect("UTF-8")],
+    );
+    let ps = user.ctl(&dir, &center.control, &["ps"]);
+    assert_eq!(ps.code(), Some(0), "{}", ps.describe());
+    assert_refused(
+        &user.ctl(&dir, &center.control, &["stop", "nothing"]),
+        4,
+        &format!("may only read: --allow {}:read", user.name),
+    );
+}
+
+#[test]
 fn allow_lets_another_user_signal() {
     let Some(user) = SecondUser::create("allow_lets_another_user_signal") else {
         return;
