@@ -381,3 +381,56 @@ fn a_socket_squatted_by_another_user_is_refused_naming_its_owner() {
     );
     assert_refused(&ctl, 1, &owner);
 }
+
+#[test]
+fn another_user_without_a_key_cannot_reach_a_loopback_tcp_center() {
+    let Some(user) = SecondUser::create("another_user_without_a_key_cannot_reach_a_loopback_tcp_center") else {
+        return;
+    };
+    let dir = reachable_dir(0o755);
+    let center_keys = integration_tests::keygen(&dir, "center");
+    let client = integration_tests::keygen(&dir, "client");
+    let authorized = dir.join("authorized_keys");
+    std::fs::write(&authorized, format!("{} root's ctl\n", client.public_key)).unwrap_or_else(|e| panic!("{e}"));
+    let control = free_tcp_endpoint();
+    let center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &control,
+        &dir.join("nerve.log"),
+        &[
+            "--curve-secret-key",
+            center_keys.secret.to_str().expect("UTF-8"),
+            "--authorized-keys",
+            authorized.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(
+        !center.stderr().contains("warning"),
+        "no warning with CURVE: {}",
+        center.stderr()
+    );
+    // Knowing the center's public key is not enough: the user's own key pair is not authorized.
+    let own = integration_tests::keygen(&dir, "intruder");
+    std::os::unix::fs::chown(&own.secret, Some(user.uid), Some(user.gid)).unwrap_or_else(|e| panic!("chown: {e}"));
+    let secret = own.secret.to_str().expect("UTF-8");
+    let out = user.ctl(
+        &dir,
+        &control,
+        &[
+            "--curve-server-key",
+            &center_keys.public_key,
+            "--curve-secret-key",
+            secret,
+            "ps",
+        ],
+    );
+    assert_refused(
+        &out,
+        1,
+        "the server refused this client's CURVE key (ERROR 400: not authorized)",
+    );
+    // Nor is speaking NULL to it.
+    let out = user.ctl(&dir, &control, &["ps"]);
+    assert_refused(&out, 1, "the peer asks for the CURVE mechanism, this socket uses NULL");
+}
