@@ -2,7 +2,8 @@
 //! skipped with a message when the tests do not run as root) cannot use a center over ipc
 //! unless an `--allow` rule names it, `:read` lets it look but not steer; tcp without CURVE is
 //! refused at start, loopback included, unless `--insecure`, which warns; and a socket another
-//! user put at the center's path is refused by nrv-open and nrv-ctl, naming its owner.
+//! user put at the center's path is refused by nrv-open and nrv-ctl, naming its owner; a stale
+//! socket is said at once.
 
 use crate::ctl_signal::sleeper;
 use integration_tests::{
@@ -433,4 +434,32 @@ fn another_user_without_a_key_cannot_reach_a_loopback_tcp_center() {
     // Nor is speaking NULL to it.
     let out = user.ctl(&dir, &control, &["ps"]);
     assert_refused(&out, 1, "the peer asks for the CURVE mechanism, this socket uses NULL");
+}
+
+#[test]
+fn a_stale_socket_is_said_at_once_not_after_the_timeout() {
+    let dir = TestDir::new();
+    let stale = dir.ipc("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(dir.join("stale.sock")).unwrap_or_else(|e| panic!("bind: {e}")));
+    let said = format!("{stale}: nothing listens on the socket file (connection refused): it was left by a center that stopped; start nrv-center there");
+    let ctl = run(
+        ctl_command(dir.path(), &stale, &["--timeout", "5", "ps"]),
+        Input::Null,
+        WAIT,
+        "nrv-ctl ps on a stale socket",
+    );
+    assert_refused(&ctl, 3, &said);
+    assert!(
+        ctl.elapsed < Duration::from_secs(1),
+        "at once, not after --timeout 5: {}",
+        ctl.describe()
+    );
+    let open = run(
+        open_command(dir.path(), &stale, &["echo", "hi"]),
+        Input::Null,
+        WAIT,
+        "nrv-open on a stale socket",
+    );
+    assert!(open.stderr.contains(&said), "nrv-open says why: {}", open.describe());
+    assert_eq!(open.code(), Some(0), "the command ran: {}", open.describe());
 }
