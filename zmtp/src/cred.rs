@@ -132,6 +132,14 @@ pub fn group(name: &str) -> Option<GroupEntry> {
     })
 }
 
+/// Whom a client trusts to listen: `root` for root, `uid 1001 (alice) or root` for others.
+pub fn this_user_or_root() -> String {
+    match current_uid() {
+        0 => "root".into(),
+        me => format!("{} or root", describe_uid(me)),
+    }
+}
+
 /// `uid 1001 (alice)`, or `uid 1001` when the uid has no name.
 pub fn describe_uid(uid: u32) -> String {
     match user_name(uid) {

@@ -127,7 +127,7 @@ pub enum ConnectError {
     /// [`SocketOptions::expect_server_uid`] does not list (read with `SO_PEERCRED`, unix(7),
     /// before anything was sent). In a directory others can write to, this is another user
     /// squatting the path.
-    #[error("{endpoint}: the socket is served by {}, not by uid {} or root; refusing to talk to it (another user may have put it there: remove it or use another path)", crate::cred::describe_uid(*.uid), crate::cred::current_uid())]
+    #[error("{endpoint}: the socket is served by {}, not by {}; refusing to talk to it (another user may have put it there: remove it or use another path)", crate::cred::describe_uid(*.uid), crate::cred::this_user_or_root())]
     ForeignServer {
         /// The endpoint.
         endpoint: Endpoint,

@@ -353,7 +353,7 @@ fn a_socket_squatted_by_another_user_is_refused_naming_its_owner() {
     let dir = reachable_dir(0o1777);
     let _squatter = squat(&user, &dir);
     let owner = format!(
-        "the socket is served by uid {} ({}), not by uid 0 or root",
+        "the socket is served by uid {} ({}), not by root; refusing to talk to it",
         user.uid, user.name
     );
 
