@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Nerve walk-through, end to end, in a temporary directory: a center on the default ipc
 # endpoints, a watched `echo`, `nrv-ctl version` and the `ps` table; then the same over
-# tcp://127.0.0.1:44444;
+# tcp://127.0.0.1:44444 (with --insecure: no CURVE keys in a demo);
 # then both centers stopped with SIGTERM and their nerve.log printed.
 #
 #   sh demo.sh
@@ -116,7 +116,9 @@ printf '%s\n' "$table"
 printf '%s\n' "$table" | grep -q 'echo .*EXITED' || fail "nrv-ctl ps --all does not list the echo as EXITED"
 
 say "== over tcp:// (loopback)"
-start_center "$TCP_CONTROL" -n demo-tcp -e "$TCP_EVENTS" -c "$TCP_CONTROL"
+# tcp without CURVE needs --insecure, loopback too: every local user can reach the port (it
+# warns so); give the center --curve-secret-key and --authorized-keys for real use.
+start_center "$TCP_CONTROL" -n demo-tcp --insecure -e "$TCP_EVENTS" -c "$TCP_CONTROL"
 tcp_pid=$center_pid
 say "\$ NERVE_ENDPOINT=$TCP_EVENTS nrv-open echo bob is your uncle"
 open_echo NERVE_ENDPOINT="$TCP_EVENTS"

@@ -1,7 +1,8 @@
 //! `nrv-center --config FILE`: the same settings as the long options, in TOML.
 //!
 //! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
-//! `allow-remote`, `heartbeat`, `logdir`, `log-maxbytes`, `log-backups`). A key in the file is overridden by the same option on the
+//! `allow-remote`, `insecure`, `allow`, `allow-group`, `heartbeat`, `logdir`, `log-maxbytes`,
+//! `log-backups`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
 //! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
 //! option in `main.rs`, and one `or` where the two are merged.
@@ -24,8 +25,12 @@ pub struct FileConfig {
     pub logfile: Option<String>,
     /// The former name of `insecure`.
     pub allow_remote: Option<bool>,
-    /// Allow binding a non-loopback tcp address without CURVE.
+    /// Serve tcp endpoints without CURVE.
     pub insecure: Option<bool>,
+    /// `--allow` rules: `USER` or `USER:read`.
+    pub allow: Option<Vec<String>>,
+    /// `--allow-group` rules: `GROUP` or `GROUP:read`.
+    pub allow_group: Option<Vec<String>>,
     /// This center's CURVE secret key file.
     pub curve_secret_key: Option<std::path::PathBuf>,
     /// File of client public keys allowed to connect over CURVE.
@@ -120,5 +125,18 @@ mod tests {
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.message.contains("`heartbeats`"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_example_and_the_access_rules_parse() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nrv-center.toml");
+        let config = FileConfig::load(&example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((config.allow, config.allow_group), (Some(vec![]), Some(vec![])));
+        let parsed: FileConfig =
+            toml::from_str("allow = [\"alice:read\", \"bob\"]\nallow-group = [\"ops:read\"]\ninsecure = true\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.allow, Some(vec!["alice:read".to_string(), "bob".to_string()]));
+        assert_eq!(parsed.allow_group, Some(vec!["ops:read".to_string()]));
+        assert_eq!(parsed.insecure, Some(true));
     }
 }

@@ -122,6 +122,16 @@ impl Center {
             delimited: msg.delimited,
             req: request.id,
         };
+        let class = crate::access::Class::of(&request.request);
+        if let Err(refusal) = crate::access::decide(&self.config.access, msg.peer_cred.as_ref(), class) {
+            let name = msg.peer_cred.and_then(|c| zmtp::cred::user_name(c.uid));
+            self.reply(
+                &client,
+                failed(ControlErrorKind::Forbidden, refusal.message(name.as_deref(), class)),
+            )
+            .await;
+            return Ok(());
+        }
         self.handle_request(client, request.request, false).await
     }
 

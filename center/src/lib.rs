@@ -27,6 +27,7 @@
 //! watchers' hellos (uptime, history, restarts, last exit; see `Table::hello`), ended ones
 //! from the rows it appends to a file under `--logdir` as they end ([`ended`]).
 
+pub mod access;
 pub mod config;
 mod control;
 pub mod ended;

@@ -2,11 +2,13 @@
 //! SIGTERM or SIGINT.
 
 use argh::FromArgs;
+use nerve_center::access::{Policy, Rule};
 use nerve_center::config::FileConfig;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::RingConfig;
 use nerve_center::{run, Config, Sockets};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,10 +47,18 @@ struct Args {
     /// optional comment after whitespace, # comment lines; re-read on SIGHUP
     #[argh(option)]
     authorized_keys: Option<PathBuf>,
-    /// allow binding a non-loopback tcp address without CURVE (warns: anyone who can reach it
-    /// can connect)
+    /// serve tcp endpoints without CURVE, loopback ones included (warns: anyone who can reach
+    /// the port can list and steer every process)
     #[argh(switch)]
     insecure: bool,
+    /// let USER use the ipc endpoints too: full control, or with USER:read only ps, info,
+    /// tail, events, ring and version (repeatable; the socket files become 0666, SO_PEERCRED
+    /// decides); the center's own uid and root are always let in
+    #[argh(option)]
+    allow: Vec<String>,
+    /// as --allow, for the members of GROUP (GROUP or GROUP:read; repeatable)
+    #[argh(option)]
+    allow_group: Vec<String>,
     /// the former name of --insecure
     #[argh(switch)]
     allow_remote: bool,
@@ -93,6 +103,10 @@ struct Settings {
     name: Option<String>,
     logfile: String,
     insecure: bool,
+    /// `--allow` rules as given
+    allow: Vec<String>,
+    /// `--allow-group` rules as given
+    allow_group: Vec<String>,
     curve_secret_key: Option<PathBuf>,
     authorized_keys: Option<PathBuf>,
     handshake_timeout: f64,
@@ -129,6 +143,17 @@ fn settings(args: Args) -> Result<Settings, Failure> {
         logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
         // A switch can only turn it on: --insecure wins over `insecure = false`.
         insecure: args.insecure || args.allow_remote || file.insecure == Some(true) || file.allow_remote == Some(true),
+        // A list on the command line replaces the file's.
+        allow: if args.allow.is_empty() {
+            file.allow.unwrap_or_default()
+        } else {
+            args.allow
+        },
+        allow_group: if args.allow_group.is_empty() {
+            file.allow_group.unwrap_or_default()
+        } else {
+            args.allow_group
+        },
         curve_secret_key: args.curve_secret_key.or(file.curve_secret_key),
         authorized_keys: args.authorized_keys.or(file.authorized_keys),
         handshake_timeout: args.handshake_timeout.or(file.handshake_timeout).unwrap_or(5.0),
@@ -227,6 +252,29 @@ fn start(args: Args) -> Result<(), Failure> {
             Some((pair, keys))
         }
     };
+    let mut rules = Vec::new();
+    for (specs, group) in [(&args.allow, false), (&args.allow_group, true)] {
+        for spec in specs {
+            rules.push(Rule::parse(spec, group).map_err(|e| Failure::Usage(e.to_string()))?);
+        }
+    }
+    let access = Policy {
+        owner: zmtp::cred::current_uid(),
+        rules,
+    };
+    // tcp without CURVE lets anyone who reaches the port in, and on loopback that is every
+    // local user: no uid to check there (issue 12).
+    if authorized.is_none() && !insecure {
+        for (ep, what) in [(&endpoint, "process endpoint"), (&control, "control endpoint")] {
+            if matches!(ep, Endpoint::Tcp { .. }) {
+                return Err(Failure::Run(anyhow::anyhow!(
+                    "{ep} ({what}) is tcp without CURVE: anyone who can reach the port ({}) could {}; give --curve-secret-key and --authorized-keys, use an ipc:// endpoint, or pass --insecure (formerly --allow-remote) to accept that",
+                    if ep.is_loopback() { "every user of this host" } else { "any host" },
+                    what_anyone_can_do(what),
+                )));
+            }
+        }
+    }
     let mut options = SocketOptions {
         insecure,
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
@@ -272,6 +320,7 @@ fn start(args: Args) -> Result<(), Failure> {
         name: name.clone(),
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),
+        access: access.clone(),
     };
 
     // Files first: nothing to undo when they fail.
@@ -313,9 +362,16 @@ fn start(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let curve = options.security.is_curve();
-        for ep in [Some(&endpoint), Some(&control), sync.as_ref()].into_iter().flatten() {
-            if !ep.is_loopback() && !curve && insecure {
-                eprintln!("nrv-center: warning: {ep} accepts connections from other hosts without CURVE (--insecure): anyone who can reach it can send events, signals and input; traffic is not encrypted");
+        if !curve && insecure {
+            for (ep, what) in [(Some(&endpoint), "process endpoint"), (Some(&control), "control endpoint"), (sync.as_ref(), "sync endpoint")] {
+                let Some(ep) = ep else { continue };
+                if matches!(ep, Endpoint::Tcp { .. }) {
+                    eprintln!(
+                        "nrv-center: warning: {ep} ({what}) accepts connections without CURVE (--insecure): anyone who can reach the port ({}) can {}; traffic is not encrypted",
+                        if ep.is_loopback() { "every user of this host" } else { "any host" },
+                        what_anyone_can_do(what),
+                    );
+                }
             }
         }
         if let Some((pair, keys)) = &authorized {
@@ -345,6 +401,26 @@ fn start(args: Args) -> Result<(), Failure> {
             return Err(Failure::Run(anyhow::anyhow!("internal error: endpoints not bound")));
         };
         let sync = bound.next();
+        if access.opens_to_others() {
+            // The file's mode can only let everybody connect or nobody: with rules, everybody
+            // connects and the rules, checked on every request with SO_PEERCRED, decide.
+            for router in [&process, &control] {
+                if let Endpoint::Ipc(path) = router.endpoint() {
+                    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)) {
+                        return Err(Failure::Run(anyhow::anyhow!(
+                            "cannot make {} connectable for the --allow rules (chmod 0666): {e}",
+                            router.endpoint()
+                        )));
+                    }
+                }
+            }
+            let rules: Vec<&str> = access.rules.iter().map(|r| r.text.as_str()).collect();
+            eprintln!(
+                "nrv-center: ipc endpoints open to {} besides {} and root (socket files 0666; SO_PEERCRED checked per request)",
+                rules.join(", "),
+                zmtp::cred::describe_uid(access.owner)
+            );
+        }
         eprintln!(
             "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
@@ -354,6 +430,17 @@ fn start(args: Args) -> Result<(), Failure> {
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
         run(Sockets { process, control, sync }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
+}
+
+/// What a peer of an endpoint without CURVE can do, for the refusal and the warning.
+fn what_anyone_can_do(what: &str) -> &'static str {
+    match what {
+        "process endpoint" => "report processes and forge events and output under any process's id",
+        "control endpoint" => {
+            "list every process, read its output and argv, and send it signals and input (a root process's too)"
+        }
+        _ => "join the ring and see and steer its processes",
+    }
 }
 
 /// The authorized keys, with a line on stderr for each refused client naming its address

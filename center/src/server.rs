@@ -1,6 +1,7 @@
 //! The center's loop: process endpoint, heartbeats, shutdown. Control requests are in
 //! [`crate::control`].
 
+use crate::access::{Class, Refusal};
 use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
 use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
-use zmtp::{Identity, Incoming, Router, RouterSender};
+use zmtp::{Identity, Incoming, PeerCred, Router, RouterSender};
 
 /// How the center runs.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct Config {
     pub ring_bytes: usize,
     /// Ring membership and bounds.
     pub ring: RingConfig,
+    /// Who may use the ipc endpoints besides the center's own uid and root
+    /// ([`crate::access`]).
+    pub access: crate::access::Policy,
 }
 
 /// The sockets a center serves, bound by the caller.
@@ -457,8 +461,27 @@ impl Center {
         true
     }
 
+    /// Answers a watcher's hello that the access rules refuse with an Error naming the rule,
+    /// and logs it as a `protocol_error`; the watcher is not entered in the table.
+    async fn refuse_watcher(
+        &mut self,
+        peer: &Identity,
+        cred: Option<&PeerCred>,
+        refusal: &Refusal,
+    ) -> Result<(), Error> {
+        let name = cred.and_then(|c| zmtp::cred::user_name(c.uid));
+        let message = refusal.message(name.as_deref(), Class::Watch);
+        self.protocol_error(false, peer, format!("hello refused: {message}"))
+            .await?;
+        let reply = CenterMsg::Error { message };
+        // Not in the table, so a failed send has nothing to forget.
+        let _ = self.process_tx.send(peer, false, encode(&reply)).await;
+        Ok(())
+    }
+
     async fn on_process(&mut self, msg: Incoming) -> Result<(), Error> {
         let peer = msg.peer;
+        let cred = msg.peer_cred;
         let frame = match msg.payload {
             Ok(frame) => frame,
             Err(n) => {
@@ -481,6 +504,9 @@ impl Center {
             }
         };
         if let WatcherMsg::Hello(hello) = msg {
+            if let Err(refusal) = crate::access::decide(&self.config.access, cred.as_ref(), Class::Watch) {
+                return self.refuse_watcher(&peer, cred.as_ref(), &refusal).await;
+            }
             return self.on_hello(peer, hello).await;
         }
         let Some(proc) = self.table.by_peer(&peer) else {

@@ -72,6 +72,7 @@ async fn a_watcher_silent_for_gone_after_is_remembered_as_ended_across_a_restart
         heartbeat: Duration::from_secs(1),
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         ring: RingConfig::default(),
+        access: nerve_center::access::Policy::owner_only(zmtp::cred::current_uid()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
     let center = tokio::spawn(run(

@@ -24,7 +24,11 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
     error_code(0, "ok"),
     error_code(1, "the request failed (the message says why)"),
     error_code(2, "usage"),
-    error_code(3, "no center answered within --timeout")
+    error_code(3, "no center answered within --timeout, or nothing listens on the ipc socket"),
+    error_code(
+        4,
+        "forbidden: the center's --allow rules or the socket's mode do not let this user do that"
+    )
 )]
 pub struct Args {
     /// the center's control endpoint (env NERVE_CONTROL, default ipc://nerve-control.sock)

@@ -30,6 +30,11 @@ pub enum ClientError {
         /// The control endpoint.
         endpoint: Endpoint,
     },
+    /// The ipc socket cannot be used, and waiting would not help: nothing listens on it
+    /// ([`ConnectError::Stale`]), this user may not connect ([`ConnectError::PermissionDenied`]),
+    /// or another user's process listens there ([`ConnectError::ForeignServer`]).
+    #[error(transparent)]
+    Socket(ConnectError),
     /// The connection could not be made for a reason other than silence.
     #[error("{endpoint}: cannot connect: {message}")]
     Connect {
@@ -77,7 +82,14 @@ impl ClientError {
     /// none answered, otherwise [`Exit::Failed`].
     pub fn exit(&self) -> Exit {
         match self {
-            ClientError::NoAnswer { .. } | ClientError::NoSocketFile { .. } => Exit::NoCenter,
+            ClientError::NoAnswer { .. }
+            | ClientError::NoSocketFile { .. }
+            | ClientError::Socket(ConnectError::Stale { .. }) => Exit::NoCenter,
+            ClientError::Socket(ConnectError::PermissionDenied { .. })
+            | ClientError::Refused {
+                kind: ControlErrorKind::Forbidden,
+                ..
+            } => Exit::Forbidden,
             _ => Exit::Failed,
         }
     }
@@ -111,6 +123,8 @@ impl Client {
     /// # Errors
     /// [`ClientError::NoAnswer`] when nothing accepted within `timeout`,
     /// [`ClientError::NoSocketFile`] when an ipc endpoint has no socket file,
+    /// [`ClientError::Socket`] at once for an ipc socket that nobody listens on, that this user
+    /// may not connect to, or whose listener is neither this user nor root,
     /// [`ClientError::Connect`] for other failures.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Client, ClientError> {
         Client::connect_with(endpoint, timeout, Security::Null).await
@@ -129,6 +143,8 @@ impl Client {
         identity.extend_from_slice(&rand::random::<[u8; 8]>());
         let options = SocketOptions {
             security,
+            // Only a center of this user or root may hear the request (issue 12: squatting).
+            expect_server_uid: Some(vec![zmtp::cred::current_uid(), 0]),
             ..SocketOptions::default()
         };
         let dealer = Dealer::connect_with(endpoint, &identity, timeout, options)
@@ -145,6 +161,9 @@ impl Client {
                     endpoint: endpoint.clone(),
                     message,
                 },
+                e @ (ConnectError::Stale { .. }
+                | ConnectError::PermissionDenied { .. }
+                | ConnectError::ForeignServer { .. }) => ClientError::Socket(e),
             })?;
         let (sender, events) = dealer.split();
         Ok(Client {
@@ -367,6 +386,44 @@ mod tests {
         for e in failures {
             assert_eq!(e.exit(), Exit::Failed, "{e}");
             assert!(e.to_string().contains("tcp://127.0.0.1:44445"), "{e}");
+        }
+    }
+
+    /// The ipc socket's own failures and the center's refusal, each with its exit code.
+    #[test]
+    fn socket_failures_and_forbidden_have_their_own_exit_codes() {
+        let ipc = Endpoint::Ipc("c.sock".into());
+        let table = [
+            (
+                ClientError::Socket(ConnectError::Stale { endpoint: ipc.clone() }),
+                Exit::NoCenter,
+            ),
+            (
+                ClientError::Socket(ConnectError::PermissionDenied {
+                    endpoint: ipc.clone(),
+                    owner: "uid 1001 (alice)".into(),
+                }),
+                Exit::Forbidden,
+            ),
+            (
+                ClientError::Socket(ConnectError::ForeignServer {
+                    endpoint: ipc.clone(),
+                    uid: 1001,
+                }),
+                Exit::Failed,
+            ),
+            (
+                ClientError::Refused {
+                    endpoint: ipc.clone(),
+                    kind: ControlErrorKind::Forbidden,
+                    message: "uid 1001 (alice) may only read: --allow alice:read".into(),
+                },
+                Exit::Forbidden,
+            ),
+        ];
+        for (e, exit) in table {
+            assert_eq!(e.exit(), exit, "{e}");
+            assert!(e.to_string().contains("ipc://c.sock"), "{e}");
         }
     }
 

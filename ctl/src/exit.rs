@@ -13,6 +13,10 @@ pub enum Exit {
     Usage = 2,
     /// 3: no center answered on the control endpoint within `--timeout`.
     NoCenter = 3,
+    /// 4: this user may not do that: the center refused the request under its access rules
+    /// (the message names the rule, for example `--allow alice:read`), or the socket's mode
+    /// keeps this user out (EACCES).
+    Forbidden = 4,
 }
 
 impl Exit {
@@ -35,9 +39,9 @@ mod tests {
     #[test]
     fn codes_are_the_documented_ones() {
         assert_eq!(
-            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::NoCenter].map(Exit::code),
-            [0, 1, 2, 3],
-            "docs/core-design.md: 0 ok; 1 request failed; 2 usage; 3 no center answered"
+            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::NoCenter, Exit::Forbidden].map(Exit::code),
+            [0, 1, 2, 3, 4],
+            "docs/core-design.md: 0 ok; 1 request failed; 2 usage; 3 no center answered; 4 forbidden"
         );
     }
 }

@@ -330,6 +330,9 @@ impl Link {
             reconnect_interval: MIN_BACKOFF,
             reconnect_interval_max: MAX_BACKOFF,
             send_queue: SOCKET_QUEUE,
+            // On ipc, only a center of this user or root hears the hello (argv, cwd, user) and
+            // the output: a socket another user put at the path is refused (issue 12).
+            expect_server_uid: Some(vec![zmtp::cred::current_uid(), 0]),
             ..zmtp::SocketOptions::default()
         };
         Box::pin(async move { Dealer::connect_with(&endpoint, &identity, CONNECT_TIMEOUT, options).await })

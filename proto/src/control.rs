@@ -223,6 +223,10 @@ pub enum ControlErrorKind {
     Ambiguous,
     /// The watcher did not answer in time, or is not connected.
     Timeout,
+    /// The center's access rules do not let this client do that (ipc: by its uid, from
+    /// `SO_PEERCRED`); the message names the rule that refused, as polkit and sshd's
+    /// `AllowUsers` do.
+    Forbidden,
 }
 
 /// What the center knows of one process (a row of `ps`, or `info`).

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+pub mod cred;
 pub mod curve;
 mod endpoint;
 mod memory;
@@ -43,6 +44,7 @@ mod socket;
 mod wire;
 pub mod z85;
 
+pub use cred::PeerCred;
 pub use curve::{
     client_security, read_secret_key_file, AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey,
     CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,

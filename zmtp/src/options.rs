@@ -148,6 +148,12 @@ pub struct SocketOptions {
     /// The security mechanism (default NULL). CURVE applies to tcp endpoints only: ipc
     /// endpoints always use NULL and rely on the socket file's owner-only mode.
     pub security: Security,
+    /// DEALER on ipc: the uids the listening process may run as, checked with `SO_PEERCRED`
+    /// right after `connect(2)` and before anything is sent (default `None`: not checked). A
+    /// listener of another uid fails the connect at once with
+    /// [`crate::ConnectError::ForeignServer`]: in a directory others can write to, anybody can
+    /// put a socket at the path, and a client that talked to it would hand it its data.
+    pub expect_server_uid: Option<Vec<u32>>,
 }
 
 impl Default for SocketOptions {
@@ -167,6 +173,7 @@ impl Default for SocketOptions {
             reconnect_interval_max: DEFAULT_RECONNECT_INTERVAL_MAX,
             insecure: false,
             security: Security::Null,
+            expect_server_uid: None,
         }
     }
 }

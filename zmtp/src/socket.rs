@@ -33,6 +33,7 @@ use crate::conn::{
     self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, RecvBudget,
     SocketType,
 };
+use crate::cred::PeerCred;
 use crate::memory::{release_free_memory, TRIM_AFTER_CONNECTIONS, TRIM_AFTER_QUEUE};
 use crate::options::{Security, SocketOptions};
 use crate::Endpoint;
@@ -122,6 +123,33 @@ pub enum ConnectError {
         /// The bound that passed.
         timeout: Duration,
     },
+    /// ipc: a process listens at the path, but runs as a uid that
+    /// [`SocketOptions::expect_server_uid`] does not list (read with `SO_PEERCRED`, unix(7),
+    /// before anything was sent). In a directory others can write to, this is another user
+    /// squatting the path.
+    #[error("{endpoint}: the socket is served by {}, not by {}; refusing to talk to it (another user may have put it there: remove it or use another path)", crate::cred::describe_uid(*.uid), crate::cred::this_user_or_root())]
+    ForeignServer {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// The listener's uid.
+        uid: u32,
+    },
+    /// ipc: the socket file exists but this user may not connect to it (EACCES: its mode or
+    /// a directory on the way keeps this user out).
+    #[error("{endpoint}: permission denied connecting to the socket (it belongs to {owner}); its owner can let you in: nrv-center --allow YOUR_USER (or --allow-group), or check the directories on the way")]
+    PermissionDenied {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// Who owns the socket file (`uid 1001 (alice)`), or `an unknown user`.
+        owner: String,
+    },
+    /// ipc: the socket file exists but nothing listens on it (ECONNREFUSED): a center that
+    /// stopped without removing it left it behind.
+    #[error("{endpoint}: nothing listens on the socket file (connection refused): it was left by a center that stopped; start nrv-center there")]
+    Stale {
+        /// The endpoint.
+        endpoint: Endpoint,
+    },
     /// Another failure: a bad identity, a handshake the peer refused (for example a CURVE key
     /// it does not authorize), a peer speaking something else.
     #[error("{endpoint}: cannot connect: {message}")]
@@ -181,10 +209,13 @@ pub struct Incoming {
     /// The payload frame, or the number of frames when the message was not one payload frame
     /// (after an optional empty delimiter).
     pub payload: Result<Bytes, usize>,
+    /// ipc: the credentials of the process that connected (`SO_PEERCRED`, read when the
+    /// connection was accepted); `None` on tcp, where CURVE keys say who a peer is.
+    pub peer_cred: Option<PeerCred>,
 }
 
 impl Incoming {
-    fn from_assembled(peer: Identity, a: Assembled) -> Incoming {
+    fn from_assembled(peer: Identity, a: Assembled, peer_cred: Option<PeerCred>) -> Incoming {
         let (delimited, payload) = match a.frames {
             1 => (false, Ok(a.last)),
             2 if a.first.is_empty() => (true, Ok(a.last)),
@@ -194,6 +225,7 @@ impl Incoming {
             peer,
             delimited,
             payload,
+            peer_cred,
         }
     }
 }
@@ -465,14 +497,15 @@ async fn accept_loop(
         let accepted = match &listener {
             Listener::Tcp(l) => l.accept().await.map(|(s, addr)| {
                 let (r, w) = split_tcp(s);
-                (r, w, addr.to_string())
+                (r, w, addr.to_string(), None)
             }),
             Listener::Unix(l) => l.accept().await.map(|(s, _)| {
+                let cred = crate::cred::peer_cred(&s).ok();
                 let (r, w) = split_unix(s);
-                (r, w, endpoint.to_string())
+                (r, w, endpoint.to_string(), cred)
             }),
         };
-        let (r, w, address) = match accepted {
+        let (r, w, address, peer_cred) = match accepted {
             Ok(a) => a,
             // Out of file descriptors or a connection that died in the backlog: wait a little
             // rather than spin, and go on.
@@ -491,6 +524,7 @@ async fn accept_loop(
             shared: Arc::clone(&shared),
             incoming: incoming.clone(),
             address,
+            peer_cred,
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -512,6 +546,8 @@ struct Connection {
     shared: Arc<Shared>,
     incoming: mpsc::Sender<Received>,
     address: String,
+    /// ipc: `SO_PEERCRED` of the peer, given with each of its messages.
+    peer_cred: Option<PeerCred>,
 }
 
 impl Connection {
@@ -562,6 +598,7 @@ impl Connection {
             }
         }
         let peer = identity.clone();
+        let cred = self.peer_cred;
         let _why = conn::pump(
             established,
             &self.options,
@@ -569,7 +606,7 @@ impl Connection {
             Arc::clone(&queued_bytes),
             self.incoming.clone(),
             Some(self.shared.recv_budget.clone()),
-            move |a, room| (Incoming::from_assembled(peer.clone(), a), room),
+            move |a, room| (Incoming::from_assembled(peer.clone(), a, cred), room),
             stop,
         )
         .await;
@@ -791,12 +828,70 @@ impl Drop for AbortOnDrop {
 /// (and [`SocketOptions::recv_queue_bytes`] bounds their bytes).
 const DEALER_EVENTS: usize = 1024;
 
+/// Why one connection attempt failed.
+enum AttemptError {
+    /// Retrying cannot help, and this says why (ipc: a stale socket, permission denied, a
+    /// listener of the wrong uid).
+    Final(ConnectError),
+    /// The connect or the handshake failed.
+    Conn(ConnError),
+}
+
+impl From<ConnError> for AttemptError {
+    fn from(e: ConnError) -> Self {
+        AttemptError::Conn(e)
+    }
+}
+
+impl From<io::Error> for AttemptError {
+    fn from(e: io::Error) -> Self {
+        AttemptError::Conn(ConnError::Io(e))
+    }
+}
+
+/// Connects to an ipc socket and checks who listens there (`SO_PEERCRED`, before anything is
+/// sent); refused, denied and foreign listeners are [`AttemptError::Final`].
+async fn connect_ipc(
+    endpoint: &Endpoint,
+    path: &Path,
+    options: &SocketOptions,
+) -> Result<tokio::net::UnixStream, AttemptError> {
+    let stream = match tokio::net::UnixStream::connect(path).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(AttemptError::Final(ConnectError::Stale {
+                endpoint: endpoint.clone(),
+            }))
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let owner = std::fs::metadata(path)
+                .map(|m| crate::cred::describe_uid(m.uid()))
+                .unwrap_or_else(|_| "an unknown user".into());
+            return Err(AttemptError::Final(ConnectError::PermissionDenied {
+                endpoint: endpoint.clone(),
+                owner,
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(allowed) = &options.expect_server_uid {
+        let cred = crate::cred::peer_cred(&stream)?;
+        if !allowed.contains(&cred.uid) {
+            return Err(AttemptError::Final(ConnectError::ForeignServer {
+                endpoint: endpoint.clone(),
+                uid: cred.uid,
+            }));
+        }
+    }
+    Ok(stream)
+}
+
 async fn connect_once(
     endpoint: &Endpoint,
     identity: &[u8],
     options: &SocketOptions,
     security: &Security,
-) -> Result<Established, ConnError> {
+) -> Result<Established, AttemptError> {
     let (r, w, address) = match endpoint {
         Endpoint::Tcp { host, port } => {
             let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
@@ -808,7 +903,7 @@ async fn connect_once(
             (r, w, address)
         }
         Endpoint::Ipc(path) => {
-            let (r, w) = split_unix(tokio::net::UnixStream::connect(path).await?);
+            let (r, w) = split_unix(connect_ipc(endpoint, path, options).await?);
             (r, w, endpoint.to_string())
         }
     };
@@ -820,8 +915,8 @@ async fn connect_once(
     };
     let reader = FrameReader::new(r, options.max_frame_size);
     match tokio::time::timeout(options.handshake_timeout, conn::handshake(reader, w, &cfg)).await {
-        Ok(result) => result,
-        Err(_) => Err(ConnError::Silent(options.handshake_timeout)),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(ConnError::Silent(options.handshake_timeout).into()),
     }
 }
 
@@ -849,8 +944,11 @@ impl Dealer {
     /// Connects to `endpoint` with `identity` (1 to 255 bytes), retrying for up to `timeout`
     /// while nothing accepts there. An ipc endpoint whose socket file does not exist fails at
     /// once ([`ConnectError::NoSocketFile`]): nothing listens there. A handshake the peer
-    /// refuses fails at once ([`ConnectError::Failed`], saying why). tcp endpoints use
-    /// `options.security`; ipc endpoints always NULL.
+    /// refuses fails at once ([`ConnectError::Failed`], saying why). So do, on ipc, a socket
+    /// file nobody listens on ([`ConnectError::Stale`]), one this user may not connect to
+    /// ([`ConnectError::PermissionDenied`]) and a listener whose uid is not in
+    /// [`SocketOptions::expect_server_uid`] ([`ConnectError::ForeignServer`]). tcp endpoints
+    /// use `options.security`; ipc endpoints always NULL.
     ///
     /// # Errors
     /// [`ConnectError`], naming the endpoint.
@@ -885,7 +983,8 @@ impl Dealer {
                 tokio::time::timeout_at(deadline, connect_once(endpoint, identity, &options, &security)).await;
             match attempt {
                 Ok(Ok(c)) => break c,
-                Ok(Err(e)) if e.is_refusal() => return Err(failed(describe(&e))),
+                Ok(Err(AttemptError::Final(e))) => return Err(e),
+                Ok(Err(AttemptError::Conn(e))) if e.is_refusal() => return Err(failed(describe(&e))),
                 Ok(Err(_)) => {}
                 Err(_) => {
                     return Err(ConnectError::Timeout {
