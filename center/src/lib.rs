@@ -30,6 +30,7 @@
 pub mod config;
 mod control;
 pub mod ended;
+pub mod files;
 pub mod follow;
 pub mod log;
 pub mod outputs;

@@ -39,12 +39,13 @@
 //! `signal` lines) when SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU stopped it, and `continued`
 //! (`null`) when SIGCONT resumed it.
 
+use crate::files::{FileMode, DEFAULT_FILE_MODE};
 use base64::Engine;
 use nerve_proto::{Hello, OsBytes, ProcessId};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,6 +154,8 @@ pub struct EventLog {
     out: Sink,
     center: String,
     target: LogTarget,
+    /// The mode of the file, and of each one opened after a SIGHUP.
+    mode: FileMode,
     /// Lines recorded and not yet written, in order, each with its newline and the process it
     /// is about; the first may be partly written already (`head_written` bytes of it).
     lines: VecDeque<(Option<ProcessId>, String)>,
@@ -380,12 +383,22 @@ impl EventLog {
     /// # Errors
     /// The file cannot be created or opened for appending (the message names the path).
     pub fn open(target: &LogTarget, center: &str) -> io::Result<EventLog> {
+        EventLog::open_with_mode(target, center, DEFAULT_FILE_MODE)
+    }
+
+    /// Opens `target` for appending; the file, and each one reopened after a SIGHUP, has
+    /// exactly `mode` whatever the umask (see [`crate::files`]).
+    ///
+    /// # Errors
+    /// As [`EventLog::open`], and when an existing file's mode cannot be set.
+    pub fn open_with_mode(target: &LogTarget, center: &str, mode: FileMode) -> io::Result<EventLog> {
         let out = match target {
             LogTarget::Stdout => Sink::Stdout,
-            LogTarget::File(path) => Sink::File(open_append(path)?),
+            LogTarget::File(path) => Sink::File(open_append(path, mode)?),
         };
         Ok(EventLog {
             out,
+            mode,
             center: center.to_owned(),
             target: target.clone(),
             lines: VecDeque::new(),
@@ -521,7 +534,7 @@ impl EventLog {
         if std::mem::take(&mut self.reopen_pending) {
             if let LogTarget::File(path) = &self.target {
                 // On failure the old file stays in use (an error, not a failing log).
-                self.out = Sink::File(open_append(path)?);
+                self.out = Sink::File(open_append(path, self.mode)?);
             }
         }
         Ok(())
@@ -624,11 +637,8 @@ fn push_escape(buf: &mut String, b: u8) {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+fn open_append(path: &Path, mode: FileMode) -> io::Result<File> {
+    mode.open_append(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open log file {}: {e}", path.display())))
 }
 
@@ -794,7 +804,7 @@ mod tests {
         assert!(!log.write(Entry::center("dropped", Value::Null)));
         assert_eq!(log.take_dropped(), 1);
         // The disk is back (here: another file): everything goes, once, in order.
-        log.out = Sink::File(open_append(&path).expect("open"));
+        log.out = Sink::File(open_append(&path, DEFAULT_FILE_MODE).expect("open"));
         let lines = flushed(&mut log);
         assert_eq!(log.unwritten(), 0);
         let text = std::fs::read_to_string(&path).expect("read");

@@ -20,6 +20,7 @@ mod event_log;
 mod exclusive;
 mod exit_status;
 mod fake_center;
+mod file_modes;
 mod garbage;
 mod library;
 mod no_center;
