@@ -31,6 +31,7 @@ mod signals;
 mod socket_security;
 mod stop;
 mod supervision;
+mod terminal_escapes;
 mod transport_interop;
 mod watcher;
 
