@@ -122,6 +122,15 @@ pub enum ConnectError {
         /// The bound that passed.
         timeout: Duration,
     },
+    /// The peer accepted the TCP connection and then hung up in the middle of the CURVE
+    /// handshake, after this client's HELLO: what a CURVE server does when it cannot open the
+    /// HELLO, that is when `--curve-server-key` is not its key (it sends no ERROR then), or
+    /// refuses the client's key without saying why.
+    #[error("the center at {endpoint} refused the CURVE handshake: check --curve-server-key and that this key is in its --authorized-keys")]
+    CurveRefused {
+        /// The endpoint.
+        endpoint: Endpoint,
+    },
     /// Another failure: a bad identity, a handshake the peer refused (for example a CURVE key
     /// it does not authorize), a peer speaking something else.
     #[error("{endpoint}: cannot connect: {message}")]
@@ -886,6 +895,13 @@ impl Dealer {
             match attempt {
                 Ok(Ok(c)) => break c,
                 Ok(Err(e)) if e.is_refusal() => return Err(failed(describe(&e))),
+                // A hang-up after the TCP connect, during the CURVE handshake: at once, as a
+                // refusal (retrying with the same keys cannot help).
+                Ok(Err(ConnError::Closed)) if matches!(security, Security::CurveClient { .. }) => {
+                    return Err(ConnectError::CurveRefused {
+                        endpoint: endpoint.clone(),
+                    })
+                }
                 Ok(Err(_)) => {}
                 Err(_) => {
                     return Err(ConnectError::Timeout {

@@ -22,6 +22,7 @@ mod exit_status;
 mod fake_center;
 mod file_modes;
 mod garbage;
+mod key_files;
 mod library;
 mod no_center;
 mod output;
