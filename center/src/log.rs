@@ -457,7 +457,7 @@ impl EventLog {
             encoding: entry.base64.then_some("base64"),
         };
         // A Value's keys are strings, so this cannot fail; if it ever did, say so in the log.
-        let buf = serde_json::to_string(&line)
+        let buf = to_json_line(&line)
             .unwrap_or_else(|_| r#"{"kind":"center_error","data":"a log line could not be serialized"}"#.to_owned());
         self.queue(id, buf);
         true
@@ -575,10 +575,43 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Appends `s` as a JSON string, quoted and escaped byte for byte as serde_json writes it
-/// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`), copying
-/// runs that need no escape whole and skipping 8 bytes at a time over them (serde_json looks at
-/// every byte; this was a fifth of the center's time capturing text).
+/// serde_json's compact output, with DEL and the C1 controls (U+0080–U+009F) escaped as
+/// `\u007f` … `\u009f` too: JSON requires only C0 escapes, but a log line goes to terminals
+/// (`tail -f nerve.log`, `nrv-ctl events --json`), where U+009B is a CSI for some. The text
+/// parses back to the same strings.
+struct LogFormatter;
+
+impl serde_json::ser::Formatter for LogFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut run = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_c1_or_del(c) {
+                writer.write_all(&fragment.as_bytes()[run..i])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                run = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[run..])
+    }
+}
+
+/// DEL or a C1 control: escaped in log lines although JSON does not require it.
+fn is_c1_or_del(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}')
+}
+
+/// `value` as one log line (see [`LogFormatter`]).
+fn to_json_line<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::with_capacity(256);
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, LogFormatter))?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// Appends `s` as a JSON string, quoted and escaped byte for byte as [`to_json_line`] writes
+/// it (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters, DEL and C1 as
+/// `\u00xx`), copying runs that need no escape whole and skipping 8 bytes at a time over them
+/// (serde_json looks at every byte; this was a fifth of the center's time capturing text).
 fn json_str(buf: &mut String, s: &str) {
     let bytes = s.as_bytes();
     buf.reserve(bytes.len() + 2);
@@ -595,11 +628,17 @@ fn json_str(buf: &mut String, s: &str) {
             i += 8;
         }
         let Some(&b) = bytes.get(i) else { break };
-        if b < 0x20 || b == b'"' || b == b'\\' {
+        if b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f {
             // Runs end before an ASCII byte, so they are whole characters of `s`.
             buf.push_str(&s[run..i]);
             push_escape(buf, b);
             run = i + 1;
+        } else if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            // U+0080–U+009F, two bytes: 0xC2 then the code point's own byte.
+            buf.push_str(&s[run..i]);
+            push_escape(buf, bytes[i + 1]);
+            run = i + 2;
+            i += 1;
         }
         i += 1;
     }
@@ -607,15 +646,16 @@ fn json_str(buf: &mut String, s: &str) {
     buf.push('"');
 }
 
-/// True when one of the 8 bytes of `w` is below 0x20, `"` or `\` (the bit tricks of "Bit
-/// Twiddling Hacks", Sean Eron Anderson: `hasless` and `haszero`; it never misses one, and
-/// the byte-by-byte check after it is exact).
+/// True when one of the 8 bytes of `w` is below 0x20, `"`, `\`, DEL or 0xC2 (the first byte
+/// of a C1 control; the bit tricks of "Bit Twiddling Hacks", Sean Eron Anderson: `hasless`
+/// and `haszero`; it never misses one, and the byte-by-byte check after it is exact).
 fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let has = |b: u8| has_zero(w ^ (ONES * u64::from(b)));
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    (below_space | has(b'"') | has(b'\\') | has(0x7f) | has(0xc2)) != 0
 }
 
 /// The JSON escape of one byte that needs one.
@@ -901,11 +941,12 @@ mod tests {
             "plain text, longer than eight bytes".into(),
             "q\"uote and back\\slash at 7: 1234567\\".into(),
             "caf\u{e9} \u{1f600} \u{7f}\n".into(),
+            "c1 \u{80}\u{85}\u{9b}\u{9f} not c1 \u{a0}\u{c2}\u{ff}\u{1b}".into(),
             every_ascii.clone(),
             every_ascii.chars().rev().collect(),
         ];
         // Every byte that needs an escape, at every offset of a 17-byte string.
-        for b in (0u8..0x20).chain([b'"', b'\\']) {
+        for b in (0u8..0x20).chain([b'"', b'\\', 0x7f]) {
             for at in 0..17 {
                 let mut s: Vec<char> = "abcdefghijklmnopq".chars().collect();
                 s[at] = char::from(b);
@@ -915,7 +956,20 @@ mod tests {
         for s in cases {
             let mut buf = String::new();
             json_str(&mut buf, &s);
-            assert_eq!(buf, serde_json::to_string(&s).expect("json"), "{s:?}");
+            assert_eq!(buf, to_json_line(&s).expect("json"), "{s:?}");
+            let back: String = serde_json::from_str(&buf).expect("parses");
+            assert_eq!(back, s, "the same text back");
+            assert!(!buf.chars().any(char::is_control), "no control character left: {buf:?}");
+        }
+        // C1 controls at every offset, and the text around them kept as it is.
+        for at in 0..17 {
+            let mut s: Vec<char> = "abcdefghijklmnopq".chars().collect();
+            s[at] = '\u{9b}';
+            let s: String = s.into_iter().collect();
+            let mut buf = String::new();
+            json_str(&mut buf, &s);
+            assert_eq!(buf, to_json_line(&s).expect("json"), "{s:?}");
+            assert!(buf.contains("\\u009b"), "{buf}");
         }
     }
 }

@@ -9,7 +9,8 @@ const NAME: &str = "x\n\u{1b}]0;pwned\u{7}\u{1b}[31m";
 /// How `ls -b` style escaping shows [`NAME`].
 const SHOWN: &str = "x\\n\\e]0;pwned\\x07\\e[31m";
 
-/// Asserts that `out` succeeded and has no ESC, BEL or other C0 control but newline.
+/// Asserts that `out` succeeded and has no ESC, BEL or other C0 control but newline, no DEL
+/// and no C1 control (U+0080–U+009F).
 fn assert_clean(what: &str, out: &Outcome) {
     assert_eq!(out.code(), Some(0), "{what}: {}", out.describe());
     let bad: Vec<(usize, u8)> = out
@@ -77,7 +78,7 @@ fn ps_info_and_events_escape_a_hostile_name_argv_and_cwd_and_json_keeps_them() {
     );
 
     // events --json prints the log lines, whose JSON escapes every C0 control (ESC, BEL,
-    // newline), and parses back to the exact name.
+    // newline), and DEL and C1 too, and parses back to the exact name and argv.
     let json = run_ctl(dir.path(), &center.control, &["events", "--id", &id, "--json"], WAIT);
     assert_clean("events --json", &json);
     let text = json.stdout_str();
@@ -87,6 +88,11 @@ fn ps_info_and_events_escape_a_hostile_name_argv_and_cwd_and_json_keeps_them() {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("events --json line is not JSON ({e}): {l:?}"));
         assert_eq!(v["name"], NAME, "events --json keeps the exact name: {l:?}");
     }
+    let hello = text.lines().find(|l| l.contains("\"hello\"")).unwrap_or_default();
+    assert!(
+        hello.contains(r#""arg\u0007\u009b""#),
+        "the hello's argv escaped: {hello:?}"
+    );
 
     let rows = ps_json(dir.path(), &center.control, &[]);
     let row = row_of(&rows, &id);
