@@ -653,6 +653,21 @@ mod tests {
         assert_eq!(event_text("not json \u{1b}[31m"), "not json \\e[31m");
     }
 
+    #[test]
+    fn ring_shows_a_peer_center_name_escaped() {
+        let peer = nerve_proto::PeerInfo {
+            center: "evil\n\u{1b}[2Jcenter".into(),
+            sync: "tcp://10.0.0.5:44446".into(),
+            state: "synced".into(),
+            last_heard_secs: Some(0.5),
+            rows: 3,
+            seq: 9,
+        };
+        let table = ring_table(&[peer]);
+        assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
+        assert!(table.contains("evil\\n\\e[2Jcenter"), "{table}");
+    }
+
     const STOP: Signal = Signal(19);
     const TSTP: Signal = Signal(20);
 
