@@ -143,3 +143,31 @@ fn a_file_mode_others_can_write_is_refused_at_start() {
         );
     }
 }
+
+#[test]
+fn an_existing_log_is_made_private_and_an_open_logdir_is_left_with_a_warning() {
+    let dir = TestDir::new();
+    let (log, logdir) = (dir.join("nerve.log"), dir.join("nerve-logs"));
+    std::fs::write(&log, b"").expect("create nerve.log");
+    std::fs::create_dir(&logdir).expect("create nerve-logs");
+    for (path, mode) in [(&log, 0o666), (&logdir, 0o777)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let center = Center::start_with_umask(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &log,
+        &[],
+        Some(0o022),
+    );
+    assert_eq!(mode_of(&log), 0o600, "the existing log is set to 0600");
+    assert_eq!(mode_of(&logdir), 0o777, "an existing directory is left as it is");
+    let stderr = center.stderr();
+    assert!(
+        // Named as given: the default --logdir, relative to the center's directory.
+        stderr.contains("warning: the log directory nerve-logs is mode 0777")
+            && stderr.contains("chmod 700 nerve-logs"),
+        "the center warns and says what to run: {stderr}"
+    );
+}
