@@ -5,7 +5,9 @@
 //! Files are named `NAME.ID.out` and `NAME.ID.err` (NAME with characters other than ASCII
 //! letters, digits, `-` and `_` replaced by `_`; ID the 16 hex digits). When a file would pass
 //! `max_bytes`, it becomes `FILE.1` (and `FILE.1` becomes `FILE.2`, … up to `backups`; the
-//! oldest is removed) and a new file is started.
+//! oldest is removed) and a new file is started. Every file has exactly the center's
+//! `--file-mode` (0600 by default) whatever the umask, and a directory the center creates
+//! the matching 0700 ([`crate::files`]).
 //!
 //! Small chunks are buffered per file and written by [`OutputFiles::flush`], which the center
 //! calls at the end of each burst (one write per file and burst); a chunk of
