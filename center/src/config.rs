@@ -2,7 +2,7 @@
 //!
 //! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
 //! `allow-remote`, `insecure`, `allow`, `allow-group`, `heartbeat`, `logdir`, `log-maxbytes`,
-//! `log-backups`, …). A key in the file is overridden by the same option on the
+//! `log-backups`, `file-mode`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
 //! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
 //! option in `main.rs`, and one `or` where the two are merged.
@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub log_maxbytes: Option<u64>,
     /// Rotated output files kept per process and stream.
     pub log_backups: Option<u32>,
+    /// Octal mode of the files the center writes, as a string (`"0640"`).
+    pub file_mode: Option<String>,
     /// Sync endpoint where peer centers reach this one.
     pub sync: Option<String>,
     /// Sync endpoints of peer centers to join.
@@ -112,12 +114,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nrv-center-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let good = dir.join("good.toml");
-        let text = "endpoint = \"ipc://a.sock\"\ncontrol = \"ipc://b.sock\"\nname = \"c\"\nlogfile = \"-\"\nallow-remote = false\nheartbeat = 2\nlogdir = \"out\"\nlog-maxbytes = 1024\nlog-backups = 2\n";
+        let text = "endpoint = \"ipc://a.sock\"\ncontrol = \"ipc://b.sock\"\nname = \"c\"\nlogfile = \"-\"\nallow-remote = false\nheartbeat = 2\nlogdir = \"out\"\nlog-maxbytes = 1024\nlog-backups = 2\nfile-mode = \"0640\"\n";
         std::fs::write(&good, text).unwrap_or_else(|e| panic!("{e}"));
         let config = FileConfig::load(&good).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.heartbeat, Some(2.0));
         assert_eq!(config.allow_remote, Some(false));
         assert_eq!(config.log_backups, Some(2));
+        assert_eq!(config.file_mode.as_deref(), Some("0640"));
 
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "name = \"c\"\nheartbeats = 2\n").unwrap_or_else(|e| panic!("{e}"));

@@ -28,6 +28,7 @@
 //! appended since the last one, or the file passes [`MAX_FILE_BYTES`], so the file stays
 //! bounded however long the center runs.
 
+use crate::files::{FileMode, DEFAULT_FILE_MODE};
 use crate::log::{os_bytes_data, Entry};
 use crate::ring::OutputRing;
 use crate::server::{Center, Error};
@@ -39,7 +40,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -304,6 +304,8 @@ pub struct EndedFile {
     size: u64,
     /// A write failed and was logged; the next failure is not (a success logs nothing either).
     failed: bool,
+    /// The file's mode (0600 unless `--file-mode` says otherwise).
+    mode: FileMode,
 }
 
 impl EndedFile {
@@ -314,7 +316,13 @@ impl EndedFile {
             appended: 0,
             size: 0,
             failed: false,
+            mode: DEFAULT_FILE_MODE,
         }
+    }
+
+    /// The same file, written with `mode` instead of 0600 (see [`crate::files`]).
+    pub fn with_mode(self, mode: FileMode) -> EndedFile {
+        EndedFile { mode, ..self }
     }
 
     /// Its path.
@@ -371,7 +379,10 @@ impl EndedFile {
         let line = row.line();
         let path = self.path.clone();
         let named = |e: io::Error| io::Error::new(e.kind(), format!("cannot append to {}: {e}", path.display()));
-        let mut file = open_owner_only(&self.path, OpenOptions::new().append(true).create(true)).map_err(named)?;
+        let mut file = self
+            .mode
+            .open(&self.path, OpenOptions::new().append(true).create(true))
+            .map_err(named)?;
         file.write_all(&line).map_err(named)?;
         self.size += line.len() as u64;
         self.appended += 1;
@@ -382,13 +393,15 @@ impl EndedFile {
         Ok(())
     }
 
-    /// Replaces the file with `rows` (a new owner-only file renamed over it).
+    /// Replaces the file with `rows` (a new file of the file's mode renamed over it).
     fn rewrite(&mut self, rows: &[EndedRow]) -> io::Result<()> {
         let text: Vec<u8> = rows.iter().flat_map(EndedRow::line).collect();
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
-        let mut file = open_owner_only(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
+        let mut file = self
+            .mode
+            .open(&tmp, OpenOptions::new().write(true).create(true).truncate(true))?;
         file.write_all(&text)?;
         file.sync_data()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -396,17 +409,6 @@ impl EndedFile {
         self.appended = 0;
         Ok(())
     }
-}
-
-/// Opens `path` with `options`, created owner-only (0600), and makes an existing file
-/// owner-only too.
-fn open_owner_only(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
-    use std::os::unix::fs::PermissionsExt;
-    let file = options.mode(0o600).open(path)?;
-    if file.metadata()?.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
 }
 
 /// At most the last `max` bytes of `path`, starting at a line (the partial first line of a

@@ -31,6 +31,7 @@ pub mod access;
 pub mod config;
 mod control;
 pub mod ended;
+pub mod files;
 pub mod follow;
 pub mod log;
 pub mod outputs;

@@ -39,12 +39,13 @@
 //! `signal` lines) when SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU stopped it, and `continued`
 //! (`null`) when SIGCONT resumed it.
 
+use crate::files::{FileMode, DEFAULT_FILE_MODE};
 use base64::Engine;
 use nerve_proto::{Hello, OsBytes, ProcessId};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,6 +154,8 @@ pub struct EventLog {
     out: Sink,
     center: String,
     target: LogTarget,
+    /// The mode of the file, and of each one opened after a SIGHUP.
+    mode: FileMode,
     /// Lines recorded and not yet written, in order, each with its newline and the process it
     /// is about; the first may be partly written already (`head_written` bytes of it).
     lines: VecDeque<(Option<ProcessId>, String)>,
@@ -380,12 +383,22 @@ impl EventLog {
     /// # Errors
     /// The file cannot be created or opened for appending (the message names the path).
     pub fn open(target: &LogTarget, center: &str) -> io::Result<EventLog> {
+        EventLog::open_with_mode(target, center, DEFAULT_FILE_MODE)
+    }
+
+    /// Opens `target` for appending; the file, and each one reopened after a SIGHUP, has
+    /// exactly `mode` whatever the umask (see [`crate::files`]).
+    ///
+    /// # Errors
+    /// As [`EventLog::open`], and when an existing file's mode cannot be set.
+    pub fn open_with_mode(target: &LogTarget, center: &str, mode: FileMode) -> io::Result<EventLog> {
         let out = match target {
             LogTarget::Stdout => Sink::Stdout,
-            LogTarget::File(path) => Sink::File(open_append(path)?),
+            LogTarget::File(path) => Sink::File(open_append(path, mode)?),
         };
         Ok(EventLog {
             out,
+            mode,
             center: center.to_owned(),
             target: target.clone(),
             lines: VecDeque::new(),
@@ -444,7 +457,7 @@ impl EventLog {
             encoding: entry.base64.then_some("base64"),
         };
         // A Value's keys are strings, so this cannot fail; if it ever did, say so in the log.
-        let buf = serde_json::to_string(&line)
+        let buf = to_json_line(&line)
             .unwrap_or_else(|_| r#"{"kind":"center_error","data":"a log line could not be serialized"}"#.to_owned());
         self.queue(id, buf);
         true
@@ -521,7 +534,7 @@ impl EventLog {
         if std::mem::take(&mut self.reopen_pending) {
             if let LogTarget::File(path) = &self.target {
                 // On failure the old file stays in use (an error, not a failing log).
-                self.out = Sink::File(open_append(path)?);
+                self.out = Sink::File(open_append(path, self.mode)?);
             }
         }
         Ok(())
@@ -562,10 +575,43 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Appends `s` as a JSON string, quoted and escaped byte for byte as serde_json writes it
-/// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`), copying
-/// runs that need no escape whole and skipping 8 bytes at a time over them (serde_json looks at
-/// every byte; this was a fifth of the center's time capturing text).
+/// serde_json's compact output, with DEL and the C1 controls (U+0080–U+009F) escaped as
+/// `\u007f` … `\u009f` too: JSON requires only C0 escapes, but a log line goes to terminals
+/// (`tail -f nerve.log`, `nrv-ctl events --json`), where U+009B is a CSI for some. The text
+/// parses back to the same strings.
+struct LogFormatter;
+
+impl serde_json::ser::Formatter for LogFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut run = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_c1_or_del(c) {
+                writer.write_all(&fragment.as_bytes()[run..i])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                run = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[run..])
+    }
+}
+
+/// DEL or a C1 control: escaped in log lines although JSON does not require it.
+fn is_c1_or_del(c: char) -> bool {
+    matches!(c, '\u{7f}'..='\u{9f}')
+}
+
+/// `value` as one log line (see [`LogFormatter`]).
+fn to_json_line<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::with_capacity(256);
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, LogFormatter))?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// Appends `s` as a JSON string, quoted and escaped byte for byte as [`to_json_line`] writes
+/// it (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters, DEL and C1 as
+/// `\u00xx`), copying runs that need no escape whole and skipping 8 bytes at a time over them
+/// (serde_json looks at every byte; this was a fifth of the center's time capturing text).
 fn json_str(buf: &mut String, s: &str) {
     let bytes = s.as_bytes();
     buf.reserve(bytes.len() + 2);
@@ -582,11 +628,17 @@ fn json_str(buf: &mut String, s: &str) {
             i += 8;
         }
         let Some(&b) = bytes.get(i) else { break };
-        if b < 0x20 || b == b'"' || b == b'\\' {
+        if b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f {
             // Runs end before an ASCII byte, so they are whole characters of `s`.
             buf.push_str(&s[run..i]);
             push_escape(buf, b);
             run = i + 1;
+        } else if b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            // U+0080–U+009F, two bytes: 0xC2 then the code point's own byte.
+            buf.push_str(&s[run..i]);
+            push_escape(buf, bytes[i + 1]);
+            run = i + 2;
+            i += 1;
         }
         i += 1;
     }
@@ -594,15 +646,16 @@ fn json_str(buf: &mut String, s: &str) {
     buf.push('"');
 }
 
-/// True when one of the 8 bytes of `w` is below 0x20, `"` or `\` (the bit tricks of "Bit
-/// Twiddling Hacks", Sean Eron Anderson: `hasless` and `haszero`; it never misses one, and
-/// the byte-by-byte check after it is exact).
+/// True when one of the 8 bytes of `w` is below 0x20, `"`, `\`, DEL or 0xC2 (the first byte
+/// of a C1 control; the bit tricks of "Bit Twiddling Hacks", Sean Eron Anderson: `hasless`
+/// and `haszero`; it never misses one, and the byte-by-byte check after it is exact).
 fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let has = |b: u8| has_zero(w ^ (ONES * u64::from(b)));
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    (below_space | has(b'"') | has(b'\\') | has(0x7f) | has(0xc2)) != 0
 }
 
 /// The JSON escape of one byte that needs one.
@@ -624,11 +677,8 @@ fn push_escape(buf: &mut String, b: u8) {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+fn open_append(path: &Path, mode: FileMode) -> io::Result<File> {
+    mode.open_append(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open log file {}: {e}", path.display())))
 }
 
@@ -795,7 +845,7 @@ mod tests {
         assert!(!log.write(Entry::center("dropped", Value::Null)));
         assert_eq!(log.take_dropped(), 1);
         // The disk is back (here: another file): everything goes, once, in order.
-        log.out = Sink::File(open_append(&path).expect("open"));
+        log.out = Sink::File(open_append(&path, DEFAULT_FILE_MODE).expect("open"));
         let lines = flushed(&mut log);
         assert_eq!(log.unwritten(), 0);
         let text = std::fs::read_to_string(&path).expect("read");
@@ -892,11 +942,12 @@ mod tests {
             "plain text, longer than eight bytes".into(),
             "q\"uote and back\\slash at 7: 1234567\\".into(),
             "caf\u{e9} \u{1f600} \u{7f}\n".into(),
+            "c1 \u{80}\u{85}\u{9b}\u{9f} not c1 \u{a0}\u{c2}\u{ff}\u{1b}".into(),
             every_ascii.clone(),
             every_ascii.chars().rev().collect(),
         ];
         // Every byte that needs an escape, at every offset of a 17-byte string.
-        for b in (0u8..0x20).chain([b'"', b'\\']) {
+        for b in (0u8..0x20).chain([b'"', b'\\', 0x7f]) {
             for at in 0..17 {
                 let mut s: Vec<char> = "abcdefghijklmnopq".chars().collect();
                 s[at] = char::from(b);
@@ -906,7 +957,20 @@ mod tests {
         for s in cases {
             let mut buf = String::new();
             json_str(&mut buf, &s);
-            assert_eq!(buf, serde_json::to_string(&s).expect("json"), "{s:?}");
+            assert_eq!(buf, to_json_line(&s).expect("json"), "{s:?}");
+            let back: String = serde_json::from_str(&buf).expect("parses");
+            assert_eq!(back, s, "the same text back");
+            assert!(!buf.chars().any(char::is_control), "no control character left: {buf:?}");
+        }
+        // C1 controls at every offset, and the text around them kept as it is.
+        for at in 0..17 {
+            let mut s: Vec<char> = "abcdefghijklmnopq".chars().collect();
+            s[at] = '\u{9b}';
+            let s: String = s.into_iter().collect();
+            let mut buf = String::new();
+            json_str(&mut buf, &s);
+            assert_eq!(buf, to_json_line(&s).expect("json"), "{s:?}");
+            assert!(buf.contains("\\u009b"), "{buf}");
         }
     }
 }

@@ -4,6 +4,7 @@
 use argh::FromArgs;
 use nerve_center::access::{Policy, Rule};
 use nerve_center::config::FileConfig;
+use nerve_center::files::{FileMode, DEFAULT_FILE_MODE};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::RingConfig;
@@ -80,6 +81,11 @@ struct Args {
     /// stdout_logfile_backups)
     #[argh(option)]
     log_backups: Option<u32>,
+    /// octal mode of the event log, the output files and the ended rows' file whatever the
+    /// umask (default 0600; 0640 lets the file's group read them; never writable by others);
+    /// a log directory the center creates gets the same with x wherever r (0700, 0750)
+    #[argh(option)]
+    file_mode: Option<String>,
     /// sync endpoint where peer centers of a ring reach this one (for example
     /// tcp://10.0.0.5:44446); without it the center can still join peers with --ring
     #[argh(option)]
@@ -114,6 +120,8 @@ struct Settings {
     logdir: String,
     log_maxbytes: u64,
     log_backups: u32,
+    /// mode of the files the center writes
+    file_mode: FileMode,
     /// sync endpoint where peer centers of a ring reach this one
     sync: Option<String>,
     /// sync endpoints of peer centers to join
@@ -167,6 +175,10 @@ fn settings(args: Args) -> Result<Settings, Failure> {
             .log_backups
             .or(file.log_backups)
             .unwrap_or(nerve_center::outputs::DEFAULT_BACKUPS),
+        file_mode: match args.file_mode.or(file.file_mode) {
+            Some(text) => text.parse().map_err(|e| Failure::Usage(format!("--file-mode: {e}")))?,
+            None => DEFAULT_FILE_MODE,
+        },
         sync: args.sync.or(file.sync),
         ring: match args.ring {
             Some(list) => list
@@ -324,9 +336,17 @@ fn start(args: Args) -> Result<(), Failure> {
     };
 
     // Files first: nothing to undo when they fail.
-    let log = EventLog::open(&target, &name).map_err(|e| Failure::Run(e.into()))?;
-    let outputs = OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups)
-        .map_err(|e| Failure::Run(e.into()))?;
+    let log = EventLog::open_with_mode(&target, &name, args.file_mode).map_err(|e| Failure::Run(e.into()))?;
+    let (outputs, warning) = OutputFiles::with_mode(
+        Path::new(&args.logdir),
+        args.log_maxbytes,
+        args.log_backups,
+        args.file_mode,
+    )
+    .map_err(|e| Failure::Run(e.into()))?;
+    if let Some(warning) = warning {
+        eprintln!("nrv-center: warning: {warning}");
+    }
 
     // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP reopens the
     // event log and the output files (logrotate without copytruncate) and re-reads the

@@ -5,7 +5,9 @@
 //! Files are named `NAME.ID.out` and `NAME.ID.err` (NAME with characters other than ASCII
 //! letters, digits, `-` and `_` replaced by `_`; ID the 16 hex digits). When a file would pass
 //! `max_bytes`, it becomes `FILE.1` (and `FILE.1` becomes `FILE.2`, … up to `backups`; the
-//! oldest is removed) and a new file is started.
+//! oldest is removed) and a new file is started. Every file has exactly the center's
+//! `--file-mode` (0600 by default) whatever the umask, and a directory the center creates
+//! the matching 0700 ([`crate::files`]).
 //!
 //! Small chunks are buffered per file and written by [`OutputFiles::flush`], which the center
 //! calls at the end of each burst (one write per file and burst); a chunk of
@@ -14,10 +16,11 @@
 //! again, for logrotate without `copytruncate`. [`OutputFiles::tail`] reads back through
 //! `FILE.1`, `FILE.2`, … as far as the lines asked for need.
 
+use crate::files::{FileMode, DEFAULT_FILE_MODE};
 use crate::ring::tail_start;
 use nerve_proto::{ProcessId, Stream};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -57,6 +60,8 @@ pub struct OutputFiles {
     dir: PathBuf,
     max_bytes: u64,
     backups: u32,
+    /// The mode of every file this writes.
+    mode: FileMode,
     open: HashMap<(ProcessId, Stream), Open>,
 }
 
@@ -87,23 +92,41 @@ fn safe_name(name: &str) -> String {
 }
 
 impl OutputFiles {
-    /// Output files in `dir` (created if missing).
+    /// Output files in `dir` (created if missing), private: as [`OutputFiles::with_mode`]
+    /// with [`DEFAULT_FILE_MODE`], the warning dropped.
     ///
     /// # Errors
     /// The directory cannot be created (the message names it).
     pub fn new(dir: &Path, max_bytes: u64, backups: u32) -> io::Result<OutputFiles> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create the log directory {}: {e}", dir.display()),
-            )
-        })?;
-        Ok(OutputFiles {
+        Ok(OutputFiles::with_mode(dir, max_bytes, backups, DEFAULT_FILE_MODE)?.0)
+    }
+
+    /// Output files in `dir`, each of exactly `mode`; `dir` is created with
+    /// [`FileMode::dir_bits`] if missing (see [`crate::files`]). Also returns a warning when
+    /// `dir` was there already and is more open than that.
+    ///
+    /// # Errors
+    /// The directory cannot be created (the message names it).
+    pub fn with_mode(
+        dir: &Path,
+        max_bytes: u64,
+        backups: u32,
+        mode: FileMode,
+    ) -> io::Result<(OutputFiles, Option<String>)> {
+        let warning = mode.create_dir(dir)?;
+        let files = OutputFiles {
             dir: dir.to_owned(),
+            mode,
             max_bytes: max_bytes.max(1),
             backups,
             open: HashMap::new(),
-        })
+        };
+        Ok((files, warning))
+    }
+
+    /// The mode of the files (and of the ended rows' file beside them).
+    pub fn mode(&self) -> FileMode {
+        self.mode
     }
 
     /// The directory.
@@ -129,7 +152,7 @@ impl OutputFiles {
                 self.flush()?;
                 self.open.clear();
             }
-            let file = open_append(&path).map_err(named)?;
+            let file = self.mode.open_append(&path).map_err(named)?;
             let size = file.metadata().map_err(named)?.len();
             self.open.insert(
                 (id, stream),
@@ -151,7 +174,7 @@ impl OutputFiles {
                 self.open.remove(&(id, stream));
                 flushed.map_err(named)?;
                 self.rotate(&path).map_err(named)?;
-                let file = open_append(&path).map_err(named)?;
+                let file = self.mode.open_append(&path).map_err(named)?;
                 self.open.insert(
                     (id, stream),
                     Open {
@@ -308,10 +331,6 @@ impl OutputFiles {
 /// `FILE.n`.
 fn numbered(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(format!("{}.{n}", path.display()))
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// The last `limit` bytes of the file at `path` (all of it when shorter); None when there is

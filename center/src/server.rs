@@ -148,7 +148,7 @@ pub async fn run(
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let reopen = log.reopen_handle();
     let mut center = Center {
-        ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()),
+        ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()).with_mode(outputs.mode()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
         control_tx: control.sender(),

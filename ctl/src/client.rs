@@ -43,6 +43,14 @@ pub enum ClientError {
         /// What failed.
         message: String,
     },
+    /// The center took the TCP connection and hung up during the CURVE handshake: a wrong
+    /// `--curve-server-key`, or a client key it does not authorize ([`Exit::Failed`]: a
+    /// center is there, so not [`Exit::NoCenter`]).
+    #[error("{message}")]
+    CurveRefused {
+        /// zmtp's sentence, naming the endpoint and the two settings to check.
+        message: String,
+    },
     /// The request could not be handed to the connection.
     #[error("{endpoint}: cannot send the request: {source}")]
     Send {
@@ -164,6 +172,7 @@ impl Client {
                 e @ (ConnectError::Stale { .. }
                 | ConnectError::PermissionDenied { .. }
                 | ConnectError::ForeignServer { .. }) => ClientError::Socket(e),
+                e @ ConnectError::CurveRefused { .. } => ClientError::CurveRefused { message: e.to_string() },
             })?;
         let (sender, events) = dealer.split();
         Ok(Client {

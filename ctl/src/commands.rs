@@ -51,7 +51,9 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             writeln!(
                 out,
                 "center {} {} (protocol {})",
-                info.center, info.version, info.protocol
+                escape_for_terminal(&info.center),
+                escape_for_terminal(&info.version),
+                info.protocol
             )?;
         }
         Command::Ps(cmd) => {
@@ -195,7 +197,7 @@ async fn done(
     let Reply::Done { message, .. } = reply else {
         return unexpected(invocation, request, reply);
     };
-    writeln!(out, "{message}")?;
+    writeln!(out, "{}", escape_for_terminal(&message))?;
     Ok(())
 }
 
@@ -258,7 +260,7 @@ async fn send(
         }
     }
     if let Some(last) = messages.last() {
-        writeln!(out, "{last}")?;
+        writeln!(out, "{}", escape_for_terminal(last))?;
     }
     Ok(())
 }
@@ -425,7 +427,7 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
         let id = p.id.to_string();
         table.add_row([
             id[..12].to_string(),
-            p.name.clone(),
+            escape_for_terminal(&p.name).into_owned(),
             p.pid.map(|pid| pid.to_string()).unwrap_or_else(|| "-".into()),
             state_text(p),
             uptime(p.uptime_secs),
@@ -435,9 +437,9 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
             p.stats
                 .map(|s| bytesize::ByteSize(s.rss_bytes).display().iec_short().to_string())
                 .unwrap_or_else(|| "-".into()),
-            p.host.clone(),
-            p.center.clone(),
-            command_line(p),
+            escape_for_terminal(&p.host).into_owned(),
+            escape_for_terminal(&p.center).into_owned(),
+            escape_for_terminal(&command_line(p)).into_owned(),
         ]);
     }
     let text = table.to_string();
@@ -454,10 +456,10 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
             if p.center.is_empty() {
                 "-".to_string()
             } else {
-                p.center.clone()
+                escape_for_terminal(&p.center).into_owned()
             },
-            p.sync.clone(),
-            p.state.clone(),
+            escape_for_terminal(&p.sync).into_owned(),
+            escape_for_terminal(&p.state).into_owned(),
             p.last_heard_secs
                 .map(|s| format!("{s:.1}s ago"))
                 .unwrap_or_else(|| "never".into()),
@@ -468,14 +470,17 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
     table.to_string().lines().map(str::trim).collect::<Vec<_>>().join("\n")
 }
 
+/// `info` for people; every text a process or a center chose goes through
+/// [`escape_for_terminal`].
 fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
+    let e = escape_for_terminal;
     writeln!(out, "id:           {}", p.id)?;
-    writeln!(out, "name:         {}", p.name)?;
-    writeln!(out, "command:      {}", command_line(p))?;
-    writeln!(out, "cwd:          {}", p.cwd.to_string_lossy())?;
-    writeln!(out, "host:         {}", p.host)?;
-    writeln!(out, "user:         {}", p.user)?;
-    writeln!(out, "center:       {}", p.center)?;
+    writeln!(out, "name:         {}", e(&p.name))?;
+    writeln!(out, "command:      {}", e(&command_line(p)))?;
+    writeln!(out, "cwd:          {}", e(&p.cwd.to_string_lossy()))?;
+    writeln!(out, "host:         {}", e(&p.host))?;
+    writeln!(out, "user:         {}", e(&p.user))?;
+    writeln!(out, "center:       {}", e(&p.center))?;
     writeln!(
         out,
         "pid:          {}",
@@ -508,34 +513,160 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
         writeln!(out, "history:")?;
     }
     for h in &p.history {
-        writeln!(out, "  {}  {:<8}  {}", rfc3339(h.time_ms), h.state.as_str(), h.cause)?;
+        writeln!(
+            out,
+            "  {}  {:<8}  {}",
+            rfc3339(h.time_ms),
+            h.state.as_str(),
+            e(&h.cause)
+        )?;
     }
     Ok(())
 }
 
-/// One log line for people: `TIME NAME(ID) KIND DATA`.
+/// `text` made safe to print on a terminal, as `ls -b` (GNU ls's `--quoting-style=escape`)
+/// and `ps` do with file and command names: nothing a process chose (its name, argv, cwd,
+/// host, user, the causes and messages about it) can move the cursor, set the window title,
+/// change colours or forge a row.
+///
+/// A backslash becomes `\\` (so every escape is unambiguous); ESC `\e`, newline `\n`, tab `\t`,
+/// carriage return `\r`; the other C0 controls and DEL `\xNN` (BEL is `\x07`); the C1
+/// controls U+0080–U+009F (U+009B is CSI on some terminals), the line and paragraph
+/// separators and the bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069,
+/// "Trojan Source", CVE-2021-42574) `\u{XXXX}`. Everything else, other Unicode included, is
+/// kept. `--json` output never goes through this: JSON has its own exact escapes.
+pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, true)
+}
+
+/// The characters [`escape_for_terminal`] escapes, a backslash only when `backslash`.
+fn needs_escape(c: char, backslash: bool) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    ) || (backslash && c == '\\')
+}
+
+/// [`escape_for_terminal`]; with `backslash` false a backslash is kept as it is, for text
+/// that is JSON already (whose own `\\` and `\"` escapes stay readable).
+fn escape_controls(text: &str, backslash: bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| needs_escape(c, backslash)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' if backslash => out.push_str("\\\\"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{0}'..='\u{1f}' | '\u{7f}' => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if needs_escape(c, backslash) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One log line for people: `TIME NAME(ID) KIND DATA`, each part through
+/// [`escape_for_terminal`] (DATA is JSON or a quoted string, escaped already; a line that is
+/// not JSON is escaped whole).
 fn event_text(line: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(line) else {
-        return line.to_string();
+        return escape_for_terminal(line).into_owned();
     };
+    let e = escape_for_terminal;
     let time = v["time"].as_str().unwrap_or("-");
     let kind = v["kind"].as_str().unwrap_or("-");
     let who = match (v["name"].as_str(), v["id"].as_str()) {
-        (Some(name), Some(id)) => format!("{name}({})", &id[..id.len().min(12)]),
-        _ => format!("center {}", v["center"].as_str().unwrap_or("-")),
+        (Some(name), Some(id)) => format!("{}({})", e(name), e(&id.chars().take(12).collect::<String>())),
+        _ => format!("center {}", e(v["center"].as_str().unwrap_or("-"))),
     };
     let data = match &v["data"] {
-        Value::String(s) if v["encoding"].is_null() => format!("{s:?}"),
+        Value::String(s) if v["encoding"].is_null() => format!("\"{}\"", e(s)),
         Value::Null => String::new(),
-        other => other.to_string(),
+        // JSON escapes C0 controls but not DEL, C1 or the bidi controls.
+        other => escape_controls(&other.to_string(), false).into_owned(),
     };
-    format!("{time} {who} {kind} {data}").trim_end().to_string()
+    format!("{} {who} {} {data}", e(time), e(kind)).trim_end().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use nerve_proto::{ProcessId, ProcessState, Signal};
+
+    #[test]
+    fn escape_for_terminal_as_a_table() {
+        for (raw, shown) in [
+            ("web", "web"),
+            ("x\n\u{1b}]0;pwned\u{7}\u{1b}[31m", "x\\n\\e]0;pwned\\x07\\e[31m"),
+            ("a\tb\rc", "a\\tb\\rc"),
+            ("nul\0 del\u{7f} us\u{1f}", "nul\\x00 del\\x7f us\\x1f"),
+            ("c1 \u{9b}31m \u{85}", "c1 \\u{009b}31m \\u{0085}"),
+            (
+                "bidi \u{202e}cba\u{2066} ls\u{2028}",
+                "bidi \\u{202e}cba\\u{2066} ls\\u{2028}",
+            ),
+            ("back\\slash", "back\\\\slash"),
+            ("ünïcödé 日本 \u{a0}", "ünïcödé 日本 \u{a0}"),
+            ("", ""),
+        ] {
+            assert_eq!(escape_for_terminal(raw), shown, "{raw:?}");
+            assert!(!escape_for_terminal(raw).chars().any(|c| c.is_control()), "{raw:?}");
+        }
+        assert!(matches!(escape_for_terminal("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("{\"a\":\"\\u001b\u{9b}\"}", false),
+            "{\"a\":\"\\u001b\\u{009b}\"}"
+        );
+    }
+
+    #[test]
+    fn ps_info_and_events_show_a_hostile_name_escaped_and_json_keeps_it() {
+        let name = "x\n\u{1b}]0;pwned\u{7}\u{1b}[31m";
+        let mut p = row();
+        p.name = name.into();
+        p.cwd = OsBytes(b"/tmp/\x1b[2J".to_vec());
+        p.argv = vec![OsBytes(b"sleep\x07".to_vec()), OsBytes(b"30\n".to_vec())];
+        let table = ps_table(std::slice::from_ref(&p));
+        assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
+        assert!(
+            table.contains("x\\n\\e]0;pwned\\x07\\e[31m") && table.contains("sleep\\x07 30\\n"),
+            "{table}"
+        );
+        let mut info = Vec::new();
+        write_info(&mut info, &p).expect("write");
+        let info = String::from_utf8(info).expect("utf-8");
+        assert!(!info.contains(['\u{1b}', '\u{7}']), "{info}");
+        assert!(info.contains("cwd:          /tmp/\\e[2J"), "{info}");
+        assert_eq!(process_json(&p, false)["name"], name);
+
+        let line = json!({"time": "t", "center": "c", "id": "3f9a0c2e11d04b7a", "name": name, "kind": "out\u{1b}",
+                          "data": "hi\u{1b}[2J\n"})
+        .to_string();
+        assert_eq!(
+            event_text(&line),
+            "t x\\n\\e]0;pwned\\x07\\e[31m(3f9a0c2e11d0) out\\e \"hi\\e[2J\\n\""
+        );
+        assert_eq!(event_text("not json \u{1b}[31m"), "not json \\e[31m");
+    }
+
+    #[test]
+    fn ring_shows_a_peer_center_name_escaped() {
+        let peer = nerve_proto::PeerInfo {
+            center: "evil\n\u{1b}[2Jcenter".into(),
+            sync: "tcp://10.0.0.5:44446".into(),
+            state: "synced".into(),
+            last_heard_secs: Some(0.5),
+            rows: 3,
+            seq: 9,
+        };
+        let table = ring_table(&[peer]);
+        assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
+        assert!(table.contains("evil\\n\\e[2Jcenter"), "{table}");
+    }
 
     const STOP: Signal = Signal(19);
     const TSTP: Signal = Signal(20);

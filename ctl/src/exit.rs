@@ -7,9 +7,13 @@ pub enum Exit {
     /// 0: the command did what was asked (also `--help`).
     Ok = 0,
     /// 1: the request failed; the message on stderr says why (the center refused it, the
-    /// connection broke, the answer could not be read, stdout could not be written).
+    /// connection broke, the answer could not be read, stdout could not be written). Also a
+    /// center that refused the CURVE handshake ("the center at ENDPOINT refused the CURVE
+    /// handshake: check --curve-server-key …", or its ERROR 400 for an unauthorized key).
     Failed = 1,
-    /// 2: the command line is wrong; argh's message is on stderr.
+    /// 2: the command line is wrong; argh's message is on stderr. Also a key file it names
+    /// that cannot be used: a secret key open to other users (`chmod 600 PATH`, as ssh asks),
+    /// one over `zmtp::MAX_KEY_FILE_BYTES` or a device such as `/dev/zero`, one with no key.
     Usage = 2,
     /// 3: no center answered on the control endpoint within `--timeout`.
     NoCenter = 3,

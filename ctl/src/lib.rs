@@ -65,7 +65,7 @@ impl CtlError {
     }
 }
 
-pub use commands::run;
+pub use commands::{escape_for_terminal, run};
 
 /// `nrv-ctl keygen`: a new CURVE key pair, printed (no `prefix`) or written to PREFIX.key
 /// (the secret, mode 0600, created so no other user can ever read it) and PREFIX.pub.

@@ -47,7 +47,10 @@ fn main() -> ExitCode {
         // The reader went away (`nrv-ctl ps | head -1`): nothing to say, as other tools.
         Err(nerve_ctl::CtlError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok.into(),
         Err(e) => {
-            eprintln!("nrv-ctl: {e}");
+            // An error may quote what a center or a process sent: escaped, line by line.
+            let text = e.to_string();
+            let lines: Vec<_> = text.lines().map(nerve_ctl::escape_for_terminal).collect();
+            eprintln!("nrv-ctl: {}", lines.join("\n"));
             e.exit().into()
         }
     }

@@ -48,6 +48,22 @@ impl Center {
     /// # Panics
     /// As [`Center::start`].
     pub fn start_with_args(dir: &Path, endpoint: &str, control: &str, log: &Path, extra: &[&str]) -> Center {
+        Center::start_with_umask(dir, endpoint, control, log, extra, None)
+    }
+
+    /// As [`Center::start_with_args`], with the center's umask set to `umask` (in the child,
+    /// before exec) when given, to show what its files' modes do not owe to the umask.
+    ///
+    /// # Panics
+    /// As [`Center::start`].
+    pub fn start_with_umask(
+        dir: &Path,
+        endpoint: &str,
+        control: &str,
+        log: &Path,
+        extra: &[&str],
+        umask: Option<libc::mode_t>,
+    ) -> Center {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let stderr = dir.join(format!("center-{n}.stderr"));
@@ -71,6 +87,16 @@ impl Center {
         }
         let mut cmd = center_command(dir, &args);
         cmd.stdout(Stdio::null()).stderr(err_file);
+        if let Some(mask) = umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches nothing but the child's mask.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let mut center = Center {
             child,

@@ -53,6 +53,10 @@ pub(crate) enum ConnError {
     Io(#[from] io::Error),
     #[error("the peer closed the connection")]
     Closed,
+    /// A CURVE server hung up after this client's HELLO, before its WELCOME: it could not
+    /// open the HELLO (this client has the wrong server key) or would not go on.
+    #[error("the server hung up after this client's CURVE HELLO")]
+    CurveHungUp,
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error(transparent)]
@@ -353,7 +357,10 @@ pub(crate) async fn handshake(
         Security::CurveClient { server_key, keys } => {
             let mut hs = ClientHandshake::new(server_key, keys);
             send_command(&mut writer, &hs.hello()).await?;
-            let welcome = reader.command("WELCOME").await?;
+            let welcome = reader.command("WELCOME").await.map_err(|e| match e {
+                ConnError::Closed => ConnError::CurveHungUp,
+                e => e,
+            })?;
             let initiate = hs.welcome(&welcome, &metadata)?;
             send_command(&mut writer, &initiate).await?;
             let ready = reader.command("READY").await?;

@@ -78,6 +78,24 @@ pub enum KeyError {
         /// The system error.
         error: std::io::Error,
     },
+    /// A secret key file that users other than its owner can read or write, refused as ssh
+    /// refuses an unprotected private key (`ssh(1)`, FILES: "not accessible by others").
+    #[error("{}: the secret key file is mode {mode:04o}, open to other users; run chmod 600 {} (ssh refuses such a key too)", path.display(), path.display())]
+    Unprotected {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file that is not a regular file or a pipe (a device such as `/dev/zero`, a directory),
+    /// or one longer than a key file can be.
+    #[error("{}: not a key file ({why})", path.display())]
+    NotAKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        why: String,
+    },
     /// A line of an authorized-keys file is not a key.
     #[error("{}:{line}: not a CURVE public key (expected 40 characters of Z85, then optionally a comment)", path.display())]
     AuthorizedLine {
@@ -172,16 +190,82 @@ impl CurveKeyPair {
     }
 }
 
-/// The key text in a key file: the first word of the first line that is neither empty nor a
-/// `#` comment. Works for the files `nrv-ctl keygen` writes and for a bare Z85 key.
-///
-/// # Errors
-/// [`KeyError::Io`] when the file cannot be read, [`KeyError::Format`] when it holds no key.
-pub fn read_key_text(path: &Path) -> Result<String, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
+/// The most a key file is read: 4 KiB. `nrv-ctl keygen` writes about 200 bytes; a larger file
+/// (or `/dev/zero`) is not a key file, and is refused after this many bytes instead of being
+/// read until memory runs out.
+pub const MAX_KEY_FILE_BYTES: u64 = 4 * 1024;
+/// The most an authorized-keys file is read: 1 MiB, some ten thousand keys with comments.
+pub const MAX_AUTHORIZED_KEYS_BYTES: u64 = 1024 * 1024;
+
+/// What a key file must be besides small.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Anyone may read it (public keys, authorized keys).
+    Public,
+    /// A secret: a regular file must be closed to group and others.
+    Secret,
+}
+
+/// The text of a key file: at most `max` bytes of a regular file or a pipe (`<(…)` works),
+/// valid UTF-8; for [`Check::Secret`] a regular file must not be open to group or others.
+fn read_key_file(path: &Path, max: u64, check: Check) -> Result<String, KeyError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let io = |error| KeyError::Io {
         path: path.to_owned(),
         error,
-    })?;
+    };
+    let not_key = |why: String| KeyError::NotAKeyFile {
+        path: path.to_owned(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    if kind.is_file() {
+        let mode = meta.permissions().mode() & 0o7777;
+        if check == Check::Secret && mode & 0o077 != 0 {
+            return Err(KeyError::Unprotected {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    } else if !kind.is_fifo() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(not_key(format!("it is {what}; give the file nrv-ctl keygen wrote")));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(not_key(format!("longer than {max} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| not_key("not UTF-8 text".into()))
+}
+
+/// The key text in a key file: the first word of the first line that is neither empty nor a
+/// `#` comment. Works for the files `nrv-ctl keygen` writes and for a bare Z85 key. At most
+/// [`MAX_KEY_FILE_BYTES`] are read.
+///
+/// # Errors
+/// [`KeyError::Io`] when the file cannot be read, [`KeyError::NotAKeyFile`] when it is too
+/// long or a device, [`KeyError::Format`] when it holds no key.
+pub fn read_key_text(path: &Path) -> Result<String, KeyError> {
+    key_text(path, Check::Public)
+}
+
+/// [`read_key_text`], with `check` on the file.
+fn key_text(path: &Path, check: Check) -> Result<String, KeyError> {
+    let text = read_key_file(path, MAX_KEY_FILE_BYTES, check)?;
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
@@ -192,12 +276,13 @@ pub fn read_key_text(path: &Path) -> Result<String, KeyError> {
         })
 }
 
-/// Reads a secret key file (see [`read_key_text`]) into a key pair.
+/// Reads a secret key file (see [`read_key_text`]) into a key pair. Like ssh with a private
+/// key, a regular file that group or others can read or write is refused.
 ///
 /// # Errors
-/// As [`read_key_text`].
+/// As [`read_key_text`], and [`KeyError::Unprotected`] with the `chmod 600` to run.
 pub fn read_secret_key_file(path: &Path) -> Result<CurveKeyPair, KeyError> {
-    let text = read_key_text(path)?;
+    let text = key_text(path, Check::Secret)?;
     CurveSecretKey::from_z85(&text, &path.display().to_string()).map(CurveKeyPair::from_secret)
 }
 
@@ -303,10 +388,7 @@ impl AuthorizedKeys {
     }
 
     fn read(path: &Path) -> Result<HashSet<CurvePublicKey>, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
-            path: path.to_owned(),
-            error,
-        })?;
+        let text = read_key_file(path, MAX_AUTHORIZED_KEYS_BYTES, Check::Public)?;
         parse_authorized_keys(&text).map_err(|line| KeyError::AuthorizedLine {
             path: path.to_owned(),
             line,
@@ -736,6 +818,56 @@ impl Cipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_files_are_bounded_and_a_secret_one_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pair = CurveKeyPair::generate();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("# comment\n{}\n", pair.secret.to_z85())).expect("write");
+        let chmod = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o644, false),
+            (0o640, false),
+            (0o604, false),
+        ] {
+            chmod(mode);
+            match read_secret_key_file(&path) {
+                Ok(read) => assert!(ok && read.public == pair.public, "{mode:o}"),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(!ok, "{mode:o}: {text}");
+                    assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+                    assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                    assert!(!text.contains(&pair.secret.to_z85()), "never the key: {text}");
+                }
+            }
+        }
+        // A public key may be read by anyone.
+        assert_eq!(read_key_text(&path).ok(), Some(pair.secret.to_z85()));
+
+        let started = std::time::Instant::now();
+        let zero = read_secret_key_file(Path::new("/dev/zero")).expect_err("/dev/zero");
+        assert!(
+            zero.to_string()
+                .contains("/dev/zero: not a key file (it is a character device"),
+            "{zero}"
+        );
+        let dir_err = read_key_text(dir.path()).expect_err("a directory");
+        assert!(dir_err.to_string().contains("it is a directory"), "{dir_err}");
+        std::fs::write(&path, vec![b'#'; MAX_KEY_FILE_BYTES as usize + 1]).expect("write");
+        chmod(0o600);
+        let long = read_secret_key_file(&path).expect_err("too long");
+        assert!(long.to_string().contains("longer than 4096 bytes"), "{long}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn keys_round_trip_through_z85_and_secret_debug_is_redacted() {

@@ -47,7 +47,7 @@ pub mod z85;
 pub use cred::PeerCred;
 pub use curve::{
     client_security, read_secret_key_file, AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey,
-    CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,
+    CurveSecretKey, KeyError, MAX_AUTHORIZED_KEYS_BYTES, MAX_KEY_FILE_BYTES, SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};
 pub use memory::release_free_memory;

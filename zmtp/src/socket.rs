@@ -123,6 +123,15 @@ pub enum ConnectError {
         /// The bound that passed.
         timeout: Duration,
     },
+    /// The peer accepted the TCP connection, exchanged greetings and then hung up in the
+    /// middle of the CURVE handshake, after this client's HELLO: what a CURVE server does when it cannot open the
+    /// HELLO, that is when `--curve-server-key` is not its key (it sends no ERROR then), or
+    /// refuses the client's key without saying why.
+    #[error("the center at {endpoint} refused the CURVE handshake: check --curve-server-key and that this key is in its --authorized-keys")]
+    CurveRefused {
+        /// The endpoint.
+        endpoint: Endpoint,
+    },
     /// ipc: a process listens at the path, but runs as a uid that
     /// [`SocketOptions::expect_server_uid`] does not list (read with `SO_PEERCRED`, unix(7),
     /// before anything was sent). In a directory others can write to, this is another user
@@ -985,6 +994,14 @@ impl Dealer {
                 Ok(Ok(c)) => break c,
                 Ok(Err(AttemptError::Final(e))) => return Err(e),
                 Ok(Err(AttemptError::Conn(e))) if e.is_refusal() => return Err(failed(describe(&e))),
+                // A hang-up after the greeting and this client's HELLO (not one over the
+                // server's connection bound, which closes before the greeting): at once, as
+                // a refusal (retrying with the same keys cannot help).
+                Ok(Err(AttemptError::Conn(ConnError::CurveHungUp))) => {
+                    return Err(ConnectError::CurveRefused {
+                        endpoint: endpoint.clone(),
+                    })
+                }
                 Ok(Err(_)) => {}
                 Err(_) => {
                     return Err(ConnectError::Timeout {
@@ -1362,5 +1379,67 @@ mod tests {
             })
             .await;
         }
+    }
+
+    /// A CURVE client with the wrong server key is told at once that the server refused the
+    /// handshake; a server at its connection bound (closed before the greeting) is not taken
+    /// for a refusal, only for silence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_server_key_is_curve_refused_at_once_and_a_full_server_is_not() {
+        use crate::curve::{AllowAny, CurveKeyPair};
+        let (server, client, other) = (
+            CurveKeyPair::generate(),
+            CurveKeyPair::generate(),
+            CurveKeyPair::generate(),
+        );
+        let options = SocketOptions {
+            security: Security::CurveServer {
+                secret: server.secret.clone(),
+                authorizer: Arc::new(AllowAny),
+            },
+            max_connections: 1,
+            ..SocketOptions::default()
+        };
+        let any_port: Endpoint = "tcp://127.0.0.1:0".parse().expect("endpoint");
+        let router = Router::bind_with(&any_port, options).await.expect("bind");
+        let endpoint = router.endpoint().clone();
+        let with_key = |server_key| SocketOptions {
+            security: Security::CurveClient {
+                server_key,
+                keys: client.clone(),
+            },
+            ..SocketOptions::default()
+        };
+        let started = tokio::time::Instant::now();
+        let refused = Dealer::connect_with(&endpoint, b"wrong", WAIT, with_key(other.public))
+            .await
+            .err()
+            .expect("the wrong server key is refused");
+        assert!(matches!(refused, ConnectError::CurveRefused { .. }), "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains(&format!("the center at {endpoint} refused the CURVE handshake")),
+            "{refused}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "at once: {:?}",
+            started.elapsed()
+        );
+
+        let _first = Dealer::connect_with(&endpoint, b"first", WAIT, with_key(server.public))
+            .await
+            .expect("the right key connects");
+        let full = Dealer::connect_with(
+            &endpoint,
+            b"second",
+            Duration::from_millis(300),
+            with_key(server.public),
+        )
+        .await
+        .err()
+        .expect("the server is full");
+        assert!(matches!(full, ConnectError::Timeout { .. }), "{full}");
     }
 }

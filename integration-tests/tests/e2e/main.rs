@@ -21,8 +21,10 @@ mod event_log;
 mod exclusive;
 mod exit_status;
 mod fake_center;
+mod file_modes;
 mod garbage;
 mod hijack;
+mod key_files;
 mod library;
 mod no_center;
 mod output;
@@ -32,6 +34,7 @@ mod signals;
 mod socket_security;
 mod stop;
 mod supervision;
+mod terminal_escapes;
 mod transport_interop;
 mod watcher;
 
