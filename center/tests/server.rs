@@ -765,10 +765,11 @@ async fn a_follower_that_stops_reading_is_dropped_and_told_why() {
     // Answered after the follow on the stuck client's connection: it is registered then.
     let (_, first, _) = stuck.reply().await;
     assert!(matches!(first, Reply::Event(_)), "{first:?}");
-    // Far more than the client's queue at the center (1000 messages), its socket and its
-    // DEALER (1024) hold.
+    // More than the client's queue at the center (1000 messages), its socket and its DEALER
+    // (1024) hold, but not by much: once the center gives up on the follower it queues the End
+    // and hangs up after the transport's 1 s linger, so the follower must read again soon after.
     let line = vec![b'x'; 1024];
-    for _ in 0..6000 {
+    for _ in 0..3000 {
         w.event(EventKind::Output {
             stream: Stream::Stdout,
             data: line.clone(),
@@ -790,7 +791,7 @@ async fn a_follower_that_stops_reading_is_dropped_and_told_why() {
         }
     };
     assert!(why.contains("fell behind"), "{why}");
-    assert!(got > 1000 && got < 6000, "{got} lines before the End");
+    assert!(got > 1000 && got < 3000, "{got} lines before the End");
     center.stop().await;
 }
 
