@@ -530,7 +530,7 @@ impl Part {
     /// always fits.
     pub fn add(&mut self, row: ProcessInfo) -> Option<ProcessInfo> {
         // The row's encoding, without the frame's version prefix.
-        let size = encode(&row).len().saturating_sub(2);
+        let size = nerve_proto::encoded_len(&row).saturating_sub(2);
         if !self.rows.is_empty() && self.bytes + size > MAX_REPLY_BYTES - PART_OVERHEAD {
             return Some(row);
         }

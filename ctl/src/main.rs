@@ -41,7 +41,11 @@ fn main() -> ExitCode {
             return Exit::Failed.into();
         }
     };
-    let result = runtime.block_on(nerve_ctl::run(&invocation, &mut std::io::stdout().lock()));
+    // Buffered: a table of 1000 rows is one write, not one per line (StdoutLock flushes at
+    // every newline); the streams (`tail -f`, `events -f`) flush after each reply.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let result = runtime.block_on(nerve_ctl::run(&invocation, &mut out));
+    drop(out);
     match result {
         Ok(()) => Exit::Ok.into(),
         // The reader went away (`nrv-ctl ps | head -1`): nothing to say, as other tools.

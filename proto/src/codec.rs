@@ -49,6 +49,16 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+/// The length of [`encode`]`(msg)` in bytes, counted without encoding or allocating.
+///
+/// # Panics
+/// As [`encode`]: never for Nerve's own message types.
+pub fn encoded_len<T: Serialize>(msg: &T) -> usize {
+    #[allow(clippy::expect_used)]
+    let body = postcard::experimental::serialized_size(msg).expect("Nerve's message types always serialize");
+    PREFIX + body
+}
+
 /// Encodes `msg` as one frame: `[PROTOCOL_VERSION as u16 BE][postcard(msg)]`.
 ///
 /// # Panics

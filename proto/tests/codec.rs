@@ -165,6 +165,23 @@ fn every_message_round_trips() {
 }
 
 #[test]
+fn encoded_len_is_the_length_of_the_frame() {
+    for m in samples_from_watcher() {
+        assert_eq!(encoded_len(&m), encode(&m).len(), "{m:?}");
+    }
+    for m in samples_from_center() {
+        assert_eq!(encoded_len(&m), encode(&m).len(), "{m:?}");
+    }
+    let (reqs, replies) = samples_control();
+    for m in reqs {
+        assert_eq!(encoded_len(&m), encode(&m).len(), "{m:?}");
+    }
+    for m in replies {
+        assert_eq!(encoded_len(&m), encode(&m).len(), "{m:?}");
+    }
+}
+
+#[test]
 fn frames_start_with_the_big_endian_version() {
     let frame = encode(&WatcherMsg::Heartbeat);
     assert_eq!(&frame[..2], &PROTOCOL_VERSION.to_be_bytes());
