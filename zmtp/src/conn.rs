@@ -534,23 +534,53 @@ impl RecvBudget {
     }
 }
 
-/// The bounds on waiting for input on an established connection: the frame bound always; the
-/// idle bound of a ROUTER ([`SocketOptions::idle_timeout`], whatever the peer's version), and
-/// with heartbeats on and a ZMTP 3.1 peer also `heartbeat_timeout`, whichever is shorter.
-pub(crate) fn connection_limits(opts: &SocketOptions, minor: u8, role: SocketType) -> ReadLimits {
-    let heartbeat = opts
-        .heartbeat_interval
-        .filter(|_| minor >= 1)
-        .map(|_| opts.heartbeat_timeout);
-    let idle = match role {
-        SocketType::Router => Some(heartbeat.map_or(opts.idle_timeout, |h| h.min(opts.idle_timeout))),
-        SocketType::Dealer => heartbeat,
+/// The timing of an established connection: its bounds on waiting for input, and how often
+/// it PINGs the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// The bounds on waiting for input.
+    pub limits: ReadLimits,
+    /// Interval between PINGs (RFC 37); `None` sends none.
+    pub ping: Option<Duration>,
+}
+
+/// The timing of an established connection, from the options, the peer's ZMTP minor version
+/// and this side's role:
+///
+/// - the frame bound always;
+/// - a ROUTER holds every peer to [`SocketOptions::idle_timeout`], whatever its version; a
+///   ZMTP 3.1 peer with heartbeats on also to `heartbeat_timeout`, whichever is shorter;
+/// - a ROUTER PINGs a 3.1 peer at least twice per idle bound (heartbeats on or off): every 3.1
+///   peer answers a PING with a PONG (RFC 37), which is traffic, so a live 3.1 peer that has
+///   nothing to say is never cut by the idle bound; a 3.0 peer cannot be asked (RFC 23 has no
+///   PING) and must send something itself;
+/// - a DEALER holds a 3.1 peer to `heartbeat_timeout` and PINGs it every
+///   `heartbeat_interval`, when heartbeats are on.
+pub(crate) fn connection_timing(opts: &SocketOptions, minor: u8, role: SocketType) -> Timing {
+    let v31 = minor >= 1;
+    let heartbeat = opts.heartbeat_interval.filter(|_| v31);
+    let heartbeat_idle = heartbeat.map(|_| opts.heartbeat_timeout);
+    let (idle, ping) = match role {
+        SocketType::Router => {
+            let idle = heartbeat_idle.map_or(opts.idle_timeout, |h| h.min(opts.idle_timeout));
+            let keepalive = (opts.idle_timeout / 2).max(MIN_PING_INTERVAL);
+            let ping = v31.then(|| heartbeat.map_or(keepalive, |h| h.min(keepalive)));
+            (Some(idle), ping)
+        }
+        SocketType::Dealer => (heartbeat_idle, heartbeat),
     };
-    ReadLimits {
-        idle,
-        frame: Some(opts.frame_timeout),
+    Timing {
+        limits: ReadLimits {
+            idle,
+            frame: Some(opts.frame_timeout),
+        },
+        ping,
     }
 }
+
+/// The shortest interval between PINGs a ROUTER sends to keep a quiet 3.1 peer within its idle
+/// bound (10 ms), however small that bound.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Moves frames until the connection ends, and says why it ended.
 ///
@@ -590,8 +620,8 @@ where
         }
         None => (None, None),
     };
-    let heartbeat = opts.heartbeat_interval.filter(|_| minor >= 1);
-    reader.set_limits(connection_limits(opts, minor, role));
+    let timing = connection_timing(opts, minor, role);
+    reader.set_limits(timing.limits);
     let (control_tx, control_rx) = mpsc::channel(16);
     let read = read_loop(
         reader,
@@ -606,7 +636,7 @@ where
     let write = write_loop(
         writer,
         sealer,
-        heartbeat,
+        timing.ping,
         opts.heartbeat_timeout,
         outgoing,
         &queued_bytes,
@@ -1010,39 +1040,48 @@ mod tests {
         }
     }
 
-    /// [`connection_limits`]: a ROUTER holds every peer to its idle bound (3.0 ones too), and
-    /// 3.1 ones with heartbeats on to the shorter of it and the heartbeat timeout; a DEALER
-    /// only to the heartbeat timeout; the frame bound applies to all.
+    /// [`connection_timing`]: a ROUTER holds every peer to its idle bound (3.0 ones too), and
+    /// 3.1 ones with heartbeats on to the shorter of it and the heartbeat timeout, and PINGs
+    /// 3.1 peers at least twice per idle bound; a DEALER only applies heartbeats; the frame
+    /// bound applies to all.
     #[test]
-    fn connection_limits_by_role_version_and_heartbeat() {
+    fn connection_timing_by_role_version_and_heartbeat() {
         let s = Duration::from_secs;
         let opts = |heartbeat: bool, idle: u64| SocketOptions {
             heartbeat_interval: heartbeat.then(|| s(5)),
             heartbeat_timeout: s(15),
-            idle_timeout: s(idle),
+            idle_timeout: Duration::from_millis(idle),
             frame_timeout: s(30),
             ..SocketOptions::default()
         };
         use SocketType::{Dealer, Router};
         let cases = [
-            // (heartbeats, idle_timeout, minor, role) -> idle bound
-            (true, 30, 0, Router, Some(30)),
-            (true, 30, 1, Router, Some(15)),
-            (true, 10, 1, Router, Some(10)),
-            (false, 30, 1, Router, Some(30)),
-            (true, 30, 0, Dealer, None),
-            (true, 30, 1, Dealer, Some(15)),
-            (false, 30, 1, Dealer, None),
+            // (heartbeats, idle_timeout, minor, role) -> (idle bound, ping interval), ms
+            (true, 30_000, 0, Router, Some(30_000), None),
+            (true, 30_000, 1, Router, Some(15_000), Some(5_000)),
+            (true, 6_000, 1, Router, Some(6_000), Some(3_000)),
+            (true, 2_000, 1, Router, Some(2_000), Some(1_000)),
+            (true, 2_000, 0, Router, Some(2_000), None),
+            (false, 30_000, 1, Router, Some(30_000), Some(15_000)),
+            (false, 30_000, 0, Router, Some(30_000), None),
+            (true, 1, 1, Router, Some(1), Some(10)),
+            (true, 30_000, 0, Dealer, None, None),
+            (true, 30_000, 1, Dealer, Some(15_000), Some(5_000)),
+            (false, 30_000, 1, Dealer, None, None),
         ];
-        for (heartbeat, idle, minor, role, want) in cases {
-            let got = connection_limits(&opts(heartbeat, idle), minor, role);
-            assert_eq!(
-                got,
-                ReadLimits {
-                    idle: want.map(s),
-                    frame: Some(s(30))
+        let ms = Duration::from_millis;
+        for (heartbeat, idle, minor, role, want_idle, want_ping) in cases {
+            let got = connection_timing(&opts(heartbeat, idle), minor, role);
+            let want = Timing {
+                limits: ReadLimits {
+                    idle: want_idle.map(ms),
+                    frame: Some(s(30)),
                 },
-                "heartbeats {heartbeat}, idle_timeout {idle}, 3.{minor}, {role:?}"
+                ping: want_ping.map(ms),
+            };
+            assert_eq!(
+                got, want,
+                "heartbeats {heartbeat}, idle_timeout {idle} ms, 3.{minor}, {role:?}"
             );
         }
     }

@@ -1253,6 +1253,34 @@ mod tests {
         }
     }
 
+    /// A quiet ZMTP 3.1 peer is not cut by the idle bound: the ROUTER PINGs it at least twice
+    /// per bound, and its PONGs are traffic. Our DEALER's own PINGs (every 5 s) would be far
+    /// too rare for this bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_zmtp_3_1_peer_outlives_the_idle_bound() {
+        const IDLE: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::Ipc(dir.path().join("r.sock"));
+        let options = SocketOptions {
+            idle_timeout: IDLE,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&endpoint, options).await.expect("bind");
+        let (mut tx, mut events) = Dealer::connect(&endpoint, b"quiet", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        tx.send(b"hi".to_vec()).await.expect("hi");
+        let hi = tokio::time::timeout(WAIT, router.recv()).await.expect("hi");
+        assert_eq!(hi.payload.as_deref(), Ok(b"hi".as_slice()));
+        if let Ok(event) = tokio::time::timeout(5 * IDLE, events.next()).await {
+            panic!("the quiet peer saw {event:?} within five idle bounds");
+        }
+        tx.send(b"after".to_vec()).await.expect("still connected");
+        let after = tokio::time::timeout(WAIT, router.recv()).await.expect("after");
+        assert_eq!(after.payload.as_deref(), Ok(b"after".as_slice()));
+    }
+
     /// [`SocketOptions::frame_timeout`]: a ZMTP 3.1 peer that trickles a frame a byte at a
     /// time (each byte resets the idle bound) is closed once the frame bound has passed since
     /// its first byte; frames trickled that complete within the bound are delivered.
