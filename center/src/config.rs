@@ -32,6 +32,14 @@ pub struct FileConfig {
     pub authorized_keys: Option<std::path::PathBuf>,
     /// Seconds a new connection has to finish its handshake.
     pub handshake_timeout: Option<f64>,
+    /// Seconds an established connection may send nothing before it is closed.
+    pub idle_timeout: Option<f64>,
+    /// Seconds a frame may take from its first byte to its last.
+    pub frame_timeout: Option<f64>,
+    /// Most connections per endpoint still in their handshake.
+    pub max_handshakes: Option<usize>,
+    /// Most established connections per endpoint.
+    pub max_connections: Option<usize>,
     /// Seconds between heartbeats to idle watchers.
     pub heartbeat: Option<f64>,
     /// Directory for per-process output files.

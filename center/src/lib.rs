@@ -34,6 +34,7 @@ pub mod follow;
 pub mod log;
 pub mod outputs;
 pub mod peers;
+pub mod ratelimit;
 pub mod ring;
 mod server;
 pub mod table;
