@@ -22,6 +22,7 @@ mod exit_status;
 mod fake_center;
 mod garbage;
 mod library;
+mod lockout;
 mod no_center;
 mod output;
 mod restart;
