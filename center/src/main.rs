@@ -56,7 +56,8 @@ struct Args {
     #[argh(option)]
     handshake_timeout: Option<f64>,
     /// seconds an established connection may send nothing at all before it is closed, ZMTP
-    /// 3.0 peers included (default 30; nrv-open and nrv-ctl send far more often)
+    /// 3.0 peers included (default 30; ZMTP 3.1 peers, nrv-open and nrv-ctl among them, are
+    /// PINGed often enough that their PONGs keep them)
     #[argh(option)]
     idle_timeout: Option<f64>,
     /// seconds a frame may take from its first byte to its last before the connection is
