@@ -204,7 +204,16 @@ impl FrameReader {
         self.limits.idle = Some(self.limits.idle.map_or(idle, |i| i.min(idle)));
     }
 
-    /// Notes that `n` bytes were just read.
+    /// Moves the clock readings of the bounds on by `waited`: time this side spent not reading
+    /// (its owner had no room for more) is not the peer's silence.
+    fn exclude(&mut self, waited: Duration) {
+        self.last_read += waited;
+        if let Some(start) = self.frame_started.as_mut() {
+            *start += waited;
+        }
+    }
+
+    /// Notes that bytes were just read.
     fn note_read(&mut self) {
         self.last_read = Instant::now();
         if self.frame_started.is_none() {
@@ -746,6 +755,9 @@ where
                 last: body,
             };
             frames = 0;
+            // Waiting for the owner to take messages is this side's time, not the peer's
+            // silence: it does not count against the idle and frame bounds.
+            let handing_over = Instant::now();
             // Nobody receives any more: discard (the owner closes us through `stop`).
             let permit = match &budget {
                 // A one-frame message has `first` and `last` the same bytes.
@@ -754,6 +766,7 @@ where
                 None => None,
             };
             let _ = inbound.send(item(msg, permit)).await;
+            reader.exclude(handing_over.elapsed());
         }
     }
 }

@@ -1253,6 +1253,41 @@ mod tests {
         }
     }
 
+    /// Time the owner takes to make room for more messages is not the peer's silence: a 3.0
+    /// peer whose messages wait three idle bounds for the owner is not cut for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_the_owner_does_not_count_as_the_peers_silence() {
+        const IDLE: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let options = SocketOptions {
+            idle_timeout: IDLE,
+            // Room for one message of 10 bytes: the next waits for the owner.
+            recv_queue_bytes: 10,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&Endpoint::Ipc(path.clone()), options)
+            .await
+            .expect("bind");
+        let mut peer = raw_peer(&path, 0, b"patient").await;
+        for i in 0..3u8 {
+            raw_send(&mut peer, &[i; 10]).await;
+        }
+        tokio::time::sleep(3 * IDLE).await;
+        for i in 0..3u8 {
+            let m = tokio::time::timeout(WAIT, router.recv())
+                .await
+                .expect("a waiting message");
+            assert_eq!(m.payload.as_deref(), Ok([i; 10].as_slice()), "message {i}");
+        }
+        tokio::time::sleep(IDLE / 3).await;
+        raw_send(&mut peer, b"and more").await;
+        let m = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the message after");
+        assert_eq!(m.payload.as_deref(), Ok(b"and more".as_slice()));
+    }
+
     /// A quiet ZMTP 3.1 peer is not cut by the idle bound: the ROUTER PINGs it at least twice
     /// per bound, and its PONGs are traffic. Our DEALER's own PINGs (every 5 s) would be far
     /// too rare for this bound.
