@@ -31,7 +31,12 @@
 //!
 //! A frame header is checked against [`SocketOptions::max_frame_size`] before any memory is
 //! reserved for it; a peer that breaks the protocol in any way loses its own connection and
-//! nothing else. See [`SocketOptions`] for every bound and its default.
+//! nothing else. Holding a connection costs the peer effort: an established connection that
+//! sends nothing for [`SocketOptions::idle_timeout`] is closed, ZMTP 3.0 peers included (a
+//! ROUTER PINGs 3.1 peers often enough that a live one's PONGs keep it), a frame must be
+//! complete within [`SocketOptions::frame_timeout`] of its first byte, and connections in
+//! their handshake and established ones are bounded apart ([`SocketOptions::max_handshakes`],
+//! [`SocketOptions::max_connections`]). See [`SocketOptions`] for every bound and its default.
 #![warn(missing_docs)]
 
 mod conn;
