@@ -280,3 +280,72 @@ fn quiet_followers_outlive_the_idle_bound() {
     let hellos = center.log.count_kind("hello");
     assert_eq!(hellos, 1, "the watcher said hello once (it was not cut either)");
 }
+
+/// Handshakes and established sessions are capped apart: a flood of half-open connections
+/// (connected, nothing sent) past `--max-handshakes` has its excess closed at once, and while
+/// the rest hold every handshake slot, an established watcher's output still reaches an
+/// established `events -f`; once the handshake timeout frees the slots, a new watcher
+/// gets in.
+#[test]
+fn half_open_handshakes_do_not_touch_established_sessions() {
+    const FLOOD: usize = zmtp::DEFAULT_MAX_HANDSHAKES + 44;
+    const HANDSHAKE_SECS: u64 = 6;
+    let dir = TestDir::new();
+    let center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--handshake-timeout", &HANDSHAKE_SECS.to_string()],
+    );
+    let _watcher = spawn_open(
+        dir.path(),
+        &center.endpoint,
+        &["--name", "steady", "sh", "-c", "echo first; sleep 3; echo second"],
+        Input::Null,
+    );
+    center.log.wait_until("the steady process's first line", WAIT, |lines| {
+        lines
+            .iter()
+            .any(|l| line_kind(l) == "out" && l["name"] == "steady")
+            .then_some(())
+    });
+    let mut events = spawn_ctl(dir.path(), &center.control, &["events", "-f"]);
+    events.wait_stdout("events -f to show the first line", WAIT, |o| {
+        String::from_utf8_lossy(o).contains("first")
+    });
+
+    let path = ipc_path(&center.endpoint);
+    let flood: Vec<UnixStream> = (0..FLOOD)
+        .map(|i| UnixStream::connect(&path).unwrap_or_else(|e| panic!("half-open connection {i}: {e}")))
+        .collect();
+    let flooded = Instant::now();
+    integration_tests::wait_until(
+        "the connections past --max-handshakes to be closed",
+        WAIT,
+        || match flood.iter().filter(|s| !still_open(s)).count() {
+            n if n == FLOOD - zmtp::DEFAULT_MAX_HANDSHAKES => Ok(()),
+            n => Err(format!("{n} of {FLOOD} closed")),
+        },
+    );
+    // Every handshake slot is held now (so no new client could connect); the established
+    // sessions carry on: the watcher's second line reaches events -f through both.
+    events.wait_stdout("events -f to show the second line", WAIT, |o| {
+        String::from_utf8_lossy(o).contains("second")
+    });
+    assert!(
+        flooded.elapsed() < Duration::from_secs(HANDSHAKE_SECS),
+        "the second line came through before the half-open connections timed out"
+    );
+    let open = flood.iter().filter(|s| still_open(s)).count();
+    assert_eq!(open, zmtp::DEFAULT_MAX_HANDSHAKES, "half-open connections still held");
+    // The handshake timeout frees the slots (a watcher started before that is refused at once
+    // and, never having been welcomed, does not wait: nrv-open's policy for an unreachable
+    // center).
+    let mut flood = flood;
+    for (i, s) in flood.iter_mut().enumerate() {
+        s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        until_closed(s, &format!("half-open connection {i}"));
+    }
+    assert_echo_recorded(&dir, &center, &["ok"]);
+}
