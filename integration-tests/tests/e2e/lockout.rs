@@ -65,6 +65,9 @@ fn until_closed(s: &mut UnixStream, what: &str) -> Duration {
             Ok(0) => return start.elapsed(),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            // A signal to the test process (another test's child exiting): read again, within
+            // the same bound.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && start.elapsed() < WAIT => {}
             Err(e) => panic!("{what}: not closed by the center within {WAIT:?}: {e}"),
         }
     }
@@ -74,7 +77,12 @@ fn until_closed(s: &mut UnixStream, what: &str) -> Duration {
 fn still_open(mut s: &UnixStream) -> bool {
     s.set_nonblocking(true).expect("nonblocking");
     let mut sink = [0u8; 64];
-    let open = matches!(s.read(&mut sink), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    let open = loop {
+        match s.read(&mut sink) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break matches!(other, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        }
+    };
     s.set_nonblocking(false).expect("blocking");
     open
 }
