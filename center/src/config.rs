@@ -2,7 +2,8 @@
 //!
 //! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
 //! `allow-remote`, `insecure`, `allow`, `allow-group`, `heartbeat`, `logdir`, `log-maxbytes`,
-//! `log-backups`, `file-mode`, …). A key in the file is overridden by the same option on the
+//! `log-backups`, `file-mode`, `idle-timeout`, `frame-timeout`, `max-handshakes`,
+//! `max-connections`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
 //! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
 //! option in `main.rs`, and one `or` where the two are merged.
@@ -37,6 +38,14 @@ pub struct FileConfig {
     pub authorized_keys: Option<std::path::PathBuf>,
     /// Seconds a new connection has to finish its handshake.
     pub handshake_timeout: Option<f64>,
+    /// Seconds an established connection may send nothing before it is closed.
+    pub idle_timeout: Option<f64>,
+    /// Seconds a frame may take from its first byte to its last.
+    pub frame_timeout: Option<f64>,
+    /// Most connections per endpoint still in their handshake.
+    pub max_handshakes: Option<usize>,
+    /// Most established connections per endpoint.
+    pub max_connections: Option<usize>,
     /// Seconds between heartbeats to idle watchers.
     pub heartbeat: Option<f64>,
     /// Directory for per-process output files.
@@ -114,13 +123,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nrv-center-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let good = dir.join("good.toml");
-        let text = "endpoint = \"ipc://a.sock\"\ncontrol = \"ipc://b.sock\"\nname = \"c\"\nlogfile = \"-\"\nallow-remote = false\nheartbeat = 2\nlogdir = \"out\"\nlog-maxbytes = 1024\nlog-backups = 2\nfile-mode = \"0640\"\n";
+        let text = "endpoint = \"ipc://a.sock\"\ncontrol = \"ipc://b.sock\"\nname = \"c\"\nlogfile = \"-\"\nallow-remote = false\nheartbeat = 2\nlogdir = \"out\"\nlog-maxbytes = 1024\nlog-backups = 2\nidle-timeout = 2.5\nframe-timeout = 4\nmax-handshakes = 8\nmax-connections = 16\nfile-mode = \"0640\"\n";
         std::fs::write(&good, text).unwrap_or_else(|e| panic!("{e}"));
         let config = FileConfig::load(&good).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.heartbeat, Some(2.0));
         assert_eq!(config.allow_remote, Some(false));
         assert_eq!(config.log_backups, Some(2));
         assert_eq!(config.file_mode.as_deref(), Some("0640"));
+        assert_eq!(
+            (
+                config.idle_timeout,
+                config.frame_timeout,
+                config.max_handshakes,
+                config.max_connections
+            ),
+            (Some(2.5), Some(4.0), Some(8), Some(16))
+        );
 
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "name = \"c\"\nheartbeats = 2\n").unwrap_or_else(|e| panic!("{e}"));

@@ -12,7 +12,8 @@
 //! For each event the center records one JSON line for the log (see [`log`]); the lines of a
 //! burst are written together, then acknowledged; duplicates (a watcher resending after a
 //! reconnect) are acknowledged and not logged again; see `nerve_proto`'s crate doc for the
-//! delivery rules. Whatever a peer sends, the center logs a `protocol_error` and keeps serving:
+//! delivery rules. Whatever a peer sends, the center logs a `protocol_error` (at most a few a
+//! second, see [`ratelimit`]) and keeps serving:
 //! the only errors that stop it are the ones at start (binding, opening the log, writing its
 //! first line). A log that cannot be written later (disk full) is retried while the center
 //! serves on and acknowledges nothing new.
@@ -36,6 +37,7 @@ pub mod follow;
 pub mod log;
 pub mod outputs;
 pub mod peers;
+pub mod ratelimit;
 pub mod ring;
 mod server;
 pub mod table;

@@ -66,6 +66,21 @@ struct Args {
     /// seconds a new connection has to finish its handshake before it is closed (default 5)
     #[argh(option)]
     handshake_timeout: Option<f64>,
+    /// seconds an established connection may send nothing at all before it is closed, ZMTP
+    /// 3.0 peers included (default 30; ZMTP 3.1 peers, nrv-open and nrv-ctl among them, are
+    /// PINGed often enough that their PONGs keep them)
+    #[argh(option)]
+    idle_timeout: Option<f64>,
+    /// seconds a frame may take from its first byte to its last before the connection is
+    /// closed (default 30)
+    #[argh(option)]
+    frame_timeout: Option<f64>,
+    /// most connections per endpoint still in their handshake at once (default 256)
+    #[argh(option)]
+    max_handshakes: Option<usize>,
+    /// most established connections per endpoint at once (default 1024)
+    #[argh(option)]
+    max_connections: Option<usize>,
     /// seconds between heartbeats to idle watchers, and between checks for silent watchers
     /// and overdue commands (default 1)
     #[argh(option)]
@@ -116,6 +131,10 @@ struct Settings {
     curve_secret_key: Option<PathBuf>,
     authorized_keys: Option<PathBuf>,
     handshake_timeout: f64,
+    idle_timeout: f64,
+    frame_timeout: f64,
+    max_handshakes: usize,
+    max_connections: usize,
     heartbeat: f64,
     logdir: String,
     log_maxbytes: u64,
@@ -165,6 +184,22 @@ fn settings(args: Args) -> Result<Settings, Failure> {
         curve_secret_key: args.curve_secret_key.or(file.curve_secret_key),
         authorized_keys: args.authorized_keys.or(file.authorized_keys),
         handshake_timeout: args.handshake_timeout.or(file.handshake_timeout).unwrap_or(5.0),
+        idle_timeout: args
+            .idle_timeout
+            .or(file.idle_timeout)
+            .unwrap_or(zmtp::DEFAULT_IDLE_TIMEOUT.as_secs_f64()),
+        frame_timeout: args
+            .frame_timeout
+            .or(file.frame_timeout)
+            .unwrap_or(zmtp::DEFAULT_FRAME_TIMEOUT.as_secs_f64()),
+        max_handshakes: args
+            .max_handshakes
+            .or(file.max_handshakes)
+            .unwrap_or(zmtp::DEFAULT_MAX_HANDSHAKES),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(zmtp::DEFAULT_MAX_CONNECTIONS),
         heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
         logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
         log_maxbytes: args
@@ -245,6 +280,24 @@ fn start(args: Args) -> Result<(), Failure> {
             args.handshake_timeout
         )));
     }
+    for (flag, v) in [
+        ("--idle-timeout", args.idle_timeout),
+        ("--frame-timeout", args.frame_timeout),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(Failure::Usage(format!(
+                "{flag} {v} must be a positive number of seconds"
+            )));
+        }
+    }
+    for (flag, v) in [
+        ("--max-handshakes", args.max_handshakes),
+        ("--max-connections", args.max_connections),
+    ] {
+        if v == 0 {
+            return Err(Failure::Usage(format!("{flag} must be at least 1")));
+        }
+    }
     let insecure = args.insecure;
     let authorized = match (&args.curve_secret_key, &args.authorized_keys) {
         (None, None) => None,
@@ -290,6 +343,10 @@ fn start(args: Args) -> Result<(), Failure> {
     let mut options = SocketOptions {
         insecure,
         handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        frame_timeout: Duration::from_secs_f64(args.frame_timeout),
+        max_handshakes: args.max_handshakes,
+        max_connections: args.max_connections,
         ..SocketOptions::default()
     };
     if let Some((pair, keys)) = &authorized {

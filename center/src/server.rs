@@ -7,6 +7,7 @@ use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
+use crate::ratelimit::{RateLimit, Verdict};
 use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -96,6 +97,8 @@ pub(crate) struct Center {
     log_health: Health,
     /// Processes that ended whose followers get their End once the last lines are written.
     ends_due: Vec<ProcessId>,
+    /// How many `protocol_error` lines are written, per peer (and endpoint) and in all.
+    error_limit: RateLimit<(bool, Identity)>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -167,6 +170,7 @@ pub async fn run(
         outboxes: Vec::new(),
         log_health: Health::default(),
         ends_due: Vec::new(),
+        error_limit: RateLimit::default(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -426,6 +430,10 @@ impl Center {
         peer: &Identity,
         error: String,
     ) -> Result<(), Error> {
+        let now = std::time::Instant::now();
+        let Verdict::Write { suppressed } = self.error_limit.check((endpoint_is_control, peer.clone()), now) else {
+            return Ok(());
+        };
         let endpoint = if endpoint_is_control {
             self.control_ep.clone()
         } else {
@@ -436,7 +444,10 @@ impl Center {
         } else {
             self.table.by_peer(peer).map(|p| (p.id, p.hello.name.clone()))
         };
-        let data = json!({"endpoint": endpoint, "peer": peer.to_string(), "error": error});
+        let mut data = json!({"endpoint": endpoint, "peer": peer.to_string(), "error": error});
+        if suppressed > 0 {
+            data["suppressed"] = json!(suppressed);
+        }
         let entry = Entry {
             id: who.as_ref().map(|(id, _)| *id),
             name: who.as_ref().map(|(_, n)| n.as_str()),
@@ -763,6 +774,10 @@ impl Center {
     }
 
     async fn on_tick(&mut self) -> Result<(), Error> {
+        if let Some(n) = self.error_limit.flush(std::time::Instant::now()) {
+            let data = json!({"error": "protocol errors not logged (rate limit)", "suppressed": n});
+            self.record(Entry::center("protocol_error", data)).await?;
+        }
         let now = Instant::now();
         let beat = self.config.heartbeat;
         let mut idle = Vec::new();

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// The read half of a connection.
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -71,6 +72,9 @@ pub(crate) enum ConnError {
     Unauthorized,
     #[error("nothing received for {0:?}")]
     Silent(Duration),
+    /// A frame was started and not finished within [`SocketOptions::frame_timeout`].
+    #[error("a frame was not finished within {0:?} of its first byte")]
+    SlowFrame(Duration),
     #[error("closed by this side")]
     Stopped,
 }
@@ -113,6 +117,53 @@ pub(crate) struct FrameReader {
     /// fills it, up to [`READ_CHUNK`]; back to [`READ_START`] after the connection was idle.
     want: usize,
     max: u64,
+    /// The bounds on waiting for input; none during the handshake (which has its own).
+    limits: ReadLimits,
+    /// When bytes were last read from the peer (or the connection became established).
+    last_read: Instant,
+    /// When the first byte of the frame not yet complete was read; `None` between frames.
+    frame_started: Option<Instant>,
+}
+
+/// The bounds on waiting for input on an established connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReadLimits {
+    /// Nothing received for this long closes the connection ([`SocketOptions::idle_timeout`],
+    /// `heartbeat_timeout`, a PING's TTL).
+    pub idle: Option<Duration>,
+    /// A frame started and not complete this long after its first byte closes the connection
+    /// ([`SocketOptions::frame_timeout`]).
+    pub frame: Option<Duration>,
+}
+
+/// When the wait for more input must end, and the error it ends with: the earlier of
+/// `last_read + idle` and, while a frame is under way, `frame_started + frame`; `None` when
+/// neither bound applies. A pure function of the reader's clock readings.
+pub(crate) fn read_deadline(
+    last_read: Instant,
+    frame_started: Option<Instant>,
+    limits: ReadLimits,
+) -> Option<(Instant, ConnError)> {
+    let idle = limits.idle.map(|d| (last_read + d, ConnError::Silent(d)));
+    let frame = match (frame_started, limits.frame) {
+        (Some(start), Some(d)) => Some((start + d, ConnError::SlowFrame(d))),
+        _ => None,
+    };
+    match (idle, frame) {
+        (Some(i), Some(f)) => Some(if f.0 < i.0 { f } else { i }),
+        (i, f) => i.or(f),
+    }
+}
+
+/// Runs `read` until the deadline, if there is one; the deadline's error when it passes.
+async fn until<T>(
+    deadline: Option<(Instant, ConnError)>,
+    read: impl Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    match deadline {
+        None => read.await,
+        Some((at, why)) => tokio::time::timeout_at(at, read).await.unwrap_or(Err(why)),
+    }
 }
 
 /// Most the reader asks the kernel for at a time, bytes: the size its reads grow to on a
@@ -138,12 +189,46 @@ impl FrameReader {
             buf: BytesMut::new(),
             want: READ_START,
             max,
+            limits: ReadLimits::default(),
+            last_read: Instant::now(),
+            frame_started: None,
         }
     }
 
-    /// Reads once from the socket into the buffer.
+    /// Sets the bounds on waiting for input, from now: the connection counts as having just
+    /// received something, and bytes already buffered as a frame started now.
+    pub(crate) fn set_limits(&mut self, limits: ReadLimits) {
+        self.limits = limits;
+        self.last_read = Instant::now();
+        self.frame_started = (!self.buf.is_empty()).then_some(self.last_read);
+    }
+
+    /// Tightens the idle bound to `idle` (a PING's TTL, RFC 37).
+    fn tighten_idle(&mut self, idle: Duration) {
+        self.limits.idle = Some(self.limits.idle.map_or(idle, |i| i.min(idle)));
+    }
+
+    /// Moves the clock readings of the bounds on by `waited`: time this side spent not reading
+    /// (its owner had no room for more) is not the peer's silence.
+    fn exclude(&mut self, waited: Duration) {
+        self.last_read += waited;
+        if let Some(start) = self.frame_started.as_mut() {
+            *start += waited;
+        }
+    }
+
+    /// Notes that bytes were just read.
+    fn note_read(&mut self) {
+        self.last_read = Instant::now();
+        if self.frame_started.is_none() {
+            self.frame_started = Some(self.last_read);
+        }
+    }
+
+    /// Reads once from the socket into the buffer, within the bounds of [`ReadLimits`].
     async fn fill(&mut self) -> Result<(), ConnError> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+        let deadline = read_deadline(self.last_read, self.frame_started, self.limits);
+        until(deadline, std::future::poll_fn(|cx| self.poll_fill(cx))).await
     }
 
     /// One read attempt. When the socket has nothing to read and the buffer holds no partial
@@ -170,6 +255,7 @@ impl FrameReader {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::Closed)),
             Poll::Ready(Ok(n)) => {
                 self.want = next_read_chunk(self.want, n, room);
+                self.note_read();
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
@@ -211,6 +297,8 @@ impl FrameReader {
         }
         self.buf.advance(h.len);
         let body = self.buf.split_to(h.size).freeze();
+        // What is left came with the last read: the next frame started then.
+        self.frame_started = (!self.buf.is_empty()).then_some(self.last_read);
         Ok(Some(Frame {
             more: h.more,
             command: h.command,
@@ -235,11 +323,15 @@ impl FrameReader {
         while body.len() < h.size {
             // Read at most the rest of this frame, so the next frame's bytes stay in `buf`.
             let want = h.size - body.len();
+            let deadline = read_deadline(self.last_read, self.frame_started, self.limits);
             let mut limited = (&mut self.io).take(want as u64);
-            if limited.read_buf(&mut body).await? == 0 {
+            let read = async { Ok(limited.read_buf(&mut body).await?) };
+            if until(deadline, read).await? == 0 {
                 return Err(ConnError::Closed);
             }
+            self.note_read();
         }
+        self.frame_started = None;
         Ok(Some(Frame {
             more: h.more,
             command: h.command,
@@ -318,6 +410,8 @@ pub(crate) struct Established {
     pub identity: Option<Bytes>,
     /// The peer's ZMTP minor version (1 = 3.1, which knows PING/PONG).
     pub minor: u8,
+    /// This side's socket type (a ROUTER applies [`SocketOptions::idle_timeout`]).
+    pub role: SocketType,
     cipher: Option<Cipher>,
 }
 
@@ -400,6 +494,7 @@ pub(crate) async fn handshake(
         writer,
         identity: peer_meta.identity,
         minor: peer.minor,
+        role: cfg.socket_type,
         cipher,
     })
 }
@@ -455,6 +550,54 @@ impl RecvBudget {
     }
 }
 
+/// The timing of an established connection: its bounds on waiting for input, and how often
+/// it PINGs the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// The bounds on waiting for input.
+    pub limits: ReadLimits,
+    /// Interval between PINGs (RFC 37); `None` sends none.
+    pub ping: Option<Duration>,
+}
+
+/// The timing of an established connection, from the options, the peer's ZMTP minor version
+/// and this side's role:
+///
+/// - the frame bound always;
+/// - a ROUTER holds every peer to [`SocketOptions::idle_timeout`], whatever its version; a
+///   ZMTP 3.1 peer with heartbeats on also to `heartbeat_timeout`, whichever is shorter;
+/// - a ROUTER PINGs a 3.1 peer at least twice per idle bound (heartbeats on or off): every 3.1
+///   peer answers a PING with a PONG (RFC 37), which is traffic, so a live 3.1 peer that has
+///   nothing to say is never cut by the idle bound; a 3.0 peer cannot be asked (RFC 23 has no
+///   PING) and must send something itself;
+/// - a DEALER holds a 3.1 peer to `heartbeat_timeout` and PINGs it every
+///   `heartbeat_interval`, when heartbeats are on.
+pub(crate) fn connection_timing(opts: &SocketOptions, minor: u8, role: SocketType) -> Timing {
+    let v31 = minor >= 1;
+    let heartbeat = opts.heartbeat_interval.filter(|_| v31);
+    let heartbeat_idle = heartbeat.map(|_| opts.heartbeat_timeout);
+    let (idle, ping) = match role {
+        SocketType::Router => {
+            let idle = heartbeat_idle.map_or(opts.idle_timeout, |h| h.min(opts.idle_timeout));
+            let keepalive = (opts.idle_timeout / 2).max(MIN_PING_INTERVAL);
+            let ping = v31.then(|| heartbeat.map_or(keepalive, |h| h.min(keepalive)));
+            (Some(idle), ping)
+        }
+        SocketType::Dealer => (heartbeat_idle, heartbeat),
+    };
+    Timing {
+        limits: ReadLimits {
+            idle,
+            frame: Some(opts.frame_timeout),
+        },
+        ping,
+    }
+}
+
+/// The shortest interval between PINGs a ROUTER sends to keep a quiet 3.1 peer within its idle
+/// bound (10 ms), however small that bound.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Moves frames until the connection ends, and says why it ended.
 ///
 /// Messages for the peer come from `outgoing`; `queued_bytes` counts their payload bytes not yet
@@ -479,9 +622,10 @@ where
     F: FnMut(Assembled, Option<OwnedSemaphorePermit>) -> T,
 {
     let Established {
-        reader,
+        mut reader,
         writer,
         minor,
+        role,
         cipher,
         ..
     } = conn;
@@ -492,13 +636,12 @@ where
         }
         None => (None, None),
     };
-    let heartbeat = opts.heartbeat_interval.filter(|_| minor >= 1);
-    let idle = heartbeat.map(|_| opts.heartbeat_timeout);
+    let timing = connection_timing(opts, minor, role);
+    reader.set_limits(timing.limits);
     let (control_tx, control_rx) = mpsc::channel(16);
     let read = read_loop(
         reader,
         opener,
-        idle,
         opts.max_frames_per_message,
         inbound,
         budget,
@@ -509,7 +652,7 @@ where
     let write = write_loop(
         writer,
         sealer,
-        heartbeat,
+        timing.ping,
         opts.heartbeat_timeout,
         outgoing,
         &queued_bytes,
@@ -537,7 +680,6 @@ where
 async fn read_loop<T, F>(
     mut reader: FrameReader,
     mut opener: Option<Cipher>,
-    mut idle: Option<Duration>,
     max_frames: usize,
     inbound: mpsc::Sender<T>,
     budget: Option<RecvBudget>,
@@ -557,14 +699,9 @@ where
                 if *stop.borrow() {
                     return ConnError::Stopped;
                 }
-                let step = reader.step();
+                // The reader ends the wait itself at the idle or frame bound.
                 let result = tokio::select! {
-                    r = async {
-                        match idle {
-                            Some(limit) => tokio::time::timeout(limit, step).await.unwrap_or(Err(ConnError::Silent(limit))),
-                            None => step.await,
-                        }
-                    } => r,
+                    r = reader.step() => r,
                     _ = stop.changed() => Err(ConnError::Stopped),
                 };
                 match result {
@@ -600,8 +737,7 @@ where
                     };
                     if ttl > 0 {
                         // RFC 37: the peer asks to be dropped after this much silence.
-                        let ttl = Duration::from_millis(u64::from(ttl) * 100);
-                        idle = Some(idle.map_or(ttl, |i| i.min(ttl)));
+                        reader.tighten_idle(Duration::from_millis(u64::from(ttl) * 100));
                     }
                     // A peer that PINGs faster than we PONG loses some PONGs; harmless.
                     let _ = control.try_send(Control::Pong(Bytes::copy_from_slice(context)));
@@ -626,6 +762,9 @@ where
                 last: body,
             };
             frames = 0;
+            // Waiting for the owner to take messages is this side's time, not the peer's
+            // silence: it does not count against the idle and frame bounds.
+            let handing_over = Instant::now();
             // Nobody receives any more: discard (the owner closes us through `stop`).
             let permit = match &budget {
                 // A one-frame message has `first` and `last` the same bytes.
@@ -634,6 +773,7 @@ where
                 None => None,
             };
             let _ = inbound.send(item(msg, permit)).await;
+            reader.exclude(handing_over.elapsed());
         }
     }
 }
@@ -873,6 +1013,97 @@ mod tests {
         assert_eq!(reader.capacity(), READ_START);
         assert_eq!(reader.buf.len(), READ_START, "the first read fills it");
         assert_eq!(reader.want, 2 * READ_START, "and the next asks for twice as much");
+    }
+
+    /// [`read_deadline`]: the earlier of the idle and the frame bound, the frame bound only
+    /// while a frame is under way, none without bounds.
+    #[test]
+    fn the_read_deadline_is_the_earlier_bound() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let at = |n: u64| t0 + ms(n);
+        #[derive(Debug, PartialEq)]
+        enum Why {
+            Idle,
+            Frame,
+        }
+        /// (last_read, frame_started, idle, frame) in ms from t0, and the deadline expected.
+        type Case = (u64, Option<u64>, Option<u64>, Option<u64>, Option<(u64, Why)>);
+        let cases: &[Case] = &[
+            // (last_read, frame_started, idle, frame) -> (deadline, why)
+            (0, None, None, None, None),
+            (0, None, Some(100), None, Some((100, Why::Idle))),
+            (50, None, Some(100), Some(30), Some((150, Why::Idle))),
+            (0, Some(0), None, Some(30), Some((30, Why::Frame))),
+            (0, Some(0), Some(100), Some(30), Some((30, Why::Frame))),
+            // A trickler: bytes keep coming (last_read moves), the frame's start does not.
+            (90, Some(0), Some(100), Some(120), Some((120, Why::Frame))),
+            (10, Some(0), Some(100), Some(120), Some((110, Why::Idle))),
+            // Equal: the idle error.
+            (0, Some(0), Some(100), Some(100), Some((100, Why::Idle))),
+            (0, Some(5), None, None, None),
+        ];
+        for (last, started, idle, frame, want) in cases {
+            let limits = ReadLimits {
+                idle: idle.map(ms),
+                frame: frame.map(ms),
+            };
+            let got = read_deadline(at(*last), started.map(at), limits).map(|(when, why)| {
+                let why = match why {
+                    ConnError::Silent(d) if Some(d) == limits.idle => Why::Idle,
+                    ConnError::SlowFrame(d) if Some(d) == limits.frame => Why::Frame,
+                    other => panic!("unexpected {other:?}"),
+                };
+                ((when - t0).as_millis() as u64, why)
+            });
+            assert_eq!(&got, want, "last_read {last}, frame_started {started:?}, {limits:?}");
+        }
+    }
+
+    /// [`connection_timing`]: a ROUTER holds every peer to its idle bound (3.0 ones too), and
+    /// 3.1 ones with heartbeats on to the shorter of it and the heartbeat timeout, and PINGs
+    /// 3.1 peers at least twice per idle bound; a DEALER only applies heartbeats; the frame
+    /// bound applies to all.
+    #[test]
+    fn connection_timing_by_role_version_and_heartbeat() {
+        let s = Duration::from_secs;
+        let opts = |heartbeat: bool, idle: u64| SocketOptions {
+            heartbeat_interval: heartbeat.then(|| s(5)),
+            heartbeat_timeout: s(15),
+            idle_timeout: Duration::from_millis(idle),
+            frame_timeout: s(30),
+            ..SocketOptions::default()
+        };
+        use SocketType::{Dealer, Router};
+        let cases = [
+            // (heartbeats, idle_timeout, minor, role) -> (idle bound, ping interval), ms
+            (true, 30_000, 0, Router, Some(30_000), None),
+            (true, 30_000, 1, Router, Some(15_000), Some(5_000)),
+            (true, 6_000, 1, Router, Some(6_000), Some(3_000)),
+            (true, 2_000, 1, Router, Some(2_000), Some(1_000)),
+            (true, 2_000, 0, Router, Some(2_000), None),
+            (false, 30_000, 1, Router, Some(30_000), Some(15_000)),
+            (false, 30_000, 0, Router, Some(30_000), None),
+            (true, 1, 1, Router, Some(1), Some(10)),
+            (true, 30_000, 0, Dealer, None, None),
+            (true, 30_000, 1, Dealer, Some(15_000), Some(5_000)),
+            (false, 30_000, 1, Dealer, None, None),
+        ];
+        let ms = Duration::from_millis;
+        for (heartbeat, idle, minor, role, want_idle, want_ping) in cases {
+            let got = connection_timing(&opts(heartbeat, idle), minor, role);
+            let want = Timing {
+                limits: ReadLimits {
+                    idle: want_idle.map(ms),
+                    frame: Some(s(30)),
+                },
+                ping: want_ping.map(ms),
+            };
+            assert_eq!(
+                got, want,
+                "heartbeats {heartbeat}, idle_timeout {idle} ms, 3.{minor}, {role:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@
 //!   tells a peer one last thing and hangs up;
 //! - [`Dealer::connect`] / [`Dealer::connect_with`]: a DEALER with a fixed identity that
 //!   reconnects by itself and reports messages and connection changes as [`DealerEvent`]s;
-//! - [`SocketOptions`]: the defences (frame size limit, handshake timeout, connection bound,
-//!   send queues), heartbeats, reconnection, and the [`Security`] mechanism;
+//! - [`SocketOptions`]: the defences (frame size limit, handshake, idle and frame timeouts,
+//!   separate bounds on handshaking and established connections, send queues), heartbeats, reconnection, and the [`Security`] mechanism;
 //! - CURVE keys ([`CurveKeyPair`], Z85 text as libzmq writes it) and client authorization
 //!   ([`Authorizer`], [`AuthorizedKeys`]).
 //!
@@ -31,7 +31,12 @@
 //!
 //! A frame header is checked against [`SocketOptions::max_frame_size`] before any memory is
 //! reserved for it; a peer that breaks the protocol in any way loses its own connection and
-//! nothing else. See [`SocketOptions`] for every bound and its default.
+//! nothing else. Holding a connection costs the peer effort: an established connection that
+//! sends nothing for [`SocketOptions::idle_timeout`] is closed, ZMTP 3.0 peers included (a
+//! ROUTER PINGs 3.1 peers often enough that a live one's PONGs keep it), a frame must be
+//! complete within [`SocketOptions::frame_timeout`] of its first byte, and connections in
+//! their handshake and established ones are bounded apart ([`SocketOptions::max_handshakes`],
+//! [`SocketOptions::max_connections`]). See [`SocketOptions`] for every bound and its default.
 #![warn(missing_docs)]
 
 mod conn;
@@ -52,10 +57,10 @@ pub use curve::{
 pub use endpoint::{Endpoint, EndpointError};
 pub use memory::release_free_memory;
 pub use options::{
-    Security, SocketOptions, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_FRAME_SIZE, DEFAULT_RECONNECT_INTERVAL,
-    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_RECV_QUEUE_BYTES, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES,
-    DEFAULT_SEND_TIMEOUT,
+    Security, SocketOptions, DEFAULT_FRAME_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_HANDSHAKES, DEFAULT_RECONNECT_INTERVAL, DEFAULT_RECONNECT_INTERVAL_MAX,
+    DEFAULT_RECV_QUEUE_BYTES, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_TIMEOUT,
 };
 pub use socket::{
     BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender,

@@ -11,8 +11,26 @@ pub const DEFAULT_MAX_FRAME_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_FRAMES: usize = 64;
 /// Default [`SocketOptions::handshake_timeout`]: 5 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default [`SocketOptions::max_connections`]: 1024.
+/// Default [`SocketOptions::max_connections`]: 1024 established connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default [`SocketOptions::max_handshakes`]: 256 connections still in their handshake.
+///
+/// Why 256: a handshake lasts milliseconds for a real peer, so even a burst of hundreds of
+/// watchers starting at once fits; a flood of peers that connect and never finish holds at
+/// most this many slots for at most [`DEFAULT_HANDSHAKE_TIMEOUT`] each, and never one of the
+/// [`DEFAULT_MAX_CONNECTIONS`] slots of established sessions.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+/// Default [`SocketOptions::idle_timeout`]: 30 s.
+///
+/// Why 30 s: every Nerve peer sends something far more often (nrv-open reports stats every
+/// second, and ZMTP 3.1 peers PING every [`DEFAULT_HEARTBEAT_INTERVAL`]), so only a peer that
+/// holds a connection without using it is cut, and a slot held that way is back within 30 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`SocketOptions::frame_timeout`]: 30 s.
+///
+/// Why 30 s: the largest frame ([`DEFAULT_MAX_FRAME_SIZE`]) takes well under a second on any
+/// link Nerve is meant for; a peer that trickles a frame a byte at a time is cut within 30 s.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`SocketOptions::send_queue`]: 1000 messages (libzmq's default `ZMQ_SNDHWM`).
 pub const DEFAULT_SEND_QUEUE: usize = 1000;
 /// Default [`SocketOptions::send_queue_bytes`]: 4 MiB per peer.
@@ -105,9 +123,27 @@ pub struct SocketOptions {
     /// Time a new connection has to complete the greeting and handshake (default 5 s); a
     /// connection that has not by then is closed.
     pub handshake_timeout: Duration,
-    /// ROUTER: most connections at once, handshaking or established (default 1024). A
-    /// connection beyond it is accepted and closed at once.
+    /// ROUTER: most established connections at once (default [`DEFAULT_MAX_CONNECTIONS`],
+    /// 1024). A connection that completes its handshake beyond it is closed at once;
+    /// connections still in their handshake do not count (see `max_handshakes`).
     pub max_connections: usize,
+    /// ROUTER: most connections still in their greeting and handshake at once (default
+    /// [`DEFAULT_MAX_HANDSHAKES`], 256). A connection accepted beyond it is closed at once.
+    /// Separate from `max_connections`, so a flood of half-open handshakes cannot keep
+    /// established sessions out, and established sessions cannot keep new handshakes out.
+    pub max_handshakes: usize,
+    /// ROUTER: an established connection from which nothing at all has been received for this
+    /// long is closed (default [`DEFAULT_IDLE_TIMEOUT`], 30 s). Any traffic from the peer
+    /// counts, ZMTP 3.1 PING and PONG commands (RFC 37) included; what this side sends does
+    /// not, so a peer cannot hold a slot by only reading. A ZMTP 3.0 peer (RFC 23, which has no
+    /// heartbeat) gets no exemption: it must send something within the bound. With
+    /// heartbeats on, a 3.1 peer is also held to `heartbeat_timeout` and to its PING's TTL.
+    pub idle_timeout: Duration,
+    /// Once the first byte of a frame has been received, the whole frame must be within this
+    /// (default [`DEFAULT_FRAME_TIMEOUT`], 30 s), or the connection is closed: a peer cannot
+    /// hold a connection open by trickling a frame a byte at a time. Applies to established
+    /// connections of ROUTERs and DEALERs (the handshake has `handshake_timeout`).
+    pub frame_timeout: Duration,
     /// Messages queued for one peer and not yet written to its socket (default 1000, as
     /// libzmq's `ZMQ_SNDHWM`). A send to a peer whose queue is full fails with
     /// [`crate::SendError::QueueFull`] (ROUTER, at once) or [`crate::SendError::Timeout`]
@@ -163,6 +199,9 @@ impl Default for SocketOptions {
             max_frames_per_message: DEFAULT_MAX_FRAMES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
             send_queue: DEFAULT_SEND_QUEUE,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             recv_queue_bytes: DEFAULT_RECV_QUEUE_BYTES,

@@ -2,9 +2,13 @@
 //! interface.
 //!
 //! # ROUTER
-//! One task accepts connections (at most [`SocketOptions::max_connections`] at once; more are
-//! closed at once) and one task per connection runs the handshake (bounded by
-//! [`SocketOptions::handshake_timeout`]) and then moves frames. Messages from every peer go to
+//! One task accepts connections and one task per connection runs the handshake (bounded by
+//! [`SocketOptions::handshake_timeout`]) and then moves frames. Connections in their handshake
+//! and established ones have separate bounds ([`SocketOptions::max_handshakes`],
+//! [`SocketOptions::max_connections`]; a connection over either is closed at once), so neither
+//! kind can keep the other out. An established connection from which nothing arrives for
+//! [`SocketOptions::idle_timeout`], or whose frame is not finished within
+//! [`SocketOptions::frame_timeout`] of its first byte, is closed. Messages from every peer go to
 //! one queue that [`Router::recv`] reads. Each peer has its own send queue, bounded in
 //! messages ([`SocketOptions::send_queue`], libzmq's `ZMQ_SNDHWM`) and in bytes
 //! ([`SocketOptions::send_queue_bytes`]): [`RouterSender::try_send`] (and `send`, its async
@@ -500,7 +504,8 @@ async fn accept_loop(
     shared: Arc<Shared>,
     incoming: mpsc::Sender<Received>,
 ) {
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let handshakes = Arc::new(Semaphore::new(options.max_handshakes.max(1)));
+    let established = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let security = Arc::new(security);
     loop {
         let accepted = match &listener {
@@ -523,11 +528,13 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            // Over the bound: closed at once (dropping both halves closes the socket).
+        let Ok(handshaking) = Arc::clone(&handshakes).try_acquire_owned() else {
+            // Over the bound of handshakes: closed at once (dropping both halves closes the
+            // socket). Established sessions are not affected.
             continue;
         };
         let conn = Connection {
+            established: Arc::clone(&established),
             options: Arc::clone(&options),
             security: Arc::clone(&security),
             shared: Arc::clone(&shared),
@@ -537,8 +544,7 @@ async fn accept_loop(
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let left_queued = conn.serve(r, w).await;
-            drop(slot);
+            let left_queued = conn.serve(r, w, handshaking).await;
             // What the connection held is freed now; after a burst, give it back.
             let ended = shared.ended_since_trim.fetch_add(1, Ordering::AcqRel) + 1;
             if left_queued >= TRIM_AFTER_QUEUE || ended >= TRIM_AFTER_CONNECTIONS {
@@ -550,6 +556,8 @@ async fn accept_loop(
 }
 
 struct Connection {
+    /// The slots of established connections ([`SocketOptions::max_connections`]).
+    established: Arc<Semaphore>,
     options: Arc<SocketOptions>,
     security: Arc<Security>,
     shared: Arc<Shared>,
@@ -561,8 +569,10 @@ struct Connection {
 
 impl Connection {
     /// Runs the connection to its end; returns the payload bytes still queued for the peer
-    /// then (freed with it).
-    async fn serve(self, r: BoxRead, w: BoxWrite) -> usize {
+    /// then (freed with it). `handshaking` is its slot among the connections in their
+    /// handshake, given back when the handshake ends; an established connection then takes a
+    /// slot among the established ones, or is closed when none is free.
+    async fn serve(self, r: BoxRead, w: BoxWrite, handshaking: OwnedSemaphorePermit) -> usize {
         let cfg = HandshakeConfig {
             socket_type: SocketType::Router,
             identity: None,
@@ -575,7 +585,12 @@ impl Connection {
             r = tokio::time::timeout(self.options.handshake_timeout, conn::handshake(reader, w, &cfg)) => r,
             _ = closed.wait_for(|c| *c) => return 0,
         };
+        drop(handshaking);
         let Ok(Ok(established)) = hs else {
+            return 0;
+        };
+        let Ok(_slot) = Arc::clone(&self.established).try_acquire_owned() else {
+            // Over the bound of established connections: closed at once.
             return 0;
         };
         let identity = Identity(established.identity.clone().unwrap_or_else(|| {
@@ -1272,6 +1287,270 @@ mod tests {
             .expect("the raw peer's message");
         assert_eq!(first.peer.0.as_ref(), identity);
         stream
+    }
+
+    /// Connects a raw ZMTP peer speaking 3.`minor` (RFC 23 NULL handshake written by hand)
+    /// and sends its greeting and READY, and nothing else.
+    async fn raw_peer(path: &Path, minor: u8, identity: &[u8]) -> tokio::net::UnixStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::UnixStream::connect(path).await.expect("connect");
+        let mut meta = Vec::new();
+        crate::wire::put_property(&mut meta, "Socket-Type", b"DEALER");
+        crate::wire::put_property(&mut meta, "Identity", identity);
+        let mut greeting = crate::wire::greeting("NULL", false);
+        greeting[11] = minor;
+        let mut out = bytes::BytesMut::new();
+        out.extend_from_slice(&greeting);
+        crate::wire::put_frame(&mut out, false, true, &crate::wire::command("READY", &meta));
+        stream.write_all(&out).await.expect("greet");
+        stream
+    }
+
+    /// Reads from `stream` until the other side closes it (within [`WAIT`]); how long that took.
+    async fn until_closed(stream: &mut tokio::net::UnixStream, what: &str) -> Duration {
+        use tokio::io::AsyncReadExt;
+        let start = tokio::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+                Err(_) => panic!("{what}: the router did not close the connection within {WAIT:?}"),
+                Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Sends one message frame from a raw peer.
+    async fn raw_send(stream: &mut tokio::net::UnixStream, body: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        crate::wire::put_frame(&mut out, false, false, body);
+        stream.write_all(&out).await.expect("send");
+    }
+
+    /// [`SocketOptions::idle_timeout`]: a ZMTP 3.0 peer (no PING/PONG, RFC 37) that sends
+    /// nothing after its handshake is closed once the bound has passed, and not before; a
+    /// 3.0 peer that keeps sending, for longer than the bound in all, stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_zmtp_3_0_session_is_closed_at_the_idle_bound() {
+        const IDLE: Duration = Duration::from_millis(400);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let options = SocketOptions {
+            idle_timeout: IDLE,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&Endpoint::Ipc(path.clone()), options)
+            .await
+            .expect("bind");
+        let mut idle = raw_peer(&path, 0, b"idle").await;
+        let mut busy = raw_peer(&path, 0, b"busy").await;
+        let sent = tokio::time::Instant::now();
+        let busy_task = tokio::spawn(async move {
+            for i in 0..(3 * IDLE.as_millis() / 100) {
+                raw_send(&mut busy, format!("{i}").as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            busy
+        });
+        let took = until_closed(&mut idle, "the idle 3.0 peer").await;
+        assert!(took >= IDLE, "closed after {took:?}, before the idle bound {IDLE:?}");
+        let mut busy = busy_task.await.expect("the busy peer's task");
+        assert!(sent.elapsed() >= 3 * IDLE, "the busy peer sent for three idle bounds");
+        raw_send(&mut busy, b"still here").await;
+        loop {
+            let m = tokio::time::timeout(WAIT, router.recv())
+                .await
+                .expect("the busy peer's messages");
+            assert_eq!(m.peer.0.as_ref(), b"busy", "only the busy peer sent messages");
+            if m.payload.as_deref() == Ok(b"still here".as_slice()) {
+                break;
+            }
+        }
+    }
+
+    /// Time the owner takes to make room for more messages is not the peer's silence: a 3.0
+    /// peer whose messages wait three idle bounds for the owner is not cut for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_the_owner_does_not_count_as_the_peers_silence() {
+        const IDLE: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let options = SocketOptions {
+            idle_timeout: IDLE,
+            // Room for one message of 10 bytes: the next waits for the owner.
+            recv_queue_bytes: 10,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&Endpoint::Ipc(path.clone()), options)
+            .await
+            .expect("bind");
+        let mut peer = raw_peer(&path, 0, b"patient").await;
+        for i in 0..3u8 {
+            raw_send(&mut peer, &[i; 10]).await;
+        }
+        tokio::time::sleep(3 * IDLE).await;
+        for i in 0..3u8 {
+            let m = tokio::time::timeout(WAIT, router.recv())
+                .await
+                .expect("a waiting message");
+            assert_eq!(m.payload.as_deref(), Ok([i; 10].as_slice()), "message {i}");
+        }
+        tokio::time::sleep(IDLE / 3).await;
+        raw_send(&mut peer, b"and more").await;
+        let m = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the message after");
+        assert_eq!(m.payload.as_deref(), Ok(b"and more".as_slice()));
+    }
+
+    /// A quiet ZMTP 3.1 peer is not cut by the idle bound: the ROUTER PINGs it at least twice
+    /// per bound, and its PONGs are traffic. Our DEALER's own PINGs (every 5 s) would be far
+    /// too rare for this bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_zmtp_3_1_peer_outlives_the_idle_bound() {
+        const IDLE: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::Ipc(dir.path().join("r.sock"));
+        let options = SocketOptions {
+            idle_timeout: IDLE,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&endpoint, options).await.expect("bind");
+        let (mut tx, mut events) = Dealer::connect(&endpoint, b"quiet", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        tx.send(b"hi".to_vec()).await.expect("hi");
+        let hi = tokio::time::timeout(WAIT, router.recv()).await.expect("hi");
+        assert_eq!(hi.payload.as_deref(), Ok(b"hi".as_slice()));
+        if let Ok(event) = tokio::time::timeout(5 * IDLE, events.next()).await {
+            panic!("the quiet peer saw {event:?} within five idle bounds");
+        }
+        tx.send(b"after".to_vec()).await.expect("still connected");
+        let after = tokio::time::timeout(WAIT, router.recv()).await.expect("after");
+        assert_eq!(after.payload.as_deref(), Ok(b"after".as_slice()));
+    }
+
+    /// [`SocketOptions::frame_timeout`]: a ZMTP 3.1 peer that trickles a frame a byte at a
+    /// time (each byte resets the idle bound) is closed once the frame bound has passed since
+    /// its first byte; frames trickled that complete within the bound are delivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trickled_frame_is_cut_at_the_frame_bound() {
+        use tokio::io::AsyncWriteExt;
+        const FRAME: Duration = Duration::from_millis(600);
+        const BYTE_EVERY: Duration = Duration::from_millis(50);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let options = SocketOptions {
+            frame_timeout: FRAME,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&Endpoint::Ipc(path.clone()), options)
+            .await
+            .expect("bind");
+        let mut peer = raw_peer(&path, 1, b"trickler").await;
+        // Two frames of 2 + 4 bytes, 300 ms each: both within the bound.
+        for body in [b"abcd", b"efgh"] {
+            let mut out = bytes::BytesMut::new();
+            crate::wire::put_frame(&mut out, false, false, body);
+            for byte in out.iter() {
+                peer.write_all(&[*byte]).await.expect("trickle");
+                tokio::time::sleep(BYTE_EVERY).await;
+            }
+            let m = tokio::time::timeout(WAIT, router.recv())
+                .await
+                .expect("a trickled frame");
+            assert_eq!(m.payload.as_deref(), Ok(body.as_slice()));
+        }
+        // A frame of 200 bytes at one byte per 50 ms would take 10 s.
+        let (mut read, mut write) = peer.into_split();
+        let trickle = tokio::spawn(async move {
+            let mut out = bytes::BytesMut::new();
+            crate::wire::put_frame(&mut out, false, false, &[7u8; 200]);
+            for byte in out.iter() {
+                if write.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(BYTE_EVERY).await;
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            use tokio::io::AsyncReadExt;
+            match tokio::time::timeout(WAIT, read.read(&mut buf)).await {
+                Err(_) => panic!("the trickled frame was not cut within {WAIT:?}"),
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= FRAME - BYTE_EVERY && took < FRAME * 3,
+            "cut after {took:?}, frame bound {FRAME:?}"
+        );
+        trickle.abort();
+    }
+
+    /// [`SocketOptions::max_connections`] and [`SocketOptions::max_handshakes`] are separate:
+    /// with both full, established sessions still work, a connection that finishes its
+    /// handshake past the established bound is closed without a message read, and a
+    /// connection past the handshake bound is closed at once, long before the handshake
+    /// timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handshaking_and_established_connections_have_separate_caps() {
+        const CAP: usize = 3;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let options = SocketOptions {
+            max_connections: CAP,
+            max_handshakes: CAP,
+            handshake_timeout: Duration::from_secs(60),
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&Endpoint::Ipc(path.clone()), options)
+            .await
+            .expect("bind");
+        let mut established = Vec::new();
+        for i in 0..CAP {
+            let mut p = raw_peer(&path, 0, format!("e{i}").as_bytes()).await;
+            raw_send(&mut p, b"hi").await;
+            let m = tokio::time::timeout(WAIT, router.recv()).await.expect("hi");
+            assert_eq!(m.peer.0.as_ref(), format!("e{i}").as_bytes());
+            established.push(p);
+        }
+        // Past the established bound: the handshake completes, then the connection is closed.
+        let mut extra = raw_peer(&path, 0, b"extra").await;
+        raw_send(&mut extra, b"never read").await;
+        until_closed(&mut extra, "a connection past max_connections").await;
+        // Half-open connections fill the handshake slots; established sessions do not count.
+        let mut half_open = Vec::new();
+        for _ in 0..CAP {
+            half_open.push(tokio::net::UnixStream::connect(&path).await.expect("connect"));
+        }
+        let mut refused = tokio::net::UnixStream::connect(&path).await.expect("connect");
+        let took = until_closed(&mut refused, "a connection past max_handshakes").await;
+        assert!(took < Duration::from_secs(5), "closed at once, not after {took:?}");
+        // The established sessions are unaffected, both ways.
+        for (i, p) in established.iter_mut().enumerate() {
+            raw_send(p, b"still").await;
+            let m = tokio::time::timeout(WAIT, router.recv()).await.expect("still");
+            assert_eq!(
+                (m.peer.0.as_ref(), m.payload.as_deref()),
+                (format!("e{i}").as_bytes(), Ok(b"still".as_slice()))
+            );
+            let id = Identity(Bytes::from(format!("e{i}")));
+            router
+                .sender()
+                .try_send(&id, false, Bytes::from_static(b"back"))
+                .expect("send");
+        }
+        assert!(
+            router.incoming.try_recv().is_err(),
+            "nothing from the refused connections"
+        );
+        drop(half_open);
     }
 
     /// Memory is given back after a connection that was cut off with at least

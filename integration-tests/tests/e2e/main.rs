@@ -26,6 +26,7 @@ mod garbage;
 mod hijack;
 mod key_files;
 mod library;
+mod lockout;
 mod no_center;
 mod output;
 mod restart;

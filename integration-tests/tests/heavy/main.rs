@@ -8,6 +8,7 @@ mod big_frames;
 mod bounds;
 mod churn;
 mod many;
+mod quiet_followers;
 mod ring_300;
 mod ring_failover;
 mod ring_forward;
