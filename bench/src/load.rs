@@ -8,7 +8,7 @@
 use super::{met, ratio, sh, step, Errors, Fig, MIB};
 use nerve_bench::nerve::{self, Bins, CaptureRun, Center};
 use nerve_bench::peers::{Capture, Kind, Peer};
-use nerve_bench::util::TempDir;
+use nerve_bench::util::{self, TempDir};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -232,7 +232,11 @@ fn capture(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors
     for run in 0..r.capture {
         for (f, (w, _, writer)) in figs.iter_mut().zip(WORKLOADS) {
             let name = format!("{w}{run}");
+            // Each measurement starts with no dirty pages left by the one before (a NUL run
+            // leaves 1.5 GiB of nerve.log): their writeback would land in the next figure.
+            util::sync();
             let direct = nerve::direct_with(&bins.bench, scratch.path(), &name, writer, bytes);
+            util::sync();
             if let Some(s) = errors.keep(&format!("capture {w}: direct"), direct) {
                 f.direct.0.push(mib / s);
             }
@@ -255,6 +259,7 @@ fn capture(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors
                 f.nerve_cpu.0.push(center_cpu);
             }
             for ((k, p), (_, rate, cpu)) in peers.iter().zip(f.peers.iter_mut()) {
+                util::sync();
                 if let Some(p) = p {
                     if let Some((s, c)) = errors.keep(&format!("capture {w}: {}", k.name()), p.capture(&name, bytes)) {
                         rate.0.push(mib / s);
@@ -695,7 +700,9 @@ impl Report<'_> {
              the child held back when it is full), its stdout on /dev/null. Direct: `nerve-bench write … | cat > \
              file`. supervisord: a program with only `stdout_logfile` set (its defaults: 50 MB, 10 backups), \
              started with `supervisorctl start`. Circus: a watcher with `stdout_stream.class = FileStream` and a \
-             file name (no rotation by default; without a stream Circus discards the output). CPU: utime + stime \
+             file name (no rotation by default; without a stream Circus discards the output). Before each \
+             measurement the harness calls sync(2) (not timed), so no figure pays for the writeback of the one \
+             before. CPU: utime + stime \
              of nrv-center / supervisord / circusd from /proc over the run; nerve.log written: its growth over \
              the run.",
             r.capture

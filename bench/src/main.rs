@@ -7,7 +7,7 @@
 //!     center under load (capture of NULs and text, ingest, ps with 1000), as one section of
 //!     BENCHMARKS.md
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
-//! nerve-bench ingest WATCHERS EVENTS [--bin DIR]   one center-ingest run (for profiling)
+//! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
@@ -30,7 +30,7 @@ fn main() {
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR]".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
@@ -38,23 +38,22 @@ fn main() {
     }
 }
 
-/// `nerve-bench ingest WATCHERS EVENTS [--bin DIR]`: one ingest run, for profiling the center.
+/// `nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]`: one ingest run on a
+/// fresh center, or on the center already at ENDPOINT (one started under perf or valgrind).
 fn ingest_only(args: &[String]) -> Result<(), String> {
-    let num = |i: usize| {
-        args.get(i)
-            .and_then(|a| a.parse::<u64>().ok())
-            .ok_or("ingest WATCHERS EVENTS [--bin DIR]")
-    };
-    let (watchers, events) = (num(0)? as usize, num(1)?);
-    let dir = match (args.get(2).map(String::as_str), args.get(3)) {
-        (Some("--bin"), Some(d)) => PathBuf::from(d),
-        _ => PathBuf::from("target/release"),
-    };
+    let usage = "ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]";
+    let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).ok_or(usage);
+    let (watchers, events) = (num(0)?.max(1) as usize, num(1)?);
     let per = events / watchers as u64;
-    let secs = nerve::ingest_once(&Bins::in_dir(&dir)?, watchers, per)?;
+    let run = match (args.get(2).map(String::as_str), args.get(3)) {
+        (Some("--endpoint"), Some(e)) => nerve::drive_ingest(e, None, watchers, per)?,
+        (Some("--bin"), Some(d)) => nerve::ingest_run(&Bins::in_dir(Path::new(d))?, watchers, per)?,
+        (None, _) => nerve::ingest_run(&Bins::in_dir(Path::new("target/release"))?, watchers, per)?,
+        _ => return Err(usage.into()),
+    };
     println!(
         "{watchers} watchers: {:.0} events/s",
-        (per * watchers as u64) as f64 / secs
+        (per * watchers as u64) as f64 / run.secs
     );
     Ok(())
 }

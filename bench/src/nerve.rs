@@ -467,15 +467,22 @@ pub struct IngestRun {
 /// [`ingest_once`] on a center with its default settings, with the center's CPU time.
 pub fn ingest_run(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<IngestRun, String> {
     let center = Center::start_defaults(bins, "ingest")?;
-    let pid = center.pid();
-    let endpoint: zmtp::Endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display());
+    let run = drive_ingest(&endpoint, Some(center.pid()), watchers, per_watcher)?;
+    drop(center);
+    Ok(run)
+}
+
+/// The ingest workload against the center at `endpoint` (one already running, for profiling
+/// it under perf or valgrind); the center's CPU time when its `pid` is given.
+pub fn drive_ingest(endpoint: &str, pid: Option<u32>, watchers: usize, per_watcher: u64) -> Result<IngestRun, String> {
+    let endpoint: zmtp::Endpoint = endpoint.parse().map_err(|e| format!("{endpoint}: {e}"))?;
+    let cpu = move || pid.and_then(util::cpu_secs).unwrap_or(0.0);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let took = runtime.block_on(async move {
+    let (took, cpu0) = runtime.block_on(async move {
         let go = Arc::new(tokio::sync::Barrier::new(watchers + 1));
         let mut tasks = Vec::new();
         for i in 0..watchers {
@@ -486,18 +493,15 @@ pub fn ingest_run(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<Inge
         }
         go.wait().await;
         let start = Instant::now();
-        let cpu0 = util::cpu_secs(pid).unwrap_or(0.0);
+        let cpu0 = cpu();
         for t in tasks {
             t.await.map_err(|e| e.to_string())??;
         }
         Ok::<_, String>((start.elapsed(), cpu0))
     })?;
-    let (took, cpu0) = took;
-    let center_cpu = util::cpu_secs(pid).unwrap_or(0.0) - cpu0;
-    drop(center);
     Ok(IngestRun {
         secs: took.as_secs_f64(),
-        center_cpu,
+        center_cpu: cpu() - cpu0,
     })
 }
 

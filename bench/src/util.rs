@@ -84,6 +84,12 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// sync(2): waits until every dirty page on the machine is written back.
+pub fn sync() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+}
+
 /// The number of threads of a process (entries of /proc/PID/task).
 pub fn threads(pid: u32) -> Option<u64> {
     Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count() as u64)
