@@ -74,10 +74,10 @@ report_perf() {
     } >"$out/$1.perf.txt"
 }
 
-# Which parts: PROFILE=ingest or PROFILE=capture runs only that one.
+# Which parts: PROFILE=ingest, PROFILE=capture or PROFILE=ps runs only that one.
 part=${PROFILE:-all}
 
-[ "$part" = capture ] || for w in 1 100; do
+[ "$part" = all ] || [ "$part" = ingest ] && for w in 1 100; do
     start "ingest$w" valgrind --tool=callgrind --callgrind-out-file="$out/ingest$w.callgrind"
     "$bench" ingest "$w" "$cg_events" --endpoint "ipc://$dir/nerve.sock"
     stop
@@ -91,7 +91,7 @@ part=${PROFILE:-all}
     stop
 done
 
-[ "$part" = ingest ] || for kind in zeros text; do
+[ "$part" = all ] || [ "$part" = capture ] && for kind in zeros text; do
     case $kind in
     zeros) opt=--zeros ;;
     text) opt="--line 100" ;;
@@ -111,4 +111,37 @@ done
     capture cap "$perf_bytes" $opt
     stop
 done
+# ps --json with 1000 processes: 1000 synthetic watchers (nerve-bench hold), then nrv-ctl. The
+# center's instructions for 20 requests (callgrind, counters zeroed after the hellos), the
+# client's (callgrind of one nrv-ctl), and CPU time of each side (perf stat task-clock; the
+# center's from /proc before and after 20 requests).
+ps_runs=20
+hold() {
+    "$bench" hold 1000 --endpoint "ipc://$dir/nerve.sock" >"$dir/hold.out" &
+    holder=$!
+    until grep -q ready "$dir/hold.out" 2>/dev/null; do sleep 0.1; done
+    until [ "$(cd "$dir" && "$bin/nrv-ctl" ps --json | grep -o '"id"' | wc -l)" -ge 1000 ]; do sleep 0.1; done
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+[ "$part" = all ] || [ "$part" = ps ] && {
+    start ps valgrind --tool=callgrind --callgrind-out-file="$out/ps1000-center.callgrind"
+    hold
+    callgrind_control -z "$center" >/dev/null
+    for _ in $(seq $ps_runs); do (cd "$dir" && "$bin/nrv-ctl" ps --json >/dev/null); done
+    kill "$holder"
+    stop
+    report_cg ps1000-center
+    start ps env
+    hold
+    (cd "$dir" && valgrind --tool=callgrind --callgrind-out-file="$out/ps1000-ctl.callgrind" "$bin/nrv-ctl" ps --json >/dev/null 2>&1)
+    report_cg ps1000-ctl
+    (cd "$dir" && strace -f -c -o "$out/ps1000-ctl.strace.txt" "$bin/nrv-ctl" ps --json >/dev/null)
+    t0=$(cpu_ticks "$center")
+    (cd "$dir" && perf stat -e task-clock -r "$ps_runs" -o "$out/ps1000-ctl.perfstat.txt" "$bin/nrv-ctl" ps --json >/dev/null)
+    t1=$(cpu_ticks "$center")
+    echo "center CPU for $ps_runs ps --json with 1000: $((t1 - t0)) ticks of 1/$(getconf CLK_TCK) s" >"$out/ps1000-center.cpu.txt"
+    (cd "$dir" && "$bin/nrv-ctl" ps --json | wc -c) >"$out/ps1000-ctl.bytes.txt"
+    kill "$holder"
+    stop
+}
 echo "profile: reports in $out"

@@ -8,6 +8,7 @@
 //!     BENCHMARKS.md
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
 //! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
+//! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
@@ -30,7 +31,8 @@ fn main() {
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]".into()),
+        Some("hold") => hold(&args[1..]),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
@@ -55,6 +57,25 @@ fn ingest_only(args: &[String]) -> Result<(), String> {
         "{watchers} watchers: {:.0} events/s",
         (per * watchers as u64) as f64 / run.secs
     );
+    Ok(())
+}
+
+/// `nerve-bench hold N --endpoint ENDPOINT`: N synthetic watchers of running sleeps connect to
+/// the center at ENDPOINT and stay until this process is killed; prints `ready` once all have
+/// their Welcome (for profiling `ps` with many processes).
+fn hold(args: &[String]) -> Result<(), String> {
+    let usage = "hold N --endpoint ENDPOINT";
+    let n: usize = args.first().and_then(|a| a.parse().ok()).ok_or(usage)?;
+    let endpoint = match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("--endpoint"), Some(e)) => e.clone(),
+        _ => return Err(usage.into()),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = std::thread::spawn(move || nerve::hold_synthetic(&endpoint, n, ready_tx, stop_rx));
+    ready_rx.recv().map_err(|e| e.to_string())??;
+    println!("ready");
+    let _ = holder.join();
     Ok(())
 }
 

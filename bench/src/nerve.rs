@@ -618,41 +618,10 @@ async fn synthetic_watcher(
 /// `ps` lists all `n`; the wall time of each, ms.
 pub fn ps_synthetic(bins: &Bins, n: usize, runs: usize) -> Result<Vec<f64>, String> {
     let center = Center::start_defaults(bins, "ps-synthetic")?;
-    let endpoint: zmtp::Endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => return drop(ready_tx.send(Err(e.to_string()))),
-        };
-        runtime.block_on(async move {
-            let mut hellos = tokio::task::JoinSet::new();
-            for i in 0..n {
-                let endpoint = endpoint.clone();
-                // Real-looking pids that do not exist (above the default pid_max of 4 M).
-                let pid = 5_000_000 + i as u32;
-                hellos.spawn(async move { synthetic_hello(&endpoint, i, "ps", Child::Running(pid)).await });
-            }
-            let mut readers = tokio::task::JoinSet::new();
-            while let Some(done) = hellos.join_next().await {
-                match done.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok((tx, mut rx)) => {
-                        readers.spawn(async move {
-                            let _keep = tx;
-                            while center_msg(rx.next().await).is_ok() {}
-                        });
-                    }
-                    Err(e) => return drop(ready_tx.send(Err(e))),
-                }
-            }
-            let _ = ready_tx.send(Ok(()));
-            let _ = stop_rx.await;
-            readers.abort_all();
-        });
-    });
+    let holder = std::thread::spawn(move || hold_synthetic(&endpoint, n, ready_tx, stop_rx));
     let ready = ready_rx
         .recv_timeout(Duration::from_secs(60))
         .map_err(|e| format!("{n} synthetic hellos: {e}"))
@@ -670,4 +639,47 @@ pub fn ps_synthetic(bins: &Bins, n: usize, runs: usize) -> Result<Vec<f64>, Stri
     let _ = holder.join();
     drop(center);
     times
+}
+
+/// Connects `n` synthetic watchers to the center at `endpoint`, each with the Hello of a
+/// running `sleep` (named `ps0` … ), tells `ready` once every one has its Welcome (or why not),
+/// and keeps them connected, reading, until `stop` fires or is dropped.
+pub fn hold_synthetic(
+    endpoint: &str,
+    n: usize,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let endpoint: zmtp::Endpoint = match endpoint.parse() {
+        Ok(e) => e,
+        Err(e) => return drop(ready.send(Err(format!("{endpoint}: {e}")))),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return drop(ready.send(Err(e.to_string()))),
+    };
+    runtime.block_on(async move {
+        let mut hellos = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let endpoint = endpoint.clone();
+            // Real-looking pids that do not exist (above the default pid_max of 4 M).
+            let pid = 5_000_000 + i as u32;
+            hellos.spawn(async move { synthetic_hello(&endpoint, i, "ps", Child::Running(pid)).await });
+        }
+        let mut readers = tokio::task::JoinSet::new();
+        while let Some(done) = hellos.join_next().await {
+            match done.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok((tx, mut rx)) => {
+                    readers.spawn(async move {
+                        let _keep = tx;
+                        while center_msg(rx.next().await).is_ok() {}
+                    });
+                }
+                Err(e) => return drop(ready.send(Err(e))),
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let _ = stop.await;
+        readers.abort_all();
+    });
 }
