@@ -20,9 +20,14 @@
 //! or by the watcher that owns the process. With `--sync`/`--ring` a third ROUTER and one
 //! DEALER link per peer join the center to a ring of centers ([`peers`]): it replicates the rows
 //! it owns and forwards requests for a peer's processes to that peer.
+//!
+//! After a restart the center shows what its predecessor did: live processes from their
+//! watchers' hellos (uptime, history, restarts, last exit; see `Table::hello`), ended ones
+//! from the rows it appends to a file under `--logdir` as they end ([`ended`]).
 
 pub mod config;
 mod control;
+pub mod ended;
 pub mod log;
 pub mod outputs;
 pub mod peers;

@@ -83,6 +83,8 @@ pub(crate) struct Center {
     pub(crate) ring: Ring,
     /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
     owed_acks: Vec<Identity>,
+    /// Ended rows kept across a restart ([`crate::ended`]).
+    pub(crate) ended: crate::ended::EndedFile,
 }
 
 /// Process-endpoint messages handled back to back, while they are already waiting, before the
@@ -113,6 +115,7 @@ pub async fn run(
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let mut center = Center {
+        ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
         control_tx: control.sender(),
@@ -136,6 +139,7 @@ pub async fn run(
         "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
+    center.restore_ended().await?;
     center.ring_start();
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
@@ -366,6 +370,8 @@ impl Center {
         proc.track_stop(&event.kind);
         let (kind, data) = match event.kind {
             EventKind::Started { pid } => {
+                // A child after the first is a restart (supervisord counts them the same way).
+                proc.restarts += u64::from(proc.pid.is_some());
                 proc.pid = Some(pid);
                 proc.started_at = Some(Instant::now());
                 proc.exit = None;
@@ -440,6 +446,7 @@ impl Center {
             }
         }
         if ended {
+            self.remember_ended(id).await?;
             self.outputs.close(id);
             let tails: Vec<Client> = self
                 .followers
@@ -538,6 +545,7 @@ impl Center {
             );
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
             self.record(Entry::process(id, &name, "state", data)).await?;
+            self.remember_ended(id).await?;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;

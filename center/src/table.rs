@@ -25,7 +25,8 @@ pub struct Process {
     pub id: ProcessId,
     /// The order in which the center first heard of it (for listing).
     pub order: u64,
-    /// What the watcher said in its hello.
+    /// What the watcher said in its first hello to this center (without its history, which is
+    /// in [`Process::history`]).
     pub hello: Hello,
     /// The child's pid, once started.
     pub pid: Option<u32>,
@@ -125,6 +126,27 @@ impl Process {
     }
 }
 
+/// When the current child of a process new to this center started, by this center's clock:
+/// `now` less the uptime the hello reports (so a center started after the child shows its true
+/// uptime), or `now` when the hello has a child but no uptime.
+pub fn started_at(now: Instant, hello: &Hello) -> Option<Instant> {
+    match hello.child_uptime_ms {
+        // An uptime beyond what the clock can go back (hundreds of millions of years; a child
+        // up longer than this host is fine) starts now rather than not at all.
+        Some(ms) => Some(now.checked_sub(Duration::from_millis(ms)).unwrap_or(now)),
+        None => hello.child_pid.map(|_| now),
+    }
+}
+
+/// True when a process in `state` has a child (STARTING, RUNNING, STOPPING): the center then
+/// shows no exit (as after a `start` event), even when the hello has the previous child's.
+fn child_alive(state: Option<ProcessState>) -> bool {
+    matches!(
+        state,
+        Some(ProcessState::Starting | ProcessState::Running | ProcessState::Stopping)
+    )
+}
+
 /// All processes, and which connection speaks for which process.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -143,15 +165,19 @@ impl Table {
         let proc = self.procs.entry(hello.id).or_insert_with(|| Process {
             id: hello.id,
             order,
-            hello: hello.clone(),
+            // The history is kept once, in `history`.
+            hello: Hello {
+                history: Vec::new(),
+                ..hello.clone()
+            },
             pid: hello.child_pid,
-            started_at: hello.child_pid.map(|_| now),
+            started_at: started_at(now, hello),
             state: hello.state,
             history: hello.history.clone(),
             history_dropped: hello.history_dropped,
             restarts: hello.restarts,
             stats: None,
-            exit: None,
+            exit: hello.exit.filter(|_| !child_alive(hello.state)),
             stopped_by: hello.stopped_by,
             output_bytes: 0,
             ring: OutputRing::default(),
@@ -171,6 +197,17 @@ impl Table {
         }
         self.peers.insert(peer, hello.id);
         proc.next_seq
+    }
+
+    /// Adds processes that ended before this center started (see [`crate::ended`]), listed
+    /// before any this center hears of, in the order given; ids already known are left as
+    /// they are.
+    pub fn restore(&mut self, ended: Vec<Process>) {
+        for mut p in ended {
+            self.counter += 1;
+            p.order = self.counter;
+            self.procs.entry(p.id).or_insert(p);
+        }
     }
 
     /// The process a connection speaks for, if it said hello.
@@ -369,6 +406,79 @@ mod tests {
             p.track_stop(&event);
             assert_eq!(p.stopped_by, want, "after {event:?}");
             assert_eq!(p.info("c", now, false).stopped_by, want, "row after {event:?}");
+        }
+    }
+
+    #[test]
+    fn started_at_goes_back_by_the_reported_uptime() {
+        let now = Instant::now();
+        // (child_pid, child_uptime_ms, uptime the row shows at `now`).
+        let cases = [
+            (None, None, None),
+            (Some(42), None, Some(Duration::ZERO)),
+            (Some(42), Some(0), Some(Duration::ZERO)),
+            (Some(42), Some(10_000), Some(Duration::from_secs(10))),
+            (Some(42), Some(1_234), Some(Duration::from_millis(1_234))),
+            // Longer than this host has been up (a watcher on another machine): the monotonic
+            // clock goes back before its start.
+            (
+                Some(42),
+                Some(1000 * 86_400_000),
+                Some(Duration::from_secs(1000 * 86_400)),
+            ),
+        ];
+        for (child_pid, child_uptime_ms, want) in cases {
+            let hello = Hello {
+                child_pid,
+                child_uptime_ms,
+                ..process().hello
+            };
+            let got = started_at(now, &hello).map(|t| now.duration_since(t));
+            assert_eq!(
+                got, want,
+                "child_pid {child_pid:?}, child_uptime_ms {child_uptime_ms:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_center_takes_history_restarts_and_exit_from_the_hello() {
+        let change = |state, cause: &str| StateChange {
+            time_ms: 1,
+            state,
+            cause: cause.into(),
+        };
+        let history = vec![
+            change(ProcessState::Starting, "spawned: pid 41"),
+            change(ProcessState::Exited, "exit status 0 (expected); autorestart always"),
+            change(ProcessState::Starting, "restarted (autorestart always): pid 42"),
+        ];
+        // (state in the hello, exit the row shows).
+        let cases = [
+            (Some(ProcessState::Starting), None),
+            (Some(ProcessState::Running), None),
+            (Some(ProcessState::Stopping), None),
+            (Some(ProcessState::Exited), Some(ExitStatus::Code(0))),
+            (Some(ProcessState::Backoff), Some(ExitStatus::Code(0))),
+            (Some(ProcessState::Fatal), Some(ExitStatus::Code(0))),
+        ];
+        for (state, exit) in cases {
+            let hello = Hello {
+                state,
+                next_seq: 7,
+                history: history.clone(),
+                history_dropped: 3,
+                restarts: 5,
+                exit: Some(ExitStatus::Code(0)),
+                child_uptime_ms: Some(2_000),
+                ..process().hello
+            };
+            let mut table = Table::default();
+            table.hello(Identity(bytes::Bytes::from_static(b"w2")), &hello);
+            let row = table.get(hello.id).expect("said hello").info("c", Instant::now(), true);
+            assert_eq!(row.history, history, "{state:?}");
+            assert_eq!((row.history_dropped, row.restarts), (3, 5), "{state:?}");
+            assert_eq!(row.exit, exit, "{state:?}");
         }
     }
 

@@ -350,6 +350,7 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "exit": exit_json(p.exit),
         "ended": p.ended,
         "output_bytes": p.output_bytes,
+        "restarts": p.restarts,
         "stale": p.stale,
     });
     if with_history {
@@ -468,6 +469,7 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "watcher pid:  {}", p.watcher_pid)?;
     writeln!(out, "state:        {}", state_text(p))?;
     writeln!(out, "uptime:       {}", uptime(p.uptime_secs))?;
+    writeln!(out, "restarts:     {}", p.restarts)?;
     if let Some(s) = p.stats {
         writeln!(
             out,

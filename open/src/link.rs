@@ -16,6 +16,8 @@
 //! mode); while it is false they are read at once and what finds no credit is dropped and
 //! counted.
 
+mod recap;
+
 use crate::queue::{Pushed, Queue};
 use crate::sys::now_ms;
 use bytes::Bytes;
@@ -121,7 +123,8 @@ pub struct Request {
 pub struct LinkConfig {
     /// The center's process endpoint.
     pub endpoint: Endpoint,
-    /// The hello to send on every connection (its `next_seq` is filled in).
+    /// The hello to send on every connection (its `next_seq` and what [`recap`] sums up are
+    /// filled in).
     pub hello: Hello,
     /// Heartbeat and stats interval.
     pub ping_interval: Duration,
@@ -173,6 +176,8 @@ const SOCKET_QUEUE: usize = 256;
 struct Link {
     config: LinkConfig,
     queue: Queue,
+    /// What the hello says of the past (events below its `next_seq`).
+    recap: recap::Recap,
     credits: Arc<Semaphore>,
     hold: watch::Sender<bool>,
     last_progress: Instant,
@@ -222,6 +227,7 @@ pub async fn run(
         .clamp(Duration::from_millis(20), Duration::from_millis(250));
     let mut link = Link {
         queue: Queue::new(config.queue_bytes),
+        recap: recap::Recap::default(),
         config,
         credits: gate.credits,
         hold,
@@ -389,25 +395,25 @@ impl Link {
         self.last_progress = now;
         let mut hello = self.config.hello.clone();
         hello.next_seq = self.queue.acked();
+        self.recap.fill(&mut hello, now);
         self.queue.rewind();
         self.send_control(&WatcherMsg::Hello(hello));
     }
 
     /// Adds an event to the queue; output that found no credit is counted as dropped.
     fn push(&mut self, time_ms: u64, kind: EventKind, credit: usize) {
-        // Every hello says what runs now, for a center that missed the events.
-        match &kind {
-            EventKind::Started { pid } => {
-                self.config.hello.child_pid = Some(*pid);
-                self.config.hello.stopped_by = None;
-            }
-            EventKind::State { state, .. } => self.config.hello.state = Some(*state),
-            EventKind::Paused { signal } => self.config.hello.stopped_by = Some(*signal),
-            EventKind::Continued | EventKind::Exit(_) => self.config.hello.stopped_by = None,
-            _ => {}
-        }
+        // Every hello sums up the past, for a center that missed the events.
+        let note = recap::Note::of(time_ms, &kind, Instant::now());
         let was_empty = self.queue.is_empty();
-        match self.queue.push(time_ms, kind, credit, self.connected()) {
+        let pushed = self.queue.push(time_ms, kind, credit, self.connected());
+        if let Some(note) = note {
+            let seq = match pushed {
+                Pushed::Queued(seq) => Some(seq),
+                Pushed::Dropped => None,
+            };
+            self.recap.pushed(seq, note);
+        }
+        match pushed {
             Pushed::Queued(_) if was_empty => self.last_progress = Instant::now(),
             Pushed::Queued(_) => {}
             Pushed::Dropped => {
@@ -549,6 +555,7 @@ impl Link {
     fn ack(&mut self, next_seq: u64) {
         let before = self.queue.acked();
         let released = self.queue.ack(next_seq);
+        self.recap.acked(self.queue.acked());
         if self.queue.acked() > before {
             self.last_progress = Instant::now();
         }

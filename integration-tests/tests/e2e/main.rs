@@ -23,6 +23,7 @@ mod library;
 mod no_center;
 mod output;
 mod restart;
+mod restart_view;
 mod signals;
 mod socket_security;
 mod stop;
