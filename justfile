@@ -53,7 +53,9 @@ bench-peers *ARGS:
 # 256 MiB of NULs and of text lines (direct `cat > file`, supervisord and Circus in the same
 # run), center ingest from 1/10/100 synthetic watchers, `nrv-ctl ps --json` with 1000
 # processes (peers: their status with 1000). Rewrites only its own part of BENCHMARKS.md
-# (between the `nerve-bench load` markers). `just bench-load --quick` for a short run.
+# (between the `nerve-bench load` markers). `just bench-load --quick` for a short run;
+# `just bench-load --compare DIR` also measures the binaries in DIR (an earlier build, with its
+# nerve-bench) in the same runs, for a before/after table.
 bench-load *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail

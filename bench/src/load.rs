@@ -3,7 +3,9 @@
 //! `cat > file`, supervisord and Circus; center ingest of 64-byte events from 1, 10 and 100
 //! synthetic watchers; `nrv-ctl ps --json` with 1000 processes against `supervisorctl status`
 //! and `circusctl` with 1000 — written as one section of BENCHMARKS.md, between the markers
-//! [`BEGIN`] and [`END`] (the rest of the file is left as it is).
+//! [`BEGIN`] and [`END`] (the rest of the file is left as it is). With `--compare DIR`, the
+//! binaries in DIR (an earlier build) are measured in the same runs, right after those of
+//! `--bin`, for a before/after table.
 
 use super::{met, ratio, sh, step, Errors, Fig, MIB};
 use nerve_bench::nerve::{self, Bins, CaptureRun, Center};
@@ -35,6 +37,8 @@ struct Options {
     bin: PathBuf,
     peers: Option<PathBuf>,
     out: PathBuf,
+    /// Other binaries (an earlier build) measured in the same runs, interleaved: the "before".
+    compare: Option<PathBuf>,
 }
 
 impl Options {
@@ -44,6 +48,7 @@ impl Options {
             bin: "target/release".into(),
             peers: None,
             out: "BENCHMARKS.md".into(),
+            compare: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -53,6 +58,7 @@ impl Options {
                 "--bin" => o.bin = value()?,
                 "--peers" => o.peers = Some(value()?),
                 "--out" => o.out = value()?,
+                "--compare" => o.compare = Some(value()?),
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -104,6 +110,9 @@ struct CaptureFigs {
     nerve_cpu: Series,
     /// Per peer: MiB/s and the daemon's CPU seconds, per run.
     peers: Vec<(Kind, Series, Series)>,
+    /// The `--compare` binaries: MiB/s and the center's CPU seconds, per run.
+    before: Series,
+    before_cpu: Series,
 }
 
 /// The `ps` figure and its peers.
@@ -111,18 +120,22 @@ struct CaptureFigs {
 struct PsFigs {
     synthetic: Series,
     real: Series,
+    /// The same with the `--compare` binaries.
+    before_synthetic: Series,
+    before_real: Series,
     real_spawn_ms: Option<f64>,
     real_pss_mib: Option<f64>,
     /// Per peer: (the CLI run, its times in ms, the time to start all sleeps in ms).
     peers: Vec<(Kind, &'static str, Series, Option<f64>)>,
 }
 
-/// `nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]`.
+/// `nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let o = Options::parse(args)?;
     let began = Instant::now();
     let load_before = sh("cut -d' ' -f1-3 /proc/loadavg");
     let bins = Bins::in_dir(&o.bin)?;
+    let before = o.compare.as_deref().map(Bins::in_dir).transpose()?;
     let r = if o.quick {
         Runs {
             capture_bytes: 64 << 20,
@@ -151,9 +164,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         None => (Vec::new(), PathBuf::new()),
     };
 
-    let capture = capture(&bins, &r, &kinds, &venv, &mut errors);
-    let ingest = ingest(&bins, &r, &mut errors);
-    let ps = ps(&bins, &r, &kinds, &venv, &mut errors);
+    let before = before.as_ref();
+    let capture = capture(&bins, before, &r, &kinds, &venv, &mut errors);
+    let ingest = ingest(&bins, before, &r, &mut errors);
+    let ps = ps(&bins, before, &r, &kinds, &venv, &mut errors);
     let versions: Vec<(Kind, String)> = kinds.iter().map(|&k| (k, Peer::version_of(k, &venv))).collect();
 
     let report = Report {
@@ -193,7 +207,14 @@ fn splice(path: &std::path::Path, section: &str) -> Result<(), String> {
 
 /// Capture: per run, each workload through the direct pipe, Nerve (a fresh center) and each
 /// peer, one after the other, so they share the machine's noise.
-fn capture(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors: &mut Errors) -> Vec<CaptureFigs> {
+fn capture(
+    bins: &Bins,
+    before: Option<&Bins>,
+    r: &Runs,
+    kinds: &[Kind],
+    venv: &std::path::Path,
+    errors: &mut Errors,
+) -> Vec<CaptureFigs> {
     let bytes = r.capture_bytes;
     let mib = bytes as f64 / MIB;
     step(&format!(
@@ -258,6 +279,19 @@ fn capture(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors
                 f.nerve_log.0.push(log_bytes as f64);
                 f.nerve_cpu.0.push(center_cpu);
             }
+            if let Some(b) = before {
+                util::sync();
+                let got = nerve::capture_fresh(b, &format!("b{name}"), writer, bytes);
+                if let Some(run) = errors.keep(&format!("capture {w}: nerve before"), got) {
+                    match run.secs {
+                        Some(s) => f.before.0.push(mib / s),
+                        None => errors
+                            .0
+                            .push(format!("capture {w}: nerve before kept {} of {bytes} bytes", run.kept)),
+                    }
+                    f.before_cpu.0.push(run.center_cpu);
+                }
+            }
             for ((k, p), (_, rate, cpu)) in peers.iter().zip(f.peers.iter_mut()) {
                 util::sync();
                 if let Some(p) = p {
@@ -272,38 +306,101 @@ fn capture(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors
     figs
 }
 
-/// Ingest: per run, each watcher count on a fresh center. Per count: events/s and the center's
-/// CPU µs per event.
-fn ingest(bins: &Bins, r: &Runs, errors: &mut Errors) -> Vec<(usize, Series, Series)> {
+/// Ingest: per run, each watcher count on a fresh center (and on one of the `--compare`
+/// binaries right after). Per count: events/s, the center's CPU µs per event, and the
+/// `--compare` events/s.
+fn ingest(bins: &Bins, before: Option<&Bins>, r: &Runs, errors: &mut Errors) -> Vec<IngestFigs> {
     step(&format!(
         "ingest: {} runs of {} events from {:?} watchers",
         r.ingest, r.ingest_events, INGEST_WATCHERS
     ));
-    let mut figs: Vec<(usize, Series, Series)> = INGEST_WATCHERS
+    let mut figs: Vec<IngestFigs> = INGEST_WATCHERS
         .iter()
-        .map(|&n| (n, Series::default(), Series::default()))
+        .map(|&n| IngestFigs {
+            watchers: n,
+            ..IngestFigs::default()
+        })
         .collect();
     for _ in 0..r.ingest {
-        for (n, rate, cpu) in &mut figs {
-            let per = r.ingest_events / *n as u64;
-            let events = (per * *n as u64) as f64;
-            if let Some(run) = errors.keep(&format!("ingest {n}"), nerve::ingest_run(bins, *n, per)) {
-                rate.0.push(events / run.secs);
-                cpu.0.push(run.center_cpu / events * 1e6);
+        for f in &mut figs {
+            let n = f.watchers;
+            let per = r.ingest_events / n as u64;
+            let events = (per * n as u64) as f64;
+            if let Some(run) = errors.keep(&format!("ingest {n}"), nerve::ingest_run(bins, n, per)) {
+                f.rate.0.push(events / run.secs);
+                f.cpu.0.push(run.center_cpu / events * 1e6);
+            }
+            if let Some(b) = before {
+                if let Some(rate) = errors.keep(&format!("ingest {n} before"), ingest_before(b, n, per)) {
+                    f.before.0.push(rate);
+                }
             }
         }
     }
     figs
 }
 
+/// One ingest run on the `--compare` binaries: by their own harness when it is there
+/// (`DIR/nerve-bench ingest`, so the synthetic watchers speak their protocol), else by this one.
+fn ingest_before(b: &Bins, n: usize, per: u64) -> Result<f64, String> {
+    let dir = b.center.parent().unwrap_or(std::path::Path::new("."));
+    let harness = dir.join("nerve-bench");
+    if !harness.is_file() {
+        let run = nerve::ingest_run(b, n, per)?;
+        return Ok((per * n as u64) as f64 / run.secs);
+    }
+    let out = std::process::Command::new(&harness)
+        .args(["ingest", &n.to_string(), &(per * n as u64).to_string(), "--bin"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("{}: {e}", harness.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "N watchers: R events/s"
+    text.split(": ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{} ingest said {text:?} {}",
+                harness.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Ingest figures for one watcher count.
+#[derive(Default)]
+struct IngestFigs {
+    watchers: usize,
+    /// events/s per run.
+    rate: Series,
+    /// The center's CPU µs per event, per run.
+    cpu: Series,
+    /// events/s per run with the `--compare` binaries.
+    before: Series,
+}
+
 /// `ps --json` with 1000 processes: synthetic watchers, then real nrv-open sleeps; the peers'
 /// listings with 1000 sleeps.
-fn ps(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors: &mut Errors) -> PsFigs {
+fn ps(
+    bins: &Bins,
+    before: Option<&Bins>,
+    r: &Runs,
+    kinds: &[Kind],
+    venv: &std::path::Path,
+    errors: &mut Errors,
+) -> PsFigs {
     let n = PS_PROCESSES;
     let mut f = PsFigs::default();
     step(&format!("ps: {} runs with {n} synthetic watchers", r.ps));
     if let Some(t) = errors.keep("ps synthetic", nerve::ps_synthetic(bins, n, r.ps)) {
         f.synthetic.0 = t;
+    }
+    if let Some(b) = before {
+        if let Some(t) = errors.keep("ps synthetic before", nerve::ps_synthetic(b, n, r.ps)) {
+            f.before_synthetic.0 = t;
+        }
     }
     step(&format!("ps: {} runs with {n} nrv-open sleeps", r.ps));
     if let Some(mut c) = errors.keep("ps real: center", Center::start_defaults(bins, "ps-real")) {
@@ -314,6 +411,19 @@ fn ps(bins: &Bins, r: &Runs, kinds: &[Kind], venv: &std::path::Path, errors: &mu
             f.real_pss_mib = Some(nerve::total_memory(&c).1 as f64 / 1024.0);
             if let Some(t) = errors.keep("ps real", nerve::ps_times(&c, r.ps)) {
                 f.real.0 = t;
+            }
+        }
+    }
+    if let Some(b) = before {
+        if let Some(mut c) = errors.keep("ps real before: center", Center::start_defaults(b, "ps-before")) {
+            if errors
+                .keep("ps real before: spawn", nerve::spawn_sleeps(&mut c, "s", n))
+                .is_some()
+            {
+                std::thread::sleep(Duration::from_millis(1500));
+                if let Some(t) = errors.keep("ps real before", nerve::ps_times(&c, r.ps)) {
+                    f.before_real.0 = t;
+                }
             }
         }
     }
@@ -348,7 +458,7 @@ struct Report<'a> {
     o: &'a Options,
     r: &'a Runs,
     capture: Vec<CaptureFigs>,
-    ingest: Vec<(usize, Series, Series)>,
+    ingest: Vec<IngestFigs>,
     ps: PsFigs,
     versions: Vec<(Kind, String)>,
     errors: Vec<String>,
@@ -408,6 +518,9 @@ impl Report<'_> {
         let _ = writeln!(s, "- total time of the run: {:.0} s\n", self.took.as_secs_f64());
         let _ = writeln!(s, "```sh\ncargo build --release --bins");
         let mut cmd = format!("target/release/nerve-bench load --bin {}", o.bin.display());
+        if let Some(c) = &o.compare {
+            let _ = write!(cmd, " --compare {}", c.display());
+        }
         if o.quick {
             cmd.push_str(" --quick");
         }
@@ -419,6 +532,7 @@ impl Report<'_> {
         self.render_capture(&mut s, mib);
         self.render_ingest(&mut s);
         self.render_ps(&mut s);
+        self.render_compare(&mut s, mib);
         self.render_targets(&mut s, mib);
         self.render_method(&mut s, mib);
         if !self.errors.is_empty() {
@@ -525,7 +639,10 @@ impl Report<'_> {
             "| watchers | events/s | payload | center CPU per event | each run (events/s) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|");
-        for (n, rate, cpu) in &self.ingest {
+        for IngestFigs {
+            watchers: n, rate, cpu, ..
+        } in &self.ingest
+        {
             let f = rate.fig();
             let _ = writeln!(
                 s,
@@ -619,6 +736,83 @@ impl Report<'_> {
         let _ = writeln!(s);
     }
 
+    /// With `--compare DIR`: each Nerve figure of this run, before (DIR) and after (`--bin`).
+    fn render_compare(&self, s: &mut String, mib: u64) {
+        let Some(dir) = &self.o.compare else {
+            return;
+        };
+        let commit = std::fs::read_to_string(dir.join("COMMIT")).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "### Before → after, in the same runs\n\nBefore: the binaries in `{}`{}; after: `{}`. Each run \
+             measured both, one right after the other (capture and ingest on a fresh center each).\n",
+            dir.display(),
+            if commit.trim().is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", commit.trim())
+            },
+            self.o.bin.display()
+        );
+        let _ = writeln!(
+            s,
+            "| figure | before | after | after ÷ before | each run, before | each run, after |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        let mut row = |name: String, b: &Series, a: &Series, d: usize, unit: &str| {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} | {} |",
+                b.fig().show(d, unit),
+                a.fig().show(d, unit),
+                ratio(a.fig(), b.fig()),
+                b.runs(d),
+                a.runs(d)
+            );
+        };
+        for (f, (_, label, _)) in self.capture.iter().zip(WORKLOADS) {
+            row(
+                format!("capture {mib} MiB of {label} (higher is better)"),
+                &f.before,
+                &f.nerve,
+                0,
+                "MiB/s",
+            );
+            row(
+                "nrv-center CPU for that capture (lower is better)".to_string(),
+                &f.before_cpu,
+                &f.nerve_cpu,
+                2,
+                "s",
+            );
+        }
+        for f in &self.ingest {
+            row(
+                format!("center ingest, {} watcher(s) (events/s, higher is better)", f.watchers),
+                &f.before,
+                &f.rate,
+                0,
+                "",
+            );
+        }
+        let p = &self.ps;
+        row(
+            format!("`ps --json` with {PS_PROCESSES} synthetic watchers (lower is better)"),
+            &p.before_synthetic,
+            &p.synthetic,
+            1,
+            "ms",
+        );
+        row(
+            format!("`ps --json` with {PS_PROCESSES} nrv-open sleeps (lower is better)"),
+            &p.before_real,
+            &p.real,
+            1,
+            "ms",
+        );
+        let _ = writeln!(s);
+    }
+
     fn render_targets(&self, s: &mut String, mib: u64) {
         let _ = writeln!(s, "### Targets (issue 11; reported, not tests)\n");
         let _ = writeln!(s, "| target | measured | |");
@@ -661,8 +855,8 @@ impl Report<'_> {
             let f = self
                 .ingest
                 .iter()
-                .find(|x| x.0 == n)
-                .map(|x| x.1.fig())
+                .find(|x| x.watchers == n)
+                .map(|x| x.rate.fig())
                 .unwrap_or_default();
             let _ = writeln!(
                 s,

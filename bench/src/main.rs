@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]
-//! nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]   issue 11's set: the
+//! nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]   issue 11's set: the
 //!     center under load (capture of NULs and text, ingest, ps with 1000), as one section of
 //!     BENCHMARKS.md
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
@@ -32,7 +32,7 @@ fn main() {
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
         Some("hold") => hold(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
