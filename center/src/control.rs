@@ -1,16 +1,18 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::follow::{Follow, Follower};
 use crate::peers::Route;
 use crate::ring::count_lines;
 use crate::server::{Center, Error};
 use nerve_proto::{
-    decode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId, Reply, Request,
-    Stream, VersionInfo, NERVE_VERSION, PROTOCOL_VERSION,
+    decode, encode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId,
+    ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION, PROTOCOL_VERSION,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
-use zmtp::{Identity, Incoming};
+use zmtp::{Identity, Incoming, SendError};
 
 /// How long a watcher may take to answer a signal or stdin command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +21,40 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes read from the end of an output file when `tail` falls back to `--logdir`.
 const FILE_TAIL_BYTES: u64 = 1024 * 1024;
+
+/// `ps` answers being sent part by part as their clients' queues take them, at most this
+/// many at once (64); a `ps` past it gets an error saying so.
+pub const MAX_OUTBOXES: usize = 64;
+/// How often the center tries again to queue the next part of such an answer: 10 ms.
+pub const OUTBOX_RETRY: Duration = Duration::from_millis(10);
+/// How long a client may take no part of its answer before the center gives it up: 10 s
+/// (nrv-ctl waits 5 s by default).
+pub const OUTBOX_STALL: Duration = Duration::from_secs(10);
+
+/// A `ps` answer on its way: the rows not yet sent, built part by part from the table (so
+/// an answer waiting for a slow client costs a list of ids, not a copy of the table).
+#[derive(Debug)]
+pub struct Outbox {
+    client: Client,
+    /// This center's processes still to send.
+    ids: VecDeque<ProcessId>,
+    /// Peer centers' rows still to send.
+    peers: VecDeque<ProcessInfo>,
+    /// `ps --all` (a process that ended since the request is still sent then).
+    all: bool,
+    /// The part the client's queue refused last, to try again.
+    refused: Option<Vec<u8>>,
+    /// The last part (`Reply::Ps`) has been built.
+    done: bool,
+    /// When the client's queue last took a part.
+    progress: Instant,
+}
+
+/// True when a client that last took a part of its answer at `progress` has stalled by `now`
+/// (see [`OUTBOX_STALL`]).
+pub fn outbox_stalled(progress: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(progress) >= OUTBOX_STALL
+}
 
 /// Who asked, and how to answer them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,32 +92,6 @@ pub struct Pending {
     pub then_close: bool,
     /// What the first step of a two-step command did.
     pub done_so_far: Option<String>,
-}
-
-/// What a streaming client follows.
-#[derive(Debug, Clone, Copy)]
-pub enum Follow {
-    /// Output of one process.
-    Tail {
-        /// The process.
-        id: ProcessId,
-        /// One stream, or both.
-        stream: Option<Stream>,
-    },
-    /// Log lines, of one process or all.
-    Events {
-        /// The process, or all.
-        id: Option<ProcessId>,
-    },
-}
-
-/// A client of `tail -f` or `events -f`.
-#[derive(Debug)]
-pub struct Follower {
-    /// Where to stream.
-    pub client: Client,
-    /// What.
-    pub what: Follow,
 }
 
 fn failed(kind: ControlErrorKind, message: String) -> Reply {
@@ -149,17 +159,38 @@ impl Center {
                 protocol: PROTOCOL_VERSION,
             }),
             Request::Ps { all } | Request::PsLocal { all } => {
-                let mut rows: Vec<_> = self
+                let ids: VecDeque<ProcessId> = self
                     .table
                     .list()
                     .into_iter()
                     .filter(|p| all || p.ended_at.is_none())
-                    .map(|p| p.info(&self.config.name, now, false))
+                    .map(|p| p.id)
                     .collect();
+                let mut peers = VecDeque::new();
                 if matches!(request, Request::Ps { .. }) && !forwarded {
-                    rows.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
+                    peers.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
                 }
-                Reply::Ps(rows)
+                let outbox = Outbox {
+                    client,
+                    ids,
+                    peers,
+                    all,
+                    refused: None,
+                    done: false,
+                    progress: now,
+                };
+                if self.outboxes.len() >= MAX_OUTBOXES {
+                    let message = format!(
+                        "the center is sending {MAX_OUTBOXES} large answers already, its bound; try again in a moment"
+                    );
+                    self.reply(&outbox.client, failed(ControlErrorKind::Failed, message))
+                        .await;
+                    return Ok(());
+                }
+                if let Some(waiting) = self.pump(outbox).await {
+                    self.outboxes.push(waiting);
+                }
+                return Ok(());
             }
             Request::Ring => Reply::Ring(self.ring_peers()),
             Request::Info { target } => match self.table.resolve(&target) {
@@ -214,6 +245,81 @@ impl Center {
         // A client that went away before its answer needs nothing more.
         self.reply(&client, reply).await;
         Ok(())
+    }
+
+    /// Sends the parts of `outbox` while its client's queue takes them. Returns it when the
+    /// queue is full (to try again after [`OUTBOX_RETRY`]), `None` when it is all sent or the
+    /// client is gone. Never waits.
+    pub(crate) async fn pump(&mut self, mut outbox: Outbox) -> Option<Outbox> {
+        let now = Instant::now();
+        loop {
+            let frame = match outbox.refused.take() {
+                Some(frame) => frame,
+                None if outbox.done => return None,
+                None => {
+                    let part = self.next_part(&mut outbox, now);
+                    match &outbox.client {
+                        Client::Control { req, .. } => encode(&nerve_proto::ControlReply { id: *req, reply: part }),
+                        ring @ Client::Ring { .. } => {
+                            // A peer center's link: no queue to wait for here.
+                            let ring = ring.clone();
+                            if !self.reply(&ring, part).await {
+                                return None;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Client::Control { peer, delimited, .. } = &outbox.client else {
+                return None;
+            };
+            match self.control_tx.send(peer, *delimited, frame.clone()).await {
+                Ok(()) => outbox.progress = now,
+                Err(SendError::QueueFull { .. }) => {
+                    outbox.refused = Some(frame);
+                    return Some(outbox);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next part of a `ps` answer: rows up to [`MAX_REPLY_BYTES`], [`Reply::Rows`] while
+    /// more follow, the last one [`Reply::Ps`].
+    fn next_part(&self, outbox: &mut Outbox, now: Instant) -> Reply {
+        let mut part = Part::default();
+        while let Some(id) = outbox.ids.pop_front() {
+            let Some(p) = self.table.get(id).filter(|p| outbox.all || p.ended_at.is_none()) else {
+                continue;
+            };
+            if part.add(p.info(&self.config.name, now, false)).is_some() {
+                outbox.ids.push_front(id);
+                return Reply::Rows(part.rows());
+            }
+        }
+        while let Some(row) = outbox.peers.pop_front() {
+            if let Some(row) = part.add(row) {
+                outbox.peers.push_front(row);
+                return Reply::Rows(part.rows());
+            }
+        }
+        outbox.done = true;
+        Reply::Ps(part.rows())
+    }
+
+    /// Tries again every `ps` answer waiting for its client's queue; gives up on the clients
+    /// that took nothing for [`OUTBOX_STALL`].
+    pub(crate) async fn pump_outboxes(&mut self) {
+        let now = Instant::now();
+        for outbox in std::mem::take(&mut self.outboxes) {
+            if outbox_stalled(outbox.progress, now) {
+                continue;
+            }
+            if let Some(waiting) = self.pump(outbox).await {
+                self.outboxes.push(waiting);
+            }
+        }
     }
 
     /// Sends a command to the watcher that owns `target`; the client's answer comes with the
@@ -319,16 +425,13 @@ impl Center {
                 }
             }
         };
-        for (stream, data) in chunks {
+        for (stream, data) in output_parts(chunks) {
             if !self.reply(&client, Reply::Output { stream, data }).await {
                 return;
             }
         }
         if follow && live {
-            self.followers.push(Follower {
-                client,
-                what: Follow::Tail { id, stream },
-            });
+            self.follow(client, Follow::Tail { id, stream }).await;
         } else {
             let why = if live {
                 "end of recorded output"
@@ -355,6 +458,8 @@ impl Center {
             .collect()
     }
 
+    /// `events [-f] [--id TARGET]`: the recent lines, then (`-f`) the new ones as they come
+    /// until the target ends; a target that has ended already gets its recent lines and End.
     async fn events(&mut self, client: Client, target: Option<&str>, follow: bool) {
         let id = match target.map(|t| self.table.resolve(t)).transpose() {
             Ok(id) => id,
@@ -363,26 +468,104 @@ impl Center {
                 return;
             }
         };
-        let lines: Vec<String> = self
-            .recent
-            .iter()
-            .filter(|(pid, _)| id.is_none() || *pid == id)
-            .map(|(_, l)| l.clone())
-            .collect();
-        for line in lines {
-            if !self.reply(&client, Reply::Event(line)).await {
+        let ended = id.is_some_and(|id| self.table.get(id).is_none_or(|p| p.ended_at.is_some()));
+        // A few frames, not one per line: a client's queue takes them all at once.
+        for lines in batch_lines(self.recent.of(id)) {
+            if !self.reply(&client, Reply::Event(lines)).await {
                 return;
             }
         }
-        if follow {
-            self.followers.push(Follower {
-                client,
-                what: Follow::Events { id },
-            });
+        if follow && !ended {
+            self.follow(client, Follow::Events { id }).await;
         } else {
-            self.reply(&client, Reply::End("end of recent events".into())).await;
+            let why = if ended {
+                "the process has ended"
+            } else {
+                "end of recent events"
+            };
+            self.reply(&client, Reply::End(why.into())).await;
         }
     }
+
+    /// Streams to `client` from now on, or tells it that the center streams to as many
+    /// followers as it may ([`crate::follow::MAX_FOLLOWERS`]).
+    async fn follow(&mut self, client: Client, what: Follow) {
+        let follower = Follower {
+            client: client.clone(),
+            what,
+        };
+        if let Err(e) = self.followers.add(follower) {
+            self.reply(&client, failed(ControlErrorKind::Failed, e.to_string()))
+                .await;
+        }
+    }
+}
+
+/// Bytes of a rows frame that are not rows: the version prefix, the request id, the variant
+/// and the row count (at most 2 + 10 + 1 + 5), rounded up.
+const PART_OVERHEAD: usize = 32;
+
+/// The rows of one part of a `ps` answer: at most [`MAX_REPLY_BYTES`] of encoded rows with
+/// the frame around them (one row is far below that, see [`MAX_REPLY_BYTES`]), so no reply
+/// frame passes [`nerve_proto::MAX_FRAME_BYTES`] however many rows there are and however long
+/// their argv.
+#[derive(Debug, Default)]
+pub struct Part {
+    rows: Vec<ProcessInfo>,
+    bytes: usize,
+}
+
+impl Part {
+    /// Adds `row`, or gives it back (for the next part) when the part is full; a first row
+    /// always fits.
+    pub fn add(&mut self, row: ProcessInfo) -> Option<ProcessInfo> {
+        // The row's encoding, without the frame's version prefix.
+        let size = encode(&row).len().saturating_sub(2);
+        if !self.rows.is_empty() && self.bytes + size > MAX_REPLY_BYTES - PART_OVERHEAD {
+            return Some(row);
+        }
+        self.bytes += size;
+        self.rows.push(row);
+        None
+    }
+
+    /// The rows.
+    pub fn rows(self) -> Vec<ProcessInfo> {
+        self.rows
+    }
+}
+
+/// Log lines in as few [`Reply::Event`] texts as fit [`MAX_REPLY_BYTES`] each, separated by
+/// `\n`, in order (a line longer than that on its own).
+pub fn batch_lines(lines: Vec<String>) -> Vec<String> {
+    let mut batches: Vec<String> = Vec::new();
+    for line in lines {
+        match batches.last_mut() {
+            Some(batch) if batch.len() + 1 + line.len() <= MAX_REPLY_BYTES - PART_OVERHEAD => {
+                batch.push('\n');
+                batch.push_str(&line);
+            }
+            _ => batches.push(line),
+        }
+    }
+    batches
+}
+
+/// Output chunks for `tail` as few [`Reply::Output`] parts as fit: adjacent chunks of one
+/// stream joined, and cut to at most [`MAX_REPLY_BYTES`] each (the output files can give up
+/// to 1 MiB per stream, more than a frame holds). Bytes and their order are kept.
+pub fn output_parts(chunks: Vec<(Stream, Vec<u8>)>) -> Vec<(Stream, Vec<u8>)> {
+    const PART: usize = MAX_REPLY_BYTES - PART_OVERHEAD;
+    let mut parts: Vec<(Stream, Vec<u8>)> = Vec::new();
+    for (stream, data) in chunks {
+        for piece in data.chunks(PART) {
+            match parts.last_mut() {
+                Some((s, part)) if *s == stream && part.len() + piece.len() <= PART => part.extend_from_slice(piece),
+                _ => parts.push((stream, piece.to_vec())),
+            }
+        }
+    }
+    parts
 }
 
 /// The process a request is about, if it is about one.
@@ -431,7 +614,168 @@ fn retarget(request: Request, id: ProcessId) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nerve_proto::{Signal, SignalScope};
+    use nerve_proto::{decode, ControlReply, OsBytes, Signal, SignalScope, MAX_ARGV_BYTES, MAX_FRAME_BYTES};
+
+    fn row(n: u64, argv_bytes: usize) -> ProcessInfo {
+        ProcessInfo {
+            id: ProcessId(n),
+            name: format!("p{n}"),
+            argv: vec![OsBytes(vec![b'a'; argv_bytes])],
+            cwd: "/".into(),
+            host: "h".into(),
+            user: "u".into(),
+            center: "c".into(),
+            pid: Some(1),
+            watcher_pid: 2,
+            state: None,
+            uptime_secs: None,
+            stats: None,
+            exit: None,
+            ended: true,
+            output_bytes: 0,
+            history: Vec::new(),
+            stale: false,
+            stopped_by: None,
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
+        }
+    }
+
+    /// (silence since the last part taken, stalled)
+    #[test]
+    fn a_client_that_takes_no_part_for_outbox_stall_is_given_up() {
+        let t0 = Instant::now();
+        let cases = [
+            (Duration::ZERO, false),
+            (OUTBOX_STALL - Duration::from_millis(1), false),
+            (OUTBOX_STALL, true),
+            (OUTBOX_STALL * 3, true),
+        ];
+        for (silence, want) in cases {
+            assert_eq!(outbox_stalled(t0, t0 + silence), want, "after {silence:?}");
+        }
+        assert!(
+            !outbox_stalled(t0 + Duration::from_secs(1), t0),
+            "a clock that went back"
+        );
+    }
+
+    #[test]
+    fn recent_lines_go_in_few_frames_and_come_back_whole() {
+        let line = |n: usize, len: usize| format!("{n:04}{}", "x".repeat(len - 4));
+        // (line lengths, batches expected)
+        let cases: [(Vec<usize>, usize); 5] = [
+            (vec![], 0),
+            (vec![100; 1000], 1),
+            (vec![1000; 1000], 4),
+            (vec![10, MAX_REPLY_BYTES + 5, 10], 3),
+            (vec![MAX_REPLY_BYTES / 2; 4], 4),
+        ];
+        for (lens, want) in cases {
+            let lines: Vec<String> = lens.iter().enumerate().map(|(n, &len)| line(n, len)).collect();
+            let batches = batch_lines(lines.clone());
+            assert_eq!(batches.len(), want, "{} lines", lens.len());
+            for b in &batches {
+                let frame = encode(&ControlReply {
+                    id: u64::MAX,
+                    reply: Reply::Event(b.clone()),
+                });
+                assert!(
+                    frame.len() <= MAX_REPLY_BYTES || !b.contains('\n'),
+                    "{} bytes",
+                    frame.len()
+                );
+            }
+            let back: Vec<String> = batches.iter().flat_map(|b| b.split('\n')).map(str::to_owned).collect();
+            assert!(back == lines, "lines changed in batches of {lens:?}");
+        }
+    }
+
+    #[test]
+    fn tail_parts_join_chunks_and_cut_big_ones() {
+        use Stream::{Stderr as E, Stdout as O};
+        let part = MAX_REPLY_BYTES - PART_OVERHEAD;
+        let bytes = |n: usize, b: u8| vec![b; n];
+        // (chunks, (stream, length) of each part)
+        let cases = [
+            (vec![], vec![]),
+            (
+                vec![
+                    (O, bytes(3, b'a')),
+                    (O, bytes(4, b'b')),
+                    (E, bytes(5, b'c')),
+                    (O, bytes(1, b'd')),
+                ],
+                vec![(O, 7), (E, 5), (O, 1)],
+            ),
+            (
+                vec![(O, bytes(1024 * 1024, b'a'))],
+                vec![(O, part), (O, part), (O, part), (O, part), (O, 1024 * 1024 - 4 * part)],
+            ),
+            (
+                vec![(O, bytes(part - 1, b'a')), (O, bytes(2, b'b'))],
+                vec![(O, part - 1), (O, 2)],
+            ),
+        ];
+        for (chunks, want) in cases {
+            let parts = output_parts(chunks.clone());
+            let shape: Vec<(Stream, usize)> = parts.iter().map(|(s, d)| (*s, d.len())).collect();
+            assert_eq!(shape, want);
+            let all: Vec<u8> = parts.into_iter().flat_map(|(_, d)| d).collect();
+            let want_all: Vec<u8> = chunks.into_iter().flat_map(|(_, d)| d).collect();
+            assert!(all == want_all, "bytes changed");
+        }
+    }
+
+    /// The parts `rows` make, as `Center::next_part` builds them.
+    fn ps_parts(rows: Vec<ProcessInfo>) -> Vec<Reply> {
+        let mut parts = Vec::new();
+        let mut part = Part::default();
+        for row in rows {
+            if let Some(row) = part.add(row) {
+                parts.push(Reply::Rows(std::mem::take(&mut part).rows()));
+                assert!(part.add(row).is_none(), "a first row always fits");
+            }
+        }
+        parts.push(Reply::Ps(part.rows()));
+        parts
+    }
+
+    /// (rows, argv bytes of each, parts expected): every part's frame stays within
+    /// MAX_REPLY_BYTES, the rows come back whole and in order, the last part is `Ps`.
+    #[test]
+    fn ps_answers_are_split_in_parts_below_the_reply_bound() {
+        let cases = [
+            (0, 0, 1),
+            (1, 100, 1),
+            (1000, 100, 1),
+            (1000, 3 * 1024, 12),
+            (10, MAX_ARGV_BYTES, 4),
+            (3, MAX_ARGV_BYTES, 1),
+        ];
+        for (n, argv_bytes, want_parts) in cases {
+            let rows: Vec<ProcessInfo> = (0..n).map(|i| row(i, argv_bytes)).collect();
+            let parts = ps_parts(rows.clone());
+            assert_eq!(parts.len(), want_parts, "{n} rows of {argv_bytes} bytes");
+            let mut back = Vec::new();
+            for (i, part) in parts.into_iter().enumerate() {
+                let frame = encode(&ControlReply {
+                    id: u64::MAX,
+                    reply: part,
+                });
+                assert!(frame.len() <= MAX_REPLY_BYTES, "part {i}: {} bytes", frame.len());
+                assert!(frame.len() < MAX_FRAME_BYTES);
+                let reply = decode::<ControlReply>(&frame).expect("a part decodes").reply;
+                match reply {
+                    Reply::Rows(r) if i + 1 < want_parts => back.extend(r),
+                    Reply::Ps(r) if i + 1 == want_parts => back.extend(r),
+                    other => panic!("part {i} of {want_parts} is {other:?}"),
+                }
+            }
+            assert!(back == rows, "{n} rows of {argv_bytes} bytes came back changed");
+        }
+    }
 
     #[test]
     fn a_forwarded_signal_keeps_its_scope() {

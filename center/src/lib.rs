@@ -28,6 +28,7 @@
 pub mod config;
 mod control;
 pub mod ended;
+pub mod follow;
 pub mod log;
 pub mod outputs;
 pub mod peers;
@@ -36,4 +37,5 @@ mod server;
 pub mod table;
 
 pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};
-pub use server::{run, Config, Error, Sockets, GONE_AFTER, RECENT_EVENTS};
+pub use follow::{MAX_FOLLOWERS, RECENT_BYTES, RECENT_EVENTS};
+pub use server::{run, Config, Error, Sockets, GONE_AFTER};

@@ -1,17 +1,18 @@
 //! The center's loop: process endpoint, heartbeats, shutdown. Control requests are in
 //! [`crate::control`].
 
-use crate::control::{Client, Follow, Follower, Pending};
+use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
+use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, output_data, Entry, EventLog, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
-use crate::table::Table;
+use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
     ProcessState, Reply, StateChange, Stream, WatcherMsg, Welcome, NERVE_VERSION,
 };
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -59,9 +60,6 @@ pub enum Error {
 /// A watcher silent this long (10 minutes) is taken for dead: its process is listed as ended.
 pub const GONE_AFTER: Duration = Duration::from_secs(600);
 
-/// Log lines kept in memory for `nrv-ctl events` without `-f`.
-pub const RECENT_EVENTS: usize = 1000;
-
 pub(crate) struct Center {
     pub(crate) config: Config,
     log: EventLog,
@@ -75,17 +73,29 @@ pub(crate) struct Center {
     pub(crate) pending: HashMap<u64, Pending>,
     pub(crate) next_req: u64,
     /// Clients of `tail -f` and `events -f`.
-    pub(crate) followers: Vec<Follower>,
-    /// The last log lines, with their process.
-    pub(crate) recent: VecDeque<(Option<ProcessId>, String)>,
+    pub(crate) followers: Followers,
+    /// The last log lines, with their process, for `events`.
+    pub(crate) recent: Recent,
     output_error_logged: bool,
     /// Peers, their rows, forwards.
     pub(crate) ring: Ring,
     /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
     owed_acks: Vec<Identity>,
+    /// `ps` answers waiting for their clients' queues (see [`crate::control::MAX_OUTBOXES`]).
+    pub(crate) outboxes: Vec<Outbox>,
     /// Ended rows kept across a restart ([`crate::ended`]).
     pub(crate) ended: crate::ended::EndedFile,
 }
+
+/// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
+fn label(mut text: String) -> String {
+    nerve_proto::cut_str(&mut text, nerve_proto::MAX_LABEL_BYTES);
+    text
+}
+
+/// Why a follower was dropped, in the End it is sent.
+const FELL_BEHIND: &str =
+    "you fell behind: the center could not queue more for you (your queue there was full) and dropped this follow; run it again";
 
 /// Process-endpoint messages handled back to back, while they are already waiting, before the
 /// center acks: one Ack per watcher and burst instead of one per event (issue 6: the per-event
@@ -126,11 +136,12 @@ pub async fn run(
         config,
         pending: HashMap::new(),
         next_req: 1,
-        followers: Vec::new(),
-        recent: VecDeque::new(),
+        followers: Followers::default(),
+        recent: Recent::default(),
         output_error_logged: false,
         ring,
         owed_acks: Vec::new(),
+        outboxes: Vec::new(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -144,6 +155,8 @@ pub async fn run(
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
     let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+    let mut outbox_retry = tokio::time::interval(OUTBOX_RETRY);
+    outbox_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result = loop {
         let step = tokio::select! {
@@ -171,6 +184,10 @@ pub async fn run(
                 center.ring_publish().await;
                 Ok(())
             }
+            _ = outbox_retry.tick(), if !center.outboxes.is_empty() => {
+                center.pump_outboxes().await;
+                Ok(())
+            }
             _ = tick.tick() => center.on_tick().await,
         };
         if let Err(e) = step {
@@ -194,26 +211,39 @@ impl Center {
             target: self.log.target().clone(),
             source,
         })?;
-        if self.recent.len() == RECENT_EVENTS {
-            self.recent.pop_front();
+        for (key, client) in self.followers.for_event(id) {
+            self.stream_to(key, &client, Reply::Event(line.clone())).await;
         }
-        self.recent.push_back((id, line.clone()));
-        let wanted: Vec<Client> = self
-            .followers
-            .iter()
-            .filter(|f| matches!(f.what, Follow::Events { id: want } if want.is_none() || want == id))
-            .map(|f| f.client.clone())
-            .collect();
-        for client in wanted {
-            self.stream_to(&client, Reply::Event(line.clone())).await;
-        }
+        self.recent.push(id, line);
         Ok(())
     }
 
-    /// Sends one reply of a stream; a client that cannot take it stops following.
-    pub(crate) async fn stream_to(&mut self, client: &Client, reply: Reply) {
-        if !self.reply(client, reply).await {
-            self.followers.retain(|f| f.client != *client);
+    /// Sends one reply of a stream. A follower that cannot take it (its client is gone, or so
+    /// far behind that its queue is full) stops following, and is told so if it can still
+    /// hear it; the center never waits for it.
+    pub(crate) async fn stream_to(&mut self, key: Key, client: &Client, reply: Reply) {
+        if !self.reply(client, reply).await && self.followers.remove(key).is_some() {
+            // Its queue is most likely still full: tried again at each tick (see END_RETRIES).
+            if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
+                self.followers.owe_end(client.clone());
+            }
+        }
+    }
+
+    /// Tells the followers dropped since why, as their queues allow (one try per tick).
+    async fn send_owed_ends(&mut self) {
+        for (client, tries) in self.followers.take_owed_ends() {
+            if !self.reply(&client, Reply::End(FELL_BEHIND.into())).await {
+                self.followers.still_owed(client, tries);
+            }
+        }
+    }
+
+    /// Ends every follower of process `id` (it ended, or was listed as ended).
+    pub(crate) async fn end_followers(&mut self, id: ProcessId) {
+        for follower in self.followers.remove_of(id) {
+            self.reply(&follower.client, Reply::End("the process ended".into()))
+                .await;
         }
     }
 
@@ -339,8 +369,15 @@ impl Center {
     }
 
     async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
+        // Logged as kept: cut to the table's bounds, so no log line (nor `events` reply)
+        // passes the frame bound whatever a watcher sends.
+        let hello = cut_hello(&hello);
         let next_seq = self.table.hello(peer.clone(), &hello);
-        let entry = Entry::process(hello.id, &hello.name, "hello", hello_data(&hello));
+        let mut data = hello_data(&hello);
+        if let Some(full) = hello.argv_cut {
+            data["argv_cut"] = full.into();
+        }
+        let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
         let welcome = Welcome {
             center: self.config.name.clone(),
@@ -392,7 +429,7 @@ impl Center {
             EventKind::State { state, cause } => {
                 proc.state = Some(state);
                 let data = json!({"state": state.as_str(), "cause": cause});
-                proc.history.push(StateChange {
+                proc.push_history(StateChange {
                     time_ms: event.time_ms,
                     state,
                     cause,
@@ -428,36 +465,18 @@ impl Center {
             if let Err(e) = self.outputs.append(id, &name, stream, &data) {
                 self.output_failed(id, &name, e).await?;
             }
-            let tails: Vec<Client> = self
-                .followers
-                .iter()
-                .filter(|f| matches!(f.what, Follow::Tail { id: want, stream: s } if want == id && s.is_none_or(|s| s == stream)))
-                .map(|f| f.client.clone())
-                .collect();
-            for client in tails {
-                self.stream_to(
-                    &client,
-                    Reply::Output {
-                        stream,
-                        data: data.clone(),
-                    },
-                )
-                .await;
+            for (key, client) in self.followers.for_output(id, stream) {
+                let reply = Reply::Output {
+                    stream,
+                    data: data.clone(),
+                };
+                self.stream_to(key, &client, reply).await;
             }
         }
         if ended {
             self.remember_ended(id).await?;
             self.outputs.close(id);
-            let tails: Vec<Client> = self
-                .followers
-                .iter()
-                .filter(|f| matches!(f.what, Follow::Tail { id: want, .. } if want == id))
-                .map(|f| f.client.clone())
-                .collect();
-            for client in tails {
-                self.reply(&client, Reply::End("the process ended".into())).await;
-                self.followers.retain(|f| f.client != client);
-            }
+            self.end_followers(id).await;
         }
         Ok(())
     }
@@ -478,7 +497,10 @@ impl Center {
         let Some(pending) = self.pending.remove(&reply.req) else {
             return Ok(());
         };
-        match reply.result {
+        // A watcher's words go to a client: bounded, so two of them (`send --eof`) and the
+        // frame around them stay far below the frame bound.
+        let result = reply.result.map_err(label).map(label);
+        match result {
             Ok(message) if pending.then_close => {
                 // `send --eof`: the data went in; now close stdin, and answer after that.
                 let next = Pending {
@@ -546,6 +568,7 @@ impl Center {
             let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
             self.record(Entry::process(id, &name, "state", data)).await?;
             self.remember_ended(id).await?;
+            self.end_followers(id).await;
         }
         for peer in idle {
             self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
@@ -574,6 +597,7 @@ impl Center {
                 .await;
             }
         }
+        self.send_owed_ends().await;
         self.table.evict(now);
         if self.ring.enabled() {
             self.ring_tick().await;

@@ -2,8 +2,8 @@
 
 use crate::ring::OutputRing;
 use nerve_proto::{
-    ControlError, ControlErrorKind, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessInfo, ProcessState,
-    Signal, StateChange, Stats,
+    cut_argv, cut_str, ControlError, ControlErrorKind, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessInfo,
+    ProcessState, Signal, StateChange, Stats, MAX_HISTORY, MAX_LABEL_BYTES,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +17,15 @@ pub const MAX_ENDED: usize = 1000;
 pub const ENDED_TTL: Duration = Duration::from_secs(3600);
 /// A watcher silent for this many of its ping intervals is shown as UNKNOWN.
 pub const UNKNOWN_AFTER_PINGS: u32 = 3;
+/// The most bytes of a hello's `cwd` the center keeps, 4 KiB (Linux's `PATH_MAX`); a longer
+/// one is cut (the name, host, user and state causes are cut to [`MAX_LABEL_BYTES`], the argv
+/// to [`nerve_proto::MAX_ARGV_BYTES`]).
+pub const MAX_CWD_BYTES: usize = 4096;
+/// The most arguments of a hello's `argv` the center keeps: 4096. [`cut_argv`] bounds their
+/// bytes, not their number, and an empty argument costs a byte on the wire but several in a
+/// JSON log line or a `ps` row, so a million of them would make both too large; the rest
+/// are cut as an over-long argv is (`argv_cut` gives the full size).
+pub const MAX_ARGV_ITEMS: usize = 4096;
 
 /// One watched process, as reported by its watcher.
 #[derive(Debug, Clone)]
@@ -115,6 +124,13 @@ impl Process {
         }
     }
 
+    /// Records a state change: kept in [`Process::history`], whose oldest entry goes (and is
+    /// counted in [`Process::history_dropped`]) once [`MAX_HISTORY`] are kept; the cause is cut
+    /// to [`MAX_LABEL_BYTES`].
+    pub fn push_history(&mut self, change: StateChange) {
+        push_history(&mut self.history, &mut self.history_dropped, change);
+    }
+
     /// Keeps [`Process::stopped_by`] current: set by `Paused`, cleared by `Continued`, by the
     /// start of a new child and by the child's exit; other events leave it.
     pub fn track_stop(&mut self, event: &EventKind) {
@@ -157,8 +173,10 @@ pub struct Table {
 
 impl Table {
     /// Records a hello from `peer`: a new process, or a known one on a new connection.
-    /// Returns the next seq the center expects from it.
+    /// Returns the next seq the center expects from it. `hello` is kept as [`cut_hello`] cuts
+    /// it (the caller logs the cut one too).
     pub fn hello(&mut self, peer: Identity, hello: &Hello) -> u64 {
+        let hello = &cut_hello(hello);
         let now = Instant::now();
         self.counter += 1;
         let order = self.counter;
@@ -288,6 +306,48 @@ impl Table {
     }
 }
 
+/// Appends `change` (its cause cut to [`MAX_LABEL_BYTES`]) to `history`, keeping the last
+/// [`MAX_HISTORY`] and counting the ones that go in `dropped`.
+pub fn push_history(history: &mut Vec<StateChange>, dropped: &mut u64, mut change: StateChange) {
+    cut_str(&mut change.cause, MAX_LABEL_BYTES);
+    history.push(change);
+    if history.len() > MAX_HISTORY {
+        let over = history.len() - MAX_HISTORY;
+        history.drain(..over);
+        *dropped += over as u64;
+    }
+}
+
+/// `hello` as the center keeps and logs it, so one watcher cannot make the table, a log line
+/// or a reply grow without bound: `name`, `host`, `user` and `version` cut to
+/// [`MAX_LABEL_BYTES`], `cwd`
+/// to [`MAX_CWD_BYTES`], `argv` with [`cut_argv`] and to [`MAX_ARGV_ITEMS`] (even when the watcher sent more than it
+/// should; a hello the watcher already cut keeps its `argv_cut`), and `history` to its last
+/// [`MAX_HISTORY`] entries, causes cut, the rest counted in `history_dropped`.
+pub fn cut_hello(hello: &Hello) -> Hello {
+    let (mut argv, mut cut) = cut_argv(&hello.argv);
+    if argv.len() > MAX_ARGV_ITEMS {
+        argv.truncate(MAX_ARGV_ITEMS);
+        cut = Some(hello.argv.iter().map(|a| a.0.len() as u64).sum());
+    }
+    let mut kept = Hello {
+        argv,
+        argv_cut: hello.argv_cut.or(cut),
+        history: Vec::new(),
+        ..hello.clone()
+    };
+    for s in [&mut kept.name, &mut kept.host, &mut kept.user, &mut kept.version] {
+        cut_str(s, MAX_LABEL_BYTES);
+    }
+    kept.cwd.0.truncate(MAX_CWD_BYTES);
+    let skip = hello.history.len().saturating_sub(MAX_HISTORY);
+    kept.history_dropped = hello.history_dropped.saturating_add(skip as u64);
+    for change in &hello.history[skip..] {
+        push_history(&mut kept.history, &mut kept.history_dropped, change.clone());
+    }
+    kept
+}
+
 /// A process a target may name: from this center's table or from a peer's rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
@@ -407,6 +467,241 @@ mod tests {
             assert_eq!(p.stopped_by, want, "after {event:?}");
             assert_eq!(p.info("c", now, false).stopped_by, want, "row after {event:?}");
         }
+    }
+
+    fn change(n: usize, cause: &str) -> StateChange {
+        StateChange {
+            time_ms: n as u64,
+            state: ProcessState::Running,
+            cause: cause.into(),
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_last_100_and_counts_the_rest() {
+        let mut p = process();
+        // (changes pushed in all, entries kept, dropped count)
+        let steps = [
+            (1, 1, 0),
+            (MAX_HISTORY, MAX_HISTORY, 0),
+            (MAX_HISTORY + 1, MAX_HISTORY, 1),
+            (1000, MAX_HISTORY, 900),
+        ];
+        let mut pushed = 0;
+        for (total, kept, dropped) in steps {
+            while pushed < total {
+                p.push_history(change(pushed, "c"));
+                pushed += 1;
+            }
+            assert_eq!(p.history.len(), kept, "after {total}");
+            assert_eq!(p.history_dropped, dropped, "after {total}");
+            assert_eq!(p.history.last().map(|c| c.time_ms), Some(total as u64 - 1));
+            assert_eq!(p.history[0].time_ms, (total - kept) as u64, "oldest kept after {total}");
+        }
+        let info = p.info("c", Instant::now(), true);
+        assert_eq!((info.history.len(), info.history_dropped), (MAX_HISTORY, 900));
+        assert!(
+            p.info("c", Instant::now(), false).history.is_empty(),
+            "ps rows carry no history"
+        );
+    }
+
+    #[test]
+    fn causes_are_cut_at_a_character_boundary() {
+        let mut p = process();
+        p.push_history(change(0, &"\u{e9}".repeat(MAX_LABEL_BYTES)));
+        let cause = &p.history[0].cause;
+        assert_eq!(cause.len(), MAX_LABEL_BYTES, "two-byte characters fill 1 KiB exactly");
+        p.push_history(change(1, &format!("x{}", "\u{e9}".repeat(MAX_LABEL_BYTES))));
+        assert_eq!(p.history[1].cause.len(), MAX_LABEL_BYTES - 1, "never half a character");
+    }
+
+    fn big_hello() -> Hello {
+        let mut h = process().hello;
+        h.name = "n".repeat(5000);
+        h.host = "h".repeat(MAX_LABEL_BYTES + 1);
+        h.user = "u".repeat(MAX_LABEL_BYTES);
+        h.version = "v".repeat(100_000);
+        h.cwd = OsBytes(vec![b'/'; 10_000]);
+        h.argv = vec![
+            OsBytes(vec![b'a'; 40 * 1024]),
+            OsBytes(vec![b'b'; 40 * 1024]),
+            "c".into(),
+        ];
+        h.history = (0..150).map(|n| change(n, &"x".repeat(2000))).collect();
+        h.history_dropped = 7;
+        h
+    }
+
+    #[test]
+    fn a_hello_is_kept_cut_to_every_bound() {
+        let kept = cut_hello(&big_hello());
+        assert_eq!(kept.name.len(), MAX_LABEL_BYTES);
+        assert_eq!(kept.host.len(), MAX_LABEL_BYTES);
+        assert_eq!(kept.user.len(), MAX_LABEL_BYTES);
+        assert_eq!(kept.version.len(), MAX_LABEL_BYTES);
+        assert_eq!(kept.cwd.0.len(), MAX_CWD_BYTES);
+        let lens: Vec<usize> = kept.argv.iter().map(|a| a.0.len()).collect();
+        assert_eq!(
+            lens,
+            [40 * 1024, nerve_proto::MAX_ARGV_BYTES - 40 * 1024],
+            "the last argument kept is cut short"
+        );
+        assert_eq!(kept.argv_cut, Some(80 * 1024 + 1));
+        assert_eq!(kept.history.len(), MAX_HISTORY);
+        assert_eq!(kept.history[0].time_ms, 50, "the last 100 of 150");
+        assert_eq!(kept.history_dropped, 7 + 50);
+        assert!(kept.history.iter().all(|c| c.cause.len() == MAX_LABEL_BYTES));
+
+        // A hello the watcher cut keeps its full size; a small one is kept whole.
+        let already = Hello {
+            argv: vec!["x".into()],
+            argv_cut: Some(3_000_000),
+            ..process().hello
+        };
+        assert_eq!(cut_hello(&already).argv_cut, Some(3_000_000));
+        assert_eq!(cut_hello(&already).argv, already.argv);
+        let small = process().hello;
+        let kept = cut_hello(&small);
+        assert_eq!((kept.argv, kept.argv_cut, kept.name), (small.argv, None, small.name));
+
+        // Arguments past MAX_ARGV_ITEMS go, even empty ones, and the cut says so.
+        let many = Hello {
+            argv: vec![OsBytes(Vec::new()); 100_000],
+            ..process().hello
+        };
+        let kept = cut_hello(&many);
+        assert_eq!(kept.argv.len(), MAX_ARGV_ITEMS);
+        assert_eq!(kept.argv_cut, Some(0));
+
+        // The table keeps the cut hello.
+        let mut table = Table::default();
+        let hello = big_hello();
+        table.hello(Identity(bytes::Bytes::from_static(b"w2")), &hello);
+        let p = table.get(hello.id).expect("said hello");
+        assert_eq!(p.hello.argv_cut, Some(80 * 1024 + 1));
+        assert_eq!((p.history.len(), p.history_dropped), (MAX_HISTORY, 57));
+        assert_eq!(p.info("c", Instant::now(), false).argv_cut, Some(80 * 1024 + 1));
+    }
+
+    /// The largest row the table can give, from a hello with every field past its bound and
+    /// a full history of the longest causes: a `ps` row stays far below MAX_REPLY_BYTES (so a
+    /// part of rows never passes the frame bound) and `info` (the row with its history) too.
+    #[test]
+    fn the_largest_rows_fit_a_reply_part() {
+        use nerve_proto::{encode, MAX_FRAME_BYTES, MAX_REPLY_BYTES};
+        let mut h = big_hello();
+        h.argv = vec![OsBytes(vec![0xff; 16]); 10_000];
+        h.name = "\u{1}".repeat(5000);
+        let mut table = Table::default();
+        table.hello(Identity(bytes::Bytes::from_static(b"w9")), &h);
+        let p = table.get(h.id).expect("said hello");
+        let mut p = p.clone();
+        for n in 0..2 * MAX_HISTORY {
+            p.push_history(change(n, &"\u{e9}".repeat(MAX_LABEL_BYTES)));
+        }
+        let now = Instant::now();
+        let row = encode(&p.info(&"c".repeat(MAX_LABEL_BYTES), now, false)).len();
+        let info = encode(&p.info(&"c".repeat(MAX_LABEL_BYTES), now, true)).len();
+        // Today: a row of 77,869 bytes, info 180,741.
+        assert!(row < MAX_REPLY_BYTES / 3, "a ps row of {row} bytes");
+        assert!(info < MAX_FRAME_BYTES / 4, "info of {info} bytes");
+        assert!(
+            row > 64 * 1024 && info > row + MAX_HISTORY * MAX_LABEL_BYTES,
+            "{row} {info}"
+        );
+    }
+
+    /// `silent` as a table: (ping interval ms, silence ms, ended, silent).
+    #[test]
+    fn a_watcher_is_silent_after_three_of_its_ping_intervals() {
+        let cases = [
+            (1000, 0, false, false),
+            (1000, 2999, false, false),
+            (1000, 3000, false, true),
+            (1000, 600_000, false, true),
+            (1000, 600_000, true, false),
+            (250, 749, false, false),
+            (250, 750, false, true),
+            (0, 3, false, true),
+        ];
+        for (ping, silence, ended, want) in cases {
+            let mut p = process();
+            p.hello.ping_interval_ms = ping;
+            let now = p.last_heard + Duration::from_millis(silence);
+            p.ended_at = ended.then_some(now);
+            assert_eq!(
+                p.silent(now),
+                want,
+                "ping {ping} ms, silent {silence} ms, ended {ended}"
+            );
+            let shown = p.info("c", now, false).state;
+            assert_eq!(shown == Some(ProcessState::Unknown), want, "row state {shown:?}");
+        }
+    }
+
+    /// `pick` as a table: (target, expected outcome: Ok(id) or the error kind).
+    #[test]
+    fn pick_finds_by_full_id_unique_prefix_or_name() {
+        const WEB: ProcessId = ProcessId(0x1234_5678_9abc_def0);
+        const WEB_OLD: ProcessId = ProcessId(0x1234_aaaa_0000_0001);
+        const DB: ProcessId = ProcessId(0xfeed_0000_0000_0002);
+        const JOB1: ProcessId = ProcessId(0x5555_0000_0000_0003);
+        const JOB2: ProcessId = ProcessId(0x5556_0000_0000_0004);
+        const CAFE: ProcessId = ProcessId(0x0caf_e000_0000_0005);
+        let argv = [OsBytes::from("x")];
+        // (id, name, ended)
+        let procs = [
+            (WEB, "web", false),
+            (WEB_OLD, "web", true),
+            (DB, "db", false),
+            (JOB1, "job", true),
+            (JOB2, "job", true),
+            (CAFE, "beef", false),
+        ];
+        let candidates = || {
+            procs.iter().map(|&(id, name, ended)| Candidate {
+                id,
+                name,
+                argv: &argv,
+                ended,
+            })
+        };
+        use ControlErrorKind::{Ambiguous, UnknownId};
+        let cases: [(&str, Result<ProcessId, ControlErrorKind>); 16] = [
+            ("123456789abcdef0", Ok(WEB)),
+            ("1234aaaa00000001", Ok(WEB_OLD)),
+            ("123456", Ok(WEB)),
+            ("1234AAAA", Ok(WEB_OLD)),
+            ("1234", Ok(WEB)),
+            ("web", Ok(WEB)),
+            ("db", Ok(DB)),
+            ("fe", Ok(DB)),
+            ("job", Err(Ambiguous)),
+            ("555", Err(Ambiguous)),
+            ("5556", Ok(JOB2)),
+            ("beef", Ok(CAFE)),
+            ("0caf", Ok(CAFE)),
+            ("nope", Err(UnknownId)),
+            ("", Err(UnknownId)),
+            ("123456789abcdef01", Err(UnknownId)),
+        ];
+        for (target, want) in cases {
+            let got = pick(target, candidates()).map_err(|e| e.kind);
+            assert_eq!(got, want, "pick({target:?})");
+        }
+        let e = pick("nope", candidates()).expect_err("unknown");
+        assert!(
+            e.message.contains("\"nope\"") && e.message.contains("ps --all"),
+            "{}",
+            e.message
+        );
+        let e = pick("job", candidates()).expect_err("two ended jobs");
+        assert!(
+            e.message.contains("2 processes") && e.message.contains("555500000000"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::cli::secs;
 use crate::Exit;
-use nerve_proto::{ControlErrorKind, ControlReply, ControlRequest, DecodeError, Reply, Request};
+use nerve_proto::{ControlErrorKind, ControlReply, ControlRequest, DecodeError, ProcessInfo, Reply, Request};
 use std::time::Duration;
 use tokio::time::Instant;
 use zmtp::{
@@ -255,6 +255,35 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Asks `ps` (`request` is [`Request::Ps`] or [`Request::PsLocal`]) and collects the
+    /// answer, which a center sends in [`Reply::Rows`] parts and a last [`Reply::Ps`] when the
+    /// table is large: the rows of all parts, in order. Each part must come within `wait` of
+    /// the one before (the first within `wait` of the request).
+    ///
+    /// # Errors
+    /// As [`Client::request`]; another reply than `Rows` or `Ps` comes back as it is, in
+    /// `Ok(Err(reply))`, for the caller to report.
+    pub async fn ps(
+        &mut self,
+        request: Request,
+        wait: Duration,
+    ) -> Result<Result<Vec<ProcessInfo>, Reply>, ClientError> {
+        let id = self.send(request).await?;
+        let mut rows = Vec::new();
+        loop {
+            match self.next_reply(id, Some(Instant::now() + wait)).await? {
+                Reply::Rows(part) => rows.extend(part),
+                Reply::Ps(last) => {
+                    rows.extend(last);
+                    return Ok(Ok(rows));
+                }
+                other => return Ok(Err(other)),
+            }
+        }
+    }
+}
+
 /// Connects to `endpoint` and asks `request` once, all within `timeout`.
 ///
 /// # Errors
@@ -408,6 +437,84 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         let _ = center.await;
+    }
+
+    /// A center answers `ps` in parts: the client collects Rows, Rows, Ps in order and skips a
+    /// stale reply between them.
+    #[tokio::test]
+    async fn ps_collects_every_part() {
+        let mut router = match zmtp::Router::bind(&endpoint_any(), false).await {
+            Ok(r) => r,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let bound = router.endpoint().clone();
+        let sender = router.sender();
+        let center = tokio::spawn(async move {
+            let incoming = router.recv().await;
+            let Ok(frame) = incoming.payload else {
+                panic!("not one frame")
+            };
+            let Ok(req) = nerve_proto::decode::<ControlRequest>(&frame) else {
+                panic!("undecodable request")
+            };
+            assert_eq!(req.request, Request::Ps { all: true });
+            let parts = [
+                (req.id, Reply::Rows(vec![row(1), row(2)])),
+                (req.id.wrapping_add(1), Reply::Rows(vec![row(99)])),
+                (req.id, Reply::Rows(vec![row(3)])),
+                (req.id, Reply::Ps(vec![row(4)])),
+            ];
+            for (id, reply) in parts {
+                let frame = nerve_proto::encode(&ControlReply { id, reply });
+                if let Err(e) = sender.send(&incoming.peer, incoming.delimited, frame).await {
+                    panic!("send: {e}");
+                }
+            }
+        });
+        let mut client = match Client::connect(&bound, Duration::from_secs(5)).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let rows = match client.ps(Request::Ps { all: true }, Duration::from_secs(5)).await {
+            Ok(Ok(rows)) => rows,
+            other => panic!("expected rows, got {other:?}"),
+        };
+        let ids: Vec<u64> = rows.iter().map(|r| r.id.0).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let _ = center.await;
+    }
+
+    fn endpoint_any() -> Endpoint {
+        Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        }
+    }
+
+    fn row(n: u64) -> nerve_proto::ProcessInfo {
+        nerve_proto::ProcessInfo {
+            id: nerve_proto::ProcessId(n),
+            name: format!("p{n}"),
+            argv: vec!["x".into()],
+            cwd: "/".into(),
+            host: "h".into(),
+            user: "u".into(),
+            center: "c".into(),
+            pid: None,
+            watcher_pid: 1,
+            state: None,
+            uptime_secs: None,
+            stats: None,
+            exit: None,
+            ended: true,
+            output_bytes: 0,
+            history: Vec::new(),
+            stale: false,
+            stopped_by: None,
+            history_dropped: 0,
+            restarts: 0,
+            argv_cut: None,
+        }
     }
 
     /// Nothing listens on a tcp port: the whole budget passes and the error says so.

@@ -60,9 +60,9 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             } else {
                 Request::Ps { all: cmd.all }
             };
-            let reply = client.request_within(request.clone(), left).await?;
-            let Reply::Ps(mut rows) = reply else {
-                return unexpected(invocation, request, reply);
+            let mut rows = match client.ps(request.clone(), left).await? {
+                Ok(rows) => rows,
+                Err(reply) => return unexpected(invocation, request, reply),
             };
             rows.retain(|p| cmd.state.is_none_or(|s| p.state == Some(s)));
             rows.retain(|p| cmd.name.as_ref().is_none_or(|n| &p.name == n));
@@ -155,11 +155,14 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 follow: cmd.follow,
             };
             stream_replies(invocation, &mut client, request, cmd.follow, |reply| match reply {
-                Reply::Event(line) => {
-                    if cmd.json {
-                        writeln!(out, "{line}")?;
-                    } else {
-                        writeln!(out, "{}", event_text(&line))?;
+                // One or more lines, separated by newlines (see `Reply::Event`).
+                Reply::Event(lines) => {
+                    for line in lines.split('\n') {
+                        if cmd.json {
+                            writeln!(out, "{line}")?;
+                        } else {
+                            writeln!(out, "{}", event_text(line))?;
+                        }
                     }
                     out.flush()
                 }
@@ -327,6 +330,16 @@ fn command_text(argv: &[OsBytes]) -> String {
     argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
+/// The COMMAND column and `info`'s command: [`command_text`], and for a command line the
+/// watcher or the center cut (see `nerve_proto::MAX_ARGV_BYTES`) a marker with its full size:
+/// `sh -c aaaa… [… cut: 2097152 bytes in all]`.
+fn command_line(p: &ProcessInfo) -> String {
+    match p.argv_cut {
+        Some(full) => format!("{} [… cut: {full} bytes in all]", command_text(&p.argv)),
+        None => command_text(&p.argv),
+    }
+}
+
 /// One process as JSON, in raw units (bytes, seconds). `argv` and `cwd` are lossless (see
 /// [`os_bytes_json`]); `stopped_by` is the signal's name (`"STOP"`) or null.
 pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
@@ -352,8 +365,10 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "output_bytes": p.output_bytes,
         "restarts": p.restarts,
         "stale": p.stale,
+        "argv_cut": p.argv_cut,
     });
     if with_history {
+        v["history_dropped"] = p.history_dropped.into();
         v["history"] = p
             .history
             .iter()
@@ -422,7 +437,7 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
                 .unwrap_or_else(|| "-".into()),
             p.host.clone(),
             p.center.clone(),
-            command_text(&p.argv),
+            command_line(p),
         ]);
     }
     let text = table.to_string();
@@ -456,7 +471,7 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
 fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "id:           {}", p.id)?;
     writeln!(out, "name:         {}", p.name)?;
-    writeln!(out, "command:      {}", command_text(&p.argv))?;
+    writeln!(out, "command:      {}", command_line(p))?;
     writeln!(out, "cwd:          {}", p.cwd.to_string_lossy())?;
     writeln!(out, "host:         {}", p.host)?;
     writeln!(out, "user:         {}", p.user)?;
@@ -487,7 +502,11 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
         None => {}
     }
     writeln!(out, "output:       {} bytes", p.output_bytes)?;
-    writeln!(out, "history:")?;
+    if p.history_dropped > 0 {
+        writeln!(out, "history ({} older not kept):", p.history_dropped)?;
+    } else {
+        writeln!(out, "history:")?;
+    }
     for h in &p.history {
         writeln!(out, "  {}  {:<8}  {}", rfc3339(h.time_ms), h.state.as_str(), h.cause)?;
     }
@@ -603,6 +622,8 @@ mod tests {
         assert_eq!(plain["argv"], json!(["python3", "-m", "http.server"]));
         assert_eq!(plain["cwd"], json!("/srv/www"));
         assert!(plain.get("history").is_none());
+        assert!(plain.get("history_dropped").is_none(), "ps rows have no history");
+        assert_eq!((&plain["restarts"], &plain["argv_cut"]), (&json!(0), &Value::Null));
 
         let odd = ProcessInfo {
             argv: vec!["ls".into(), OsBytes(vec![0xff, 0xfe]), "caf\u{e9}".into()],
@@ -625,6 +646,41 @@ mod tests {
         assert!(info.contains("command:      ls \u{fffd}\u{fffd} caf\u{e9}\n"), "{info}");
         assert!(info.contains("cwd:          /tmp/caf\u{fffd}\n"), "{info}");
         assert!(info.contains("state:        RUNNING (stopped by SIGSTOP)\n"), "{info}");
+        assert!(info.contains("\nhistory:\n"), "{info}");
         assert!(ps_table(&[odd]).contains("ls \u{fffd}\u{fffd} caf\u{e9}"));
+    }
+
+    #[test]
+    fn info_shows_the_dropped_history_restarts_and_a_cut_command() {
+        let cut = ProcessInfo {
+            argv: vec!["sh".into(), "-c".into(), "aaaa".into()],
+            argv_cut: Some(2_097_152),
+            history_dropped: 412,
+            restarts: 7,
+            history: vec![nerve_proto::StateChange {
+                time_ms: 0,
+                state: ProcessState::Exited,
+                cause: "exit status 0".into(),
+            }],
+            ..row()
+        };
+        let mut text = Vec::new();
+        write_info(&mut text, &cut).expect("a Vec takes every write");
+        let text = String::from_utf8(text).expect("UTF-8");
+        assert!(
+            text.contains("command:      sh -c aaaa [… cut: 2097152 bytes in all]\n"),
+            "{text}"
+        );
+        assert!(text.contains("restarts:     7\n"), "{text}");
+        assert!(
+            text.contains("history (412 older not kept):\n  1970-01-01T00:00:00.000Z  EXITED    exit status 0\n"),
+            "{text}"
+        );
+        assert!(ps_table(std::slice::from_ref(&cut)).contains("sh -c aaaa [… cut: 2097152 bytes in all]"));
+        let v = process_json(&cut, true);
+        assert_eq!(v["history_dropped"], json!(412));
+        assert_eq!(v["restarts"], json!(7));
+        assert_eq!(v["argv_cut"], json!(2_097_152));
+        assert_eq!(v["history"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -24,6 +24,7 @@
 //! - `pty`: a [`Terminal`] to run nrv-open as the foreground job of;
 //! - `keys`: CURVE key files from `nrv-ctl keygen`;
 //! - `peer`: for tests that speak zmtp themselves;
+//! - `raw`: a [`RawCtl`] control client and [`FakeWatcher`]s speaking the protocols themselves;
 //! - `bytes`: showing and comparing bytes in failure messages.
 #![deny(clippy::unwrap_used)]
 
@@ -38,6 +39,7 @@ mod peer;
 mod process;
 mod procfs;
 mod pty;
+mod raw;
 mod wait;
 
 pub use binaries::{binaries, center_command, ctl_command, open_command, Binaries, NERVE_BIN};
@@ -56,7 +58,8 @@ pub use process::{
 };
 pub use procfs::{
     fd_count, group_members, pid_alive, pids_with_cmdline, proc_cmdline, proc_comm, proc_pgrp, proc_ppid,
-    proc_start_time, proc_state,
+    proc_rss_bytes, proc_rss_peak_bytes, proc_start_time, proc_state,
 };
 pub use pty::Terminal;
+pub use raw::{FakeWatcher, RawCtl};
 pub use wait::{wait_until, POLL, WAIT};

@@ -98,3 +98,30 @@ pub fn pids_with_cmdline(argv: &[&str]) -> Vec<u32> {
     pids.sort_unstable();
     pids
 }
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, …), in bytes; `None` when the
+/// process or the field does not exist.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    let kb: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The resident set size of process `pid` now (`VmRSS`), bytes.
+pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS")
+}
+
+/// The highest resident set size process `pid` has had (`VmHWM`, its high-water mark), bytes:
+/// "never above N" over the whole life of the process, whatever a sampler missed.
+pub fn proc_rss_peak_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM")
+}

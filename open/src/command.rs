@@ -306,7 +306,8 @@ impl Command {
         let argv = std::iter::once(&self.spec.program)
             .chain(&self.spec.args)
             .map(|a| OsBytes::from(a.as_os_str()))
-            .collect();
+            .collect::<Vec<_>>();
+        let (argv, argv_cut) = nerve_proto::cut_argv(&argv); // over-long: cut, with its full size (issue 11)
         let default_name = Path::new(&self.spec.program)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -336,7 +337,7 @@ impl Command {
             history_dropped: 0,
             restarts: 0,
             exit: None,
-            argv_cut: None,
+            argv_cut,
         }
     }
 }

@@ -164,7 +164,10 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// One event, for [`Request::Events`]: the log line as written to `nerve.log` (JSON).
+    /// Events, for [`Request::Events`]: log lines as written to `nerve.log` (JSON), one or
+    /// more, separated by `\n` (a JSON line holds no raw newline). A center sends the recent
+    /// lines a few to a frame, each frame at most [`MAX_REPLY_BYTES`] (or one line, when a
+    /// line is longer), and each live line on its own.
     Event(String),
     /// The end of a stream, with why (`"process ended"`, `"end of recorded output"`).
     End(String),
@@ -180,8 +183,11 @@ pub enum Reply {
 
 /// The most encoded bytes a center puts in one reply frame of rows ([`Reply::Rows`],
 /// [`Reply::Ps`]) before it starts another: 256 KiB, well below [`crate::MAX_FRAME_BYTES`].
-/// One row is at most about 90 KiB (argv cut to [`crate::MAX_ARGV_BYTES`], [`crate::MAX_HISTORY`]
-/// state changes), so a part never passes the frame bound.
+/// A `ps` row is at most about 76 KiB (argv cut to [`crate::MAX_ARGV_BYTES`] and 4096
+/// arguments, labels to [`crate::MAX_LABEL_BYTES`], no history), so a part never passes the
+/// frame bound; an `info` answer, with [`crate::MAX_HISTORY`] state changes, about 177 KiB.
+/// The recent lines of `events` ([`Reply::Event`]) and `tail`'s output ([`Reply::Output`])
+/// are sent in parts of this size too.
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 
 /// The center's identity and versions.

@@ -5,6 +5,7 @@
 //! directory, endpoints and center. The harness is the `integration_tests` library.
 
 mod abuse;
+mod bounds;
 mod config;
 mod ctl;
 mod ctl_events;

@@ -4,6 +4,7 @@
 //! ring tests (`ring_*`, sharing [`ring_kit`]) are here too: each starts several centers.
 //! So are the watcher's volume tests (`watcher_volume`): each moves hundreds of megabytes.
 
+mod bounds;
 mod many;
 mod ring_300;
 mod ring_failover;
