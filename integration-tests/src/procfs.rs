@@ -125,3 +125,15 @@ pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
 pub fn proc_rss_peak_bytes(pid: u32) -> Option<u64> {
     status_kb(pid, "VmHWM")
 }
+
+/// How many of process `pid`'s open file descriptors are sockets (listening ones included).
+///
+/// # Panics
+/// When `/proc/PID/fd` cannot be read.
+pub fn socket_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd: {e}"))
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}

@@ -6,11 +6,14 @@ use crate::curve::{Cipher, ClientHandshake, CurveError, ServerHandshake};
 use crate::options::{Security, SocketOptions};
 use crate::wire::{self, WireError, GREETING_LEN, SIGNATURE_LEN};
 use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// The read half of a connection.
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -88,7 +91,12 @@ pub(crate) struct Frame {
 /// Reads frames, checking each header against the size limit before reserving room.
 pub(crate) struct FrameReader {
     io: BoxRead,
+    /// Bytes read and not yet taken as frames. Empty (no memory at all) while the connection
+    /// waits with no partial frame: see [`FrameReader::poll_fill`].
     buf: BytesMut,
+    /// Room to ask the kernel to fill next, bytes: [`READ_START`], doubled after each read that
+    /// fills it, up to [`READ_CHUNK`]; back to [`READ_START`] after the connection was idle.
+    want: usize,
     max: u64,
 }
 
@@ -96,24 +104,82 @@ pub(crate) struct FrameReader {
 const READ_CHUNK: usize = 64 * 1024;
 /// Frames at least this large are read into a buffer of their own, bytes.
 const DIRECT_READ: usize = 32 * 1024;
+/// The read buffer of a new connection, and of one that was idle, bytes: enough for a greeting
+/// and a handshake (RFC 23 §2.3, RFC 26), small enough that a thousand connections opening at
+/// once hold 4 MiB. Doubled after each read that fills it, up to [`READ_CHUNK`].
+pub(crate) const READ_START: usize = 4 * 1024;
+/// The most memory a connection's read buffer holds, bytes: the unfinished part of a frame
+/// smaller than [`DIRECT_READ`] (at most its 9-byte long header, RFC 23 §2.3, and all of its
+/// `DIRECT_READ - 1` bytes of body but one), plus [`READ_CHUNK`] of room to read into. A larger
+/// frame is read into a buffer of its own, exactly as long as the frame and the receiver's once
+/// read.
+pub(crate) const READ_BUFFER_MAX: usize = 9 + (DIRECT_READ - 2) + READ_CHUNK;
 
 impl FrameReader {
     pub(crate) fn new(io: BoxRead, max: u64) -> FrameReader {
         FrameReader {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
+            want: READ_START,
             max,
         }
     }
 
+    /// Reads once from the socket into the buffer.
     async fn fill(&mut self) -> Result<(), ConnError> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 8 {
-            self.buf.reserve(READ_CHUNK);
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// One read attempt. When the socket has nothing to read and the buffer holds no partial
+    /// frame, the buffer is given back (a waiting connection holds no read memory, and one
+    /// that received a burst does not keep the burst's buffer); the next read starts again at
+    /// [`READ_START`].
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        if self.buf.capacity() - self.buf.len() < self.want / 8 {
+            self.make_room(self.want);
         }
-        match self.io.read_buf(&mut self.buf).await? {
-            0 => Err(ConnError::Closed),
-            _ => Ok(()),
+        let room = self.buf.capacity() - self.buf.len();
+        let read = {
+            let read = self.io.read_buf(&mut self.buf);
+            std::pin::pin!(read).poll(cx)
+        };
+        match read {
+            Poll::Pending => {
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::new();
+                    self.want = READ_START;
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::Closed)),
+            Poll::Ready(Ok(n)) => {
+                if n >= room {
+                    self.want = (self.want * 2).min(READ_CHUNK);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
         }
+    }
+
+    /// Makes room for `room` more bytes: in the buffer's own memory when it can (the frames
+    /// taken from it are gone), else in a new buffer of exactly the bytes kept plus `room`
+    /// (not `BytesMut::reserve`, which may double, so that [`READ_BUFFER_MAX`] holds).
+    fn make_room(&mut self, room: usize) {
+        if self.buf.capacity() - self.buf.len() >= room || self.buf.try_reclaim(room) {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(self.buf.len() + room);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
+        // Only one unfinished frame is ever kept, and room is at most READ_CHUNK.
+        debug_assert!(self.buf.capacity() <= READ_BUFFER_MAX, "{}", self.buf.capacity());
+    }
+
+    /// The read buffer's capacity now, bytes (for tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn try_frame(&mut self) -> Result<Option<Frame>, ConnError> {
@@ -125,7 +191,7 @@ impl FrameReader {
             // The size is within the limit: room for the rest of this frame only (a large
             // frame gets a buffer of its own in `step`).
             if h.size < DIRECT_READ {
-                self.buf.reserve(total - self.buf.len());
+                self.make_room(total - self.buf.len());
             }
             return Ok(None);
         }
@@ -180,7 +246,9 @@ impl FrameReader {
             if let Some(f) = self.try_frame()? {
                 return Ok(f);
             }
-            self.fill().await?;
+            if let Some(f) = self.step().await? {
+                return Ok(f);
+            }
         }
     }
 
@@ -336,22 +404,62 @@ enum Control {
     Pong(Bytes),
 }
 
+/// Bytes of received messages that may wait for their owner, shared by every connection of a
+/// socket: a connection takes a permit per byte of each message before handing it over, and
+/// the owner drops the permit when it takes the message. While none are left, connections
+/// stop reading, so the kernel pushes back on the peers.
+#[derive(Clone)]
+pub(crate) struct RecvBudget {
+    permits: Arc<Semaphore>,
+    /// All the permits there are: a message larger than this takes them all (it waits for an
+    /// empty queue) rather than waiting for ever.
+    total: u32,
+}
+
+impl RecvBudget {
+    pub(crate) fn new(bytes: usize) -> RecvBudget {
+        let total = u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        RecvBudget {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits for room for a message of `size` bytes.
+    async fn admit(&self, size: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(size).unwrap_or(u32::MAX).min(self.total);
+        Arc::clone(&self.permits).acquire_many_owned(n).await.ok()
+    }
+
+    /// Bytes of room left now (for tests).
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
 /// Moves frames until the connection ends, and says why it ended.
 ///
-/// Messages from the peer go to `inbound` (mapped by `item`); when nobody receives them any
+/// Messages for the peer come from `outgoing`; `queued_bytes` counts their payload bytes not yet
+/// written to the socket, and this subtracts each batch once written (the sender adds).
+/// Messages from the peer go to `inbound` (mapped by `item`, with the message's share of
+/// `budget` when there is one); when nobody receives them any
 /// more they are discarded, and the connection stays up until `stop` says otherwise. When the
 /// write side fails or `outgoing` is closed, reading stops, but a message already read
 /// completely is still handed to `inbound`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn pump<T, F>(
     conn: Established,
     opts: &SocketOptions,
     outgoing: mpsc::Receiver<Outgoing>,
+    queued_bytes: Arc<AtomicUsize>,
     inbound: mpsc::Sender<T>,
+    budget: Option<RecvBudget>,
     item: F,
     stop: Arc<watch::Sender<bool>>,
 ) -> ConnError
 where
-    F: FnMut(Assembled) -> T,
+    F: FnMut(Assembled, Option<OwnedSemaphorePermit>) -> T,
 {
     let Established {
         reader,
@@ -376,6 +484,7 @@ where
         idle,
         opts.max_frames_per_message,
         inbound,
+        budget,
         item,
         control_tx,
         stop.subscribe(),
@@ -386,6 +495,7 @@ where
         heartbeat,
         opts.heartbeat_timeout,
         outgoing,
+        &queued_bytes,
         control_rx,
         stop.subscribe(),
     );
@@ -413,12 +523,13 @@ async fn read_loop<T, F>(
     mut idle: Option<Duration>,
     max_frames: usize,
     inbound: mpsc::Sender<T>,
+    budget: Option<RecvBudget>,
     mut item: F,
     control: mpsc::Sender<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> ConnError
 where
-    F: FnMut(Assembled) -> T,
+    F: FnMut(Assembled, Option<OwnedSemaphorePermit>) -> T,
 {
     let mut frames = 0usize;
     let mut first = Bytes::new();
@@ -499,7 +610,13 @@ where
             };
             frames = 0;
             // Nobody receives any more: discard (the owner closes us through `stop`).
-            let _ = inbound.send(item(msg)).await;
+            let permit = match &budget {
+                // A one-frame message has `first` and `last` the same bytes.
+                Some(b) if msg.frames == 1 => b.admit(msg.last.len()).await,
+                Some(b) => b.admit(msg.first.len() + msg.last.len()).await,
+                None => None,
+            };
+            let _ = inbound.send(item(msg, permit)).await;
         }
     }
 }
@@ -508,6 +625,9 @@ where
 const WRITE_BATCH: usize = 256 * 1024;
 /// Plain frames at least this large are written from the caller's buffer, bytes.
 const DIRECT_WRITE: usize = 16 * 1024;
+/// Most write buffer a connection keeps while it has nothing more to send, bytes; the buffer of
+/// a larger batch is given back once it is written.
+pub(crate) const WRITE_KEEP: usize = 4 * 1024;
 
 fn put_frame(out: &mut BytesMut, sealer: &mut Option<Cipher>, more: bool, command: bool, body: &[u8]) {
     match sealer {
@@ -519,20 +639,29 @@ fn put_frame(out: &mut BytesMut, sealer: &mut Option<Cipher>, more: bool, comman
 /// How long a connection closed by this side keeps writing what was queued before (1 s).
 const LINGER: Duration = Duration::from_secs(1);
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop(
     mut writer: BoxWrite,
     mut sealer: Option<Cipher>,
     heartbeat: Option<Duration>,
     ttl: Duration,
     mut outgoing: mpsc::Receiver<Outgoing>,
+    queued_bytes: &AtomicUsize,
     mut control: mpsc::Receiver<Control>,
     mut stop: watch::Receiver<bool>,
 ) -> ConnError {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    // Grows to what a batch needs (up to about WRITE_BATCH), and is given back when the
+    // connection goes idle with more than WRITE_KEEP of it.
+    let mut out = BytesMut::new();
     let mut ping = heartbeat.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     let ttl_ds = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
     let mut control_open = true;
     loop {
+        // True when a batch was cut at WRITE_BATCH: more is queued, keep the buffer.
+        let mut busy = false;
+        // Payload bytes of the messages in this batch, subtracted from `queued_bytes` once
+        // written.
+        let mut batch = 0usize;
         tokio::select! {
             biased;
             c = control.recv(), if control_open => match c {
@@ -561,7 +690,9 @@ async fn write_loop(
                     } else {
                         put_frame(&mut out, &mut sealer, false, false, &m.payload);
                     }
+                    batch += m.payload.len();
                     if out.len() >= WRITE_BATCH {
+                        busy = true;
                         break;
                     }
                     match outgoing.try_recv() {
@@ -596,5 +727,134 @@ async fn write_loop(
             }
             out.clear();
         }
+        if batch > 0 {
+            queued_bytes.fetch_sub(batch, Ordering::AcqRel);
+        }
+        settle_write_buffer(&mut out, busy);
+    }
+}
+
+/// After a batch is written (`out` is empty): an idle connection gives back a write buffer of
+/// more than [`WRITE_KEEP`]; a busy one (more is queued) keeps it for the next batch.
+fn settle_write_buffer(out: &mut BytesMut, busy: bool) {
+    if !busy && out.capacity() > WRITE_KEEP {
+        *out = BytesMut::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::DEFAULT_MAX_FRAME_SIZE;
+    use std::task::Waker;
+
+    /// Polls `fut` once, without waiting.
+    fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+        let mut cx = Context::from_waker(Waker::noop());
+        std::pin::pin!(fut).poll(&mut cx)
+    }
+
+    /// The next frame, read as the connection's read loop does.
+    async fn next(reader: &mut FrameReader) -> Frame {
+        loop {
+            if let Some(f) = reader.try_frame().expect("a valid frame") {
+                return f;
+            }
+            if let Some(f) = reader.step().await.expect("the peer is still there") {
+                return f;
+            }
+        }
+    }
+
+    /// Issue 11 (c): a peer that sent one frame of the largest size and a stream of small ones
+    /// leaves the connection holding no read buffer once it goes quiet, and the buffer never
+    /// grew past its bound while the small frames came.
+    #[tokio::test]
+    async fn the_read_buffer_is_given_back_when_the_peer_goes_quiet() {
+        const SMALL: usize = 400;
+        // The largest frames that still go through the shared buffer.
+        let small = |i: u32| vec![i as u8; DIRECT_READ - 1];
+        let big_len = DEFAULT_MAX_FRAME_SIZE as usize;
+        let (mut peer, ours) = tokio::io::duplex(1024 * 1024);
+        let mut reader = FrameReader::new(Box::new(ours), DEFAULT_MAX_FRAME_SIZE);
+        let writer = tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            wire::put_frame(&mut out, false, false, &vec![7u8; big_len]);
+            for i in 0..SMALL as u32 {
+                wire::put_frame(&mut out, false, false, &small(i));
+            }
+            peer.write_all(&out).await.expect("the reader is there");
+            // Kept open: the reader must see a quiet peer, not a closed one.
+            peer
+        });
+        let big = next(&mut reader).await;
+        assert_eq!(big.body.len(), big_len);
+        assert!(big.body.iter().all(|&b| b == 7), "the large frame's bytes");
+        drop(big);
+        let mut peak = 0;
+        for i in 0..SMALL as u32 {
+            let f = next(&mut reader).await;
+            assert!(f.body == small(i), "frame {i} of {} bytes", f.body.len());
+            peak = peak.max(reader.capacity());
+        }
+        let _peer = writer.await.expect("the writer task");
+        assert!(
+            (READ_START + 1..=READ_BUFFER_MAX).contains(&peak),
+            "the read buffer grew to {peak} bytes while small frames streamed in (from {READ_START}, bound {READ_BUFFER_MAX})"
+        );
+        assert!(poll_once(next(&mut reader)).is_pending(), "nothing more to read");
+        assert_eq!(reader.capacity(), 0, "a quiet connection holds no read buffer");
+    }
+
+    /// The buffer's worst case: the unfinished part of the largest frame that goes through it
+    /// (header and all but one byte of its body), then a read of [`READ_CHUNK`]: exactly
+    /// [`READ_BUFFER_MAX`], not the doubling `BytesMut::reserve` would do.
+    #[tokio::test]
+    async fn the_read_buffer_holds_at_most_its_bound() {
+        let (_peer, ours) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(Box::new(ours), DEFAULT_MAX_FRAME_SIZE);
+        let mut partial = BytesMut::new();
+        wire::put_header(&mut partial, false, false, DIRECT_READ - 1);
+        partial.extend_from_slice(&vec![1u8; DIRECT_READ - 2]);
+        assert_eq!(
+            partial.len(),
+            DIRECT_READ + 7,
+            "long header (9) and the body but one byte"
+        );
+        reader.buf = partial;
+        assert!(
+            reader.try_frame().expect("a valid header").is_none(),
+            "one byte is missing"
+        );
+        reader.want = READ_CHUNK;
+        assert!(poll_once(reader.fill()).is_pending(), "the peer sends nothing");
+        assert_eq!(reader.capacity(), READ_BUFFER_MAX);
+    }
+
+    /// The write buffer of a batch of up to [`WRITE_BATCH`] is kept while more is queued and
+    /// given back when the connection goes idle; one of [`WRITE_KEEP`] is kept.
+    #[test]
+    fn the_write_buffer_is_given_back_when_idle() {
+        let mut out = BytesMut::with_capacity(WRITE_BATCH + DIRECT_WRITE);
+        settle_write_buffer(&mut out, true);
+        assert_eq!(out.capacity(), WRITE_BATCH + DIRECT_WRITE, "busy: kept");
+        settle_write_buffer(&mut out, false);
+        assert_eq!(out.capacity(), 0, "idle: given back");
+        let mut small = BytesMut::with_capacity(WRITE_KEEP);
+        settle_write_buffer(&mut small, false);
+        assert_eq!(small.capacity(), WRITE_KEEP, "at the bound: kept");
+    }
+
+    /// A new connection's first read asks for [`READ_START`] bytes, not [`READ_CHUNK`].
+    #[tokio::test]
+    async fn a_new_connection_reads_into_a_small_buffer() {
+        let (mut peer, ours) = tokio::io::duplex(READ_CHUNK);
+        let mut reader = FrameReader::new(Box::new(ours), DEFAULT_MAX_FRAME_SIZE);
+        assert_eq!(reader.capacity(), 0, "nothing before the first read");
+        peer.write_all(&[0u8; READ_CHUNK]).await.expect("write");
+        reader.fill().await.expect("read");
+        assert_eq!(reader.capacity(), READ_START);
+        assert_eq!(reader.buf.len(), READ_START, "the first read fills it");
+        assert_eq!(reader.want, 2 * READ_START, "and the next asks for twice as much");
     }
 }

@@ -7,8 +7,11 @@
 //! - [`Router::bind`] / [`Router::bind_with`]: a ROUTER (ZeroMQ RFC 28) on an endpoint, with
 //!   Nerve's bind policy (owner-only ipc sockets, stale socket files replaced, a live owner
 //!   refused, non-loopback tcp refused unless it uses CURVE or is explicitly insecure);
-//! - [`Router::recv`] with the sender's identity, and [`RouterSender::send`] to an identity,
-//!   which never waits for a slow peer (each peer has a bounded queue);
+//! - [`Router::recv`] with the sender's identity, and [`RouterSender::try_send`] to an
+//!   identity, which never waits for a slow peer: each peer has a queue bounded in messages
+//!   and in bytes ([`SocketOptions::send_queue`], [`SocketOptions::send_queue_bytes`]), and a
+//!   send past either fails at once with [`SendError::QueueFull`]; [`RouterSender::send_last`]
+//!   tells a peer one last thing and hangs up;
 //! - [`Dealer::connect`] / [`Dealer::connect_with`]: a DEALER with a fixed identity that
 //!   reconnects by itself and reports messages and connection changes as [`DealerEvent`]s;
 //! - [`SocketOptions`]: the defences (frame size limit, handshake timeout, connection bound,
@@ -34,6 +37,7 @@
 mod conn;
 pub mod curve;
 mod endpoint;
+mod memory;
 mod options;
 mod socket;
 mod wire;
@@ -44,10 +48,12 @@ pub use curve::{
     CurveSecretKey, KeyError, SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};
+pub use memory::release_free_memory;
 pub use options::{
     Security, SocketOptions, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_FRAME_SIZE, DEFAULT_RECONNECT_INTERVAL,
-    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_SEND_QUEUE, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_RECONNECT_INTERVAL_MAX, DEFAULT_RECV_QUEUE_BYTES, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES,
+    DEFAULT_SEND_TIMEOUT,
 };
 pub use socket::{
     BindError, ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Identity, Incoming, Router, RouterSender,

@@ -13,8 +13,23 @@ pub const DEFAULT_MAX_FRAMES: usize = 64;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`SocketOptions::max_connections`]: 1024.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default [`SocketOptions::send_queue`]: 1000 messages.
+/// Default [`SocketOptions::send_queue`]: 1000 messages (libzmq's default `ZMQ_SNDHWM`).
 pub const DEFAULT_SEND_QUEUE: usize = 1000;
+/// Default [`SocketOptions::send_queue_bytes`]: 4 MiB per peer.
+///
+/// Why 4 MiB: it is what a reader that keeps up can have in flight and more (a control stream
+/// of 64 KiB `tail` chunks or event lines, 40 ms of output at 100 MiB/s), room for a few
+/// replies of the largest size a center sends below [`DEFAULT_MAX_FRAME_SIZE`], and small
+/// enough that peers which stop reading cost little: five stuck subscribers hold 20 MiB, not
+/// the 1.9 GB that 1000 queued messages of 384 KiB did (issue 11).
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Default [`SocketOptions::recv_queue_bytes`]: 8 MiB per ROUTER (all its peers) or DEALER.
+///
+/// Why 8 MiB: one message of the largest size a peer may send ([`DEFAULT_MAX_FRAME_SIZE`])
+/// fits, and it is tens of milliseconds of input for an owner that keeps up; more only holds
+/// more memory when the owner falls behind (1024 messages of 12 KiB each were 12 MiB of a
+/// center's 64 MiB budget, and of 8 MiB each would be 8 GiB).
+pub const DEFAULT_RECV_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`SocketOptions::send_timeout`]: 1 s.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default [`SocketOptions::heartbeat_interval`]: 5 s.
@@ -93,11 +108,28 @@ pub struct SocketOptions {
     /// ROUTER: most connections at once, handshaking or established (default 1024). A
     /// connection beyond it is accepted and closed at once.
     pub max_connections: usize,
-    /// Messages queued for one peer and not yet written to its socket (default 1000). A send
-    /// to a peer whose queue is full fails with [`crate::SendError::QueueFull`] (ROUTER, at
-    /// once) or [`crate::SendError::Timeout`] (DEALER, after `send_timeout`); it never blocks
-    /// other peers and nothing is dropped silently.
+    /// Messages queued for one peer and not yet written to its socket (default 1000, as
+    /// libzmq's `ZMQ_SNDHWM`). A send to a peer whose queue is full fails with
+    /// [`crate::SendError::QueueFull`] (ROUTER, at once) or [`crate::SendError::Timeout`]
+    /// (DEALER, after `send_timeout`); it never blocks other peers and nothing is dropped
+    /// silently.
     pub send_queue: usize,
+    /// ROUTER: bytes of payload queued for one peer and not yet written to its socket
+    /// (default [`DEFAULT_SEND_QUEUE_BYTES`], 4 MiB). `ZMQ_SNDHWM` counts messages, which
+    /// bounds nothing when messages can be 8 MiB; this bounds the memory a peer that stops
+    /// reading can pin. A message that would take a non-empty queue past it fails at once
+    /// with [`crate::SendError::QueueFull`]; one message is always accepted into an empty
+    /// queue, so a peer can be sent a message larger than the bound (up to the peer's frame
+    /// limit). Bytes count until the connection has written them to the socket, so with
+    /// batching a queue holds at most this plus one message.
+    pub send_queue_bytes: usize,
+    /// Bytes of payload received and not yet taken by the owner: for a ROUTER, from all its
+    /// peers, until [`crate::Router::recv`]; for a DEALER, until [`crate::DealerEvents::next`]
+    /// (default [`DEFAULT_RECV_QUEUE_BYTES`], 8 MiB; at most 1024 messages too). While it is
+    /// full, connections stop reading, so the kernel's flow control pushes back on the peers;
+    /// nothing is dropped. A message larger than the bound waits until the queue is empty,
+    /// then goes alone.
+    pub recv_queue_bytes: usize,
     /// DEALER: how long a send waits for room in the queue (default 1 s).
     pub send_timeout: Duration,
     /// Interval between ZMTP 3.1 PING commands to a peer that speaks 3.1 (default 5 s;
@@ -126,6 +158,8 @@ impl Default for SocketOptions {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             send_queue: DEFAULT_SEND_QUEUE,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            recv_queue_bytes: DEFAULT_RECV_QUEUE_BYTES,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,

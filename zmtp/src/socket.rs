@@ -5,9 +5,14 @@
 //! One task accepts connections (at most [`SocketOptions::max_connections`] at once; more are
 //! closed at once) and one task per connection runs the handshake (bounded by
 //! [`SocketOptions::handshake_timeout`]) and then moves frames. Messages from every peer go to
-//! one queue that [`Router::recv`] reads. Each peer has its own bounded send queue
-//! ([`SocketOptions::send_queue`]): [`RouterSender::send`] never waits for a slow peer and
-//! fails with [`SendError::QueueFull`] when that peer's queue is full.
+//! one queue that [`Router::recv`] reads. Each peer has its own send queue, bounded in
+//! messages ([`SocketOptions::send_queue`], libzmq's `ZMQ_SNDHWM`) and in bytes
+//! ([`SocketOptions::send_queue_bytes`]): [`RouterSender::try_send`] (and `send`, its async
+//! form) never waits for a slow peer and fails at once with [`SendError::QueueFull`] when the
+//! message would take that peer past either bound, so one peer that stops reading pins at most
+//! its bound and costs the others nothing. [`RouterSender::send_last`] queues a last message
+//! past the bounds and closes the connection once it is written (or after a linger of 1 s):
+//! the way to tell a peer that falls behind that it is dropped, and to free its queue.
 //!
 //! **Duplicate identities.** When a peer connects with an identity that a live connection
 //! already uses, the newer connection wins: the identity is routed to it from then on, and the
@@ -25,8 +30,10 @@
 //! connection, so the owner decides what to send first on it.
 
 use crate::conn::{
-    self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, SocketType,
+    self, Assembled, BoxRead, BoxWrite, ConnError, Established, FrameReader, HandshakeConfig, Outgoing, RecvBudget,
+    SocketType,
 };
+use crate::memory::{release_free_memory, TRIM_AFTER_CONNECTIONS, TRIM_AFTER_QUEUE};
 use crate::options::{Security, SocketOptions};
 use crate::Endpoint;
 use bytes::Bytes;
@@ -35,10 +42,10 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A peer's ZeroMQ identity (1 to 255 bytes; RFC 28's ROUTER addressing).
@@ -139,14 +146,20 @@ pub enum SendError {
     /// The DEALER's queue stayed full for the whole send timeout (the peer is not reading).
     #[error("peer did not take the message within {0:?}")]
     Timeout(Duration),
-    /// The ROUTER's queue for this peer is full (it is not reading); other peers are not
-    /// affected.
-    #[error("the send queue of peer {peer} is full ({capacity} messages): it is not reading")]
+    /// The ROUTER's queue for this peer cannot take the message: it would go past
+    /// [`SocketOptions::send_queue`] messages or [`SocketOptions::send_queue_bytes`] bytes
+    /// (the peer is not reading, or not as fast as it is sent to). Nothing was queued; other
+    /// peers are not affected.
+    #[error("the send queue of peer {peer} is full ({queued_messages} messages, {queued_bytes} bytes not yet written; the message has {size} bytes): it is not reading")]
     QueueFull {
         /// The peer.
         peer: Identity,
-        /// The queue's bound, messages ([`SocketOptions::send_queue`]).
-        capacity: usize,
+        /// Messages queued for it and not yet taken by its connection.
+        queued_messages: usize,
+        /// Bytes of payload queued for it and not yet written to its socket.
+        queued_bytes: usize,
+        /// The payload refused, bytes.
+        size: usize,
     },
     /// Any other failure of the socket.
     #[error("send failed: {0}")]
@@ -211,7 +224,11 @@ fn effective_security(endpoint: &Endpoint, options: &SocketOptions) -> Security 
 
 struct PeerEntry {
     conn: u64,
+    /// Holds `send_queue + 1` messages: the last slot is only for [`RouterSender::send_last`].
     tx: mpsc::Sender<Outgoing>,
+    /// Payload bytes queued and not yet written to the socket (the connection's writer
+    /// subtracts what it has written).
+    queued_bytes: Arc<AtomicUsize>,
     stop: Arc<watch::Sender<bool>>,
 }
 
@@ -221,7 +238,15 @@ struct Shared {
     closed: watch::Sender<bool>,
     next_conn: AtomicU64,
     next_anonymous: AtomicU32,
+    /// [`SocketOptions::send_queue`], at least 1.
     send_queue: usize,
+    /// [`SocketOptions::send_queue_bytes`].
+    send_queue_bytes: usize,
+    /// [`SocketOptions::recv_queue_bytes`], shared by every connection.
+    recv_budget: RecvBudget,
+    /// Connections that have ended (handshake failures included) since memory was last given
+    /// back.
+    ended_since_trim: AtomicUsize,
 }
 
 impl Shared {
@@ -232,7 +257,8 @@ impl Shared {
 
 /// A bound ROUTER socket.
 pub struct Router {
-    incoming: mpsc::Receiver<Incoming>,
+    /// Each message with its share of the receive budget, given back when `recv` takes it.
+    incoming: mpsc::Receiver<Received>,
     sender: RouterSender,
     endpoint: Endpoint,
     /// The socket file this router created, with its inode, removed by [`Router::close`].
@@ -262,7 +288,11 @@ pub struct RouterSender {
     shared: Arc<Shared>,
 }
 
-/// How many received messages wait for [`Router::recv`] before readers pause, messages.
+/// A received message on its way to [`Router::recv`], with its share of the receive budget.
+type Received = (Incoming, Option<OwnedSemaphorePermit>);
+
+/// How many received messages wait for [`Router::recv`] before readers pause, messages (and
+/// [`SocketOptions::recv_queue_bytes`] bounds their bytes).
 const INCOMING_QUEUE: usize = 1024;
 
 enum Listener {
@@ -335,6 +365,9 @@ impl Router {
             next_conn: AtomicU64::new(1),
             next_anonymous: AtomicU32::new(rand_u32()),
             send_queue: options.send_queue.max(1),
+            send_queue_bytes: options.send_queue_bytes,
+            recv_budget: RecvBudget::new(options.recv_queue_bytes),
+            ended_since_trim: AtomicUsize::new(0),
         });
         let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
         let security = effective_security(&bound, &options);
@@ -372,7 +405,7 @@ impl Router {
     /// returned future is dropped before it completes.
     pub async fn recv(&mut self) -> Incoming {
         match self.incoming.recv().await {
-            Some(msg) => msg,
+            Some((msg, _room)) => msg,
             // The accept task holds a sender for as long as the router lives.
             None => std::future::pending().await,
         }
@@ -424,7 +457,7 @@ async fn accept_loop(
     options: Arc<SocketOptions>,
     security: Security,
     shared: Arc<Shared>,
-    incoming: mpsc::Sender<Incoming>,
+    incoming: mpsc::Sender<Received>,
 ) {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let security = Arc::new(security);
@@ -459,9 +492,16 @@ async fn accept_loop(
             incoming: incoming.clone(),
             address,
         };
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            conn.serve(r, w).await;
+            let left_queued = conn.serve(r, w).await;
             drop(slot);
+            // What the connection held is freed now; after a burst, give it back.
+            let ended = shared.ended_since_trim.fetch_add(1, Ordering::AcqRel) + 1;
+            if left_queued >= TRIM_AFTER_QUEUE || ended >= TRIM_AFTER_CONNECTIONS {
+                shared.ended_since_trim.store(0, Ordering::Release);
+                release_free_memory();
+            }
         });
     }
 }
@@ -470,12 +510,14 @@ struct Connection {
     options: Arc<SocketOptions>,
     security: Arc<Security>,
     shared: Arc<Shared>,
-    incoming: mpsc::Sender<Incoming>,
+    incoming: mpsc::Sender<Received>,
     address: String,
 }
 
 impl Connection {
-    async fn serve(self, r: BoxRead, w: BoxWrite) {
+    /// Runs the connection to its end; returns the payload bytes still queued for the peer
+    /// then (freed with it).
+    async fn serve(self, r: BoxRead, w: BoxWrite) -> usize {
         let cfg = HandshakeConfig {
             socket_type: SocketType::Router,
             identity: None,
@@ -486,10 +528,10 @@ impl Connection {
         let reader = FrameReader::new(r, self.options.max_frame_size);
         let hs = tokio::select! {
             r = tokio::time::timeout(self.options.handshake_timeout, conn::handshake(reader, w, &cfg)) => r,
-            _ = closed.wait_for(|c| *c) => return,
+            _ = closed.wait_for(|c| *c) => return 0,
         };
         let Ok(Ok(established)) = hs else {
-            return;
+            return 0;
         };
         let identity = Identity(established.identity.clone().unwrap_or_else(|| {
             // libzmq's form for a peer without an identity: a zero byte, then 4 bytes.
@@ -499,16 +541,18 @@ impl Connection {
             Bytes::from(id)
         }));
         let conn_id = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.shared.send_queue);
+        let (tx, rx) = mpsc::channel(self.shared.send_queue + 1);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(watch::channel(false).0);
         {
             let mut peers = self.shared.lock();
             if *self.shared.closed.borrow() {
-                return;
+                return 0;
             }
             let entry = PeerEntry {
                 conn: conn_id,
                 tx,
+                queued_bytes: Arc::clone(&queued_bytes),
                 stop: Arc::clone(&stop),
             };
             // The newer connection wins; the older one stops reading, delivers what it has
@@ -522,8 +566,10 @@ impl Connection {
             established,
             &self.options,
             rx,
+            Arc::clone(&queued_bytes),
             self.incoming.clone(),
-            move |a| Incoming::from_assembled(peer.clone(), a),
+            Some(self.shared.recv_budget.clone()),
+            move |a, room| (Incoming::from_assembled(peer.clone(), a), room),
             stop,
         )
         .await;
@@ -531,34 +577,116 @@ impl Connection {
         if peers.get(&identity).is_some_and(|e| e.conn == conn_id) {
             peers.remove(&identity);
         }
+        queued_bytes.load(Ordering::Acquire)
     }
 }
 
 impl RouterSender {
     /// Queues `payload` as one frame for `peer` (after an empty delimiter frame when
-    /// `delimited`, for REQ peers). Never waits: each peer has its own bounded queue.
+    /// `delimited`, for REQ peers). Never waits: this is [`RouterSender::try_send`], kept
+    /// `async` for callers written against the earlier interface.
     ///
     /// # Errors
-    /// [`SendError::UnknownPeer`] when no connection has that identity,
-    /// [`SendError::QueueFull`] when the peer's queue is full. `Ok` means queued, not
-    /// delivered.
+    /// As [`RouterSender::try_send`].
     pub async fn send(&self, peer: &Identity, delimited: bool, payload: Vec<u8>) -> Result<(), SendError> {
-        let msg = Outgoing {
-            delimited,
-            payload: Bytes::from(payload),
-        };
+        self.try_send(peer, delimited, Bytes::from(payload))
+    }
+
+    /// Queues `payload` as one frame for `peer` (after an empty delimiter frame when
+    /// `delimited`, for REQ peers), without waiting: a single-threaded owner can send to any
+    /// number of peers, some of them stuck, and never stall on one.
+    ///
+    /// The peer's queue takes the message unless it would then hold more than
+    /// [`SocketOptions::send_queue`] messages, or more than [`SocketOptions::send_queue_bytes`]
+    /// bytes of payload not yet written to the socket; an empty queue always takes one
+    /// message, however large. `payload` is shared, not copied.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownPeer`] when no connection has that identity (it went away, or was
+    /// closed by [`RouterSender::send_last`]); [`SendError::QueueFull`] when the peer is that
+    /// far behind: nothing was queued, and the caller decides (drop the peer with
+    /// [`RouterSender::send_last`], or try again later). `Ok` means queued, not delivered.
+    pub fn try_send(&self, peer: &Identity, delimited: bool, payload: Bytes) -> Result<(), SendError> {
         let peers = self.shared.lock();
         let Some(entry) = peers.get(peer) else {
             return Err(SendError::UnknownPeer(peer.clone()));
         };
-        match entry.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull {
+        let size = payload.len();
+        let queued_bytes = entry.queued_bytes.load(Ordering::Acquire);
+        // One slot is kept for `send_last`.
+        let free_slots = entry.tx.capacity().saturating_sub(1);
+        let over_bytes = queued_bytes > 0 && queued_bytes.saturating_add(size) > self.shared.send_queue_bytes;
+        if free_slots == 0 || over_bytes {
+            return Err(SendError::QueueFull {
                 peer: peer.clone(),
-                capacity: self.shared.send_queue,
-            }),
+                queued_messages: self.shared.send_queue - free_slots,
+                queued_bytes,
+                size,
+            });
+        }
+        // Counted before the writer can see the message, so its subtraction never underflows.
+        entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        match entry.tx.try_send(Outgoing { delimited, payload }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                entry.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match e {
+                    // Senders are serialized by the lock and a slot was free: cannot happen.
+                    mpsc::error::TrySendError::Full(_) => Err(SendError::QueueFull {
+                        peer: peer.clone(),
+                        queued_messages: self.shared.send_queue,
+                        queued_bytes,
+                        size,
+                    }),
+                    mpsc::error::TrySendError::Closed(_) => Err(SendError::UnknownPeer(peer.clone())),
+                }
+            }
+        }
+    }
+
+    /// Queues `payload` for `peer` past both bounds, as the last message it gets, and closes
+    /// its connection: from now on the identity is unknown to senders, the connection stops
+    /// reading, writes what was queued and this message (for at most 1 s: a peer that does not
+    /// read by then is cut off), and ends; its queue's memory is freed with it. Messages it had
+    /// sent and that were read completely are still delivered by [`Router::recv`].
+    ///
+    /// This is how an owner drops a peer that fell behind (after [`SendError::QueueFull`])
+    /// and tells it why.
+    ///
+    /// # Errors
+    /// [`SendError::UnknownPeer`] when no connection has that identity.
+    pub fn send_last(&self, peer: &Identity, delimited: bool, payload: Bytes) -> Result<(), SendError> {
+        let Some(entry) = self.shared.lock().remove(peer) else {
+            return Err(SendError::UnknownPeer(peer.clone()));
+        };
+        let size = payload.len();
+        entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        // The slot kept for this: only `send_last` uses it, once, and the entry is gone.
+        let queued = entry.tx.try_send(Outgoing { delimited, payload });
+        entry.stop.send_replace(true);
+        match queued {
+            Ok(()) => Ok(()),
+            // A slot is kept for this and the entry is gone: cannot happen.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                entry.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                Err(SendError::QueueFull {
+                    peer: peer.clone(),
+                    queued_messages: self.shared.send_queue,
+                    queued_bytes: entry.queued_bytes.load(Ordering::Acquire),
+                    size,
+                })
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownPeer(peer.clone())),
         }
+    }
+
+    /// Bytes of payload queued for `peer` and not yet written to its socket, or `None` when
+    /// no connection has that identity.
+    pub fn queued_bytes(&self, peer: &Identity) -> Option<usize> {
+        self.shared
+            .lock()
+            .get(peer)
+            .map(|e| e.queued_bytes.load(Ordering::Acquire))
     }
 }
 
@@ -619,7 +747,8 @@ pub enum DealerEvent {
 }
 
 enum Internal {
-    Message(Bytes),
+    /// A message, with its share of the receive budget (given back when the owner takes it).
+    Message(Bytes, Option<OwnedSemaphorePermit>),
     Disconnected,
     Reconnected(mpsc::Sender<Outgoing>),
 }
@@ -644,6 +773,8 @@ pub struct DealerSender {
 pub struct DealerEvents {
     events: mpsc::Receiver<Internal>,
     slot: Slot,
+    /// [`SocketOptions::recv_queue_bytes`], shared with the connections (read by tests).
+    _budget: RecvBudget,
     _driver: Arc<AbortOnDrop>,
 }
 
@@ -656,7 +787,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// How many events wait for [`DealerEvents::next`] before the connection pauses reading.
+/// How many events wait for [`DealerEvents::next`] before the connection pauses reading
+/// (and [`SocketOptions::recv_queue_bytes`] bounds their bytes).
 const DEALER_EVENTS: usize = 1024;
 
 async fn connect_once(
@@ -775,6 +907,8 @@ impl Dealer {
         let (first_tx, first_rx) = mpsc::channel(options.send_queue.max(1));
         let slot: Slot = Arc::new(watch::channel(Some(first_tx)).0);
         let (events_tx, events) = mpsc::channel(DEALER_EVENTS);
+        // One budget for every connection in turn: messages of an earlier one may still wait.
+        let budget = RecvBudget::new(options.recv_queue_bytes);
         let timeout = options.send_timeout;
         let driver = tokio::spawn(drive(
             endpoint.clone(),
@@ -784,6 +918,7 @@ impl Dealer {
             established,
             first_rx,
             events_tx,
+            budget.clone(),
             Arc::clone(&slot),
         ));
         let driver = Arc::new(AbortOnDrop(driver));
@@ -799,6 +934,7 @@ impl Dealer {
             events: DealerEvents {
                 events,
                 slot,
+                _budget: budget,
                 _driver: driver,
             },
         })
@@ -822,13 +958,26 @@ async fn drive(
     first: Established,
     first_rx: mpsc::Receiver<Outgoing>,
     events: mpsc::Sender<Internal>,
+    budget: RecvBudget,
     slot: Slot,
 ) {
     let mut conn = first;
     let mut rx = first_rx;
     loop {
         let stop = Arc::new(watch::channel(false).0);
-        let _why = conn::pump(conn, &options, rx, events.clone(), |a| Internal::Message(a.last), stop).await;
+        // The DEALER bounds its queue in messages only; the byte count is not read.
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let _why = conn::pump(
+            conn,
+            &options,
+            rx,
+            queued_bytes,
+            events.clone(),
+            Some(budget.clone()),
+            |a, room| Internal::Message(a.last, room),
+            stop,
+        )
+        .await;
         slot.send_replace(None);
         if events.send(Internal::Disconnected).await.is_err() {
             return;
@@ -853,7 +1002,7 @@ impl DealerEvents {
     /// The next event. Cancel-safe.
     pub async fn next(&mut self) -> DealerEvent {
         match self.events.recv().await {
-            Some(Internal::Message(m)) => DealerEvent::Message(m),
+            Some(Internal::Message(m, _room)) => DealerEvent::Message(m),
             Some(Internal::Disconnected) => DealerEvent::Disconnected,
             Some(Internal::Reconnected(tx)) => {
                 // Only now do sends go to the new connection, so the owner's first message on
@@ -917,6 +1066,202 @@ impl DealerSender {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NotConnected),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::DEFAULT_RECV_QUEUE_BYTES;
+
+    /// Bound of every wait here for something that should happen promptly.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Waits (at most [`WAIT`]) until `check` holds, looking every 10 ms.
+    async fn wait_for(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match check() {
+                Ok(()) => return,
+                Err(seen) if tokio::time::Instant::now() >= deadline => {
+                    panic!("timed out after {WAIT:?} waiting for {what}; last seen: {seen}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// Messages a ROUTER's owner has not taken hold at most its receive budget: a peer that
+    /// sends more has its connection wait (one message read and waiting for room), and each
+    /// message taken lets one more in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn received_messages_wait_within_the_byte_budget() {
+        const MSG: usize = 1024 * 1024;
+        const SENT: usize = DEFAULT_RECV_QUEUE_BYTES / MSG + 4;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint: Endpoint = format!("ipc://{}/r.sock", dir.path().display())
+            .parse()
+            .expect("endpoint");
+        let mut router = Router::bind(&endpoint, false).await.expect("bind");
+        let budget = router._guard.shared.recv_budget.clone();
+        let (mut tx, _events) = Dealer::connect(&endpoint, b"sender", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        for i in 0..SENT {
+            tx.send(vec![i as u8; MSG]).await.expect("queued by the dealer");
+        }
+        let full = DEFAULT_RECV_QUEUE_BYTES / MSG;
+        let state = |router: &Router| (router.incoming.len(), budget.available());
+        wait_for("the receive queue to fill its byte budget", || match state(&router) {
+            (n, 0) if n == full => Ok(()),
+            seen => Err(format!("{seen:?} (messages waiting, bytes of room)")),
+        })
+        .await;
+        for i in 0..SENT {
+            let m = router.recv().await;
+            assert_eq!(
+                m.payload.as_deref().map(|p| (p.len(), p[0])),
+                Ok((MSG, i as u8)),
+                "message {i}"
+            );
+            let waiting = (SENT - 1 - i).min(full);
+            wait_for(
+                &format!("message {} to take the room of message {i}", i + full + 1),
+                || match state(&router) {
+                    (n, room) if n == waiting && room == DEFAULT_RECV_QUEUE_BYTES - waiting * MSG => Ok(()),
+                    seen => Err(format!("{seen:?} (messages waiting, bytes of room)")),
+                },
+            )
+            .await;
+        }
+    }
+
+    /// A raw ZMTP peer (RFC 23 NULL handshake written by hand) that never reads; returns once
+    /// the ROUTER has delivered its first message, so it is registered.
+    async fn never_reading_peer(router: &mut Router, path: &Path, identity: &[u8]) -> tokio::net::UnixStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::UnixStream::connect(path).await.expect("connect");
+        let mut meta = Vec::new();
+        crate::wire::put_property(&mut meta, "Socket-Type", b"DEALER");
+        crate::wire::put_property(&mut meta, "Identity", identity);
+        let mut out = bytes::BytesMut::new();
+        out.extend_from_slice(&crate::wire::greeting("NULL", false));
+        crate::wire::put_frame(&mut out, false, true, &crate::wire::command("READY", &meta));
+        crate::wire::put_frame(&mut out, false, false, b"here");
+        stream.write_all(&out).await.expect("greet");
+        let first = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the raw peer's message");
+        assert_eq!(first.peer.0.as_ref(), identity);
+        stream
+    }
+
+    /// Memory is given back after a connection that was cut off with at least
+    /// [`TRIM_AFTER_QUEUE`] queued, and after every [`TRIM_AFTER_CONNECTIONS`] connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn freed_memory_is_given_back_after_a_full_queue_and_after_a_burst() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("r.sock");
+        let endpoint = Endpoint::Ipc(path.clone());
+        let mut router = Router::bind(&endpoint, false).await.expect("bind");
+        let tx = router.sender();
+
+        let id = Identity(Bytes::from_static(b"stuck"));
+        let stuck = never_reading_peer(&mut router, &path, &id.0).await;
+        let chunk = Bytes::from(vec![1u8; TRIM_AFTER_QUEUE / 4]);
+        while tx.try_send(&id, false, chunk.clone()).is_ok() {}
+        let queued = tx.queued_bytes(&id).expect("still connected");
+        assert!(queued >= TRIM_AFTER_QUEUE, "{queued} bytes queued");
+        let before = crate::memory::trims();
+        drop(stuck);
+        wait_for("a trim after the stuck peer went", || match crate::memory::trims() {
+            n if n > before => Ok(()),
+            n => Err(format!("{n} trims, {before} before")),
+        })
+        .await;
+
+        // A burst: no queue left behind, a trim once TRIM_AFTER_CONNECTIONS have ended.
+        let before = crate::memory::trims();
+        router._guard.shared.ended_since_trim.store(0, Ordering::Release);
+        for i in 0..TRIM_AFTER_CONNECTIONS - 1 {
+            let d = Dealer::connect(&endpoint, format!("peer {i}").as_bytes(), WAIT)
+                .await
+                .expect("connect");
+            drop(d);
+        }
+        wait_for("the burst's connections to end", || {
+            match router._guard.shared.ended_since_trim.load(Ordering::Acquire) {
+                n if n == TRIM_AFTER_CONNECTIONS - 1 => Ok(()),
+                n => Err(format!("{n} ended")),
+            }
+        })
+        .await;
+        assert_eq!(crate::memory::trims(), before, "no trim before the bound");
+        drop(
+            Dealer::connect(&endpoint, b"the last one", WAIT)
+                .await
+                .expect("connect"),
+        );
+        wait_for("a trim after the burst", || match crate::memory::trims() {
+            n if n > before => Ok(()),
+            n => Err(format!("{n} trims, {before} before")),
+        })
+        .await;
+        assert_eq!(router._guard.shared.ended_since_trim.load(Ordering::Acquire), 0);
+    }
+
+    /// A DEALER's owner that does not take its events holds at most the receive budget: the
+    /// connection waits, and each event taken lets one more message in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dealer_holds_at_most_its_receive_budget() {
+        const MSG: usize = 1024 * 1024;
+        const SENT: usize = DEFAULT_RECV_QUEUE_BYTES / MSG + 4;
+        let full = DEFAULT_RECV_QUEUE_BYTES / MSG;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::Ipc(dir.path().join("r.sock"));
+        // Room to queue every message at once on the sending side.
+        let options = SocketOptions {
+            send_queue_bytes: SENT * MSG,
+            ..SocketOptions::default()
+        };
+        let mut router = Router::bind_with(&endpoint, options).await.expect("bind");
+        let (mut dtx, mut events) = Dealer::connect(&endpoint, b"reader", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        dtx.send(b"hi".to_vec()).await.expect("hi");
+        let peer = tokio::time::timeout(WAIT, router.recv())
+            .await
+            .expect("the dealer's hi")
+            .peer;
+        let tx = router.sender();
+        for i in 0..SENT {
+            tx.try_send(&peer, false, Bytes::from(vec![i as u8; MSG]))
+                .expect("queued");
+        }
+        let budget = events._budget.clone();
+        wait_for("the dealer's events to fill the budget", || {
+            match (events.events.len(), budget.available()) {
+                (n, 0) if n == full => Ok(()),
+                seen => Err(format!("{seen:?} (events waiting, bytes of room)")),
+            }
+        })
+        .await;
+        for i in 0..SENT {
+            match events.next().await {
+                DealerEvent::Message(m) => assert_eq!((m.len(), m[0]), (MSG, i as u8), "message {i}"),
+                other => panic!("message {i}: {other:?}"),
+            }
+            let waiting = (SENT - 1 - i).min(full);
+            wait_for(&format!("the room of message {i} to be taken"), || {
+                match (events.events.len(), budget.available()) {
+                    (n, room) if n == waiting && room == DEFAULT_RECV_QUEUE_BYTES - waiting * MSG => Ok(()),
+                    seen => Err(format!("{seen:?} (events waiting, bytes of room)")),
+                }
+            })
+            .await;
         }
     }
 }

@@ -22,7 +22,7 @@ const PS_FIELDS: [&str; 19] = [
     "state",
     "uptime_secs",
     "cpu_percent",
-    "rss_bytes",
+    "proc_rss_bytes",
     "vms_bytes",
     "threads",
     "exit",

@@ -4,7 +4,9 @@
 //! ring tests (`ring_*`, sharing [`ring_kit`]) are here too: each starts several centers.
 //! So are the watcher's volume tests (`watcher_volume`): each moves hundreds of megabytes.
 
+mod big_frames;
 mod bounds;
+mod churn;
 mod many;
 mod ring_300;
 mod ring_failover;
@@ -12,6 +14,7 @@ mod ring_forward;
 mod ring_kit;
 mod ring_meta;
 mod ring_views;
+mod stuck_subscribers;
 mod watcher_volume;
 
 use std::sync::{Mutex, MutexGuard};
