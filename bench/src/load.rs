@@ -196,9 +196,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
 /// has none, creates the file when there is none.
 fn splice(path: &std::path::Path, section: &str) -> Result<(), String> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n\n{section}\n{END}\n");
+    let block = format!("{BEGIN}\n\n{}\n\n{END}\n", section.trim_end_matches('\n'));
     let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &old[..b], old[e + END.len()..].trim_start_matches('\n')),
+        (Some(b), Some(e)) if b < e => {
+            let rest = old[e + END.len()..].trim_start_matches('\n');
+            let gap = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{block}{gap}{rest}", &old[..b])
+        }
         _ if old.is_empty() => block,
         _ => format!("{}\n{block}", old.trim_end_matches('\n').to_owned() + "\n"),
     };
