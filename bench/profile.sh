@@ -9,10 +9,11 @@
 #
 # Usage (from the workspace root, after cargo build --release --bins):
 #   sh bench/profile.sh [BIN_DIR]        BIN_DIR defaults to target/release
+#   PROFILE=ingest|capture|ps           only that part; PROFILE_OUT=DIR    reports into DIR
 set -eu
 bin=$(cd "${1:-target/release}" && pwd)
 bench=$(pwd)/target/release/nerve-bench
-out=$(pwd)/target/profile
+out=${PROFILE_OUT:-$(pwd)/target/profile}
 mkdir -p "$out"
 # Smaller workloads under callgrind (it runs the center about 50 times slower).
 cg_events=20000
