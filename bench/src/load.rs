@@ -333,6 +333,7 @@ fn ingest(bins: &Bins, before: Option<&Bins>, r: &Runs, errors: &mut Errors) -> 
             if let Some(run) = errors.keep(&format!("ingest {n}"), nerve::ingest_run(bins, n, per)) {
                 f.rate.0.push(events / run.secs);
                 f.cpu.0.push(run.center_cpu / events * 1e6);
+                f.harness.0.push(run.harness_cpu / run.secs);
             }
             if let Some(b) = before {
                 if let Some(rate) = errors.keep(&format!("ingest {n} before"), ingest_before(b, n, per)) {
@@ -381,6 +382,8 @@ struct IngestFigs {
     rate: Series,
     /// The center's CPU µs per event, per run.
     cpu: Series,
+    /// The harness's CPU seconds per second of the run (cores it kept busy), per run.
+    harness: Series,
     /// events/s per run with the `--compare` binaries.
     before: Series,
 }
@@ -640,23 +643,28 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "| watchers | events/s | payload | center CPU per event | each run (events/s) |"
+            "| watchers | events/s | payload | center CPU per event | harness CPU (cores busy) | each run (events/s) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
         for IngestFigs {
-            watchers: n, rate, cpu, ..
+            watchers: n,
+            rate,
+            cpu,
+            harness,
+            ..
         } in &self.ingest
         {
             let f = rate.fig();
             let _ = writeln!(
                 s,
-                "| {n} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} |",
                 f.show(0, ""),
                 Fig {
                     value: f.value.map(|e| e * nerve::INGEST_EVENT_BYTES as f64 / MIB)
                 }
                 .show(1, "MiB/s"),
                 cpu.fig().show(2, "µs"),
+                harness.fig().show(2, ""),
                 rate.runs(0)
             );
         }
@@ -911,7 +919,8 @@ impl Report<'_> {
              the zmtp crate to a fresh center (default settings): Hello, then {} output events of {} bytes in all, \
              at most 256 unacknowledged per watcher; time from the start signal to the last Ack (the center acks \
              after writing the event to nerve.log and to the output file). CPU per event: the center's utime + \
-             stime over the same span ÷ events. {} runs, each run 1, 10 and 100 watchers in turn.",
+             stime over the same span ÷ events; harness CPU: the synthetic watchers' own CPU time over the \
+             span ÷ its length (on 2 cores, what they take is not available to the center). {} runs, each run 1, 10 and 100 watchers in turn.",
             r.ingest_events,
             nerve::INGEST_EVENT_BYTES,
             r.ingest

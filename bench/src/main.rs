@@ -53,9 +53,12 @@ fn ingest_only(args: &[String]) -> Result<(), String> {
         (None, _) => nerve::ingest_run(&Bins::in_dir(Path::new("target/release"))?, watchers, per)?,
         _ => return Err(usage.into()),
     };
+    // The first words stay "N watchers: R events/s": `load --compare` reads them from an older
+    // build's harness.
     println!(
-        "{watchers} watchers: {:.0} events/s",
-        (per * watchers as u64) as f64 / run.secs
+        "{watchers} watchers: {:.0} events/s (harness CPU: {:.2} cores busy)",
+        (per * watchers as u64) as f64 / run.secs,
+        run.harness_cpu / run.secs
     );
     Ok(())
 }

@@ -84,6 +84,16 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// User plus system CPU time of this process so far (all its threads, not its children),
+/// seconds.
+pub fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// sync(2): waits until every dirty page on the machine is written back.
 pub fn sync() {
     // SAFETY: sync has no preconditions.
