@@ -9,11 +9,13 @@
 //! (each peer has its own bounded queue in the transport, and a full one is an error for that
 //! peer only), so one stuck peer never stalls the others.
 //!
-//! For each event the center writes one JSON line to the log (see [`log`]) and acknowledges
-//! it; duplicates (a watcher resending after a reconnect) are acknowledged and not logged
-//! again; see `nerve_proto`'s crate doc for the delivery rules. Whatever a peer sends, the
-//! center logs a `protocol_error` and keeps serving: the only errors that stop it are the ones
-//! at start (binding, opening the log) and a failure to write the log.
+//! For each event the center records one JSON line for the log (see [`log`]); the lines of a
+//! burst are written together, then acknowledged; duplicates (a watcher resending after a
+//! reconnect) are acknowledged and not logged again; see `nerve_proto`'s crate doc for the
+//! delivery rules. Whatever a peer sends, the center logs a `protocol_error` and keeps serving:
+//! the only errors that stop it are the ones at start (binding, opening the log, writing its
+//! first line). A log that cannot be written later (disk full) is retried while the center
+//! serves on and acknowledges nothing new.
 //!
 //! Control requests (`control.rs`) are answered from the table, from the output
 //! store (an in-memory ring per process, [`ring`], and files under `--logdir`, [`outputs`]),

@@ -17,8 +17,8 @@ use zmtp::{AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Securit
 /// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
 /// answers nrv-ctl on a control endpoint.
 ///
-/// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start or could not write the log;
-/// 2 usage.
+/// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start (or write the log's first
+/// line); 2 usage. SIGHUP reopens the log and the output files.
 #[derive(FromArgs)]
 struct Args {
     /// TOML file with any of these long options as keys (see examples/nrv-center.toml); the
@@ -274,22 +274,29 @@ fn start(args: Args) -> Result<(), Failure> {
         heartbeat: Duration::from_secs_f64(args.heartbeat),
     };
 
-    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP re-reads
-    // the authorized keys.
+    // Files first: nothing to undo when they fail.
+    let log = EventLog::open(&target, &name).map_err(|e| Failure::Run(e.into()))?;
+    let outputs = OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups)
+        .map_err(|e| Failure::Run(e.into()))?;
+
+    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP reopens the
+    // event log and the output files (logrotate without copytruncate) and re-reads the
+    // authorized keys.
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
     let reload = authorized.as_ref().map(|(_, keys)| Arc::clone(keys));
+    let reopen = log.reopen_handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGHUP {
-                match &reload {
-                    Some(keys) => match keys.reload() {
+                reopen.request();
+                if let Some(keys) = &reload {
+                    match keys.reload() {
                         Ok(n) => eprintln!("nrv-center: SIGHUP: {n} authorized keys from {}", keys.path().display()),
                         Err(e) => eprintln!("nrv-center: SIGHUP: {e}; the previous keys stay in force"),
-                    },
-                    None => eprintln!("nrv-center: SIGHUP ignored: no --authorized-keys to re-read"),
+                    }
                 }
                 continue;
             }
@@ -319,11 +326,8 @@ fn start(args: Args) -> Result<(), Failure> {
                 keys.path().display()
             );
         }
-        // Files first: nothing to undo when they fail. Then the sockets, each closed again (its
-        // ipc file removed) when a later one cannot be bound.
-        let log = EventLog::open(&target, &name).map_err(|e| Failure::Run(e.into()))?;
-        let outputs = OutputFiles::new(Path::new(&args.logdir), args.log_maxbytes, args.log_backups)
-            .map_err(|e| Failure::Run(e.into()))?;
+        // The sockets, each closed again (its ipc file removed) when a later one cannot be
+        // bound.
         let mut wanted = vec![endpoint, control];
         wanted.extend(sync);
         let mut bound: Vec<Router> = Vec::new();

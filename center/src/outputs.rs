@@ -6,6 +6,13 @@
 //! letters, digits, `-` and `_` replaced by `_`; ID the 16 hex digits). When a file would pass
 //! `max_bytes`, it becomes `FILE.1` (and `FILE.1` becomes `FILE.2`, … up to `backups`; the
 //! oldest is removed) and a new file is started.
+//!
+//! Small chunks are buffered per file and written by [`OutputFiles::flush`], which the center
+//! calls at the end of each burst (one write per file and burst); a chunk of
+//! [`DIRECT_WRITE_BYTES`] or more is written straight from the event, without a copy.
+//! [`OutputFiles::reopen`] (SIGHUP) closes every file so that the next output opens the path
+//! again, for logrotate without `copytruncate`. [`OutputFiles::tail`] reads back through
+//! `FILE.1`, `FILE.2`, … as far as the lines asked for need.
 
 use crate::ring::tail_start;
 use nerve_proto::{ProcessId, Stream};
@@ -20,13 +27,37 @@ pub const DEFAULT_MAX_BYTES: u64 = 50 * 1024 * 1024;
 pub const DEFAULT_BACKUPS: u32 = 10;
 /// Open files kept at once; past this, all are closed and reopened on demand.
 const MAX_OPEN: usize = 256;
+/// A chunk this large (16 KiB) or larger is written at once, from the event's own bytes; smaller
+/// ones are gathered in the file's buffer until the end of the burst.
+pub const DIRECT_WRITE_BYTES: usize = 16 * 1024;
+/// A file's buffer is written when it reaches this size (64 KiB), even within a burst.
+pub const BUFFER_BYTES: usize = 64 * 1024;
+
+/// One open output file.
+struct Open {
+    file: File,
+    /// Bytes in the file, counting the buffered ones.
+    size: u64,
+    /// Bytes not written yet.
+    buf: Vec<u8>,
+}
+
+impl Open {
+    /// Writes the buffer; it is emptied even when the write fails (the event log has the
+    /// output; the files are a convenience).
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.file.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
 
 /// The output files of every process.
 pub struct OutputFiles {
     dir: PathBuf,
     max_bytes: u64,
     backups: u32,
-    open: HashMap<(ProcessId, Stream), (File, u64)>,
+    open: HashMap<(ProcessId, Stream), Open>,
 }
 
 fn suffix(stream: Stream) -> &'static str {
@@ -86,43 +117,107 @@ impl OutputFiles {
     }
 
     /// Appends `data` to the process's file for `stream`, rotating first when it would pass
-    /// the size cap.
+    /// the size cap. Small chunks wait in the file's buffer for [`OutputFiles::flush`].
     ///
     /// # Errors
-    /// The file cannot be opened, rotated or written.
+    /// The file cannot be opened, rotated or written (the message names it).
     pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<()> {
         let path = self.path(id, name, stream);
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("output file {}: {e}", path.display()));
         if !self.open.contains_key(&(id, stream)) {
             if self.open.len() >= MAX_OPEN {
+                self.flush()?;
                 self.open.clear();
             }
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            let size = file.metadata()?.len();
-            self.open.insert((id, stream), (file, size));
+            let file = open_append(&path).map_err(named)?;
+            let size = file.metadata().map_err(named)?.len();
+            self.open.insert(
+                (id, stream),
+                Open {
+                    file,
+                    size,
+                    buf: Vec::new(),
+                },
+            );
         }
         // Fill the current file up to the cap, rotate, go on: no file passes `max_bytes`.
         let mut rest = data;
         while !rest.is_empty() {
-            let size = self.open.get(&(id, stream)).map(|(_, size)| *size).unwrap_or(0);
-            if size >= self.max_bytes {
+            let Some(open) = self.open.get_mut(&(id, stream)) else {
+                break;
+            };
+            if open.size >= self.max_bytes {
+                let flushed = open.flush();
                 self.open.remove(&(id, stream));
-                self.rotate(&path)?;
-                let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                self.open.insert((id, stream), (file, 0));
+                flushed.map_err(named)?;
+                self.rotate(&path).map_err(named)?;
+                let file = open_append(&path).map_err(named)?;
+                self.open.insert(
+                    (id, stream),
+                    Open {
+                        file,
+                        size: 0,
+                        buf: Vec::new(),
+                    },
+                );
                 continue;
             }
-            let take = rest.len().min((self.max_bytes - size) as usize);
-            if let Some((file, size)) = self.open.get_mut(&(id, stream)) {
-                file.write_all(&rest[..take])?;
-                *size += take as u64;
+            let take = rest.len().min((self.max_bytes - open.size) as usize);
+            let piece = &rest[..take];
+            if take >= DIRECT_WRITE_BYTES {
+                open.flush().map_err(named)?;
+                open.file.write_all(piece).map_err(named)?;
+            } else {
+                open.buf.extend_from_slice(piece);
+                if open.buf.len() >= BUFFER_BYTES {
+                    open.flush().map_err(named)?;
+                }
             }
+            open.size += take as u64;
             rest = &rest[take..];
         }
         Ok(())
     }
 
+    /// Writes every file's buffer (the center calls it at the end of each burst).
+    ///
+    /// # Errors
+    /// A write failed (the first error; the other files are written all the same).
+    pub fn flush(&mut self) -> io::Result<()> {
+        let mut first = Ok(());
+        for ((id, stream), open) in &mut self.open {
+            if open.buf.is_empty() {
+                continue;
+            }
+            if let Err(e) = open.flush() {
+                if first.is_ok() {
+                    first = Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "output file of {id} ({}) in {}: {e}",
+                            suffix(*stream),
+                            self.dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        first
+    }
+
+    /// Flushes and closes every file; the next output opens its path again (SIGHUP, after
+    /// logrotate moved the files away).
+    ///
+    /// # Errors
+    /// As [`OutputFiles::flush`]; the files are closed all the same.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let result = self.flush();
+        self.open.clear();
+        result
+    }
+
     fn rotate(&self, path: &Path) -> io::Result<()> {
-        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        let numbered = |n: u32| numbered(path, n);
         if self.backups == 0 {
             return std::fs::remove_file(path);
         }
@@ -136,9 +231,21 @@ impl OutputFiles {
         std::fs::rename(path, numbered(1))
     }
 
-    /// Closes the process's files (it ended).
-    pub fn close(&mut self, id: ProcessId) {
+    /// Flushes and closes the process's files (it ended).
+    ///
+    /// # Errors
+    /// A write failed; the files are closed all the same.
+    pub fn close(&mut self, id: ProcessId) -> io::Result<()> {
+        let mut result = Ok(());
+        for ((pid, _), open) in &mut self.open {
+            if *pid == id {
+                if let Err(e) = open.flush() {
+                    result = Err(e);
+                }
+            }
+        }
         self.open.retain(|(pid, _), _| *pid != id);
+        result
     }
 
     /// Finds processes that have files here, by id prefix or name: (id, name) pairs.
@@ -164,24 +271,63 @@ impl OutputFiles {
         found
     }
 
-    /// The last `lines` lines of a process's file for `stream` (reading at most `limit` bytes
-    /// from its end; rotated files are not read).
+    /// The last `lines` lines of a process's output on `stream`: from its file and, as far as
+    /// they are needed, the rotated `FILE.1`, `FILE.2`, … (reading at most `limit` bytes in
+    /// all, from the newest end).
     ///
     /// # Errors
-    /// The file exists but cannot be read.
+    /// A file exists but cannot be read (the message names it).
     pub fn tail(&self, id: ProcessId, name: &str, stream: Stream, lines: u32, limit: u64) -> io::Result<Vec<u8>> {
-        let mut file = match File::open(self.path(id, name, stream)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        file.seek(SeekFrom::Start(len.saturating_sub(limit)))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
-        let (chunk, offset) = tail_start(std::iter::once(buf.as_slice()), lines);
-        Ok(if chunk == 0 { buf[offset..].to_vec() } else { Vec::new() })
+        let path = self.path(id, name, stream);
+        // Newest first: the file, then .1, .2, …
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let mut left = limit;
+        let mut newlines = 0u64;
+        for n in 0..=self.backups {
+            if left == 0 || newlines > u64::from(lines) {
+                break;
+            }
+            let file_path = if n == 0 { path.clone() } else { numbered(&path, n) };
+            let Some(piece) = read_end(&file_path, left)? else {
+                break;
+            };
+            left -= piece.len() as u64;
+            newlines += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+            pieces.push(piece);
+        }
+        pieces.reverse();
+        let (first, offset) = tail_start(pieces.iter().map(Vec::as_slice), lines);
+        let mut out = Vec::new();
+        for (i, piece) in pieces.iter().enumerate().skip(first) {
+            out.extend_from_slice(if i == first { &piece[offset..] } else { piece });
+        }
+        Ok(out)
     }
+}
+
+/// `FILE.n`.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", path.display()))
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The last `limit` bytes of the file at `path` (all of it when shorter); None when there is
+/// no such file.
+fn read_end(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()));
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(named(e)),
+    };
+    let len = file.metadata().map_err(named)?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(limit))).map_err(named)?;
+    let mut buf = Vec::new();
+    file.take(limit).read_to_end(&mut buf).map_err(named)?;
+    Ok(Some(buf))
 }
 
 #[cfg(test)]
@@ -198,6 +344,7 @@ mod tests {
                 .append(id, "my app", Stream::Stdout, chunk.as_bytes())
                 .expect("append");
         }
+        files.flush().expect("flush");
         let path = files.path(id, "my app", Stream::Stdout);
         assert!(path.ends_with("my_app.00000000000000ab.out"));
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
@@ -206,15 +353,76 @@ mod tests {
         assert_eq!(read(PathBuf::from(format!("{}.2", path.display()))), "bbbbbbbbbb");
         // A chunk larger than the cap is split across files; none passes the cap.
         files.append(id, "my app", Stream::Stdout, &[b'x'; 25]).expect("append");
+        files.flush().expect("flush");
         assert_eq!(read(path.clone()), "xxxxxxx");
         assert_eq!(read(PathBuf::from(format!("{}.1", path.display()))), "xxxxxxxxxx");
         assert_eq!(read(PathBuf::from(format!("{}.2", path.display()))), "ddxxxxxxxx");
         assert!(!PathBuf::from(format!("{}.3", path.display())).exists());
         assert_eq!(files.find("00000000000000"), vec![(id, "my_app".to_string())]);
         assert_eq!(files.find("my_app"), vec![(id, "my_app".to_string())]);
+        // No newline anywhere: the one last line is everything kept.
         assert_eq!(
             files.tail(id, "my app", Stream::Stdout, 1, 1024).expect("tail"),
-            b"xxxxxxx"
+            [b"ddxxxxxxxx".as_slice(), b"xxxxxxxxxx", b"xxxxxxx"].concat()
         );
+    }
+
+    #[test]
+    fn small_chunks_wait_for_flush_and_large_ones_go_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut files = OutputFiles::new(dir.path(), 1 << 30, 2).expect("dir");
+        let id = ProcessId(1);
+        let path = files.path(id, "p", Stream::Stderr);
+        files.append(id, "p", Stream::Stderr, b"small\n").expect("append");
+        assert_eq!(std::fs::read(&path).expect("created"), b"", "buffered until the flush");
+        let large = vec![b'L'; DIRECT_WRITE_BYTES];
+        files.append(id, "p", Stream::Stderr, &large).expect("append");
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            [b"small\n".as_slice(), &large].concat()
+        );
+        files.append(id, "p", Stream::Stderr, b"end\n").expect("append");
+        files.close(id).expect("close flushes");
+        assert!(std::fs::read(&path).expect("read").ends_with(b"Lend\n"));
+    }
+
+    #[test]
+    fn tail_reads_back_through_rotated_files_as_far_as_it_needs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // 10-byte lines, 3 per file: 20 lines end up in .6 … .1 and the file.
+        let mut files = OutputFiles::new(dir.path(), 30, 10).expect("dir");
+        let id = ProcessId(2);
+        let line = |n: usize| format!("line {n:04}\n");
+        for n in 0..20 {
+            files
+                .append(id, "r", Stream::Stdout, line(n).as_bytes())
+                .expect("append");
+        }
+        files.flush().expect("flush");
+        let path = files.path(id, "r", Stream::Stdout);
+        assert!(numbered(&path, 6).exists() && !numbered(&path, 7).exists());
+        let want = |from: usize| (from..20).map(line).collect::<String>().into_bytes();
+        // (lines asked, byte limit, expected first line)
+        for (lines, limit, first) in [
+            (1, 1024, 19),
+            (2, 1024, 18),
+            (7, 1024, 13),
+            (20, 1024, 0),
+            (50, 1024, 0),
+            (5, 30, 17),
+        ] {
+            let got = files.tail(id, "r", Stream::Stdout, lines, limit).expect("tail");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want(first)),
+                "tail -n {lines}, limit {limit}"
+            );
+        }
+        // Moved away and the files reopened: the new file starts empty, the old output stays.
+        files.reopen().expect("reopen");
+        std::fs::rename(&path, dir.path().join("moved")).expect("mv");
+        files.append(id, "r", Stream::Stdout, b"new\n").expect("append");
+        files.flush().expect("flush");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new\n");
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
 use crate::follow::{Followers, Key, Recent};
-use crate::log::{hello_data, output_data, Entry, EventLog, LogTarget};
+use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::table::{cut_hello, Table};
@@ -47,7 +47,9 @@ pub struct Sockets {
 /// What stops the center.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The log could not be written: the center stops rather than lose events silently.
+    /// The log could not be written at start (its `center_start` line). Later write errors
+    /// never stop the center: it stops acknowledging, says so once, and retries (see
+    /// [`crate::log::Health`]).
     #[error("cannot write the event log {target}: {source}")]
     Log {
         /// The log's path (or `-`).
@@ -79,12 +81,17 @@ pub(crate) struct Center {
     output_error_logged: bool,
     /// Peers, their rows, forwards.
     pub(crate) ring: Ring,
-    /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]).
+    /// Watchers owed an Ack for events of the current burst (see [`MAX_BURST`]), kept until
+    /// their lines are written.
     owed_acks: Vec<Identity>,
     /// `ps` answers waiting for their clients' queues (see [`crate::control::MAX_OUTBOXES`]).
     pub(crate) outboxes: Vec<Outbox>,
     /// Ended rows kept across a restart ([`crate::ended`]).
     pub(crate) ended: crate::ended::EndedFile,
+    /// Whether the log is being written, and when to try again when it is not.
+    log_health: Health,
+    /// Processes that ended whose followers get their End once the last lines are written.
+    ends_due: Vec<ProcessId>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -102,11 +109,22 @@ const FELL_BEHIND: &str =
 /// ack was a send, a wake-up and a receive per event on both sides).
 const MAX_BURST: usize = 256;
 
+/// A burst also ends once this many bytes (1 MiB) of log lines wait to be written: the log is
+/// written and the burst's events acknowledged, so a watcher sending 64 KiB chunks gets its
+/// credit back every 16 chunks rather than after 16 MiB (its whole default queue).
+const MAX_BURST_BYTES: usize = 1024 * 1024;
+
 /// Serves the sockets (already bound) until `shutdown` completes, then closes them (removing
 /// ipc socket files) and writes a `center_stop` line with `shutdown`'s output.
 ///
+/// The log and the output files are written once per step of the loop: at the end of each
+/// burst of watcher messages, before the acks (an event is acknowledged only once its line is
+/// written), and after every other step. SIGHUP, through [`EventLog::reopen_handle`], reopens
+/// them.
+///
 /// # Errors
-/// [`Error::Log`] when the log cannot be written; peers' faults are logged, never returned.
+/// [`Error::Log`] when the log cannot be written at start; later write errors are retried,
+/// and peers' faults are logged, never returned.
 pub async fn run(
     sockets: Sockets,
     log: EventLog,
@@ -124,6 +142,7 @@ pub async fn run(
     // the ring rework (issue 14), which replaces these links.
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
+    let reopen = log.reopen_handle();
     let mut center = Center {
         ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()),
         process_tx: process.sender(),
@@ -142,6 +161,8 @@ pub async fn run(
         ring,
         owed_acks: Vec::new(),
         outboxes: Vec::new(),
+        log_health: Health::default(),
+        ends_due: Vec::new(),
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -151,6 +172,12 @@ pub async fn run(
     });
     center.record(Entry::center("center_start", data)).await?;
     center.restore_ended().await?;
+    let mut written = Vec::new();
+    center.log.flush(&mut written).map_err(|source| Error::Log {
+        target: center.log.target().clone(),
+        source,
+    })?;
+    center.keep_lines(written).await;
     center.ring_start();
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
@@ -159,11 +186,19 @@ pub async fn run(
     outbox_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result = loop {
+        let retry = center.log_health.next_attempt();
         let step = tokio::select! {
-            reason = &mut shutdown => break center.record(Entry::center("center_stop", json!({"reason": reason}))).await,
+            reason = &mut shutdown => {
+                let stopped = center.record(Entry::center("center_stop", json!({"reason": reason}))).await;
+                center.flush_at_stop();
+                break stopped;
+            }
             msg = process.recv() => {
                 let mut step = center.on_process(msg).await;
                 for _ in 1..MAX_BURST {
+                    if center.log.unwritten() >= MAX_BURST_BYTES {
+                        break;
+                    }
                     let waiting = tokio::select! {
                         biased;
                         msg = process.recv() => Some(msg),
@@ -174,7 +209,8 @@ pub async fn run(
                         _ => break,
                     }
                 }
-                center.send_owed_acks().await;
+                // Written, then acknowledged.
+                center.flush().await;
                 step
             }
             msg = control.recv() => center.on_control(msg).await,
@@ -189,7 +225,13 @@ pub async fn run(
                 Ok(())
             }
             _ = tick.tick() => center.on_tick().await,
+            () = reopen.requested() => {
+                center.reopen_files().await;
+                Ok(())
+            }
+            () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Ok(()),
         };
+        center.flush().await;
         if let Err(e) = step {
             break Err(e);
         }
@@ -204,18 +246,106 @@ pub async fn run(
 }
 
 impl Center {
-    /// Writes one log line, keeps it for `events`, and streams it to `events -f` clients.
+    /// Records one log line, written by the next [`Center::flush`], which then keeps it for
+    /// `events` and streams it to `events -f` clients. Never fails (the `Result` is for the
+    /// callers' `?`): a line that cannot be kept while the log is failing is counted instead
+    /// (see [`crate::log::MAX_UNWRITTEN_BYTES`]).
     pub(crate) async fn record(&mut self, entry: Entry<'_>) -> Result<(), Error> {
-        let id = entry.id;
-        let line = self.log.write(entry).map_err(|source| Error::Log {
-            target: self.log.target().clone(),
-            source,
-        })?;
+        self.log.write(entry);
+        Ok(())
+    }
+
+    /// Keeps lines just written for `events` and streams them to `events -f` clients.
+    async fn keep_lines(&mut self, written: Vec<(Option<ProcessId>, String)>) {
+        for (id, line) in written {
+            self.keep_line(id, line).await;
+        }
+    }
+
+    /// Keeps a written line for `events` and streams it to `events -f` clients.
+    async fn keep_line(&mut self, id: Option<ProcessId>, line: String) {
         for (key, client) in self.followers.for_event(id) {
             self.stream_to(key, &client, Reply::Event(line.clone())).await;
         }
         self.recent.push(id, line);
-        Ok(())
+    }
+
+    /// Writes what was recorded (output files, then the log) and sends the acks owed for events
+    /// whose lines are now written. A failed log write is said once (stderr, and the log once it
+    /// is writable) and retried after [`Health`]'s backoff; the acks wait.
+    async fn flush(&mut self) {
+        if let Err(e) = self.outputs.flush() {
+            self.output_failed(None, e).await;
+        }
+        let now = Instant::now();
+        if self.log.unwritten() == 0 && !self.log_health.failing() {
+            self.send_owed_acks().await;
+            self.send_due_ends().await;
+            return;
+        }
+        if !self.log_health.due(now) {
+            return;
+        }
+        let mut written = Vec::new();
+        let result = self.log.flush(&mut written);
+        let target = self.log.target().to_string();
+        match (self.log_health.record(now, result.is_ok()), result) {
+            (Change::Failed, Err(e)) => {
+                eprintln!(
+                    "nrv-center: {e}; events are not acknowledged until it can be written (their watchers keep them); retrying"
+                );
+                let data = json!({"log": target, "error": e.to_string()});
+                self.record(Entry::center("log_error", data)).await.ok();
+            }
+            (Change::Recovered(after), _) => {
+                let dropped = self.log.take_dropped();
+                eprintln!(
+                    "nrv-center: the event log {target} is writable again after {:.1} s ({dropped} lines that are not events were dropped meanwhile)",
+                    after.as_secs_f64()
+                );
+                let data = json!({"log": target, "after_secs": after.as_secs_f64(), "dropped_lines": dropped});
+                self.record(Entry::center("log_recovered", data)).await.ok();
+                if let Err(e) = self.log.flush(&mut written) {
+                    self.log_health.record(now, false);
+                    eprintln!("nrv-center: {e}; retrying");
+                }
+            }
+            _ => {}
+        }
+        self.keep_lines(written).await;
+        if !self.log_health.failing() {
+            self.send_owed_acks().await;
+        }
+        self.send_due_ends().await;
+    }
+
+    /// The last write, at stop: what cannot be written now is lost from this log (the events
+    /// among it were never acknowledged, so their watchers send them to the next center).
+    fn flush_at_stop(&mut self) {
+        let _ = self.outputs.flush();
+        let unwritten = self.log.unwritten();
+        if let Err(e) = self.log.flush(&mut Vec::new()) {
+            eprintln!("nrv-center: {e}; {unwritten} bytes of log lines are lost at stop (unacknowledged events among them are resent by their watchers to the next center)");
+        }
+    }
+
+    /// SIGHUP: reopens the log (once everything before is written to the old file) and the
+    /// output files.
+    async fn reopen_files(&mut self) {
+        if let Err(e) = self.outputs.reopen() {
+            self.output_failed(None, e).await;
+        }
+        let mut written = Vec::new();
+        let reopened = self.log.reopen(&mut written);
+        self.keep_lines(written).await;
+        match reopened {
+            Ok(()) => eprintln!(
+                "nrv-center: SIGHUP: reopened the event log {} and the output files in {}",
+                self.log.target(),
+                self.outputs.dir().display()
+            ),
+            Err(e) => eprintln!("nrv-center: SIGHUP: {e}; the log is reopened once it can be written"),
+        }
     }
 
     /// Sends one reply of a stream. A follower that cannot take it (its client is gone, or so
@@ -223,9 +353,24 @@ impl Center {
     /// hear it; the center never waits for it.
     pub(crate) async fn stream_to(&mut self, key: Key, client: &Client, reply: Reply) {
         if !self.reply(client, reply).await && self.followers.remove(key).is_some() {
-            // Its queue is most likely still full: tried again at each tick (see END_RETRIES).
-            if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
-                self.followers.owe_end(client.clone());
+            match client {
+                // Its queue is full: the End goes past the bound as the connection's last
+                // message, and the transport hangs up once it is written (or after a linger),
+                // giving back what the queue held. Its nrv-ctl reads the End, then exits.
+                Client::Control { peer, delimited, req } => {
+                    let frame = encode(&ControlReply {
+                        id: *req,
+                        reply: Reply::End(FELL_BEHIND.into()),
+                    });
+                    let _ = self.control_tx.send_last(peer, *delimited, frame.into());
+                }
+                // A peer center's link carries other clients too: not hung up; the End is
+                // tried again at each tick (see END_RETRIES).
+                Client::Ring { .. } => {
+                    if !self.reply(client, Reply::End(FELL_BEHIND.into())).await {
+                        self.followers.owe_end(client.clone());
+                    }
+                }
             }
         }
     }
@@ -241,9 +386,21 @@ impl Center {
 
     /// Ends every follower of process `id` (it ended, or was listed as ended).
     pub(crate) async fn end_followers(&mut self, id: ProcessId) {
-        for follower in self.followers.remove_of(id) {
-            self.reply(&follower.client, Reply::End("the process ended".into()))
-                .await;
+        // After the process's last lines are written and streamed (see `flush`), so an
+        // `events -f --id` client gets the goodbye line before its End.
+        self.ends_due.push(id);
+    }
+
+    /// Ends the followers of processes that ended, once their last lines are written.
+    async fn send_due_ends(&mut self) {
+        if self.log.unwritten() != 0 || self.ends_due.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.ends_due) {
+            for follower in self.followers.remove_of(id) {
+                self.reply(&follower.client, Reply::End("the process ended".into()))
+                    .await;
+            }
         }
     }
 
@@ -359,7 +516,8 @@ impl Center {
         Ok(())
     }
 
-    /// Acks every watcher that sent events in this burst, once, with its next_seq.
+    /// Acks every watcher that sent events in this burst, once, with its next_seq (called once
+    /// the burst's lines are written).
     async fn send_owed_acks(&mut self) {
         for peer in std::mem::take(&mut self.owed_acks) {
             if let Some(next_seq) = self.table.by_peer(&peer).map(|p| p.next_seq) {
@@ -388,8 +546,13 @@ impl Center {
         Ok(())
     }
 
-    /// Logs and records one event if it is the next expected; ignores duplicates and gaps.
+    /// Logs and records one event if it is the next expected; ignores duplicates and gaps,
+    /// and every event while the log cannot be written (the watcher keeps it and sends it
+    /// again).
     async fn on_event(&mut self, peer: &Identity, event: Event) -> Result<(), Error> {
+        if self.log_health.failing() {
+            return Ok(());
+        }
         let ring_bytes = self.config.ring_bytes;
         let Some(proc) = self.table.by_peer(peer) else {
             return Ok(());
@@ -401,7 +564,6 @@ impl Center {
         }
         proc.next_seq += 1;
         let (id, name) = (proc.id, proc.hello.name.clone());
-        let mut base64 = false;
         let mut output = None;
         let mut ended = false;
         proc.track_stop(&event.kind);
@@ -417,10 +579,8 @@ impl Center {
             EventKind::Output { stream, data } => {
                 proc.output_bytes += data.len() as u64;
                 proc.ring.push(stream, &data, ring_bytes);
-                let (value, b64) = output_data(&data);
-                base64 = b64;
                 output = Some((stream, data));
-                (if stream == Stream::Stdout { "out" } else { "err" }, value)
+                (if stream == Stream::Stdout { "out" } else { "err" }, Value::Null)
             }
             EventKind::Stats(stats) => {
                 proc.stats = Some(stats);
@@ -452,30 +612,35 @@ impl Center {
             EventKind::Paused { signal } => ("paused", json!({"signal": signal.to_string()})),
             EventKind::Continued => ("continued", Value::Null),
         };
-        self.record(Entry {
-            id: Some(id),
-            name: Some(&name),
-            seq: Some(event.seq),
-            kind,
-            data,
-            base64,
-        })
-        .await?;
-        if let Some((stream, data)) = output {
-            if let Err(e) = self.outputs.append(id, &name, stream, &data) {
-                self.output_failed(id, &name, e).await?;
+        if let Some((stream, data)) = &output {
+            // Escaped or base64-encoded straight from the event's bytes into the log's buffer.
+            self.log.write_output(id, &name, event.seq, kind, data);
+            if let Err(e) = self.outputs.append(id, &name, *stream, data) {
+                self.output_failed(Some((id, &name)), e).await;
             }
-            for (key, client) in self.followers.for_output(id, stream) {
+            for (key, client) in self.followers.for_output(id, *stream) {
                 let reply = Reply::Output {
-                    stream,
+                    stream: *stream,
                     data: data.clone(),
                 };
                 self.stream_to(key, &client, reply).await;
             }
+        } else {
+            self.record(Entry {
+                id: Some(id),
+                name: Some(&name),
+                seq: Some(event.seq),
+                kind,
+                data,
+                base64: false,
+            })
+            .await?;
         }
         if ended {
             self.remember_ended(id).await?;
-            self.outputs.close(id);
+            if let Err(e) = self.outputs.close(id) {
+                self.output_failed(Some((id, &name)), e).await;
+            }
             self.end_followers(id).await;
         }
         Ok(())
@@ -483,13 +648,17 @@ impl Center {
 
     /// An output file could not be written: logged once per center run, never fatal (the event
     /// log still holds the output).
-    async fn output_failed(&mut self, id: ProcessId, name: &str, e: std::io::Error) -> Result<(), Error> {
+    async fn output_failed(&mut self, who: Option<(ProcessId, &str)>, e: std::io::Error) {
         if self.output_error_logged {
-            return Ok(());
+            return;
         }
         self.output_error_logged = true;
         let data = json!({"logdir": self.outputs.dir().display().to_string(), "error": e.to_string()});
-        self.record(Entry::process(id, name, "center_error", data)).await
+        let entry = match who {
+            Some((id, name)) => Entry::process(id, name, "center_error", data),
+            None => Entry::center("center_error", data),
+        };
+        self.record(entry).await.ok();
     }
 
     /// A watcher answered a command: pass the outcome on to the client that asked.

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The fields of every `ps --json` object.
-const PS_FIELDS: [&str; 19] = [
+const PS_FIELDS: [&str; 21] = [
     "id",
     "name",
     "argv",
@@ -22,13 +22,15 @@ const PS_FIELDS: [&str; 19] = [
     "state",
     "uptime_secs",
     "cpu_percent",
-    "proc_rss_bytes",
+    "rss_bytes",
     "vms_bytes",
     "threads",
     "exit",
     "ended",
     "output_bytes",
     "stopped_by",
+    "restarts",
+    "argv_cut",
 ];
 
 /// Starts `nrv-open --name NAME sleep 1000` and waits for its child's start line; returns the

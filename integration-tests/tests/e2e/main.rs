@@ -16,6 +16,7 @@ mod ctl_state;
 mod ctl_tail_restart;
 mod curve;
 mod echo;
+mod event_log;
 mod exclusive;
 mod exit_status;
 mod fake_center;
