@@ -247,7 +247,7 @@ impl Command {
     /// [`Error::Spawn`] when the command cannot be started (the center is told, as a FATAL
     /// state, before this returns); [`Error::Setup`] when nrv-open cannot set itself up.
     pub fn spawn(&self) -> Result<Child, Error> {
-        let id = ProcessId(rand::random());
+        let id = ProcessId(crate::sys::random_u64());
         let (requests_tx, requests) = watch::requests();
         let pid_slot = Arc::new(AtomicU32::new(0));
         let (ready_tx, ready) = std_mpsc::channel::<bool>();
@@ -293,7 +293,7 @@ impl Command {
         let (requests_tx, requests) = watch::requests();
         let watched = Watched {
             command: self.clone(),
-            id: ProcessId(rand::random()),
+            id: ProcessId(crate::sys::random_u64()),
             pid_slot: Arc::new(AtomicU32::new(0)),
             requests,
             link_requests: requests_tx,

@@ -28,8 +28,8 @@
 //! # Theory of operation
 //!
 //! One watch runs on one thread: a current-thread tokio runtime (one epoll loop) that owns
-//! the child's pipes, this process's own stdio, the caught signals (tokio's signal driver, a
-//! self-pipe), SIGCHLD, the timers and the center's socket. Its tasks:
+//! the child's pipes, this process's own stdio, the caught signals (a self-pipe of our own,
+//! see `signals`), SIGCHLD, the timers and the center's socket. Its tasks:
 //!
 //! | task | file | job |
 //! |---|---|---|
@@ -44,6 +44,17 @@
 //! terminals are reopened privately, sockets use `MSG_DONTWAIT`, regular files never block).
 //! [`Command::spawn`] (the library form) runs the watch on a thread of its own
 //! (`nrv-watch-ID`), since the caller keeps its own thread.
+//!
+//! Memory: an idle watcher is one thread, about 130 KiB private dirty in the static musl
+//! build and 250 KiB with glibc (BENCHMARKS.md, issue 10). What it holds: the runtime (timer
+//! wheel; an I/O driver whose event buffer is cut from tokio's 1024 events to 32), the tasks,
+//! the center's socket (its buffers start at 1 KiB and grow with traffic), the link's queue
+//! and the Hello. Buffers that only output needs (the pumps' 64 KiB, our stdin's) are made
+//! at first use. Signals come through a self-pipe of our own (`signals`) instead of tokio's
+//! signal driver and its 22 KiB registry. After each connection the link gives back the stack
+//! pages the connect dirtied and glibc's free heap (`sys::release_unused_stack`,
+//! `sys::release_free_memory`). The rest of the stack (28–32 KiB) is the poll chain down to
+//! the socket's driver task, which zmtp spawns unboxed.
 //!
 //! Nothing is lost while a center is there: output is read from the child only against
 //! room in the link's queue (`--queue-bytes`), so a slow center holds the child back in

@@ -201,6 +201,10 @@ struct Link {
     finish: Option<oneshot::Sender<usize>>,
     requests: mpsc::Sender<Request>,
     replies_tx: mpsc::Sender<CommandReply>,
+    /// A connection was just made (which runs deep: the socket spawns its driver task); the
+    /// next tick gives the stack pages that took back ([`crate::sys::release_unused_stack`])
+    /// and the heap's free memory ([`crate::sys::release_free_memory`]).
+    release_stack: bool,
 }
 
 /// Makes the credits and the hold flag for one link; give the [`Gate`] to the pumps and the
@@ -245,6 +249,7 @@ pub async fn run(
         finish: None,
         requests,
         replies_tx,
+        release_stack: false,
     };
     let mut connecting: Option<Connecting> = Some(link.connect());
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -280,7 +285,15 @@ pub async fn run(
                 link.on_center(event);
             },
             Some(reply) = replies.recv() => link.send_control(&WatcherMsg::Reply(reply)),
-            _ = tick.tick() => link.on_tick(),
+            _ = tick.tick() => {
+                link.on_tick();
+                if std::mem::take(&mut link.release_stack) {
+                    // Up here in the loop, not in the connect that made it deep; and the
+                    // heap's free chunks that start-up and the handshake left behind.
+                    crate::sys::release_unused_stack();
+                    crate::sys::release_free_memory();
+                }
+            }
         }
         link.flush();
         link.update_hold();
@@ -371,6 +384,7 @@ impl Link {
     }
 
     fn on_connected(&mut self, dealer: Dealer) {
+        self.release_stack = true;
         let (tx, events) = dealer.split();
         let now = Instant::now();
         self.conn = Some(Conn {

@@ -97,6 +97,25 @@ struct Args {
 }
 
 fn main() {
+    let command = command_line();
+    // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
+    if let Err(e) = nerve_open::reap_all_descendants() {
+        eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");
+    }
+    match command.status() {
+        Ok(outcome) => std::process::exit(outcome.exit_code()),
+        Err(e) => {
+            eprintln!("nrv-open: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+/// The command to run, from argv and the config file (exits on a usage error or `--help`).
+/// In a frame of its own, so that the parsed flags and argv copies are not kept in `main`'s
+/// frame, under the whole watch.
+#[inline(never)]
+fn command_line() -> Box<nerve_open::Command> {
     // Options are text; the command and its arguments are bytes, passed to exec as they are.
     let raw: Vec<OsString> = std::env::args_os().collect();
     let argv: Vec<String> = raw.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -113,18 +132,7 @@ fn main() {
     };
     // The command is the tail of argv (argh's greedy positional): take it unmangled.
     let command_os: Vec<OsString> = raw[raw.len() - args.command.len()..].to_vec();
-    let command = build(args, command_os).unwrap_or_else(|message| usage(&message));
-    // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
-    if let Err(e) = nerve_open::reap_all_descendants() {
-        eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");
-    }
-    match command.status() {
-        Ok(outcome) => std::process::exit(outcome.exit_code()),
-        Err(e) => {
-            eprintln!("nrv-open: {e}");
-            std::process::exit(e.exit_code());
-        }
-    }
+    Box::new(build(args, command_os).unwrap_or_else(|message| usage(&message)))
 }
 
 /// The command line over the config file over the environment over the defaults.

@@ -21,6 +21,11 @@ use zmtp::Endpoint;
 /// Commands that may wait for the supervisor at once (from the center and the handle);
 /// beyond that the center is told to try again.
 const REQUEST_BACKLOG: usize = 16;
+/// Most ready descriptors the event loop takes from one `epoll_wait` (tokio's
+/// `max_io_events_per_tick`, 1024 by default: a 12 KiB event buffer per runtime). A watch
+/// polls fewer than a dozen descriptors (the child's three pipes, our own stdio, the signal
+/// pipe, the center's socket, the runtime's waker); any beyond this wait for the next turn.
+const IO_EVENTS_PER_TICK: usize = 32;
 
 /// The channel of commands for one watch.
 pub fn requests() -> (mpsc::Sender<Request>, mpsc::Receiver<Request>) {
@@ -48,7 +53,11 @@ pub struct Watched {
 /// [`Error::Spawn`] when the first child could not be started, [`Error::Setup`] when the
 /// runtime or the signal handlers could not be set up.
 pub fn run(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_io_events_per_tick(IO_EVENTS_PER_TICK)
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             ready(false);
@@ -57,7 +66,18 @@ pub fn run(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error>
     };
     // Boxed: the whole watch is one large state machine, and block_on moves a future by value
     // through several frames; a pointer keeps those copies off the (dirtied) main stack.
-    runtime.block_on(Box::pin(watch(watched, ready)))
+    runtime.block_on(boxed_watch(watched, ready))
+}
+
+/// The watch's future, made and boxed in a frame of its own: made in `run`, its few KiB
+/// would stay reserved in `run`'s frame under the whole loop, so every poll would run that
+/// much deeper in the stack.
+#[inline(never)]
+fn boxed_watch(
+    watched: Watched,
+    ready: impl FnOnce(bool),
+) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<Outcome, Error>>>> {
+    Box::pin(watch(watched, ready))
 }
 
 async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Error> {
@@ -119,6 +139,10 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
         failures: 0,
         leftover_group: None,
     };
+    // One turn of the loop first: the link starts connecting (for ipc the connect and our
+    // greeting are done at once), so the center reads the greeting while we fork and exec
+    // the child, and the handshake is under way instead of starting after the spawn.
+    tokio::task::yield_now().await;
     let outcome = match supervisor.start("spawned").await {
         Ok(first) => {
             ready(true);

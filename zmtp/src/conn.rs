@@ -81,6 +81,17 @@ impl ConnError {
     }
 }
 
+/// The room to reserve for the next read, after a read of `got` bytes into `room` bytes of
+/// room with `chunk` reserved: doubled (up to [`READ_CHUNK`]) when the read filled all the
+/// room, so a busy peer is soon read in large chunks and an idle one stays small.
+fn next_read_chunk(chunk: usize, got: usize, room: usize) -> usize {
+    if got >= room {
+        (chunk * 2).min(READ_CHUNK)
+    } else {
+        chunk
+    }
+}
+
 /// One frame off the wire.
 pub(crate) struct Frame {
     more: bool,
@@ -100,7 +111,8 @@ pub(crate) struct FrameReader {
     max: u64,
 }
 
-/// How much the reader asks the kernel for at a time, bytes.
+/// Most the reader asks the kernel for at a time, bytes: the size its reads grow to on a
+/// busy connection.
 const READ_CHUNK: usize = 64 * 1024;
 /// Frames at least this large are read into a buffer of their own, bytes.
 const DIRECT_READ: usize = 32 * 1024;
@@ -153,9 +165,7 @@ impl FrameReader {
             }
             Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::Closed)),
             Poll::Ready(Ok(n)) => {
-                if n >= room {
-                    self.want = (self.want * 2).min(READ_CHUNK);
-                }
+                self.want = next_read_chunk(self.want, n, room);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
@@ -856,5 +866,16 @@ mod tests {
         assert_eq!(reader.capacity(), READ_START);
         assert_eq!(reader.buf.len(), READ_START, "the first read fills it");
         assert_eq!(reader.want, 2 * READ_START, "and the next asks for twice as much");
+    }
+
+    #[test]
+    fn the_read_chunk_doubles_only_after_a_full_read_and_stops_at_read_chunk() {
+        assert_eq!(next_read_chunk(READ_START, 20, READ_START), READ_START);
+        assert_eq!(next_read_chunk(READ_START, READ_START, READ_START), 2 * READ_START);
+        let mut chunk = READ_START;
+        for _ in 0..20 {
+            chunk = next_read_chunk(chunk, chunk, chunk);
+        }
+        assert_eq!(chunk, READ_CHUNK);
     }
 }

@@ -6,7 +6,7 @@
 #[cfg_attr(not(target_os = "linux"), path = "other.rs")]
 mod platform;
 
-pub use platform::{become_subreaper, set_parent_death_signal};
+pub use platform::{become_subreaper, release_unused_stack, set_parent_death_signal};
 
 /// This machine's host name (lossy UTF-8), or `"unknown"`.
 pub fn host_name() -> String {
@@ -41,6 +41,28 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// 64 random bits from the kernel (`getrandom(2)`, or `/dev/urandom` where that call is
+/// missing), for a new process id.
+///
+/// Not `rand::random`: its thread-local generator is seeded at first use, and picking its
+/// ChaCha implementation runs CPU feature detection (a dozen `cpuid` instructions, each a
+/// trap of several µs in a virtual machine: 7 % of a static nrv-open's start-up CPU time).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the live local array.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        use std::io::Read as _;
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        if read.is_err() {
+            // No randomness at all: unique enough within one machine for an id.
+            let mixed = now_ms() ^ (u64::from(std::process::id()) << 40);
+            bytes = mixed.to_le_bytes();
+        }
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -20,3 +20,6 @@ pub fn become_subreaper() -> io::Result<()> {
 pub fn set_parent_death_signal(_signal: i32, _parent: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
+
+/// Nothing to give back outside Linux (no `/proc/self/maps` to find the stack in).
+pub fn release_unused_stack() {}
