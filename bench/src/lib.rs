@@ -36,6 +36,7 @@ pub mod samples {
             restarts: 0,
             exit: None,
             argv_cut: None,
+            secret: None,
         })
     }
 

@@ -562,6 +562,7 @@ async fn synthetic_hello(
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await

@@ -170,6 +170,7 @@ impl EndedRow {
             restarts: self.restarts,
             exit: self.exit,
             argv_cut: self.argv_cut,
+            secret: None,
         };
         Process {
             id: self.id,
@@ -193,6 +194,7 @@ impl EndedRow {
             last_sent: now,
             ended_at: Some(now.checked_sub(ago).unwrap_or(now)),
             silent_logged: false,
+            owned: false,
         }
     }
 

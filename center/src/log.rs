@@ -672,6 +672,7 @@ mod tests {
             restarts: 0,
             exit: None,
             argv_cut: None,
+            secret: None,
         };
         let data = hello_data(&hello);
         assert_eq!(data["argv"], json!(["ls", {"base64": "//4="}, "-l"]));

@@ -529,8 +529,11 @@ impl Center {
     async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
         // Logged as kept: cut to the table's bounds, so no log line (nor `events` reply)
         // passes the frame bound whatever a watcher sends.
+        let next_seq = match self.table.hello(peer.clone(), &hello) {
+            Ok(next_seq) => next_seq,
+            Err(why) => return self.refuse_hello(&peer, hello.id, why).await,
+        };
         let hello = cut_hello(&hello);
-        let next_seq = self.table.hello(peer.clone(), &hello);
         let mut data = hello_data(&hello);
         if let Some(full) = hello.argv_cut {
             data["argv_cut"] = full.into();
@@ -543,6 +546,35 @@ impl Center {
             next_seq,
         };
         self.send_watcher(&peer, &CenterMsg::Welcome(welcome)).await;
+        Ok(())
+    }
+
+    /// A hello the table refused ([`crate::table::judge_hello`]): logged as a
+    /// `protocol_error` naming the id it tried (`data.id`; the line's own `id` stays null, as
+    /// the peer does not speak for that process), and the peer told why. The process and its
+    /// real watcher are untouched.
+    async fn refuse_hello(&mut self, peer: &Identity, id: nerve_proto::ProcessId, why: String) -> Result<(), Error> {
+        let error = format!("hello refused: {why}");
+        let data = json!({
+            "endpoint": self.process_ep.clone(),
+            "peer": peer.to_string(),
+            "error": error,
+            "id": id.to_string(),
+        });
+        let entry = Entry {
+            id: None,
+            name: None,
+            seq: None,
+            kind: "protocol_error",
+            data,
+            base64: false,
+        };
+        self.record(entry).await?;
+        // Not necessarily in the table (a failed send then has nothing to forget).
+        let _ = self
+            .process_tx
+            .send(peer, false, encode(&CenterMsg::Error { message: error }))
+            .await;
         Ok(())
     }
 

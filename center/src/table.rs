@@ -3,7 +3,7 @@
 use crate::ring::OutputRing;
 use nerve_proto::{
     cut_argv, cut_str, ControlError, ControlErrorKind, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessInfo,
-    ProcessState, Signal, StateChange, Stats, MAX_HISTORY, MAX_LABEL_BYTES,
+    ProcessState, ResumeSecret, Signal, StateChange, Stats, MAX_HISTORY, MAX_LABEL_BYTES,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -75,6 +75,9 @@ pub struct Process {
     pub ended_at: Option<Instant>,
     /// The center already logged that the watcher went silent.
     pub silent_logged: bool,
+    /// A watcher proved it owns the id (its hello carried the resume secret, see
+    /// [`judge_hello`]): from then on a hello for it without the secret is refused.
+    pub owned: bool,
 }
 
 impl Process {
@@ -174,8 +177,19 @@ pub struct Table {
 impl Table {
     /// Records a hello from `peer`: a new process, or a known one on a new connection.
     /// Returns the next seq the center expects from it. `hello` is kept as [`cut_hello`] cuts
-    /// it (the caller logs the cut one too).
-    pub fn hello(&mut self, peer: Identity, hello: &Hello) -> u64 {
+    /// it (the caller logs the cut one too), without its secret.
+    ///
+    /// # Errors
+    /// Why the hello is refused ([`judge_hello`]); the table is then unchanged.
+    pub fn hello(&mut self, peer: Identity, hello: &Hello) -> Result<u64, String> {
+        let known = self.procs.get(&hello.id).map(|p| Known {
+            owned: p.owned,
+            next_seq: p.next_seq,
+        });
+        let owned = match judge_hello(known, hello.id, hello.secret.as_ref(), hello.next_seq) {
+            Verdict::Accept { owned } => owned,
+            Verdict::Refuse(why) => return Err(why),
+        };
         let hello = &cut_hello(hello);
         let now = Instant::now();
         self.counter += 1;
@@ -206,15 +220,23 @@ impl Table {
             last_sent: now,
             ended_at: None,
             silent_logged: false,
+            owned: false,
         });
-        proc.next_seq = proc.next_seq.max(hello.next_seq);
+        if owned && !proc.owned {
+            // The owner's word beats whatever an unproven hello (or an earlier center's
+            // record) said: only it knows which events are acknowledged.
+            proc.next_seq = hello.next_seq;
+            proc.owned = true;
+        } else {
+            proc.next_seq = proc.next_seq.max(hello.next_seq);
+        }
         proc.last_heard = now;
         proc.silent_logged = false;
         if let Some(old) = proc.peer.replace(peer.clone()) {
             self.peers.remove(&old);
         }
         self.peers.insert(peer, hello.id);
-        proc.next_seq
+        Ok(proc.next_seq)
     }
 
     /// Adds processes that ended before this center started (see [`crate::ended`]), listed
@@ -334,6 +356,8 @@ pub fn cut_hello(hello: &Hello) -> Hello {
         argv,
         argv_cut: hello.argv_cut.or(cut),
         history: Vec::new(),
+        // Never kept nor logged: it is the proof of ownership.
+        secret: None,
         ..hello.clone()
     };
     for s in [&mut kept.name, &mut kept.host, &mut kept.user, &mut kept.version] {
@@ -346,6 +370,61 @@ pub fn cut_hello(hello: &Hello) -> Hello {
         push_history(&mut kept.history, &mut kept.history_dropped, change.clone());
     }
     kept
+}
+
+/// What the table knows of a process when a hello for it arrives: the input of
+/// [`judge_hello`] besides the hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// A watcher proved it owns the id ([`Process::owned`]).
+    pub owned: bool,
+    /// The next seq the center expects ([`Process::next_seq`]).
+    pub next_seq: u64,
+}
+
+/// [`judge_hello`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Take the hello; `owned`: it proved the id is its own (see [`Table::hello`] for the seq).
+    Accept {
+        /// The hello carried the id's resume secret.
+        owned: bool,
+    },
+    /// Refuse it, for this reason (for the watcher's `Error` and the `protocol_error` line).
+    Refuse(String),
+}
+
+/// Decides whether a hello may speak for `id` (issue 12: a process's events belong to its
+/// watcher). `known` is what this center knows of the id, `secret` the hello's resume secret
+/// and `next_seq` its claimed continuation.
+///
+/// | secret | id known | verdict |
+/// |---|---|---|
+/// | owns `id` ([`ResumeSecret::owns`]) | any | accept, owned: the owner's `next_seq` is taken as it is, also after a center restart |
+/// | does not own `id` | any | refuse |
+/// | none | no | accept, not owned (a peer that is not `nrv-open`: every `nrv-open` sends one) |
+/// | none | owned | refuse |
+/// | none | not owned | accept if `next_seq` is at most the expected one, else refuse |
+///
+/// So a hijacker cannot claim a process a watcher proved, nor move an unproven one's
+/// `next_seq` forward (which would make the center acknowledge the real events as
+/// duplicates and drop them). On ipc the peer's uid (SO_PEERCRED, once zmtp's `Incoming`
+/// carries it) would be one more input here: a process would also be bound to the uid that
+/// first proved it.
+pub fn judge_hello(known: Option<Known>, id: ProcessId, secret: Option<&ResumeSecret>, next_seq: u64) -> Verdict {
+    match (secret, known) {
+        (Some(secret), _) if secret.owns(id) => Verdict::Accept { owned: true },
+        (Some(_), _) => Verdict::Refuse(format!("the resume secret does not belong to process {id}")),
+        (None, None) => Verdict::Accept { owned: false },
+        (None, Some(k)) if k.owned => Verdict::Refuse(format!(
+            "process {id} belongs to the watcher that proved it; this hello has no resume secret"
+        )),
+        (None, Some(k)) if next_seq > k.next_seq => Verdict::Refuse(format!(
+            "next_seq {next_seq} for process {id} jumps past {}, the seq this center expects; only its owner (with the resume secret) may",
+            k.next_seq
+        )),
+        (None, Some(_)) => Verdict::Accept { owned: false },
+    }
 }
 
 /// A process a target may name: from this center's table or from a peer's rows.
@@ -413,6 +492,100 @@ mod tests {
     use super::*;
     use nerve_proto::ExitStatus;
 
+    /// Issue 12's accept/refuse decision as a table: (secret, known, next_seq) → verdict.
+    #[test]
+    fn judge_hello_accepts_the_owner_and_refuses_the_rest() {
+        let owner = ResumeSecret([5; 32]);
+        let id = owner.id();
+        let other = ResumeSecret([6; 32]);
+        let owned = Some(Known {
+            owned: true,
+            next_seq: 10,
+        });
+        let unproven = Some(Known {
+            owned: false,
+            next_seq: 10,
+        });
+        let huge = 1 << 62;
+        let accept = |owned| Verdict::Accept { owned };
+        // (secret, known, next_seq, verdict; None: refused)
+        type Case<'a> = (Option<&'a ResumeSecret>, Option<Known>, u64, Option<Verdict>);
+        let cases: [Case; 12] = [
+            // The owner: new, known, after a center restart with a larger next_seq, and
+            // taking over an unproven claim.
+            (Some(&owner), None, 1, Some(accept(true))),
+            (Some(&owner), owned, 10, Some(accept(true))),
+            (Some(&owner), None, 25, Some(accept(true))),
+            (Some(&owner), unproven, 3, Some(accept(true))),
+            // Someone else's secret, wherever.
+            (Some(&other), None, 1, None),
+            (Some(&other), owned, 10, None),
+            (Some(&other), unproven, 1, None),
+            // No secret: a new id, an owned one, an unproven one's continuation and jump.
+            (None, None, huge, Some(accept(false))),
+            (None, owned, 1, None),
+            (None, owned, huge, None),
+            (None, unproven, 10, Some(accept(false))),
+            (None, unproven, 11, None),
+        ];
+        for (n, (secret, known, next_seq, want)) in cases.into_iter().enumerate() {
+            let got = judge_hello(known, id, secret, next_seq);
+            match want {
+                Some(want) => assert_eq!(got, want, "case {n}"),
+                None => assert!(matches!(got, Verdict::Refuse(_)), "case {n}: {got:?}"),
+            }
+        }
+        assert_eq!(
+            judge_hello(owned, id, None, huge),
+            Verdict::Refuse(format!(
+                "process {id} belongs to the watcher that proved it; this hello has no resume secret"
+            ))
+        );
+        assert_eq!(
+            judge_hello(None, id, Some(&other), 1),
+            Verdict::Refuse(format!("the resume secret does not belong to process {id}"))
+        );
+    }
+
+    /// The table side: a refused hello leaves the owner's row and connection as they were,
+    /// the owner's next_seq beats an unproven claim's, and the secret is not kept.
+    #[test]
+    fn a_refused_hello_changes_nothing() {
+        let owner = ResumeSecret([5; 32]);
+        let victim = Hello {
+            id: owner.id(),
+            secret: Some(owner),
+            ..process().hello
+        };
+        let (w1, w2) = (
+            Identity(bytes::Bytes::from_static(b"w1")),
+            Identity(bytes::Bytes::from_static(b"w2")),
+        );
+        let mut table = Table::default();
+        assert_eq!(table.hello(w1.clone(), &victim), Ok(1));
+        table.by_peer(&w1).expect("bound").next_seq = 4;
+        let hijack = Hello {
+            next_seq: 1 << 62,
+            secret: None,
+            ..victim.clone()
+        };
+        assert!(table.hello(w2.clone(), &hijack).is_err());
+        let p = table.get(owner.id()).expect("kept");
+        assert_eq!((p.next_seq, p.peer.as_ref(), p.owned), (4, Some(&w1), true));
+        assert_eq!(p.hello.secret, None, "the secret is not kept");
+        assert!(table.by_peer(&w2).is_none());
+
+        // Before the owner is back (a new center): an unproven claim, then the owner.
+        let mut table = Table::default();
+        assert_eq!(table.hello(w2.clone(), &hijack), Ok(1 << 62));
+        let back = Hello {
+            next_seq: 25,
+            ..victim.clone()
+        };
+        assert_eq!(table.hello(w1.clone(), &back), Ok(25), "the owner's word wins");
+        assert!(table.hello(w2, &hijack).is_err(), "and the claim is over");
+    }
+
     const STOP: Signal = Signal(19);
     const TSTP: Signal = Signal(20);
     const TTIN: Signal = Signal(21);
@@ -439,10 +612,11 @@ mod tests {
             restarts: 0,
             exit: None,
             argv_cut: None,
+            secret: None,
         };
         let mut table = Table::default();
         let peer = Identity(bytes::Bytes::from_static(b"w1"));
-        table.hello(peer, &hello);
+        table.hello(peer, &hello).expect("a new id is accepted");
         table.get(hello.id).expect("just said hello").clone()
     }
 
@@ -577,7 +751,9 @@ mod tests {
         // The table keeps the cut hello.
         let mut table = Table::default();
         let hello = big_hello();
-        table.hello(Identity(bytes::Bytes::from_static(b"w2")), &hello);
+        table
+            .hello(Identity(bytes::Bytes::from_static(b"w2")), &hello)
+            .expect("a new id is accepted");
         let p = table.get(hello.id).expect("said hello");
         assert_eq!(p.hello.argv_cut, Some(80 * 1024 + 1));
         assert_eq!((p.history.len(), p.history_dropped), (MAX_HISTORY, 57));
@@ -594,7 +770,9 @@ mod tests {
         h.argv = vec![OsBytes(vec![0xff; 16]); 10_000];
         h.name = "\u{1}".repeat(5000);
         let mut table = Table::default();
-        table.hello(Identity(bytes::Bytes::from_static(b"w9")), &h);
+        table
+            .hello(Identity(bytes::Bytes::from_static(b"w9")), &h)
+            .expect("a new id is accepted");
         let p = table.get(h.id).expect("said hello");
         let mut p = p.clone();
         for n in 0..2 * MAX_HISTORY {
@@ -769,7 +947,9 @@ mod tests {
                 ..process().hello
             };
             let mut table = Table::default();
-            table.hello(Identity(bytes::Bytes::from_static(b"w2")), &hello);
+            table
+                .hello(Identity(bytes::Bytes::from_static(b"w2")), &hello)
+                .expect("a new id is accepted");
             let row = table.get(hello.id).expect("said hello").info("c", Instant::now(), true);
             assert_eq!(row.history, history, "{state:?}");
             assert_eq!((row.history_dropped, row.restarts), (3, 5), "{state:?}");

@@ -36,6 +36,7 @@ fn hello(id: ProcessId) -> Hello {
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     }
 }
 

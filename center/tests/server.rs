@@ -234,6 +234,7 @@ fn hello(id: u64, name: &str) -> Hello {
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     }
 }
 
@@ -830,4 +831,43 @@ async fn a_watchers_answer_is_passed_on_cut() {
         other => panic!("send --eof answered {other:?}"),
     }
     center.stop().await;
+}
+
+/// A hello without a secret cannot move a known process's next_seq forward (issue 12): the
+/// impostor is refused with the reason, and the watcher's next events are still recorded
+/// (acked one by one, not as duplicates).
+#[tokio::test]
+async fn a_hello_that_jumps_a_known_processes_next_seq_is_refused() {
+    let center = TestCenter::start().await;
+    let mut w = Watcher::start(&center, hello(0xb1, "real")).await;
+    w.state(ProcessState::Running, "up").await;
+    w.state(ProcessState::Running, "still up").await;
+
+    let dealer = Dealer::connect(&center.process, b"impostor", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", center.process));
+    let (mut tx, mut rx) = dealer.split();
+    let jump = Hello {
+        next_seq: 1 << 62,
+        ..hello(0xb1, "impostor")
+    };
+    tx.send(encode(&WatcherMsg::Hello(jump))).await.expect("queued");
+    let answer = loop {
+        match tokio::time::timeout(WAIT, rx.next()).await {
+            Ok(DealerEvent::Message(frame)) => break decode::<CenterMsg>(&frame),
+            Ok(DealerEvent::Reconnected) => continue,
+            other => panic!("no answer to the impostor within {WAIT:?}: {other:?}"),
+        }
+    };
+    let message = match answer {
+        Ok(CenterMsg::Error { message }) => message,
+        other => panic!("the impostor got {other:?}"),
+    };
+    assert_eq!(
+        message,
+        "hello refused: next_seq 4611686018427387904 for process 00000000000000b1 jumps past 3, the seq this center expects; only its owner (with the resume secret) may"
+    );
+    // The real watcher goes on where it was: seq 3 is recorded and acked with 4.
+    w.state(ProcessState::Running, "after the impostor").await;
+    assert_eq!(w.seq, 4);
 }

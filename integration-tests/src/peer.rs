@@ -44,5 +44,6 @@ pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello 
         restarts: 0,
         exit: None,
         argv_cut: None,
+        secret: None,
     }
 }

@@ -10,7 +10,7 @@ use crate::watch::{self, Watched};
 use crate::{
     Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT,
 };
-use nerve_proto::{Hello, OsBytes, ProcessId, Signal, NERVE_VERSION};
+use nerve_proto::{Hello, OsBytes, ResumeSecret, Signal, NERVE_VERSION};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
@@ -247,7 +247,9 @@ impl Command {
     /// [`Error::Spawn`] when the command cannot be started (the center is told, as a FATAL
     /// state, before this returns); [`Error::Setup`] when nrv-open cannot set itself up.
     pub fn spawn(&self) -> Result<Child, Error> {
-        let id = ProcessId(crate::sys::random_u64());
+        // The id is derived from the secret, so only this watcher can prove it owns it.
+        let secret = crate::sys::random_secret();
+        let id = secret.id();
         let (requests_tx, requests) = watch::requests();
         let pid_slot = Arc::new(AtomicU32::new(0));
         let (ready_tx, ready) = std_mpsc::channel::<bool>();
@@ -255,6 +257,7 @@ impl Command {
         let watched = Watched {
             command: self.clone(),
             id,
+            secret,
             pid_slot: pid_slot.clone(),
             requests,
             link_requests: requests_tx.clone(),
@@ -291,9 +294,11 @@ impl Command {
     /// As [`Command::spawn`].
     pub fn status(&self) -> Result<Outcome, Error> {
         let (requests_tx, requests) = watch::requests();
+        let secret = crate::sys::random_secret();
         let watched = Watched {
             command: self.clone(),
-            id: ProcessId(crate::sys::random_u64()),
+            id: secret.id(),
+            secret,
             pid_slot: Arc::new(AtomicU32::new(0)),
             requests,
             link_requests: requests_tx,
@@ -301,8 +306,9 @@ impl Command {
         watch::run(watched, |_| {})
     }
 
-    /// The Hello for process `id`: argv and cwd as bytes, exactly as the kernel takes them.
-    pub(crate) fn hello(&self, id: ProcessId) -> Hello {
+    /// The Hello for the process `secret` owns (its id is `secret.id()`, and the secret is
+    /// presented in every hello): argv and cwd as bytes, exactly as the kernel takes them.
+    pub(crate) fn hello(&self, secret: ResumeSecret) -> Hello {
         let argv = std::iter::once(&self.spec.program)
             .chain(&self.spec.args)
             .map(|a| OsBytes::from(a.as_os_str()))
@@ -319,7 +325,7 @@ impl Command {
             None => std::env::current_dir().unwrap_or_default(),
         };
         Hello {
-            id,
+            id: secret.id(),
             name: self.name.clone().unwrap_or(default_name),
             argv,
             cwd: OsBytes::from(cwd.as_os_str()),
@@ -338,6 +344,7 @@ impl Command {
             restarts: 0,
             exit: None,
             argv_cut,
+            secret: Some(secret),
         }
     }
 }

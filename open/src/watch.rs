@@ -11,7 +11,7 @@ use crate::signals::Signals;
 use crate::stdio::{self, chunk_size, StdinRouter};
 use crate::supervisor::{Supervisor, DRAIN_TIMEOUT};
 use crate::{sys, tty, Error, Outcome};
-use nerve_proto::{EventKind, ExitStatus, ProcessId, ProcessState};
+use nerve_proto::{EventKind, ExitStatus, ProcessId, ProcessState, ResumeSecret};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,10 @@ pub fn requests() -> (mpsc::Sender<Request>, mpsc::Receiver<Request>) {
 pub struct Watched {
     /// What to run and how.
     pub command: Command,
-    /// Its process id.
+    /// Its process id, `secret.id()`.
     pub id: ProcessId,
+    /// The proof that `id` is this watcher's, sent in every hello.
+    pub secret: ResumeSecret,
     /// The running child's pid (0: none), for the handle.
     pub pid_slot: Arc<AtomicU32>,
     /// Commands to the supervisor.
@@ -90,6 +92,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     let Watched {
         command,
         id,
+        secret,
         pid_slot,
         requests,
         link_requests,
@@ -104,7 +107,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     };
     let config = LinkConfig {
         endpoint: command.endpoint.clone(),
-        hello: command.hello(id),
+        hello: command.hello(secret),
         ping_interval: command.ping_interval,
         queue_bytes: command.queue_bytes,
         security: command.security.clone(),

@@ -29,6 +29,11 @@
 //! may be logged twice across a center restart; it then carries the same `(id, seq)` both
 //! times.
 //!
+//! A hello speaks for its process only with the proof: [`Hello::secret`], the
+//! [`ResumeSecret`] the id is derived from. A center refuses a hello for an id a watcher has
+//! proved without it, and one without a secret that would move an unproved id's `next_seq`
+//! forward, so no peer can make the center drop a watcher's events as duplicates.
+//!
 //! Both sides send [`WatcherMsg::Heartbeat`] / [`CenterMsg::Heartbeat`] when idle, so a dead
 //! peer is noticed within a few heartbeat intervals.
 #![warn(missing_docs)]
@@ -36,6 +41,7 @@
 
 mod codec;
 mod control;
+mod resume;
 mod ring;
 mod signal;
 mod watcher;
@@ -45,6 +51,7 @@ pub use control::{
     ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange,
     VersionInfo, MAX_REPLY_BYTES,
 };
+pub use resume::ResumeSecret;
 pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{

@@ -9,8 +9,9 @@ use std::str::FromStr;
 /// Larger reads are split; smaller ones are sent as they arrive, never held back.
 pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
 
-/// A watched process's id: 64 random bits chosen by the watcher, unique across restarts of the
-/// child. Written as 16 lower-case hex digits (`"3f9a0c2e11d04b7a"`).
+/// A watched process's id: 64 bits chosen by the watcher, unique across restarts of the
+/// child; `nrv-open` derives it from its random [`crate::ResumeSecret`] (so only it can prove
+/// the id is its own). Written as 16 lower-case hex digits (`"3f9a0c2e11d04b7a"`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProcessId(pub u64);
 
@@ -96,6 +97,11 @@ pub struct Hello {
     /// rest are left out): the full command line's size, bytes (sum of the arguments'
     /// lengths). `None` when `argv` is whole.
     pub argv_cut: Option<u64>,
+    /// The watcher's resume secret: the proof that it owns [`Hello::id`], presented in every
+    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello for a
+    /// process it knows as owned without it. `None` only from peers that are not `nrv-open`
+    /// (tests, tools); such a hello is accepted for an id the center does not know yet.
+    pub secret: Option<crate::ResumeSecret>,
 }
 
 /// State changes a watcher sends in its hello and a center keeps per process: the last 100

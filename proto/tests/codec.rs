@@ -36,6 +36,7 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
             restarts: 0,
             exit: None,
             argv_cut: None,
+            secret: None,
         }),
         event(1, EventKind::Started { pid: 42 }),
         event(

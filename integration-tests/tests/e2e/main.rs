@@ -21,6 +21,7 @@ mod exclusive;
 mod exit_status;
 mod fake_center;
 mod garbage;
+mod hijack;
 mod library;
 mod no_center;
 mod output;

@@ -162,6 +162,7 @@ mod tests {
             restarts: 0,
             exit: None,
             argv_cut: None,
+            secret: None,
         }
     }
 

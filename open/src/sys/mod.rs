@@ -43,8 +43,19 @@ pub fn release_free_memory() {
     }
 }
 
+/// A new resume secret: 256 random bits from the kernel, as four [`random_u64`] draws; the
+/// process id is derived from it ([`nerve_proto::ResumeSecret::id`]).
+pub fn random_secret() -> nerve_proto::ResumeSecret {
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&random_u64().to_le_bytes());
+    }
+    nerve_proto::ResumeSecret(bytes)
+}
+
 /// 64 random bits from the kernel (`getrandom(2)`, or `/dev/urandom` where that call is
-/// missing), for a new process id.
+/// missing), for a new resume secret. With neither (no Linux does that) the bits are the
+/// time and pid: unique on one machine, but then the secret is guessable.
 ///
 /// Not `rand::random`: its thread-local generator is seeded at first use, and picking its
 /// ChaCha implementation runs CPU feature detection (a dozen `cpuid` instructions, each a
