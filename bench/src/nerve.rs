@@ -628,9 +628,15 @@ pub fn ps_synthetic(bins: &Bins, n: usize, runs: usize) -> Result<Vec<f64>, Stri
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let holder = std::thread::spawn(move || hold_synthetic(&endpoint, n, ready_tx, stop_rx));
     let ready = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .map_err(|e| format!("{n} synthetic hellos: {e}"))
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| format!("{n} synthetic hellos got no Welcome within 20 s: {e}"))
         .and_then(|r| r);
+    if ready.is_err() {
+        // The holder may wait for its Welcomes for ever (a center that does not understand
+        // this harness's Hello): leave its thread behind rather than join it.
+        drop(center);
+        return Err(ready.err().unwrap_or_default());
+    }
     let times = ready.and_then(|()| {
         util::wait_for(
             &format!("ps to list {n} synthetic processes"),
