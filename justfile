@@ -49,6 +49,23 @@ bench-peers *ARGS:
     cargo bench -p nerve-bench --bench proto
     target/release/nerve-bench run --bin target/release --notes bench/NOTES.md --peers "$venv" {{ARGS}}
 
+# Issue 11's set, the center under load, every program at its default settings: capture of
+# 256 MiB of NULs and of text lines (direct `cat > file`, supervisord and Circus in the same
+# run), center ingest from 1/10/100 synthetic watchers, `nrv-ctl ps --json` with 1000
+# processes (peers: their status with 1000). Rewrites only its own part of BENCHMARKS.md
+# (between the `nerve-bench load` markers). `just bench-load --quick` for a short run;
+# `just bench-load --compare DIR` also measures the binaries in DIR (an earlier build, with its
+# nerve-bench) in the same runs, for a before/after table.
+bench-load *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=$(mktemp -d /tmp/nerve-peers-XXXXXX)
+    trap 'rm -rf "$venv"' EXIT
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet supervisor circus
+    cargo build --release --bins
+    target/release/nerve-bench load --bin target/release --peers "$venv" {{ARGS}}
+
 # The same as bench-peers on the static musl binaries (target/static, from bench/static.sh).
 bench-static *ARGS:
     #!/usr/bin/env bash

@@ -3,18 +3,24 @@
 //!
 //! ```text
 //! nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]
-//! nerve-bench write BYTES [--stamp FILE]     the capture workload: text lines to stdout
-//! nerve-bench ingest WATCHERS EVENTS [--bin DIR]   one center-ingest run (for profiling)
+//! nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]   issue 11's set: the
+//!     center under load (capture of NULs and text, ingest, ps with 1000), as one section of
+//!     BENCHMARKS.md
+//! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
+//! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
+//! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
-use nerve_bench::peers::{Kind, Peer};
+use nerve_bench::peers::{Capture, Kind, Peer};
 use nerve_bench::samples;
 use nerve_bench::util::{self, median, TempDir};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+mod load;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -24,7 +30,9 @@ fn main() {
         Some("write") => write_lines(&args[1..]),
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench write BYTES [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR]".into()),
+        Some("load") => load::main(&args[1..]),
+        Some("hold") => hold(&args[1..]),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
@@ -32,47 +40,77 @@ fn main() {
     }
 }
 
-/// `nerve-bench ingest WATCHERS EVENTS [--bin DIR]`: one ingest run, for profiling the center.
+/// `nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]`: one ingest run on a
+/// fresh center, or on the center already at ENDPOINT (one started under perf or valgrind).
 fn ingest_only(args: &[String]) -> Result<(), String> {
-    let num = |i: usize| {
-        args.get(i)
-            .and_then(|a| a.parse::<u64>().ok())
-            .ok_or("ingest WATCHERS EVENTS [--bin DIR]")
-    };
-    let (watchers, events) = (num(0)? as usize, num(1)?);
-    let dir = match (args.get(2).map(String::as_str), args.get(3)) {
-        (Some("--bin"), Some(d)) => PathBuf::from(d),
-        _ => PathBuf::from("target/release"),
-    };
+    let usage = "ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]";
+    let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).ok_or(usage);
+    let (watchers, events) = (num(0)?.max(1) as usize, num(1)?);
     let per = events / watchers as u64;
-    let secs = nerve::ingest_once(&Bins::in_dir(&dir)?, watchers, per)?;
+    let run = match (args.get(2).map(String::as_str), args.get(3)) {
+        (Some("--endpoint"), Some(e)) => nerve::drive_ingest(e, None, watchers, per)?,
+        (Some("--bin"), Some(d)) => nerve::ingest_run(&Bins::in_dir(Path::new(d))?, watchers, per)?,
+        (None, _) => nerve::ingest_run(&Bins::in_dir(Path::new("target/release"))?, watchers, per)?,
+        _ => return Err(usage.into()),
+    };
+    // The first words stay "N watchers: R events/s": `load --compare` reads them from an older
+    // build's harness.
     println!(
-        "{watchers} watchers: {:.0} events/s",
-        (per * watchers as u64) as f64 / secs
+        "{watchers} watchers: {:.0} events/s (harness CPU: {:.2} cores busy)",
+        (per * watchers as u64) as f64 / run.secs,
+        run.harness_cpu / run.secs
     );
     Ok(())
 }
 
-/// Writes BYTES of 128-byte text lines to stdout in 64 KiB writes; with `--stamp FILE`, first
-/// writes the monotonic clock (ns) to FILE.
+/// `nerve-bench hold N --endpoint ENDPOINT`: N synthetic watchers of running sleeps connect to
+/// the center at ENDPOINT and stay until this process is killed; prints `ready` once all have
+/// their Welcome (for profiling `ps` with many processes).
+fn hold(args: &[String]) -> Result<(), String> {
+    let usage = "hold N --endpoint ENDPOINT";
+    let n: usize = args.first().and_then(|a| a.parse().ok()).ok_or(usage)?;
+    let endpoint = match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("--endpoint"), Some(e)) => e.clone(),
+        _ => return Err(usage.into()),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = std::thread::spawn(move || nerve::hold_synthetic(&endpoint, n, ready_tx, stop_rx));
+    ready_rx.recv().map_err(|e| e.to_string())??;
+    println!("ready");
+    let _ = holder.join();
+    Ok(())
+}
+
+/// Writes BYTES to stdout in writes of about 64 KiB: text lines of 128 bytes, or of N bytes with
+/// `--line N`, or NUL bytes with `--zeros`; with `--stamp FILE`, first writes the monotonic
+/// clock (ns) to FILE.
 fn write_lines(args: &[String]) -> Result<(), String> {
     let start = util::mono_ns();
     let bytes: u64 = args
         .first()
         .and_then(|b| b.parse().ok())
         .ok_or("write: BYTES expected")?;
-    if let (Some("--stamp"), Some(path)) = (args.get(1).map(String::as_str), args.get(2)) {
-        std::fs::write(path, start.to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let (mut line_len, mut zeros) = (128usize, false);
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--stamp" => {
+                let path = it.next().ok_or("--stamp needs a file")?;
+                std::fs::write(path, start.to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+            }
+            "--line" => {
+                line_len = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n >= 24)
+                    .ok_or("--line needs a length of at least 24 bytes")?;
+            }
+            "--zeros" => zeros = true,
+            other => return Err(format!("write: unknown option {other}")),
+        }
     }
-    let mut block = Vec::with_capacity(64 * 1024);
-    let mut n = 0u64;
-    while block.len() < 64 * 1024 {
-        let line = format!("nerve bench line {n:08} ");
-        block.extend_from_slice(line.as_bytes());
-        block.resize(block.len() + 127 - line.len(), b'x');
-        block.push(b'\n');
-        n += 1;
-    }
+    let block = write_block(line_len, zeros);
     let mut out = std::io::stdout().lock();
     let mut left = bytes;
     while left > 0 {
@@ -84,6 +122,25 @@ fn write_lines(args: &[String]) -> Result<(), String> {
     }
     let _ = out.flush();
     Ok(())
+}
+
+/// One write of the capture workload: 64 KiB of NULs, or whole numbered text lines of
+/// `line_len` bytes (`nerve bench line 00000042 xxx…\n`), 64 KiB or just over.
+fn write_block(line_len: usize, zeros: bool) -> Vec<u8> {
+    const BLOCK: usize = 64 * 1024;
+    if zeros {
+        return vec![0; BLOCK];
+    }
+    let mut block = Vec::with_capacity(BLOCK + line_len);
+    let mut n = 0u64;
+    while block.len() < BLOCK {
+        let line = format!("nerve bench line {n:08} ");
+        block.extend_from_slice(line.as_bytes());
+        block.resize(block.len() + line_len - 1 - line.len(), b'x');
+        block.push(b'\n');
+        n += 1;
+    }
+    block
 }
 
 struct Options {
@@ -239,7 +296,14 @@ fn run(o: Options) -> Result<(), String> {
     let cap_peers: Vec<(Kind, Option<Peer>)> = kinds
         .iter()
         .map(|&k| {
-            let p = Peer::start(k, &venv, &bins.bench, 1, r.capture, r.capture_bytes);
+            let captures: Vec<Capture> = (0..r.capture)
+                .map(|run| Capture {
+                    name: format!("cap{run}"),
+                    command: format!("{} write {}", bins.bench.display(), r.capture_bytes),
+                    defaults: false,
+                })
+                .collect();
+            let p = Peer::start(k, &venv, 1, &captures);
             (k, errors.keep(&format!("capture: start {}", k.name()), p))
         })
         .collect();
@@ -375,10 +439,7 @@ fn run(o: Options) -> Result<(), String> {
             capture: Fig::of(&peer_cap[i]),
             ..PeerFigs::default()
         };
-        if let Some(p) = errors.keep(
-            &format!("{} start", k.name()),
-            Peer::start(k, &venv, &bins.bench, 100, 0, 0),
-        ) {
+        if let Some(p) = errors.keep(&format!("{} start", k.name()), Peer::start(k, &venv, 100, &[])) {
             f.version = p.version();
             let mut times = Vec::new();
             for run in 0..r.spawn100 {

@@ -3,7 +3,9 @@
 //! protocol through the same zmtp crate nrv-open uses.
 
 use crate::util::{self, Guard, TempDir};
-use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, Hello, ProcessId, Stream, WatcherMsg, NERVE_VERSION};
+use nerve_proto::{
+    decode, encode, CenterMsg, Event, EventKind, Hello, ProcessId, ProcessState, Stream, WatcherMsg, NERVE_VERSION,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,12 +63,23 @@ pub struct Center {
 }
 
 impl Center {
-    /// Starts a center with ipc endpoints in a new directory and waits until it is bound.
+    /// Starts a center with ipc endpoints in a new directory and waits until it is bound;
+    /// output files rotate at [`LOG_MAXBYTES`].
     pub fn start(bins: &Bins, tag: &str) -> Result<Center, String> {
+        Center::start_with(bins, tag, &["--log-maxbytes", &LOG_MAXBYTES.to_string()])
+    }
+
+    /// The same with nrv-center's default settings (output files rotate at 50 MiB, 10 kept).
+    pub fn start_defaults(bins: &Bins, tag: &str) -> Result<Center, String> {
+        Center::start_with(bins, tag, &[])
+    }
+
+    /// A center named `bench` with `nerve.log` and `logs/` in a new directory, and `settings`.
+    fn start_with(bins: &Bins, tag: &str, settings: &[&str]) -> Result<Center, String> {
         let dir = TempDir::new(tag);
         let child = util::command(&bins.center, dir.path())
-            .args(["-n", "bench", "-l", "nerve.log", "--logdir", "logs", "--log-maxbytes"])
-            .arg(LOG_MAXBYTES.to_string())
+            .args(["-n", "bench", "-l", "nerve.log", "--logdir", "logs"])
+            .args(settings)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bins.center.display()))?;
         let center = Center {
@@ -321,6 +334,72 @@ fn capture_with(center: &mut Center, name: &str, options: &[&str], bytes: u64) -
     }
 }
 
+/// One capture run with the default settings of nrv-center and nrv-open.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureRun {
+    /// Seconds from the writer's first instruction to the last byte in the output files, when
+    /// every byte got there.
+    pub secs: Option<f64>,
+    /// Bytes in the output file and its rotated copies after the writer ended.
+    pub kept: u64,
+    /// Bytes the center wrote to nerve.log meanwhile.
+    pub log_bytes: u64,
+    /// CPU seconds (user + system) the center used meanwhile.
+    pub center_cpu: f64,
+}
+
+/// `nrv-open --name NAME -- nerve-bench write BYTES WRITER… --stamp …` under a fresh center,
+/// both with their default settings (the center's output files rotate at 50 MiB and keep 10,
+/// nrv-open queues 16 MiB and holds the writer back when that is full).
+pub fn capture_fresh(bins: &Bins, name: &str, writer: &[&str], bytes: u64) -> Result<CaptureRun, String> {
+    let mut center = Center::start_defaults(bins, name)?;
+    let log = center.dir().join("nerve.log");
+    let log_size = || std::fs::metadata(&log).map_or(0, |m| m.len());
+    let (log0, cpu0) = (log_size(), util::cpu_secs(center.pid()).unwrap_or(0.0));
+    let stamp = center.dir().join(format!("{name}.stamp"));
+    let count = bytes.to_string();
+    let bench = bins.bench.to_str().unwrap_or_default();
+    let mut args = vec!["--", bench, "write", &count];
+    args.extend_from_slice(writer);
+    args.extend(["--stamp", stamp.to_str().unwrap_or_default()]);
+    let pid = center.open(name, &args)?;
+    let logs = center.dir().join("logs");
+    let prefix = format!("{name}.");
+    let mut file = None;
+    let size = |file: &mut Option<PathBuf>| {
+        if file.is_none() {
+            *file = util::find_file(&logs, &prefix, ".out");
+        }
+        file.as_deref().map_or(0, util::rotated_size)
+    };
+    let done = util::wait_bytes(
+        || size(&mut file),
+        bytes,
+        Duration::from_secs(300),
+        || util::pid_gone(pid),
+    );
+    let center_cpu = util::cpu_secs(center.pid()).unwrap_or(0.0) - cpu0;
+    let _ = util::wait_for(
+        "nrv-open to exit",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || util::pid_gone(pid).then_some(()),
+    );
+    let kept = size(&mut file);
+    let log_bytes = log_size() - log0;
+    let secs = match done {
+        Ok(done) => Some((done - read_stamp(&stamp)?) as f64 / 1e9),
+        Err(_) if kept > 0 => None,
+        Err(e) => return Err(e),
+    };
+    Ok(CaptureRun {
+        secs,
+        kept,
+        log_bytes,
+        center_cpu,
+    })
+}
+
 /// The writer's start stamp (monotonic ns).
 pub fn read_stamp(path: &Path) -> Result<u64, String> {
     std::fs::read_to_string(path)
@@ -333,11 +412,19 @@ pub fn read_stamp(path: &Path) -> Result<u64, String> {
 /// The baseline: the same writer piped to `cat > file`; seconds from the writer's first
 /// instruction to the file holding every byte.
 pub fn direct_once(bench: &Path, dir: &Path, run: usize, bytes: u64) -> Result<f64, String> {
-    let stamp = dir.join(format!("direct{run}.stamp"));
-    let file = dir.join(format!("direct{run}.out"));
+    direct_with(bench, dir, &format!("direct{run}"), &[], bytes)
+}
+
+/// [`direct_once`] with the writer's options `writer` (`--zeros`, `--line N`), in files named
+/// `NAME.*`.
+pub fn direct_with(bench: &Path, dir: &Path, name: &str, writer: &[&str], bytes: u64) -> Result<f64, String> {
+    let stamp = dir.join(format!("{name}.stamp"));
+    let file = dir.join(format!("{name}.out"));
     let out = std::fs::File::create(&file).map_err(|e| e.to_string())?;
     let mut writer = util::command(bench, dir)
-        .args(["write", &bytes.to_string(), "--stamp"])
+        .args(["write", &bytes.to_string()])
+        .args(writer)
+        .arg("--stamp")
         .arg(&stamp)
         .stdout(Stdio::piped())
         .spawn()
@@ -365,15 +452,40 @@ const INGEST_WINDOW: u64 = 256;
 /// [`INGEST_EVENT_BYTES`] to a fresh center; seconds from the start signal to the last ack
 /// (the center acks an event after writing it to nerve.log and the output file).
 pub fn ingest_once(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<f64, String> {
-    let center = Center::start(bins, "ingest")?;
-    let endpoint: zmtp::Endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    ingest_run(bins, watchers, per_watcher).map(|r| r.secs)
+}
+
+/// What one ingest run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestRun {
+    /// Seconds from the start signal to the last ack.
+    pub secs: f64,
+    /// CPU seconds (user + system) the center used meanwhile.
+    pub center_cpu: f64,
+    /// CPU seconds the harness (the synthetic watchers) used meanwhile: on a machine with few
+    /// cores they compete with the center.
+    pub harness_cpu: f64,
+}
+
+/// [`ingest_once`] on a center with its default settings, with the center's CPU time.
+pub fn ingest_run(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<IngestRun, String> {
+    let center = Center::start_defaults(bins, "ingest")?;
+    let endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display());
+    let run = drive_ingest(&endpoint, Some(center.pid()), watchers, per_watcher)?;
+    drop(center);
+    Ok(run)
+}
+
+/// The ingest workload against the center at `endpoint` (one already running, for profiling
+/// it under perf or valgrind); the center's CPU time when its `pid` is given.
+pub fn drive_ingest(endpoint: &str, pid: Option<u32>, watchers: usize, per_watcher: u64) -> Result<IngestRun, String> {
+    let endpoint: zmtp::Endpoint = endpoint.parse().map_err(|e| format!("{endpoint}: {e}"))?;
+    let cpu = move || pid.and_then(util::cpu_secs).unwrap_or(0.0);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let took = runtime.block_on(async move {
+    let (took, cpu0) = runtime.block_on(async move {
         let go = Arc::new(tokio::sync::Barrier::new(watchers + 1));
         let mut tasks = Vec::new();
         for i in 0..watchers {
@@ -384,21 +496,36 @@ pub fn ingest_once(bins: &Bins, watchers: usize, per_watcher: u64) -> Result<f64
         }
         go.wait().await;
         let start = Instant::now();
+        let cpu0 = (cpu(), util::self_cpu_secs());
         for t in tasks {
             t.await.map_err(|e| e.to_string())??;
         }
-        Ok::<_, String>(start.elapsed())
+        Ok::<_, String>((start.elapsed(), cpu0))
     })?;
-    drop(center);
-    Ok(took.as_secs_f64())
+    Ok(IngestRun {
+        secs: took.as_secs_f64(),
+        center_cpu: cpu() - cpu0.0,
+        harness_cpu: util::self_cpu_secs() - cpu0.1,
+    })
 }
 
-async fn synthetic_watcher(
+/// How a synthetic watcher describes its (imaginary) child in its Hello.
+#[derive(Clone, Copy)]
+enum Child {
+    /// No child yet (the ingest watchers: only their output matters).
+    None,
+    /// A running `sleep 100000` with this pid, up for a minute (a `ps` row like a real one).
+    Running(u32),
+}
+
+/// Connects synthetic watcher `index` (process name `NAME_PREFIX{index}`), says Hello and
+/// waits for the center's Welcome.
+async fn synthetic_hello(
     endpoint: &zmtp::Endpoint,
     index: usize,
-    events: u64,
-    go: Arc<tokio::sync::Barrier>,
-) -> Result<(), String> {
+    name_prefix: &str,
+    child: Child,
+) -> Result<(zmtp::DealerSender, zmtp::DealerEvents), String> {
     let id = ProcessId(u64::from(std::process::id()) << 32 | index as u64);
     let mut identity = id.0.to_be_bytes().to_vec();
     identity.extend_from_slice(&1u32.to_be_bytes());
@@ -406,10 +533,19 @@ async fn synthetic_watcher(
         .await
         .map_err(|e| e.to_string())?;
     let (mut tx, mut rx) = dealer.split();
+    let (argv, child_pid, state, child_uptime_ms) = match child {
+        Child::None => (vec!["synthetic".into()], None, None, None),
+        Child::Running(pid) => (
+            vec!["sleep".into(), "100000".into()],
+            Some(pid),
+            Some(ProcessState::Running),
+            Some(60_000),
+        ),
+    };
     let hello = Hello {
         id,
-        name: format!("ingest{index}"),
-        argv: vec!["synthetic".into()],
+        name: format!("{name_prefix}{index}"),
+        argv,
         cwd: "/".into(),
         host: "bench".into(),
         user: "bench".into(),
@@ -417,10 +553,10 @@ async fn synthetic_watcher(
         next_seq: 1,
         version: NERVE_VERSION.into(),
         ping_interval_ms: 600_000,
-        child_pid: None,
-        state: None,
+        child_pid,
+        state,
         stopped_by: None,
-        child_uptime_ms: None,
+        child_uptime_ms,
         history: Vec::new(),
         history_dropped: 0,
         restarts: 0,
@@ -431,16 +567,30 @@ async fn synthetic_watcher(
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await
         .map_err(|e| e.to_string())?;
-    let next_ack = |msg: zmtp::DealerEvent| match msg {
-        zmtp::DealerEvent::Message(b) => Ok(decode::<CenterMsg>(&b).ok()),
-        // A benchmark run does not survive a reconnect: it would measure the resend.
-        zmtp::DealerEvent::Disconnected | zmtp::DealerEvent::Reconnected => Err("the center disconnected".to_string()),
-    };
     loop {
-        if let Some(CenterMsg::Welcome(_)) = next_ack(rx.next().await)? {
-            break;
+        if let Some(CenterMsg::Welcome(_)) = center_msg(rx.next().await)? {
+            return Ok((tx, rx));
         }
     }
+}
+
+/// A message from the center, `None` when it does not decode; an error when the connection
+/// went (a benchmark run does not survive a reconnect: it would measure the resend).
+fn center_msg(event: zmtp::DealerEvent) -> Result<Option<CenterMsg>, String> {
+    match event {
+        zmtp::DealerEvent::Message(b) => Ok(decode::<CenterMsg>(&b).ok()),
+        zmtp::DealerEvent::Disconnected | zmtp::DealerEvent::Reconnected => Err("the center disconnected".to_string()),
+    }
+}
+
+async fn synthetic_watcher(
+    endpoint: &zmtp::Endpoint,
+    index: usize,
+    events: u64,
+    go: Arc<tokio::sync::Barrier>,
+) -> Result<(), String> {
+    let (mut tx, mut rx) = synthetic_hello(endpoint, index, "ingest", Child::None).await?;
+    let next_ack = center_msg;
     let mut line = vec![b'x'; INGEST_EVENT_BYTES];
     line[INGEST_EVENT_BYTES - 1] = b'\n';
     go.wait().await;
@@ -465,4 +615,82 @@ async fn synthetic_watcher(
         }
     }
     Ok(())
+}
+
+/// `nrv-ctl ps --json` with `n` synthetic watchers: a fresh center (default settings), `n`
+/// connections from this process that each say Hello for a running `sleep` and then only read
+/// (so the center's work is the `ps` alone), and `runs` whole `nrv-ctl ps --json` runs once
+/// `ps` lists all `n`; the wall time of each, ms.
+pub fn ps_synthetic(bins: &Bins, n: usize, runs: usize) -> Result<Vec<f64>, String> {
+    let center = Center::start_defaults(bins, "ps-synthetic")?;
+    let endpoint = format!("ipc://{}", center.dir().join("nerve.sock").display());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = std::thread::spawn(move || hold_synthetic(&endpoint, n, ready_tx, stop_rx));
+    let ready = ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| format!("{n} synthetic hellos got no Welcome within 20 s: {e}"))
+        .and_then(|r| r);
+    if ready.is_err() {
+        // The holder may wait for its Welcomes for ever (a center that does not understand
+        // this harness's Hello): leave its thread behind rather than join it.
+        drop(center);
+        return Err(ready.err().unwrap_or_default());
+    }
+    let times = ready.and_then(|()| {
+        util::wait_for(
+            &format!("ps to list {n} synthetic processes"),
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || center.ps().ok().filter(|rows| rows.len() >= n),
+        )?;
+        ps_times(&center, runs)
+    });
+    let _ = stop_tx.send(());
+    let _ = holder.join();
+    drop(center);
+    times
+}
+
+/// Connects `n` synthetic watchers to the center at `endpoint`, each with the Hello of a
+/// running `sleep` (named `ps0` … ), tells `ready` once every one has its Welcome (or why not),
+/// and keeps them connected, reading, until `stop` fires or is dropped.
+pub fn hold_synthetic(
+    endpoint: &str,
+    n: usize,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let endpoint: zmtp::Endpoint = match endpoint.parse() {
+        Ok(e) => e,
+        Err(e) => return drop(ready.send(Err(format!("{endpoint}: {e}")))),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return drop(ready.send(Err(e.to_string()))),
+    };
+    runtime.block_on(async move {
+        let mut hellos = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let endpoint = endpoint.clone();
+            // Real-looking pids that do not exist (above the default pid_max of 4 M).
+            let pid = 5_000_000 + i as u32;
+            hellos.spawn(async move { synthetic_hello(&endpoint, i, "ps", Child::Running(pid)).await });
+        }
+        let mut readers = tokio::task::JoinSet::new();
+        while let Some(done) = hellos.join_next().await {
+            match done.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok((tx, mut rx)) => {
+                    readers.spawn(async move {
+                        let _keep = tx;
+                        while center_msg(rx.next().await).is_ok() {}
+                    });
+                }
+                Err(e) => return drop(ready.send(Err(e))),
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let _ = stop.await;
+        readers.abort_all();
+    });
 }

@@ -26,6 +26,18 @@ impl Kind {
     }
 }
 
+/// A capture program in a peer's configuration: `COMMAND --stamp DIR/NAME.stamp`, its stdout
+/// to `DIR/NAME.out`.
+pub struct Capture {
+    /// The program's (watcher's) name.
+    pub name: String,
+    /// The writer's command line, without `--stamp`.
+    pub command: String,
+    /// The peer's default log settings (supervisord rotates at 50 MB and keeps 10 backups);
+    /// else one file that is never rotated.
+    pub defaults: bool,
+}
+
 /// A running peer daemon configured with `sleeps` sleep processes and `captures` capture
 /// programs (not started), in its own directory.
 pub struct Peer {
@@ -46,17 +58,9 @@ fn sleep_name(kind: Kind, n: usize) -> String {
 
 impl Peer {
     /// Writes the configuration and starts the daemon (in the foreground, as our child).
-    pub fn start(
-        kind: Kind,
-        venv: &Path,
-        bench: &Path,
-        sleeps: usize,
-        captures: usize,
-        bytes: u64,
-    ) -> Result<Peer, String> {
+    pub fn start(kind: Kind, venv: &Path, sleeps: usize, captures: &[Capture]) -> Result<Peer, String> {
         let dir = TempDir::new(kind.name());
         let d = dir.path().display().to_string();
-        let bench = bench.display();
         let mut conf = String::new();
         let daemon = match kind {
             Kind::Supervisord => {
@@ -69,11 +73,15 @@ impl Peer {
                      [program:sleep]\ncommand=sleep 100000\nprocess_name=%(program_name)s_%(process_num)03d\n\
                      numprocs={sleeps}\nautostart=false\nautorestart=false\nstartsecs=0\n\n"
                 );
-                for k in 0..captures {
+                for c in captures {
+                    let (name, cmd) = (&c.name, &c.command);
+                    // Only the file's name is set with the defaults: supervisord's own rotation
+                    // (50 MB, 10 backups) stays.
+                    let rotation = if c.defaults { "" } else { "stdout_logfile_maxbytes=0\n" };
                     let _ = write!(
                         conf,
-                        "[program:cap{k}]\ncommand={bench} write {bytes} --stamp {d}/cap{k}.stamp\nautostart=false\n\
-                         autorestart=false\nstartsecs=0\nstdout_logfile={d}/cap{k}.out\nstdout_logfile_maxbytes=0\n\n"
+                        "[program:{name}]\ncommand={cmd} --stamp {d}/{name}.stamp\nautostart=false\n\
+                         autorestart=false\nstartsecs=0\nstdout_logfile={d}/{name}.out\n{rotation}\n"
                     );
                 }
                 std::fs::write(dir.path().join("supervisord.conf"), conf).map_err(|e| e.to_string())?;
@@ -89,12 +97,15 @@ impl Peer {
                      [watcher:sleep]\ncmd = sleep 100000\nnumprocesses = {sleeps}\nautostart = False\nrespawn = False\n\
                      warmup_delay = 0\n\n"
                 );
-                for k in 0..captures {
+                for c in captures {
+                    // Circus keeps a child's output only when a stream is configured; FileStream
+                    // with its defaults (no rotation) is the plain way to get it into a file.
+                    let (name, cmd) = (&c.name, &c.command);
                     let _ = write!(
                         conf,
-                        "[watcher:cap{k}]\ncmd = {bench} write {bytes} --stamp {d}/cap{k}.stamp\nnumprocesses = 1\n\
+                        "[watcher:{name}]\ncmd = {cmd} --stamp {d}/{name}.stamp\nnumprocesses = 1\n\
                          autostart = False\nrespawn = False\nwarmup_delay = 0\nstdout_stream.class = FileStream\n\
-                         stdout_stream.filename = {d}/cap{k}.out\n\n"
+                         stdout_stream.filename = {d}/{name}.out\n\n"
                     );
                 }
                 std::fs::write(dir.path().join("circus.ini"), conf).map_err(|e| e.to_string())?;
@@ -189,6 +200,11 @@ impl Peer {
         }
     }
 
+    /// How many sleeps it is configured with.
+    pub fn sleeps(&self) -> usize {
+        self.sleeps
+    }
+
     /// Starts all sleeps through the CLI; ms from issuing `start` until the CLI returned and
     /// a listing shows them all running (the listing is counted only when the CLI returned
     /// before every process was running).
@@ -205,7 +221,7 @@ impl Peer {
         }
         util::wait_for(
             "all sleeps running",
-            Duration::from_secs(60),
+            Duration::from_secs(60 + self.sleeps as u64 / 10),
             Duration::from_millis(10),
             || self.sleep_pids().ok().filter(|p| p.len() >= self.sleeps),
         )?;
@@ -260,16 +276,24 @@ impl Peer {
         util::ms_until_gone(pid, start)
     }
 
-    /// One capture run of program `capK`: seconds from the writer's first instruction to
-    /// the peer's log file holding every byte.
+    /// One capture run of program `capK` (as `run` configures them): seconds from the
+    /// writer's first instruction to the peer's log file holding every byte.
     pub fn capture_once(&self, k: usize, bytes: u64) -> Result<f64, String> {
-        let name = format!("cap{k}");
-        self.ctl_ok(&["start", &name])?;
+        self.capture(&format!("cap{k}"), bytes).map(|(secs, _)| secs)
+    }
+
+    /// Starts the capture program `name` and waits until its log file and the rotated copies
+    /// hold `bytes`: seconds from the writer's first instruction to then, and the CPU seconds
+    /// the daemon used meanwhile.
+    pub fn capture(&self, name: &str, bytes: u64) -> Result<(f64, f64), String> {
+        let cpu = util::cpu_secs(self.pid()).unwrap_or(0.0);
+        self.ctl_ok(&["start", name])?;
         let file = self.dir.path().join(format!("{name}.out"));
-        let done = util::wait_file_size(|| Some(file.clone()), bytes, Duration::from_secs(300), || false)?;
+        let done = util::wait_bytes(|| util::rotated_size(&file), bytes, Duration::from_secs(300), || false)?;
+        let cpu = util::cpu_secs(self.pid()).unwrap_or(0.0) - cpu;
         let started = crate::nerve::read_stamp(&self.dir.path().join(format!("{name}.stamp")))?;
-        let _ = std::fs::remove_file(&file);
-        Ok((done - started) as f64 / 1e9)
+        util::remove_rotated(&file);
+        Ok(((done - started) as f64 / 1e9, cpu))
     }
 
     /// RSS and PSS of the daemon, KiB.
@@ -279,11 +303,14 @@ impl Peer {
 
     /// The peer's version, from its CLI.
     pub fn version(&self) -> String {
-        let out = match self.kind {
-            Kind::Supervisord => Command::new(self.venv.join("bin/supervisord"))
-                .arg("--version")
-                .output(),
-            Kind::Circus => Command::new(self.venv.join("bin/circusd")).arg("--version").output(),
+        Peer::version_of(self.kind, &self.venv)
+    }
+
+    /// The version of `kind` installed in `venv`, from its CLI.
+    pub fn version_of(kind: Kind, venv: &Path) -> String {
+        let out = match kind {
+            Kind::Supervisord => Command::new(venv.join("bin/supervisord")).arg("--version").output(),
+            Kind::Circus => Command::new(venv.join("bin/circusd")).arg("--version").output(),
         };
         out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()

@@ -71,6 +71,35 @@ pub fn private_dirty_kib(pid: u32) -> Option<u64> {
         .and_then(|n| n.parse::<u64>().ok())
 }
 
+/// User plus system CPU time a process has used so far, seconds (/proc/PID/stat fields 14 and
+/// 15, in clock ticks).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / hz)
+}
+
+/// User plus system CPU time of this process so far (all its threads, not its children),
+/// seconds.
+pub fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// sync(2): waits until every dirty page on the machine is written back.
+pub fn sync() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+}
+
 /// The number of threads of a process (entries of /proc/PID/task).
 pub fn threads(pid: u32) -> Option<u64> {
     Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count() as u64)
@@ -219,23 +248,62 @@ pub fn wait_file_size(
     timeout: Duration,
     stalled: impl Fn() -> bool,
 ) -> Result<u64, String> {
-    let start = Instant::now();
     let mut path = None;
+    wait_bytes(
+        || {
+            if path.is_none() {
+                path = find();
+            }
+            path.as_ref()
+                .map_or(0, |p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        },
+        bytes,
+        timeout,
+        stalled,
+    )
+}
+
+/// Rotated files looked at after `FILE`: `FILE.1` … `FILE.ROTATED` (the default backups of
+/// nrv-center and supervisord are 10).
+pub const ROTATED: u32 = 10;
+
+/// The bytes in `path` and its rotated copies `path.1` … `path.ROTATED`. They are read oldest
+/// first, so a rotation between two reads can only make the sum come out short (the bytes
+/// that moved from `path` to `path.1` after `path.1` was read), never count a byte twice.
+pub fn rotated_size(path: &Path) -> u64 {
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+    (1..=ROTATED).rev().map(|n| size(&numbered(n))).sum::<u64>() + size(path)
+}
+
+/// Removes `path` and its rotated copies.
+pub fn remove_rotated(path: &Path) {
+    let _ = fs::remove_file(path);
+    for n in 1..=ROTATED {
+        let _ = fs::remove_file(format!("{}.{n}", path.display()));
+    }
+}
+
+/// Waits until `size()` reaches `bytes`, polled every 0.2 ms; returns the monotonic time (ns)
+/// at which it did, or how far it got. Fails when `stalled()` holds and the size has not moved
+/// for 3 s, or after `timeout`.
+pub fn wait_bytes(
+    mut size: impl FnMut() -> u64,
+    bytes: u64,
+    timeout: Duration,
+    stalled: impl Fn() -> bool,
+) -> Result<u64, String> {
+    let start = Instant::now();
     let mut last = 0;
     let mut last_change = Instant::now();
     loop {
-        if path.is_none() {
-            path = find();
+        let len = size();
+        if len >= bytes {
+            return Ok(mono_ns());
         }
-        if let Some(p) = &path {
-            let len = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            if len >= bytes {
-                return Ok(mono_ns());
-            }
-            if len != last {
-                last = len;
-                last_change = Instant::now();
-            }
+        if len != last {
+            last = len;
+            last_change = Instant::now();
         }
         // The writer is done and nothing moved for 3 s: it will not get there.
         if stalled() && last_change.elapsed() > Duration::from_secs(3) {
