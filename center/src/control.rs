@@ -435,12 +435,26 @@ impl Center {
                 }
             }
         };
-        for (stream, data) in output_parts(chunks) {
+        let parts = output_parts(chunks);
+        let nothing_yet = parts.is_empty();
+        for (stream, data) in parts {
             if !self.reply(&client, Reply::Output { stream, data }).await {
                 return;
             }
         }
         if follow && live {
+            if nothing_yet {
+                // A process that has written nothing: an empty chunk says at once that the
+                // center took the follow, so the client does not take the silence for a
+                // center that is not there (nrv-ctl waits --timeout for a first reply).
+                let empty = Reply::Output {
+                    stream: stream.unwrap_or(Stream::Stdout),
+                    data: Vec::new(),
+                };
+                if !self.reply(&client, empty).await {
+                    return;
+                }
+            }
             self.follow(client, Follow::Tail { id, stream }).await;
         } else {
             let why = if live {

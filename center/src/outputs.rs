@@ -43,6 +43,13 @@ struct Open {
     size: u64,
     /// Bytes not written yet.
     buf: Vec<u8>,
+    /// Where the file is, for rotation and errors.
+    path: PathBuf,
+}
+
+/// An output file's error, naming the file.
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("output file {}: {e}", path.display()))
 }
 
 impl Open {
@@ -145,42 +152,48 @@ impl OutputFiles {
     /// # Errors
     /// The file cannot be opened, rotated or written (the message names it).
     pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<()> {
-        let path = self.path(id, name, stream);
-        let named = |e: io::Error| io::Error::new(e.kind(), format!("output file {}: {e}", path.display()));
-        if !self.open.contains_key(&(id, stream)) {
+        let key = (id, stream);
+        if !self.open.contains_key(&key) {
             if self.open.len() >= MAX_OPEN {
                 self.flush()?;
                 self.open.clear();
             }
-            let file = self.mode.open_append(&path).map_err(named)?;
-            let size = file.metadata().map_err(named)?.len();
+            // The path is built once per open file, not per chunk (it was a quarter of the
+            // center's instructions per event in the ingest profile, BENCHMARKS.md).
+            let path = self.path(id, name, stream);
+            let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
+            let size = file.metadata().map_err(|e| named(&path, e))?.len();
             self.open.insert(
-                (id, stream),
+                key,
                 Open {
                     file,
                     size,
                     buf: Vec::new(),
+                    path,
                 },
             );
         }
         // Fill the current file up to the cap, rotate, go on: no file passes `max_bytes`.
         let mut rest = data;
         while !rest.is_empty() {
-            let Some(open) = self.open.get_mut(&(id, stream)) else {
+            let Some(open) = self.open.get_mut(&key) else {
                 break;
             };
             if open.size >= self.max_bytes {
                 let flushed = open.flush();
-                self.open.remove(&(id, stream));
-                flushed.map_err(named)?;
-                self.rotate(&path).map_err(named)?;
-                let file = self.mode.open_append(&path).map_err(named)?;
+                let Some(Open { path, .. }) = self.open.remove(&key) else {
+                    break;
+                };
+                flushed.map_err(|e| named(&path, e))?;
+                self.rotate(&path).map_err(|e| named(&path, e))?;
+                let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
                 self.open.insert(
-                    (id, stream),
+                    key,
                     Open {
                         file,
                         size: 0,
                         buf: Vec::new(),
+                        path,
                     },
                 );
                 continue;
@@ -188,12 +201,12 @@ impl OutputFiles {
             let take = rest.len().min((self.max_bytes - open.size) as usize);
             let piece = &rest[..take];
             if take >= DIRECT_WRITE_BYTES {
-                open.flush().map_err(named)?;
-                open.file.write_all(piece).map_err(named)?;
+                open.flush().map_err(|e| named(&open.path, e))?;
+                open.file.write_all(piece).map_err(|e| named(&open.path, e))?;
             } else {
                 open.buf.extend_from_slice(piece);
                 if open.buf.len() >= BUFFER_BYTES {
-                    open.flush().map_err(named)?;
+                    open.flush().map_err(|e| named(&open.path, e))?;
                 }
             }
             open.size += take as u64;

@@ -171,3 +171,33 @@ fn tail_f_receives_a_line_printed_after_it_started_and_ends_with_the_process() {
     );
     assert_eq!(tail.stdout_str(), "early\nlate-x\n", "{}", tail.describe());
 }
+
+/// `tail -f` of a process that has written nothing yet is answered at once (an empty chunk),
+/// so nrv-ctl does not take the quiet for a center that is not there: before, it exited 3
+/// ("no center answered") after --timeout.
+#[test]
+fn tail_f_of_a_process_that_wrote_nothing_yet_waits_for_its_first_line() {
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let groups = ChildGroups::new();
+    let (open, _id) = open_with_stdin(&dir, &center, &groups, "quiet", &["sh", "-c", "read x; echo late-$x"]);
+
+    let mut tail = spawn_ctl(dir.path(), &center.control, &["--timeout", "1", "tail", "quiet", "-f"]);
+    // What is under test is a timeout: let twice --timeout pass with nothing to show.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if tail.try_exited() {
+        panic!("tail -f of a quiet process gave up: {}", tail.wait(WAIT).describe());
+    }
+    ctl_ok(&dir, &center, &["send", "quiet", "--newline", "x"]);
+    tail.wait_stdout("the first line late-x", WAIT, |o| o == b"late-x\n");
+    let out = open.wait(WAIT);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let tail = tail.wait(WAIT);
+    assert_eq!(
+        tail.code(),
+        Some(0),
+        "tail -f after the process ended; {}",
+        tail.describe()
+    );
+    assert_eq!(tail.stdout_str(), "late-x\n", "{}", tail.describe());
+}
