@@ -198,6 +198,9 @@ struct Link {
     backoff: Duration,
     /// A refusal was reported on stderr since the last welcome.
     refusal_warned: bool,
+    /// An ipc connect timed out: a center is there but did not finish the handshake (see
+    /// [`Link::unreachable`]).
+    center_busy: bool,
     finish: Option<oneshot::Sender<usize>>,
     requests: mpsc::Sender<Request>,
     replies_tx: mpsc::Sender<CommandReply>,
@@ -246,6 +249,7 @@ pub async fn run(
         refused: false,
         backoff: MIN_BACKOFF,
         refusal_warned: false,
+        center_busy: false,
         finish: None,
         requests,
         replies_tx,
@@ -276,6 +280,13 @@ pub async fn run(
                 match result {
                     Ok(dealer) => link.on_connected(dealer),
                     Err(e) => {
+                        // On ipc, "no socket file" and "nothing listens" come at once; a
+                        // timeout means a center took the connection but did not finish the
+                        // handshake (busy, or its handshake slots held by a flood): one is
+                        // there, so the acknowledgements are worth waiting for.
+                        if matches!(&e, ConnectError::Timeout { endpoint: Endpoint::Ipc(_), .. }) {
+                            link.center_busy = true;
+                        }
                         link.warn(&e.to_string());
                         retry_at = Some(link.next_retry());
                     }
@@ -339,9 +350,10 @@ impl Link {
     }
 
     /// True when waiting for acknowledgements is pointless: no center has ever welcomed this
-    /// watcher and a connection attempt has already failed.
+    /// watcher and a connection attempt has already failed, other than on a center that is
+    /// there but busy (then the watcher waits, within `--linger`, as for a connected one).
     fn unreachable(&self) -> bool {
-        !self.ever_connected && self.warned
+        !self.ever_connected && self.warned && !self.center_busy
     }
 
     fn connected(&self) -> bool {

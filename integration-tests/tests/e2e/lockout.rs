@@ -2,8 +2,10 @@
 //! send garbage as fast as they can cannot lock watchers out of the real `nrv-center` or fill
 //! its log; legitimate quiet clients are not cut.
 
-use crate::assert_echo_recorded;
-use integration_tests::{endpoint, ipc_path, line_kind, runtime, spawn_ctl, spawn_open, Center, Input, TestDir, WAIT};
+use crate::{assert_echo_recorded, wait_for_end};
+use integration_tests::{
+    endpoint, ipc_path, line_kind, output_of, run_open, runtime, spawn_ctl, spawn_open, Center, Input, TestDir, WAIT,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -347,9 +349,25 @@ fn half_open_handshakes_do_not_touch_established_sessions() {
     );
     let open = flood.iter().filter(|s| still_open(s)).count();
     assert_eq!(open, zmtp::DEFAULT_MAX_HANDSHAKES, "half-open connections still held");
-    // The handshake timeout frees the slots (a watcher started before that is refused at once
-    // and, never having been welcomed, does not wait: nrv-open's policy for an unreachable
-    // center).
+    // A watcher started now cannot finish a handshake until the flood's slots time out; its
+    // center is there (the connect is taken, then closed), so it waits within its linger and
+    // its output is recorded once it gets in: nothing lost.
+    let during = run_open(
+        dir.path(),
+        &center.endpoint,
+        &["--linger", "20", "--name", "during", "echo", "during the flood"],
+        Input::Null,
+        WAIT * 2,
+    );
+    assert_eq!(during.code(), Some(0), "{}", during.describe());
+    let id = center.log.id_of_watcher(during.pid);
+    let story = wait_for_end(&center.log, &id, WAIT);
+    assert_eq!(
+        output_of(&story, &id, "out"),
+        b"during the flood\n",
+        "the output of a watcher started during the flood"
+    );
+    // The handshake timeout frees the slots.
     let mut flood = flood;
     for (i, s) in flood.iter_mut().enumerate() {
         s.set_read_timeout(Some(WAIT)).expect("read timeout");
