@@ -137,3 +137,68 @@ pub fn socket_count(pid: u32) -> usize {
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
 }
+
+/// Samples a process's RSS (`VmRSS`) every [`crate::POLL`] on a thread of its own, keeping the
+/// highest figure seen: "never above N while it ran", for tests that bound memory during a
+/// load. Stopped (and joined) by [`RssSampler::stop`] or on drop.
+pub struct RssSampler {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    /// Starts sampling `pid`, with `start` (bytes) as the first figure.
+    pub fn start(pid: u32, start: u64) -> RssSampler {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let peak = Arc::new(AtomicU64::new(start));
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(now) = proc_rss_bytes(pid) {
+                        peak.fetch_max(now, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(crate::POLL);
+                }
+            })
+        };
+        RssSampler {
+            peak,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// The highest RSS seen so far, bytes.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops sampling; returns the highest RSS seen, bytes.
+    ///
+    /// # Panics
+    /// When the sampling thread panicked.
+    pub fn stop(mut self) -> u64 {
+        self.finish();
+        self.peak()
+    }
+
+    fn finish(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the RSS sampler panicked");
+        }
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,9 +1,7 @@
 //! Per-connection buffers are given back after a burst (issue 11): a peer that sent frames of
 //! the largest size and stays connected leaves the center no bigger than before.
 
-use integration_tests::{proc_rss_bytes, runtime, wait_until, Center, TestDir, POLL, WAIT};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use integration_tests::{proc_rss_bytes, runtime, wait_until, Center, RssSampler, TestDir, WAIT};
 use std::time::Duration;
 
 /// Frames sent, each of the largest size the center takes (`zmtp::DEFAULT_MAX_FRAME_SIZE`).
@@ -25,19 +23,7 @@ fn a_peer_that_sent_the_largest_frames_leaves_no_buffer_behind() {
     let center = Center::start(dir.path(), &dir.ipc("nerve.sock"), &dir.ipc("nerve-control.sock"));
     let pid = center.pid();
     let idle = proc_rss_bytes(pid).expect("the center's RSS");
-    let peak = Arc::new(AtomicU64::new(idle));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(now) = proc_rss_bytes(pid) {
-                    peak.fetch_max(now, Ordering::Relaxed);
-                }
-                std::thread::sleep(POLL);
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid, idle);
 
     let rt = runtime();
     let endpoint = integration_tests::endpoint(&center.endpoint);
@@ -73,7 +59,7 @@ fn a_peer_that_sent_the_largest_frames_leaves_no_buffer_behind() {
             n => Err(format!("{n} protocol errors accounted for in the log")),
         },
     );
-    let during = peak.load(Ordering::Relaxed);
+    let during = sampler.peak();
     eprintln!(
         "big frames: idle {:.1} MiB, peak {:.1} MiB",
         idle as f64 / MIB,
@@ -91,8 +77,7 @@ fn a_peer_that_sent_the_largest_frames_leaves_no_buffer_behind() {
             now => Err(format!("{now:?} bytes")),
         },
     );
-    done.store(true, Ordering::Relaxed);
-    sampler.join().expect("the RSS sampler panicked");
+    sampler.stop();
     eprintln!(
         "big frames: after {:.1} MiB, the peer still connected",
         after as f64 / MIB

@@ -3,9 +3,7 @@
 //! the zmtp crate against the real `nrv-center`'s process endpoint, all established before any
 //! is closed; the center's RSS is sampled the whole time.
 
-use integration_tests::{proc_rss_bytes, runtime, socket_count, wait_until, Center, TestDir, POLL, WAIT};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use integration_tests::{proc_rss_bytes, runtime, socket_count, wait_until, Center, RssSampler, TestDir, WAIT};
 use std::time::Duration;
 
 /// Bursts made.
@@ -60,19 +58,7 @@ fn connection_churn_keeps_the_center_small() {
     let idle = rss(&center);
 
     // Samples the center's RSS every POLL while the bursts run.
-    let peak = Arc::new(AtomicU64::new(idle));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(now) = proc_rss_bytes(pid) {
-                    peak.fetch_max(now, Ordering::Relaxed);
-                }
-                std::thread::sleep(POLL);
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid, idle);
 
     let rt = runtime();
     let endpoint = integration_tests::endpoint(&center.endpoint);
@@ -99,9 +85,7 @@ fn connection_churn_keeps_the_center_small() {
             now => Err(format!("{now} bytes")),
         },
     );
-    done.store(true, Ordering::Relaxed);
-    sampler.join().expect("the RSS sampler panicked");
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = sampler.stop();
     let shown: Vec<String> = after_each.iter().map(|b| format!("{:.1}", *b as f64 / MIB)).collect();
     eprintln!(
         "churn: idle {:.1} MiB, peak {:.1} MiB, after each burst [{}] MiB, settled {:.1} MiB",

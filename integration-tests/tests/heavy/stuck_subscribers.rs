@@ -7,10 +7,11 @@
 //! [`LINE`] bytes), so the size of every log line is known.
 
 use integration_tests::{
-    proc_rss_bytes, runtime, send_signal, socket_count, spawn_ctl, test_hello, wait_until, Center, TestDir, POLL, WAIT,
+    proc_rss_bytes, runtime, send_signal, socket_count, spawn_ctl, test_hello, wait_until, Center, RssSampler, TestDir,
+    POLL, WAIT,
 };
 use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, ProcessId, Stream, WatcherMsg};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,19 +57,7 @@ fn five_stuck_subscribers_cost_the_center_their_bound_only() {
         send_signal(s.pid(), libc::SIGSTOP);
     }
 
-    let peak = Arc::new(AtomicU64::new(idle));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(now) = proc_rss_bytes(pid) {
-                    peak.fetch_max(now, Ordering::Relaxed);
-                }
-                std::thread::sleep(POLL);
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid, idle);
 
     // The watcher: Hello, then EVENTS output events; it reads the center's acks as they come.
     let rt = runtime();
@@ -119,7 +108,7 @@ fn five_stuck_subscribers_cost_the_center_their_bound_only() {
         }
         reader.abort();
     });
-    let during = peak.load(Ordering::Relaxed);
+    let during = sampler.peak();
 
     // The subscribers go.
     for s in &subscribers {
@@ -151,8 +140,7 @@ fn five_stuck_subscribers_cost_the_center_their_bound_only() {
             now => Err(format!("{now:?} bytes")),
         },
     );
-    done.store(true, Ordering::Relaxed);
-    sampler.join().expect("the RSS sampler panicked");
+    sampler.stop();
     eprintln!(
         "stuck subscribers: idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
         idle as f64 / MIB,
