@@ -558,7 +558,7 @@ impl Link {
                 if !self.refusal_warned {
                     self.refusal_warned = true;
                     eprintln!(
-                        "nrv-open: the center at {} refused a message: {message}; reconnecting (said once until a center welcomes this watcher; is it the same Nerve version?)",
+                        "nrv-open: the center at {} refused a message: {message}; reconnecting (said once until a center welcomes this watcher)",
                         self.config.endpoint
                     );
                 }
