@@ -443,7 +443,8 @@ impl Center {
             }
         }
         if follow && live {
-            if nothing_yet {
+            let accepted = self.follow(client.clone(), Follow::Tail { id, stream }).await;
+            if accepted && nothing_yet {
                 // A process that has written nothing: an empty chunk says at once that the
                 // center took the follow, so the client does not take the silence for a
                 // center that is not there (nrv-ctl waits --timeout for a first reply).
@@ -451,11 +452,8 @@ impl Center {
                     stream: stream.unwrap_or(Stream::Stdout),
                     data: Vec::new(),
                 };
-                if !self.reply(&client, empty).await {
-                    return;
-                }
+                self.reply(&client, empty).await;
             }
-            self.follow(client, Follow::Tail { id, stream }).await;
         } else {
             let why = if live {
                 "end of recorded output"
@@ -513,14 +511,19 @@ impl Center {
 
     /// Streams to `client` from now on, or tells it that the center streams to as many
     /// followers as it may ([`crate::follow::MAX_FOLLOWERS`]).
-    async fn follow(&mut self, client: Client, what: Follow) {
+    /// Registers a follower; false (and the client told why) past [`crate::follow::MAX_FOLLOWERS`].
+    async fn follow(&mut self, client: Client, what: Follow) -> bool {
         let follower = Follower {
             client: client.clone(),
             what,
         };
-        if let Err(e) = self.followers.add(follower) {
-            self.reply(&client, failed(ControlErrorKind::Failed, e.to_string()))
-                .await;
+        match self.followers.add(follower) {
+            Ok(_) => true,
+            Err(e) => {
+                self.reply(&client, failed(ControlErrorKind::Failed, e.to_string()))
+                    .await;
+                false
+            }
         }
     }
 }

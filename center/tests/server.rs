@@ -522,8 +522,21 @@ async fn followers_are_bounded_and_a_gone_client_frees_its_places() {
     let mut greedy = Vec::new();
     for _ in 0..4 {
         let mut ctl = Ctl::connect(&center).await;
-        for _ in 0..MAX_FOLLOWERS / 4 {
-            ctl.send(tail.clone()).await;
+        let ids: Vec<u64> = {
+            let mut ids = Vec::new();
+            for _ in 0..MAX_FOLLOWERS / 4 {
+                ids.push(ctl.send(tail.clone()).await);
+            }
+            ids
+        };
+        // Each follow of a process that wrote nothing yet is answered at once with an empty
+        // chunk (so nrv-ctl knows the center took it), in order.
+        for id in ids {
+            let reply = ctl.reply_to(id).await;
+            assert!(
+                matches!(&reply, Reply::Output { data, .. } if data.is_empty()),
+                "{reply:?}"
+            );
         }
         // Answered after the tails on the same connection: they are all registered then.
         assert!(matches!(ctl.ask(Request::Version).await, Reply::Version(_)));
