@@ -111,6 +111,10 @@ fn label(mut text: String) -> String {
 const FELL_BEHIND: &str =
     "you fell behind: the center could not queue more for you (your queue there was full) and dropped this follow; run it again";
 
+/// How long a stopping center waits for the acks it queued to be written (1 s, as the
+/// transport's linger).
+const ACK_DRAIN: Duration = Duration::from_secs(1);
+
 /// Process-endpoint messages handled back to back, while they are already waiting, before the
 /// center acks: one Ack per watcher and burst instead of one per event (issue 6: the per-event
 /// ack was a send, a wake-up and a receive per event on both sides).
@@ -244,6 +248,7 @@ pub async fn run(
             break Err(e);
         }
     };
+    center.drain_acks().await;
     drop(center);
     process.close();
     control.close();
@@ -551,6 +556,26 @@ impl Center {
             WatcherMsg::Reply(reply) => self.on_command_reply(reply).await?,
         }
         Ok(())
+    }
+
+    /// At stop: waits (at most [`ACK_DRAIN`]) until the acks queued for watchers are written
+    /// to their sockets, so a watcher does not send again to the next center what this one
+    /// wrote (its output files have no seq to drop a duplicate by). The runtime ends with
+    /// `run`, and with it the connections' own linger.
+    async fn drain_acks(&mut self) {
+        let deadline = Instant::now() + ACK_DRAIN;
+        loop {
+            let tx = &self.process_tx;
+            let queued = self
+                .table
+                .iter_mut()
+                .filter_map(|p| p.peer.as_ref())
+                .any(|peer| tx.queued_bytes(peer).unwrap_or(0) > 0);
+            if !queued || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Acks every watcher that sent events in this burst, once, with its next_seq (called once
