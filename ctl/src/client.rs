@@ -60,7 +60,7 @@ pub enum ClientError {
         source: SendError,
     },
     /// The center closed the connection before it answered.
-    #[error("{endpoint}: the center closed the connection before answering")]
+    #[error("{endpoint}: the center closed the connection before answering (a follow, `tail -f` or `events -f`, that falls more than its queue, 4 MiB, behind is dropped this way: run it again)")]
     Disconnected {
         /// The control endpoint.
         endpoint: Endpoint,

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use nerve_ctl::{cli, Exit};
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,7 +23,8 @@ fn main() -> ExitCode {
         Ok(invocation) => invocation,
         Err(early) => {
             if early.exit == Exit::Ok {
-                println!("{}", early.output);
+                // `nrv-ctl --help | head`: a closed pipe is not an error.
+                let _ = writeln!(std::io::stdout(), "{}", early.output);
             } else {
                 eprintln!("nrv-ctl: {}", early.output.trim_end());
                 eprintln!("Run nrv-ctl --help for more information.");

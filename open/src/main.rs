@@ -5,6 +5,7 @@ use argh::FromArgs;
 use nerve_open::config::FileConfig;
 use nerve_open::{exit, parse_exitcodes, AutoRestart, Signal, WhenFull};
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -124,7 +125,8 @@ fn command_line() -> Box<nerve_open::Command> {
         Ok(args) => args,
         Err(early) => match early.status {
             Ok(()) => {
-                print!("{}", early.output);
+                // `nrv-open --help | head`: a closed pipe is not an error.
+                let _ = write!(std::io::stdout(), "{}", early.output);
                 std::process::exit(0);
             }
             Err(()) => usage(early.output.trim_end()),
