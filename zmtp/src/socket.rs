@@ -1661,7 +1661,7 @@ mod tests {
     }
 
     /// A CURVE client with the wrong server key is told at once that the server refused the
-    /// handshake; a server at its connection bound (closed before the greeting) is not taken
+    /// handshake; a server at its handshake bound (closed before the greeting) is not taken
     /// for a refusal, only for silence.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wrong_server_key_is_curve_refused_at_once_and_a_full_server_is_not() {
@@ -1676,7 +1676,7 @@ mod tests {
                 secret: server.secret.clone(),
                 authorizer: Arc::new(AllowAny),
             },
-            max_connections: 1,
+            max_handshakes: 1,
             ..SocketOptions::default()
         };
         let any_port: Endpoint = "tcp://127.0.0.1:0".parse().expect("endpoint");
@@ -1710,6 +1710,14 @@ mod tests {
         let _first = Dealer::connect_with(&endpoint, b"first", WAIT, with_key(server.public))
             .await
             .expect("the right key connects");
+        // A connection that never sends its greeting holds the one handshake slot: the next
+        // is closed before the greeting, which is a full server, not a refusal.
+        let Endpoint::Tcp { port, .. } = &endpoint else {
+            panic!("a tcp endpoint: {endpoint}")
+        };
+        let _silent = tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .expect("a raw connection");
         let full = Dealer::connect_with(
             &endpoint,
             b"second",
