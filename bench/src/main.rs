@@ -73,6 +73,7 @@ fn hold(args: &[String]) -> Result<(), String> {
         (Some("--endpoint"), Some(e)) => e.clone(),
         _ => return Err(usage.into()),
     };
+    // Unbounded, yet one message: the holder says once whether its N watchers are connected.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let holder = std::thread::spawn(move || nerve::hold_synthetic(&endpoint, n, ready_tx, stop_rx));

@@ -331,6 +331,7 @@ impl StdinRouter {
     /// Starts the router task: our own stdin (`own`, chunks; closed at EOF) and the commands
     /// given to [`StdinRouter::send`] go to the child set by [`StdinRouter::set_child`].
     pub fn start(own: Option<mpsc::Receiver<Vec<u8>>>) -> (StdinRouter, tokio::task::JoinHandle<()>) {
+        // Unbounded: one message per child started or gone, taken at once (see `children`).
         let (children, children_rx) = mpsc::unbounded_channel();
         let (ops, ops_rx) = mpsc::channel(STDIN_BACKLOG);
         let (generation, generation_rx) = watch::channel(0u64);

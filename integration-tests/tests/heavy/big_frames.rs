@@ -1,20 +1,14 @@
 //! Per-connection buffers are given back after a burst (issue 11): a peer that sent frames of
 //! the largest size and stays connected leaves the center no bigger than before.
 
+use crate::{MIB, RSS_CEILING};
 use integration_tests::{proc_rss_bytes, runtime, wait_until, Center, RssSampler, TestDir, WAIT};
 use std::time::Duration;
 
 /// Frames sent, each of the largest size the center takes (`zmtp::DEFAULT_MAX_FRAME_SIZE`).
 const FRAMES: usize = 8;
-/// The center's RSS must never be above this while the frames come, bytes (issue 11).
-const RSS_CEILING: u64 = 64 * 1024 * 1024;
-/// With the peer still connected and quiet, the center's RSS must come back within this of its
-/// idle figure, bytes (issue 11).
-const RSS_RETURN: u64 = 20 * 1024 * 1024;
 /// How long the center has to handle the frames and let their memory go.
 const SETTLE: Duration = Duration::from_secs(30);
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 #[test]
 fn a_peer_that_sent_the_largest_frames_leaves_no_buffer_behind() {
@@ -69,14 +63,7 @@ fn a_peer_that_sent_the_largest_frames_leaves_no_buffer_behind() {
         during <= RSS_CEILING,
         "nrv-center's RSS reached {during} bytes taking {FRAMES} frames of 8 MiB (bound {RSS_CEILING})"
     );
-    let after = wait_until(
-        &format!("nrv-center's RSS to come back within {RSS_RETURN} bytes of its idle {idle}"),
-        SETTLE,
-        || match proc_rss_bytes(pid) {
-            Some(now) if now <= idle + RSS_RETURN => Ok(now),
-            now => Err(format!("{now:?} bytes")),
-        },
-    );
+    let after = crate::wait_rss_back(pid, idle, SETTLE);
     sampler.stop();
     eprintln!(
         "big frames: after {:.1} MiB, the peer still connected",

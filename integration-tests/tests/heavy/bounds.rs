@@ -1,10 +1,11 @@
 //! The center's memory under loads that used to grow it for good (issue 11): a process that
 //! restarts as fast as it can, and 100,000 `events -f` followers of a process that ended.
-//! Each run asserts the center's RSS never passed [`CEILING`] (its `VmHWM`, the kernel's
-//! high-water mark, so no sample is missed) and came back within [`SETTLE`] of its idle
-//! figure after.
+//! Each run asserts the center's RSS never passed [`RSS_CEILING`](crate::RSS_CEILING) (its
+//! `VmHWM`, the kernel's high-water mark, so no sample is missed) and came back within
+//! [`RSS_RETURN`](crate::RSS_RETURN) of its idle figure after.
 
 use crate::serial;
+use crate::{RSS_CEILING, RSS_RETURN};
 use integration_tests::{
     proc_rss_bytes, proc_rss_peak_bytes, run_ctl_ok, runtime, spawn_open, test_hello, Center, FakeWatcher, Input,
     RawCtl, TestDir, WAIT,
@@ -12,11 +13,6 @@ use integration_tests::{
 use nerve_proto::{EventKind, ProcessId, Reply, Request};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// The most RSS the center may reach during a scenario: 64 MiB.
-const CEILING: u64 = 64 << 20;
-/// How far above its idle RSS the center may stay after a scenario: 20 MiB.
-const SETTLE: u64 = 20 << 20;
 
 fn rss(center: &Center) -> u64 {
     proc_rss_bytes(center.pid()).unwrap_or_else(|| panic!("no VmRSS for the center (pid {})", center.pid()))
@@ -79,8 +75,17 @@ fn a_flapping_process_keeps_the_center_small_and_info_working() {
         mib(during),
         mib(after)
     );
-    assert!(during <= CEILING, "the center's RSS reached {} (VmHWM)", mib(during));
-    assert!(after <= idle + SETTLE, "RSS {} after, {} idle", mib(after), mib(idle));
+    assert!(
+        during <= RSS_CEILING,
+        "the center's RSS reached {} (VmHWM)",
+        mib(during)
+    );
+    assert!(
+        after <= idle + RSS_RETURN,
+        "RSS {} after, {} idle",
+        mib(after),
+        mib(idle)
+    );
 }
 
 /// 100,000 `events -f --id <a process that ended>` on one connection: each gets the recent
@@ -151,8 +156,17 @@ fn followers_of_an_ended_process_leave_nothing_behind() {
         mib(during),
         mib(after)
     );
-    assert!(during <= CEILING, "the center's RSS reached {} (VmHWM)", mib(during));
-    assert!(after <= idle + SETTLE, "RSS {} after, {} idle", mib(after), mib(idle));
+    assert!(
+        during <= RSS_CEILING,
+        "the center's RSS reached {} (VmHWM)",
+        mib(during)
+    );
+    assert!(
+        after <= idle + RSS_RETURN,
+        "RSS {} after, {} idle",
+        mib(after),
+        mib(idle)
+    );
 }
 
 /// `ps --all` of 1000 ended processes whose command lines are as long as the center keeps

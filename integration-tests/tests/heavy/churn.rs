@@ -3,6 +3,7 @@
 //! the zmtp crate against the real `nrv-center`'s process endpoint, all established before any
 //! is closed; the center's RSS is sampled the whole time.
 
+use crate::{MIB, RSS_CEILING};
 use integration_tests::{proc_rss_bytes, runtime, socket_count, wait_until, Center, RssSampler, TestDir, WAIT};
 use std::time::Duration;
 
@@ -10,15 +11,8 @@ use std::time::Duration;
 const BURSTS: usize = 20;
 /// Connections in one burst, all open at once (below the center's 1024 connections).
 const BURST: usize = 1000;
-/// The center's RSS must never be above this while the bursts run, bytes (issue 11: 64 MiB).
-const RSS_CEILING: u64 = 64 * 1024 * 1024;
-/// After the bursts the center's RSS must come back within this of its idle figure, bytes
-/// (issue 11: 20 MiB).
-const RSS_RETURN: u64 = 20 * 1024 * 1024;
 /// How long the center has to close a burst's connections and give their memory back.
 const SETTLE: Duration = Duration::from_secs(20);
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// The center's RSS, bytes.
 fn rss(center: &Center) -> u64 {
@@ -77,14 +71,7 @@ fn connection_churn_keeps_the_center_small() {
         after_each.push(rss(&center));
     }
     // Memory given back may lag the last close by a moment (a trim after the burst).
-    let settled = wait_until(
-        &format!("nrv-center's RSS to come back within {RSS_RETURN} bytes of its idle {idle}"),
-        SETTLE,
-        || match rss(&center) {
-            now if now <= idle + RSS_RETURN => Ok(now),
-            now => Err(format!("{now} bytes")),
-        },
-    );
+    let settled = crate::wait_rss_back(pid, idle, SETTLE);
     let peak = sampler.stop();
     let shown: Vec<String> = after_each.iter().map(|b| format!("{:.1}", *b as f64 / MIB)).collect();
     eprintln!(

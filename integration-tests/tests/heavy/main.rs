@@ -19,6 +19,31 @@ mod stuck_subscribers;
 mod watcher_volume;
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The most RSS the center may reach while a scenario runs, bytes (issue 11: 64 MiB).
+pub const RSS_CEILING: u64 = 64 * 1024 * 1024;
+/// How far above its idle RSS the center may stay once a scenario is over, bytes (issue 11:
+/// 20 MiB).
+pub const RSS_RETURN: u64 = 20 * 1024 * 1024;
+/// Bytes in a MiB, for the figures the tests print.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// Waits (at most `within`) until process `pid`'s RSS is back within [`RSS_RETURN`] of `idle`;
+/// returns it, bytes.
+///
+/// # Panics
+/// When it is not back in time (the message shows the last figure).
+pub fn wait_rss_back(pid: u32, idle: u64, within: Duration) -> u64 {
+    integration_tests::wait_until(
+        &format!("nrv-center's RSS to come back within {RSS_RETURN} bytes of its idle {idle}"),
+        within,
+        || match integration_tests::proc_rss_bytes(pid) {
+            Some(now) if now <= idle + RSS_RETURN => Ok(now),
+            now => Err(format!("{now:?} bytes")),
+        },
+    )
+}
 
 /// Held for the whole of each heavy test.
 pub fn serial() -> MutexGuard<'static, ()> {

@@ -6,6 +6,7 @@
 //! The watcher is played by the test over zmtp (a Hello, then numbered output events of
 //! [`LINE`] bytes), so the size of every log line is known.
 
+use crate::{MIB, RSS_CEILING};
 use integration_tests::{
     proc_rss_bytes, runtime, send_signal, socket_count, spawn_ctl, test_hello, wait_until, Center, RssSampler, TestDir,
     POLL, WAIT,
@@ -22,15 +23,8 @@ const SUBSCRIBERS: usize = 5;
 const LINE: usize = 12 * 1024;
 /// Output events the watcher sends: 36 MiB, over 7 times what the five queues may hold.
 const EVENTS: u64 = 3000;
-/// The center's RSS must never be above this while the events stream, bytes (issue 11).
-const RSS_CEILING: u64 = 64 * 1024 * 1024;
-/// After the subscribers are gone, the center's RSS must come back within this of its idle
-/// figure, bytes (issue 11). The 1000 recent lines kept for `events` (12 MiB here) count.
-const RSS_RETURN: u64 = 20 * 1024 * 1024;
 /// How long the center has to take every event, and to let go of the subscribers.
 const SETTLE: Duration = Duration::from_secs(60);
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 #[test]
 fn five_stuck_subscribers_cost_the_center_their_bound_only() {
@@ -132,14 +126,7 @@ fn five_stuck_subscribers_cost_the_center_their_bound_only() {
         during <= RSS_CEILING,
         "nrv-center's RSS reached {during} bytes with {SUBSCRIBERS} stuck subscribers (bound {RSS_CEILING})"
     );
-    let after = wait_until(
-        &format!("nrv-center's RSS to come back within {RSS_RETURN} bytes of its idle {idle}"),
-        SETTLE,
-        || match proc_rss_bytes(pid) {
-            Some(now) if now <= idle + RSS_RETURN => Ok(now),
-            now => Err(format!("{now:?} bytes")),
-        },
-    );
+    let after = crate::wait_rss_back(pid, idle, SETTLE);
     sampler.stop();
     eprintln!(
         "stuck subscribers: idle {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
