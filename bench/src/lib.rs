@@ -17,6 +17,8 @@ pub mod samples {
     /// A typical Hello.
     pub fn hello() -> WatcherMsg {
         WatcherMsg::Hello(Hello {
+            program: None,
+            ready: false,
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
             name: "web".into(),
             argv: vec!["python3".into(), "-m".into(), "http.server".into(), "8080".into()],
@@ -96,6 +98,9 @@ pub mod samples {
     /// The center's `ps` answer with `n` processes.
     pub fn ps_reply(n: usize) -> ControlReply {
         let row = |i: usize| ProcessInfo {
+            program: None,
+            ready: false,
+            waiting: None,
             id: ProcessId(i as u64 * 0x9e37_79b9_7f4a_7c15),
             name: format!("worker{i}"),
             argv: vec!["sleep".into(), "100000".into()],

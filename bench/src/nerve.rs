@@ -543,6 +543,8 @@ async fn synthetic_hello(
         ),
     };
     let hello = Hello {
+        program: None,
+        ready: false,
         id,
         name: format!("{name_prefix}{index}"),
         argv,

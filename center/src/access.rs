@@ -131,7 +131,15 @@ impl Class {
         use nerve_proto::Request::*;
         match request {
             Version | Ps { .. } | PsLocal { .. } | Tail { .. } | Events { .. } | Info { .. } | Ring => Class::Read,
-            Signal { .. } | Send { .. } | Stop { .. } | Restart { .. } => Class::Control,
+            Signal { .. }
+            | Send { .. }
+            | Stop { .. }
+            | Restart { .. }
+            | Start { .. }
+            | Reread
+            | Update
+            | Run { .. }
+            | Scale { .. } => Class::Control,
         }
     }
 }

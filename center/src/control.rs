@@ -203,6 +203,12 @@ impl Center {
                 return Ok(());
             }
             Request::Ring => Reply::Ring(self.ring_peers()),
+            Request::Start { .. } | Request::Reread | Request::Update | Request::Run { .. } | Request::Scale { .. } => {
+                failed(
+                    ControlErrorKind::Failed,
+                    "this center does not run programs yet".to_string(),
+                )
+            }
             Request::Info { target } => match self.table.resolve(&target) {
                 Ok(id) => match self.table.get(id) {
                     Some(p) => Reply::Info(Box::new(p.info(&self.config.name, now, true))),
@@ -645,6 +651,9 @@ mod tests {
 
     fn row(n: u64, argv_bytes: usize) -> ProcessInfo {
         ProcessInfo {
+            program: None,
+            ready: false,
+            waiting: None,
             id: ProcessId(n),
             name: format!("p{n}"),
             argv: vec![OsBytes(vec![b'a'; argv_bytes])],

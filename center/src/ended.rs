@@ -151,6 +151,8 @@ impl EndedRow {
     pub fn into_process(self, now: Instant, now_ms: u64) -> Process {
         let ago = Duration::from_millis(now_ms.saturating_sub(self.ended_ms));
         let hello = Hello {
+            program: None,
+            ready: false,
             id: self.id,
             name: self.name,
             argv: self.argv,
@@ -195,6 +197,7 @@ impl EndedRow {
             ended_at: Some(now.checked_sub(ago).unwrap_or(now)),
             silent_logged: false,
             owned: false,
+            ready: false,
         }
     }
 

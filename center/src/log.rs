@@ -703,6 +703,8 @@ mod tests {
     #[test]
     fn hello_data_keeps_every_byte_of_argv_and_cwd() {
         let hello = Hello {
+            program: None,
+            ready: false,
             id: ProcessId(1),
             name: "ls".into(),
             argv: vec!["ls".into(), OsBytes(vec![0xff, 0xfe]), "-l".into()],

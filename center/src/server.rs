@@ -668,6 +668,7 @@ impl Center {
                 proc.pid = Some(pid);
                 proc.started_at = Some(Instant::now());
                 proc.exit = None;
+                proc.ready = false;
                 ("start", json!({"pid": pid}))
             }
             EventKind::Output { stream, data } => {
@@ -696,6 +697,10 @@ impl Center {
                     ExitStatus::Code(code) => ("return", json!({"code": code})),
                     ExitStatus::Signal(sig) => ("signal", json!({"signal": sig.to_string(), "number": sig.0})),
                 }
+            }
+            EventKind::Ready { how } => {
+                proc.ready = true;
+                ("ready", json!({"how": how}))
             }
             EventKind::Dropped { events, bytes } => ("dropped", json!({"events": events, "bytes": bytes})),
             EventKind::Goodbye => {

@@ -78,6 +78,9 @@ pub struct Process {
     /// A watcher proved it owns the id (its hello carried the resume secret, see
     /// [`judge_hello`]): from then on a hello for it without the secret is refused.
     pub owned: bool,
+    /// The current child passed its readiness check (from the hello, then `Ready` events; a
+    /// new child resets it).
+    pub ready: bool,
 }
 
 impl Process {
@@ -96,6 +99,9 @@ impl Process {
     pub fn info(&self, center: &str, now: Instant, with_history: bool) -> ProcessInfo {
         let running = self.exit.is_none() || matches!(self.state, Some(ProcessState::Running | ProcessState::Starting));
         ProcessInfo {
+            program: self.hello.program.clone(),
+            ready: self.ready,
+            waiting: None,
             id: self.id,
             name: self.hello.name.clone(),
             argv: self.hello.argv.clone(),
@@ -221,6 +227,7 @@ impl Table {
             ended_at: None,
             silent_logged: false,
             owned: false,
+            ready: hello.ready,
         });
         if owned && !proc.owned {
             // The owner's word beats whatever an unproven hello (or an earlier center's
@@ -232,6 +239,7 @@ impl Table {
         }
         proc.last_heard = now;
         proc.silent_logged = false;
+        proc.ready = hello.ready;
         if let Some(old) = proc.peer.replace(peer.clone()) {
             self.peers.remove(&old);
         }
@@ -593,6 +601,8 @@ mod tests {
 
     fn process() -> Process {
         let hello = Hello {
+            program: None,
+            ready: false,
             id: ProcessId(0xabcd),
             name: "sleeper".into(),
             argv: vec!["sleep".into(), OsBytes(vec![0xff])],

@@ -17,6 +17,8 @@ const ANSWER: Duration = Duration::from_secs(5);
 
 fn hello(id: ProcessId) -> Hello {
     Hello {
+        program: None,
+        ready: false,
         id,
         name: "vanished".into(),
         argv: vec![OsBytes::from("sleep"), OsBytes::from("1000")],

@@ -216,6 +216,8 @@ struct Watcher {
 
 fn hello(id: u64, name: &str) -> Hello {
     Hello {
+        program: None,
+        ready: false,
         id: ProcessId(id),
         name: name.into(),
         argv: vec![name.into()],

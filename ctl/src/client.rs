@@ -559,6 +559,9 @@ mod tests {
 
     fn row(n: u64) -> nerve_proto::ProcessInfo {
         nerve_proto::ProcessInfo {
+            program: None,
+            ready: false,
+            waiting: None,
             id: nerve_proto::ProcessId(n),
             name: format!("p{n}"),
             argv: vec!["x".into()],

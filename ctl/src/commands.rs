@@ -673,6 +673,9 @@ mod tests {
 
     fn row() -> ProcessInfo {
         ProcessInfo {
+            program: None,
+            ready: false,
+            waiting: None,
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
             name: "web".into(),
             argv: vec!["python3".into(), "-m".into(), "http.server".into()],

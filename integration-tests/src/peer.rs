@@ -25,6 +25,8 @@ pub fn endpoint(s: &str) -> zmtp::Endpoint {
 /// A Hello for a watcher the test plays itself (process `id` named `name`, nothing running).
 pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello {
     nerve_proto::Hello {
+        program: None,
+        ready: false,
         id,
         name: name.into(),
         argv: vec![name.into()],

@@ -325,6 +325,8 @@ impl Command {
             None => std::env::current_dir().unwrap_or_default(),
         };
         Hello {
+            program: None,
+            ready: false,
             id: secret.id(),
             name: self.name.clone().unwrap_or(default_name),
             argv,

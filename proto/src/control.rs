@@ -92,6 +92,73 @@ pub enum Request {
     },
     /// This center's ring peers.
     Ring,
+    /// Start a configured or ad-hoc program's processes that are not running (`TARGET` a
+    /// program name, `name:N`, an id or prefix, or `all`), in dependency order.
+    Start {
+        /// What to start.
+        target: String,
+    },
+    /// Read the center's config file again and say what changed in its programs, without
+    /// acting (supervisorctl's `reread`).
+    Reread,
+    /// Read the config file again and apply it: start added programs, restart changed ones,
+    /// stop and forget removed ones; unchanged ones keep running (supervisorctl's `update`).
+    Update,
+    /// Start an ad-hoc program, kept by the center like a configured one until stopped
+    /// (pm2's `start`).
+    Run {
+        /// What to run and how.
+        spec: RunSpec,
+        /// The center of the ring that runs it (its name); `None`: the one asked.
+        center: Option<String>,
+    },
+    /// Change a program's number of processes (`numprocs`) while it runs.
+    Scale {
+        /// The program's name.
+        program: String,
+        /// The new number of processes.
+        numprocs: u32,
+    },
+}
+
+/// An ad-hoc program for [`Request::Run`]: a command, its name and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The program's name (default: the command's file name).
+    pub name: Option<String>,
+    /// The command and its arguments, bytes.
+    pub argv: Vec<OsBytes>,
+    /// The working directory (default: the center's).
+    pub directory: Option<OsBytes>,
+    /// Environment variables set for it, on top of the center's environment.
+    pub environment: Vec<(OsBytes, OsBytes)>,
+    /// Program settings by their config-file key and value as text (`("autorestart",
+    /// "always")`, `("startsecs", "0")`, `("numprocs", "2")`): the keys of a `[program.NAME]`
+    /// table, checked as the config file is.
+    pub settings: Vec<(String, String)>,
+}
+
+/// What `reread` found: programs by name, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChanges {
+    /// In the file, not yet known to the center.
+    pub added: Vec<String>,
+    /// Known, with different settings in the file.
+    pub changed: Vec<String>,
+    /// Known, no longer in the file.
+    pub removed: Vec<String>,
+}
+
+/// One outcome of a command that acts on several processes (`stop all`, `start web`,
+/// `update`): which process or program, and what was done or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acted {
+    /// The process or program, as `ps` names it (`web:1`, `db`).
+    pub name: String,
+    /// Its process id, when it has one.
+    pub id: Option<ProcessId>,
+    /// `Ok(what was done)` or `Err(why not)`, for people.
+    pub result: Result<String, String>,
 }
 
 impl fmt::Debug for Request {
@@ -127,6 +194,11 @@ impl fmt::Debug for Request {
             Request::Info { target } => write!(f, "Info {{ target: {target:?} }}"),
             Request::PsLocal { all } => write!(f, "PsLocal {{ all: {all} }}"),
             Request::Ring => write!(f, "Ring"),
+            Request::Start { target } => write!(f, "Start {{ target: {target:?} }}"),
+            Request::Reread => write!(f, "Reread"),
+            Request::Update => write!(f, "Update"),
+            Request::Run { spec, center } => write!(f, "Run {{ spec: {spec:?}, center: {center:?} }}"),
+            Request::Scale { program, numprocs } => write!(f, "Scale {{ program: {program:?}, numprocs: {numprocs} }}"),
         }
     }
 }
@@ -179,6 +251,12 @@ pub enum Reply {
     /// [`Reply::Ps`]. A center sends a table larger than [`MAX_REPLY_BYTES`] this way, so no
     /// reply frame passes [`crate::MAX_FRAME_BYTES`] whatever the table holds.
     Rows(Vec<ProcessInfo>),
+    /// Answer to [`Request::Reread`].
+    Changes(ConfigChanges),
+    /// Answer to [`Request::Start`], [`Request::Update`], [`Request::Run`],
+    /// [`Request::Scale`], and to [`Request::Stop`] / [`Request::Restart`] of a program or
+    /// `all`: one entry per process or program acted on, in the order acted on.
+    Acted(Vec<Acted>),
 }
 
 /// The most encoded bytes a center puts in one reply frame of rows ([`Reply::Rows`],
@@ -277,6 +355,13 @@ pub struct ProcessInfo {
     /// When `argv` was cut (see [`crate::Hello::argv_cut`]): the full command line's size,
     /// bytes.
     pub argv_cut: Option<u64>,
+    /// The program it belongs to, when a center launched it (see [`crate::ProgramTag`]).
+    pub program: Option<crate::ProgramTag>,
+    /// The current child passed its readiness check ([`crate::EventKind::Ready`]).
+    pub ready: bool,
+    /// Why a configured process is not running yet, while it waits (`"waiting for db:
+    /// FATAL"`, `"waiting for db to be ready"`); `None` otherwise.
+    pub waiting: Option<String>,
 }
 
 /// One state change of a process.

@@ -48,15 +48,15 @@ mod watcher;
 
 pub use codec::{decode, encode, encoded_len, DecodeError, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use control::{
-    ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request, StateChange,
-    VersionInfo, MAX_REPLY_BYTES,
+    Acted, ConfigChanges, ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request,
+    RunSpec, StateChange, VersionInfo, MAX_REPLY_BYTES,
 };
 pub use resume::ResumeSecret;
 pub use ring::{CenterHello, PeerInfo, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     cut_argv, cut_str, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,
-    ProcessId, ProcessState, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_ARGV_BYTES, MAX_HISTORY,
+    ProcessId, ProcessState, ProgramTag, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_ARGV_BYTES, MAX_HISTORY,
     MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK,
 };
 

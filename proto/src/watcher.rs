@@ -102,6 +102,31 @@ pub struct Hello {
     /// process it knows as owned without it. `None` only from peers that are not `nrv-open`
     /// (tests, tools); such a hello is accepted for an id the center does not know yet.
     pub secret: Option<crate::ResumeSecret>,
+    /// Which configured or ad-hoc program of a center this watcher runs, when a center
+    /// launched it (`nrv-open --program`); `None` for a watcher started by anyone else.
+    pub program: Option<ProgramTag>,
+    /// The current child has passed its readiness check (`--ready`; see
+    /// [`EventKind::Ready`]), so a new center knows without waiting for the check again.
+    pub ready: bool,
+}
+
+/// What a center-launched watcher says it runs: a program of that center's config (or an
+/// ad-hoc one from `nrv-ctl run`) and which of its `numprocs` processes (supervisord's
+/// `group:process`, `web:0`). A center that restarts finds its programs' watchers by this tag
+/// and starts nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProgramTag {
+    /// The program's name (`web`), as in `[program.web]` or `nrv-ctl run --name`.
+    pub program: String,
+    /// Which process of the program, from 0 (`web:0`, `web:1`, …).
+    pub instance: u32,
+    /// A digest of the settings the watcher was launched with, chosen by the center (16 hex
+    /// digits): a center compares it with its config to tell a changed program (`reread`).
+    pub fingerprint: String,
+    /// Launched by `nrv-ctl run`, not from the config file.
+    pub adhoc: bool,
+    /// The center that launched it.
+    pub center: String,
 }
 
 /// State changes a watcher sends in its hello and a center keeps per process: the last 100
@@ -206,6 +231,15 @@ pub enum EventKind {
     },
     /// The stopped child was continued (SIGCONT; `WCONTINUED`).
     Continued,
+    /// The current child passed its readiness check (`nrv-open --ready`): `"started"`
+    /// (RUNNING after startsecs), a TCP connect to `tcp://HOST:PORT`, an `exec:` command that
+    /// exited 0, or `READY=1` on `$NOTIFY_SOCKET` (systemd's `sd_notify(3)`, s6's readiness
+    /// notification). Sent once per child; a restarted child is not ready until it passes
+    /// again.
+    Ready {
+        /// How it was found ready, for people (`"tcp://127.0.0.1:5432 accepted a connection"`).
+        how: String,
+    },
 }
 
 /// Bytes of an OS string (an argument, a path): what the kernel takes, not necessarily UTF-8.

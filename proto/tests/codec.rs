@@ -13,6 +13,8 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
     };
     vec![
         WatcherMsg::Hello(Hello {
+            program: None,
+            ready: false,
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
             name: "echo".into(),
             argv: vec![

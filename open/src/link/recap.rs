@@ -143,6 +143,8 @@ mod tests {
 
     fn hello() -> Hello {
         Hello {
+            program: None,
+            ready: false,
             id: ProcessId(1),
             name: "t".into(),
             argv: vec![OsBytes::from("t")],
