@@ -37,6 +37,7 @@ pub mod follow;
 pub mod log;
 pub mod outputs;
 pub mod peers;
+pub mod programs;
 pub mod ratelimit;
 pub mod ring;
 mod server;
