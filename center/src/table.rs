@@ -81,6 +81,10 @@ pub struct Process {
     /// The current child passed its readiness check (from the hello, then `Ready` events; a
     /// new child resets it).
     pub ready: bool,
+    /// The uid of the watcher that first said hello for it over ipc (`SO_PEERCRED`): from
+    /// then on only that uid (or root) may speak for it (see [`judge_uid`]). `None` until a
+    /// hello over ipc, and for rows restored from an earlier center.
+    pub uid: Option<u32>,
 }
 
 impl Process {
@@ -188,6 +192,19 @@ impl Table {
     /// # Errors
     /// Why the hello is refused ([`judge_hello`]); the table is then unchanged.
     pub fn hello(&mut self, peer: Identity, hello: &Hello) -> Result<u64, String> {
+        self.hello_from(peer, hello, None)
+    }
+
+    /// As [`Table::hello`], for a peer whose uid is known (`uid`: `SO_PEERCRED` on ipc;
+    /// `None` on tcp): the hello is also refused when the process is bound to another uid
+    /// ([`judge_uid`]), and an accepted one binds an unbound process to `uid`.
+    ///
+    /// # Errors
+    /// As [`Table::hello`], and the refusal of [`judge_uid`].
+    pub fn hello_from(&mut self, peer: Identity, hello: &Hello, uid: Option<u32>) -> Result<u64, String> {
+        if let Some(p) = self.procs.get(&hello.id) {
+            judge_uid(hello.id, p.uid, uid)?;
+        }
         let known = self.procs.get(&hello.id).map(|p| Known {
             owned: p.owned,
             next_seq: p.next_seq,
@@ -228,7 +245,11 @@ impl Table {
             silent_logged: false,
             owned: false,
             ready: hello.ready,
+            uid: None,
         });
+        if proc.uid.is_none() {
+            proc.uid = uid;
+        }
         if owned && !proc.owned {
             // The owner's word beats whatever an unproven hello (or an earlier center's
             // record) said: only it knows which events are acknowledged.
@@ -416,9 +437,8 @@ pub enum Verdict {
 ///
 /// So a hijacker cannot claim a process a watcher proved, nor move an unproven one's
 /// `next_seq` forward (which would make the center acknowledge the real events as
-/// duplicates and drop them). On ipc the peer's uid (SO_PEERCRED, once zmtp's `Incoming`
-/// carries it) would be one more input here: a process would also be bound to the uid that
-/// first proved it.
+/// duplicates and drop them). On ipc, [`judge_uid`] is checked first: a process also belongs
+/// to the uid that first said hello for it.
 pub fn judge_hello(known: Option<Known>, id: ProcessId, secret: Option<&ResumeSecret>, next_seq: u64) -> Verdict {
     match (secret, known) {
         (Some(secret), _) if secret.owns(id) => Verdict::Accept { owned: true },
@@ -432,6 +452,29 @@ pub fn judge_hello(known: Option<Known>, id: ProcessId, secret: Option<&ResumeSe
             k.next_seq
         )),
         (None, Some(_)) => Verdict::Accept { owned: false },
+    }
+}
+
+/// Decides whether a peer of uid `peer` may speak for process `id`, bound to uid `bound`
+/// (issue 12: on ipc a process also belongs to the uid that first said hello for it, so a
+/// leaked resume secret alone does not let another local user speak for it).
+///
+/// | bound | peer | verdict |
+/// |---|---|---|
+/// | none | any | accept (the caller binds `peer`) |
+/// | `u` | `u` | accept |
+/// | `u` | 0 (root) | accept (root can do anything on the host anyway; the binding stays `u`) |
+/// | `u` | another uid | refuse, naming both |
+/// | `u` | unknown (tcp, where CURVE authenticates the peer) | accept |
+///
+/// # Errors
+/// The refusal, for the watcher's `Error` and the `protocol_error` line.
+pub fn judge_uid(id: ProcessId, bound: Option<u32>, peer: Option<u32>) -> Result<(), String> {
+    match (bound, peer) {
+        (Some(u), Some(p)) if p != u && p != 0 => Err(format!(
+            "process {id} belongs to uid {u}, the uid of the watcher that first said hello for it; this hello comes from uid {p}"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -552,6 +595,60 @@ mod tests {
         assert_eq!(
             judge_hello(None, id, Some(&other), 1),
             Verdict::Refuse(format!("the resume secret does not belong to process {id}"))
+        );
+    }
+
+    /// The uid rule as a table: (bound, peer) → accepted.
+    #[test]
+    fn judge_uid_binds_a_process_to_its_first_uid() {
+        let id = ProcessId(7);
+        let cases: [(Option<u32>, Option<u32>, bool); 7] = [
+            (None, None, true),
+            (None, Some(1000), true),
+            (Some(1000), Some(1000), true),
+            (Some(1000), Some(0), true),
+            (Some(1000), Some(1001), false),
+            (Some(0), Some(1001), false),
+            (Some(1000), None, true),
+        ];
+        for (n, (bound, peer, ok)) in cases.into_iter().enumerate() {
+            assert_eq!(judge_uid(id, bound, peer).is_ok(), ok, "case {n}: {bound:?} {peer:?}");
+        }
+        assert_eq!(
+            judge_uid(id, Some(1000), Some(1001)),
+            Err(format!("process {id} belongs to uid 1000, the uid of the watcher that first said hello for it; this hello comes from uid 1001"))
+        );
+    }
+
+    /// The table side of the uid rule: the first ipc hello binds, another uid is refused
+    /// even with the right secret, and the owner's row is untouched.
+    #[test]
+    fn a_hello_from_another_uid_is_refused_even_with_the_secret() {
+        let owner = ResumeSecret([5; 32]);
+        let hello = Hello {
+            id: owner.id(),
+            secret: Some(owner),
+            ..process().hello
+        };
+        let (w1, w2) = (
+            Identity(bytes::Bytes::from_static(b"w1")),
+            Identity(bytes::Bytes::from_static(b"w2")),
+        );
+        let mut table = Table::default();
+        assert_eq!(table.hello_from(w1.clone(), &hello, Some(1000)), Ok(1));
+        assert!(table.hello_from(w2.clone(), &hello, Some(1001)).is_err());
+        let p = table.get(owner.id()).expect("kept");
+        assert_eq!((p.uid, p.peer.as_ref()), (Some(1000), Some(&w1)));
+        assert_eq!(
+            table.hello_from(w2.clone(), &hello, Some(1000)),
+            Ok(1),
+            "the same uid reconnects"
+        );
+        assert_eq!(table.hello_from(w1, &hello, Some(0)), Ok(1), "root may");
+        assert_eq!(
+            table.get(owner.id()).map(|p| p.uid),
+            Some(Some(1000)),
+            "root does not rebind"
         );
     }
 
