@@ -98,7 +98,8 @@ pub(crate) struct Center {
     /// Processes that ended whose followers get their End once the last lines are written.
     ends_due: Vec<ProcessId>,
     /// How many `protocol_error` lines are written, per peer (and endpoint) and in all.
-    error_limit: RateLimit<(bool, Identity)>,
+    /// Bounds the `protocol_error` lines, per (endpoint, peer): 0 process, 1 control, 2 sync.
+    pub(crate) error_limit: RateLimit<(u8, Identity)>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -436,7 +437,10 @@ impl Center {
         error: String,
     ) -> Result<(), Error> {
         let now = std::time::Instant::now();
-        let Verdict::Write { suppressed } = self.error_limit.check((endpoint_is_control, peer.clone()), now) else {
+        let Verdict::Write { suppressed } = self
+            .error_limit
+            .check((u8::from(endpoint_is_control), peer.clone()), now)
+        else {
             return Ok(());
         };
         let endpoint = if endpoint_is_control {
