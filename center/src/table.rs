@@ -75,8 +75,9 @@ pub struct Process {
     pub ended_at: Option<Instant>,
     /// The center already logged that the watcher went silent.
     pub silent_logged: bool,
-    /// A watcher proved it owns the id (its hello carried the resume secret, see
-    /// [`judge_hello`]): from then on a hello for it without the secret is refused.
+    /// A watcher proved it owns the id to this center (every accepted hello does, see
+    /// [`judge_hello`]); false for a row restored from an earlier center, whose `next_seq`
+    /// the owner's first hello then replaces.
     pub owned: bool,
     /// The current child passed its readiness check (from the hello, then `Ready` events; a
     /// new child resets it).
@@ -205,14 +206,7 @@ impl Table {
         if let Some(p) = self.procs.get(&hello.id) {
             judge_uid(hello.id, p.uid, uid)?;
         }
-        let known = self.procs.get(&hello.id).map(|p| Known {
-            owned: p.owned,
-            next_seq: p.next_seq,
-        });
-        let owned = match judge_hello(known, hello.id, hello.secret.as_ref(), hello.next_seq) {
-            Verdict::Accept { owned } => owned,
-            Verdict::Refuse(why) => return Err(why),
-        };
+        judge_hello(hello.id, hello.secret.as_ref())?;
         let hello = &cut_hello(hello);
         let now = Instant::now();
         self.counter += 1;
@@ -250,9 +244,9 @@ impl Table {
         if proc.uid.is_none() {
             proc.uid = uid;
         }
-        if owned && !proc.owned {
-            // The owner's word beats whatever an unproven hello (or an earlier center's
-            // record) said: only it knows which events are acknowledged.
+        if !proc.owned {
+            // The owner's word beats an earlier center's record: only it knows which events
+            // are acknowledged.
             proc.next_seq = hello.next_seq;
             proc.owned = true;
         } else {
@@ -401,57 +395,30 @@ pub fn cut_hello(hello: &Hello) -> Hello {
     kept
 }
 
-/// What the table knows of a process when a hello for it arrives: the input of
-/// [`judge_hello`] besides the hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Known {
-    /// A watcher proved it owns the id ([`Process::owned`]).
-    pub owned: bool,
-    /// The next seq the center expects ([`Process::next_seq`]).
-    pub next_seq: u64,
-}
-
-/// [`judge_hello`]'s answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Take the hello; `owned`: it proved the id is its own (see [`Table::hello`] for the seq).
-    Accept {
-        /// The hello carried the id's resume secret.
-        owned: bool,
-    },
-    /// Refuse it, for this reason (for the watcher's `Error` and the `protocol_error` line).
-    Refuse(String),
-}
-
 /// Decides whether a hello may speak for `id` (issue 12: a process's events belong to its
-/// watcher). `known` is what this center knows of the id, `secret` the hello's resume secret
-/// and `next_seq` its claimed continuation.
+/// watcher): only with the resume secret the id is derived from ([`ResumeSecret::owns`]).
 ///
-/// | secret | id known | verdict |
-/// |---|---|---|
-/// | owns `id` ([`ResumeSecret::owns`]) | any | accept, owned: the owner's `next_seq` is taken as it is, also after a center restart |
-/// | does not own `id` | any | refuse |
-/// | none | no | accept, not owned (a peer that is not `nrv-open`: every `nrv-open` sends one) |
-/// | none | owned | refuse |
-/// | none | not owned | accept if `next_seq` is at most the expected one, else refuse |
+/// | secret | verdict |
+/// |---|---|
+/// | owns `id` | accept: the owner's `next_seq` is taken as it says, also after a center restart |
+/// | does not own `id` | refuse |
+/// | none | refuse (every `nrv-open` sends one; a tool or test makes one with `ResumeSecret`) |
 ///
-/// So a hijacker cannot claim a process a watcher proved, nor move an unproven one's
-/// `next_seq` forward (which would make the center acknowledge the real events as
-/// duplicates and drop them). On ipc, [`judge_uid`] is checked first: a process also belongs
-/// to the uid that first said hello for it.
-pub fn judge_hello(known: Option<Known>, id: ProcessId, secret: Option<&ResumeSecret>, next_seq: u64) -> Verdict {
-    match (secret, known) {
-        (Some(secret), _) if secret.owns(id) => Verdict::Accept { owned: true },
-        (Some(_), _) => Verdict::Refuse(format!("the resume secret does not belong to process {id}")),
-        (None, None) => Verdict::Accept { owned: false },
-        (None, Some(k)) if k.owned => Verdict::Refuse(format!(
-            "process {id} belongs to the watcher that proved it; this hello has no resume secret"
+/// So nobody but the watcher that drew the secret can speak for its process at all: not claim
+/// a process a watcher proved, not move its `next_seq` forward (which would make the center
+/// acknowledge the real events as duplicates and drop them), and not add lines under its id
+/// in the moments after a center restart before the watcher is back. On ipc, [`judge_uid`]
+/// is checked as well: a process also belongs to the uid that first said hello for it.
+///
+/// # Errors
+/// The refusal, for the watcher's `Error` and the `protocol_error` line.
+pub fn judge_hello(id: ProcessId, secret: Option<&ResumeSecret>) -> Result<(), String> {
+    match secret {
+        Some(secret) if secret.owns(id) => Ok(()),
+        Some(_) => Err(format!("the resume secret does not belong to process {id}")),
+        None => Err(format!(
+            "a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {id} has none"
         )),
-        (None, Some(k)) if next_seq > k.next_seq => Verdict::Refuse(format!(
-            "next_seq {next_seq} for process {id} jumps past {}, the seq this center expects; only its owner (with the resume secret) may",
-            k.next_seq
-        )),
-        (None, Some(_)) => Verdict::Accept { owned: false },
     }
 }
 
@@ -543,58 +510,23 @@ mod tests {
     use super::*;
     use nerve_proto::ExitStatus;
 
-    /// Issue 12's accept/refuse decision as a table: (secret, known, next_seq) → verdict.
+    /// Issue 12's accept/refuse decision as a table: secret → verdict.
     #[test]
-    fn judge_hello_accepts_the_owner_and_refuses_the_rest() {
+    fn judge_hello_accepts_the_owner_only() {
         let owner = ResumeSecret([5; 32]);
         let id = owner.id();
         let other = ResumeSecret([6; 32]);
-        let owned = Some(Known {
-            owned: true,
-            next_seq: 10,
-        });
-        let unproven = Some(Known {
-            owned: false,
-            next_seq: 10,
-        });
-        let huge = 1 << 62;
-        let accept = |owned| Verdict::Accept { owned };
-        // (secret, known, next_seq, verdict; None: refused)
-        type Case<'a> = (Option<&'a ResumeSecret>, Option<Known>, u64, Option<Verdict>);
-        let cases: [Case; 12] = [
-            // The owner: new, known, after a center restart with a larger next_seq, and
-            // taking over an unproven claim.
-            (Some(&owner), None, 1, Some(accept(true))),
-            (Some(&owner), owned, 10, Some(accept(true))),
-            (Some(&owner), None, 25, Some(accept(true))),
-            (Some(&owner), unproven, 3, Some(accept(true))),
-            // Someone else's secret, wherever.
-            (Some(&other), None, 1, None),
-            (Some(&other), owned, 10, None),
-            (Some(&other), unproven, 1, None),
-            // No secret: a new id, an owned one, an unproven one's continuation and jump.
-            (None, None, huge, Some(accept(false))),
-            (None, owned, 1, None),
-            (None, owned, huge, None),
-            (None, unproven, 10, Some(accept(false))),
-            (None, unproven, 11, None),
-        ];
-        for (n, (secret, known, next_seq, want)) in cases.into_iter().enumerate() {
-            let got = judge_hello(known, id, secret, next_seq);
-            match want {
-                Some(want) => assert_eq!(got, want, "case {n}"),
-                None => assert!(matches!(got, Verdict::Refuse(_)), "case {n}: {got:?}"),
-            }
+        let cases: [(Option<&ResumeSecret>, bool); 3] = [(Some(&owner), true), (Some(&other), false), (None, false)];
+        for (n, (secret, ok)) in cases.into_iter().enumerate() {
+            assert_eq!(judge_hello(id, secret).is_ok(), ok, "case {n}");
         }
         assert_eq!(
-            judge_hello(owned, id, None, huge),
-            Verdict::Refuse(format!(
-                "process {id} belongs to the watcher that proved it; this hello has no resume secret"
-            ))
+            judge_hello(id, Some(&other)),
+            Err(format!("the resume secret does not belong to process {id}"))
         );
         assert_eq!(
-            judge_hello(None, id, Some(&other), 1),
-            Verdict::Refuse(format!("the resume secret does not belong to process {id}"))
+            judge_hello(id, None),
+            Err(format!("a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {id} has none"))
         );
     }
 
@@ -628,7 +560,7 @@ mod tests {
         let hello = Hello {
             id: owner.id(),
             secret: Some(owner),
-            ..process().hello
+            ..owned_hello()
         };
         let (w1, w2) = (
             Identity(bytes::Bytes::from_static(b"w1")),
@@ -660,7 +592,7 @@ mod tests {
         let victim = Hello {
             id: owner.id(),
             secret: Some(owner),
-            ..process().hello
+            ..owned_hello()
         };
         let (w1, w2) = (
             Identity(bytes::Bytes::from_static(b"w1")),
@@ -680,15 +612,15 @@ mod tests {
         assert_eq!(p.hello.secret, None, "the secret is not kept");
         assert!(table.by_peer(&w2).is_none());
 
-        // Before the owner is back (a new center): an unproven claim, then the owner.
+        // Before the owner is back (a new center): the claim is refused all the same.
         let mut table = Table::default();
-        assert_eq!(table.hello(w2.clone(), &hijack), Ok(1 << 62));
+        assert!(table.hello(w2, &hijack).is_err(), "no secret, no process");
+        assert!(table.get(owner.id()).is_none());
         let back = Hello {
             next_seq: 25,
             ..victim.clone()
         };
-        assert_eq!(table.hello(w1.clone(), &back), Ok(25), "the owner's word wins");
-        assert!(table.hello(w2, &hijack).is_err(), "and the claim is over");
+        assert_eq!(table.hello(w1, &back), Ok(25), "the owner's word is taken");
     }
 
     const STOP: Signal = Signal(19);
@@ -697,10 +629,11 @@ mod tests {
     const TTOU: Signal = Signal(22);
 
     fn process() -> Process {
+        let secret = ResumeSecret([0xab; 32]);
         let hello = Hello {
             program: None,
             ready: false,
-            id: ProcessId(0xabcd),
+            id: secret.id(),
             name: "sleeper".into(),
             argv: vec!["sleep".into(), OsBytes(vec![0xff])],
             cwd: "/".into(),
@@ -719,12 +652,20 @@ mod tests {
             restarts: 0,
             exit: None,
             argv_cut: None,
-            secret: None,
+            secret: Some(secret),
         };
         let mut table = Table::default();
         let peer = Identity(bytes::Bytes::from_static(b"w1"));
         table.hello(peer, &hello).expect("a new id is accepted");
         table.get(hello.id).expect("just said hello").clone()
+    }
+
+    /// [`process`]'s hello with its resume secret (the table keeps hellos without it).
+    fn owned_hello() -> Hello {
+        Hello {
+            secret: Some(ResumeSecret([0xab; 32])),
+            ..process().hello
+        }
     }
 
     #[test]
@@ -798,7 +739,7 @@ mod tests {
     }
 
     fn big_hello() -> Hello {
-        let mut h = process().hello;
+        let mut h = owned_hello();
         h.name = "n".repeat(5000);
         h.host = "h".repeat(MAX_LABEL_BYTES + 1);
         h.user = "u".repeat(MAX_LABEL_BYTES);
@@ -838,7 +779,7 @@ mod tests {
         let already = Hello {
             argv: vec!["x".into()],
             argv_cut: Some(3_000_000),
-            ..process().hello
+            ..owned_hello()
         };
         assert_eq!(cut_hello(&already).argv_cut, Some(3_000_000));
         assert_eq!(cut_hello(&already).argv, already.argv);
@@ -849,7 +790,7 @@ mod tests {
         // Arguments past MAX_ARGV_ITEMS go, even empty ones, and the cut says so.
         let many = Hello {
             argv: vec![OsBytes(Vec::new()); 100_000],
-            ..process().hello
+            ..owned_hello()
         };
         let kept = cut_hello(&many);
         assert_eq!(kept.argv.len(), MAX_ARGV_ITEMS);
@@ -1011,7 +952,7 @@ mod tests {
             let hello = Hello {
                 child_pid,
                 child_uptime_ms,
-                ..process().hello
+                ..owned_hello()
             };
             let got = started_at(now, &hello).map(|t| now.duration_since(t));
             assert_eq!(
@@ -1051,7 +992,7 @@ mod tests {
                 restarts: 5,
                 exit: Some(ExitStatus::Code(0)),
                 child_uptime_ms: Some(2_000),
-                ..process().hello
+                ..owned_hello()
             };
             let mut table = Table::default();
             table

@@ -35,7 +35,7 @@ pub enum CtlError {
         /// The control endpoint.
         endpoint: zmtp::Endpoint,
         /// What was asked.
-        request: Request,
+        request: Box<Request>,
         /// What came back.
         reply: Box<Reply>,
     },

@@ -521,8 +521,9 @@ fn a_hello_from_another_uid_is_refused_even_with_the_resume_secret() {
     let rt = integration_tests::runtime();
     let mut owner = rt.block_on(integration_tests::FakeWatcher::connect(&center.endpoint, "owner"));
     let hello = nerve_proto::Hello {
-        secret: Some(secret.clone()),
-        ..integration_tests::test_hello(id, "owned")
+        id,
+        secret: Some(secret),
+        ..integration_tests::test_hello(0, "owned")
     };
     rt.block_on(owner.hello(hello.clone()));
 
