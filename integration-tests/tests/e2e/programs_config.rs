@@ -26,7 +26,10 @@ fn assert_refused(dir: &TestDir, out: &integration_tests::Outcome, want: &str) {
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert_eq!(out.stderr, format!("nrv-center: {want}\n"), "{}", out.describe());
     for file in ["n.sock", "c.sock", "nerve.log"] {
-        assert!(!dir.join(file).exists(), "{file} exists: nothing may start before the config is good");
+        assert!(
+            !dir.join(file).exists(),
+            "{file} exists: nothing may start before the config is good"
+        );
     }
 }
 
