@@ -55,7 +55,7 @@ pub const MAX_NUMPROCS: u32 = 1024;
 pub const MAX_NAME_BYTES: usize = 64;
 
 /// The largest environment file read (`environment_file`), 1 MiB; a larger one is an error
-/// naming it, as is a device that never ends (`/dev/zero`).
+/// naming it (and only regular files are read: not a device, not a FIFO).
 pub const MAX_ENVIRONMENT_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The largest number of seconds any duration key takes (365 days), so a value fits a
