@@ -21,7 +21,7 @@
 //! | `autostart` | boolean | true |
 //! | `directory` | path (relative: to the center's working directory) | the center's |
 //! | `environment` | table of strings (integers and booleans are written as text) | none |
-//! | `environment_file` | path; `-` before it: ignore it when missing (systemd's `EnvironmentFile=`) | none |
+//! | `environment_file` | path (relative: to the center's working directory; for [`from_run_spec`], to the program's); `-` before it: ignore it when missing (systemd's `EnvironmentFile=`) | none |
 //! | `ready` | `started`, `tcp://HOST:PORT`, `exec:CMD ARGS`, `notify` | `started` |
 //! | `ready_timeout` | seconds > 0 | 60 ([`DEFAULT_READY_TIMEOUT`]) |
 //! | `user` | user name or uid (only when the center runs as root) | the center's |
