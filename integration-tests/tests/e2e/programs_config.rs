@@ -78,3 +78,32 @@ fn a_bad_program_key_is_refused_naming_the_line_the_program_and_the_key() {
         "nerve.toml line 6: [program.web]: numprocs: must be an integer from 1 to 1024, not 0",
     );
 }
+
+#[test]
+fn a_missing_or_bad_environment_file_is_refused_naming_it_and_its_line() {
+    let dir = TestDir::new();
+    let env = dir.join("web.env");
+    let config = format!(
+        "[program.web]\ncommand = \"sleep 100\"\nenvironment_file = \"{}\"\n",
+        env.display()
+    );
+    let out = center_with(&dir, &config);
+    assert_refused(
+        &dir,
+        &out,
+        &format!(
+            "nerve.toml line 6: [program.web]: environment_file: environment file {0} does not exist: create it, or write \"-{0}\" to go on without it",
+            env.display()
+        ),
+    );
+    std::fs::write(&env, "# web\nGREETING=hello\nnot a line\n").expect("write web.env");
+    let out = center_with(&dir, &config);
+    assert_refused(
+        &dir,
+        &out,
+        &format!(
+            "nerve.toml line 6: [program.web]: environment_file: environment file {} line 3: \"not a line\" is not KEY=VALUE",
+            env.display()
+        ),
+    );
+}
