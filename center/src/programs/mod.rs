@@ -12,6 +12,7 @@
 //! | `config` | `[program.NAME]` tables of the config file → checked [`ProgramDef`]s, start order, fingerprints, `reread`'s diff |
 //! | `manager` | the launches, the waits on dependencies' readiness, start/stop/update/scale/run |
 
+pub mod config;
 pub mod def;
 
 pub use def::{ProgramDef, ReadyCheck, DEFAULT_READY_TIMEOUT};
