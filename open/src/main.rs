@@ -92,6 +92,26 @@ struct Args {
     /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
     #[argh(option)]
     curve_secret_key: Option<String>,
+    /// run the command as this user (setgid, initgroups, setuid before exec; nrv-open must
+    /// run as root)
+    #[argh(option)]
+    user: Option<String>,
+    /// the command's umask, octal (022; default: nrv-open's own)
+    #[argh(option)]
+    umask: Option<String>,
+    /// set by nrv-center: the program and instance this watcher runs (NAME:INSTANCE), sent in
+    /// every hello
+    #[argh(option)]
+    program: Option<String>,
+    /// set by nrv-center: the digest of the program's settings (16 hex digits)
+    #[argh(option)]
+    program_fingerprint: Option<String>,
+    /// set by nrv-center: the program was started by nrv-ctl run, not from its config
+    #[argh(switch)]
+    program_adhoc: bool,
+    /// set by nrv-center: the name of the center that launched this watcher
+    #[argh(option)]
+    program_center: Option<String>,
     /// the command and its arguments (or `command` in the config file)
     #[argh(positional, greedy)]
     command: Vec<String>,
@@ -270,6 +290,21 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
     }
     if let Some(v) = args.restart_delay.or(file.restart_delay) {
         command.restart_delay(not_negative("--restart-delay", v)?);
+    }
+    let tag = nerve_open::program::program_tag(
+        args.program.as_deref(),
+        args.program_fingerprint.as_deref(),
+        args.program_adhoc,
+        args.program_center.as_deref(),
+    )?;
+    if let Some(tag) = tag {
+        command.program(tag);
+    }
+    if let Some(name) = args.user.or(file.user) {
+        command.user(nerve_open::User::lookup(&name)?);
+    }
+    if let Some(text) = args.umask.or(file.umask) {
+        command.umask(nerve_open::program::parse_umask(&text)?);
     }
     Ok(command)
 }
