@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn program_tag_errors_name_the_option() {
         let fp = Some("0123456789abcdef");
-        let cases: [(Option<&str>, Option<&str>, bool, Option<&str>, &str); 7] = [
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, bool, Option<&'a str>, &'a str);
+        let cases: [Case; 7] = [
             (None, None, false, None, ""),
             (None, fp, false, None, "need --program NAME:INSTANCE"),
             (None, None, true, None, "need --program NAME:INSTANCE"),
