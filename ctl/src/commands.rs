@@ -368,6 +368,15 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "restarts": p.restarts,
         "stale": p.stale,
         "argv_cut": p.argv_cut,
+        "program": p.program.as_ref().map(|t| json!({
+            "program": t.program,
+            "instance": t.instance,
+            "fingerprint": t.fingerprint,
+            "adhoc": t.adhoc,
+            "center": t.center,
+        })),
+        "ready": p.ready,
+        "waiting": p.waiting,
     });
     if with_history {
         v["history_dropped"] = p.history_dropped.into();

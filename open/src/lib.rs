@@ -84,6 +84,7 @@
 mod child;
 mod command;
 pub mod config;
+mod detach;
 mod error;
 pub mod exit;
 mod handle;
@@ -103,6 +104,7 @@ mod user;
 mod watch;
 
 pub use command::Command;
+pub use detach::detach;
 pub use error::Error;
 pub use handle::{Child, Outcome};
 pub use link::WhenFull;
