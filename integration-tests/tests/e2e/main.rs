@@ -30,6 +30,7 @@ mod library;
 mod lockout;
 mod no_center;
 mod output;
+mod ready;
 mod restart;
 mod restart_view;
 mod signals;
