@@ -132,6 +132,21 @@ fn a_detached_watcher_has_its_own_session_and_outlives_the_launching_shell() {
             .all(|l| line_kind(l) != "goodbye" || l["id"].as_str() != Some(id.as_str())),
         "the watcher said no goodbye"
     );
+
+    // The child's parent-death signal is tied to the detached watcher: killing it stops the
+    // child (TERM, the default stop signal).
+    send_signal(watcher, libc::SIGKILL);
+    integration_tests::wait_until(
+        &format!("child {child} to die with its watcher {watcher}"),
+        WAIT,
+        || {
+            if pid_alive(child) {
+                Err("alive".into())
+            } else {
+                Ok(())
+            }
+        },
+    );
 }
 
 #[test]
