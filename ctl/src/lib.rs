@@ -6,8 +6,10 @@
 //! [`nerve_proto::ControlReply`] frame carrying the same id, every wait bounded by a timeout.
 //!
 //! The binary is a thin shell around [`cli::parse`] and [`run`]; every exit status is an
-//! [`Exit`]. Today the one command is `version`; `ps`, `signal`, `send`, `tail` and `events`
-//! come with the control-plane issue.
+//! [`Exit`]. The commands ask about processes (`ps`, `info`, `tail`, `events`, `ring`,
+//! `version`), act on one (`signal`, `send`, `stop`, `restart`), or on a center's programs
+//! (issue 13: `start`, `stop`/`restart` of a program or `all`, `reread`, `update`, `run`,
+//! `scale`; their answers are printed by [`programs`]).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
@@ -15,6 +17,7 @@ pub mod cli;
 mod client;
 mod commands;
 mod exit;
+pub mod programs;
 
 pub use cli::{Command, EarlyExit, Invocation};
 pub use client::{ask, ask_with, Client, ClientError};
@@ -34,10 +37,19 @@ pub enum CtlError {
     UnexpectedReply {
         /// The control endpoint.
         endpoint: zmtp::Endpoint,
-        /// What was asked.
+        /// What was asked (boxed: a `Run` request is large, and errors travel by value).
         request: Box<Request>,
         /// What came back.
         reply: Box<Reply>,
+    },
+    /// The center acted on several processes or programs and some of it failed (each is a
+    /// line of stdout already, `NAME error: why`).
+    #[error("{failed} of {total} failed (see the error lines above)")]
+    NotAllDone {
+        /// How many entries failed.
+        failed: usize,
+        /// How many entries there were.
+        total: usize,
     },
     /// The CURVE settings are unusable (exit 2).
     #[error("{0}")]
@@ -60,7 +72,10 @@ impl CtlError {
         match self {
             CtlError::Client(e) => e.exit(),
             CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
-            CtlError::UnexpectedReply { .. } | CtlError::Output(_) | CtlError::Keygen(_) => Exit::Failed,
+            CtlError::UnexpectedReply { .. }
+            | CtlError::NotAllDone { .. }
+            | CtlError::Output(_)
+            | CtlError::Keygen(_) => Exit::Failed,
         }
     }
 }
