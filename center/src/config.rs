@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub stale_after: Option<f64>,
     /// Seconds of silence after which a peer's rows are removed.
     pub remove_after: Option<f64>,
+    /// `ADDR:PORT` to serve Prometheus metrics on (`GET /metrics`).
+    pub metrics: Option<String>,
 }
 
 /// A config file that cannot be used: the path, the line when known, and why.
