@@ -221,3 +221,21 @@ fn metrics_answer_a_scrape_while_another_client_stalls_mid_request() {
     );
     drop(center);
 }
+
+#[test]
+fn metrics_can_be_turned_on_in_the_config_file() {
+    let dir = TestDir::new();
+    let addr = free_addr();
+    let config = dir.join("center.toml");
+    std::fs::write(&config, format!("metrics = \"{addr}\"\n")).unwrap_or_else(|e| panic!("write {config:?}: {e}"));
+    let config = config.to_string_lossy().into_owned();
+    let _center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--config", &config],
+    );
+    let body = scrape(&addr).unwrap_or_else(|e| panic!("a scrape of the address in {config}: {e}"));
+    assert!(body.contains("# TYPE nerve_watchers gauge\n"), "{body}");
+}
