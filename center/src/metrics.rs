@@ -308,7 +308,9 @@ mod tests {
     /// out).
     #[test]
     fn cpu_seconds_integrate_the_percent_samples() {
-        let cases: &[(&str, &[(f32, f64)], f64)] = &[
+        /// (what, samples as (CPU percent, uptime seconds), CPU seconds wanted).
+        type Case = (&'static str, &'static [(f32, f64)], f64);
+        let cases: &[Case] = &[
             ("no samples", &[], 0.0),
             ("a first sample at 0 % counts nothing", &[(0.0, 1.0)], 0.0),
             ("50 % for 2 s", &[(0.0, 1.0), (50.0, 3.0)], 1.0),
