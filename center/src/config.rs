@@ -3,7 +3,7 @@
 //! Each key is a long option's name (`endpoint`, `control`, `name`, `logfile`,
 //! `allow-remote`, `insecure`, `allow`, `allow-group`, `heartbeat`, `logdir`, `log-maxbytes`,
 //! `log-backups`, `file-mode`, `idle-timeout`, `frame-timeout`, `max-handshakes`,
-//! `max-connections`, …). A key in the file is overridden by the same option on the
+//! `max-connections`, `metrics`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
 //! line. The `[program.NAME]` tables are the programs the center runs, read and checked by
 //! [`crate::programs::config`]. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub stale_after: Option<f64>,
     /// Seconds of silence after which a peer's rows are removed.
     pub remove_after: Option<f64>,
+    /// `ADDR:PORT` to serve Prometheus metrics on (`GET /metrics`).
+    pub metrics: Option<String>,
     /// The `[program.NAME]` tables, as TOML: accepted here so that the other keys are still
     /// checked strictly; [`crate::programs::config::parse`] reads and checks them (with their
     /// lines, which this type does not keep).
@@ -206,5 +208,7 @@ mod tests {
         assert_eq!(parsed.allow, Some(vec!["alice:read".to_string(), "bob".to_string()]));
         assert_eq!(parsed.allow_group, Some(vec!["ops:read".to_string()]));
         assert_eq!(parsed.insecure, Some(true));
+        let parsed: FileConfig = toml::from_str("metrics = \"127.0.0.1:9464\"\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.metrics.as_deref(), Some("127.0.0.1:9464"));
     }
 }

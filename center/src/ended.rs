@@ -199,6 +199,7 @@ impl EndedRow {
             owned: false,
             ready: false,
             uid: None,
+            counters: Default::default(),
         }
     }
 

@@ -24,6 +24,13 @@
 //! DEALER link per peer join the center to a ring of centers ([`peers`]): it replicates the rows
 //! it owns and forwards requests for a peer's processes to that peer.
 //!
+//! With `--metrics ADDR:PORT` a task of its own ([`http`], hyper on the same runtime) serves
+//! `GET /metrics`: for each scrape it asks the loop for a [`metrics::Snapshot`] of this
+//! center's processes through a bounded channel, the loop answers between two other steps (a
+//! select arm, a copy of a few numbers per process), and the task renders the text
+//! (`prometheus-client`) outside the loop. So scrapes take no lock and a slow scraper never
+//! holds the loop.
+//!
 //! After a restart the center shows what its predecessor did: live processes from their
 //! watchers' hellos (uptime, history, restarts, last exit; see `Table::hello`), ended ones
 //! from the rows it appends to a file under `--logdir` as they end ([`ended`]).
@@ -35,7 +42,9 @@ pub mod ended;
 pub mod exit;
 pub mod files;
 pub mod follow;
+pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod outputs;
 pub mod peers;
 pub mod programs;

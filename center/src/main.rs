@@ -119,6 +119,10 @@ struct Args {
     /// seconds of silence after which a peer's rows are removed (default 30)
     #[argh(option)]
     remove_after: Option<f64>,
+    /// serve Prometheus metrics over HTTP at ADDR:PORT/metrics (for example 127.0.0.1:9464;
+    /// off by default; an address other than loopback needs --insecure)
+    #[argh(option)]
+    metrics: Option<String>,
 }
 
 /// The settings in effect: the command line over the config file over the defaults.
@@ -157,6 +161,8 @@ struct Settings {
     config: Option<PathBuf>,
     /// its `[program.NAME]` tables, checked
     programs: Vec<ProgramDef>,
+    /// where to serve `/metrics`, as given
+    metrics: Option<String>,
 }
 
 /// Merges `args` with the file named by `--config`, if any.
@@ -243,6 +249,7 @@ fn settings(args: Args) -> Result<Settings, Failure> {
         remove_after: args.remove_after.or(file.remove_after).unwrap_or(30.0),
         config: args.config,
         programs,
+        metrics: args.metrics.or(file.metrics),
     })
 }
 
@@ -377,6 +384,7 @@ fn start(args: Args) -> Result<(), Failure> {
             authorizer: Arc::new(LoggedRefusals(Arc::clone(keys))),
         };
     }
+    let metrics = args.metrics.as_deref().map(|a| bind_metrics(a, insecure)).transpose()?;
     let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let positive = |flag: &str, v: f64| {
@@ -500,6 +508,18 @@ fn start(args: Args) -> Result<(), Failure> {
             return Err(Failure::Run(anyhow::anyhow!("internal error: endpoints not bound")));
         };
         let sync = bound.next();
+        let metrics = match metrics.map(tokio::net::TcpListener::from_std).transpose() {
+            Ok(metrics) => metrics,
+            Err(e) => {
+                [process, control].into_iter().chain(sync).for_each(Router::close);
+                return Err(Failure::Run(anyhow::anyhow!("cannot serve --metrics: {e}")));
+            }
+        };
+        if let Some(listener) = &metrics {
+            if let Ok(addr) = listener.local_addr() {
+                eprintln!("nrv-center {name}: Prometheus metrics on http://{addr}/metrics");
+            }
+        }
         if access.opens_to_others() {
             // The file's mode can only let everybody connect or nobody: with rules, everybody
             // connects and the rules, checked on every request with SO_PEERCRED, decide.
@@ -538,8 +558,47 @@ fn start(args: Args) -> Result<(), Failure> {
             );
         }
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
-        run(Sockets { process, control, sync }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
+        run(Sockets { process, control, sync, metrics }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })
+}
+
+/// Binds the `--metrics` listener (before the runtime starts; it is handed to the runtime
+/// later). An address other than loopback needs `insecure`: the metrics name every process
+/// and host, and HTTP has no authentication here.
+///
+/// # Errors
+/// A usage failure (exit 2) naming the address: not `ADDR:PORT`, not loopback without
+/// `--insecure`, or not bindable (in use, not this host's).
+fn bind_metrics(text: &str, insecure: bool) -> Result<std::net::TcpListener, Failure> {
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        Failure::Usage(format!(
+            "--metrics {text:?} is not ADDR:PORT (for example 127.0.0.1:9464, or [::1]:9464)"
+        ))
+    })?;
+    if !addr.ip().is_loopback() {
+        if !insecure {
+            return Err(Failure::Usage(format!(
+                "--metrics {addr} is not a loopback address: anyone who can reach the port (any host) could read the names, hosts and counters of every process, without authentication; bind 127.0.0.1 (and scrape through a tunnel or a proxy), or pass --insecure to accept that"
+            )));
+        }
+        eprintln!(
+            "nrv-center: warning: --metrics {addr} serves HTTP without authentication (--insecure): anyone who can reach the port (any host) can read the names, hosts and counters of every process; traffic is not encrypted"
+        );
+    }
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "something else listens there; pick another port or stop it"
+        } else {
+            "give an address of this host"
+        };
+        Failure::Usage(format!("--metrics {addr}: cannot listen there: {e}; {hint}"))
+    })?;
+    listener.set_nonblocking(true).map_err(|e| {
+        Failure::Run(anyhow::anyhow!(
+            "--metrics {addr}: cannot make the socket non-blocking: {e}"
+        ))
+    })?;
+    Ok(listener)
 }
 
 /// What a peer of an endpoint without CURVE can do, for the refusal and the warning.

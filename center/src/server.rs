@@ -47,6 +47,8 @@ pub struct Sockets {
     pub control: Router,
     /// The sync endpoint (peer centers), when the center is reachable for a ring.
     pub sync: Option<Router>,
+    /// The `--metrics` listener, served by [`crate::http`], when the center is scraped.
+    pub metrics: Option<tokio::net::TcpListener>,
 }
 
 /// What stops the center.
@@ -148,7 +150,11 @@ pub async fn run(
         mut process,
         mut control,
         mut sync,
+        metrics,
     } = sockets;
+    // Dropped at once without --metrics, which ends the select arm below.
+    let (metrics_tx, mut metrics_rx) = tokio::sync::mpsc::channel(crate::metrics::SNAPSHOT_QUEUE);
+    let metrics_task = metrics.map(|listener| tokio::spawn(crate::http::serve(listener, metrics_tx)));
     // Unbounded: ring link tasks report here what their peers send, as fast as the peers
     // send it; the loop takes each at once, but a flooding peer is not held back. Left for
     // the ring rework (issue 14), which replaces these links.
@@ -229,6 +235,11 @@ pub async fn run(
             msg = control.recv() => center.on_control(msg).await,
             msg = async { sync.as_mut().expect("guarded").recv().await }, if sync.is_some() => center.on_sync(msg).await,
             Some(event) = link_rx.recv() => center.on_link(event).await,
+            Some(reply) = metrics_rx.recv() => {
+                // The scraper may have given up; nothing to undo then.
+                let _ = reply.send(center.metrics_snapshot(Instant::now(), crate::metrics::unix_secs(std::time::SystemTime::now())));
+                Ok(())
+            }
             _ = publish.tick(), if ring_enabled => {
                 center.ring_publish().await;
                 Ok(())
@@ -250,6 +261,9 @@ pub async fn run(
         }
     };
     center.drain_acks().await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     drop(center);
     process.close();
     control.close();
@@ -662,6 +676,7 @@ impl Center {
             return Ok(());
         }
         proc.next_seq += 1;
+        proc.counters.record(&event.kind);
         let (id, name) = (proc.id, proc.hello.name.clone());
         let mut output = None;
         let mut ended = false;

@@ -86,6 +86,8 @@ pub struct Process {
     /// then on only that uid (or root) may speak for it (see [`judge_uid`]). `None` until a
     /// hello over ipc, and for rows restored from an earlier center.
     pub uid: Option<u32>,
+    /// What `/metrics` counts of its events, since this center's start.
+    pub counters: crate::metrics::Counters,
 }
 
 impl Process {
@@ -240,6 +242,7 @@ impl Table {
             owned: false,
             ready: hello.ready,
             uid: None,
+            counters: Default::default(),
         });
         if proc.uid.is_none() {
             proc.uid = uid;

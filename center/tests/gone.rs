@@ -69,6 +69,7 @@ async fn a_watcher_silent_for_gone_after_is_remembered_as_ended_across_a_restart
             .await
             .expect("bind"),
         sync: None,
+        metrics: None,
     };
     let config = Config {
         name: "t".into(),

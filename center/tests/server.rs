@@ -58,6 +58,7 @@ impl TestCenter {
             process: bind(process.clone(), SocketOptions::default()).await,
             control: bind(control.clone(), control_options).await,
             sync: None,
+            metrics: None,
         };
         let target = LogTarget::File(dir.path().join("nerve.log"));
         let log = EventLog::open(&target, "test").expect("the log opens");

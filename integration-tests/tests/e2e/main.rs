@@ -28,6 +28,7 @@ mod hijack;
 mod key_files;
 mod library;
 mod lockout;
+mod metrics;
 mod no_center;
 mod output;
 mod programs_config;
