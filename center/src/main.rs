@@ -116,6 +116,10 @@ struct Args {
     /// seconds of silence after which a peer's rows are removed (default 30)
     #[argh(option)]
     remove_after: Option<f64>,
+    /// the nrv-open binary that launches programs (default: env NERVE_OPEN, else nrv-open
+    /// next to this nrv-center)
+    #[argh(option)]
+    nrv_open: Option<PathBuf>,
 }
 
 /// The settings in effect: the command line over the config file over the defaults.
@@ -267,6 +271,11 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
+    let nrv_open = nerve_center::programs::launch::find_nrv_open(
+        args.nrv_open.clone(),
+        std::env::var_os("NERVE_OPEN"),
+        std::env::current_exe().ok(),
+    );
     let args = settings(args)?;
     let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
@@ -357,7 +366,17 @@ fn start(args: Args) -> Result<(), Failure> {
             authorizer: Arc::new(LoggedRefusals(Arc::clone(keys))),
         };
     }
-    let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    // A center that runs programs finds its watchers again by its name in their tags: without
+    // --name, it takes the name its predecessor saved (see `programs::saved`).
+    let saved_name = || {
+        let path = nerve_center::programs::saved::path(Path::new(&args.logdir), &endpoint.to_string());
+        nerve_center::programs::saved::load(&path).ok().flatten().map(|s| s.center)
+    };
+    let name = args
+        .name
+        .clone()
+        .or_else(saved_name)
+        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let positive = |flag: &str, v: f64| {
         if v > 0.0 && v.is_finite() {
@@ -392,6 +411,12 @@ fn start(args: Args) -> Result<(), Failure> {
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         access: access.clone(),
+        programs: nerve_center::programs::serve::ProgramsConfig {
+            defs: Vec::new(),
+            reload: None,
+            nrv_open,
+            cwd: std::env::current_dir().map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
+        },
     };
 
     // Files first: nothing to undo when they fail.

@@ -37,6 +37,8 @@ pub struct Config {
     /// Who may use the ipc endpoints besides the center's own uid and root
     /// ([`crate::access`]).
     pub access: crate::access::Policy,
+    /// The programs it runs ([`crate::programs`]); the default: none.
+    pub programs: crate::programs::serve::ProgramsConfig,
 }
 
 /// The sockets a center serves, bound by the caller.
@@ -99,6 +101,8 @@ pub(crate) struct Center {
     ends_due: Vec<ProcessId>,
     /// How many `protocol_error` lines are written, per peer (and endpoint) and in all.
     error_limit: RateLimit<(bool, Identity)>,
+    /// The programs it runs.
+    pub(crate) manager: crate::programs::serve::Manager,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -154,7 +158,16 @@ pub async fn run(
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let reopen = log.reopen_handle();
+    let (launched_tx, mut launched_rx) = tokio::sync::mpsc::channel(crate::programs::serve::MAX_LAUNCHES_IN_FLIGHT);
+    let manager = crate::programs::serve::Manager::new(
+        &config.programs,
+        &process.endpoint().to_string(),
+        &config.name,
+        crate::programs::saved::path(outputs.dir(), &process.endpoint().to_string()),
+        launched_tx,
+    );
     let mut center = Center {
+        manager,
         ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()).with_mode(outputs.mode()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
@@ -191,6 +204,7 @@ pub async fn run(
     })?;
     center.keep_lines(written).await;
     center.ring_start();
+    center.programs_start().await?;
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
     let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
@@ -228,6 +242,7 @@ pub async fn run(
             msg = control.recv() => center.on_control(msg).await,
             msg = async { sync.as_mut().expect("guarded").recv().await }, if sync.is_some() => center.on_sync(msg).await,
             Some(event) = link_rx.recv() => center.on_link(event).await,
+            Some(launched) = launched_rx.recv() => center.on_launched(launched).await,
             _ = publish.tick(), if ring_enabled => {
                 center.ring_publish().await;
                 Ok(())
@@ -239,9 +254,14 @@ pub async fn run(
             _ = tick.tick() => center.on_tick().await,
             () = reopen.requested() => {
                 center.reopen_files().await;
-                Ok(())
+                // SIGHUP is also `update` (supervisord's reload of its programs).
+                center.update_on_hup().await
             }
             () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Ok(()),
+        };
+        let step = match step {
+            Ok(()) => center.programs_step().await,
+            e => e,
         };
         center.flush().await;
         if let Err(e) = step {
@@ -602,6 +622,7 @@ impl Center {
         }
         let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
+        self.programs_hello(&hello);
         let welcome = Welcome {
             center: self.config.name.clone(),
             version: NERVE_VERSION.into(),
@@ -657,6 +678,11 @@ impl Center {
             return Ok(());
         }
         proc.next_seq += 1;
+        if proc.hello.program.is_some()
+            && matches!(event.kind, EventKind::State { .. } | EventKind::Ready { .. } | EventKind::Goodbye)
+        {
+            self.manager.due = true;
+        }
         let (id, name) = (proc.id, proc.hello.name.clone());
         let mut output = None;
         let mut ended = false;
@@ -874,6 +900,6 @@ impl Center {
         if self.ring.enabled() {
             self.ring_tick().await;
         }
-        Ok(())
+        self.programs_tick().await
     }
 }
