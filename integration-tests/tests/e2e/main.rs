@@ -29,6 +29,7 @@ mod library;
 mod lockout;
 mod no_center;
 mod output;
+mod programs;
 mod restart;
 mod restart_view;
 mod signals;
