@@ -180,7 +180,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
 fn unexpected(invocation: &Invocation, request: Request, reply: Reply) -> Result<(), CtlError> {
     Err(CtlError::UnexpectedReply {
         endpoint: invocation.control.clone(),
-        request,
+        request: Box::new(request),
         reply: Box::new(reply),
     })
 }
@@ -275,7 +275,7 @@ async fn done_message(
         Reply::Done { message, .. } => Ok(message),
         reply => Err(CtlError::UnexpectedReply {
             endpoint: invocation.control.clone(),
-            request,
+            request: Box::new(request),
             reply: Box::new(reply),
         }),
     }
@@ -368,6 +368,15 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
         "restarts": p.restarts,
         "stale": p.stale,
         "argv_cut": p.argv_cut,
+        "program": p.program.as_ref().map(|t| json!({
+            "program": t.program,
+            "instance": t.instance,
+            "fingerprint": t.fingerprint,
+            "adhoc": t.adhoc,
+            "center": t.center,
+        })),
+        "ready": p.ready,
+        "waiting": p.waiting,
     });
     if with_history {
         v["history_dropped"] = p.history_dropped.into();

@@ -58,7 +58,7 @@ pub use process::{
 };
 pub use procfs::{
     fd_count, group_members, pid_alive, pids_with_cmdline, proc_cmdline, proc_comm, proc_pgrp, proc_ppid,
-    proc_rss_bytes, proc_rss_peak_bytes, proc_start_time, proc_state, socket_count, RssSampler,
+    proc_rss_bytes, proc_rss_peak_bytes, proc_session, proc_start_time, proc_state, socket_count, RssSampler,
 };
 pub use pty::Terminal;
 pub use raw::{FakeWatcher, RawCtl};

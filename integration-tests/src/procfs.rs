@@ -22,6 +22,12 @@ pub fn proc_pgrp(pid: u32) -> Option<u32> {
     proc_stat(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
 }
 
+/// The session of process `pid` (the pid of its session leader), or `None` when it does not
+/// exist.
+pub fn proc_session(pid: u32) -> Option<u32> {
+    proc_stat(pid).and_then(|f| f.get(3).and_then(|s| s.parse().ok()))
+}
+
 /// Every process (zombies included) in process group `pgid` now, by pid, from `/proc`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {

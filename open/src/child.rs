@@ -10,6 +10,7 @@
 use crate::reaper::{self, ChildEvent};
 use crate::sys::set_parent_death_signal;
 use crate::tty;
+use crate::user::User;
 use nerve_proto::Signal;
 use std::ffi::OsString;
 use std::io;
@@ -32,6 +33,10 @@ pub struct Spec {
     pub cwd: Option<PathBuf>,
     /// Run it on a pseudo-terminal of its own (`-t`).
     pub tty: bool,
+    /// The user it runs as (`--user`; default: ours).
+    pub user: Option<User>,
+    /// Its umask (`--umask`; default: ours).
+    pub umask: Option<u32>,
 }
 
 /// A child just forked.
@@ -70,6 +75,10 @@ pub fn spawn(spec: &Spec, death_signal: Signal) -> io::Result<Spawned> {
     // SAFETY: getpid is async-signal-safe; it runs here, before the fork.
     let parent = unsafe { libc::getpid() };
     let sig = death_signal.0;
+    let creds = Credentials {
+        umask: spec.umask,
+        ids: spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+    };
     let mut master = None;
     if spec.tty {
         let pty = tty::open_pty()?;
@@ -81,6 +90,7 @@ pub fn spawn(spec: &Spec, death_signal: Signal) -> io::Result<Spawned> {
         unsafe {
             cmd.pre_exec(move || {
                 tty::take_terminal()?;
+                creds.apply()?;
                 set_parent_death_signal(sig, parent)
             });
         }
@@ -92,7 +102,10 @@ pub fn spawn(spec: &Spec, death_signal: Signal) -> io::Result<Spawned> {
             .process_group(0);
         // SAFETY: as above.
         unsafe {
-            cmd.pre_exec(move || set_parent_death_signal(sig, parent));
+            cmd.pre_exec(move || {
+                creds.apply()?;
+                set_parent_death_signal(sig, parent)
+            });
         }
     }
     let (mut proc, events) = reaper::spawn_registered(|| cmd.spawn())?;
@@ -114,4 +127,40 @@ pub fn spawn(spec: &Spec, death_signal: Signal) -> io::Result<Spawned> {
             stderr: proc.stderr.take().map(OwnedFd::from),
         },
     })
+}
+
+/// The umask and user a child takes between `fork` and `exec`.
+struct Credentials {
+    umask: Option<u32>,
+    /// uid, gid and supplementary groups.
+    ids: Option<(u32, u32, Vec<u32>)>,
+}
+
+impl Credentials {
+    /// Sets the umask, then the groups, the gid and the uid, in that order (the uid last: after
+    /// it the others can no longer be changed). Must come before the parent-death signal is set,
+    /// which the kernel clears when the credentials change.
+    ///
+    /// Only async-signal-safe calls, no allocation: this runs in `Command::pre_exec`.
+    ///
+    /// # Errors
+    /// A call failed (the system error; EPERM when not root).
+    fn apply(&self) -> io::Result<()> {
+        // SAFETY: umask, setgroups, setgid and setuid are async-signal-safe; setgroups reads
+        // `groups.len()` entries of a live Vec that nothing else touches in this process.
+        unsafe {
+            if let Some(mask) = self.umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if let Some((uid, gid, groups)) = &self.ids {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
 }

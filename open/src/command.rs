@@ -6,11 +6,12 @@ use crate::child::Spec;
 use crate::handle::Child;
 use crate::link::WhenFull;
 use crate::policy::{AutoRestart, Policy};
+use crate::user::User;
 use crate::watch::{self, Watched};
 use crate::{
     Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT,
 };
-use nerve_proto::{Hello, OsBytes, ResumeSecret, Signal, NERVE_VERSION};
+use nerve_proto::{Hello, OsBytes, ProgramTag, ResumeSecret, Signal, NERVE_VERSION};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
@@ -34,6 +35,7 @@ pub struct Command {
     pub(crate) catch_signals: bool,
     pub(crate) pass_stdin: bool,
     pub(crate) security: zmtp::Security,
+    pub(crate) program: Option<ProgramTag>,
 }
 impl Command {
     /// A command running `program`, reporting to [`DEFAULT_ENDPOINT`], with the default
@@ -46,6 +48,8 @@ impl Command {
                 env: Vec::new(),
                 cwd: None,
                 tty: false,
+                user: None,
+                umask: None,
             },
             policy: Policy::default(),
             endpoint: Endpoint::Ipc(DEFAULT_ENDPOINT.trim_start_matches("ipc://").into()),
@@ -58,6 +62,7 @@ impl Command {
             catch_signals: true,
             pass_stdin: true,
             security: zmtp::Security::Null,
+            program: None,
         }
     }
 
@@ -90,6 +95,32 @@ impl Command {
     /// The child's working directory (default: this process's).
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
         self.spec.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Runs the child as `user` (`--user`; supervisord's `user`): its uid, primary gid and
+    /// supplementary groups are set between fork and exec. Look it up with [`User::lookup`],
+    /// which also checks that this process may become it (it must be root). The hello
+    /// reports this user. Default: the child runs as this process does.
+    pub fn user(&mut self, user: User) -> &mut Command {
+        self.spec.user = Some(user);
+        self
+    }
+
+    /// The child's umask (`--umask`, octal on the command line, as supervisord's `umask`):
+    /// the permission bits its new files do not get (`0o022`: no write for group and others).
+    /// Default: this process's.
+    pub fn umask(&mut self, mask: u32) -> &mut Command {
+        self.spec.umask = Some(mask & 0o777);
+        self
+    }
+
+    /// Which program of which center this watcher runs (`--program NAME:INSTANCE`,
+    /// `--program-fingerprint`, `--program-adhoc`, `--program-center`): sent in every hello
+    /// ([`Hello::program`]) so that a restarted center finds its programs' watchers again.
+    /// Set by `nrv-center` when it launches a program; default none.
+    pub fn program(&mut self, tag: ProgramTag) -> &mut Command {
+        self.program = Some(tag);
         self
     }
 
@@ -325,14 +356,17 @@ impl Command {
             None => std::env::current_dir().unwrap_or_default(),
         };
         Hello {
-            program: None,
+            program: self.program.clone(),
             ready: false,
             id: secret.id(),
             name: self.name.clone().unwrap_or(default_name),
             argv,
             cwd: OsBytes::from(cwd.as_os_str()),
             host: crate::sys::host_name(),
-            user: crate::sys::user_name(),
+            user: match &self.spec.user {
+                Some(user) => user.name.clone(),
+                None => crate::sys::user_name(),
+            },
             watcher_pid: std::process::id(),
             next_seq: 1,
             version: NERVE_VERSION.into(),

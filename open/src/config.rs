@@ -52,6 +52,10 @@ pub struct FileConfig {
     pub curve_server_key: Option<String>,
     /// This watcher's CURVE secret key file.
     pub curve_secret_key: Option<String>,
+    /// The user the command runs as (nrv-open must run as root).
+    pub user: Option<String>,
+    /// The command's umask, octal as a string (`"022"`).
+    pub umask: Option<String>,
     /// The command and its arguments (`["sh", "-c", "exec server"]`), used when none is given
     /// on the command line.
     pub command: Option<Vec<String>>,

@@ -84,11 +84,13 @@
 mod child;
 mod command;
 pub mod config;
+mod detach;
 mod error;
 pub mod exit;
 mod handle;
 mod link;
 mod policy;
+pub mod program;
 mod queue;
 mod reaper;
 mod signals;
@@ -98,17 +100,20 @@ mod supervisor;
 mod sys;
 mod tree;
 mod tty;
+mod user;
 mod watch;
 
 pub use command::Command;
+pub use detach::detach;
 pub use error::Error;
 pub use handle::{Child, Outcome};
 pub use link::WhenFull;
-pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, Signal, SignalScope};
+pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, ProgramTag, Signal, SignalScope};
 pub use policy::{parse_exitcodes, AutoRestart, Policy, UnknownAutoRestart};
 pub use reaper::reap_all_descendants;
 use std::time::Duration;
 pub use supervisor::DRAIN_TIMEOUT;
+pub use user::{User, MAX_GROUPS};
 pub use zmtp::Endpoint;
 
 /// The default process endpoint, `ipc://nerve.sock` in the working directory.

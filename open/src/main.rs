@@ -92,13 +92,47 @@ struct Args {
     /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
     #[argh(option)]
     curve_secret_key: Option<String>,
+    /// daemonize first (fork, setsid, fork; stdin, stdout and stderr become /dev/null; the
+    /// command's output still goes to the center): the first process prints the detached
+    /// watcher's pid on stdout and exits 0 at once
+    #[argh(switch)]
+    detach: bool,
+    /// run the command as this user (setgid, initgroups, setuid before exec; nrv-open must
+    /// run as root)
+    #[argh(option)]
+    user: Option<String>,
+    /// the command's umask, octal (022; default: nrv-open's own)
+    #[argh(option)]
+    umask: Option<String>,
+    /// set by nrv-center: the program and instance this watcher runs (NAME:INSTANCE), sent in
+    /// every hello
+    #[argh(option)]
+    program: Option<String>,
+    /// set by nrv-center: the digest of the program's settings (16 hex digits)
+    #[argh(option)]
+    program_fingerprint: Option<String>,
+    /// set by nrv-center: the program was started by nrv-ctl run, not from its config
+    #[argh(switch)]
+    program_adhoc: bool,
+    /// set by nrv-center: the name of the center that launched this watcher
+    #[argh(option)]
+    program_center: Option<String>,
     /// the command and its arguments (or `command` in the config file)
     #[argh(positional, greedy)]
     command: Vec<String>,
 }
 
 fn main() {
-    let command = command_line();
+    let (mut command, detach) = command_line();
+    if detach {
+        // Before any thread or the runtime: fork copies only the calling thread.
+        if let Err(e) = nerve_open::detach() {
+            eprintln!("nrv-open: --detach: cannot detach: {e}");
+            std::process::exit(exit::FAILURE);
+        }
+        // Our stdin is /dev/null now: the child's stdin is fed by the center alone.
+        command.pass_stdin(false);
+    }
     // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
     if let Err(e) = nerve_open::reap_all_descendants() {
         eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");
@@ -112,11 +146,12 @@ fn main() {
     }
 }
 
-/// The command to run, from argv and the config file (exits on a usage error or `--help`).
+/// The command to run, from argv and the config file, and whether to `--detach` (exits on a
+/// usage error or `--help`).
 /// In a frame of its own, so that the parsed flags and argv copies are not kept in `main`'s
 /// frame, under the whole watch.
 #[inline(never)]
-fn command_line() -> Box<nerve_open::Command> {
+fn command_line() -> (Box<nerve_open::Command>, bool) {
     // Options are text; the command and its arguments are bytes, passed to exec as they are.
     let raw: Vec<OsString> = std::env::args_os().collect();
     let argv: Vec<String> = raw.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -134,7 +169,9 @@ fn command_line() -> Box<nerve_open::Command> {
     };
     // The command is the tail of argv (argh's greedy positional): take it unmangled.
     let command_os: Vec<OsString> = raw[raw.len() - args.command.len()..].to_vec();
-    Box::new(build(args, command_os).unwrap_or_else(|message| usage(&message)))
+    let detach = args.detach;
+    let command = build(args, command_os).unwrap_or_else(|message| usage(&message));
+    (Box::new(command), detach)
 }
 
 /// The command line over the config file over the environment over the defaults.
@@ -220,6 +257,9 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
         command.stall_timeout(positive("--stall-timeout", v)?);
     }
     if args.tty || file.tty == Some(true) {
+        if args.detach {
+            return Err("--detach cannot be used with -t/--tty: a detached watcher has no terminal to pass on".into());
+        }
         command.tty(true);
     }
     let autorestart = match (args.autorestart, &file.autorestart) {
@@ -270,6 +310,21 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
     }
     if let Some(v) = args.restart_delay.or(file.restart_delay) {
         command.restart_delay(not_negative("--restart-delay", v)?);
+    }
+    let tag = nerve_open::program::program_tag(
+        args.program.as_deref(),
+        args.program_fingerprint.as_deref(),
+        args.program_adhoc,
+        args.program_center.as_deref(),
+    )?;
+    if let Some(tag) = tag {
+        command.program(tag);
+    }
+    if let Some(name) = args.user.or(file.user) {
+        command.user(nerve_open::User::lookup(&name)?);
+    }
+    if let Some(text) = args.umask.or(file.umask) {
+        command.umask(nerve_open::program::parse_umask(&text)?);
     }
     Ok(command)
 }

@@ -16,6 +16,7 @@ mod ctl_signal;
 mod ctl_state;
 mod ctl_tail_restart;
 mod curve;
+mod detach;
 mod echo;
 mod event_log;
 mod exclusive;
@@ -38,6 +39,7 @@ mod stop;
 mod supervision;
 mod terminal_escapes;
 mod transport_interop;
+mod user_umask;
 mod watcher;
 
 use integration_tests::{for_id, line_kind, run_open, Center, Input, TestDir, WAIT};
