@@ -1,7 +1,7 @@
 //! The program manager's state and decisions, pure: which instance to launch, which to stop,
 //! why one waits. The center's loop keeps a [`Programs`], tells it what happened (a hello,
 //! a launch's outcome, a request), builds a [`View`] of what the table shows, and carries out
-//! the [`Action`]s [`decide`] returns; nothing here touches a socket, a process or a clock
+//! the [`Action`]s [`Programs::decide`] returns; nothing here touches a socket, a process or a clock
 //! (`now` is passed in), so every rule is a table test below.
 //!
 //! # The rules
