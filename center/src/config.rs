@@ -5,7 +5,8 @@
 //! `log-backups`, `file-mode`, `idle-timeout`, `frame-timeout`, `max-handshakes`,
 //! `max-connections`, …). A key in the file is overridden by the same option on the
 //! command line, and by nothing else. An unknown key is an error that names the key and its
-//! line. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
+//! line. The `[program.NAME]` tables are the programs the center runs, read and checked by
+//! [`crate::programs::config`]. See `examples/nrv-center.toml`. To add a setting: a field here (kebab-case key), an
 //! option in `main.rs`, and one `or` where the two are merged.
 
 use serde::Deserialize;
@@ -64,6 +65,48 @@ pub struct FileConfig {
     pub stale_after: Option<f64>,
     /// Seconds of silence after which a peer's rows are removed.
     pub remove_after: Option<f64>,
+    /// The `[program.NAME]` tables, as TOML: accepted here so that the other keys are still
+    /// checked strictly; [`crate::programs::config::parse`] reads and checks them (with their
+    /// lines, which this type does not keep).
+    pub program: Option<toml::Table>,
+}
+
+/// The largest config file read, 4 MiB: far more than hundreds of programs need, and a
+/// wrong path (a log, a device) is refused instead of read whole.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads the config file at `path` as text, at most [`MAX_CONFIG_BYTES`].
+///
+/// # Errors
+/// It cannot be read, is larger than the bound, or is not UTF-8 (the error names the path).
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let fail = |message: String| ConfigError {
+        path: path.to_owned(),
+        line: None,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "it is larger than {MAX_CONFIG_BYTES} bytes: is it the right file?"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        line: Some(
+            e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
+        ),
+        message: "not UTF-8 (TOML files are)".into(),
+    })
 }
 
 /// A config file that cannot be used: the path, the line when known, and why.
@@ -92,15 +135,19 @@ impl FileConfig {
     /// Reads and parses `path`.
     ///
     /// # Errors
-    /// The file cannot be read, is not TOML, has an unknown key or a value of the wrong type
+    /// The file cannot be read (or is over [`MAX_CONFIG_BYTES`]), is not TOML, has an unknown key or a value of the wrong type
     /// (the error names the path, the line and the key).
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            line: None,
-            message: format!("cannot read it: {e}"),
-        })?;
-        toml::from_str(&text).map_err(|e: toml::de::Error| ConfigError {
+        let text = read_config_text(path)?;
+        FileConfig::parse(path, &text)
+    }
+
+    /// Parses `text`, the contents of the config file `path` (which names it in errors).
+    ///
+    /// # Errors
+    /// As [`FileConfig::load`], once the file is read.
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| ConfigError {
             path: path.to_owned(),
             line: e.span().map(|span| {
                 text.as_bytes()[..span.start.min(text.len())]

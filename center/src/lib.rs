@@ -52,6 +52,7 @@ pub mod access;
 pub mod config;
 mod control;
 pub mod ended;
+pub mod exit;
 pub mod files;
 pub mod follow;
 pub mod log;

@@ -3,11 +3,13 @@
 
 use argh::FromArgs;
 use nerve_center::access::{Policy, Rule};
-use nerve_center::config::FileConfig;
+use nerve_center::config::{read_config_text, ConfigError, FileConfig};
+use nerve_center::exit::Exit;
 use nerve_center::files::{FileMode, DEFAULT_FILE_MODE};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::RingConfig;
+use nerve_center::programs::{self, ProgramDef};
 use nerve_center::{run, Config, Sockets};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -22,11 +24,12 @@ use zmtp::{AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Securit
 /// answers nrv-ctl on a control endpoint.
 ///
 /// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start (or write the log's first
-/// line); 2 usage. SIGHUP reopens the log and the output files.
+/// line); 2 usage or a config file error (a [program.NAME] table's key or value, an unknown
+/// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
 #[derive(FromArgs)]
 struct Args {
-    /// TOML file with any of these long options as keys (see examples/nrv-center.toml); the
-    /// command line overrides it
+    /// TOML file with any of these long options as keys, and [program.NAME] tables (see
+    /// examples/nrv-center.toml); the command line overrides it
     #[argh(option)]
     config: Option<std::path::PathBuf>,
     /// process endpoint watchers connect to (default ipc://nerve.sock)
@@ -154,13 +157,25 @@ struct Settings {
     stale_after: f64,
     /// seconds of silence after which a peer's rows are removed
     remove_after: f64,
+    /// the config file, when there is one
+    config: Option<PathBuf>,
+    /// its `[program.NAME]` tables, checked
+    programs: Vec<ProgramDef>,
 }
 
 /// Merges `args` with the file named by `--config`, if any.
 fn settings(args: Args) -> Result<Settings, Failure> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
-        None => FileConfig::default(),
+    // One read of the file for both: the settings and the programs agree.
+    let (file, programs) = match &args.config {
+        Some(path) => {
+            let usage = |e: ConfigError| Failure::Usage(e.to_string());
+            let text = read_config_text(path).map_err(usage)?;
+            (
+                FileConfig::parse(path, &text).map_err(usage)?,
+                programs::config::parse(path, &text).map_err(usage)?,
+            )
+        }
+        None => (FileConfig::default(), Vec::new()),
     };
     Ok(Settings {
         endpoint: args
@@ -230,6 +245,8 @@ fn settings(args: Args) -> Result<Settings, Failure> {
         },
         stale_after: args.stale_after.or(file.stale_after).unwrap_or(3.0),
         remove_after: args.remove_after.or(file.remove_after).unwrap_or(30.0),
+        config: args.config,
+        programs,
     })
 }
 
@@ -243,30 +260,33 @@ fn main() -> ExitCode {
                 Ok(()) => {
                     // `nrv-center --help | head`: a closed pipe is not an error.
                     let _ = write!(std::io::stdout(), "{}", early.output);
-                    ExitCode::SUCCESS
+                    Exit::Ok.into()
                 }
                 Err(()) => {
                     eprint!("{}", early.output);
-                    ExitCode::from(2)
+                    Exit::Usage.into()
                 }
             };
         }
     };
     match start(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(Failure::Usage(msg)) => {
             eprintln!("nrv-center: {msg}");
-            ExitCode::from(2)
+            Exit::Usage.into()
         }
         Err(Failure::Run(msg)) => {
             eprintln!("nrv-center: {msg:#}");
-            ExitCode::from(1)
+            Exit::Failed.into()
         }
     }
 }
 
+/// Why the center did not start.
 enum Failure {
+    /// The command line or the config file ([`Exit::Usage`]).
     Usage(String),
+    /// Anything else ([`Exit::Failed`]).
     Run(anyhow::Error),
 }
 
@@ -412,8 +432,13 @@ fn start(args: Args) -> Result<(), Failure> {
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         access: access.clone(),
         programs: nerve_center::programs::serve::ProgramsConfig {
-            defs: Vec::new(),
-            reload: None,
+            defs: args.programs.clone(),
+            // `reread`, `update` and SIGHUP read the file again, checked as at start.
+            reload: args.config.clone().map(|path| {
+                let reload: nerve_center::programs::serve::Reload =
+                    Arc::new(move || programs::config::load(&path).map_err(|e| e.to_string()));
+                reload
+            }),
             nrv_open,
             cwd: std::env::current_dir().map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
         },

@@ -54,34 +54,6 @@ pub fn absolute_endpoint(endpoint: &str, cwd: &Path) -> String {
     }
 }
 
-/// A digest of the settings a watcher is launched with (16 hex digits, FNV-1a 64 over the
-/// launch's command line and environment without the instance, `numprocs` and `autostart`),
-/// sent in `--program-fingerprint`: equal settings give equal fingerprints, on every center
-/// and after a restart.
-pub fn fingerprint(def: &ProgramDef) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes.iter().chain(std::iter::once(&0u8)) {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    use std::os::unix::ffi::OsStrExt;
-    for arg in policy_args(def) {
-        feed(arg.as_bytes());
-    }
-    for arg in &def.command {
-        feed(arg.as_bytes());
-    }
-    for (k, v) in &def.environment {
-        feed(k.as_bytes());
-        feed(v.as_bytes());
-    }
-    feed(def.directory.as_deref().unwrap_or(Path::new("")).as_os_str().as_bytes());
-    feed(&[u8::from(def.adhoc)]);
-    format!("{hash:016x}")
-}
-
 /// The options of `def`'s settings (readiness, user, umask, restart policy), as nrv-open
 /// takes them; settings left at their defaults are not passed.
 fn policy_args(def: &ProgramDef) -> Vec<OsString> {
@@ -146,7 +118,7 @@ pub fn launch_args(def: &ProgramDef, instance: u32, ctx: &LaunchContext) -> Vec<
         "--program".into(),
         format!("{}:{instance}", def.name).into(),
         "--program-fingerprint".into(),
-        fingerprint(def).into(),
+        super::config::fingerprint(def).into(),
     ];
     if def.adhoc {
         args.push("--program-adhoc".into());
@@ -270,7 +242,7 @@ mod tests {
         web.umask = Some(0o22);
         web.no_killasgroup = true;
         let args = strings(launch_args(&web, 1, &ctx()));
-        let fp = fingerprint(&web);
+        let fp = crate::programs::config::fingerprint(&web);
         let want = [
             "--detach",
             "--endpoint",
@@ -304,22 +276,6 @@ mod tests {
         let args = strings(launch_args(&adhoc, 0, &ctx()));
         assert!(args.contains(&"--program-adhoc".to_string()));
         assert_eq!(args[4], "adhoc", "one process: named as the program");
-    }
-
-    #[test]
-    fn fingerprints_change_with_settings_not_with_numprocs() {
-        let a = def("web", 1, &[]);
-        let mut b = a.clone();
-        b.numprocs = 5;
-        b.autostart = false;
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_eq!(fingerprint(&a).len(), 16);
-        let mut c = a.clone();
-        c.command.push("x".into());
-        assert_ne!(fingerprint(&a), fingerprint(&c));
-        let mut d = a.clone();
-        d.environment.push(("K".into(), "V".into()));
-        assert_ne!(fingerprint(&a), fingerprint(&d));
     }
 
     #[test]

@@ -513,27 +513,16 @@ pub fn placeholder_id(center: &str, program: &str, instance: u32) -> ProcessId {
     ProcessId(hash)
 }
 
-/// The programs of `defs` in an order where every program comes after its dependencies (the
-/// file's order otherwise); programs in a cycle or depending on unknown ones come last, in
-/// the file's order (the config reader refuses those; ad-hoc programs have no dependencies).
+/// The programs of `defs` in an order where every program comes after its dependencies
+/// ([`super::config::start_order`]); in the given order when they have a cycle or an
+/// unknown dependency (the config reader refuses those at start and at `update`).
 pub fn start_order(defs: Vec<ProgramDef>) -> Vec<ProgramDef> {
-    let mut done: Vec<ProgramDef> = Vec::new();
-    let mut left = defs;
-    loop {
-        let before = left.len();
-        let mut rest = Vec::new();
-        for def in left {
-            if def.depends_on.iter().all(|d| done.iter().any(|x| &x.name == d)) {
-                done.push(def);
-            } else {
-                rest.push(def);
-            }
-        }
-        left = rest;
-        if left.is_empty() || left.len() == before {
-            done.extend(left);
-            return done;
-        }
+    match super::config::start_order(&defs) {
+        Ok(names) => names
+            .iter()
+            .filter_map(|n| defs.iter().find(|d| &d.name == n).cloned())
+            .collect(),
+        Err(_) => defs,
     }
 }
 

@@ -13,11 +13,9 @@
 //! | `manager` | the state of every instance and the pure decisions: launch, wait for dependencies, stop in reverse order, scale, update |
 //! | `launch` | the `nrv-open --detach` command line and the launcher, run off the loop |
 //! | `saved` | what is kept across a restart of the center (`programs.HASH.json`) |
-//! | `adhoc` | `nrv-ctl run`'s [`nerve_proto::RunSpec`] → [`ProgramDef`] |
-//!
 //! | `serve` | the manager in the center's loop: hellos, launches, requests, `ps` rows |
 
-pub mod adhoc;
+pub mod config;
 pub mod def;
 pub mod launch;
 pub mod manager;

@@ -3,7 +3,6 @@
 //! `run`, `scale`) change what is wanted, and after each of those (and at every tick, when the
 //! watchers' liveness is read from `/proc`) [`Programs::decide`] says what to do.
 
-use super::adhoc::adhoc_def;
 use super::launch::{self, LaunchContext, Launched};
 use super::manager::{placeholder_id, start_order, Action, Programs, Seen, View, WatcherRef, MAX_ADHOC, MAX_NUMPROCS};
 use super::saved::{self, Saved, SavedAdhoc, SavedInstance, SAVED_VERSION};
@@ -12,7 +11,7 @@ use crate::control::Client;
 use crate::log::Entry;
 use crate::server::{Center, Error};
 use nerve_proto::{
-    Acted, CenterMsg, Command, CommandKind, ConfigChanges, ControlError, ControlErrorKind, OsBytes, ProcessId,
+    Acted, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, OsBytes, ProcessId,
     ProcessInfo, ProcessState, Reply, RunSpec,
 };
 use serde_json::json;
@@ -85,29 +84,6 @@ fn failed(kind: ControlErrorKind, message: String) -> Reply {
     Reply::Error(ControlError { kind, message })
 }
 
-/// What `reread` reports: programs of `new` not in `old`, in both with other settings, in
-/// `old` only (configured ones; ad-hoc programs are not in the file), each sorted.
-pub fn changes(old: &[ProgramDef], new: &[ProgramDef]) -> ConfigChanges {
-    let old: Vec<&ProgramDef> = old.iter().filter(|d| !d.adhoc).collect();
-    let mut c = ConfigChanges::default();
-    for d in new {
-        match old.iter().find(|o| o.name == d.name) {
-            None => c.added.push(d.name.clone()),
-            Some(o) if *o != d => c.changed.push(d.name.clone()),
-            Some(_) => {}
-        }
-    }
-    for o in &old {
-        if !new.iter().any(|d| d.name == o.name) {
-            c.removed.push(o.name.clone());
-        }
-    }
-    c.added.sort();
-    c.changed.sort();
-    c.removed.sort();
-    c
-}
-
 impl Manager {
     /// A manager for `config`'s programs, its launches reporting on `launched_tx`.
     pub fn new(
@@ -140,7 +116,7 @@ impl Manager {
     pub fn restore(&mut self, saved: Saved) -> Vec<String> {
         let mut problems = Vec::new();
         for a in saved.adhoc {
-            match adhoc_def(&a.spec) {
+            match super::config::from_run_spec(&a.spec).map_err(|e| e.to_string()) {
                 Ok(mut def) if self.programs.def(&def.name).is_none() => {
                     def.numprocs = a.numprocs.min(MAX_NUMPROCS);
                     self.specs.insert(def.name.clone(), a.spec);
@@ -523,7 +499,7 @@ impl Center {
                 }
             }
             R::Reread => match self.reload_programs() {
-                Ok(defs) => Reply::Changes(changes(&self.manager.programs.defs, &defs)),
+                Ok(defs) => Reply::Changes(super::config::diff(&self.manager.programs.defs, &defs)),
                 Err(e) => failed(ControlErrorKind::Failed, e),
             },
             R::Update => match self.update_programs().await? {
@@ -668,7 +644,7 @@ impl Center {
             Ok(defs) => defs,
             Err(e) => return Ok(Err(e)),
         };
-        let c = changes(&self.manager.programs.defs, &defs);
+        let c = super::config::diff(&self.manager.programs.defs, &defs);
         let mut out = Vec::new();
         for name in &c.removed {
             self.manager.programs.remove(name);
@@ -726,7 +702,7 @@ impl Center {
     }
 
     fn run_adhoc(&mut self, spec: &RunSpec) -> Result<Vec<Acted>, String> {
-        let def = adhoc_def(spec)?;
+        let def = super::config::from_run_spec(spec).map_err(|e| e.to_string())?;
         if let Some(old) = self.manager.programs.def(&def.name) {
             let what = if old.adhoc { "an ad-hoc program" } else { "a configured program" };
             return Err(format!(
@@ -833,7 +809,7 @@ impl Center {
                         program: Some(nerve_proto::ProgramTag {
                             program: def.name.clone(),
                             instance: i,
-                            fingerprint: launch::fingerprint(def),
+                            fingerprint: super::config::fingerprint(def),
                             adhoc: def.adhoc,
                             center: self.config.name.clone(),
                         }),
@@ -858,25 +834,3 @@ impl Center {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::programs::manager::tests::def;
-
-    #[test]
-    fn reread_lists_added_changed_and_removed_programs() {
-        let old = vec![def("db", 1, &[]), def("web", 3, &["db"]), def("worker", 1, &[])];
-        let mut web = def("web", 3, &["db"]);
-        web.command = vec!["sleep".into(), "5".into()];
-        let mut adhoc = def("adhoc", 1, &[]);
-        adhoc.adhoc = true;
-        let mut with_adhoc = old.clone();
-        with_adhoc.push(adhoc);
-        let new = vec![def("db", 1, &[]), web, def("cron", 1, &[])];
-        let c = changes(&with_adhoc, &new);
-        assert_eq!(c.added, ["cron"]);
-        assert_eq!(c.changed, ["web"]);
-        assert_eq!(c.removed, ["worker"], "ad-hoc programs are not the file's");
-        assert_eq!(changes(&old, &old), ConfigChanges::default());
-    }
-}
