@@ -390,7 +390,10 @@ fn start(args: Args) -> Result<(), Failure> {
     // --name, it takes the name its predecessor saved (see `programs::saved`).
     let saved_name = || {
         let path = nerve_center::programs::saved::path(Path::new(&args.logdir), &endpoint.to_string());
-        nerve_center::programs::saved::load(&path).ok().flatten().map(|s| s.center)
+        nerve_center::programs::saved::load(&path)
+            .ok()
+            .flatten()
+            .map(|s| s.center)
     };
     let name = args
         .name
@@ -440,7 +443,8 @@ fn start(args: Args) -> Result<(), Failure> {
                 reload
             }),
             nrv_open,
-            cwd: std::env::current_dir().map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
+            cwd: std::env::current_dir()
+                .map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
         },
     };
 

@@ -679,7 +679,10 @@ impl Center {
         }
         proc.next_seq += 1;
         if proc.hello.program.is_some()
-            && matches!(event.kind, EventKind::State { .. } | EventKind::Ready { .. } | EventKind::Goodbye)
+            && matches!(
+                event.kind,
+                EventKind::State { .. } | EventKind::Ready { .. } | EventKind::Goodbye
+            )
         {
             self.manager.due = true;
         }

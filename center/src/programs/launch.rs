@@ -190,7 +190,11 @@ pub fn run_launcher(def: &ProgramDef, instance: u32, ctx: &LaunchContext) -> Lau
         Ok(out) if !out.status.success() => {
             let mut said = String::from_utf8_lossy(&out.stderr).trim().to_string();
             nerve_proto::cut_str(&mut said, MAX_LAUNCH_ERROR_BYTES);
-            Err(format!("{} --detach for {name} failed ({}): {said}", ctx.nrv_open.display(), out.status))
+            Err(format!(
+                "{} --detach for {name} failed ({}): {said}",
+                ctx.nrv_open.display(),
+                out.status
+            ))
         }
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
@@ -307,7 +311,10 @@ mod tests {
     fn a_watcher_is_alive_only_with_its_start_time() {
         let me = std::process::id();
         let start = start_time(me).expect("own stat");
-        assert!(alive(WatcherRef { pid: me, start_time: start }));
+        assert!(alive(WatcherRef {
+            pid: me,
+            start_time: start
+        }));
         assert!(!alive(WatcherRef {
             pid: me,
             start_time: start + 1

@@ -395,7 +395,9 @@ impl Programs {
                 self.instances
                     .range(key(&d.name, 0)..=key(&d.name, u32::MAX))
                     .any(|((p, i), inst)| {
-                        let live = inst.process.is_some_and(|id| view.seen.get(&id).is_none_or(|s| !s.ended));
+                        let live = inst
+                            .process
+                            .is_some_and(|id| view.seen.get(&id).is_none_or(|s| !s.ended));
                         live && (self.stopping(p, *i, inst))
                     })
             })
@@ -428,7 +430,9 @@ impl Programs {
                     });
                     continue;
                 }
-                if self.stopping(&program, instance, inst) && !inst.stop_sent && !self.dependent_stopping(&program, view)
+                if self.stopping(&program, instance, inst)
+                    && !inst.stop_sent
+                    && !self.dependent_stopping(&program, view)
                 {
                     actions.push(Action::Stop { program, instance, id });
                 }
@@ -452,7 +456,9 @@ impl Programs {
         for def in &self.defs {
             let blocked = self.waiting(&def.name, view).is_some();
             for i in 0..def.numprocs {
-                let Some(inst) = self.instance(&def.name, i) else { continue };
+                let Some(inst) = self.instance(&def.name, i) else {
+                    continue;
+                };
                 let alive = view.alive.contains(&key(&def.name, i));
                 let idle = inst.process.is_none() && inst.launched_at.is_none() && !(inst.watcher.is_some() && alive);
                 if inst.wanted && !inst.done && idle && !blocked {
@@ -487,7 +493,12 @@ impl Programs {
     /// `None` when it names none of them.
     pub fn targets(&self, target: &str) -> Option<Vec<(String, u32)>> {
         if target == "all" {
-            return Some(self.defs.iter().flat_map(|d| (0..d.numprocs).map(|i| key(&d.name, i))).collect());
+            return Some(
+                self.defs
+                    .iter()
+                    .flat_map(|d| (0..d.numprocs).map(|i| key(&d.name, i)))
+                    .collect(),
+            );
         }
         if let Some(def) = self.def(target) {
             return Some((0..def.numprocs).map(|i| key(&def.name, i)).collect());
@@ -581,7 +592,15 @@ pub(crate) mod tests {
     fn bind(programs: &mut Programs, view: &mut View, rows: &[(&str, u32, Seen)]) {
         for (n, (p, i, seen)) in rows.iter().enumerate() {
             let id = ProcessId(n as u64 + 1);
-            programs.on_hello(p, *i, id, Some(WatcherRef { pid: 100 + n as u32, start_time: 1 }));
+            programs.on_hello(
+                p,
+                *i,
+                id,
+                Some(WatcherRef {
+                    pid: 100 + n as u32,
+                    start_time: 1,
+                }),
+            );
             view.seen.insert(id, *seen);
             view.alive.insert(key(p, *i));
         }
@@ -679,7 +698,11 @@ pub(crate) mod tests {
             },
             t0 + LAUNCH_TIMEOUT,
         );
-        assert_eq!(programs.decide(t0 + LAUNCH_TIMEOUT, &view), vec![], "not launched again");
+        assert_eq!(
+            programs.decide(t0 + LAUNCH_TIMEOUT, &view),
+            vec![],
+            "not launched again"
+        );
         assert!(programs
             .waiting_cause("db", 0, &view)
             .is_some_and(|c| c.contains("no hello within 10 s")));
@@ -711,7 +734,12 @@ pub(crate) mod tests {
         let first = programs.decide(now, &view);
         assert_eq!(
             first,
-            vec![stop("worker", 0, 5), stop("web", 2, 4), stop("web", 1, 3), stop("web", 0, 2)]
+            vec![
+                stop("worker", 0, 5),
+                stop("web", 2, 4),
+                stop("web", 1, 3),
+                stop("web", 0, 2)
+            ]
         );
         for a in &first {
             programs.apply(a, now);
@@ -792,7 +820,11 @@ pub(crate) mod tests {
             }
             let relaunched = programs.decide(now, &view);
             let want_launch = !want.is_empty() && want[0] == died(false);
-            assert_eq!(relaunched == vec![launch("db", 0)], want_launch, "{state:?}: {relaunched:?}");
+            assert_eq!(
+                relaunched == vec![launch("db", 0)],
+                want_launch,
+                "{state:?}: {relaunched:?}"
+            );
         }
     }
 
@@ -806,7 +838,11 @@ pub(crate) mod tests {
         view.alive.insert(key("db", 0));
         assert_eq!(programs.decide(now, &view), vec![], "alive: its hello comes");
         view.alive.clear();
-        assert_eq!(programs.decide(now, &view), vec![launch("db", 0)], "dead: launched again");
+        assert_eq!(
+            programs.decide(now, &view),
+            vec![launch("db", 0)],
+            "dead: launched again"
+        );
     }
 
     #[test]
@@ -817,7 +853,12 @@ pub(crate) mod tests {
         bind(
             &mut programs,
             &mut view,
-            &[("web", 0, READY), ("web", 1, READY), ("web", 2, READY), ("web", 3, READY)],
+            &[
+                ("web", 0, READY),
+                ("web", 1, READY),
+                ("web", 2, READY),
+                ("web", 3, READY),
+            ],
         );
         assert!(programs.scale("web", 2));
         let actions = programs.decide(now, &view);
@@ -901,7 +942,10 @@ pub(crate) mod tests {
         let k = |p: &str, i| (p.to_string(), i);
         // (target, instances)
         let cases = [
-            ("all", Some(vec![k("db", 0), k("web", 0), k("web", 1), k("web", 2), k("worker", 0)])),
+            (
+                "all",
+                Some(vec![k("db", 0), k("web", 0), k("web", 1), k("web", 2), k("worker", 0)]),
+            ),
             ("web", Some(vec![k("web", 0), k("web", 1), k("web", 2)])),
             ("web:1", Some(vec![k("web", 1)])),
             ("web:3", None),
@@ -916,7 +960,11 @@ pub(crate) mod tests {
 
     #[test]
     fn start_order_puts_dependencies_first() {
-        let defs = vec![def("web", 1, &["db", "cache"]), def("cache", 1, &[]), def("db", 1, &["cache"])];
+        let defs = vec![
+            def("web", 1, &["db", "cache"]),
+            def("cache", 1, &[]),
+            def("db", 1, &["cache"]),
+        ];
         let names: Vec<String> = start_order(defs).into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["cache", "db", "web"]);
     }

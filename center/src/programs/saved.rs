@@ -71,7 +71,10 @@ pub struct SavedInstance {
 impl SavedInstance {
     /// The process id, parsed.
     pub fn process_id(&self) -> Option<ProcessId> {
-        self.process.as_deref().and_then(|s| u64::from_str_radix(s, 16).ok()).map(ProcessId)
+        self.process
+            .as_deref()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .map(ProcessId)
     }
 }
 
@@ -128,7 +131,10 @@ pub fn store(path: &Path, saved: &Saved, mode: FileMode) -> Result<(), String> {
     let named = |e: io::Error| format!("cannot write {}: {e}", tmp.display());
     let text = serde_json::to_vec(saved).map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
     let mut file = mode
-        .open(&tmp, std::fs::OpenOptions::new().write(true).create(true).truncate(true))
+        .open(
+            &tmp,
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+        )
         .map_err(named)?;
     file.write_all(&text).map_err(named)?;
     drop(file);
@@ -144,7 +150,9 @@ mod tests {
     fn the_file_comes_back_as_written_owner_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = path(dir.path(), "ipc://nerve.sock");
-        assert!(path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("programs.")));
+        assert!(path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("programs.")));
         assert_eq!(load(&path), Ok(None));
         let saved = Saved {
             v: SAVED_VERSION,

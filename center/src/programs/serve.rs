@@ -11,8 +11,8 @@ use crate::control::Client;
 use crate::log::Entry;
 use crate::server::{Center, Error};
 use nerve_proto::{
-    Acted, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, OsBytes, ProcessId,
-    ProcessInfo, ProcessState, Reply, RunSpec,
+    Acted, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, OsBytes, ProcessId, ProcessInfo,
+    ProcessState, Reply, RunSpec,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
@@ -130,7 +130,11 @@ impl Manager {
             }
         }
         for s in saved.instances {
-            let inst = self.programs.instances.entry((s.program.clone(), s.instance)).or_default();
+            let inst = self
+                .programs
+                .instances
+                .entry((s.program.clone(), s.instance))
+                .or_default();
             inst.wanted = s.wanted;
             inst.done = s.done;
             inst.watcher = s.watcher;
@@ -164,7 +168,9 @@ impl Manager {
                 .programs
                 .instances
                 .iter()
-                .filter(|(_, i)| !i.wanted || i.done || i.watcher.is_some() || i.process.is_some() || i.failed.is_some())
+                .filter(|(_, i)| {
+                    !i.wanted || i.done || i.watcher.is_some() || i.process.is_some() || i.failed.is_some()
+                })
                 .map(|((p, n), i)| SavedInstance {
                     program: p.clone(),
                     instance: *n,
@@ -213,11 +219,19 @@ impl Center {
         for (k, inst) in &self.manager.programs.instances {
             if let Some(id) = inst.process {
                 if let Some(p) = self.table.get(id) {
+                    // `ready = "started"` is RUNNING (nrv-open reports a Ready then too; an
+                    // older watcher does not, and RUNNING says the same).
+                    let started = self
+                        .manager
+                        .programs
+                        .def(&k.0)
+                        .is_some_and(|d| d.ready == super::ReadyCheck::Started);
+                    let running = p.state == Some(ProcessState::Running);
                     view.seen.insert(
                         id,
                         Seen {
                             state: p.state,
-                            ready: p.ready,
+                            ready: p.ready || (started && running),
                             ended: p.ended_at.is_some(),
                         },
                     );
@@ -283,7 +297,8 @@ impl Center {
                 self.manager.save_failed = true;
                 let error = format!("{e}; a restarted center may launch programs whose watchers still run");
                 eprintln!("nrv-center: {error}");
-                self.record(Entry::center("center_error", json!({"error": error}))).await?;
+                self.record(Entry::center("center_error", json!({"error": error})))
+                    .await?;
             }
             Err(_) => {}
         }
@@ -358,7 +373,8 @@ impl Center {
         };
         let req = self.next_req;
         self.next_req += 1;
-        self.send_watcher(&peer, &CenterMsg::Command(Command { req, kind })).await
+        self.send_watcher(&peer, &CenterMsg::Command(Command { req, kind }))
+            .await
     }
 
     /// A launcher answered.
@@ -386,7 +402,9 @@ impl Center {
             }
             Err(cause) => {
                 eprintln!("nrv-center: {cause}");
-                self.manager.programs.on_launch_failed(&program, instance, cause.clone());
+                self.manager
+                    .programs
+                    .on_launch_failed(&program, instance, cause.clone());
                 let data = json!({"program": program, "instance": instance, "error": cause});
                 self.record(Entry {
                     id: None,
@@ -432,7 +450,11 @@ impl Center {
     /// `start`, `stop`, `restart` of a program, `all` or a program's process, `reread`,
     /// `update`, `run`, `scale`: answers and returns true, or false when the request is not
     /// about programs (a stop of a process no program keeps goes the usual way).
-    pub(crate) async fn program_request(&mut self, client: &Client, request: &nerve_proto::Request) -> Result<bool, Error> {
+    pub(crate) async fn program_request(
+        &mut self,
+        client: &Client,
+        request: &nerve_proto::Request,
+    ) -> Result<bool, Error> {
         use nerve_proto::Request as R;
         let reply = match request {
             R::Start { target } => match self.program_targets(target) {
@@ -465,6 +487,11 @@ impl Center {
                     self.manager.dirty = true;
                     self.manager.due = true;
                     if let Some(id) = live {
+                        if let Some(inst) = self.manager.programs.instance_mut(program, *instance) {
+                            // The client's stop is the one: the manager sends none of its own
+                            // (a second stop would be taken for an escalation to KILL).
+                            inst.stop_sent = !restart;
+                        }
                         self.save_programs().await?;
                         self.route_to(client, id, restart).await;
                         return Ok(true);
@@ -538,7 +565,11 @@ impl Center {
 
     /// Routes a stop or restart of one process to its watcher, the client answered by it.
     async fn route_to(&mut self, client: &Client, id: ProcessId, restart: bool) {
-        let kind = if restart { CommandKind::Restart } else { CommandKind::Stop };
+        let kind = if restart {
+            CommandKind::Restart
+        } else {
+            CommandKind::Stop
+        };
         let pending = crate::control::Pending {
             client: client.clone(),
             id,
@@ -566,7 +597,12 @@ impl Center {
         let mut out = Vec::new();
         for (program, instance) in targets {
             let name = self.process_name(program, *instance);
-            let inst = self.manager.programs.instance(program, *instance).cloned().unwrap_or_default();
+            let inst = self
+                .manager
+                .programs
+                .instance(program, *instance)
+                .cloned()
+                .unwrap_or_default();
             let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
             let result = if live.is_some() {
                 Ok("already running".to_string())
@@ -591,7 +627,12 @@ impl Center {
         let mut out = Vec::new();
         for (program, instance) in targets.iter().rev() {
             let name = self.process_name(program, *instance);
-            let inst = self.manager.programs.instance(program, *instance).cloned().unwrap_or_default();
+            let inst = self
+                .manager
+                .programs
+                .instance(program, *instance)
+                .cloned()
+                .unwrap_or_default();
             let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
             self.manager.programs.unwant(program, *instance);
             let result = if live.is_some() {
@@ -611,7 +652,12 @@ impl Center {
         let mut out = Vec::new();
         for (program, instance) in targets {
             let name = self.process_name(program, *instance);
-            let inst = self.manager.programs.instance(program, *instance).cloned().unwrap_or_default();
+            let inst = self
+                .manager
+                .programs
+                .instance(program, *instance)
+                .cloned()
+                .unwrap_or_default();
             let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
             self.manager.programs.want(program, *instance);
             let result = match live {
@@ -704,7 +750,11 @@ impl Center {
     fn run_adhoc(&mut self, spec: &RunSpec) -> Result<Vec<Acted>, String> {
         let def = super::config::from_run_spec(spec).map_err(|e| e.to_string())?;
         if let Some(old) = self.manager.programs.def(&def.name) {
-            let what = if old.adhoc { "an ad-hoc program" } else { "a configured program" };
+            let what = if old.adhoc {
+                "an ad-hoc program"
+            } else {
+                "a configured program"
+            };
             return Err(format!(
                 "{} is {what} of center {} already; stop it first, or give another --name",
                 def.name, self.config.name
@@ -737,7 +787,10 @@ impl Center {
         let Some(before) = self.manager.programs.def(program).map(|d| d.numprocs) else {
             return failed(
                 ControlErrorKind::UnknownId,
-                format!("no program {program:?} on center {}: `nrv-ctl ps` lists them", self.config.name),
+                format!(
+                    "no program {program:?} on center {}: `nrv-ctl ps` lists them",
+                    self.config.name
+                ),
             );
         };
         self.manager.programs.scale(program, numprocs);
@@ -766,8 +819,13 @@ impl Center {
         let mut shown = HashSet::new();
         for def in &self.manager.programs.defs {
             for i in 0..def.numprocs {
-                let Some(inst) = self.manager.programs.instance(&def.name, i) else { continue };
-                if inst.process.is_some_and(|id| view.seen.get(&id).is_some_and(|s| !s.ended)) {
+                let Some(inst) = self.manager.programs.instance(&def.name, i) else {
+                    continue;
+                };
+                if inst
+                    .process
+                    .is_some_and(|id| view.seen.get(&id).is_some_and(|s| !s.ended))
+                {
                     continue;
                 }
                 let waiting = self.manager.programs.waiting_cause(&def.name, i, &view);
@@ -833,4 +891,3 @@ impl Center {
         (rows, shown)
     }
 }
-

@@ -112,7 +112,11 @@ fn free_port() -> u16 {
 /// environment file), worker.
 fn stack_config(dir: &TestDir, port: u16, web_word: &str) -> String {
     let env = dir.join("web.env");
-    std::fs::write(&env, "# the web's settings\nexport GREETING='hello from the env file'\n").expect("write web.env");
+    std::fs::write(
+        &env,
+        "# the web's settings\nexport GREETING='hello from the env file'\n",
+    )
+    .expect("write web.env");
     let db = format!(
         "import socket, time, sys\ntime.sleep(1)\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port}))\ns.listen(16)\nprint('listening', flush=True)\nwhile True:\n    c, _ = s.accept()\n    c.close()\n"
     );
@@ -235,7 +239,11 @@ fn stop_and_start_one_process_then_stop_all_in_reverse_order() {
         ],
         WAIT,
     );
-    assert_eq!(row(&rows, "web:1").expect("web:1")["ended"], false, "a configured process is never ended");
+    assert_eq!(
+        row(&rows, "web:1").expect("web:1")["ended"],
+        false,
+        "a configured process is never ended"
+    );
     for other in ["db", "web:0", "web:2", "worker"] {
         assert_eq!(pid_of(&rows, other), pid_of(&before, other), "{other} untouched");
     }
@@ -269,8 +277,7 @@ fn reread_lists_the_changes_and_update_applies_only_them() {
     let before = wait_states(dir.path(), &center, &FIVE_RUNNING, STACK_UP);
 
     // web's command changes, worker goes, cron comes.
-    let edited = stack_config(&dir, port, "web2")
-        .replace("[program.worker]\ncommand = [\"sleep\", \"1000\"]\n", "")
+    let edited = stack_config(&dir, port, "web2").replace("[program.worker]\ncommand = [\"sleep\", \"1000\"]\n", "")
         + "\n[program.cron]\ncommand = [\"sleep\", \"999\"]\n";
     std::fs::write(dir.join("nerve-center.toml"), edited).expect("edit the config");
     let reread = run_ctl_ok(dir.path(), &center.control, &["reread"]).stdout_str();
@@ -296,7 +303,11 @@ fn reread_lists_the_changes_and_update_applies_only_them() {
             Err(Value::Array(rows).to_string())
         }
     });
-    assert_eq!(pid_of(&after, "db"), pid_of(&before, "db"), "db unchanged keeps its pid");
+    assert_eq!(
+        pid_of(&after, "db"),
+        pid_of(&before, "db"),
+        "db unchanged keeps its pid"
+    );
     let outs = times(&center.log, "web:0", "out", None);
     assert_eq!(outs.len(), 2, "web:0 ran the old and the new command");
 }
@@ -379,7 +390,11 @@ fn an_adhoc_program_survives_a_restart_and_runs_on_another_center_of_a_ring() {
             Err(Value::Array(ring).to_string())
         }
     });
-    run_ctl_ok(&a_dir, &a.control, &["run", "--center", "B", "--name", "remote", "--", "sleep", "1000"]);
+    run_ctl_ok(
+        &a_dir,
+        &a.control,
+        &["run", "--center", "B", "--name", "remote", "--", "sleep", "1000"],
+    );
     let b_dir = dir.join("b");
     let on_b = wait_until("remote RUNNING on B", WAIT, || {
         let rows = ps_json(&b_dir, &b.control, &["--local"]);
@@ -435,7 +450,12 @@ depends_on = ["slow"]
         assert_eq!(after["state"], "STOPPED", "{after}");
         assert_eq!(after["waiting"], "waiting for slow to be ready", "{after}");
     }
-    wait_states(dir.path(), &center, &[("slow", "RUNNING"), ("after", "RUNNING")], STACK_UP);
+    wait_states(
+        dir.path(),
+        &center,
+        &[("slow", "RUNNING"), ("after", "RUNNING")],
+        STACK_UP,
+    );
     let slow_start = times(&center.log, "slow", "start", None)[0];
     let slow_running = times(&center.log, "slow", "state", Some("RUNNING"))[0];
     let slow_ready = ready_time(&center.log, "slow", WAIT);
@@ -444,7 +464,10 @@ depends_on = ["slow"]
         slow_ready >= slow_start + 2500,
         "ready at {slow_ready}, under 2.5 s after the start at {slow_start}"
     );
-    assert!(slow_running < slow_ready, "RUNNING ({slow_running}) came before READY=1 ({slow_ready})");
+    assert!(
+        slow_running < slow_ready,
+        "RUNNING ({slow_running}) came before READY=1 ({slow_ready})"
+    );
     assert!(
         after_start >= slow_ready,
         "after started at {after_start}, before slow was ready at {slow_ready}"
