@@ -164,3 +164,77 @@ impl Credentials {
         Ok(())
     }
 }
+
+/// A readiness check's command (`--ready exec:…`) while it runs: killed with its process
+/// group when dropped before its exit was seen (the check was called off).
+pub struct CheckRun {
+    pid: u32,
+    /// What the kernel says about it, the last being `Exited`.
+    pub events: mpsc::UnboundedReceiver<ChildEvent>,
+    armed: bool,
+}
+
+impl CheckRun {
+    /// Its exit was seen: nothing is left to kill (its pid may be reused).
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CheckRun {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Ok(pid) = i32::try_from(self.pid) {
+                // SAFETY: kill has no memory effects; the group is the check's own (it is not
+                // yet reaped, so its id cannot have been reused). The reaper collects it.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Starts a readiness check's command `argv` as the child of `spec` would run: its
+/// environment, directory, user and umask; stdio `/dev/null`; a process group of its own; KILL
+/// as its parent-death signal.
+///
+/// # Errors
+/// The fork or exec failed (not found, not executable).
+pub fn spawn_check(argv: &[String], spec: &Spec) -> io::Result<CheckRun> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty check command"));
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    for (key, value) in &spec.env {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    // SAFETY: getpid is async-signal-safe; it runs here, before the fork.
+    let parent = unsafe { libc::getpid() };
+    let creds = Credentials {
+        umask: spec.umask,
+        ids: spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+    };
+    // SAFETY: as in `spawn`: async-signal-safe calls only, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            creds.apply()?;
+            set_parent_death_signal(libc::SIGKILL, parent)
+        });
+    }
+    let (proc, events) = reaper::spawn_registered(|| cmd.spawn())?;
+    Ok(CheckRun {
+        pid: proc.id(),
+        events,
+        armed: true,
+    })
+}

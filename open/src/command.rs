@@ -6,6 +6,7 @@ use crate::child::Spec;
 use crate::handle::Child;
 use crate::link::WhenFull;
 use crate::policy::{AutoRestart, Policy};
+use crate::ready::{ReadyCheck, DEFAULT_READY_TIMEOUT};
 use crate::user::User;
 use crate::watch::{self, Watched};
 use crate::{
@@ -36,6 +37,8 @@ pub struct Command {
     pub(crate) pass_stdin: bool,
     pub(crate) security: zmtp::Security,
     pub(crate) program: Option<ProgramTag>,
+    pub(crate) ready: ReadyCheck,
+    pub(crate) ready_timeout: Duration,
 }
 impl Command {
     /// A command running `program`, reporting to [`DEFAULT_ENDPOINT`], with the default
@@ -63,6 +66,8 @@ impl Command {
             pass_stdin: true,
             security: zmtp::Security::Null,
             program: None,
+            ready: ReadyCheck::Started,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
 
@@ -121,6 +126,23 @@ impl Command {
     /// Set by `nrv-center` when it launches a program; default none.
     pub fn program(&mut self, tag: ProgramTag) -> &mut Command {
         self.program = Some(tag);
+        self
+    }
+
+    /// When a child counts as ready (`--ready`; default [`ReadyCheck::Started`]): once it
+    /// passes the check and is RUNNING, the center is sent `EventKind::Ready` and the hello
+    /// says so ([`Hello::ready`]). See [`crate::ready`] for the four checks.
+    pub fn ready(&mut self, check: ReadyCheck) -> &mut Command {
+        self.ready = check;
+        self
+    }
+
+    /// How long after its spawn a child may take to be ready (`--ready-timeout`; default 60 s,
+    /// [`DEFAULT_READY_TIMEOUT`]); then it is stopped with its stop sequence and the watch
+    /// ends FATAL, with a cause naming the check and the timeout. Not used by
+    /// [`ReadyCheck::Started`].
+    pub fn ready_timeout(&mut self, timeout: Duration) -> &mut Command {
+        self.ready_timeout = timeout;
         self
     }
 

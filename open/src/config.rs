@@ -52,6 +52,11 @@ pub struct FileConfig {
     pub curve_server_key: Option<String>,
     /// This watcher's CURVE secret key file.
     pub curve_secret_key: Option<String>,
+    /// When the command counts as ready (`"started"`, `"tcp://HOST:PORT"`, `"exec:CMD ARGS"`,
+    /// `"notify"`).
+    pub ready: Option<String>,
+    /// Seconds from a spawn to be ready before the command is stopped and FATAL.
+    pub ready_timeout: Option<f64>,
     /// The user the command runs as (nrv-open must run as root).
     pub user: Option<String>,
     /// The command's umask, octal as a string (`"022"`).
@@ -141,6 +146,10 @@ stopwaitsecs = 4
 no-killasgroup = true
 backoff-max = 8
 restart-delay = 0.25
+ready = "tcp://127.0.0.1:5432"
+ready-timeout = 30
+user = "root"
+umask = "022"
 command = ["sh", "-c", "exit 2"]
 "#;
         let config = FileConfig::parse(Path::new("x.toml"), text).unwrap_or_else(|e| panic!("{e}"));

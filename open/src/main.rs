@@ -97,6 +97,15 @@ struct Args {
     /// watcher's pid on stdout and exits 0 at once
     #[argh(switch)]
     detach: bool,
+    /// when the command counts as ready: started (RUNNING after startsecs; the default),
+    /// tcp://HOST:PORT (a connect succeeds), exec:CMD ARGS (the command exits 0) or notify
+    /// (READY=1 on $NOTIFY_SOCKET, as systemd's sd_notify)
+    #[argh(option)]
+    ready: Option<String>,
+    /// seconds from a spawn to be ready before the command is stopped and FATAL (default 60;
+    /// not for started)
+    #[argh(option)]
+    ready_timeout: Option<f64>,
     /// run the command as this user (setgid, initgroups, setuid before exec; nrv-open must
     /// run as root)
     #[argh(option)]
@@ -310,6 +319,12 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
     }
     if let Some(v) = args.restart_delay.or(file.restart_delay) {
         command.restart_delay(not_negative("--restart-delay", v)?);
+    }
+    if let Some(text) = args.ready.or(file.ready) {
+        command.ready(text.parse::<nerve_open::ReadyCheck>()?);
+    }
+    if let Some(v) = args.ready_timeout.or(file.ready_timeout) {
+        command.ready_timeout(positive("--ready-timeout", v)?);
     }
     let tag = nerve_open::program::program_tag(
         args.program.as_deref(),

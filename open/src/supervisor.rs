@@ -23,6 +23,7 @@
 use crate::child::{self, Spec};
 use crate::link::{Gate, Input, Request};
 use crate::policy::{describe, AfterExit, Policy};
+use crate::ready::{Prober, Readiness, ReadyCheck, Step};
 use crate::reaper::{self, ChildEvent};
 use crate::signals::{group_exists, is_stop_signal, send_scoped, send_signal, tree_of, Signals, Woken};
 use crate::stdio::{self, OwnFd, Reply, StdinOp, StdinRouter};
@@ -53,6 +54,8 @@ pub struct Live {
     /// The output pumps; done at EOF of their pipe.
     pumps: Vec<JoinHandle<()>>,
     spawned: Instant,
+    /// Its readiness check while it runs (none for `started`).
+    prober: Option<Prober>,
 }
 
 /// A stop sequence under way.
@@ -67,6 +70,9 @@ struct Stop {
     restart_replies: Vec<Reply>,
     /// When `stopsignal` was sent.
     signalled: Instant,
+    /// The child failed its readiness check in time: once stopped, FATAL (with `why` as the
+    /// cause), not STOPPED, and no restart.
+    fatal: bool,
     /// Whether KILL was sent, and why.
     killed: Option<String>,
 }
@@ -129,6 +135,12 @@ pub struct Supervisor {
     pub last_exit: Option<Instant>,
     /// Failed starts in a row.
     pub failures: u32,
+    /// When a child counts as ready (`--ready`).
+    pub ready: ReadyCheck,
+    /// How long after its spawn a child may take to be ready (`--ready-timeout`).
+    pub ready_timeout: Duration,
+    /// The `$NOTIFY_SOCKET` of `--ready notify`.
+    pub notify: Option<Arc<crate::ready::NotifySocket>>,
     /// The last child's process group, when members were left in it as the child exited by
     /// itself (decided at the exit, while its id is surely ours: the kernel keeps a group's id
     /// from reuse only while the group has members, and a later look could see a stranger).
@@ -162,6 +174,9 @@ impl Supervisor {
         if let Some(exited) = self.last_exit {
             // Restarts never come closer together than restart_delay (systemd's RestartSec).
             tokio::time::sleep_until((exited + self.policy.restart_delay).into()).await;
+        }
+        if let Some(notify) = &self.notify {
+            notify.drain(); // what an earlier child sent does not count for this one
         }
         let spawned_child = child::spawn(&self.spec, self.policy.stopsignal)?;
         // A SIGCHLD may have come between the listener's start and the registration.
@@ -197,11 +212,13 @@ impl Supervisor {
             None => None,
         };
         self.stdin.set_child(stdin);
+        let prober = Prober::start(&self.ready, &self.spec, self.notify.as_ref());
         Ok(Live {
             pid,
             events: spawned_child.events,
             pumps,
             spawned,
+            prober,
         })
     }
 
@@ -279,16 +296,34 @@ impl Supervisor {
         let pid = live.pid;
         let startsecs_at = tokio::time::Instant::from_std(live.spawned + self.policy.startsecs);
         let mut running = false;
+        let mut readiness = Readiness::new(self.ready.clone(), self.ready_timeout, live.spawned);
         if self.policy.startsecs.is_zero() {
             running = true;
             self.failures = 0;
             self.state(ProcessState::Running, "startsecs is 0");
+            readiness.running("startsecs is 0");
         }
         let mut stop: Option<Stop> = None;
         let mut sampler = stats::Sampler::new(pid, live.spawned);
         let mut ticker = tokio::time::interval(self.ping_interval);
         ticker.tick().await;
         let status = loop {
+            let ready_at = match stop.is_none().then(|| readiness.step(Instant::now())) {
+                None | Some(Step::Wait(None)) => None,
+                Some(Step::Wait(Some(at))) => Some(tokio::time::Instant::from_std(at)),
+                Some(Step::Ready(how)) => {
+                    self.report(EventKind::Ready { how });
+                    live.prober = None;
+                    None
+                }
+                Some(Step::TimedOut(cause)) => {
+                    live.prober = None;
+                    let mut timed_out = self.begin_stop(pid, cause, false, None);
+                    timed_out.fatal = true;
+                    stop = Some(timed_out);
+                    None
+                }
+            };
             let kill_at = stop
                 .as_ref()
                 .filter(|s| s.killed.is_none())
@@ -303,11 +338,15 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(startsecs_at), if !running && stop.is_none() => {
                     running = true;
                     self.failures = 0;
-                    self.state(
-                        ProcessState::Running,
-                        format!("up for startsecs {} s", self.policy.startsecs.as_secs_f64()),
-                    );
+                    let why = format!("up for startsecs {} s", self.policy.startsecs.as_secs_f64());
+                    self.state(ProcessState::Running, why.clone());
+                    readiness.running(&why);
                 }
+                found = probed(&mut live.prober), if live.prober.is_some() => match found {
+                    Some(probe) => readiness.probed(probe),
+                    None => live.prober = None, // the check ended (it passed: already read)
+                },
+                _ = tokio::time::sleep_until(ready_at.unwrap_or_else(tokio::time::Instant::now)), if ready_at.is_some() => {}
                 _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
                     let why = format!(
                         "still there stopwaitsecs {} s after {}",
@@ -325,6 +364,7 @@ impl Supervisor {
                 }
             }
         };
+        live.prober = None;
         self.pid_slot.store(0, Ordering::SeqCst);
         self.stdin.set_child(None);
         self.pty = None;
@@ -347,6 +387,13 @@ impl Supervisor {
             Some(why) => format!("{} ({why}: KILL sent)", describe(status)),
             None => describe(status),
         };
+        if stop.fatal {
+            for reply in stop.replies {
+                let _ = reply.send(Ok(format!("stopped pid {pid}: {how}{leftovers}")));
+            }
+            call_off_restart_replies(stop.restart_replies, "it was not ready in time: FATAL, not restarted");
+            return Ended::Exited(AfterExit::Fatal(format!("{}: pid {pid} {how}{leftovers}", stop.why)));
+        }
         self.state(
             ProcessState::Stopped,
             format!("{}: pid {pid} {how}{leftovers}", stop.why),
@@ -452,6 +499,7 @@ impl Supervisor {
             restart_replies,
             signalled: Instant::now(),
             killed: None,
+            fatal: false,
         }
     }
 
@@ -612,6 +660,20 @@ fn leftovers(pgid: u32, group: bool, others: usize) -> String {
 async fn futures_join(pumps: Vec<JoinHandle<()>>) {
     for pump in pumps {
         let _ = pump.await;
+    }
+}
+
+/// The next finding of a readiness check; `None` once the check has ended (or there is none).
+async fn probed(prober: &mut Option<Prober>) -> Option<crate::ready::Probe> {
+    let prober = prober.as_mut()?;
+    prober.findings.changed().await.ok()?;
+    Some(prober.findings.borrow_and_update().clone())
+}
+
+/// Tells whoever asked for a restart that it will not come.
+fn call_off_restart_replies(replies: Vec<Reply>, why: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(why.to_string()));
     }
 }
 

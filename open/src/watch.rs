@@ -7,6 +7,7 @@
 
 use crate::command::Command;
 use crate::link::{self, Input, LinkConfig, Request};
+use crate::ready::{NotifySocket, ReadyCheck};
 use crate::signals::Signals;
 use crate::stdio::{self, chunk_size, StdinRouter};
 use crate::supervisor::{Supervisor, DRAIN_TIMEOUT};
@@ -105,6 +106,26 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
             return Err(Error::Setup(e));
         }
     };
+    // `--ready notify`: the child's $NOTIFY_SOCKET, made before the first spawn, removed at
+    // the end of the watch.
+    let mut spec = command.spec.clone();
+    let notify = match command.ready {
+        ReadyCheck::Notify => {
+            let owner = spec.user.as_ref().map(|u| (u.uid, u.gid));
+            match NotifySocket::new(owner) {
+                Ok(socket) => {
+                    spec.env
+                        .push(("NOTIFY_SOCKET".into(), Some(socket.path().as_os_str().to_owned())));
+                    Some(Arc::new(socket))
+                }
+                Err(e) => {
+                    ready(false);
+                    return Err(Error::Setup(e));
+                }
+            }
+        }
+        _ => None,
+    };
     let config = LinkConfig {
         endpoint: command.endpoint.clone(),
         hello: command.hello(secret),
@@ -124,7 +145,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     let (stdin, router) = StdinRouter::start(own_stdin);
     let raw = if command.spec.tty { tty::RawMode::enter(0) } else { None };
     let mut supervisor = Supervisor {
-        spec: command.spec.clone(),
+        spec,
         policy: command.policy.clone(),
         ping_interval: command.ping_interval,
         events: events.clone(),
@@ -141,6 +162,9 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
         last_exit: None,
         failures: 0,
         leftover_group: None,
+        ready: command.ready.clone(),
+        ready_timeout: command.ready_timeout,
+        notify,
     };
     // One turn of the loop first: the link starts connecting (for ipc the connect and our
     // greeting are done at once), so the center reads the greeting while we fork and exec

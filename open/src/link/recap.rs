@@ -31,6 +31,8 @@ pub enum Note {
     Paused(Signal),
     /// The stopped child was continued.
     Continued,
+    /// The current child passed its readiness check.
+    Ready,
 }
 
 impl Note {
@@ -52,6 +54,7 @@ impl Note {
             EventKind::Exit(status) => Some(Note::Exit(*status)),
             EventKind::Paused { signal } => Some(Note::Paused(*signal)),
             EventKind::Continued => Some(Note::Continued),
+            EventKind::Ready { .. } => Some(Note::Ready),
             _ => None,
         }
     }
@@ -70,6 +73,9 @@ pub struct Recap {
     /// Children started so far (the first one included).
     children: u64,
     exit: Option<ExitStatus>,
+    /// The current child passed its readiness check (a new child has not, yet; an ended one
+    /// is not ready).
+    ready: bool,
     /// Pushed and not acknowledged: (seq, note), in seq order; `None` for an event the queue
     /// dropped (it takes effect once every earlier one has, to keep the order).
     waiting: VecDeque<(Option<u64>, Note)>,
@@ -100,6 +106,7 @@ impl Recap {
                 self.child_started = Some(at);
                 self.stopped_by = None;
                 self.children += 1;
+                self.ready = false;
             }
             Note::State(change) => {
                 self.state = Some(change.state);
@@ -111,10 +118,12 @@ impl Recap {
             }
             Note::Exit(status) => {
                 self.exit = Some(status);
+                self.ready = false;
                 self.child_started = None;
                 self.stopped_by = None;
             }
             Note::Paused(signal) => self.stopped_by = Some(signal),
+            Note::Ready => self.ready = true,
             Note::Continued => self.stopped_by = None,
         }
     }
@@ -132,6 +141,7 @@ impl Recap {
         hello.history_dropped = self.history_dropped;
         hello.restarts = self.children.saturating_sub(1);
         hello.exit = self.exit;
+        hello.ready = self.ready;
     }
 }
 
@@ -289,6 +299,30 @@ mod tests {
             r.pushed(Some(seq), note);
             r.acked(seq + 1);
             assert_eq!(filled(&r, t0).stopped_by, want, "after {what}");
+        }
+    }
+
+    #[test]
+    fn ready_holds_for_the_child_that_passed_its_check_only() {
+        let t0 = Instant::now();
+        let mut r = Recap::default();
+        let ready = Note::of(1, &EventKind::Ready { how: "notify".into() }, t0).expect("a note");
+        // (note, acked, ready in the hello after it).
+        let steps = [
+            (Note::Started(1, t0), true, false),
+            (ready.clone(), false, false), // not acknowledged yet: resent after the hello
+            (Note::Paused(Signal(19)), true, true),
+            (Note::Exit(ExitStatus::Code(0)), true, false),
+            (Note::Started(2, t0), true, false),
+            (ready, true, true),
+        ];
+        for (seq, (note, acked, want)) in (1..).zip(steps) {
+            let what = format!("{note:?}");
+            r.pushed(Some(seq), note);
+            if acked {
+                r.acked(seq + 1);
+            }
+            assert_eq!(filled(&r, t0).ready, want, "after {what}");
         }
     }
 
