@@ -55,6 +55,9 @@ pub struct Args {
 }
 
 /// The subcommands; each answers with one of the exit codes in [`Exit`].
+// `run` has many options; a command line is parsed once, so its size does not matter (and
+// argh cannot box a subcommand).
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand)]
 pub enum Command {
@@ -80,6 +83,16 @@ pub enum Command {
     Ring(RingCmd),
     /// `nrv-ctl keygen [--out PREFIX]`.
     Keygen(KeygenCmd),
+    /// `nrv-ctl start TARGET|all`.
+    Start(StartCmd),
+    /// `nrv-ctl reread`.
+    Reread(RereadCmd),
+    /// `nrv-ctl update`.
+    Update(UpdateCmd),
+    /// `nrv-ctl run [OPTIONS] -- CMD ARGS...`.
+    Run(RunCmd),
+    /// `nrv-ctl scale NAME N`.
+    Scale(ScaleCmd),
 }
 
 /// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.
@@ -228,22 +241,155 @@ pub struct EventsCmd {
     pub json: bool,
 }
 
-/// Stop a process: its stop signal, then KILL after its stop wait; it is not restarted.
+/// Stop a process: its stop signal, then KILL after its stop wait; it is not restarted. A
+/// program's name stops all its processes; `all` stops every program, in reverse dependency
+/// order (each process acted on is one line: NAME ok: … or NAME error: …).
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand, name = "stop", help_triggers("-h", "--help", "help"))]
 pub struct StopCmd {
-    /// the process: its id, a unique id prefix, or its name
+    /// the process: its id, a unique id prefix, its name, name:N, a program's name, or all
     #[argh(positional)]
     pub target: String,
+    /// print the center's answer as one JSON document
+    #[argh(switch)]
+    pub json: bool,
 }
 
-/// Restart a process: stop it, then start it again under the same id (a new pid).
+/// Restart a process: stop it, then start it again under the same id (a new pid). A
+/// program's name restarts all its processes; `all` every program.
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand, name = "restart", help_triggers("-h", "--help", "help"))]
 pub struct RestartCmd {
-    /// the process: its id, a unique id prefix, or its name
+    /// the process: its id, a unique id prefix, its name, name:N, a program's name, or all
     #[argh(positional)]
     pub target: String,
+    /// print the center's answer as one JSON document
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Start a configured or ad-hoc program's processes that are not running, in dependency
+/// order (supervisorctl start). Each process acted on is one line: NAME ok: … or NAME
+/// error: …; exit 1 if any failed.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "start", help_triggers("-h", "--help", "help"))]
+pub struct StartCmd {
+    /// a program's name (all its processes), name:N, an id or prefix, or all
+    #[argh(positional)]
+    pub target: String,
+    /// print the center's answer as one JSON array
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Read the center's config file again and print which programs were added, changed or
+/// removed, without acting (supervisorctl reread).
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(subcommand, name = "reread", help_triggers("-h", "--help", "help"))]
+pub struct RereadCmd {
+    /// print one JSON object: {"added": [...], "changed": [...], "removed": [...]}
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Read the center's config file again and apply it: start added programs, restart changed
+/// ones, stop removed ones; unchanged ones keep running (supervisorctl update; SIGHUP to the
+/// center does the same).
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(subcommand, name = "update", help_triggers("-h", "--help", "help"))]
+pub struct UpdateCmd {
+    /// print the center's answer as one JSON array
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Start an ad-hoc program in the background, kept by the center like a configured one until
+/// stopped (pm2 start). The options are a [program.NAME] table's keys, as nrv-open's options.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(
+    subcommand,
+    name = "run",
+    help_triggers("-h", "--help", "help"),
+    example = "nrv-ctl run --name web --numprocs 2 --autorestart always -- python3 -m http.server",
+    example = "nrv-ctl run --center b --ready tcp://127.0.0.1:5432 -- postgres -D /var/lib/pg"
+)]
+pub struct RunCmd {
+    /// the program's name (default: the command's file name)
+    #[argh(option)]
+    pub name: Option<String>,
+    /// the center of the ring that runs it (its name; default: the one asked)
+    #[argh(option)]
+    pub center: Option<String>,
+    /// how many processes: NAME:0 ... NAME:N-1 (default 1)
+    #[argh(option)]
+    pub numprocs: Option<u32>,
+    /// its working directory (default: this command's)
+    #[argh(option)]
+    pub directory: Option<String>,
+    /// an environment variable KEY=VALUE for it, on top of the center's (repeatable)
+    #[argh(option)]
+    pub env: Vec<String>,
+    /// when it counts as ready: started, tcp://HOST:PORT, exec:CMD ARGS or notify
+    #[argh(option)]
+    pub ready: Option<String>,
+    /// seconds from a spawn to be ready before it is FATAL (default 60)
+    #[argh(option)]
+    pub ready_timeout: Option<String>,
+    /// the user it runs as (the center must run as root)
+    #[argh(option)]
+    pub user: Option<String>,
+    /// its umask, octal (022)
+    #[argh(option)]
+    pub umask: Option<String>,
+    /// restart after an exit: never, always or unexpected (default never)
+    #[argh(option)]
+    pub autorestart: Option<String>,
+    /// seconds up before STARTING becomes RUNNING (default 1)
+    #[argh(option)]
+    pub startsecs: Option<String>,
+    /// failed starts in a row retried before FATAL (default 3)
+    #[argh(option)]
+    pub startretries: Option<String>,
+    /// expected exit codes, comma-separated (default 0)
+    #[argh(option)]
+    pub exitcodes: Option<String>,
+    /// first signal of the stop sequence (default TERM)
+    #[argh(option)]
+    pub stopsignal: Option<String>,
+    /// seconds from the stop signal to KILL (default 10)
+    #[argh(option)]
+    pub stopwaitsecs: Option<String>,
+    /// signal the main process alone, not its process group
+    #[argh(switch)]
+    pub no_killasgroup: bool,
+    /// cap of the delay between failed starts, seconds (default 60)
+    #[argh(option)]
+    pub backoff_max: Option<String>,
+    /// least seconds between an exit and the restart after it (default 0.1)
+    #[argh(option)]
+    pub restart_delay: Option<String>,
+    /// print the center's answer as one JSON array
+    #[argh(switch)]
+    pub json: bool,
+    /// the command and its arguments, after --
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+/// Change a program's number of processes while it runs: more are started, the highest
+/// instances are stopped.
+#[derive(FromArgs, Debug, PartialEq, Clone)]
+#[argh(subcommand, name = "scale", help_triggers("-h", "--help", "help"))]
+pub struct ScaleCmd {
+    /// the program's name
+    #[argh(positional)]
+    pub program: String,
+    /// the new number of processes
+    #[argh(positional)]
+    pub numprocs: u32,
+    /// print the center's answer as one JSON array
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Print everything known about one process.
@@ -345,6 +491,10 @@ pub fn parse_env<'a>(
     }
     if let Command::Signal(signal) = &parsed.command {
         signal.scope().map_err(usage)?;
+    }
+    if let Command::Run(run) = &parsed.command {
+        // The directory does not matter for the check; the real one is taken when it runs.
+        run.spec(std::path::Path::new("/")).map_err(usage)?;
     }
     let from_env = |name: &str| env(name).and_then(|v| v.to_str()).map(str::to_string);
     Ok(Invocation {

@@ -102,13 +102,60 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             let request = Request::Stop {
                 target: cmd.target.clone(),
             };
-            done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
+            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
         }
         Command::Restart(cmd) => {
             let request = Request::Restart {
                 target: cmd.target.clone(),
             };
-            done(invocation, &mut client, request, left + STOP_WAIT, out).await?;
+            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+        }
+        Command::Start(cmd) => {
+            let request = Request::Start {
+                target: cmd.target.clone(),
+            };
+            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+        }
+        Command::Update(cmd) => {
+            acting(
+                invocation,
+                &mut client,
+                Request::Update,
+                left + STOP_WAIT,
+                cmd.json,
+                out,
+            )
+            .await?;
+        }
+        Command::Scale(cmd) => {
+            let request = Request::Scale {
+                program: cmd.program.clone(),
+                numprocs: cmd.numprocs,
+            };
+            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+        }
+        Command::Run(cmd) => {
+            let cwd = std::env::current_dir().map_err(|e| {
+                CtlError::Usage(format!(
+                    "run: cannot read the working directory ({e}); give --directory DIR"
+                ))
+            })?;
+            let request = Request::Run {
+                spec: cmd.spec(&cwd).map_err(CtlError::Usage)?,
+                center: cmd.center.clone(),
+            };
+            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+        }
+        Command::Reread(cmd) => {
+            let reply = client.request_within(Request::Reread, left).await?;
+            let Reply::Changes(changes) = reply else {
+                return unexpected(invocation, Request::Reread, reply);
+            };
+            if cmd.json {
+                writeln!(out, "{}", crate::programs::changes_json(&changes))?;
+            } else {
+                write!(out, "{}", crate::programs::changes_text(&changes))?;
+            }
         }
         Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
         Command::Keygen(_) => unreachable!("answered before connecting"),
@@ -198,6 +245,58 @@ async fn done(
         return unexpected(invocation, request, reply);
     };
     writeln!(out, "{}", escape_for_terminal(&message))?;
+    Ok(())
+}
+
+/// A request that acts on one process ([`Reply::Done`], printed as today: its message) or
+/// on several ([`Reply::Acted`], one line each; see [`crate::programs::acted_text`]); with
+/// `json`, one JSON document (`{"id", "message"}`, or the array of
+/// [`crate::programs::acted_json`]).
+///
+/// # Errors
+/// As the client's; [`CtlError::NotAllDone`] when an entry failed (after printing them all).
+async fn acting(
+    invocation: &Invocation,
+    client: &mut Client,
+    request: Request,
+    wait: Duration,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    let reply = client.request_within(request.clone(), wait).await?;
+    print_acting(invocation, request, reply, json, out)
+}
+
+/// The printing half of [`acting`], apart for tests.
+pub(crate) fn print_acting(
+    invocation: &Invocation,
+    request: Request,
+    reply: Reply,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    use crate::programs::{acted_json, acted_text, failures};
+    match reply {
+        Reply::Done { id, message } if json => {
+            writeln!(out, "{}", json!({"id": id.to_string(), "message": message}))?;
+        }
+        Reply::Done { message, .. } => writeln!(out, "{}", escape_for_terminal(&message))?,
+        Reply::Acted(acted) => {
+            if json {
+                writeln!(out, "{}", acted_json(&acted))?;
+            } else {
+                write!(out, "{}", acted_text(&acted))?;
+            }
+            let failed = failures(&acted);
+            if failed > 0 {
+                return Err(CtlError::NotAllDone {
+                    failed,
+                    total: acted.len(),
+                });
+            }
+        }
+        reply => return unexpected(invocation, request, reply),
+    }
     Ok(())
 }
 
@@ -343,7 +442,10 @@ fn command_line(p: &ProcessInfo) -> String {
 }
 
 /// One process as JSON, in raw units (bytes, seconds). `argv` and `cwd` are lossless (see
-/// [`os_bytes_json`]); `stopped_by` is the signal's name (`"STOP"`) or null.
+/// [`os_bytes_json`]); `stopped_by` is the signal's name (`"STOP"`) or null; `program` is
+/// `{"program", "instance", "fingerprint", "adhoc", "center"}` for a process a center
+/// launched (null otherwise), `ready` whether its current child passed its readiness check,
+/// `waiting` why a configured process is not running yet (or null).
 pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
     let mut v = json!({
         "id": p.id.to_string(),
@@ -499,6 +601,21 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "state:        {}", state_text(p))?;
     writeln!(out, "uptime:       {}", uptime(p.uptime_secs))?;
     writeln!(out, "restarts:     {}", p.restarts)?;
+    if let Some(t) = &p.program {
+        let adhoc = if t.adhoc { ", ad hoc (nrv-ctl run)" } else { "" };
+        writeln!(
+            out,
+            "program:      {}:{} of center {}{adhoc}, settings {}",
+            e(&t.program),
+            t.instance,
+            e(&t.center),
+            e(&t.fingerprint)
+        )?;
+        writeln!(out, "ready:        {}", if p.ready { "yes" } else { "no" })?;
+    }
+    if let Some(waiting) = &p.waiting {
+        writeln!(out, "waiting:      {}", e(waiting))?;
+    }
     if let Some(s) = p.stats {
         writeln!(
             out,

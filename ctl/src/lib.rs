@@ -15,6 +15,7 @@ pub mod cli;
 mod client;
 mod commands;
 mod exit;
+pub mod programs;
 
 pub use cli::{Command, EarlyExit, Invocation};
 pub use client::{ask, ask_with, Client, ClientError};
@@ -39,6 +40,15 @@ pub enum CtlError {
         /// What came back.
         reply: Box<Reply>,
     },
+    /// The center acted on several processes or programs and some of it failed (each is a
+    /// line of stdout already, `NAME error: why`).
+    #[error("{failed} of {total} failed (see the error lines above)")]
+    NotAllDone {
+        /// How many entries failed.
+        failed: usize,
+        /// How many entries there were.
+        total: usize,
+    },
     /// The CURVE settings are unusable (exit 2).
     #[error("{0}")]
     Keys(String),
@@ -60,7 +70,10 @@ impl CtlError {
         match self {
             CtlError::Client(e) => e.exit(),
             CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
-            CtlError::UnexpectedReply { .. } | CtlError::Output(_) | CtlError::Keygen(_) => Exit::Failed,
+            CtlError::UnexpectedReply { .. }
+            | CtlError::NotAllDone { .. }
+            | CtlError::Output(_)
+            | CtlError::Keygen(_) => Exit::Failed,
         }
     }
 }
