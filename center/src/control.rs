@@ -155,7 +155,7 @@ impl Center {
                 | Request::Update
                 | Request::Run { .. }
                 | Request::Scale { .. }
-        ) && self.program_request(&client, &request).await?
+        ) && self.program_request(&client, &request, forwarded).await?
         {
             return Ok(());
         }

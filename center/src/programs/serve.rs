@@ -454,8 +454,18 @@ impl Center {
         &mut self,
         client: &Client,
         request: &nerve_proto::Request,
+        forwarded: bool,
     ) -> Result<bool, Error> {
         use nerve_proto::Request as R;
+        if let R::Start { target } | R::Stop { target } | R::Restart { target } = request {
+            if !forwarded && self.program_targets(target).is_none() {
+                if let Some(owner) = self.program_owner(target) {
+                    // A program of a peer center (by its processes' tags): that center acts.
+                    self.forward(client.clone(), &owner, request.clone(), false).await;
+                    return Ok(true);
+                }
+            }
+        }
         let reply = match request {
             R::Start { target } => match self.program_targets(target) {
                 Some((targets, _)) => Reply::Acted(self.start_instances(&targets)),
@@ -579,6 +589,28 @@ impl Center {
             done_so_far: None,
         };
         self.command(pending, kind).await;
+    }
+
+    /// The peer center whose processes belong to the program `target` names (`web`,
+    /// `web:1`), seen in its replicated rows' program tags; `None` for `all` and for
+    /// anything else.
+    fn program_owner(&self, target: &str) -> Option<String> {
+        if target == "all" || !self.ring.enabled() {
+            return None;
+        }
+        let (program, instance) = match target.rsplit_once(':') {
+            Some((p, n)) => (p, n.parse::<u32>().ok()),
+            None => (target, None),
+        };
+        self.peer_rows()
+            .into_iter()
+            .filter(|r| !r.ended && r.center != self.config.name)
+            .find(|r| {
+                r.program.as_ref().is_some_and(|t| {
+                    t.program == program && t.center == r.center && instance.is_none_or(|n| n == t.instance)
+                })
+            })
+            .map(|r| r.center)
     }
 
     /// The instances `target` names (`all`, a program, `NAME:N`, or the id of a process one of

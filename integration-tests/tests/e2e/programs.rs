@@ -5,8 +5,8 @@
 //! waited for.
 
 use integration_tests::{
-    free_tcp_endpoint, line_kind, line_time_ms, pid_alive, ps_json, run_ctl, run_ctl_ok, send_signal, wait_until,
-    Center, Log, TestDir, WAIT,
+    free_tcp_endpoint, line_kind, line_time_ms, pid_alive, ps_json, run_ctl_ok, send_signal, wait_until, Center, Log,
+    TestDir, WAIT,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -420,7 +420,21 @@ fn an_adhoc_program_survives_a_restart_and_runs_on_another_center_of_a_ring() {
     let all = ps_json(&a_dir, &a.control, &["--all", "--local"]);
     let ended = row(&all, "adhoc").expect("adhoc in ps --all");
     assert_eq!(ended["ended"], true, "{ended}");
-    let _ = run_ctl(&b_dir, &b.control, &["stop", "remote"], WAIT);
+    // A program of B stopped from A: the request goes to B, which owns it.
+    wait_until("A to list B's remote", WAIT, || {
+        let rows = ps_json(&a_dir, &a.control, &[]);
+        row(&rows, "remote")
+            .map(|_| ())
+            .ok_or_else(|| Value::Array(rows).to_string())
+    });
+    run_ctl_ok(&a_dir, &a.control, &["stop", "remote"]);
+    wait_until("remote gone from B's ps", WAIT, || {
+        let rows = ps_json(&b_dir, &b.control, &["--local"]);
+        match row(&rows, "remote") {
+            None => Ok(()),
+            Some(r) => Err(r.to_string()),
+        }
+    });
 }
 
 #[test]
