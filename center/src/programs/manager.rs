@@ -357,7 +357,10 @@ impl Programs {
             let mut cause = None;
             for i in 0..dep_def.numprocs {
                 let inst = self.instance(dep, i);
-                let seen = inst.and_then(|x| x.process).and_then(|id| view.seen.get(&id));
+                // A dependency whose watcher finished is judged by its last process (FATAL).
+                let seen = inst
+                    .and_then(|x| x.process.or(x.last.filter(|_| x.done)))
+                    .and_then(|id| view.seen.get(&id));
                 match (inst, seen) {
                     (_, Some(s)) if s.ready && !s.ended => continue,
                     (_, Some(s)) if s.state == Some(ProcessState::Fatal) => {
@@ -666,6 +669,37 @@ pub(crate) mod tests {
                 assert!(actions.contains(&launch("db", 0)));
             }
         }
+    }
+
+    #[test]
+    fn a_dependency_whose_watcher_ended_fatal_keeps_its_dependents_waiting() {
+        let now = Instant::now();
+        let mut programs = stack();
+        let mut view = View::default();
+        let fatal_ended = Seen {
+            state: Some(ProcessState::Fatal),
+            ready: false,
+            ended: true,
+        };
+        bind(&mut programs, &mut view, &[("db", 0, fatal_ended)]);
+        let actions = programs.decide(now, &view);
+        assert!(actions.contains(&Action::Ended {
+            program: "db".into(),
+            instance: 0,
+            done: true
+        }));
+        for a in &actions {
+            programs.apply(a, now);
+        }
+        assert_eq!(programs.waiting("web", &view).as_deref(), Some("waiting for db: FATAL"));
+        assert_eq!(
+            programs.waiting_cause("web", 1, &view).as_deref(),
+            Some("waiting for db: FATAL")
+        );
+        assert!(!programs
+            .decide(now, &view)
+            .iter()
+            .any(|a| matches!(a, Action::Launch { .. })));
     }
 
     #[test]

@@ -217,7 +217,8 @@ impl Center {
             ..View::default()
         };
         for (k, inst) in &self.manager.programs.instances {
-            if let Some(id) = inst.process {
+            // The current process, or the last one of a finished instance (for `waiting`).
+            if let Some(id) = inst.process.or(inst.last.filter(|_| inst.done)) {
                 if let Some(p) = self.table.get(id) {
                     // `ready = "started"` is RUNNING (nrv-open reports a Ready then too; an
                     // older watcher does not, and RUNNING says the same).
@@ -236,7 +237,7 @@ impl Center {
                         },
                     );
                 }
-                if inst.watcher.is_none() {
+                if inst.watcher.is_none() && inst.process.is_some() {
                     view.alive.insert(k.clone());
                 }
             }

@@ -487,3 +487,46 @@ depends_on = ["slow"]
         "after started at {after_start}, before slow was ready at {slow_ready}"
     );
 }
+
+#[test]
+fn a_fatal_dependency_leaves_its_dependents_waiting_and_says_so() {
+    let dir = TestDir::new();
+    let config = r#"
+[program.db]
+command = ["false"]
+startsecs = 1
+startretries = 0
+
+[program.web]
+command = ["sleep", "1000"]
+depends_on = ["db"]
+numprocs = 2
+"#;
+    let center = center_with(&dir, config, "fatal");
+    let _reap = Watchers(vec![&center.log]);
+    let t0 = std::time::Instant::now();
+    let rows = wait_until("web:* waiting for a FATAL db", STACK_UP, || {
+        let rows = rows(dir.path(), &center);
+        let waiting = ["web:0", "web:1"]
+            .iter()
+            .all(|w| row(&rows, w).is_some_and(|r| r["waiting"] == "waiting for db: FATAL" && r["state"] == "STOPPED"));
+        if waiting && row(&rows, "db").is_some_and(|r| r["state"] == "FATAL") {
+            Ok(rows)
+        } else {
+            Err(Value::Array(rows).to_string())
+        }
+    });
+    eprintln!("TIMING fatal: waited {:?}", t0.elapsed());
+    for w in ["web:0", "web:1"] {
+        let r = row(&rows, w).expect("row");
+        assert_eq!(r["ended"], false, "{r}");
+        assert!(r["pid"].is_null(), "{r}");
+        assert!(
+            times(&center.log, w, "launch", None).is_empty(),
+            "{w} was never launched"
+        );
+    }
+    // `ps` (the table) says it too.
+    let table = run_ctl_ok(dir.path(), &center.control, &["ps"]).stdout_str();
+    assert!(table.contains("web:0") && table.contains("db"), "{table}");
+}
