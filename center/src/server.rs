@@ -103,6 +103,8 @@ pub(crate) struct Center {
     error_limit: RateLimit<(bool, Identity)>,
     /// The programs it runs.
     pub(crate) manager: crate::programs::serve::Manager,
+    /// Second watchers of one program instance, to stop (see `programs_hello`).
+    pub(crate) duplicates: Vec<ProcessId>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -168,6 +170,7 @@ pub async fn run(
     );
     let mut center = Center {
         manager,
+        duplicates: Vec::new(),
         ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()).with_mode(outputs.mode()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),

@@ -25,8 +25,10 @@ use tokio::time::Instant;
 /// definitions, or the error naming the file, program, key and line.
 pub type Reload = Arc<dyn Fn() -> Result<Vec<ProgramDef>, String> + Send + Sync>;
 
-/// Launches waiting for their launcher's answer, at most: 64 (the loop's channel for them is
-/// this long; a launcher blocks on a full one, the loop never does).
+/// Launches waiting for their launcher's answer, at most: 64; further launches wait for one
+/// of these to answer (each holds a thread of tokio's blocking pool for the few milliseconds
+/// the launcher runs). Also the length of the loop's channel for the answers, so a launcher
+/// never waits to report.
 pub const MAX_LAUNCHES_IN_FLIGHT: usize = 64;
 
 /// How the center runs programs.
@@ -74,6 +76,8 @@ pub struct Manager {
     pub save_failed: bool,
     /// Reads the config file again.
     pub reload: Option<Reload>,
+    /// Launchers running ([`MAX_LAUNCHES_IN_FLIGHT`] at most).
+    pub in_flight: usize,
 }
 
 fn acted(name: String, id: Option<ProcessId>, result: Result<String, String>) -> Acted {
@@ -108,6 +112,7 @@ impl Manager {
             due: true,
             save_failed: false,
             reload: config.reload.clone(),
+            in_flight: 0,
         }
     }
 
@@ -267,6 +272,12 @@ impl Center {
             return Ok(());
         }
         self.manager.due = false;
+        for id in std::mem::take(&mut self.duplicates) {
+            let live = self.table.get(id).is_some_and(|p| p.ended_at.is_none());
+            if live && !self.send_command(id, CommandKind::Stop).await {
+                self.duplicates.push(id);
+            }
+        }
         // Each round's actions change what the next decides (an ended instance is launched
         // again, a forgotten one is gone); a few rounds settle it.
         for _ in 0..4 {
@@ -313,6 +324,11 @@ impl Center {
                 let Some(def) = self.manager.programs.def(program).cloned() else {
                     return Ok(false);
                 };
+                if self.manager.in_flight >= MAX_LAUNCHES_IN_FLIGHT {
+                    // Decided again when a launcher answers.
+                    return Ok(false);
+                }
+                self.manager.in_flight += 1;
                 let name = def.process_name(*instance);
                 let data = json!({"program": program, "instance": instance, "argv": def.command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>()});
                 self.record(Entry {
@@ -385,6 +401,7 @@ impl Center {
             instance,
             result,
         } = launched;
+        self.manager.in_flight = self.manager.in_flight.saturating_sub(1);
         let name = self.process_name(&program, instance);
         match result {
             Ok(watcher) => {
@@ -433,6 +450,24 @@ impl Center {
             pid: hello.watcher_pid,
             start_time,
         });
+        let bound = self
+            .manager
+            .programs
+            .instance(&tag.program, tag.instance)
+            .and_then(|i| i.process)
+            .filter(|other| *other != hello.id && self.table.get(*other).is_some_and(|p| p.ended_at.is_none()));
+        if let Some(other) = bound {
+            // A second watcher for one instance (a launch whose center was killed before it
+            // could save it, then launched again): the one already bound stays, the newcomer
+            // is stopped.
+            eprintln!(
+                "nrv-center: {} ({}) runs already as {other}; stopping the second watcher",
+                hello.name, hello.id
+            );
+            self.duplicates.push(hello.id);
+            self.manager.due = true;
+            return;
+        }
         self.manager
             .programs
             .on_hello(&tag.program, tag.instance, hello.id, watcher);
