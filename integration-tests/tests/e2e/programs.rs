@@ -530,3 +530,46 @@ numprocs = 2
     let table = run_ctl_ok(dir.path(), &center.control, &["ps"]).stdout_str();
     assert!(table.contains("web:0") && table.contains("db"), "{table}");
 }
+
+#[test]
+fn scale_stops_the_highest_processes_first_and_sighup_updates() {
+    let dir = TestDir::new();
+    let config = "[program.web]\ncommand = [\"sleep\", \"1000\"]\nnumprocs = 3\nstartsecs = 0\n";
+    let mut center = center_with(&dir, config, "scale");
+    let log = Log::new(&dir.join("nerve.log"));
+    let _reap = Watchers(vec![&log]);
+    let three = [("web:0", "RUNNING"), ("web:1", "RUNNING"), ("web:2", "RUNNING")];
+    let before = wait_states(dir.path(), &center, &three, STACK_UP);
+
+    let out = run_ctl_ok(dir.path(), &center.control, &["scale", "web", "2"]).stdout_str();
+    assert!(out.contains("web:2 ok"), "{out}");
+    let rows = wait_states(
+        dir.path(),
+        &center,
+        &[("web:0", "RUNNING"), ("web:1", "RUNNING"), ("web:2", "")],
+        WAIT,
+    );
+    for w in ["web:0", "web:1"] {
+        assert_eq!(pid_of(&rows, w), pid_of(&before, w), "{w} untouched by the scale");
+    }
+    run_ctl_ok(dir.path(), &center.control, &["scale", "web", "4"]);
+    wait_states(
+        dir.path(),
+        &center,
+        &[
+            ("web:0", "RUNNING"),
+            ("web:1", "RUNNING"),
+            ("web:2", "RUNNING"),
+            ("web:3", "RUNNING"),
+        ],
+        STACK_UP,
+    );
+
+    // SIGHUP is `update`: a program added to the file starts.
+    let path = dir.join("nerve-center.toml");
+    let mut text = std::fs::read_to_string(&path).expect("read the config");
+    text.push_str("\n[program.cron]\ncommand = [\"sleep\", \"999\"]\n");
+    std::fs::write(&path, text).expect("edit the config");
+    center.signal(libc::SIGHUP);
+    wait_states(dir.path(), &center, &[("cron", "RUNNING")], STACK_UP);
+}
