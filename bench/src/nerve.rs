@@ -4,7 +4,7 @@
 
 use crate::util::{self, Guard, TempDir};
 use nerve_proto::{
-    decode, encode, CenterMsg, Event, EventKind, Hello, ProcessId, ProcessState, Stream, WatcherMsg, NERVE_VERSION,
+    decode, encode, CenterMsg, Event, EventKind, Hello, ProcessState, Stream, WatcherMsg, NERVE_VERSION,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -526,7 +526,11 @@ async fn synthetic_hello(
     name_prefix: &str,
     child: Child,
 ) -> Result<(zmtp::DealerSender, zmtp::DealerEvents), String> {
-    let id = ProcessId(u64::from(std::process::id()) << 32 | index as u64);
+    // A center takes a hello only with the resume secret its id is derived from.
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(u64::from(std::process::id()) << 32 | index as u64).to_le_bytes());
+    let secret = nerve_proto::ResumeSecret(seed);
+    let id = secret.id();
     let mut identity = id.0.to_be_bytes().to_vec();
     identity.extend_from_slice(&1u32.to_be_bytes());
     let dealer = zmtp::Dealer::connect(endpoint, &identity, Duration::from_secs(10))
@@ -564,7 +568,7 @@ async fn synthetic_hello(
         restarts: 0,
         exit: None,
         argv_cut: None,
-        secret: None,
+        secret: Some(secret),
     };
     tx.send(encode(&WatcherMsg::Hello(hello)))
         .await

@@ -198,6 +198,7 @@ impl EndedRow {
             silent_logged: false,
             owned: false,
             ready: false,
+            uid: None,
         }
     }
 

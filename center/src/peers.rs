@@ -468,8 +468,19 @@ impl Center {
         self.on_ring_msg(route, ring_msg).await
     }
 
+    /// Logs a peer center's bad message as a `protocol_error`, at most a few a second per
+    /// peer with a count of the ones held back (the same bound as the other endpoints',
+    /// [`crate::ratelimit`]), so a peer that floods the sync endpoint costs a few lines.
     async fn ring_error(&mut self, endpoint: &str, peer: &str, error: String) -> Result<(), Error> {
-        let data = serde_json::json!({"endpoint": endpoint, "peer": peer, "error": error});
+        let key = (2, Identity(bytes::Bytes::copy_from_slice(peer.as_bytes())));
+        let crate::ratelimit::Verdict::Write { suppressed } = self.error_limit.check(key, std::time::Instant::now())
+        else {
+            return Ok(());
+        };
+        let mut data = serde_json::json!({"endpoint": endpoint, "peer": peer, "error": error});
+        if suppressed > 0 {
+            data["suppressed"] = suppressed.into();
+        }
         self.record(crate::log::Entry::center("protocol_error", data)).await
     }
 

@@ -100,7 +100,8 @@ pub(crate) struct Center {
     /// Processes that ended whose followers get their End once the last lines are written.
     ends_due: Vec<ProcessId>,
     /// How many `protocol_error` lines are written, per peer (and endpoint) and in all.
-    error_limit: RateLimit<(bool, Identity)>,
+    /// Bounds the `protocol_error` lines, per (endpoint, peer): 0 process, 1 control, 2 sync.
+    pub(crate) error_limit: RateLimit<(u8, Identity)>,
     /// The programs it runs.
     pub(crate) manager: crate::programs::serve::Manager,
     /// Second watchers of one program instance, to stop (see `programs_hello`).
@@ -459,7 +460,10 @@ impl Center {
         error: String,
     ) -> Result<(), Error> {
         let now = std::time::Instant::now();
-        let Verdict::Write { suppressed } = self.error_limit.check((endpoint_is_control, peer.clone()), now) else {
+        let Verdict::Write { suppressed } = self
+            .error_limit
+            .check((u8::from(endpoint_is_control), peer.clone()), now)
+        else {
             return Ok(());
         };
         let endpoint = if endpoint_is_control {
@@ -546,7 +550,7 @@ impl Center {
             if let Err(refusal) = crate::access::decide(&self.config.access, cred.as_ref(), Class::Watch) {
                 return self.refuse_watcher(&peer, cred.as_ref(), &refusal).await;
             }
-            return self.on_hello(peer, hello).await;
+            return self.on_hello(peer, hello, cred.map(|c| c.uid)).await;
         }
         let Some(proc) = self.table.by_peer(&peer) else {
             self.protocol_error(false, &peer, "message from a watcher that has not sent Hello".into())
@@ -611,10 +615,11 @@ impl Center {
         }
     }
 
-    async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello) -> Result<(), Error> {
+    /// `uid`: the peer's uid on ipc (`SO_PEERCRED`), `None` on tcp.
+    async fn on_hello(&mut self, peer: Identity, hello: nerve_proto::Hello, uid: Option<u32>) -> Result<(), Error> {
         // Logged as kept: cut to the table's bounds, so no log line (nor `events` reply)
         // passes the frame bound whatever a watcher sends.
-        let next_seq = match self.table.hello(peer.clone(), &hello) {
+        let next_seq = match self.table.hello_from(peer.clone(), &hello, uid) {
             Ok(next_seq) => next_seq,
             Err(why) => return self.refuse_hello(&peer, hello.id, why).await,
         };

@@ -75,12 +75,17 @@ pub struct Process {
     pub ended_at: Option<Instant>,
     /// The center already logged that the watcher went silent.
     pub silent_logged: bool,
-    /// A watcher proved it owns the id (its hello carried the resume secret, see
-    /// [`judge_hello`]): from then on a hello for it without the secret is refused.
+    /// A watcher proved it owns the id to this center (every accepted hello does, see
+    /// [`judge_hello`]); false for a row restored from an earlier center, whose `next_seq`
+    /// the owner's first hello then replaces.
     pub owned: bool,
     /// The current child passed its readiness check (from the hello, then `Ready` events; a
     /// new child resets it).
     pub ready: bool,
+    /// The uid of the watcher that first said hello for it over ipc (`SO_PEERCRED`): from
+    /// then on only that uid (or root) may speak for it (see [`judge_uid`]). `None` until a
+    /// hello over ipc, and for rows restored from an earlier center.
+    pub uid: Option<u32>,
 }
 
 impl Process {
@@ -188,14 +193,20 @@ impl Table {
     /// # Errors
     /// Why the hello is refused ([`judge_hello`]); the table is then unchanged.
     pub fn hello(&mut self, peer: Identity, hello: &Hello) -> Result<u64, String> {
-        let known = self.procs.get(&hello.id).map(|p| Known {
-            owned: p.owned,
-            next_seq: p.next_seq,
-        });
-        let owned = match judge_hello(known, hello.id, hello.secret.as_ref(), hello.next_seq) {
-            Verdict::Accept { owned } => owned,
-            Verdict::Refuse(why) => return Err(why),
-        };
+        self.hello_from(peer, hello, None)
+    }
+
+    /// As [`Table::hello`], for a peer whose uid is known (`uid`: `SO_PEERCRED` on ipc;
+    /// `None` on tcp): the hello is also refused when the process is bound to another uid
+    /// ([`judge_uid`]), and an accepted one binds an unbound process to `uid`.
+    ///
+    /// # Errors
+    /// As [`Table::hello`], and the refusal of [`judge_uid`].
+    pub fn hello_from(&mut self, peer: Identity, hello: &Hello, uid: Option<u32>) -> Result<u64, String> {
+        if let Some(p) = self.procs.get(&hello.id) {
+            judge_uid(hello.id, p.uid, uid)?;
+        }
+        judge_hello(hello.id, hello.secret.as_ref())?;
         let hello = &cut_hello(hello);
         let now = Instant::now();
         self.counter += 1;
@@ -228,10 +239,14 @@ impl Table {
             silent_logged: false,
             owned: false,
             ready: hello.ready,
+            uid: None,
         });
-        if owned && !proc.owned {
-            // The owner's word beats whatever an unproven hello (or an earlier center's
-            // record) said: only it knows which events are acknowledged.
+        if proc.uid.is_none() {
+            proc.uid = uid;
+        }
+        if !proc.owned {
+            // The owner's word beats an earlier center's record: only it knows which events
+            // are acknowledged.
             proc.next_seq = hello.next_seq;
             proc.owned = true;
         } else {
@@ -380,58 +395,53 @@ pub fn cut_hello(hello: &Hello) -> Hello {
     kept
 }
 
-/// What the table knows of a process when a hello for it arrives: the input of
-/// [`judge_hello`] besides the hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Known {
-    /// A watcher proved it owns the id ([`Process::owned`]).
-    pub owned: bool,
-    /// The next seq the center expects ([`Process::next_seq`]).
-    pub next_seq: u64,
-}
-
-/// [`judge_hello`]'s answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Take the hello; `owned`: it proved the id is its own (see [`Table::hello`] for the seq).
-    Accept {
-        /// The hello carried the id's resume secret.
-        owned: bool,
-    },
-    /// Refuse it, for this reason (for the watcher's `Error` and the `protocol_error` line).
-    Refuse(String),
-}
-
 /// Decides whether a hello may speak for `id` (issue 12: a process's events belong to its
-/// watcher). `known` is what this center knows of the id, `secret` the hello's resume secret
-/// and `next_seq` its claimed continuation.
+/// watcher): only with the resume secret the id is derived from ([`ResumeSecret::owns`]).
 ///
-/// | secret | id known | verdict |
+/// | secret | verdict |
+/// |---|---|
+/// | owns `id` | accept: the owner's `next_seq` is taken as it says, also after a center restart |
+/// | does not own `id` | refuse |
+/// | none | refuse (every `nrv-open` sends one; a tool or test makes one with `ResumeSecret`) |
+///
+/// So nobody but the watcher that drew the secret can speak for its process at all: not claim
+/// a process a watcher proved, not move its `next_seq` forward (which would make the center
+/// acknowledge the real events as duplicates and drop them), and not add lines under its id
+/// in the moments after a center restart before the watcher is back. On ipc, [`judge_uid`]
+/// is checked as well: a process also belongs to the uid that first said hello for it.
+///
+/// # Errors
+/// The refusal, for the watcher's `Error` and the `protocol_error` line.
+pub fn judge_hello(id: ProcessId, secret: Option<&ResumeSecret>) -> Result<(), String> {
+    match secret {
+        Some(secret) if secret.owns(id) => Ok(()),
+        Some(_) => Err(format!("the resume secret does not belong to process {id}")),
+        None => Err(format!(
+            "a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {id} has none"
+        )),
+    }
+}
+
+/// Decides whether a peer of uid `peer` may speak for process `id`, bound to uid `bound`
+/// (issue 12: on ipc a process also belongs to the uid that first said hello for it, so a
+/// leaked resume secret alone does not let another local user speak for it).
+///
+/// | bound | peer | verdict |
 /// |---|---|---|
-/// | owns `id` ([`ResumeSecret::owns`]) | any | accept, owned: the owner's `next_seq` is taken as it is, also after a center restart |
-/// | does not own `id` | any | refuse |
-/// | none | no | accept, not owned (a peer that is not `nrv-open`: every `nrv-open` sends one) |
-/// | none | owned | refuse |
-/// | none | not owned | accept if `next_seq` is at most the expected one, else refuse |
+/// | none | any | accept (the caller binds `peer`) |
+/// | `u` | `u` | accept |
+/// | `u` | 0 (root) | accept (root can do anything on the host anyway; the binding stays `u`) |
+/// | `u` | another uid | refuse, naming both |
+/// | `u` | unknown (tcp, where CURVE authenticates the peer) | accept |
 ///
-/// So a hijacker cannot claim a process a watcher proved, nor move an unproven one's
-/// `next_seq` forward (which would make the center acknowledge the real events as
-/// duplicates and drop them). On ipc the peer's uid (SO_PEERCRED, once zmtp's `Incoming`
-/// carries it) would be one more input here: a process would also be bound to the uid that
-/// first proved it.
-pub fn judge_hello(known: Option<Known>, id: ProcessId, secret: Option<&ResumeSecret>, next_seq: u64) -> Verdict {
-    match (secret, known) {
-        (Some(secret), _) if secret.owns(id) => Verdict::Accept { owned: true },
-        (Some(_), _) => Verdict::Refuse(format!("the resume secret does not belong to process {id}")),
-        (None, None) => Verdict::Accept { owned: false },
-        (None, Some(k)) if k.owned => Verdict::Refuse(format!(
-            "process {id} belongs to the watcher that proved it; this hello has no resume secret"
+/// # Errors
+/// The refusal, for the watcher's `Error` and the `protocol_error` line.
+pub fn judge_uid(id: ProcessId, bound: Option<u32>, peer: Option<u32>) -> Result<(), String> {
+    match (bound, peer) {
+        (Some(u), Some(p)) if p != u && p != 0 => Err(format!(
+            "process {id} belongs to uid {u}, the uid of the watcher that first said hello for it; this hello comes from uid {p}"
         )),
-        (None, Some(k)) if next_seq > k.next_seq => Verdict::Refuse(format!(
-            "next_seq {next_seq} for process {id} jumps past {}, the seq this center expects; only its owner (with the resume secret) may",
-            k.next_seq
-        )),
-        (None, Some(_)) => Verdict::Accept { owned: false },
+        _ => Ok(()),
     }
 }
 
@@ -500,58 +510,77 @@ mod tests {
     use super::*;
     use nerve_proto::ExitStatus;
 
-    /// Issue 12's accept/refuse decision as a table: (secret, known, next_seq) → verdict.
+    /// Issue 12's accept/refuse decision as a table: secret → verdict.
     #[test]
-    fn judge_hello_accepts_the_owner_and_refuses_the_rest() {
+    fn judge_hello_accepts_the_owner_only() {
         let owner = ResumeSecret([5; 32]);
         let id = owner.id();
         let other = ResumeSecret([6; 32]);
-        let owned = Some(Known {
-            owned: true,
-            next_seq: 10,
-        });
-        let unproven = Some(Known {
-            owned: false,
-            next_seq: 10,
-        });
-        let huge = 1 << 62;
-        let accept = |owned| Verdict::Accept { owned };
-        // (secret, known, next_seq, verdict; None: refused)
-        type Case<'a> = (Option<&'a ResumeSecret>, Option<Known>, u64, Option<Verdict>);
-        let cases: [Case; 12] = [
-            // The owner: new, known, after a center restart with a larger next_seq, and
-            // taking over an unproven claim.
-            (Some(&owner), None, 1, Some(accept(true))),
-            (Some(&owner), owned, 10, Some(accept(true))),
-            (Some(&owner), None, 25, Some(accept(true))),
-            (Some(&owner), unproven, 3, Some(accept(true))),
-            // Someone else's secret, wherever.
-            (Some(&other), None, 1, None),
-            (Some(&other), owned, 10, None),
-            (Some(&other), unproven, 1, None),
-            // No secret: a new id, an owned one, an unproven one's continuation and jump.
-            (None, None, huge, Some(accept(false))),
-            (None, owned, 1, None),
-            (None, owned, huge, None),
-            (None, unproven, 10, Some(accept(false))),
-            (None, unproven, 11, None),
-        ];
-        for (n, (secret, known, next_seq, want)) in cases.into_iter().enumerate() {
-            let got = judge_hello(known, id, secret, next_seq);
-            match want {
-                Some(want) => assert_eq!(got, want, "case {n}"),
-                None => assert!(matches!(got, Verdict::Refuse(_)), "case {n}: {got:?}"),
-            }
+        let cases: [(Option<&ResumeSecret>, bool); 3] = [(Some(&owner), true), (Some(&other), false), (None, false)];
+        for (n, (secret, ok)) in cases.into_iter().enumerate() {
+            assert_eq!(judge_hello(id, secret).is_ok(), ok, "case {n}");
         }
         assert_eq!(
-            judge_hello(owned, id, None, huge),
-            Verdict::Refuse(format!(
-                "process {id} belongs to the watcher that proved it; this hello has no resume secret"
-            ))
+            judge_hello(id, Some(&other)),
+            Err(format!("the resume secret does not belong to process {id}"))
         );
         assert_eq!(
-            judge_hello(None, id, Some(&other), 1),
-            Verdict::Refuse(format!("the resume secret does not belong to process {id}"))
+            judge_hello(id, None),
+            Err(format!("a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {id} has none"))
+        );
+    }
+
+    /// The uid rule as a table: (bound, peer) → accepted.
+    #[test]
+    fn judge_uid_binds_a_process_to_its_first_uid() {
+        let id = ProcessId(7);
+        let cases: [(Option<u32>, Option<u32>, bool); 7] = [
+            (None, None, true),
+            (None, Some(1000), true),
+            (Some(1000), Some(1000), true),
+            (Some(1000), Some(0), true),
+            (Some(1000), Some(1001), false),
+            (Some(0), Some(1001), false),
+            (Some(1000), None, true),
+        ];
+        for (n, (bound, peer, ok)) in cases.into_iter().enumerate() {
+            assert_eq!(judge_uid(id, bound, peer).is_ok(), ok, "case {n}: {bound:?} {peer:?}");
+        }
+        assert_eq!(
+            judge_uid(id, Some(1000), Some(1001)),
+            Err(format!("process {id} belongs to uid 1000, the uid of the watcher that first said hello for it; this hello comes from uid 1001"))
+        );
+    }
+
+    /// The table side of the uid rule: the first ipc hello binds, another uid is refused
+    /// even with the right secret, and the owner's row is untouched.
+    #[test]
+    fn a_hello_from_another_uid_is_refused_even_with_the_secret() {
+        let owner = ResumeSecret([5; 32]);
+        let hello = Hello {
+            id: owner.id(),
+            secret: Some(owner),
+            ..owned_hello()
+        };
+        let (w1, w2) = (
+            Identity(bytes::Bytes::from_static(b"w1")),
+            Identity(bytes::Bytes::from_static(b"w2")),
+        );
+        let mut table = Table::default();
+        assert_eq!(table.hello_from(w1.clone(), &hello, Some(1000)), Ok(1));
+        assert!(table.hello_from(w2.clone(), &hello, Some(1001)).is_err());
+        let p = table.get(owner.id()).expect("kept");
+        assert_eq!((p.uid, p.peer.as_ref()), (Some(1000), Some(&w1)));
+        assert_eq!(
+            table.hello_from(w2.clone(), &hello, Some(1000)),
+            Ok(1),
+            "the same uid reconnects"
+        );
+        assert_eq!(table.hello_from(w1, &hello, Some(0)), Ok(1), "root may");
+        assert_eq!(
+            table.get(owner.id()).map(|p| p.uid),
+            Some(Some(1000)),
+            "root does not rebind"
         );
     }
 
@@ -563,7 +592,7 @@ mod tests {
         let victim = Hello {
             id: owner.id(),
             secret: Some(owner),
-            ..process().hello
+            ..owned_hello()
         };
         let (w1, w2) = (
             Identity(bytes::Bytes::from_static(b"w1")),
@@ -583,15 +612,15 @@ mod tests {
         assert_eq!(p.hello.secret, None, "the secret is not kept");
         assert!(table.by_peer(&w2).is_none());
 
-        // Before the owner is back (a new center): an unproven claim, then the owner.
+        // Before the owner is back (a new center): the claim is refused all the same.
         let mut table = Table::default();
-        assert_eq!(table.hello(w2.clone(), &hijack), Ok(1 << 62));
+        assert!(table.hello(w2, &hijack).is_err(), "no secret, no process");
+        assert!(table.get(owner.id()).is_none());
         let back = Hello {
             next_seq: 25,
             ..victim.clone()
         };
-        assert_eq!(table.hello(w1.clone(), &back), Ok(25), "the owner's word wins");
-        assert!(table.hello(w2, &hijack).is_err(), "and the claim is over");
+        assert_eq!(table.hello(w1, &back), Ok(25), "the owner's word is taken");
     }
 
     const STOP: Signal = Signal(19);
@@ -600,10 +629,11 @@ mod tests {
     const TTOU: Signal = Signal(22);
 
     fn process() -> Process {
+        let secret = ResumeSecret([0xab; 32]);
         let hello = Hello {
             program: None,
             ready: false,
-            id: ProcessId(0xabcd),
+            id: secret.id(),
             name: "sleeper".into(),
             argv: vec!["sleep".into(), OsBytes(vec![0xff])],
             cwd: "/".into(),
@@ -622,12 +652,20 @@ mod tests {
             restarts: 0,
             exit: None,
             argv_cut: None,
-            secret: None,
+            secret: Some(secret),
         };
         let mut table = Table::default();
         let peer = Identity(bytes::Bytes::from_static(b"w1"));
         table.hello(peer, &hello).expect("a new id is accepted");
         table.get(hello.id).expect("just said hello").clone()
+    }
+
+    /// [`process`]'s hello with its resume secret (the table keeps hellos without it).
+    fn owned_hello() -> Hello {
+        Hello {
+            secret: Some(ResumeSecret([0xab; 32])),
+            ..process().hello
+        }
     }
 
     #[test]
@@ -701,7 +739,7 @@ mod tests {
     }
 
     fn big_hello() -> Hello {
-        let mut h = process().hello;
+        let mut h = owned_hello();
         h.name = "n".repeat(5000);
         h.host = "h".repeat(MAX_LABEL_BYTES + 1);
         h.user = "u".repeat(MAX_LABEL_BYTES);
@@ -741,7 +779,7 @@ mod tests {
         let already = Hello {
             argv: vec!["x".into()],
             argv_cut: Some(3_000_000),
-            ..process().hello
+            ..owned_hello()
         };
         assert_eq!(cut_hello(&already).argv_cut, Some(3_000_000));
         assert_eq!(cut_hello(&already).argv, already.argv);
@@ -752,7 +790,7 @@ mod tests {
         // Arguments past MAX_ARGV_ITEMS go, even empty ones, and the cut says so.
         let many = Hello {
             argv: vec![OsBytes(Vec::new()); 100_000],
-            ..process().hello
+            ..owned_hello()
         };
         let kept = cut_hello(&many);
         assert_eq!(kept.argv.len(), MAX_ARGV_ITEMS);
@@ -914,7 +952,7 @@ mod tests {
             let hello = Hello {
                 child_pid,
                 child_uptime_ms,
-                ..process().hello
+                ..owned_hello()
             };
             let got = started_at(now, &hello).map(|t| now.duration_since(t));
             assert_eq!(
@@ -954,7 +992,7 @@ mod tests {
                 restarts: 5,
                 exit: Some(ExitStatus::Code(0)),
                 child_uptime_ms: Some(2_000),
-                ..process().hello
+                ..owned_hello()
             };
             let mut table = Table::default();
             table

@@ -7,7 +7,9 @@ use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::{OutputFiles, DEFAULT_BACKUPS, DEFAULT_MAX_BYTES};
 use nerve_center::peers::RingConfig;
 use nerve_center::{run, Config, Sockets, GONE_AFTER};
-use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, Hello, OsBytes, ProcessId, ProcessState, WatcherMsg};
+use nerve_proto::{
+    decode, encode, CenterMsg, Event, EventKind, Hello, OsBytes, ProcessState, ResumeSecret, WatcherMsg,
+};
 use std::time::Duration;
 use zmtp::{Dealer, DealerEvent, Endpoint, Router, SocketOptions};
 
@@ -15,11 +17,11 @@ use zmtp::{Dealer, DealerEvent, Endpoint, Router, SocketOptions};
 /// moves when every task waits).
 const ANSWER: Duration = Duration::from_secs(5);
 
-fn hello(id: ProcessId) -> Hello {
+fn hello(secret: ResumeSecret) -> Hello {
     Hello {
         program: None,
         ready: false,
-        id,
+        id: secret.id(),
         name: "vanished".into(),
         argv: vec![OsBytes::from("sleep"), OsBytes::from("1000")],
         cwd: "/".into(),
@@ -38,7 +40,7 @@ fn hello(id: ProcessId) -> Hello {
         restarts: 0,
         exit: None,
         argv_cut: None,
-        secret: None,
+        secret: Some(secret),
     }
 }
 
@@ -86,10 +88,11 @@ async fn a_watcher_silent_for_gone_after_is_remembered_as_ended_across_a_restart
         async move { stopped.await.unwrap_or_default() },
     ));
 
-    let id = ProcessId(0x0600_0000_0000_0001);
+    let secret = ResumeSecret([6; 32]);
+    let id = secret.id();
     let dealer = Dealer::connect(&ep, b"w1", ANSWER).await.expect("connect");
     let (mut tx, mut rx) = dealer.split();
-    tx.send(encode(&WatcherMsg::Hello(hello(id))))
+    tx.send(encode(&WatcherMsg::Hello(hello(secret))))
         .await
         .expect("send hello");
     assert!(matches!(next(&mut rx, "Welcome").await, CenterMsg::Welcome(_)));

@@ -15,8 +15,8 @@ use nerve_center::peers::RingConfig;
 use nerve_center::{Config, Error, Sockets, COMMAND_TIMEOUT, GONE_AFTER, MAX_FOLLOWERS, RECENT_EVENTS, STOP_TIMEOUT};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind, Hello, OsBytes,
-    ProcessId, ProcessInfo, ProcessState, Reply, Request, Signal, SignalScope, Stream, WatcherMsg, MAX_ARGV_BYTES,
-    MAX_FRAME_BYTES, MAX_HISTORY, MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK, MAX_REPLY_BYTES, NERVE_VERSION,
+    ProcessId, ProcessInfo, ProcessState, Reply, Request, ResumeSecret, Signal, SignalScope, Stream, WatcherMsg,
+    MAX_ARGV_BYTES, MAX_FRAME_BYTES, MAX_HISTORY, MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK, MAX_REPLY_BYTES, NERVE_VERSION,
 };
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -215,11 +215,16 @@ struct Watcher {
     seq: u64,
 }
 
-fn hello(id: u64, name: &str) -> Hello {
+/// A hello for the process whose resume secret is made from `seed` (its id is derived from
+/// the secret, so `seed` picks the id).
+fn hello(seed: u64, name: &str) -> Hello {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let secret = ResumeSecret(bytes);
     Hello {
         program: None,
         ready: false,
-        id: ProcessId(id),
+        id: secret.id(),
         name: name.into(),
         argv: vec![name.into()],
         cwd: "/".into(),
@@ -238,7 +243,7 @@ fn hello(id: u64, name: &str) -> Hello {
         restarts: 0,
         exit: None,
         argv_cut: None,
-        secret: None,
+        secret: Some(secret),
     }
 }
 
@@ -618,8 +623,8 @@ async fn a_large_ps_answer_comes_in_parts() {
     }
     let (rows, frames) = ctl.ps(true).await;
     assert_eq!(rows.len() as u64, n);
-    let ids: Vec<u64> = rows.iter().map(|r| r.id.0).collect();
-    let want: Vec<u64> = (0..n).map(|i| 0x1_0000 + i).collect();
+    let ids: Vec<ProcessId> = rows.iter().map(|r| r.id).collect();
+    let want: Vec<ProcessId> = (0..n).map(|i| hello(0x1_0000 + i, "").id).collect();
     assert!(ids == want, "rows out of order or missing");
     assert!(rows.iter().all(|r| r.ended && r.argv[2].0.len() == 3 * 1024));
     assert!(frames > 1, "3 MiB of rows in one frame?");
@@ -651,7 +656,10 @@ async fn a_ps_answer_larger_than_the_clients_queue_is_paced() {
     }
     let (rows, frames) = ctl.ps(false).await;
     assert_eq!(rows.len() as u64, n);
-    assert!(rows.iter().zip(0..).all(|(r, i)| r.id.0 == 0x2_0000 + i), "in order");
+    assert!(
+        rows.iter().zip(0..).all(|(r, i)| r.id == hello(0x2_0000 + i, "").id),
+        "in order"
+    );
     assert!(frames > 10, "{frames} frames");
     center.stop().await;
 }
@@ -851,11 +859,12 @@ async fn a_watchers_answer_is_passed_on_cut() {
     center.stop().await;
 }
 
-/// A hello without a secret cannot move a known process's next_seq forward (issue 12): the
+/// A hello without a secret cannot speak for a known process (issue 12), not even to move its
+/// next_seq forward: the
 /// impostor is refused with the reason, and the watcher's next events are still recorded
 /// (acked one by one, not as duplicates).
 #[tokio::test]
-async fn a_hello_that_jumps_a_known_processes_next_seq_is_refused() {
+async fn a_hello_without_the_secret_is_refused() {
     let center = TestCenter::start().await;
     let mut w = Watcher::start(&center, hello(0xb1, "real")).await;
     w.state(ProcessState::Running, "up").await;
@@ -867,8 +876,10 @@ async fn a_hello_that_jumps_a_known_processes_next_seq_is_refused() {
     let (mut tx, mut rx) = dealer.split();
     let jump = Hello {
         next_seq: 1 << 62,
+        secret: None,
         ..hello(0xb1, "impostor")
     };
+    let jump_id = jump.id;
     tx.send(encode(&WatcherMsg::Hello(jump))).await.expect("queued");
     let answer = loop {
         match tokio::time::timeout(WAIT, rx.next()).await {
@@ -883,7 +894,7 @@ async fn a_hello_that_jumps_a_known_processes_next_seq_is_refused() {
     };
     assert_eq!(
         message,
-        "hello refused: next_seq 4611686018427387904 for process 00000000000000b1 jumps past 3, the seq this center expects; only its owner (with the resume secret) may"
+        format!("hello refused: a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {} has none", jump_id)
     );
     // The real watcher goes on where it was: seq 3 is recorded and acked with 4.
     w.state(ProcessState::Running, "after the impostor").await;

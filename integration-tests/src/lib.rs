@@ -52,7 +52,7 @@ pub use log::{
     decode_data, for_id, line_id, line_kind, line_seq, line_time_ms, of_id_kind, of_kind, output_by_seq, output_of,
     states_of, tail_of, unix_ms_now, wait_for_end, Log,
 };
-pub use peer::{endpoint, runtime, test_hello};
+pub use peer::{endpoint, runtime, test_hello, test_secret};
 pub use process::{
     run, run_open, send_signal, spawn_open, wait_for_pid_file, ChildGroups, Input, Outcome, Running, Stdout,
 };

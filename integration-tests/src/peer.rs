@@ -22,12 +22,23 @@ pub fn endpoint(s: &str) -> zmtp::Endpoint {
     s.parse().unwrap_or_else(|e| panic!("bad endpoint {s}: {e}"))
 }
 
-/// A Hello for a watcher the test plays itself (process `id` named `name`, nothing running).
-pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello {
+/// The resume secret made from `seed` (its id is [`nerve_proto::ResumeSecret::id`]): tests
+/// pick their processes' ids by seed, as a center accepts a hello only with the secret its
+/// id is derived from.
+pub fn test_secret(seed: u64) -> nerve_proto::ResumeSecret {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    nerve_proto::ResumeSecret(bytes)
+}
+
+/// A Hello for a watcher the test plays itself (named `name`, nothing running), with the
+/// resume secret [`test_secret`] makes from `seed` and the id derived from it.
+pub fn test_hello(seed: u64, name: &str) -> nerve_proto::Hello {
+    let secret = test_secret(seed);
     nerve_proto::Hello {
         program: None,
         ready: false,
-        id,
+        id: secret.id(),
         name: name.into(),
         argv: vec![name.into()],
         cwd: "/".into(),
@@ -46,6 +57,6 @@ pub fn test_hello(id: nerve_proto::ProcessId, name: &str) -> nerve_proto::Hello 
         restarts: 0,
         exit: None,
         argv_cut: None,
-        secret: None,
+        secret: Some(secret),
     }
 }

@@ -31,7 +31,7 @@ impl Outcome {
     }
 }
 
-/// A command running under watch, returned by [`Command::spawn`]: like
+/// A command running under watch, returned by [`Command::spawn`](crate::Command::spawn): like
 /// [`std::process::Child`], but the child may be restarted (same [`Child::id`], new
 /// [`Child::pid`]) and stopping it runs the stop sequence.
 ///

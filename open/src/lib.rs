@@ -37,11 +37,33 @@
 //! | link | `link` (queue in `queue`) | numbered events, acks, resends, heartbeats, back-pressure |
 //! | output pumps | `stdio` | child's stdout/stderr → our own → the link, one task per pipe |
 //! | stdin router | `stdio` | our stdin and the center's `send` → the current child's stdin |
+//! | readiness check | `ready` | one per child with `--ready tcp:`/`exec:`/`notify`: connects, runs the check command or reads the notify socket; its findings go to the supervisor in a one-value `watch` channel; aborted when the child is ready, times out or ends |
 //!
-//! Thread map: `nrv-open` runs all of it on its main thread. The only other thread is
+//! The supervisor decides readiness with `ready::Readiness::step` (a pure function of what the
+//! check found, RUNNING and `now`): `EventKind::Ready` once the check passed and the child is
+//! RUNNING, or at `--ready-timeout` after the spawn the stop sequence and FATAL. For `notify`
+//! the watch owns one `NOTIFY_SOCKET` (a unix datagram socket, 0600, in a 0700 directory under
+//! the temporary directory, owned by the child's user; removed when the watch ends; left behind
+//! only if the watcher is killed with SIGKILL): its path is in every child's environment,
+//! datagrams left from an earlier child are drained at each spawn, and each read is at most
+//! `ready::NOTIFY_DATAGRAM_BYTES`. An `exec:` check's command is a child of the watch like the
+//! main one (reaped through `reaper`, killed with its group when the check is called off).
+//!
+//! Thread map: `nrv-open` runs all of it on its main thread. The only other threads are
 //! `nrv-stdin`, started only when our stdin is something the loop cannot poll without taking
 //! the shared file's `O_NONBLOCK` from whoever gave it to us (see `stdio`: pipes and
-//! terminals are reopened privately, sockets use `MSG_DONTWAIT`, regular files never block).
+//! terminals are reopened privately, sockets use `MSG_DONTWAIT`, regular files never block),
+//! and tokio's blocking pool (one thread, on demand) for a `--ready tcp://HOST:PORT` whose
+//! HOST is a name rather than an address, to resolve it.
+//!
+//! `--detach` ([`detach`]) daemonizes before any of this exists, while the process has one
+//! thread: fork, fork again (the middle process exits, so the watcher is re-parented at
+//! once), `setsid` in the watcher (a session and process group of its own, no terminal),
+//! stdin, stdout and stderr to `/dev/null`; the first process prints the watcher's pid and
+//! exits 0. The children are forked by the detached watcher, so their parent-death signal is
+//! tied to it, not to whoever launched `nrv-open`. This is how `nrv-center` launches a
+//! program (issue 13): with `--program NAME:INSTANCE` and its companions, the hello carries
+//! a [`ProgramTag`], so a restarted center finds the program's watcher again.
 //! [`Command::spawn`] (the library form) runs the watch on a thread of its own
 //! (`nrv-watch-ID`), since the caller keeps its own thread.
 //!

@@ -30,9 +30,9 @@
 //! times.
 //!
 //! A hello speaks for its process only with the proof: [`Hello::secret`], the
-//! [`ResumeSecret`] the id is derived from. A center refuses a hello for an id a watcher has
-//! proved without it, and one without a secret that would move an unproved id's `next_seq`
-//! forward, so no peer can make the center drop a watcher's events as duplicates.
+//! [`ResumeSecret`] the id is derived from. A center refuses every hello without it, so no
+//! peer can speak for another's process: not make the center drop its events as duplicates,
+//! and not add lines under its id, not even just after a center restart.
 //!
 //! Both sides send [`WatcherMsg::Heartbeat`] / [`CenterMsg::Heartbeat`] when idle, so a dead
 //! peer is noticed within a few heartbeat intervals.

@@ -98,9 +98,9 @@ pub struct Hello {
     /// lengths). `None` when `argv` is whole.
     pub argv_cut: Option<u64>,
     /// The watcher's resume secret: the proof that it owns [`Hello::id`], presented in every
-    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello for a
-    /// process it knows as owned without it. `None` only from peers that are not `nrv-open`
-    /// (tests, tools); such a hello is accepted for an id the center does not know yet.
+    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello without
+    /// it, or with a secret that does not own `id`; a tool that plays a watcher makes its own
+    /// with [`crate::ResumeSecret`] and takes its id from it.
     pub secret: Option<crate::ResumeSecret>,
     /// Which configured or ad-hoc program of a center this watcher runs, when a center
     /// launched it (`nrv-open --program`); `None` for a watcher started by anyone else.

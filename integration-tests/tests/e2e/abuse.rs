@@ -3,7 +3,7 @@
 
 use crate::assert_echo_recorded;
 use integration_tests::{endpoint, fd_count, free_tcp_endpoint, runtime, wait_until, Center, TestDir, WAIT};
-use nerve_proto::{encode, ProcessId, WatcherMsg};
+use nerve_proto::{encode, WatcherMsg};
 use rand::{RngCore, SeedableRng};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -124,7 +124,7 @@ fn a_flooding_peer_that_never_reads_does_not_stop_the_others() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let ep = endpoint(&center.endpoint);
-    let hello = WatcherMsg::Hello(integration_tests::test_hello(ProcessId(0x0f10_0d0f_100d_0f10), "flood"));
+    let hello = WatcherMsg::Hello(integration_tests::test_hello(0x0f10_0d0f_100d_0f10, "flood"));
     let flood = {
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
         rt.spawn(async move {

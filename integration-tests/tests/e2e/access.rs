@@ -463,3 +463,118 @@ fn a_stale_socket_is_said_at_once_not_after_the_timeout() {
     assert!(open.stderr.contains(&said), "nrv-open says why: {}", open.describe());
     assert_eq!(open.code(), Some(0), "the command ran: {}", open.describe());
 }
+
+/// A raw ZMTP 3.0 DEALER in python3's standard library (no pyzmq, so any user can run it):
+/// connects to the Unix socket `argv[1]`, sends the frame whose hex is `argv[2]`, and prints
+/// the hex of the first message frame the center answers with.
+const RAW_DEALER_PY: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(b"\xff" + b"\0" * 8 + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\0") + b"\0" + b"\0" * 31)
+def prop(name, value):
+    return bytes([len(name)]) + name + struct.pack(">I", len(value)) + value
+ready = b"\x05READY" + prop(b"Socket-Type", b"DEALER") + prop(b"Identity", b"intruder")
+s.sendall(bytes([0x04, len(ready)]) + ready)
+frame = bytes.fromhex(sys.argv[2])
+s.sendall(bytes([0x02]) + struct.pack(">Q", len(frame)) + frame)
+def exact(n):
+    out = b""
+    while len(out) < n:
+        more = s.recv(n - len(out))
+        if not more:
+            sys.exit("the center closed the connection")
+        out += more
+    return out
+exact(64)
+while True:
+    flags = exact(1)[0]
+    size = struct.unpack(">Q", exact(8))[0] if flags & 0x02 else exact(1)[0]
+    body = exact(size)
+    if not flags & 0x04:
+        print(body.hex())
+        break
+"#;
+
+/// Issue 12: on ipc a process also belongs to the uid that first said hello for it, so even
+/// a peer holding the right resume secret cannot speak for it from another uid: its hello is
+/// refused, logged naming the id, and the owner's events go on being recorded.
+#[test]
+fn a_hello_from_another_uid_is_refused_even_with_the_resume_secret() {
+    let Some(user) = SecondUser::create("a_hello_from_another_uid_is_refused_even_with_the_resume_secret") else {
+        return;
+    };
+    let dir = reachable_dir(0o755);
+    let log = dir.join("nerve.log");
+    // The rule lets the second user reach the process endpoint at all; the uid binding is
+    // what refuses it.
+    let center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &log,
+        &["--allow", &user.name],
+    );
+    let secret = nerve_proto::ResumeSecret([42; 32]);
+    let id = secret.id();
+    let rt = integration_tests::runtime();
+    let mut owner = rt.block_on(integration_tests::FakeWatcher::connect(&center.endpoint, "owner"));
+    let hello = nerve_proto::Hello {
+        id,
+        secret: Some(secret),
+        ..integration_tests::test_hello(0, "owned")
+    };
+    rt.block_on(owner.hello(hello.clone()));
+
+    let script = dir.join("raw_dealer.py");
+    std::fs::write(&script, RAW_DEALER_PY).unwrap_or_else(|e| panic!("write {}: {e}", script.display()));
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", script.display()));
+    let hijack = nerve_proto::Hello {
+        next_seq: 1 << 62,
+        watcher_pid: 2,
+        ..hello
+    };
+    let frame = nerve_proto::encode(&nerve_proto::WatcherMsg::Hello(hijack));
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg(ipc_path(&center.endpoint)).arg(&hex);
+    let out = user.run(cmd, "the raw dealer");
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let answer = out.stdout_str().trim().to_string();
+    let bytes: Vec<u8> = (0..answer.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&answer[i..i + 2], 16).unwrap_or_else(|e| panic!("hex {answer:?}: {e}")))
+        .collect();
+    let want = format!(
+        "hello refused: process {id} belongs to uid 0, the uid of the watcher that first said hello for it; this hello comes from uid {}",
+        user.uid
+    );
+    match nerve_proto::decode::<nerve_proto::CenterMsg>(&bytes) {
+        Ok(nerve_proto::CenterMsg::Error { message }) => assert_eq!(message, want),
+        other => panic!("the center answered the other uid's hello with {other:?}"),
+    }
+    // Logged as a protocol_error naming the id it tried.
+    let events = integration_tests::Log::new(&log);
+    events.wait_until("the refusal in the log", WAIT, |lines| {
+        lines
+            .iter()
+            .any(|l| {
+                l["kind"] == "protocol_error"
+                    && l["data"]["id"] == id.to_string()
+                    && l["data"]["error"] == want.as_str()
+            })
+            .then_some(())
+    });
+    // The owner still speaks for its process: its next event is recorded.
+    rt.block_on(owner.event(nerve_proto::EventKind::Started { pid: 4242 }));
+    events.wait_for(&id.to_string(), "start", WAIT);
+    let lines = events.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["kind"] != "hello" || l["data"]["watcher_pid"] != 2),
+        "the hijack's hello is not logged"
+    );
+}

@@ -5,7 +5,7 @@ use crate::wait_for_end;
 use integration_tests::{
     for_id, line_kind, run_ctl_ok, run_open, runtime, test_hello, Center, FakeWatcher, Input, TestDir, WAIT,
 };
-use nerve_proto::{EventKind, OsBytes, ProcessId};
+use nerve_proto::{EventKind, OsBytes};
 use serde_json::{json, Value};
 
 /// `ps --all` of 1000 ended processes whose command lines are 3 KiB each (over 3 MiB of rows,
@@ -20,7 +20,7 @@ fn ps_all_with_1000_ended_processes_of_3k_argv() {
     runtime().block_on(async {
         let mut w = FakeWatcher::connect(&center.endpoint, "w:many").await;
         for i in 0..n {
-            let mut hello = test_hello(ProcessId(0x7000_0000 + i), &format!("p{i}"));
+            let mut hello = test_hello(0x7000_0000 + i, &format!("p{i}"));
             hello.argv = vec!["sh".into(), "-c".into(), OsBytes(vec![b'x'; argv_bytes])];
             w.hello(hello).await;
             w.event(EventKind::Goodbye).await;
@@ -32,7 +32,7 @@ fn ps_all_with_1000_ended_processes_of_3k_argv() {
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(
             row["id"],
-            json!(format!("{:016x}", 0x7000_0000 + i as u64)),
+            json!(test_hello(0x7000_0000 + i as u64, "").id.to_string()),
             "row {i} in order"
         );
         assert_eq!(row["ended"], json!(true));

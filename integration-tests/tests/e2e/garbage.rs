@@ -3,8 +3,8 @@
 use crate::assert_echo_recorded;
 use integration_tests::{endpoint, free_tcp_endpoint, line_kind, run_ctl, runtime, Center, TestDir, WAIT};
 use nerve_proto::{
-    decode, encode, CenterMsg, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind, ProcessId, Reply,
-    WatcherMsg, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    decode, encode, CenterMsg, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind, Reply, WatcherMsg,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
@@ -27,10 +27,7 @@ fn bad_frames() -> Vec<(&'static str, Vec<u8>)> {
     too_large[..2].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     assert!(too_large.len() > MAX_FRAME_BYTES);
 
-    let hello = WatcherMsg::Hello(integration_tests::test_hello(
-        ProcessId(0x0bad_0bad_0bad_0bad),
-        "intruder",
-    ));
+    let hello = WatcherMsg::Hello(integration_tests::test_hello(0x0bad_0bad_0bad_0bad, "intruder"));
     let mut wrong_version = (PROTOCOL_VERSION + 1).to_be_bytes().to_vec();
     wrong_version.extend_from_slice(&encode(&hello)[2..]);
 

@@ -107,13 +107,15 @@ fn a_hello_for_another_watchers_id_is_refused_and_its_events_all_reach_the_log_a
     // Mid-way: the hijack, without a secret and with someone else's.
     let rt = runtime();
     let hijack = nerve_proto::Hello {
+        id: pid,
         next_seq: HUGE_SEQ,
-        ..test_hello(pid, "hijacker")
+        secret: None,
+        ..test_hello(0, "hijacker")
     };
     let why = refused(&rt, &center.endpoint, b"hijacker-1", hijack.clone());
     assert_eq!(
         why,
-        format!("hello refused: process {id} belongs to the watcher that proved it; this hello has no resume secret")
+        format!("hello refused: a hello must carry the resume secret its id is derived from (Hello::secret, nerve_proto::ResumeSecret); this one for process {id} has none")
     );
     let forged = nerve_proto::Hello {
         secret: Some(ResumeSecret([0x42; 32])),
@@ -148,6 +150,10 @@ fn a_hello_for_another_watchers_id_is_refused_and_its_events_all_reach_the_log_a
     );
     drop(center);
     let center = Center::start_with_log(dir.path(), &ep, &control, &log);
+    // Before the victim is back (it reconnects within its backoff): the window in which a
+    // new center knows nothing of the id. Refused all the same.
+    let why = refused(&rt, &center.endpoint, b"hijacker-early", hijack.clone());
+    assert!(why.contains("has none"), "{why}");
     center
         .log
         .wait_until("the victim's hello to the new center", WAIT, |lines| {
@@ -158,7 +164,7 @@ fn a_hello_for_another_watchers_id_is_refused_and_its_events_all_reach_the_log_a
             (hellos == 2).then_some(())
         });
     let why = refused(&rt, &center.endpoint, b"hijacker-3", hijack);
-    assert!(why.contains("no resume secret"), "{why}");
+    assert!(why.contains("has none"), "{why}");
     feed(&center, &mut pipe, &id, 15, LINES);
 
     drop(pipe);
@@ -176,7 +182,7 @@ fn a_hello_for_another_watchers_id_is_refused_and_its_events_all_reach_the_log_a
         .filter(|l| line_kind(l) == "return")
         .collect();
     assert!(matches!(ends.as_slice(), [end] if end["data"]["code"] == 0), "{ends:?}");
-    assert_eq!(refusals_of(&lines, &id).len(), 3);
+    assert_eq!(refusals_of(&lines, &id).len(), 4);
     assert_eq!(
         outcome.stdout,
         lines_upto(LINES),

@@ -201,13 +201,35 @@ fn errors_accounted(lines: &[Value]) -> (u64, usize) {
 /// all), and the `suppressed` counts they carry add up to every one of the errors.
 #[test]
 fn ten_thousand_malformed_frames_give_a_few_lines_whose_counts_add_up() {
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let process = center.endpoint.clone();
+    flood_with_garbage(&center, &process);
+}
+
+/// The same on the sync endpoint, where peer centers of a ring talk (`--sync`).
+#[test]
+fn ten_thousand_malformed_frames_on_the_sync_endpoint_give_a_few_lines() {
+    let dir = TestDir::new();
+    let sync = dir.ipc("s.sock");
+    let center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--sync", &sync],
+    );
+    flood_with_garbage(&center, &sync);
+}
+
+/// Sends 1000 malformed frames from each of 10 peers to `at`, and checks the log accounts
+/// for all 10,000 errors in at most 200 lines.
+fn flood_with_garbage(center: &Center, at: &str) {
     const PEERS: usize = 10;
     const FRAMES: usize = 1000;
     const TOTAL: u64 = (PEERS * FRAMES) as u64;
-    let dir = TestDir::new();
-    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
     let rt = runtime();
-    let ep = endpoint(&center.endpoint);
+    let ep = endpoint(at);
     let start = Instant::now();
     let _keep: Vec<_> = rt.block_on(async {
         let mut keep = Vec::new();

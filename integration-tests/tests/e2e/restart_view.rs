@@ -7,9 +7,7 @@ use integration_tests::{
     ctl_json, endpoint, line_kind, proc_start_time, ps_json, row_of, rows_of, run_ctl_ok, run_open, runtime,
     spawn_open, test_hello, wait_until, Center, ChildGroups, Input, Running, TestDir, WAIT,
 };
-use nerve_proto::{
-    decode, encode, CenterMsg, Event, EventKind, ExitStatus, ProcessId, ProcessState, StateChange, WatcherMsg,
-};
+use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, ExitStatus, ProcessState, StateChange, WatcherMsg};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -369,7 +367,7 @@ fn a_center_that_first_hears_of_a_process_shows_the_uptime_history_restarts_and_
         history_dropped: 5,
         restarts: 7,
         exit: Some(ExitStatus::Code(2)),
-        ..test_hello(ProcessId(0x7eca_9000_0000_0001), "up-an-hour")
+        ..test_hello(0x7eca_9000_0000_0001, "up-an-hour")
     };
     let (mut tx, _rx) = say_hello(&rt, &center.endpoint, b"recap-1", running.clone());
     let id = running.id.to_string();
@@ -424,7 +422,7 @@ fn a_center_that_first_hears_of_a_process_shows_the_uptime_history_restarts_and_
         state: Some(ProcessState::Exited),
         exit: Some(ExitStatus::Code(2)),
         restarts: 1,
-        ..test_hello(ProcessId(0x7eca_9000_0000_0002), "exited")
+        ..test_hello(0x7eca_9000_0000_0002, "exited")
     };
     let _exited = say_hello(&rt, &center.endpoint, b"recap-2", exited.clone());
     let row = wait_for_row(&dir, &center, &exited.id.to_string(), "state EXITED", |r| {

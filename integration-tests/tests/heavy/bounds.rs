@@ -10,7 +10,7 @@ use integration_tests::{
     proc_rss_bytes, proc_rss_peak_bytes, run_ctl_ok, runtime, spawn_open, test_hello, Center, FakeWatcher, Input,
     RawCtl, TestDir, WAIT,
 };
-use nerve_proto::{EventKind, ProcessId, Reply, Request};
+use nerve_proto::{EventKind, Reply, Request};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,7 @@ fn followers_of_an_ended_process_leave_nothing_behind() {
     let rt = runtime();
     let (idle, sampled) = rt.block_on(async {
         let mut w = FakeWatcher::connect(&center.endpoint, "w:ended").await;
-        w.hello(test_hello(ProcessId(0xdead_0001), "ended")).await;
+        w.hello(test_hello(0xdead_0001, "ended")).await;
         w.event(EventKind::Goodbye).await;
         let idle = rss(&center);
         let mut sampled = idle;
@@ -182,7 +182,7 @@ fn ps_all_of_1000_processes_with_the_longest_command_lines() {
     runtime().block_on(async {
         let mut w = FakeWatcher::connect(&center.endpoint, "w:long").await;
         for i in 0..n {
-            let mut hello = test_hello(ProcessId(0x5000_0000 + i), &format!("long{i}"));
+            let mut hello = test_hello(0x5000_0000 + i, &format!("long{i}"));
             hello.argv = vec![nerve_proto::OsBytes(vec![b'z'; long])];
             w.hello(hello).await;
             w.event(EventKind::Goodbye).await;
@@ -196,7 +196,7 @@ fn ps_all_of_1000_processes_with_the_longest_command_lines() {
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(
             row["id"].as_str(),
-            Some(format!("{:016x}", 0x5000_0000 + i as u64).as_str())
+            Some(test_hello(0x5000_0000 + i as u64, "").id.to_string().as_str())
         );
         assert_eq!(row["argv"][0].as_str().map(str::len), Some(long), "row {i}");
     }

@@ -11,7 +11,7 @@ use integration_tests::{
     proc_rss_bytes, runtime, send_signal, socket_count, spawn_ctl, test_hello, wait_until, Center, RssSampler, TestDir,
     POLL, WAIT,
 };
-use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, ProcessId, Stream, WatcherMsg};
+use nerve_proto::{decode, encode, CenterMsg, Event, EventKind, Stream, WatcherMsg};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +74,7 @@ fn five_stuck_subscribers_cost_the_center_their_bound_only() {
                 }
             })
         };
-        let hello = WatcherMsg::Hello(test_hello(ProcessId(0x5eed_0000_0000_0005), "stream"));
+        let hello = WatcherMsg::Hello(test_hello(0x5eed_0000_0000_0005, "stream"));
         tx.send(encode(&hello)).await.expect("send Hello");
         let mut data = vec![b'x'; LINE - 1];
         data.push(b'\n');
