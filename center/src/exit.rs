@@ -11,9 +11,10 @@ pub enum Exit {
     /// be written. The message on stderr names what and why.
     Failed = 1,
     /// 2: the command line or the config file is wrong: a bad option or value, an unknown key
-    /// (with its line), a `[program.NAME]` table with a bad key or value, a program depending
-    /// on one that is not defined, a dependency cycle. Nothing was started; the message on
-    /// stderr names the file, the line, the program and the key.
+    /// (with its line), a `[program.NAME]` table with a bad key or value (an environment file
+    /// it names that is missing, unreadable or has a bad line among them), a program
+    /// depending on one that is not defined, a dependency cycle. Nothing was started; the
+    /// message on stderr names the file, the line, the program and the key.
     Usage = 2,
 }
 

@@ -21,7 +21,7 @@
 //! | `autostart` | boolean | true |
 //! | `directory` | path (relative: to the center's working directory) | the center's |
 //! | `environment` | table of strings (integers and booleans are written as text) | none |
-//! | `environment_file` | path; `-` before it: ignore it when missing (systemd's `EnvironmentFile=`) | none |
+//! | `environment_file` | path (relative: to the center's working directory; for [`from_run_spec`], to the program's); `-` before it: ignore it when missing (systemd's `EnvironmentFile=`) | none |
 //! | `ready` | `started`, `tcp://HOST:PORT`, `exec:CMD ARGS`, `notify` | `started` |
 //! | `ready_timeout` | seconds > 0 | 60 ([`DEFAULT_READY_TIMEOUT`]) |
 //! | `user` | user name or uid (only when the center runs as root) | the center's |
@@ -55,7 +55,7 @@ pub const MAX_NUMPROCS: u32 = 1024;
 pub const MAX_NAME_BYTES: usize = 64;
 
 /// The largest environment file read (`environment_file`), 1 MiB; a larger one is an error
-/// naming it, as is a device that never ends (`/dev/zero`).
+/// naming it (and only regular files are read: not a device, not a FIFO).
 pub const MAX_ENVIRONMENT_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The largest number of seconds any duration key takes (365 days), so a value fits a
@@ -814,13 +814,21 @@ pub fn parse_environment_text(path: &Path, text: &str) -> Result<Vec<(OsString, 
 
 /// Reads the environment file at `path` (at most [`MAX_ENVIRONMENT_FILE_BYTES`]) and parses it
 /// with [`parse_environment_text`]. A missing file is no variables when `optional` (systemd's
-/// `-` prefix), an error otherwise.
+/// `-` prefix), an error otherwise. It must be a regular file (or a link to one): a directory,
+/// a device or a FIFO is refused without being opened.
 ///
 /// # Errors
 /// The file cannot be read, is too large, is not UTF-8, or has a bad line; the error names the
 /// path (and the line) and says what to do.
 pub fn read_environment_file(path: &Path, optional: bool) -> Result<Vec<(OsString, OsString)>, String> {
-    let file = match std::fs::File::open(path) {
+    // Only a regular file: opening a FIFO would wait for a writer, and the center with it.
+    let file = match std::fs::metadata(path).and_then(|meta| {
+        if meta.is_file() {
+            std::fs::File::open(path)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    }) {
         Ok(file) => file,
         Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1260,8 +1268,9 @@ pub struct RunSpecError(pub String);
 ///
 /// Also taken in `settings`, for a client that sends them so: `command` (split as
 /// [`split_command`] does) when `argv` is empty, `directory` when `spec.directory` is `None`,
-/// and `environment` as `KEY=VALUE`, once per variable, after `spec.environment`. The
-/// dependencies are not checked against other programs here: see [`check_dependencies`].
+/// and `environment` as `KEY=VALUE`, once per variable, after `spec.environment`. A relative
+/// `environment_file` is taken from the program's directory. The dependencies are not checked
+/// against other programs here: see [`check_dependencies`].
 ///
 /// # Errors
 /// No command or both forms of one, a bad name, an unknown or repeated key, a bad value; the
@@ -1323,6 +1332,13 @@ pub fn from_run_spec(spec: &RunSpec) -> Result<ProgramDef, RunSpecError> {
             )));
         }
         draft.set(key, Given::Text(value)).map_err(named)?;
+    }
+    // nrv-ctl's user meant a relative environment file from where the program runs (nrv-ctl's
+    // working directory by default), not from wherever the center runs.
+    if let (Some(file), Some(dir)) = (&mut draft.environment_file, &draft.directory) {
+        if file.path.is_relative() {
+            file.path = dir.join(&file.path);
+        }
     }
     let Some(first) = draft.command.as_ref().and_then(|c| c.first()) else {
         return Err(fail("no command: give it after --, as nrv-ctl run -- sleep 100".into()));

@@ -626,12 +626,12 @@ fn an_environment_file_is_read_bounded_and_the_table_overrides_it() {
     assert_eq!(
         read_environment_file(dir.path(), true),
         Err(format!(
-            "cannot read environment file {}: Is a directory (os error 21)",
+            "cannot read environment file {}: not a regular file",
             dir.path().display()
         ))
     );
 
-    // Bounded: exactly the bound is read, one byte more is refused; a device never read whole.
+    // Bounded: exactly the bound is read, one byte more is refused.
     let big = dir.path().join("big.env");
     let line = format!("A={}\n", "x".repeat(MAX_ENVIRONMENT_FILE_BYTES as usize - 3));
     std::fs::write(&big, &line).unwrap_or_else(|e| panic!("{e}"));
@@ -645,11 +645,24 @@ fn an_environment_file_is_read_bounded_and_the_table_overrides_it() {
         big.display()
     );
     assert_eq!(read_environment_file(&big, false), Err(too_big));
+    // Only regular files: a device is never read, a FIFO never waited on.
     assert_eq!(
         read_environment_file(Path::new("/dev/zero"), false),
+        Err("cannot read environment file /dev/zero: not a regular file".into())
+    );
+    let fifo = dir.path().join("fifo.env");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(
+        made.as_ref().is_ok_and(|s| s.success()),
+        "mkfifo {}: {made:?}",
+        fifo.display()
+    );
+    assert_eq!(
+        read_environment_file(&fifo, false),
         Err(format!(
-            "environment file /dev/zero is larger than {MAX_ENVIRONMENT_FILE_BYTES} bytes: is it the right file?"
-        ))
+            "cannot read environment file {}: not a regular file",
+            fifo.display()
+        )),
     );
 
     // Not UTF-8, and a bad line: both named with the file's line, under the config's.
@@ -1253,6 +1266,14 @@ fn a_run_spec_is_a_program_with_the_same_keys_as_text() {
             ..adhoc("x", &["x"])
         }
     );
+
+    // A relative environment file is the program directory's.
+    let dir = tempdir();
+    std::fs::write(dir.path().join("app.env"), "FROM_FILE=1\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut s = spec(Some("x"), &["x"], &[("environment_file", "app.env")]);
+    s.directory = Some(OsBytes(dir.path().as_os_str().as_bytes().to_vec()));
+    let got = from_run_spec(&s).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.environment, env(&[("FROM_FILE", "1"), ("A", "1")]));
 
     // The command and the directory as settings, for a client that sends them so.
     let mut s = spec(
