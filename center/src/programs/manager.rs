@@ -259,10 +259,16 @@ impl Programs {
         }
     }
 
-    /// A hello from the watcher of `(program, instance)`: binds it. Returns false when this
-    /// center keeps no such program (the caller may then adopt it to stop it).
+    /// A hello from the watcher of `(program, instance)`: binds it. Returns false, binding
+    /// nothing, when this center keeps no such program nor a record of that instance (a
+    /// watcher someone started by hand with this center's tag is watched, not managed); an
+    /// instance kept only by its record (a program removed while no center ran) is bound, and
+    /// so stopped.
     pub fn on_hello(&mut self, program: &str, instance: u32, id: ProcessId, watcher: Option<WatcherRef>) -> bool {
         let known = self.def(program).is_some();
+        if !known && !self.instances.contains_key(&key(program, instance)) {
+            return false;
+        }
         let inst = self.instances.entry(key(program, instance)).or_default();
         if inst.process != Some(id) {
             inst.stop_sent = false;
@@ -860,6 +866,22 @@ pub(crate) mod tests {
                 "{state:?}: {relaunched:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_hello_of_an_unknown_program_is_not_managed_a_recorded_one_is_stopped() {
+        let now = Instant::now();
+        let mut programs = Programs::new(vec![def("db", 1, &[])]);
+        let mut view = View::default();
+        assert!(!programs.on_hello("det", 0, ProcessId(9), None));
+        assert!(programs.instance("det", 0).is_none(), "not taken in");
+        // A record from before a restart, of a program since removed: bound, then stopped.
+        programs.instances.insert(key("gone", 0), Instance::default());
+        assert!(!programs.on_hello("gone", 0, ProcessId(8), None));
+        view.seen.insert(ProcessId(8), RUNNING);
+        view.alive.insert(key("gone", 0));
+        let actions = programs.decide(now, &view);
+        assert!(actions.contains(&stop("gone", 0, 8)), "{actions:?}");
     }
 
     #[test]
