@@ -573,3 +573,29 @@ fn scale_stops_the_highest_processes_first_and_sighup_updates() {
     center.signal(libc::SIGHUP);
     wait_states(dir.path(), &center, &[("cron", "RUNNING")], STACK_UP);
 }
+
+#[test]
+fn a_launch_that_cannot_run_is_fatal_in_ps_with_its_cause() {
+    let dir = TestDir::new();
+    let missing = dir.join("no-such-dir");
+    let config = format!(
+        "[program.lost]\ncommand = [\"sleep\", \"1000\"]\ndirectory = \"{}\"\n",
+        missing.display()
+    );
+    // The directory is checked by the launch (the config reader leaves it to the run).
+    let center = center_with(&dir, &config, "lost");
+    let _reap = Watchers(vec![&center.log]);
+    let r = wait_until("lost FATAL with its launch's cause", WAIT, || {
+        let rows = rows(dir.path(), &center);
+        match row(&rows, "lost") {
+            Some(r) if r["state"] == "FATAL" => Ok(r.clone()),
+            _ => Err(Value::Array(rows).to_string()),
+        }
+    });
+    let cause = r["waiting"].as_str().unwrap_or_default();
+    assert!(
+        cause.starts_with("launch failed: ") && cause.contains(&missing.display().to_string()),
+        "{r}"
+    );
+    assert_eq!(center.log.count_kind("launch_failed"), 1);
+}
