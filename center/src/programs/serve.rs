@@ -959,3 +959,95 @@ impl Center {
         (rows, shown)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::programs::manager::tests::def;
+
+    fn manager(defs: Vec<ProgramDef>) -> Manager {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let config = ProgramsConfig {
+            defs,
+            reload: None,
+            nrv_open: "/bin/nrv-open".into(),
+            cwd: "/srv".into(),
+        };
+        Manager::new(&config, "ipc://n.sock", "c1", "/nonexistent/programs.json".into(), tx)
+    }
+
+    /// What one center saves, the next takes back: wanted, done, failed, the watcher (alive
+    /// only when its pid and start time still match), the last process, ad-hoc programs with
+    /// their numprocs.
+    #[test]
+    fn what_is_saved_comes_back_after_a_restart() {
+        let me = std::process::id();
+        let alive = WatcherRef {
+            pid: me,
+            start_time: launch::start_time(me).expect("own start time"),
+        };
+        let dead = WatcherRef {
+            pid: me,
+            start_time: alive.start_time + 1,
+        };
+        let mut first = manager(vec![def("db", 1, &[]), def("web", 2, &["db"])]);
+        assert_eq!(first.ctx.endpoint, "ipc:///srv/n.sock");
+        first.programs.on_hello("db", 0, ProcessId(1), Some(alive));
+        first.programs.on_hello("web", 0, ProcessId(2), Some(dead));
+        first.programs.unwant("web", 1);
+        let spec = RunSpec {
+            name: Some("adhoc".into()),
+            argv: vec!["sleep".into(), "1000".into()],
+            directory: None,
+            environment: vec![],
+            settings: vec![],
+        };
+        let mut adhoc = super::super::config::from_run_spec(&spec).expect("valid spec");
+        adhoc.numprocs = 2;
+        first.specs.insert("adhoc".into(), spec);
+        first.programs.add(adhoc);
+        first.programs.on_launch_failed("adhoc", 1, "no such file".into());
+        let saved = first.saved();
+
+        let mut second = manager(vec![def("db", 1, &[]), def("web", 2, &["db"])]);
+        assert!(second.restore(saved).is_empty());
+        let db = second.programs.instance("db", 0).expect("db");
+        assert_eq!(
+            (db.watcher, db.last, db.process),
+            (Some(alive), Some(ProcessId(1)), None)
+        );
+        assert!(
+            second.alive.contains(&("db".to_string(), 0)),
+            "its watcher runs: wait for its hello"
+        );
+        assert!(
+            !second.alive.contains(&("web".to_string(), 0)),
+            "another start time: dead"
+        );
+        assert!(
+            !second.programs.instance("web", 1).expect("web:1").wanted,
+            "stopped on purpose"
+        );
+        assert_eq!(second.programs.def("adhoc").map(|d| d.numprocs), Some(2));
+        let failed = second.programs.instance("adhoc", 1).expect("adhoc:1");
+        assert!(failed.done && failed.failed.as_deref() == Some("no such file"));
+        let view = View {
+            alive: second.alive.clone(),
+            ..View::default()
+        };
+        let launches: Vec<Action> = second
+            .programs
+            .decide(Instant::now(), &view)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Launch { .. }))
+            .collect();
+        assert_eq!(
+            launches,
+            vec![Action::Launch {
+                program: "adhoc".into(),
+                instance: 0
+            }],
+            "db waits for its hello; web waits for db; web:1 is stopped; adhoc:1 failed"
+        );
+    }
+}
