@@ -586,6 +586,16 @@ impl Center {
                             ControlErrorKind::Failed,
                             format!("this center ({}) is in no ring, so it cannot run a program on center {other}; ask that center's control endpoint", self.config.name),
                         )
+                    } else if !self.ring_peers().iter().any(|p| p.center == *other) {
+                        let known: Vec<String> = self.ring_peers().into_iter().map(|p| p.center).filter(|c| !c.is_empty()).collect();
+                        failed(
+                            ControlErrorKind::UnknownId,
+                            format!(
+                                "no center {other:?} in the ring of {} (it knows: {}); `nrv-ctl ring` lists them",
+                                self.config.name,
+                                if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+                            ),
+                        )
                     } else {
                         let forwarded = R::Run {
                             spec: spec.clone(),

@@ -390,6 +390,15 @@ fn an_adhoc_program_survives_a_restart_and_runs_on_another_center_of_a_ring() {
             Err(Value::Array(ring).to_string())
         }
     });
+    let unknown = integration_tests::run_ctl(&a_dir, &a.control, &["run", "--center", "Z", "--", "sleep", "1"], WAIT);
+    assert_ne!(unknown.code(), Some(0), "{}", unknown.describe());
+    assert!(
+        unknown
+            .stderr
+            .contains("no center \"Z\" in the ring of A (it knows: B)"),
+        "{}",
+        unknown.describe()
+    );
     run_ctl_ok(
         &a_dir,
         &a.control,
