@@ -6,8 +6,10 @@
 //! [`nerve_proto::ControlReply`] frame carrying the same id, every wait bounded by a timeout.
 //!
 //! The binary is a thin shell around [`cli::parse`] and [`run`]; every exit status is an
-//! [`Exit`]. Today the one command is `version`; `ps`, `signal`, `send`, `tail` and `events`
-//! come with the control-plane issue.
+//! [`Exit`]. The commands ask about processes (`ps`, `info`, `tail`, `events`, `ring`,
+//! `version`), act on one (`signal`, `send`, `stop`, `restart`), or on a center's programs
+//! (issue 13: `start`, `stop`/`restart` of a program or `all`, `reread`, `update`, `run`,
+//! `scale`; their answers are printed by [`programs`]).
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 

@@ -19,6 +19,12 @@
 //! `killasgroup`), KILL to the same after `stopwaitsecs` (reported as a second STOPPING with
 //! the escalation as its cause), and reports STOPPED only once the child is reaped and its
 //! group is empty.
+//!
+//! Readiness (`--ready`, see `ready`): each child gets a `Readiness` and, for `tcp:`,
+//! `exec:` and `notify`, a check task whose findings the loop reads; at the top of every turn
+//! `Readiness::step(now)` says whether to report `Ready` (check passed and RUNNING) or, at
+//! `--ready-timeout` after the spawn, to start the stop sequence with the timeout as its
+//! cause, which then ends in FATAL instead of STOPPED, without a restart.
 
 use crate::child::{self, Spec};
 use crate::link::{Gate, Input, Request};

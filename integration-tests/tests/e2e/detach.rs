@@ -57,6 +57,14 @@ fn a_detached_watcher_has_its_own_session_and_outlives_the_launching_shell() {
         "the watcher leads a session of its own"
     );
     assert_eq!(proc_pgrp(watcher), Some(watcher), "and a process group of its own");
+    for fd in 0..=2 {
+        let target = std::fs::read_link(format!("/proc/{watcher}/fd/{fd}"));
+        assert_eq!(
+            target.ok().as_deref(),
+            Some(std::path::Path::new("/dev/null")),
+            "the detached watcher's fd {fd} must be /dev/null"
+        );
+    }
     let parent = proc_ppid(watcher);
     assert!(
         parent != Some(launcher) && parent != Some(shell.pid()),
@@ -131,6 +139,21 @@ fn a_detached_watcher_has_its_own_session_and_outlives_the_launching_shell() {
             .iter()
             .all(|l| line_kind(l) != "goodbye" || l["id"].as_str() != Some(id.as_str())),
         "the watcher said no goodbye"
+    );
+
+    // The child's parent-death signal is tied to the detached watcher: killing it stops the
+    // child (TERM, the default stop signal).
+    send_signal(watcher, libc::SIGKILL);
+    integration_tests::wait_until(
+        &format!("child {child} to die with its watcher {watcher}"),
+        WAIT,
+        || {
+            if pid_alive(child) {
+                Err("alive".into())
+            } else {
+                Ok(())
+            }
+        },
     );
 }
 
