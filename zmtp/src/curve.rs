@@ -87,6 +87,16 @@ pub enum KeyError {
         /// Its permission bits.
         mode: u32,
     },
+    /// An authorized-keys file that users other than its owner can write (they could add
+    /// their own keys), or that belongs to another user: refused as sshd's `StrictModes`
+    /// refuses such an `authorized_keys`.
+    #[error("{}: {why}; the authorized-keys file decides who may connect, so only its owner (this user or root) may write it: run chmod go-w {} (sshd's StrictModes refuses such a file too)", path.display(), path.display())]
+    OpenToWriters {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (`mode 0666, writable by others`, `owned by uid 1001`).
+        why: String,
+    },
     /// A file that is not a regular file or a pipe (a device such as `/dev/zero`, a directory),
     /// or one longer than a key file can be.
     #[error("{}: not a key file ({why})", path.display())]
@@ -204,6 +214,9 @@ enum Check {
     Public,
     /// A secret: a regular file must be closed to group and others.
     Secret,
+    /// Who may connect: a regular file must be owned by this user or root and closed to
+    /// writers other than its owner.
+    Authorized,
 }
 
 /// The text of a key file: at most `max` bytes of a regular file or a pipe (`<(…)` works),
@@ -229,6 +242,27 @@ fn read_key_file(path: &Path, max: u64, check: Check) -> Result<String, KeyError
                 path: path.to_owned(),
                 mode,
             });
+        }
+        if check == Check::Authorized {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid cannot fail.
+            let me = unsafe { libc::geteuid() };
+            let why = if mode & 0o022 != 0 {
+                Some(format!("mode {mode:04o}, writable by users other than its owner"))
+            } else if meta.uid() != me && meta.uid() != 0 {
+                Some(format!(
+                    "owned by uid {}, not by this user (uid {me}) or root",
+                    meta.uid()
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(KeyError::OpenToWriters {
+                    path: path.to_owned(),
+                    why,
+                });
+            }
         }
     } else if !kind.is_fifo() {
         let what = if kind.is_dir() {
@@ -388,7 +422,7 @@ impl AuthorizedKeys {
     }
 
     fn read(path: &Path) -> Result<HashSet<CurvePublicKey>, KeyError> {
-        let text = read_key_file(path, MAX_AUTHORIZED_KEYS_BYTES, Check::Public)?;
+        let text = read_key_file(path, MAX_AUTHORIZED_KEYS_BYTES, Check::Authorized)?;
         parse_authorized_keys(&text).map_err(|line| KeyError::AuthorizedLine {
             path: path.to_owned(),
             line,

@@ -177,3 +177,37 @@ fn a_client_with_the_wrong_server_key_is_told_the_center_refused_the_curve_hands
     assert_eq!(out.stdout_str(), "hi\n", "the command still runs: {}", out.describe());
     assert!(out.stderr.contains(&refused(&center.endpoint)), "{}", out.describe());
 }
+
+/// An authorized-keys file that others can write would let them add their own keys: the
+/// center refuses it at start, naming the file, its mode and the `chmod go-w` to run (as
+/// sshd's StrictModes does), for mode 0666 and 0620 alike.
+#[test]
+fn an_authorized_keys_file_others_can_write_is_refused() {
+    let dir = TestDir::new();
+    let center = keygen(&dir, "center");
+    let client = keygen(&dir, "client");
+    let authorized = dir.join("authorized_keys");
+    std::fs::write(&authorized, format!("{}\n", client.public_key)).expect("write authorized_keys");
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&authorized, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let args = [
+            "-e",
+            &free_tcp_endpoint(),
+            "-c",
+            &free_tcp_endpoint(),
+            "--curve-secret-key",
+            s(&center.secret),
+            "--authorized-keys",
+            s(&authorized),
+        ];
+        let out = run(center_command(dir.path(), &args), Input::Null, WAIT, "nrv-center");
+        let hint = format!("chmod go-w {}", authorized.display());
+        let said = format!("mode {mode:04o}, writable by users other than its owner");
+        assert_refused(
+            &format!("nrv-center, authorized keys {mode:o}"),
+            &out,
+            1,
+            &[&said, &hint],
+        );
+    }
+}
