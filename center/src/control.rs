@@ -144,6 +144,21 @@ impl Center {
         request: Request,
         forwarded: bool,
     ) -> Result<(), Error> {
+        // Programs first: `stop web` names a program of this center, not a process of the
+        // ring; a stop of any other process goes on below.
+        if matches!(
+            request,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reread
+                | Request::Update
+                | Request::Run { .. }
+                | Request::Scale { .. }
+        ) && self.program_request(&client, &request, forwarded).await?
+        {
+            return Ok(());
+        }
         if !forwarded && self.ring.enabled() {
             if let Some(target) = target_of(&request) {
                 match self.locate(target) {
@@ -169,14 +184,17 @@ impl Center {
                 protocol: PROTOCOL_VERSION,
             }),
             Request::Ps { all } | Request::PsLocal { all } => {
+                // Every configured instance without a running watcher has a row of its own
+                // (STOPPED, waiting, FATAL), never an ended one (see `program_rows`).
+                let (program_rows, shown) = self.program_rows(now);
                 let ids: VecDeque<ProcessId> = self
                     .table
                     .list()
                     .into_iter()
-                    .filter(|p| all || p.ended_at.is_none())
+                    .filter(|p| (all || p.ended_at.is_none()) && !shown.contains(&p.id))
                     .map(|p| p.id)
                     .collect();
-                let mut peers = VecDeque::new();
+                let mut peers: VecDeque<ProcessInfo> = program_rows.into();
                 if matches!(request, Request::Ps { .. }) && !forwarded {
                     peers.extend(self.peer_rows().into_iter().filter(|r| all || !r.ended));
                 }
@@ -204,10 +222,8 @@ impl Center {
             }
             Request::Ring => Reply::Ring(self.ring_peers()),
             Request::Start { .. } | Request::Reread | Request::Update | Request::Run { .. } | Request::Scale { .. } => {
-                failed(
-                    ControlErrorKind::Failed,
-                    "this center does not run programs yet".to_string(),
-                )
+                // Answered by `program_request` above.
+                return Ok(());
             }
             Request::Info { target } => match self.table.resolve(&target) {
                 Ok(id) => match self.table.get(id) {

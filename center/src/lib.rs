@@ -31,6 +31,26 @@
 //! (`prometheus-client`) outside the loop. So scrapes take no lock and a slow scraper never
 //! holds the loop.
 //!
+//! With `[program.NAME]` tables in `--config` (or `nrv-ctl run`), the center also *runs*
+//! programs ([`programs`], issue 13), as supervisord does, without being their parent: it
+//! launches each process as `nrv-open --detach --program NAME:N …` (found next to its own
+//! executable, or `NERVE_OPEN`, or `--nrv-open PATH`), waits for the short-lived launcher on a
+//! blocking thread, and from then on knows the process only by the hello whose program tag
+//! names this center. The program manager keeps, per instance (`web:1`), whether running is
+//! wanted, its current process, a launch awaiting its hello (at most
+//! [`programs::manager::LAUNCH_TIMEOUT`]) and whether its watcher finished; one pure function,
+//! [`programs::manager::Programs::decide`], says what to launch (in dependency order, once
+//! every `depends_on` program has all its processes ready) and what to stop (in reverse order),
+//! after each hello, launch result, program request, state/ready/goodbye event of a program's
+//! process and tick (when the watchers' liveness is read from `/proc`). What was launched and
+//! stopped on purpose is saved in `programs.HASH.json` under `--logdir`
+//! ([`programs::saved`]), so a center restarted after SIGTERM or SIGKILL waits for the hellos
+//! of the watchers that still run (same pid and start time) and launches only the wanted ones
+//! whose watchers died. A center stopping never stops programs. `ps` lists every configured
+//! instance whatever its state: one without a running watcher shows its last process's row
+//! (never as ended) or, if it never ran, a row with a placeholder id
+//! ([`programs::manager::placeholder_id`]), with `waiting` set while it waits for a dependency.
+//!
 //! After a restart the center shows what its predecessor did: live processes from their
 //! watchers' hellos (uptime, history, restarts, last exit; see `Table::hello`), ended ones
 //! from the rows it appends to a file under `--logdir` as they end ([`ended`]).

@@ -123,6 +123,10 @@ struct Args {
     /// off by default; an address other than loopback needs --insecure)
     #[argh(option)]
     metrics: Option<String>,
+    /// the nrv-open binary that launches programs (default: env NERVE_OPEN, else nrv-open
+    /// next to this nrv-center)
+    #[argh(option)]
+    nrv_open: Option<PathBuf>,
 }
 
 /// The settings in effect: the command line over the config file over the defaults.
@@ -294,6 +298,11 @@ enum Failure {
 }
 
 fn start(args: Args) -> Result<(), Failure> {
+    let nrv_open = nerve_center::programs::launch::find_nrv_open(
+        args.nrv_open.clone(),
+        std::env::var_os("NERVE_OPEN"),
+        std::env::current_exe().ok(),
+    );
     let args = settings(args)?;
     let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
     let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
@@ -385,7 +394,20 @@ fn start(args: Args) -> Result<(), Failure> {
         };
     }
     let metrics = args.metrics.as_deref().map(|a| bind_metrics(a, insecure)).transpose()?;
-    let name = args.name.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    // A center that runs programs finds its watchers again by its name in their tags: without
+    // --name, it takes the name its predecessor saved (see `programs::saved`).
+    let saved_name = || {
+        let path = nerve_center::programs::saved::path(Path::new(&args.logdir), &endpoint.to_string());
+        nerve_center::programs::saved::load(&path)
+            .ok()
+            .flatten()
+            .map(|s| s.center)
+    };
+    let name = args
+        .name
+        .clone()
+        .or_else(saved_name)
+        .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     let target = LogTarget::from(args.logfile.as_str());
     let positive = |flag: &str, v: f64| {
         if v > 0.0 && v.is_finite() {
@@ -420,6 +442,18 @@ fn start(args: Args) -> Result<(), Failure> {
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         access: access.clone(),
+        programs: nerve_center::programs::serve::ProgramsConfig {
+            defs: args.programs.clone(),
+            // `reread`, `update` and SIGHUP read the file again, checked as at start.
+            reload: args.config.clone().map(|path| {
+                let reload: nerve_center::programs::serve::Reload =
+                    Arc::new(move || programs::config::load(&path).map_err(|e| e.to_string()));
+                reload
+            }),
+            nrv_open,
+            cwd: std::env::current_dir()
+                .map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
+        },
     };
 
     // Files first: nothing to undo when they fail.
@@ -546,17 +580,6 @@ fn start(args: Args) -> Result<(), Failure> {
             control.endpoint(),
             args.logdir
         );
-        if let (Some(path), false) = (&args.config, args.programs.is_empty()) {
-            // Checked above (a bad one exits 2); the program manager (issue 13) starts them.
-            // `programs::config::load` reads the file again for reread and update.
-            let names: Vec<&str> = args.programs.iter().map(|p| p.name.as_str()).collect();
-            eprintln!(
-                "nrv-center: {} programs in {} ({}): this center does not start programs yet",
-                names.len(),
-                path.display(),
-                names.join(", ")
-            );
-        }
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
         run(Sockets { process, control, sync, metrics }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))
     })

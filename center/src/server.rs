@@ -37,6 +37,8 @@ pub struct Config {
     /// Who may use the ipc endpoints besides the center's own uid and root
     /// ([`crate::access`]).
     pub access: crate::access::Policy,
+    /// The programs it runs ([`crate::programs`]); the default: none.
+    pub programs: crate::programs::serve::ProgramsConfig,
 }
 
 /// The sockets a center serves, bound by the caller.
@@ -102,6 +104,10 @@ pub(crate) struct Center {
     /// How many `protocol_error` lines are written, per peer (and endpoint) and in all.
     /// Bounds the `protocol_error` lines, per (endpoint, peer): 0 process, 1 control, 2 sync.
     pub(crate) error_limit: RateLimit<(u8, Identity)>,
+    /// The programs it runs.
+    pub(crate) manager: crate::programs::serve::Manager,
+    /// Second watchers of one program instance, to stop (see `programs_hello`).
+    pub(crate) duplicates: Vec<ProcessId>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -161,7 +167,17 @@ pub async fn run(
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
     let reopen = log.reopen_handle();
+    let (launched_tx, mut launched_rx) = tokio::sync::mpsc::channel(crate::programs::serve::MAX_LAUNCHES_IN_FLIGHT);
+    let manager = crate::programs::serve::Manager::new(
+        &config.programs,
+        &process.endpoint().to_string(),
+        &config.name,
+        crate::programs::saved::path(outputs.dir(), &process.endpoint().to_string()),
+        launched_tx,
+    );
     let mut center = Center {
+        manager,
+        duplicates: Vec::new(),
         ended: crate::ended::EndedFile::new(outputs.dir(), &process.endpoint().to_string()).with_mode(outputs.mode()),
         process_tx: process.sender(),
         process_ep: process.endpoint().to_string(),
@@ -198,6 +214,7 @@ pub async fn run(
     })?;
     center.keep_lines(written).await;
     center.ring_start();
+    center.programs_start().await?;
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
     let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
@@ -240,6 +257,7 @@ pub async fn run(
                 let _ = reply.send(center.metrics_snapshot(Instant::now(), crate::metrics::unix_secs(std::time::SystemTime::now())));
                 Ok(())
             }
+            Some(launched) = launched_rx.recv() => center.on_launched(launched).await,
             _ = publish.tick(), if ring_enabled => {
                 center.ring_publish().await;
                 Ok(())
@@ -251,9 +269,14 @@ pub async fn run(
             _ = tick.tick() => center.on_tick().await,
             () = reopen.requested() => {
                 center.reopen_files().await;
-                Ok(())
+                // SIGHUP is also `update` (supervisord's reload of its programs).
+                center.update_on_hup().await
             }
             () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Ok(()),
+        };
+        let step = match step {
+            Ok(()) => center.programs_step().await,
+            e => e,
         };
         center.flush().await;
         if let Err(e) = step {
@@ -621,6 +644,7 @@ impl Center {
         }
         let entry = Entry::process(hello.id, &hello.name, "hello", data);
         self.record(entry).await?;
+        self.programs_hello(&hello);
         let welcome = Welcome {
             center: self.config.name.clone(),
             version: NERVE_VERSION.into(),
@@ -677,6 +701,14 @@ impl Center {
         }
         proc.next_seq += 1;
         proc.counters.record(&event.kind);
+        if proc.hello.program.is_some()
+            && matches!(
+                event.kind,
+                EventKind::State { .. } | EventKind::Ready { .. } | EventKind::Goodbye
+            )
+        {
+            self.manager.due = true;
+        }
         let (id, name) = (proc.id, proc.hello.name.clone());
         let mut output = None;
         let mut ended = false;
@@ -894,6 +926,6 @@ impl Center {
         if self.ring.enabled() {
             self.ring_tick().await;
         }
-        Ok(())
+        self.programs_tick().await
     }
 }

@@ -78,6 +78,7 @@ async fn a_watcher_silent_for_gone_after_is_remembered_as_ended_across_a_restart
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         ring: RingConfig::default(),
         access: nerve_center::access::Policy::owner_only(zmtp::cred::current_uid()),
+        programs: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
     let center = tokio::spawn(run(

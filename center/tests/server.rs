@@ -70,6 +70,7 @@ impl TestCenter {
             ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
             ring: RingConfig::default(),
             access: nerve_center::access::Policy::owner_only(zmtp::cred::current_uid()),
+            programs: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
         let shutdown = async move { stopped.await.unwrap_or_else(|_| "test dropped".into()) };

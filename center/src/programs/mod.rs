@@ -10,9 +10,16 @@
 //! |---|---|
 //! | `def` | one program's settings, as the center uses them ([`ProgramDef`]) |
 //! | `config` | `[program.NAME]` tables of the config file → checked [`ProgramDef`]s, start order, fingerprints, `reread`'s diff |
-//! | `manager` | the launches, the waits on dependencies' readiness, start/stop/update/scale/run |
+//! | `manager` | the state of every instance and the pure decisions: launch, wait for dependencies, stop in reverse order, scale, update |
+//! | `launch` | the `nrv-open --detach` command line and the launcher, run off the loop |
+//! | `saved` | what is kept across a restart of the center (`programs.HASH.json`) |
+//! | `serve` | the manager in the center's loop: hellos, launches, requests, `ps` rows |
 
 pub mod config;
 pub mod def;
+pub mod launch;
+pub mod manager;
+pub mod saved;
+pub mod serve;
 
 pub use def::{ProgramDef, ReadyCheck, DEFAULT_READY_TIMEOUT};

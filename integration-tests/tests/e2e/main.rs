@@ -31,6 +31,7 @@ mod lockout;
 mod metrics;
 mod no_center;
 mod output;
+mod programs;
 mod programs_config;
 mod ready;
 mod restart;
