@@ -3,7 +3,7 @@
 //! and giving the main thread's unused stack pages back.
 
 use super::{Exec, Leader};
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::io;
 
 /// Makes this process a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER, 1)`): a descendant
@@ -89,7 +89,7 @@ struct Shared<'a> {
 pub fn spawn_exec(exec: &Exec<'_>) -> io::Result<u32> {
     // SAFETY: sysconf has no memory effects.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let want = SPAWN_STACK + exec.argv.len() * std::mem::size_of::<*const c_char>();
+    let want = SPAWN_STACK + std::mem::size_of_val(exec.argv);
     let len = want.div_ceil(page) * page + page; // and a guard page at the low end
                                                  // SAFETY: a fresh anonymous mapping; nothing else refers to it.
     let base = unsafe {
