@@ -9,6 +9,8 @@
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
 //! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
 //! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
+//! nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR …]   issue 10's
+//!     spawn figure alone, several builds interleaved, with the CPU each side spent
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod load;
+mod spawn;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -32,7 +35,8 @@ fn main() {
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
         Some("hold") => hold(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
+        Some("spawn") => spawn::main(&args[1..]),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
@@ -704,8 +708,11 @@ impl Report<'_> {
             s,
             "- **spawn**: from issuing the first of N `nrv-open --name s --startsecs 0 -- sleep 100000` (started \
              one after the other by the harness; `--startsecs 0` as the peers' `startsecs=0`, else RUNNING \
-             comes 1 s after the start by definition) to the first `nrv-ctl ps --json` that shows all N RUNNING (polled \
-             back-to-back); a fresh center each run. Peers: `supervisorctl start sleep:*` (startsecs=0) / \
+             comes 1 s after the start by definition) to the first `nrv-ctl ps --json` that shows all N RUNNING; a fresh \
+             center each run. The harness waits for that moment with one `nrv-ctl events -f --json`, started before \
+             the first spawn, until it has shown N RUNNING state events, and then runs `ps --json` (again every 2 ms \
+             until it shows all N, normally once); until issue 10's third pass it ran `ps --json` back to back, and \
+             each run took CPU from the watchers still starting. Peers: `supervisorctl start sleep:*` (startsecs=0) / \
              `circusctl start sleep` until the CLI returned with all 100 running (checked with a listing that \
              is counted only if the CLI returned early). Baseline, in the same run right before each Nerve run: \
              the harness itself forks and execs N `sleep 100000` one after the other (std's `Command::spawn`, \

@@ -184,20 +184,145 @@ impl Drop for Center {
 }
 
 /// Starts `n` watchers of `sleep` named `name` and waits until ps shows all RUNNING; returns
-/// the time from issuing the first to the ps that showed all of them.
+/// the time from issuing the first to the ps that showed all of them. The wait is
+/// [`Wait::Events`]: one `nrv-ctl` that follows the events, not `nrv-ctl ps` runs back to back,
+/// each of which would take CPU from the watchers still starting on a 2-core machine (the
+/// peers' CLIs wait inside one process too).
 pub fn spawn_sleeps(center: &mut Center, name: &str, n: usize) -> Result<Duration, String> {
+    spawn_sleeps_timed(center, name, n, Wait::Events).map(|t| t.total)
+}
+
+/// How [`spawn_sleeps_timed`] waits for all RUNNING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// `nrv-ctl ps --json` runs back to back, 2 ms apart, from the end of the spawn loop.
+    Poll,
+    /// One `nrv-ctl events -f --json`, started before the first spawn, until it has shown a
+    /// RUNNING state for `n` processes of that name; then `ps --json` (as with `Poll`) until it
+    /// shows all of them, normally once.
+    Events,
+}
+
+/// What [`spawn_sleeps_timed`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct SpawnTiming {
+    /// From issuing the first `nrv-open` to the `ps --json` that showed all RUNNING.
+    pub total: Duration,
+    /// From issuing the first to having issued the last (the harness's own loop).
+    pub loop_done: Duration,
+    /// `nrv-ctl` runs made while waiting.
+    pub polls: usize,
+}
+
+/// Bytes of one `events -f --json` line read at most (a state line is about 250 bytes).
+const EVENT_LINE_MAX: usize = 64 * 1024;
+
+/// [`spawn_sleeps`] with the wait chosen and the loop's own time and the polls reported.
+pub fn spawn_sleeps_timed(center: &mut Center, name: &str, n: usize, wait: Wait) -> Result<SpawnTiming, String> {
+    let timeout = Duration::from_secs(60 + n as u64 / 10);
+    let follower = match wait {
+        Wait::Poll => None,
+        Wait::Events => Some(RunningFollower::start(center, name, n)?),
+    };
     let start = Instant::now();
     for _ in 0..n {
         center.open(name, &["--startsecs", "0", "--", "sleep", "100000"])?;
     }
-    let timeout = Duration::from_secs(60 + n as u64 / 10);
+    let loop_done = start.elapsed();
+    let mut polls = 0;
+    if let Some(f) = follower {
+        f.wait(timeout.saturating_sub(start.elapsed()))?;
+        polls += 1;
+    }
     util::wait_for(
         &format!("{n} {name} RUNNING"),
         timeout,
         Duration::from_millis(2),
-        || center.running(name).ok().filter(|&r| r >= n),
+        || {
+            polls += 1;
+            center.running(name).ok().filter(|&r| r >= n)
+        },
     )?;
-    Ok(start.elapsed())
+    Ok(SpawnTiming {
+        total: start.elapsed(),
+        loop_done,
+        polls,
+    })
+}
+
+/// An `nrv-ctl events -f --json` whose lines a thread reads, counting the distinct process
+/// ids of `name` that reached RUNNING; killed on drop.
+struct RunningFollower {
+    _guard: Guard,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+    n: usize,
+}
+
+impl RunningFollower {
+    /// Starts the follower and waits until it prints its first line (the center's start, from
+    /// the recent events), so that it is subscribed before anything is spawned.
+    fn start(center: &Center, name: &str, n: usize) -> Result<RunningFollower, String> {
+        use std::io::{BufRead as _, Read as _};
+        let mut child = center
+            .ctl(&["events", "-f", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start nrv-ctl events -f: {e}"))?;
+        let out = child.stdout.take().ok_or("nrv-ctl events -f: no stdout")?;
+        // Unbounded, yet two messages at most: subscribed, then all RUNNING (or why not).
+        let (tx, done) = std::sync::mpsc::channel();
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(out);
+            let mut running = std::collections::HashSet::new();
+            let mut first = true;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match (&mut reader).take(EVENT_LINE_MAX as u64).read_line(&mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Err(format!(
+                            "nrv-ctl events -f ended after {} of {n} RUNNING",
+                            running.len()
+                        )));
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                if first {
+                    first = false;
+                    let _ = tx.send(Ok(()));
+                }
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if v["kind"] == "state" && v["name"] == name.as_str() && v["data"]["state"] == "RUNNING" {
+                    running.insert(v["id"].as_str().unwrap_or_default().to_owned());
+                    if running.len() >= n {
+                        let _ = tx.send(Ok(()));
+                        return;
+                    }
+                }
+            }
+        });
+        let follower = RunningFollower {
+            _guard: Guard(child),
+            done,
+            n,
+        };
+        follower
+            .done
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "nrv-ctl events -f printed nothing within 10 s".to_string())??;
+        Ok(follower)
+    }
+
+    /// Waits until `n` processes were seen RUNNING.
+    fn wait(self, timeout: Duration) -> Result<(), String> {
+        self.done
+            .recv_timeout(timeout)
+            .map_err(|_| format!("timed out after {timeout:?} waiting for {} RUNNING events", self.n))?
+    }
 }
 
 /// The baseline of [`spawn_sleeps`]: the harness itself forks and execs `n` × `sleep 100000`
@@ -205,6 +330,12 @@ pub fn spawn_sleeps(center: &mut Center, name: &str, n: usize) -> Result<Duratio
 /// the child's exec has succeeded (std reports exec failure through a close-on-exec pipe), so
 /// this is the time until all `n` are running `sleep`. They are killed and reaped after.
 pub fn fork_exec_sleeps(dir: &Path, n: usize) -> Result<Duration, String> {
+    fork_exec_sleeps_cpu(dir, n).map(|(took, _)| took)
+}
+
+/// [`fork_exec_sleeps`], and the CPU time the `n` sleeps had used when the loop ended (ns,
+/// from /proc/PID/schedstat), read before they are killed.
+pub fn fork_exec_sleeps_cpu(dir: &Path, n: usize) -> Result<(Duration, u64), String> {
     let start = Instant::now();
     let mut sleeps = Vec::with_capacity(n);
     for _ in 0..n {
@@ -215,8 +346,9 @@ pub fn fork_exec_sleeps(dir: &Path, n: usize) -> Result<Duration, String> {
         sleeps.push(Guard(child));
     }
     let took = start.elapsed();
+    let cpu = sleeps.iter().filter_map(|s| util::run_ns(s.pid())).sum();
     drop(sleeps);
-    Ok(took)
+    Ok((took, cpu))
 }
 
 /// Private_Dirty (KiB) and threads of every watcher here, summed, and how many were read.

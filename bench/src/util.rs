@@ -84,6 +84,28 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// Nanoseconds a process (its main thread) has run on a CPU so far, from the kernel's
+/// scheduler counter (the first field of /proc/PID/schedstat): exact, where the utime and
+/// stime of [`cpu_secs`] are in 10 ms ticks.
+pub fn run_ns(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU time of this process's children that were waited for, so far, ns
+/// (`getrusage(RUSAGE_CHILDREN)`).
+pub fn children_cpu_ns() -> u64 {
+    // SAFETY: getrusage writes into the rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// User plus system CPU time of this process so far (all its threads, not its children),
 /// seconds.
 pub fn self_cpu_secs() -> f64 {

@@ -87,8 +87,9 @@
 //! (Docker's `mode=non-blocking`). journald does the same as Block for stream clients.
 //!
 //! Supervision (see `supervisor`) follows supervisord's state machine and options
-//! ([`Policy`]). Children are forked from the watch's thread (the parent-death signal is
-//! tied to the forking thread; see `child`) and collected on SIGCHLD (see `reaper`;
+//! ([`Policy`]). Children are started from the watch's thread (on Linux by
+//! `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does, but with the parent-death signal,
+//! which is tied to the spawning thread; see `child`) and collected on SIGCHLD (see `reaper`;
 //! [`reap_all_descendants`] makes the process a child subreaper that reaps every orphaned
 //! descendant, as `nrv-open` does, and lets the stop sequence reach descendants that left
 //! the process group; see `tree`).

@@ -17,7 +17,6 @@
 use nerve_proto::{ExitStatus, Signal};
 use std::collections::BTreeMap;
 use std::io;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -63,22 +62,23 @@ pub fn reaps_all() -> bool {
     REAP_ALL.load(Ordering::SeqCst)
 }
 
-/// Runs `spawn` with the registry locked and registers the child's pid; the receiver gets
-/// its [`ChildEvent`]s, the last one `Exited`.
+/// Runs `spawn` with the registry locked and registers the pid it returns (with whatever
+/// else it made, `T`: the child's pipes); the receiver gets its [`ChildEvent`]s, the last
+/// one `Exited`.
 ///
 /// # Errors
 /// What `spawn` returned.
-pub fn spawn_registered(
-    spawn: impl FnOnce() -> io::Result<Child>,
-) -> io::Result<(Child, mpsc::UnboundedReceiver<ChildEvent>)> {
+pub fn spawn_registered<T>(
+    spawn: impl FnOnce() -> io::Result<(u32, T)>,
+) -> io::Result<(u32, T, mpsc::UnboundedReceiver<ChildEvent>)> {
     let mut waiting = waiting();
-    let child = spawn()?;
+    let (pid, made) = spawn()?;
     // Unbounded: the kernel reports one status change per stop, continue or exit, so this
     // grows only as fast as signals are sent to the child, and the watch loop takes each one
     // at once; the last (Exited) closes it.
     let (tx, rx) = mpsc::unbounded_channel();
-    waiting.insert(child.id() as i32, tx);
-    Ok((child, rx))
+    waiting.insert(pid as i32, tx);
+    Ok((pid, made, rx))
 }
 
 /// Collects every status change that is ours to collect, without blocking. Call on SIGCHLD

@@ -57,3 +57,42 @@ fn death_by_signal_exits_128_plus_n_and_is_logged_as_signal() {
     assert_eq!(line_kind(ends[0]), "signal", "{}", ends[0]);
     assert_eq!(ends[0]["data"], json!({"signal": "TERM", "number": 15}), "{}", ends[0]);
 }
+
+#[test]
+fn a_command_that_cannot_be_started_exits_127_or_126_with_the_system_error_named() {
+    // The spawn path (clone with CLONE_VM | CLONE_VFORK on Linux) reports the exec's errno as
+    // std's fork path did: not found → 127, found but not executable → 126, and the message
+    // names the command as given and the system error.
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let plain = dir.join("plain-file");
+    std::fs::write(&plain, "not a program\n").unwrap_or_else(|e| panic!("{}: {e}", plain.display()));
+    let plain = plain.to_string_lossy().into_owned();
+    let cases: [(&str, i32, &str); 4] = [
+        ("nerve-no-such-program", 127, "No such file or directory (os error 2)"),
+        (
+            "/nonexistent/nerve-program",
+            127,
+            "No such file or directory (os error 2)",
+        ),
+        (&plain, 126, "Permission denied (os error 13)"),
+        ("/", 126, "Permission denied (os error 13)"),
+    ];
+    for (program, code, error) in cases {
+        let out = run_open(
+            dir.path(),
+            &center.endpoint,
+            &["--linger", "1", "--", program],
+            Input::Null,
+            WAIT,
+        );
+        assert_eq!(out.code(), Some(code), "{program}: {}", out.describe());
+        assert_eq!(
+            out.stderr,
+            format!("nrv-open: cannot run {program}: {error}\n"),
+            "{program}: {}",
+            out.describe()
+        );
+        assert_eq!(out.stdout, b"", "{program}: {}", out.describe());
+    }
+}

@@ -1,6 +1,9 @@
 //! The Linux-only parts of supervision: the child-subreaper flag and the parent-death signal
-//! (both `prctl(2)`), and giving the main thread's unused stack pages back.
+//! (both `prctl(2)`), spawning a child by `clone(CLONE_VM | CLONE_VFORK)` ([`spawn_exec`]),
+//! and giving the main thread's unused stack pages back.
 
+use super::{Exec, Leader};
+use std::ffi::{c_int, c_void};
 use std::io;
 
 /// Makes this process a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER, 1)`): a descendant
@@ -39,6 +42,213 @@ pub fn set_parent_death_signal(signal: i32, parent: libc::pid_t) -> io::Result<(
         }
     }
     Ok(())
+}
+
+/// Whether [`spawn_exec`] is the real thing here (on Linux it is).
+pub const SPAWN_EXEC: bool = true;
+
+/// Bytes of stack for the child of [`spawn_exec`] between `clone` and `exec`, on top of one
+/// pointer per argument: the C library's `execvpe` puts a buffer of PATH's length plus the
+/// file name there (at most 4 KiB + 255 in musl), and glibc's also a copy of argv when it
+/// runs a script without `#!` through `/bin/sh`. Only the pages touched are ever backed
+/// (`MAP_NORESERVE`), and the mapping is gone when `spawn_exec` returns.
+const SPAWN_STACK: usize = 64 * 1024;
+
+/// The highest signal number the child of [`spawn_exec`] resets (the kernel's `_NSIG` on
+/// x86_64 and aarch64).
+const LAST_SIGNAL: c_int = 64;
+
+/// What the parent and the child of [`spawn_exec`] share: the child's instructions, and the
+/// `errno` of the step that failed (0 while none did).
+struct Shared<'a> {
+    exec: &'a Exec<'a>,
+    error: c_int,
+}
+
+/// Starts `exec` as a child process and returns its pid once it has called `execve`: a
+/// `clone(CLONE_VM | CLONE_VFORK)` on a small stack of its own, as glibc's and musl's
+/// `posix_spawn` do, so no page table is copied and no page of ours is made copy-on-write
+/// (a `fork` of the watcher costs it a page-table copy and a fault on every page it writes
+/// afterwards). Unlike `posix_spawn` it can set the parent-death signal, which must be set
+/// in the child (`prctl(PR_SET_PDEATHSIG)`), and is tied to the thread that called this.
+///
+/// The child, on the parent's memory while the parent waits (only system calls, on memory
+/// prepared here): makes `exec.stdio` its fds 0, 1 and 2; moves to `exec.cwd`; leads a
+/// process group or (with a terminal) a session of its own; resets every caught signal and
+/// SIGPIPE to the default action and unblocks all signals (what std's `Command` does); takes
+/// `exec.umask` and `exec.user`; sets the parent-death signal and, if its parent is already gone (`getppid()` is no longer
+/// `exec.parent`), sends that signal to itself; then `execvpe`. If a step fails it leaves the
+/// step's `errno` in the shared memory and exits with 127; this function then reaps it.
+///
+/// All signals are blocked in the calling thread around the `clone`, so no handler of ours
+/// runs on the child's stack (the child resets them before it unblocks).
+///
+/// # Errors
+/// The stack could not be mapped, `clone` failed, or one of the child's steps did (its
+/// `errno`: `ENOENT` for a program not found, `EACCES` for one not executable, …).
+pub fn spawn_exec(exec: &Exec<'_>) -> io::Result<u32> {
+    // SAFETY: sysconf has no memory effects.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let want = SPAWN_STACK + std::mem::size_of_val(exec.argv);
+    let len = want.div_ceil(page) * page + page; // and a guard page at the low end
+                                                 // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let result = spawn_on(exec, base, len, page);
+    // SAFETY: [base, base + len) is the mapping made above; the child has left it (it exec'd
+    // or exited: CLONE_VFORK returns only then).
+    unsafe { libc::munmap(base, len) };
+    result
+}
+
+/// [`spawn_exec`] on the stack mapping `[base, base + len)`, whose first page becomes a guard.
+fn spawn_on(exec: &Exec<'_>, base: *mut c_void, len: usize, page: usize) -> io::Result<u32> {
+    // SAFETY: the first page of our own fresh mapping.
+    if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut shared = Shared { exec, error: 0 };
+    // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask write only to these
+    // locals. The child runs `child_main` on the new stack with a pointer to `shared`, which
+    // outlives it (CLONE_VFORK: clone returns after the child's exec or exit).
+    let (pid, clone_error) = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let top = base.cast::<u8>().add(len).cast::<c_void>();
+        let pid = libc::clone(
+            child_main,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(shared).cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        (pid, clone_error)
+    };
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    // SAFETY: the child wrote `error` (if at all) before it exited; it is gone from our memory.
+    let error = unsafe { std::ptr::read_volatile(&shared.error) };
+    if error != 0 {
+        // It exited without exec: collect it, so no zombie stays behind.
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes only to `status`, a live local.
+            let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if got >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(pid as u32)
+}
+
+/// The child of [`spawn_exec`]: runs [`child_steps`], and when they return (exec failed, or a
+/// step before it), leaves the `errno` for the parent and exits with 127.
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the parent's `Shared`, alive until this process execs or exits.
+    unsafe {
+        let shared = &mut *arg.cast::<Shared<'_>>();
+        let error = match child_steps(shared.exec) {
+            0 => libc::EINVAL,
+            e => e,
+        };
+        std::ptr::write_volatile(&mut shared.error, error);
+        libc::_exit(127)
+    }
+}
+
+/// The child's steps up to `execvpe`; returns the `errno` of the one that failed. Only
+/// system calls (no allocation, no lock: the parent's other threads run on this memory), on
+/// memory the parent prepared.
+///
+/// # Safety
+/// Only in the child of [`spawn_exec`], with every signal blocked.
+unsafe fn child_steps(exec: &Exec<'_>) -> c_int {
+    let errno = || *libc::__errno_location();
+    for (target, &fd) in exec.stdio.iter().enumerate() {
+        let target = target as c_int;
+        let ok = if fd == target {
+            libc::fcntl(fd, libc::F_SETFD, 0) == 0 // keep it across exec
+        } else {
+            libc::dup2(fd, target) == target
+        };
+        if !ok {
+            return errno();
+        }
+    }
+    if let Some(dir) = exec.cwd {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            return errno();
+        }
+    }
+    let led = match exec.leader {
+        Leader::Group => libc::setpgid(0, 0) == 0,
+        Leader::Session => libc::setsid() >= 0 && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == 0,
+    };
+    if !led {
+        return errno();
+    }
+    // Caught signals back to their default action (exec would do it, but a handler must not
+    // run here, on the parent's memory, once they are unblocked) and SIGPIPE too (std ignores
+    // it in every Rust program, and an ignored signal stays ignored across exec).
+    for sig in 1..=LAST_SIGNAL {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+            continue; // one the C library keeps for itself
+        }
+        if sig == libc::SIGPIPE || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN) {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+    }
+    let mut none: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut none);
+    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    // umask, then groups, gid and uid (the uid last: after it the others cannot change), and
+    // all before the parent-death signal, which the kernel clears when credentials change.
+    // Raw system calls: the C library's setgroups/setgid/setuid would make every thread of the
+    // process change too (glibc's and musl's setxid broadcast), and the threads they would
+    // signal and wait for are the parent's, whose memory this child shares.
+    if let Some(mask) = exec.umask {
+        libc::syscall(libc::SYS_umask, mask);
+    }
+    if let Some((uid, gid, groups)) = exec.user {
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+            || libc::syscall(libc::SYS_setgid, gid) != 0
+            || libc::syscall(libc::SYS_setuid, uid) != 0
+        {
+            return errno();
+        }
+    }
+    if libc::prctl(libc::PR_SET_PDEATHSIG, exec.death_signal as libc::c_ulong, 0, 0, 0) != 0 {
+        return errno();
+    }
+    if libc::getppid() != exec.parent {
+        // The parent died before the signal was armed: the signal it would have sent.
+        libc::kill(libc::getpid(), exec.death_signal);
+    }
+    libc::execvpe(exec.program.as_ptr(), exec.argv.as_ptr(), exec.envp);
+    errno()
 }
 
 /// Bytes below the caller's frame that [`release_unused_stack`] keeps: room for its own

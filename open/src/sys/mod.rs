@@ -1,12 +1,48 @@
 //! Operating-system helpers: unbuffered writes to a file descriptor, host and user names, and
 //! (in one platform module chosen here, as pueue's `process_helper` does, so that callers never
-//! see a `cfg`) the Linux-only child subreaper and parent-death signal.
+//! see a `cfg`) the Linux-only child subreaper, parent-death signal and `clone`-based spawn.
 
 #[cfg_attr(target_os = "linux", path = "linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "other.rs")]
 mod platform;
 
-pub use platform::{become_subreaper, release_unused_stack, set_parent_death_signal};
+pub use platform::{become_subreaper, release_unused_stack, set_parent_death_signal, spawn_exec, SPAWN_EXEC};
+use std::ffi::{c_char, c_int, CStr};
+use std::os::fd::RawFd;
+
+/// What the child of [`spawn_exec`] leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leader {
+    /// A process group of its own (`setpgid(0, 0)`).
+    Group,
+    /// A session of its own whose controlling terminal is its fd 0 (`setsid`, `TIOCSCTTY`).
+    Session,
+}
+
+/// Everything the child of [`spawn_exec`] needs, prepared by the parent: the child may only
+/// make system calls on memory that already exists.
+pub struct Exec<'a> {
+    /// The program: a path, or a name looked up in this process's `PATH` (`execvpe`).
+    pub program: &'a CStr,
+    /// `argv`, ending with a null pointer.
+    pub argv: &'a [*const c_char],
+    /// The environment (`NAME=value` strings), ending with a null pointer.
+    pub envp: *const *const c_char,
+    /// The directory to change to, if any.
+    pub cwd: Option<&'a CStr>,
+    /// The descriptors that become the child's 0, 1 and 2.
+    pub stdio: [RawFd; 3],
+    /// Its process group or session.
+    pub leader: Leader,
+    /// The umask it sets, if any (`--umask`).
+    pub umask: Option<libc::mode_t>,
+    /// The user it becomes, if any (`--user`): uid, gid and supplementary groups.
+    pub user: Option<(libc::uid_t, libc::gid_t, &'a [libc::gid_t])>,
+    /// Its parent-death signal.
+    pub death_signal: c_int,
+    /// This process's pid, which the child compares with its `getppid()`.
+    pub parent: libc::pid_t,
+}
 
 /// This machine's host name (lossy UTF-8), or `"unknown"`.
 pub fn host_name() -> String {

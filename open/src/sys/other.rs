@@ -2,7 +2,19 @@
 //! subreaper and no parent-death signal, so orphaned descendants go to init and a child whose
 //! nrv-open dies runs on.
 
+use super::Exec;
 use std::io;
+
+/// Whether [`spawn_exec`] is the real thing here (not outside Linux: spawns go through std).
+pub const SPAWN_EXEC: bool = false;
+
+/// Not outside Linux ([`SPAWN_EXEC`] is false, so this is never called).
+///
+/// # Errors
+/// Always `Unsupported`.
+pub fn spawn_exec(_exec: &Exec<'_>) -> io::Result<u32> {
+    Err(io::ErrorKind::Unsupported.into())
+}
 
 /// No child subreaper outside Linux: orphaned descendants are re-parented to init, which
 /// reaps them.
