@@ -225,10 +225,18 @@ pub struct Incoming {
     /// ipc: the credentials of the process that connected (`SO_PEERCRED`, read when the
     /// connection was accepted); `None` on tcp, where CURVE keys say who a peer is.
     pub peer_cred: Option<PeerCred>,
+    /// CURVE: the client's long-term public key and what its authorized-keys line says about
+    /// it (the [`crate::Authorizer`]'s answer at the handshake); `None` without CURVE.
+    pub curve: Option<Arc<crate::Authorized>>,
 }
 
 impl Incoming {
-    fn from_assembled(peer: Identity, a: Assembled, peer_cred: Option<PeerCred>) -> Incoming {
+    fn from_assembled(
+        peer: Identity,
+        a: Assembled,
+        peer_cred: Option<PeerCred>,
+        curve: Option<Arc<crate::Authorized>>,
+    ) -> Incoming {
         let (delimited, payload) = match a.frames {
             1 => (false, Ok(a.last)),
             2 if a.first.is_empty() => (true, Ok(a.last)),
@@ -239,6 +247,7 @@ impl Incoming {
             delimited,
             payload,
             peer_cred,
+            curve,
         }
     }
 }
@@ -623,6 +632,7 @@ impl Connection {
         }
         let peer = identity.clone();
         let cred = self.peer_cred;
+        let curve = established.curve.clone();
         let _why = conn::pump(
             established,
             &self.options,
@@ -630,7 +640,7 @@ impl Connection {
             Arc::clone(&queued_bytes),
             self.incoming.clone(),
             Some(self.shared.recv_budget.clone()),
-            move |a, room| (Incoming::from_assembled(peer.clone(), a, cred), room),
+            move |a, room| (Incoming::from_assembled(peer.clone(), a, cred, curve.clone()), room),
             stop,
         )
         .await;
