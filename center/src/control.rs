@@ -1,14 +1,15 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::access::Class;
 use crate::follow::{Follow, Follower};
 use crate::peers::Route;
 use crate::ring::count_lines;
 use crate::server::{Center, Error};
-use crate::access::Class;
 use nerve_proto::{
-    decode, encode, Caller, CallerRole, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId,
-    ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION, PROTOCOL_VERSION,
+    decode, encode, Caller, CallerRole, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind,
+    ControlRequest, ProcessId, ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION,
+    PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -136,11 +137,8 @@ impl Center {
         let caller = match (&msg.curve, &msg.peer_cred) {
             (Some(key), _) => {
                 if let Err(role) = crate::access::decide_role(key.role, class) {
-                    let message = crate::access::role_refusal(
-                        &key.describe(),
-                        role,
-                        crate::access::verb(&request.request),
-                    );
+                    let message =
+                        crate::access::role_refusal(&key.describe(), role, crate::access::verb(&request.request));
                     self.reply(&client, failed(ControlErrorKind::Forbidden, message)).await;
                     return Ok(());
                 }
@@ -189,7 +187,8 @@ impl Center {
                     Ok((id, Some(owner))) => {
                         // A tail answers with several replies (output chunks, then End).
                         let streaming = matches!(request, Request::Tail { .. });
-                        self.forward(client, &owner, retarget(request, id), caller, streaming).await;
+                        self.forward(client, &owner, retarget(request, id), caller, streaming)
+                            .await;
                         return Ok(());
                     }
                     Err(e) => {

@@ -10,6 +10,7 @@ use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::{RingConfig, RingCurve, RingPeer};
 use nerve_center::programs::{self, ProgramDef};
+use nerve_center::ratelimit::OncePerSource;
 use nerve_center::{run, Config, Sockets};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -18,7 +19,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use nerve_center::ratelimit::OncePerSource;
 use zmtp::{Authorized, AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
 /// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
@@ -49,8 +49,10 @@ struct Args {
     /// then require CURVE; needs --authorized-keys
     #[argh(option)]
     curve_secret_key: Option<PathBuf>,
-    /// file of client public keys allowed to connect over CURVE: one Z85 key per line, an
-    /// optional comment after whitespace, # comment lines; re-read on SIGHUP
+    /// file of public keys allowed to connect over CURVE: one line per key,
+    /// [role=center|read|control] KEY [comment] (no role: control, everything; read: ps,
+    /// info, tail, events, ring, version; center: a peer center, sync endpoint only), #
+    /// comment lines; re-read on SIGHUP
     #[argh(option)]
     authorized_keys: Option<PathBuf>,
     /// serve tcp endpoints without CURVE, loopback ones included (warns: anyone who can reach

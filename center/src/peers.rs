@@ -25,10 +25,10 @@ use crate::table::Candidate;
 use bytes::Bytes;
 use nerve_proto::{decode, encode, CenterHello, PeerInfo, ProcessId, ProcessInfo, RingMsg};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use std::sync::Arc;
 use zmtp::{
     AuthorizedKeys, CurveKeyPair, CurvePublicKey, Dealer, DealerEvent, Endpoint, Identity, Incoming, Role,
     RouterSender, Security, SocketOptions,
@@ -62,7 +62,10 @@ impl RingPeer {
     /// A message naming the entry: a bad key or a bad endpoint.
     pub fn parse(text: &str) -> Result<RingPeer, String> {
         let text = text.trim();
-        let (key, endpoint) = match (text.get(..zmtp::curve::KEY_Z85_LEN), text.get(zmtp::curve::KEY_Z85_LEN..)) {
+        let (key, endpoint) = match (
+            text.get(..zmtp::curve::KEY_Z85_LEN),
+            text.get(zmtp::curve::KEY_Z85_LEN..),
+        ) {
             (Some(key), Some(rest)) if rest.starts_with('@') => {
                 let key = CurvePublicKey::from_z85(key, &format!("the key in {text:?}")).map_err(|e| e.to_string())?;
                 (Some(key), &rest[1..])

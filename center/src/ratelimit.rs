@@ -157,7 +157,11 @@ mod tests {
         ];
         let mut once = OncePerSource::default();
         for (i, (ms, source, want)) in table.into_iter().enumerate() {
-            assert_eq!(once.check(source, t0 + Duration::from_millis(ms)), want, "row {i}: {ms} ms {source}");
+            assert_eq!(
+                once.check(source, t0 + Duration::from_millis(ms)),
+                want,
+                "row {i}: {ms} ms {source}"
+            );
         }
         let mut full = OncePerSource::default();
         for n in 0..MAX_SOURCES {

@@ -545,9 +545,13 @@ impl Center {
             if let Some(key) = &curve {
                 if let Err(role) = crate::access::decide_role(key.role, Class::Watch) {
                     let message = crate::access::role_refusal(&key.describe(), role, "report processes");
-                    self.protocol_error(false, &peer, format!("hello refused: {message}")).await?;
+                    self.protocol_error(false, &peer, format!("hello refused: {message}"))
+                        .await?;
                     // Not in the table, so a failed send has nothing to forget.
-                    let _ = self.process_tx.send(&peer, false, encode(&CenterMsg::Error { message })).await;
+                    let _ = self
+                        .process_tx
+                        .send(&peer, false, encode(&CenterMsg::Error { message }))
+                        .await;
                     return Ok(());
                 }
             }

@@ -1072,7 +1072,12 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert!(keys.contains_key(&a) && keys.contains_key(&b));
         assert_eq!(keys[&b].comment, "ctl on laptop");
-        assert_eq!(parse_authorized_keys(&format!("{a}\nnot-a-key\n")).map(|_| ()).map_err(|e| e.0), Err(2));
+        assert_eq!(
+            parse_authorized_keys(&format!("{a}\nnot-a-key\n"))
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err(2)
+        );
     }
 
     /// Each line's role (none: control) and comment; bad options name their line.

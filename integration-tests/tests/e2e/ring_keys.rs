@@ -3,8 +3,8 @@
 //! may ask, also of a process on another center (the request is forwarded).
 
 use integration_tests::{
-    free_tcp_endpoint, keygen, run_ctl, spawn_open, wait_until, Center, ChildGroups, Input, KeyFiles, Outcome,
-    Running, TestDir, WAIT,
+    free_tcp_endpoint, keygen, run_ctl, spawn_open, wait_until, Center, ChildGroups, Input, KeyFiles, Outcome, Running,
+    TestDir, WAIT,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,9 @@ fn a_keyed_ring_shows_every_row_forwards_signal_and_holds_read_keys_to_reading()
         let peers = node.json(&k.admin, "ring");
         for other in [&a, &b, &c].into_iter().filter(|o| o.name != node.name) {
             assert!(
-                peers.iter().any(|p| p["center"] == other.name.as_str() && p["state"] == "synced"),
+                peers
+                    .iter()
+                    .any(|p| p["center"] == other.name.as_str() && p["state"] == "synced"),
                 "{} does not show {} synced: {}",
                 node.name,
                 other.name,
@@ -201,7 +203,12 @@ fn a_keyed_ring_shows_every_row_forwards_signal_and_holds_read_keys_to_reading()
     assert_eq!(out.code(), Some(0), "forwarded signal: {}", out.describe());
     let (_, open_c) = watched.remove(2);
     let ended = open_c.wait(WAIT);
-    assert_ne!(ended.code(), Some(0), "the watcher of the signalled sleep: {}", ended.describe());
+    assert_ne!(
+        ended.code(),
+        Some(0),
+        "the watcher of the signalled sleep: {}",
+        ended.describe()
+    );
     c.center.log.wait_for(&on_c, "signal", WAIT);
     // The read key's refusals left the other two running.
     for (id, open) in &mut watched {
@@ -269,11 +276,24 @@ fn a_center_with_an_unknown_key_is_refused_logged_once_and_never_listed() {
 fn a_non_loopback_sync_needs_keys_or_insecure_and_keyed_ring_entries_are_checked() {
     let root = TestDir::new();
     let k = keys(&root);
-    let port = free_tcp_endpoint().rsplit(':').next().map(str::to_string).unwrap_or_default();
+    let port = free_tcp_endpoint()
+        .rsplit(':')
+        .next()
+        .map(str::to_string)
+        .unwrap_or_default();
     let sync = format!("tcp://0.0.0.0:{port}");
     let (endpoint, control, log) = (root.ipc("n.sock"), root.ipc("c.sock"), root.join("nerve.log"));
     let run_center = |extra: &[&str]| {
-        let mut args = vec!["-e", endpoint.as_str(), "-c", control.as_str(), "-n", "test", "-l", s(&log)];
+        let mut args = vec![
+            "-e",
+            endpoint.as_str(),
+            "-c",
+            control.as_str(),
+            "-n",
+            "test",
+            "-l",
+            s(&log),
+        ];
         args.extend_from_slice(extra);
         integration_tests::run(
             integration_tests::center_command(root.path(), &args),
@@ -287,16 +307,35 @@ fn a_non_loopback_sync_needs_keys_or_insecure_and_keyed_ring_entries_are_checked
     assert!(out.stderr.contains("--insecure"), "{}", out.describe());
 
     let peer = format!("{}@tcp://127.0.0.1:1", k.centers[1].public_key);
-    let keyed = ["--curve-secret-key", s(&k.centers[0].secret), "--authorized-keys", s(&k.authorized)];
+    let keyed = [
+        "--curve-secret-key",
+        s(&k.centers[0].secret),
+        "--authorized-keys",
+        s(&k.authorized),
+    ];
     let out = run_center(&[&keyed[..], &["--sync", &sync, "--ring", "tcp://127.0.0.1:1"]].concat());
     assert_eq!(out.code(), Some(2), "a --ring entry without a key: {}", out.describe());
     assert!(out.stderr.contains("write KEY@tcp://127.0.0.1:1"), "{}", out.describe());
     let out = run_center(&["--sync", &sync, "--insecure", "--ring", &peer]);
-    assert_eq!(out.code(), Some(2), "a keyed --ring entry without keys: {}", out.describe());
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "a keyed --ring entry without keys: {}",
+        out.describe()
+    );
     let ops = format!("{}@tcp://127.0.0.1:1", k.ops.public_key);
     let out = run_center(&[&keyed[..], &["--sync", &sync, "--ring", &ops]].concat());
-    assert_eq!(out.code(), Some(2), "a --ring key without role=center: {}", out.describe());
-    assert!(out.stderr.contains("is not listed with role=center"), "{}", out.describe());
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "a --ring key without role=center: {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("is not listed with role=center"),
+        "{}",
+        out.describe()
+    );
 
     let center = Center::start_with_args(
         root.path(),
