@@ -350,3 +350,103 @@ fn a_non_loopback_sync_needs_keys_or_insecure_and_keyed_ring_entries_are_checked
         center.stderr()
     );
 }
+
+/// The owner checks a forwarded request itself: a peer center (played here with center B's
+/// key) that forwards a `signal` on behalf of a `role=read` caller gets `Forbidden` naming
+/// the caller and its role, and the process keeps running; the same request on behalf of a
+/// `role=control` caller is carried out.
+#[test]
+fn the_owner_checks_the_role_a_forward_carries() {
+    use nerve_proto::{decode, encode, Caller, CallerRole, CenterHello, ControlErrorKind, Reply, Request, RingMsg};
+    let root = TestDir::new();
+    let k = keys(&root);
+    let groups = ChildGroups::default();
+    let a = start(&root, "A", k.centers[0].clone(), &k.authorized, None);
+    let open = spawn_open(
+        &a.dir,
+        &a.center.endpoint,
+        &["--name", "victim", "sleep", "1000"],
+        Input::Null,
+    );
+    let (id, pid) = a.center.log.child_of(open.pid());
+    groups.add(pid);
+    let b_keys = zmtp::read_secret_key_file(&k.centers[1].secret).unwrap_or_else(|e| panic!("{e}"));
+    let server_key = zmtp::CurvePublicKey::from_z85(&a.key.public_key, "A's key").unwrap_or_else(|e| panic!("{e}"));
+    let options = zmtp::SocketOptions {
+        security: zmtp::Security::CurveClient {
+            server_key,
+            keys: b_keys,
+        },
+        ..zmtp::SocketOptions::default()
+    };
+    let rt = integration_tests::runtime();
+    let forward = |role: CallerRole, who: &str, req: u64| -> Reply {
+        let caller = Caller { who: who.into(), role };
+        rt.block_on(async {
+            let dealer = zmtp::Dealer::connect_with(
+                &integration_tests::endpoint(&a.sync),
+                b"ring:test",
+                WAIT,
+                options.clone(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("connect to A's sync endpoint with B's key: {e}"));
+            let (mut tx, mut rx) = dealer.split();
+            let hello = RingMsg::Hello(CenterHello {
+                center: "B".into(),
+                sync: String::new(),
+                epoch: 1,
+            });
+            let request = Request::Signal {
+                target: id.clone(),
+                signal: nerve_proto::Signal::TERM,
+                scope: nerve_proto::SignalScope::Main,
+            };
+            for msg in [hello, RingMsg::Forward { req, request, caller }] {
+                tx.send(encode(&msg)).await.unwrap_or_else(|e| panic!("send to A: {e}"));
+            }
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let event = tokio::time::timeout_at(deadline, rx.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("no ForwardReply {req} from A within {WAIT:?}"));
+                if let zmtp::DealerEvent::Message(frame) = event {
+                    if let Ok(RingMsg::ForwardReply { req: r, reply }) = decode::<RingMsg>(&frame) {
+                        if r == req {
+                            return reply;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    match forward(CallerRole::Read, "the key \"ops-laptop\"", 1) {
+        Reply::Error(e) => {
+            assert_eq!(e.kind, ControlErrorKind::Forbidden, "{e:?}");
+            assert!(
+                e.message.starts_with(
+                    "the key \"ops-laptop\" has role=read: it may ps, info, tail, events, ring and version, not signal"
+                ) && e.message.contains("checked by center A"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a forwarded signal of a read caller: {other:?}"),
+    }
+    assert!(
+        integration_tests::pid_alive(pid),
+        "the process lives on after the refused forward"
+    );
+    let reply = forward(CallerRole::Control, "the key \"admin\"", 2);
+    assert!(
+        !matches!(reply, Reply::Error(_)),
+        "a control caller's forward: {reply:?}"
+    );
+    let ended = open.wait(WAIT);
+    assert_ne!(
+        ended.code(),
+        Some(0),
+        "the signalled sleep's watcher: {}",
+        ended.describe()
+    );
+}
