@@ -1670,6 +1670,49 @@ mod tests {
         }
     }
 
+    /// Every message of a CURVE connection carries the client's key and the role and comment
+    /// its authorized-keys line gives it; a NULL one carries none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_curve_message_carries_the_clients_key_and_role() {
+        use crate::curve::{AuthorizedKeys, CurveKeyPair, Role};
+        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("authorized_keys");
+        std::fs::write(&path, format!("role=read {} ops-laptop\n", client.public)).expect("write");
+        let options = SocketOptions {
+            security: Security::CurveServer {
+                secret: server.secret.clone(),
+                authorizer: Arc::new(AuthorizedKeys::load(&path).expect("load")),
+            },
+            ..SocketOptions::default()
+        };
+        let any_port: Endpoint = "tcp://127.0.0.1:0".parse().expect("endpoint");
+        let mut router = Router::bind_with(&any_port, options).await.expect("bind");
+        let client_options = SocketOptions {
+            security: Security::CurveClient {
+                server_key: server.public,
+                keys: client.clone(),
+            },
+            ..SocketOptions::default()
+        };
+        let wait = Duration::from_secs(10);
+        let (mut tx, _events) = Dealer::connect_with(router.endpoint(), b"me", wait, client_options)
+            .await
+            .expect("connect")
+            .split();
+        tx.send(b"hi".to_vec()).await.expect("queued");
+        let msg = tokio::time::timeout(wait, router.recv())
+            .await
+            .expect("a message within 10 s");
+        let who = msg.curve.expect("a CURVE message says who sent it");
+        assert_eq!(
+            (who.key, who.role, who.comment.as_str()),
+            (client.public, Role::Read, "ops-laptop")
+        );
+        assert_eq!(who.describe(), "the key \"ops-laptop\"");
+        assert!(msg.peer_cred.is_none(), "tcp has no SO_PEERCRED");
+    }
+
     /// A CURVE client with the wrong server key is told at once that the server refused the
     /// handshake; a server at its handshake bound (closed before the greeting) is not taken
     /// for a refusal, only for silence.
