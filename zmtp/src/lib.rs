@@ -17,7 +17,8 @@
 //! - [`SocketOptions`]: the defences (frame size limit, handshake, idle and frame timeouts,
 //!   separate bounds on handshaking and established connections, send queues), heartbeats, reconnection, and the [`Security`] mechanism;
 //! - CURVE keys ([`CurveKeyPair`], Z85 text as libzmq writes it) and client authorization
-//!   ([`Authorizer`], [`AuthorizedKeys`]).
+//!   ([`Authorizer`], [`AuthorizedKeys`]) with a [`Role`] per key, carried on every message as
+//!   [`Incoming::curve`].
 //!
 //! # Protocol
 //!
