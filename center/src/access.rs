@@ -9,7 +9,10 @@
 //!
 //! With any rule the ipc socket files are made 0666 (see `main.rs`): the file's mode can only
 //! let everybody in or nobody, so the rules, checked per request, are what keeps others out.
-//! tcp peers have no uid: on tcp, CURVE keys (`--authorized-keys`) decide who connects.
+//! tcp peers have no uid: on tcp, CURVE keys (`--authorized-keys`) decide who connects, and
+//! the role on each key's line (`role=center|read|control`, [`zmtp::Role`]) what it may do:
+//! [`decide_role`], also a pure function. A request a peer center forwards carries its
+//! client's role ([`nerve_proto::Caller`]), and the owner decides with the same function.
 
 use std::fmt;
 use zmtp::PeerCred;
@@ -141,6 +144,63 @@ impl Class {
             | Run { .. }
             | Scale { .. } => Class::Control,
         }
+    }
+}
+
+/// The request's name as `nrv-ctl` spells it (`stop`, `ps`), for messages.
+pub fn verb(request: &nerve_proto::Request) -> &'static str {
+    use nerve_proto::Request::*;
+    match request {
+        Version => "version",
+        Ps { .. } | PsLocal { .. } => "ps",
+        Tail { .. } => "tail",
+        Events { .. } => "events",
+        Info { .. } => "info",
+        Ring => "ring",
+        Signal { .. } => "signal",
+        Send { .. } => "send",
+        Stop { .. } => "stop",
+        Restart { .. } => "restart",
+        Start { .. } => "start",
+        Reread => "reread",
+        Update => "update",
+        Run { .. } => "run",
+        Scale { .. } => "scale",
+    }
+}
+
+/// Decides whether a client whose key (or forwarded caller) has `role` may do something of
+/// `class`: `role=control` everything, `role=read` only [`Class::Read`], `role=center` (a peer
+/// center's key) nothing as a client: it is for sync endpoints only.
+///
+/// # Errors
+/// The role that refused, for [`role_refusal`].
+pub fn decide_role(role: zmtp::Role, class: Class) -> Result<(), zmtp::Role> {
+    match (role, class) {
+        (zmtp::Role::Control, _) | (zmtp::Role::Read, Class::Read) => Ok(()),
+        (role, _) => Err(role),
+    }
+}
+
+/// The message for a refusal by [`decide_role`]: `who` (`the key "ops-laptop"`) has `role`,
+/// what that role may do, and what it asked (`verb`).
+pub fn role_refusal(who: &str, role: zmtp::Role, verb: &str) -> String {
+    match role {
+        zmtp::Role::Read => format!(
+            "{who} has role=read: it may ps, info, tail, events, ring and version, not {verb} (role=control in the authorized keys allows everything)"
+        ),
+        zmtp::Role::Center => format!(
+            "{who} has role=center: it is a peer center's key, for sync endpoints only, and may not be used by a client (not even to {verb}); give this client a key of its own with role=read or role=control"
+        ),
+        zmtp::Role::Control => format!("{who} has role=control and may {verb}"),
+    }
+}
+
+/// The role a forwarded caller had, as [`decide_role`] takes it.
+pub fn caller_role(role: nerve_proto::CallerRole) -> zmtp::Role {
+    match role {
+        nerve_proto::CallerRole::Read => zmtp::Role::Read,
+        nerve_proto::CallerRole::Control => zmtp::Role::Control,
     }
 }
 
@@ -332,6 +392,33 @@ mod tests {
                 "row {i}: {cred:?} {class:?}"
             );
         }
+    }
+
+    /// Role of the key, what it asks, the decision.
+    #[test]
+    fn the_role_table() {
+        use zmtp::Role::{Center, Control, Read};
+        #[rustfmt::skip]
+        let table = [
+            (Control, Class::Read, Ok(())),
+            (Control, Class::Control, Ok(())),
+            (Control, Class::Watch, Ok(())),
+            (Read, Class::Read, Ok(())),
+            (Read, Class::Control, Err(Read)),
+            (Read, Class::Watch, Err(Read)),
+            (Center, Class::Read, Err(Center)),
+            (Center, Class::Control, Err(Center)),
+            (Center, Class::Watch, Err(Center)),
+        ];
+        for (role, class, want) in table {
+            assert_eq!(decide_role(role, class), want, "{role} {class:?}");
+        }
+        assert_eq!(
+            role_refusal("the key \"ops-laptop\"", Read, "stop"),
+            "the key \"ops-laptop\" has role=read: it may ps, info, tail, events, ring and version, not stop (role=control in the authorized keys allows everything)"
+        );
+        assert!(role_refusal("the key \"b\"", Center, "ps").contains("has role=center: it is a peer center's key"));
+        assert_eq!(caller_role(nerve_proto::CallerRole::Read), Read);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The control endpoint: requests from `nrv-ctl`, routed to the table, the output store or
 //! the watcher that owns the process.
 
+use crate::access::Class;
 use crate::follow::{Follow, Follower};
 use crate::peers::Route;
 use crate::ring::count_lines;
 use crate::server::{Center, Error};
 use nerve_proto::{
-    decode, encode, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind, ControlRequest, ProcessId,
-    ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION, PROTOCOL_VERSION,
+    decode, encode, Caller, CallerRole, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind,
+    ControlRequest, ProcessId, ProcessInfo, Reply, Request, Stream, VersionInfo, MAX_REPLY_BYTES, NERVE_VERSION,
+    PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -132,16 +134,50 @@ impl Center {
             .await;
             return Ok(());
         }
-        self.handle_request(client, request.request, false).await
+        let caller = match (&msg.curve, &msg.peer_cred) {
+            (Some(key), _) => {
+                if let Err(role) = crate::access::decide_role(key.role, class) {
+                    let message =
+                        crate::access::role_refusal(&key.describe(), role, crate::access::verb(&request.request));
+                    self.reply(&client, failed(ControlErrorKind::Forbidden, message)).await;
+                    return Ok(());
+                }
+                Caller {
+                    who: key.describe(),
+                    role: match key.role {
+                        zmtp::Role::Read => CallerRole::Read,
+                        _ => CallerRole::Control,
+                    },
+                }
+            }
+            (None, Some(cred)) => Caller {
+                who: cred.describe_uid(),
+                // What its rule lets it do, for the owner of a process it asks about.
+                role: match crate::access::decide(&self.config.access, Some(cred), Class::Control) {
+                    Ok(()) => CallerRole::Control,
+                    Err(_) => CallerRole::Read,
+                },
+            },
+            (None, None) => Caller {
+                who: "a client without CURVE (--insecure)".into(),
+                role: CallerRole::Control,
+            },
+        };
+        self.handle_request(client, request.request, &caller, false).await
     }
 
     /// Answers one request, from a control client or (`forwarded`) from a peer center on behalf
     /// of its client. A request about a process a peer owns is forwarded to that peer; a
     /// forwarded request is never forwarded again, so there are no loops.
+    ///
+    /// `caller` is who asked and what they may do, already checked against `request` (by
+    /// [`Center::on_control`] for a local client, by the ring code for a forwarded one); a
+    /// forward carries it on, so the owner checks it again.
     pub(crate) async fn handle_request(
         &mut self,
         client: Client,
         request: Request,
+        caller: &Caller,
         forwarded: bool,
     ) -> Result<(), Error> {
         // Programs first: `stop web` names a program of this center, not a process of the
@@ -166,7 +202,8 @@ impl Center {
                     Ok((id, Some(owner))) => {
                         // A tail answers with several replies (output chunks, then End).
                         let streaming = matches!(request, Request::Tail { .. });
-                        self.forward(client, &owner, retarget(request, id), streaming).await;
+                        self.forward(client, &owner, retarget(request, id), caller, streaming)
+                            .await;
                         return Ok(());
                     }
                     Err(e) => {

@@ -8,8 +8,9 @@ use nerve_center::exit::Exit;
 use nerve_center::files::{FileMode, DEFAULT_FILE_MODE};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::peers::RingConfig;
+use nerve_center::peers::{RingConfig, RingCurve, RingPeer};
 use nerve_center::programs::{self, ProgramDef};
+use nerve_center::ratelimit::OncePerSource;
 use nerve_center::{run, Config, Sockets};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use zmtp::{AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
+use zmtp::{Authorized, AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
 /// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
 /// answers nrv-ctl on a control endpoint.
@@ -48,8 +49,10 @@ struct Args {
     /// then require CURVE; needs --authorized-keys
     #[argh(option)]
     curve_secret_key: Option<PathBuf>,
-    /// file of client public keys allowed to connect over CURVE: one Z85 key per line, an
-    /// optional comment after whitespace, # comment lines; re-read on SIGHUP
+    /// file of public keys allowed to connect over CURVE: one line per key,
+    /// [role=center|read|control] KEY [comment] (no role: control, everything; read: ps,
+    /// info, tail, events, ring, version; center: a peer center, sync endpoint only), #
+    /// comment lines; re-read on SIGHUP
     #[argh(option)]
     authorized_keys: Option<PathBuf>,
     /// serve tcp endpoints without CURVE, loopback ones included (warns: anyone who can reach
@@ -110,7 +113,9 @@ struct Args {
     #[argh(option)]
     sync: Option<String>,
     /// sync endpoints of peer centers to join, comma-separated; the rest of the ring is
-    /// learned from them (in a config file: ring = ["tcp://…", …])
+    /// learned from them (in a config file: ring = ["tcp://…", …]); with
+    /// --curve-secret-key each is KEY@tcp://HOST:PORT, KEY the peer's public key, listed with
+    /// role=center in --authorized-keys
     #[argh(option)]
     ring: Option<String>,
     /// seconds of silence after which a peer's rows are shown as stale (default 3)
@@ -424,14 +429,43 @@ fn start(args: Args) -> Result<(), Failure> {
         .map(str::parse)
         .transpose()
         .map_err(|e| Failure::Usage(format!("--sync: {e}")))?;
-    let join: Vec<Endpoint> = args
+    let join: Vec<RingPeer> = args
         .ring
         .iter()
-        .map(|s| s.parse().map_err(|e| Failure::Usage(format!("--ring: {e}"))))
+        .map(|s| RingPeer::parse(s).map_err(|e| Failure::Usage(format!("--ring: {e}"))))
         .collect::<Result<_, _>>()?;
+    let ring_curve = authorized.as_ref().map(|(pair, keys)| RingCurve {
+        keys: pair.clone(),
+        authorized: Arc::clone(keys),
+    });
+    for peer in &join {
+        match (&ring_curve, &peer.key) {
+            (None, Some(_)) => {
+                return Err(Failure::Usage(format!(
+                    "--ring {}: a peer's key is for a ring with CURVE; give --curve-secret-key and --authorized-keys too, or drop the KEY@",
+                    peer.sync
+                )))
+            }
+            (Some(_), None) => {
+                return Err(Failure::Usage(format!(
+                    "--ring {}: with --curve-secret-key every peer needs its public key, to know it is the center it says: write KEY@{} (KEY from that center's .pub file)",
+                    peer.sync, peer.sync
+                )))
+            }
+            (Some(curve), Some(key)) if !curve.is_center(key) => {
+                return Err(Failure::Usage(format!(
+                    "--ring {key}@{}: that key is not listed with role=center in {}; add the line `role=center {key} NAME` there (the peer must list this center's key the same way)",
+                    peer.sync,
+                    curve.authorized.path().display()
+                )))
+            }
+            _ => {}
+        }
+    }
     let ring = RingConfig {
         sync: sync.clone(),
         join,
+        curve: ring_curve,
         stale_after: positive("--stale-after", args.stale_after)?,
         remove_after: positive("--remove-after", args.remove_after)?,
     };
@@ -526,10 +560,21 @@ fn start(args: Args) -> Result<(), Failure> {
         // The sockets, each closed again (its ipc file removed) when a later one cannot be
         // bound.
         let mut wanted = vec![endpoint, control];
+        let sync_at = sync.as_ref().map(|_| wanted.len());
         wanted.extend(sync);
         let mut bound: Vec<Router> = Vec::new();
-        for ep in &wanted {
-            match Router::bind_with(ep, options.clone()).await {
+        for (i, ep) in wanted.iter().enumerate() {
+            let mut options = options.clone();
+            if let (Some((_, keys)), true) = (&authorized, sync_at == Some(i)) {
+                // Peer centers only: a client key, however trusted, does not join the ring.
+                if let Security::CurveServer { authorizer, .. } = &mut options.security {
+                    *authorizer = Arc::new(CentersOnly {
+                        keys: Arc::clone(keys),
+                        logged: std::sync::Mutex::new(OncePerSource::default()),
+                    });
+                }
+            }
+            match Router::bind_with(ep, options).await {
                 Ok(router) => bound.push(router),
                 Err(e) => {
                     bound.into_iter().for_each(Router::close);
@@ -640,14 +685,50 @@ fn what_anyone_can_do(what: &str) -> &'static str {
 struct LoggedRefusals(Arc<AuthorizedKeys>);
 
 impl Authorizer for LoggedRefusals {
-    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> bool {
+    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> Option<Authorized> {
         let ok = self.0.authorize(peer_address, client_key);
-        if !ok {
+        if ok.is_none() {
             eprintln!(
                 "nrv-center: refused a CURVE client from {peer_address}: its public key is not in {}",
                 self.0.path().display()
             );
         }
         ok
+    }
+}
+
+/// The sync endpoint's authorizer: only keys listed with `role=center`. A refusal is logged
+/// on stderr once per source address per [`nerve_center::ratelimit::REFUSAL_QUIET`] (a
+/// refused center retries every few seconds), naming the address and the key (a public key:
+/// what the operator needs to list it, if it should be).
+struct CentersOnly {
+    keys: Arc<AuthorizedKeys>,
+    logged: std::sync::Mutex<OncePerSource>,
+}
+
+impl Authorizer for CentersOnly {
+    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> Option<Authorized> {
+        let found = self.keys.authorize(peer_address, client_key);
+        if let Some(a) = found.as_ref().filter(|a| a.role == zmtp::Role::Center) {
+            return Some(a.clone());
+        }
+        let source = peer_address.rsplit_once(':').map_or(peer_address, |(ip, _)| ip);
+        let log = self
+            .logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(source, std::time::Instant::now());
+        if log {
+            let why = match &found {
+                Some(a) => format!("{} has role={}, not role=center", a.describe(), a.role),
+                None => "its key is not listed".into(),
+            };
+            eprintln!(
+                "nrv-center: refused a center on the sync endpoint from {peer_address} (key {client_key}): {why} in {}; add `role=center {client_key} NAME` there if it belongs to the ring (further refusals from {source} are not logged for {} s)",
+                self.keys.path().display(),
+                nerve_center::ratelimit::REFUSAL_QUIET.as_secs()
+            );
+        }
+        None
     }
 }

@@ -7,6 +7,17 @@
 //! updates it never got, or a new epoch (the origin restarted), makes it ask that origin for a
 //! fresh snapshot. An origin silent for `stale_after` has its rows shown as stale; after
 //! `remove_after` they are dropped, and come back with a snapshot when it does.
+//!
+//! # Authentication
+//!
+//! A center with a CURVE key pair ([`RingCurve`]) uses it on both ends of every ring link:
+//! its sync endpoint is a CURVE server that lets in only keys with `role=center` in its
+//! authorized keys (`main.rs`), and its links to peers are CURVE clients that must know the
+//! peer's public key beforehand: `--ring KEY@tcp://HOST:PORT` ([`RingPeer::parse`]), and the
+//! gossiped members carry their keys ([`nerve_proto::RingMember`]); a gossiped member is
+//! joined only when its key is listed with `role=center` here too. A forwarded request carries
+//! who asked and their role ([`nerve_proto::Caller`]); the owner checks it again
+//! ([`crate::access::decide_role`]).
 
 use crate::control::Client;
 use crate::server::{Center, Error};
@@ -14,10 +25,14 @@ use crate::table::Candidate;
 use bytes::Bytes;
 use nerve_proto::{decode, encode, CenterHello, PeerInfo, ProcessId, ProcessInfo, RingMsg};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zmtp::{Dealer, DealerEvent, Endpoint, Identity, Incoming, RouterSender};
+use zmtp::{
+    AuthorizedKeys, CurveKeyPair, CurvePublicKey, Dealer, DealerEvent, Endpoint, Identity, Incoming, Role,
+    RouterSender, Security, SocketOptions,
+};
 
 /// Default seconds of silence after which a peer's rows are shown as stale.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
@@ -29,13 +44,66 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// bounds; this only catches an owner that vanished): 70 s.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(70);
 
+/// A peer to join: its sync endpoint and, in a ring with CURVE, its public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingPeer {
+    /// Its sync endpoint.
+    pub sync: Endpoint,
+    /// Its CURVE public key (needed to connect when this center uses CURVE).
+    pub key: Option<CurvePublicKey>,
+}
+
+impl RingPeer {
+    /// Parses `tcp://HOST:PORT` or `KEY@tcp://HOST:PORT`, KEY being the peer center's public
+    /// key (40 characters of Z85, as in its `.pub` file; Z85 has `@` in its alphabet, so the
+    /// key is the first 40 characters when the 41st is `@`).
+    ///
+    /// # Errors
+    /// A message naming the entry: a bad key or a bad endpoint.
+    pub fn parse(text: &str) -> Result<RingPeer, String> {
+        let text = text.trim();
+        let (key, endpoint) = match (
+            text.get(..zmtp::curve::KEY_Z85_LEN),
+            text.get(zmtp::curve::KEY_Z85_LEN..),
+        ) {
+            (Some(key), Some(rest)) if rest.starts_with('@') => {
+                let key = CurvePublicKey::from_z85(key, &format!("the key in {text:?}")).map_err(|e| e.to_string())?;
+                (Some(key), &rest[1..])
+            }
+            _ => (None, text),
+        };
+        let sync = endpoint.parse().map_err(|e| format!("{text:?}: {e}"))?;
+        Ok(RingPeer { sync, key })
+    }
+}
+
+/// This center's CURVE identity in the ring.
+#[derive(Debug, Clone)]
+pub struct RingCurve {
+    /// Its key pair (`--curve-secret-key`): the sync endpoint's server key and the links'
+    /// client key.
+    pub keys: CurveKeyPair,
+    /// Its authorized keys (`--authorized-keys`): a gossiped peer is joined only when its key
+    /// is listed there with `role=center`.
+    pub authorized: Arc<AuthorizedKeys>,
+}
+
+impl RingCurve {
+    /// True when `key` is listed with `role=center` now.
+    pub fn is_center(&self, key: &CurvePublicKey) -> bool {
+        self.authorized.get(key).is_some_and(|e| e.role == Role::Center)
+    }
+}
+
 /// Ring settings.
 #[derive(Debug, Clone)]
 pub struct RingConfig {
     /// Where peers reach this center (`--sync`), as they should write it.
     pub sync: Option<Endpoint>,
     /// The peers to join (`--ring`).
-    pub join: Vec<Endpoint>,
+    pub join: Vec<RingPeer>,
+    /// CURVE on the ring's links; `None`: NULL (loopback, or `--insecure`).
+    pub curve: Option<RingCurve>,
     /// Silence after which a peer's rows are stale.
     pub stale_after: Duration,
     /// Silence after which a peer's rows are removed.
@@ -47,6 +115,7 @@ impl Default for RingConfig {
         RingConfig {
             sync: None,
             join: Vec::new(),
+            curve: None,
             stale_after: DEFAULT_STALE_AFTER,
             remove_after: DEFAULT_REMOVE_AFTER,
         }
@@ -75,17 +144,24 @@ pub enum LinkEvent {
 
 struct Link {
     endpoint: String,
+    /// The peer's public key, with CURVE.
+    key: Option<CurvePublicKey>,
     tx: mpsc::UnboundedSender<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 struct Session {
     center: Option<String>,
+    /// The peer's proven public key, with CURVE (the one our link dialed, or the one our
+    /// sync endpoint's handshake checked).
+    key: Option<CurvePublicKey>,
     last_heard: Instant,
 }
 
 struct Origin {
     sync: String,
+    /// Its public key, with CURVE, as gossiped to others.
+    key: Option<CurvePublicKey>,
     epoch: u64,
     seq: u64,
     /// Set once a snapshot of the current epoch arrived.
@@ -169,6 +245,7 @@ fn comparable(row: &ProcessInfo) -> ProcessInfo {
 async fn run_link(
     id: u64,
     endpoint: Endpoint,
+    security: Security,
     mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::UnboundedSender<LinkEvent>,
 ) {
@@ -179,7 +256,11 @@ async fn run_link(
         let mut identity = b"ring:".to_vec();
         identity.extend_from_slice(&rand::random::<[u8; 8]>());
         identity.extend_from_slice(&counter.to_be_bytes());
-        match Dealer::connect(&endpoint, &identity, Duration::from_secs(1)).await {
+        let options = SocketOptions {
+            security: security.clone(),
+            ..SocketOptions::default()
+        };
+        match Dealer::connect_with(&endpoint, &identity, Duration::from_secs(1), options).await {
             Ok(dealer) => {
                 backoff = Duration::from_millis(100);
                 let (mut tx, mut rx) = dealer.split();
@@ -232,13 +313,14 @@ async fn run_link(
 impl Center {
     /// Joins the peers named on the command line.
     pub(crate) fn ring_start(&mut self) {
-        for endpoint in self.ring.config.join.clone() {
-            self.add_link(&endpoint.to_string());
+        for peer in self.ring.config.join.clone() {
+            self.add_link(&peer.sync.to_string(), peer.key);
         }
     }
 
-    /// Connects to a peer's sync endpoint, unless it is ours or already known.
-    fn add_link(&mut self, endpoint: &str) {
+    /// Connects to a peer's sync endpoint, unless it is ours or already known. With CURVE,
+    /// only with the peer's key (`key`), which must be listed with `role=center`.
+    fn add_link(&mut self, endpoint: &str, key: Option<CurvePublicKey>) {
         if Some(endpoint.to_string()) == self.ring.own_sync()
             || self.ring.links.values().any(|l| l.endpoint == endpoint)
         {
@@ -257,6 +339,16 @@ impl Center {
         let Ok(parsed) = endpoint.parse::<Endpoint>() else {
             return;
         };
+        let security = match (&self.ring.config.curve, key) {
+            (None, _) => Security::Null,
+            (Some(curve), Some(key)) if curve.is_center(&key) => Security::CurveClient {
+                server_key: key,
+                keys: curve.keys.clone(),
+            },
+            // No key, or one not listed as a center's: we could not (or should not) prove
+            // who answers there.
+            (Some(_), _) => return,
+        };
         let id = self.ring.next_link;
         self.ring.next_link += 1;
         // Unbounded, and not yet bounded in fact: frames wait here while the link connects
@@ -264,11 +356,12 @@ impl Center {
         // new connection, but a peer that stays connected and does not read lets this grow.
         // Left for the ring rework (issue 14), which replaces these links.
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_link(id, parsed, rx, self.ring.events_tx.clone()));
+        let task = tokio::spawn(run_link(id, parsed, security, rx, self.ring.events_tx.clone()));
         self.ring.links.insert(
             id,
             Link {
                 endpoint: endpoint.to_string(),
+                key: key.filter(|_| self.ring.config.curve.is_some()),
                 tx,
                 task,
             },
@@ -369,16 +462,21 @@ impl Center {
     }
 
     fn peer_list(&self) -> RingMsg {
-        let mut list: Vec<String> = self
+        let member = |sync: String, key: Option<CurvePublicKey>| nerve_proto::RingMember {
+            sync,
+            key: key.map(|k| k.to_z85()),
+        };
+        let mut list: Vec<nerve_proto::RingMember> = self
             .ring
             .origins
             .values()
             .filter(|o| !o.removed)
-            .map(|o| o.sync.clone())
+            .map(|o| member(o.sync.clone(), o.key))
             .collect();
-        list.extend(self.ring.own_sync());
-        list.retain(|s| !s.is_empty());
-        list.sort();
+        let own_key = self.ring.config.curve.as_ref().map(|c| c.keys.public);
+        list.extend(self.ring.own_sync().map(|s| member(s, own_key)));
+        list.retain(|m| !m.sync.is_empty());
+        list.sort_by(|a, b| (&a.sync, &a.key).cmp(&(&b.sync, &b.key)));
         list.dedup();
         RingMsg::Peers(list)
     }
@@ -402,10 +500,12 @@ impl Center {
         match event {
             LinkEvent::Connected(id) => {
                 let route = Route::Out(id);
+                let key = self.ring.links.get(&id).and_then(|l| l.key);
                 self.ring.sessions.insert(
                     route.clone(),
                     Session {
                         center: None,
+                        key,
                         last_heard: Instant::now(),
                     },
                 );
@@ -446,6 +546,18 @@ impl Center {
             Ok(m) => m,
             Err(e) => return self.ring_error(&sync, &msg.peer.to_string(), e.to_string()).await,
         };
+        // With CURVE the sync endpoint's authorizer let in only `role=center` keys; checked
+        // again here, so that a socket bound another way cannot open the ring.
+        let key = msg.curve.as_ref().map(|a| (a.key, a.role));
+        if self.ring.config.curve.is_some() && !matches!(key, Some((_, Role::Center))) {
+            return self
+                .ring_error(
+                    &sync,
+                    &msg.peer.to_string(),
+                    "a peer without a role=center key on the sync endpoint".into(),
+                )
+                .await;
+        }
         if !self.ring.sessions.contains_key(&route) {
             if !matches!(ring_msg, RingMsg::Hello(_)) {
                 return self
@@ -460,6 +572,7 @@ impl Center {
                 route.clone(),
                 Session {
                     center: None,
+                    key: key.map(|(k, _)| k),
                     last_heard: Instant::now(),
                 },
             );
@@ -510,11 +623,16 @@ impl Center {
                     self.ring.sessions.remove(&route);
                     return Ok(());
                 }
-                if let Some(session) = self.ring.sessions.get_mut(&route) {
-                    session.center = Some(hello.center.clone());
-                }
+                let key = match self.ring.sessions.get_mut(&route) {
+                    Some(session) => {
+                        session.center = Some(hello.center.clone());
+                        session.key
+                    }
+                    None => None,
+                };
                 let origin = self.ring.origins.entry(hello.center.clone()).or_insert_with(|| Origin {
                     sync: hello.sync.clone(),
+                    key,
                     epoch: hello.epoch,
                     seq: 0,
                     synced: false,
@@ -523,6 +641,9 @@ impl Center {
                     removed: false,
                 });
                 origin.sync = hello.sync.clone();
+                if key.is_some() {
+                    origin.key = key;
+                }
                 origin.last_heard = now;
                 if origin.epoch != hello.epoch {
                     // It restarted: what we hold of it is from another life.
@@ -531,7 +652,7 @@ impl Center {
                     origin.synced = false;
                 }
                 if !hello.sync.is_empty() {
-                    self.add_link(&hello.sync);
+                    self.add_link(&hello.sync, key);
                 }
             }
             RingMsg::Snapshot { epoch, seq, rows } => {
@@ -584,13 +705,33 @@ impl Center {
                 self.ring_send(&route, &snapshot).await;
             }
             RingMsg::Peers(list) => {
-                for endpoint in list {
-                    self.add_link(&endpoint);
+                for member in list {
+                    // A key that is not one (or none) is skipped by add_link with CURVE.
+                    let key = member
+                        .key
+                        .as_deref()
+                        .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped member's key").ok());
+                    self.add_link(&member.sync, key);
                 }
             }
-            RingMsg::Forward { req, request } => {
+            RingMsg::Forward { req, request, caller } => {
                 let client = Client::Ring { route, req };
-                self.handle_request(client, request, true).await?;
+                // The forwarding center checked this already; the owner decides for itself.
+                let class = crate::access::Class::of(&request);
+                if let Err(role) = crate::access::decide_role(crate::access::caller_role(caller.role), class) {
+                    let message = format!(
+                        "{} (checked by center {}, which owns the process)",
+                        crate::access::role_refusal(&caller.who, role, crate::access::verb(&request)),
+                        self.config.name
+                    );
+                    let error = nerve_proto::ControlError {
+                        kind: nerve_proto::ControlErrorKind::Forbidden,
+                        message,
+                    };
+                    self.reply(&client, nerve_proto::Reply::Error(error)).await;
+                    return Ok(());
+                }
+                self.handle_request(client, request, &caller, true).await?;
             }
             RingMsg::ForwardReply { req, reply } => {
                 let Some(forward) = self.ring.forwards.get(&req) else {
@@ -750,6 +891,7 @@ impl Center {
         client: Client,
         owner: &str,
         request: nerve_proto::Request,
+        caller: &nerve_proto::Caller,
         streaming: bool,
     ) {
         let sync = self.ring.origins.get(owner).map(|o| o.sync.clone()).unwrap_or_default();
@@ -786,7 +928,12 @@ impl Center {
                 streaming,
             },
         );
-        if !self.ring_send(&route, &RingMsg::Forward { req, request }).await {
+        let forward = RingMsg::Forward {
+            req,
+            request,
+            caller: caller.clone(),
+        };
+        if !self.ring_send(&route, &forward).await {
             // Usually answered already, as the last connection to `owner` was dropped.
             let owner = owner.to_string();
             self.fail_forwards(move |f| f.owner == owner, "the connection to it was lost")

@@ -103,9 +103,73 @@ impl<K: Hash + Eq> RateLimit<K> {
     }
 }
 
+/// How long a source whose refusal was logged stays quiet: 60 s (then one more line).
+pub const REFUSAL_QUIET: Duration = Duration::from_secs(60);
+/// Sources remembered by [`OncePerSource`] (1024); when full it forgets them all, so a flood
+/// from many addresses costs at most this many lines per [`REFUSAL_QUIET`] plus one per refill.
+pub const MAX_SOURCES: usize = 1024;
+
+/// One line per source per [`REFUSAL_QUIET`]: for refusals at the sync endpoint, where a
+/// center with a key nobody listed retries every few seconds and would otherwise log each
+/// time. A pure state machine: `now` is passed in.
+#[derive(Debug, Default)]
+pub struct OncePerSource {
+    /// When each source last had a line written.
+    logged: HashMap<String, Instant>,
+}
+
+impl OncePerSource {
+    /// True when a refusal from `source` (an IP address, without the port: a peer reconnects
+    /// from a new port each time) should be logged at `now`; it is then counted as logged.
+    pub fn check(&mut self, source: &str, now: Instant) -> bool {
+        if let Some(last) = self.logged.get(source) {
+            if now.saturating_duration_since(*last) < REFUSAL_QUIET {
+                return false;
+            }
+        }
+        if self.logged.len() >= MAX_SOURCES && !self.logged.contains_key(source) {
+            self.logged.clear();
+        }
+        self.logged.insert(source.to_string(), now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At `ms`, a refusal from a source: logged or not.
+    #[test]
+    fn once_per_source_per_quiet_period() {
+        let t0 = Instant::now();
+        let quiet = REFUSAL_QUIET.as_millis() as u64;
+        #[rustfmt::skip]
+        let table = [
+            (0, "10.0.0.1", true),
+            (1, "10.0.0.1", false),
+            (2, "10.0.0.2", true),
+            (quiet - 1, "10.0.0.1", false),
+            (quiet, "10.0.0.1", true),
+            (quiet + 1, "10.0.0.2", false),
+            (quiet + 2, "10.0.0.2", true),
+            (quiet + 3, "10.0.0.1", false),
+        ];
+        let mut once = OncePerSource::default();
+        for (i, (ms, source, want)) in table.into_iter().enumerate() {
+            assert_eq!(
+                once.check(source, t0 + Duration::from_millis(ms)),
+                want,
+                "row {i}: {ms} ms {source}"
+            );
+        }
+        let mut full = OncePerSource::default();
+        for n in 0..MAX_SOURCES {
+            assert!(full.check(&format!("s{n}"), t0));
+        }
+        assert!(full.check("one more", t0), "a new source when full is logged");
+        assert!(full.logged.len() <= MAX_SOURCES);
+    }
 
     /// One step of a table: at `ms` after the start, a line for `peer` (or a flush when
     /// `None`), and what the limiter must answer.

@@ -203,7 +203,7 @@ pub async fn run(
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
         "logdir": center.outputs.dir().display().to_string(),
         "sync": sync.as_ref().map(|s| s.endpoint().to_string()),
-        "ring": center.config.ring.join.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        "ring": center.config.ring.join.iter().map(|e| e.sync.to_string()).collect::<Vec<_>>(),
     });
     center.record(Entry::center("center_start", data)).await?;
     center.restore_ended().await?;
@@ -539,6 +539,7 @@ impl Center {
     async fn on_process(&mut self, msg: Incoming) -> Result<(), Error> {
         let peer = msg.peer;
         let cred = msg.peer_cred;
+        let curve = msg.curve;
         let frame = match msg.payload {
             Ok(frame) => frame,
             Err(n) => {
@@ -563,6 +564,19 @@ impl Center {
         if let WatcherMsg::Hello(hello) = msg {
             if let Err(refusal) = crate::access::decide(&self.config.access, cred.as_ref(), Class::Watch) {
                 return self.refuse_watcher(&peer, cred.as_ref(), &refusal).await;
+            }
+            if let Some(key) = &curve {
+                if let Err(role) = crate::access::decide_role(key.role, Class::Watch) {
+                    let message = crate::access::role_refusal(&key.describe(), role, "report processes");
+                    self.protocol_error(false, &peer, format!("hello refused: {message}"))
+                        .await?;
+                    // Not in the table, so a failed send has nothing to forget.
+                    let _ = self
+                        .process_tx
+                        .send(&peer, false, encode(&CenterMsg::Error { message }))
+                        .await;
+                    return Ok(());
+                }
             }
             return self.on_hello(peer, hello, cred.map(|c| c.uid)).await;
         }

@@ -45,7 +45,8 @@ pub struct Args {
     pub curve_server_key: Option<String>,
 
     /// this client's CURVE secret key file, made with nrv-ctl keygen (env
-    /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys
+    /// NERVE_CURVE_SECRET_KEY); its public key must be in the center's --authorized-keys, whose
+    /// role on that line decides what it may do (role=read: the read commands only)
     #[argh(option, arg_name = "file")]
     pub curve_secret_key: Option<String>,
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 /// A key pair made by `nrv-ctl keygen --out DIR/NAME`: the paths of `NAME.key` and `NAME.pub`,
 /// and the public key text.
+#[derive(Debug, Clone)]
 pub struct KeyFiles {
     /// The secret key file (mode 0600).
     pub secret: PathBuf,

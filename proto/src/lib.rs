@@ -52,7 +52,7 @@ pub use control::{
     RunSpec, StateChange, VersionInfo, MAX_REPLY_BYTES,
 };
 pub use resume::ResumeSecret;
-pub use ring::{CenterHello, PeerInfo, RingMsg};
+pub use ring::{Caller, CallerRole, CenterHello, PeerInfo, RingMember, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     cut_argv, cut_str, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,

@@ -49,14 +49,18 @@ pub enum RingMsg {
     },
     /// The receiver wants a fresh snapshot (it saw a gap or a new epoch).
     SnapshotRequest,
-    /// The sync endpoints of every center the sender knows, so the receiver can join them too.
-    Peers(Vec<String>),
+    /// Every center the sender knows (its sync endpoint, and its public key in a ring with
+    /// CURVE), so the receiver can join them too.
+    Peers(Vec<RingMember>),
     /// A control request for a process the receiver owns, forwarded by the sender.
     Forward {
         /// The sender's number for it, echoed in [`RingMsg::ForwardReply`].
         req: u64,
         /// The request (its target is the process's full id).
         request: Request,
+        /// Who asked the sender, and what they may do: the receiver checks the request
+        /// against it as if the client had asked it directly.
+        caller: Caller,
     },
     /// One reply to a [`RingMsg::Forward`] (streams send several, ending with `Reply::End`).
     ForwardReply {
@@ -65,6 +69,35 @@ pub enum RingMsg {
         /// The reply.
         reply: Reply,
     },
+}
+
+/// A member of the ring, as gossiped in [`RingMsg::Peers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMember {
+    /// Its sync endpoint (`tcp://HOST:PORT`).
+    pub sync: String,
+    /// Its CURVE public key (40 characters of Z85), in a ring with CURVE; a receiver joins
+    /// it only if its own authorized keys list that key with `role=center`.
+    pub key: Option<String>,
+}
+
+/// What the client of a forwarded request may do (the role of its CURVE key, or of the
+/// `--allow` rule that let its uid in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallerRole {
+    /// The read requests only.
+    Read,
+    /// Everything.
+    Control,
+}
+
+/// The client on whose behalf a center forwards a request ([`RingMsg::Forward`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// How messages name it: `the key "ops-laptop"`, `uid 1001 (alice)`.
+    pub who: String,
+    /// What it may do.
+    pub role: CallerRole,
 }
 
 /// A center introducing itself to a peer.

@@ -412,6 +412,8 @@ pub(crate) struct Established {
     pub minor: u8,
     /// This side's socket type (a ROUTER applies [`SocketOptions::idle_timeout`]).
     pub role: SocketType,
+    /// CURVE server side: the client its authorizer let in.
+    pub curve: Option<Arc<crate::curve::Authorized>>,
     cipher: Option<Cipher>,
 }
 
@@ -441,6 +443,7 @@ pub(crate) async fn handshake(
     if let Some(id) = cfg.identity {
         wire::put_property(&mut metadata, "Identity", id);
     }
+    let mut curve = None;
     let (peer_meta, cipher) = match cfg.security {
         Security::Null => {
             send_command(&mut writer, &wire::command("READY", &metadata)).await?;
@@ -467,11 +470,12 @@ pub(crate) async fn handshake(
             send_command(&mut writer, &hs.hello(&hello)?).await?;
             let initiate = reader.command("INITIATE").await?;
             let (client_key, meta) = hs.initiate(&initiate)?;
-            if !authorizer.authorize(cfg.peer_address, &client_key) {
+            let Some(authorized) = authorizer.authorize(cfg.peer_address, &client_key) else {
                 // libzmq's ZAP answer for a refused client: status code 400 as the reason.
                 let _ = send_command(&mut writer, &wire::command("ERROR", &wire::error_data("400"))).await;
                 return Err(ConnError::Unauthorized);
-            }
+            };
+            curve = Some(Arc::new(authorized));
             let meta = wire::parse_metadata(&meta, "INITIATE")?;
             let (ready, cipher) = hs.ready(&metadata);
             send_command(&mut writer, &ready).await?;
@@ -495,6 +499,7 @@ pub(crate) async fn handshake(
         identity: peer_meta.identity,
         minor: peer.minor,
         role: cfg.socket_type,
+        curve,
         cipher,
     })
 }

@@ -29,7 +29,7 @@ use crypto_box::aead::rand_core::RngCore;
 use crypto_box::aead::{AeadInPlace, KeyInit, OsRng};
 use crypto_box::SalsaBox;
 use crypto_secretbox::XSalsa20Poly1305;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -106,13 +106,15 @@ pub enum KeyError {
         /// What it is instead.
         why: String,
     },
-    /// A line of an authorized-keys file is not a key.
-    #[error("{}:{line}: not a CURVE public key (expected 40 characters of Z85, then optionally a comment)", path.display())]
+    /// A line of an authorized-keys file is not `[role=center|read|control] KEY [comment]`.
+    #[error("{}:{line}: {why}", path.display())]
     AuthorizedLine {
         /// The file.
         path: PathBuf,
         /// Line number, from 1.
         line: usize,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -354,31 +356,111 @@ pub fn client_security(server_key: Option<&str>, secret_key_file: Option<&Path>)
     }
 }
 
-/// Decides whether a CURVE client may connect (the job of libzmq's ZAP handler).
-pub trait Authorizer: Send + Sync {
-    /// `true` to accept the client whose long-term public key is `client_key`, connecting
-    /// from `peer_address` (`IP:PORT`, or the ipc path). Called once per handshake, from the
-    /// connection's task: keep it quick.
-    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> bool;
+/// What an authorized key may do, the option before the key on its line of an
+/// authorized-keys file (`role=center|read|control`, written as ssh's `authorized_keys`
+/// writes its options: before the key). A line without one is [`Role::Control`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A peer center of a ring: may connect to sync endpoints, and nothing else.
+    Center,
+    /// The read requests only (`ps`, `info`, `tail`, `events`, `ring`, `version`).
+    Read,
+    /// Everything a client can do (the default, and all there was before roles).
+    Control,
 }
 
-/// Every client key is accepted (CURVE then only encrypts; it does not restrict who connects).
+impl Role {
+    /// `center`, `read` or `control`, as written after `role=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Center => "center",
+            Role::Read => "read",
+            Role::Control => "control",
+        }
+    }
+
+    /// The role written after `role=`; `None` for any other word.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "center" => Some(Role::Center),
+            "read" => Some(Role::Read),
+            "control" => Some(Role::Control),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A CURVE client the [`Authorizer`] let in: its long-term public key (proven in the
+/// handshake, RFC 26 §2), and what its line of the authorized keys says about it. Every message
+/// of the connection carries it ([`crate::Incoming::curve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// The client's long-term public key.
+    pub key: CurvePublicKey,
+    /// What it may do.
+    pub role: Role,
+    /// The comment after the key on its line (`ops-laptop`), empty when there is none.
+    pub comment: String,
+}
+
+impl Authorized {
+    /// How messages name it: `the key "ops-laptop"`, or `the key KEY` when it has no comment.
+    pub fn describe(&self) -> String {
+        if self.comment.is_empty() {
+            format!("the key {}", self.key)
+        } else {
+            format!("the key {:?}", self.comment)
+        }
+    }
+}
+
+/// Decides whether a CURVE client may connect (the job of libzmq's ZAP handler).
+pub trait Authorizer: Send + Sync {
+    /// `Some` to accept the client whose long-term public key is `client_key`, connecting
+    /// from `peer_address` (`IP:PORT`, or the ipc path), with what it may do; `None` to refuse
+    /// it (ERROR "400"). Called once per handshake, from the connection's task: keep it quick.
+    fn authorize(&self, peer_address: &str, client_key: &CurvePublicKey) -> Option<Authorized>;
+}
+
+/// Every client key is accepted, as [`Role::Control`] (CURVE then only encrypts; it does not
+/// restrict who connects).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAny;
 
 impl Authorizer for AllowAny {
-    fn authorize(&self, _peer_address: &str, _client_key: &CurvePublicKey) -> bool {
-        true
+    fn authorize(&self, _peer_address: &str, client_key: &CurvePublicKey) -> Option<Authorized> {
+        Some(Authorized {
+            key: *client_key,
+            role: Role::Control,
+            comment: String::new(),
+        })
     }
 }
 
-/// Client public keys read from a file like SSH's `authorized_keys`: one Z85 key per line,
-/// optionally followed by whitespace and a comment; empty lines and lines starting with `#`
-/// are skipped. [`AuthorizedKeys::reload`] reads the file again (the center does on SIGHUP).
+/// What one line of an authorized-keys file says about its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// What the key may do.
+    pub role: Role,
+    /// The comment after the key (empty when none).
+    pub comment: String,
+}
+
+/// Client public keys read from a file like SSH's `authorized_keys`: one key per line,
+/// `[role=center|read|control] KEY [comment]` (the option before the key, as ssh writes
+/// its options; no option means `role=control`), the key 40 characters of Z85, the comment
+/// the rest of the line; empty lines and lines starting with `#` are skipped.
+/// [`AuthorizedKeys::reload`] reads the file again (the center does on SIGHUP).
 #[derive(Debug)]
 pub struct AuthorizedKeys {
     path: PathBuf,
-    keys: RwLock<HashSet<CurvePublicKey>>,
+    keys: RwLock<HashMap<CurvePublicKey, KeyEntry>>,
 }
 
 impl AuthorizedKeys {
@@ -421,34 +503,87 @@ impl AuthorizedKeys {
         &self.path
     }
 
-    fn read(path: &Path) -> Result<HashSet<CurvePublicKey>, KeyError> {
+    /// What the file says about `key` now, if it lists it.
+    pub fn get(&self, key: &CurvePublicKey) -> Option<KeyEntry> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn read(path: &Path) -> Result<HashMap<CurvePublicKey, KeyEntry>, KeyError> {
         let text = read_key_file(path, MAX_AUTHORIZED_KEYS_BYTES, Check::Authorized)?;
-        parse_authorized_keys(&text).map_err(|line| KeyError::AuthorizedLine {
+        parse_authorized_keys(&text).map_err(|(line, why)| KeyError::AuthorizedLine {
             path: path.to_owned(),
             line,
+            why,
         })
     }
 }
 
 impl Authorizer for AuthorizedKeys {
-    fn authorize(&self, _peer_address: &str, client_key: &CurvePublicKey) -> bool {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).contains(client_key)
+    fn authorize(&self, _peer_address: &str, client_key: &CurvePublicKey) -> Option<Authorized> {
+        self.get(client_key).map(|e| Authorized {
+            key: *client_key,
+            role: e.role,
+            comment: e.comment,
+        })
     }
 }
 
-/// Parses authorized-keys text; `Err(line number)` for the first line that is not a key.
-pub fn parse_authorized_keys(text: &str) -> Result<HashSet<CurvePublicKey>, usize> {
-    let mut keys = HashSet::new();
+/// Parses authorized-keys text (see [`AuthorizedKeys`]); `Err((line number, why))` for the
+/// first line that is not `[role=center|read|control] KEY [comment]`. A key listed twice keeps
+/// its last line.
+pub fn parse_authorized_keys(text: &str) -> Result<HashMap<CurvePublicKey, KeyEntry>, (usize, String)> {
+    let mut keys = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let word = line.split_whitespace().next().unwrap_or_default();
-        let key = CurvePublicKey::from_z85(word, "authorized key").map_err(|_| i + 1)?;
-        keys.insert(key);
+        let (first, rest) = split_word(line);
+        // Z85 has `=` in its alphabet: a word that is a key is the key, whatever it holds.
+        let is_key = CurvePublicKey::from_z85(first, "authorized key").is_ok();
+        let (role, key_word, rest) = match first.strip_prefix("role=").filter(|_| !is_key) {
+            Some(name) => {
+                let role = Role::parse(name).ok_or_else(|| {
+                    (
+                        i + 1,
+                        format!("unknown role {name:?}: give role=center (a peer center), role=read (ps, info, tail, events, ring, version) or role=control (everything; the default)"),
+                    )
+                })?;
+                let (key, rest) = split_word(rest);
+                (role, key, rest)
+            }
+            None if !is_key && first.contains('=') => {
+                return Err((
+                    i + 1,
+                    format!("unknown option {first:?}: the only option is role=center|read|control, before the key"),
+                ))
+            }
+            None => (Role::Control, first, rest),
+        };
+        let key = CurvePublicKey::from_z85(key_word, "authorized key").map_err(|_| {
+            (
+                i + 1,
+                "not a CURVE public key (expected [role=center|read|control], then 40 characters of Z85, then optionally a comment)".to_string(),
+            )
+        })?;
+        keys.insert(
+            key,
+            KeyEntry {
+                role,
+                comment: rest.trim().to_string(),
+            },
+        );
     }
     Ok(keys)
+}
+
+/// The first whitespace-separated word of `text` and what follows it.
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(at) => (&text[..at], &text[at..]),
+        None => (text, ""),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,8 +1070,40 @@ mod tests {
         let text = format!("# watchers\n\n{a} web-1\n  {b}\tctl on laptop\n");
         let keys = parse_authorized_keys(&text).unwrap_or_default();
         assert_eq!(keys.len(), 2);
-        assert!(keys.contains(&a) && keys.contains(&b));
-        assert_eq!(parse_authorized_keys(&format!("{a}\nnot-a-key\n")), Err(2));
+        assert!(keys.contains_key(&a) && keys.contains_key(&b));
+        assert_eq!(keys[&b].comment, "ctl on laptop");
+        assert_eq!(
+            parse_authorized_keys(&format!("{a}\nnot-a-key\n"))
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err(2)
+        );
+    }
+
+    /// Each line's role (none: control) and comment; bad options name their line.
+    #[test]
+    fn authorized_keys_take_a_role_before_the_key() {
+        let [a, b, c, d] = [(); 4].map(|_| CurveKeyPair::generate().public);
+        let text = format!("role=center {a} center-b\nrole=read {b} ops-laptop\n{c}\nrole=control\t{d} deploy bot\n");
+        let keys = parse_authorized_keys(&text).unwrap_or_default();
+        let entry = |k: &CurvePublicKey| keys.get(k).map(|e| (e.role, e.comment.as_str()));
+        assert_eq!(entry(&a), Some((Role::Center, "center-b")));
+        assert_eq!(entry(&b), Some((Role::Read, "ops-laptop")));
+        assert_eq!(entry(&c), Some((Role::Control, "")));
+        assert_eq!(entry(&d), Some((Role::Control, "deploy bot")));
+        #[rustfmt::skip]
+        let bad: [(String, usize, &str); 4] = [
+            (format!("{a}\nrole=admin {b}\n"), 2, "unknown role \"admin\""),
+            (format!("from=10.0.0.1 {a}\n"), 1, "unknown option \"from=10.0.0.1\""),
+            ("role=read\n".to_string(), 1, "not a CURVE public key"),
+            (format!("# x\n\nrole=read  {a}x\n"), 3, "not a CURVE public key"),
+        ];
+        for (text, line, why) in bad {
+            match parse_authorized_keys(&text) {
+                Err((l, w)) => assert!(l == line && w.contains(why), "{text:?}: line {l}: {w}"),
+                Ok(_) => panic!("{text:?} parsed"),
+            }
+        }
     }
 
     fn handshake(

@@ -17,7 +17,8 @@
 //! - [`SocketOptions`]: the defences (frame size limit, handshake, idle and frame timeouts,
 //!   separate bounds on handshaking and established connections, send queues), heartbeats, reconnection, and the [`Security`] mechanism;
 //! - CURVE keys ([`CurveKeyPair`], Z85 text as libzmq writes it) and client authorization
-//!   ([`Authorizer`], [`AuthorizedKeys`]).
+//!   ([`Authorizer`], [`AuthorizedKeys`]) with a [`Role`] per key, carried on every message as
+//!   [`Incoming::curve`].
 //!
 //! # Protocol
 //!
@@ -51,8 +52,9 @@ pub mod z85;
 
 pub use cred::PeerCred;
 pub use curve::{
-    client_security, read_secret_key_file, AllowAny, AuthorizedKeys, Authorizer, CurveKeyPair, CurvePublicKey,
-    CurveSecretKey, KeyError, MAX_AUTHORIZED_KEYS_BYTES, MAX_KEY_FILE_BYTES, SECRET_KEY_ENV, SERVER_KEY_ENV,
+    client_security, read_secret_key_file, AllowAny, Authorized, AuthorizedKeys, Authorizer, CurveKeyPair,
+    CurvePublicKey, CurveSecretKey, KeyEntry, KeyError, Role, MAX_AUTHORIZED_KEYS_BYTES, MAX_KEY_FILE_BYTES,
+    SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};
 pub use memory::release_free_memory;

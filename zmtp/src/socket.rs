@@ -225,10 +225,18 @@ pub struct Incoming {
     /// ipc: the credentials of the process that connected (`SO_PEERCRED`, read when the
     /// connection was accepted); `None` on tcp, where CURVE keys say who a peer is.
     pub peer_cred: Option<PeerCred>,
+    /// CURVE: the client's long-term public key and what its authorized-keys line says about
+    /// it (the [`crate::Authorizer`]'s answer at the handshake); `None` without CURVE.
+    pub curve: Option<Arc<crate::Authorized>>,
 }
 
 impl Incoming {
-    fn from_assembled(peer: Identity, a: Assembled, peer_cred: Option<PeerCred>) -> Incoming {
+    fn from_assembled(
+        peer: Identity,
+        a: Assembled,
+        peer_cred: Option<PeerCred>,
+        curve: Option<Arc<crate::Authorized>>,
+    ) -> Incoming {
         let (delimited, payload) = match a.frames {
             1 => (false, Ok(a.last)),
             2 if a.first.is_empty() => (true, Ok(a.last)),
@@ -239,6 +247,7 @@ impl Incoming {
             delimited,
             payload,
             peer_cred,
+            curve,
         }
     }
 }
@@ -623,6 +632,7 @@ impl Connection {
         }
         let peer = identity.clone();
         let cred = self.peer_cred;
+        let curve = established.curve.clone();
         let _why = conn::pump(
             established,
             &self.options,
@@ -630,7 +640,7 @@ impl Connection {
             Arc::clone(&queued_bytes),
             self.incoming.clone(),
             Some(self.shared.recv_budget.clone()),
-            move |a, room| (Incoming::from_assembled(peer.clone(), a, cred), room),
+            move |a, room| (Incoming::from_assembled(peer.clone(), a, cred, curve.clone()), room),
             stop,
         )
         .await;
@@ -1658,6 +1668,49 @@ mod tests {
             })
             .await;
         }
+    }
+
+    /// Every message of a CURVE connection carries the client's key and the role and comment
+    /// its authorized-keys line gives it; a NULL one carries none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_curve_message_carries_the_clients_key_and_role() {
+        use crate::curve::{AuthorizedKeys, CurveKeyPair, Role};
+        let (server, client) = (CurveKeyPair::generate(), CurveKeyPair::generate());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("authorized_keys");
+        std::fs::write(&path, format!("role=read {} ops-laptop\n", client.public)).expect("write");
+        let options = SocketOptions {
+            security: Security::CurveServer {
+                secret: server.secret.clone(),
+                authorizer: Arc::new(AuthorizedKeys::load(&path).expect("load")),
+            },
+            ..SocketOptions::default()
+        };
+        let any_port: Endpoint = "tcp://127.0.0.1:0".parse().expect("endpoint");
+        let mut router = Router::bind_with(&any_port, options).await.expect("bind");
+        let client_options = SocketOptions {
+            security: Security::CurveClient {
+                server_key: server.public,
+                keys: client.clone(),
+            },
+            ..SocketOptions::default()
+        };
+        let wait = Duration::from_secs(10);
+        let (mut tx, _events) = Dealer::connect_with(router.endpoint(), b"me", wait, client_options)
+            .await
+            .expect("connect")
+            .split();
+        tx.send(b"hi".to_vec()).await.expect("queued");
+        let msg = tokio::time::timeout(wait, router.recv())
+            .await
+            .expect("a message within 10 s");
+        let who = msg.curve.expect("a CURVE message says who sent it");
+        assert_eq!(
+            (who.key, who.role, who.comment.as_str()),
+            (client.public, Role::Read, "ops-laptop")
+        );
+        assert_eq!(who.describe(), "the key \"ops-laptop\"");
+        assert!(msg.peer_cred.is_none(), "tcp has no SO_PEERCRED");
     }
 
     /// A CURVE client with the wrong server key is told at once that the server refused the

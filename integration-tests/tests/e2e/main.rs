@@ -36,6 +36,7 @@ mod programs_config;
 mod ready;
 mod restart;
 mod restart_view;
+mod ring_keys;
 mod signals;
 mod socket_security;
 mod stop;

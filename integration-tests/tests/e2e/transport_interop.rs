@@ -106,8 +106,12 @@ fn keys_from_keygen(dir: &TestDir, name: &str) -> CurveKeyPair {
 struct Only(CurvePublicKey);
 
 impl Authorizer for Only {
-    fn authorize(&self, _peer: &str, key: &CurvePublicKey) -> bool {
-        key == &self.0
+    fn authorize(&self, _peer: &str, key: &CurvePublicKey) -> Option<zmtp::Authorized> {
+        (key == &self.0).then(|| zmtp::Authorized {
+            key: *key,
+            role: zmtp::Role::Control,
+            comment: String::new(),
+        })
     }
 }
 
