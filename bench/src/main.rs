@@ -31,6 +31,7 @@ fn main() {
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
+        Some("capture") => load::capture_only(&args[1..]),
         Some("hold") => hold(&args[1..]),
         _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT".into()),
     };

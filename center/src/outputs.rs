@@ -36,6 +36,15 @@ pub const DIRECT_WRITE_BYTES: usize = 16 * 1024;
 /// A file's buffer is written when it reaches this size (64 KiB), even within a burst.
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Where [`OutputFiles::append`] wrote a chunk whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The output file's path as the center opened it (under `--logdir`).
+    pub file: String,
+    /// The offset of the chunk's first byte in that file, bytes.
+    pub offset: u64,
+}
+
 /// One open output file.
 struct Open {
     file: File,
@@ -149,9 +158,16 @@ impl OutputFiles {
     /// Appends `data` to the process's file for `stream`, rotating first when it would pass
     /// the size cap. Small chunks wait in the file's buffer for [`OutputFiles::flush`].
     ///
+    /// # Returns
+    /// Where the chunk is when it was written whole, at once, into one file (a chunk of
+    /// [`DIRECT_WRITE_BYTES`] or more that no rotation cut): the file's path and the offset of
+    /// the chunk's first byte in it, for the event log's reference
+    /// ([`crate::log::EventLog::write_output_ref`]); `None` otherwise (buffered, or cut by a
+    /// rotation), and then the log must hold the bytes.
+    ///
     /// # Errors
     /// The file cannot be opened, rotated or written (the message names it).
-    pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<Option<Placed>> {
         let key = (id, stream);
         if !self.open.contains_key(&key) {
             if self.open.len() >= MAX_OPEN {
@@ -175,6 +191,7 @@ impl OutputFiles {
         }
         // Fill the current file up to the cap, rotate, go on: no file passes `max_bytes`.
         let mut rest = data;
+        let mut placed = None;
         while !rest.is_empty() {
             let Some(open) = self.open.get_mut(&key) else {
                 break;
@@ -203,6 +220,12 @@ impl OutputFiles {
             if take >= DIRECT_WRITE_BYTES {
                 open.flush().map_err(|e| named(&open.path, e))?;
                 open.file.write_all(piece).map_err(|e| named(&open.path, e))?;
+                if take == data.len() {
+                    placed = Some(Placed {
+                        file: open.path.to_string_lossy().into_owned(),
+                        offset: open.size,
+                    });
+                }
             } else {
                 open.buf.extend_from_slice(piece);
                 if open.buf.len() >= BUFFER_BYTES {
@@ -212,7 +235,7 @@ impl OutputFiles {
             open.size += take as u64;
             rest = &rest[take..];
         }
-        Ok(())
+        Ok(placed)
     }
 
     /// Writes every file's buffer (the center calls it at the end of each burst).
@@ -416,6 +439,38 @@ mod tests {
         files.append(id, "p", Stream::Stderr, b"end\n").expect("append");
         files.close(id).expect("close flushes");
         assert!(std::fs::read(&path).expect("read").ends_with(b"Lend\n"));
+    }
+
+    #[test]
+    fn a_chunk_written_whole_says_where_it_is_and_others_do_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Files of 3 × DIRECT_WRITE_BYTES: the third large chunk is cut by a rotation.
+        let max = 3 * DIRECT_WRITE_BYTES as u64;
+        let mut files = OutputFiles::new(dir.path(), max, 2).expect("dir");
+        let id = ProcessId(3);
+        let path = files.path(id, "p", Stream::Stdout);
+        let file = path.to_string_lossy().into_owned();
+        let large = |b: u8| vec![b; DIRECT_WRITE_BYTES + 10];
+        assert_eq!(files.append(id, "p", Stream::Stdout, b"small\n").expect("append"), None, "buffered");
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'a')).expect("append"),
+            Some(Placed { file: file.clone(), offset: 6 }),
+            "after the 6 buffered bytes, written first"
+        );
+        let second = 6 + large(b'a').len() as u64;
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'b')).expect("append"),
+            Some(Placed { file: file.clone(), offset: second })
+        );
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'c')).expect("append"),
+            None,
+            "cut by the rotation: the log keeps the bytes"
+        );
+        let rotated = std::fs::read(numbered(&path, 1)).expect("rotated");
+        let at = second as usize;
+        assert_eq!(&rotated[6..at], &large(b'a')[..], "the first reference's bytes");
+        assert_eq!(&rotated[at..at + large(b'b').len()], &large(b'b')[..]);
     }
 
     #[test]
