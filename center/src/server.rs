@@ -775,7 +775,8 @@ impl Center {
     }
 
     /// An output file could not be written: logged once per center run, never fatal (the event
-    /// log still holds the output).
+    /// log still holds the output: a chunk the file did not take is logged in full, not as a
+    /// reference).
     async fn output_failed(&mut self, who: Option<(ProcessId, &str)>, e: std::io::Error) {
         if self.output_error_logged {
             return;

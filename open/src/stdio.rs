@@ -22,7 +22,8 @@
 
 use crate::link::{Gate, Input};
 use crate::sys::now_ms;
-use nerve_proto::{EventKind, Stream, MAX_OUTPUT_CHUNK};
+use crate::queue::Chunk;
+use nerve_proto::{Stream, MAX_OUTPUT_CHUNK, OUTPUT_HEADROOM};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
@@ -332,7 +333,10 @@ pub async fn pump_output(
         if src.readable().await.is_err() {
             break;
         }
-        let mut buf = Vec::with_capacity(chunk);
+        // Room for the frame's header in front, so the frame is built around the bytes read
+        // (nerve_proto::output_frame) and never copied in this process.
+        let mut buf = Vec::with_capacity(OUTPUT_HEADROOM + chunk);
+        buf.resize(OUTPUT_HEADROOM, 0);
         let n = match src.read_spare(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -362,13 +366,13 @@ pub async fn pump_output(
         };
         let mut broken = false;
         if let Some(o) = &out {
-            if let Err(e) = o.write_all(&buf).await {
+            if let Err(e) = o.write_all(&buf[OUTPUT_HEADROOM..]).await {
                 broken = e.raw_os_error() == Some(libc::EPIPE);
                 out = None;
             }
         }
-        let kind = EventKind::Output { stream, data: buf };
-        let _ = events.send(Input::Output(now_ms(), kind, credit, transit));
+        let chunk = Chunk { stream, buf };
+        let _ = events.send(Input::Output(now_ms(), chunk, credit, transit));
         if broken {
             break; // the child's next write gets SIGPIPE, as without nrv-open
         }

@@ -168,6 +168,43 @@ pub fn peek_output(frame: &[u8]) -> Option<OutputView> {
     })
 }
 
+/// Room an output buffer keeps in front of its bytes for [`output_frame`] to write the frame's
+/// header there: 40 bytes (the prefix, two variant indexes, the stream and four varints of at
+/// most 10 bytes each would be 35).
+pub const OUTPUT_HEADROOM: usize = 40;
+
+/// Appends `value` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The frame of an output event, built around its bytes where they are: `buf` holds
+/// [`OUTPUT_HEADROOM`] bytes of room, then the output; the header is written at the end of the
+/// room and the frame is `buf[start..]`. Returns `buf` and `start`. The same bytes as
+/// [`encode`] of `WatcherMsg::Event(Event { seq, time_ms, kind: EventKind::Output { stream,
+/// data } })`, without copying `data` (the watcher reads the child's pipe straight into `buf`).
+///
+/// # Panics
+/// When `buf` is shorter than [`OUTPUT_HEADROOM`].
+pub fn output_frame(seq: u64, time_ms: u64, stream: crate::Stream, mut buf: Vec<u8>) -> (Vec<u8>, usize) {
+    let len = buf.len() - OUTPUT_HEADROOM;
+    let mut head = Vec::with_capacity(OUTPUT_HEADROOM);
+    head.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    put_varint(&mut head, EVENT_VARIANT);
+    put_varint(&mut head, seq);
+    put_varint(&mut head, time_ms);
+    put_varint(&mut head, OUTPUT_VARIANT);
+    put_varint(&mut head, stream as u64);
+    put_varint(&mut head, len as u64);
+    let start = OUTPUT_HEADROOM - head.len();
+    buf[start..OUTPUT_HEADROOM].copy_from_slice(&head);
+    (buf, start)
+}
+
 #[cfg(test)]
 mod peek_tests {
     use super::*;
@@ -195,6 +232,21 @@ mod peek_tests {
             assert_eq!((view.seq, view.time_ms, view.stream), (seq, time_ms, stream));
             assert_eq!(&frame[view.data.clone()], &data[..]);
             assert_eq!(decode::<WatcherMsg>(&frame), Ok(output(seq, time_ms, stream, data)));
+        }
+    }
+
+    #[test]
+    fn output_frame_writes_what_encode_writes() {
+        for (seq, time_ms, stream, len) in [
+            (1, 0, Stream::Stdout, 0),
+            (u64::MAX, u64::MAX, Stream::Stderr, crate::MAX_OUTPUT_CHUNK),
+            (300, 1_764_633_600_000, Stream::Stdout, 127),
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let mut buf = vec![0xee; OUTPUT_HEADROOM];
+            buf.extend_from_slice(&data);
+            let (buf, start) = output_frame(seq, time_ms, stream, buf);
+            assert_eq!(buf[start..], encode(&output(seq, time_ms, stream, data))[..], "{seq} {len}");
         }
     }
 
