@@ -968,7 +968,9 @@ pub fn capture_only(args: &[String]) -> Result<(), String> {
             let direct = nerve::direct_with(&bins.bench, scratch.path(), &name, writer, bytes)?;
             util::sync();
             let got = nerve::capture_fresh(&bins, &name, writer, bytes)?;
-            let rate = got.secs.map_or("incomplete".to_string(), |s| format!("{:.0} MiB/s", mib / s));
+            let rate = got
+                .secs
+                .map_or("incomplete".to_string(), |s| format!("{:.0} MiB/s", mib / s));
             println!(
                 "{w:5} direct {:5.0} MiB/s  nerve {rate:>10} ({:.2} × direct)  center CPU {:.2} s  nerve.log +{:.1} MiB  kept {}",
                 mib / direct,

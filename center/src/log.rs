@@ -13,7 +13,7 @@
 //!
 //! One full copy (issue 11): a chunk of [`crate::outputs::DIRECT_WRITE_BYTES`] (16 KiB) or more
 //! that went whole into one output file is not copied into its line; the line's `data` says
-//! where it is instead, `{"file": "logs/web.3f9a0c2e11d04b7a.out", "offset": 1048576,
+//! where it is instead, `{"file": "/srv/logs/web.3f9a0c2e11d04b7a.out", "offset": 1048576,
 //! "bytes": 65536}` ([`EventLog::write_output_ref`]). Smaller chunks (what an interactive
 //! program or a log line writes), and a large one the output file could not take whole, stay in
 //! the line as above, so `tail nerve.log` shows them and nothing is lost when an output file
@@ -503,12 +503,20 @@ impl EventLog {
 
     /// Appends one output line (`kind` `out` or `err`) whose bytes are not in the log but in
     /// an output file: `data` is `{"file": FILE, "offset": OFFSET, "bytes": LEN}`, the `LEN`
-    /// bytes from byte `OFFSET` of `FILE` (the output file's path as the center opened it,
-    /// relative to the center's working directory when `--logdir` is; a later rotation renames
-    /// it `FILE.1`, `FILE.2`, …). The center writes large chunks so
+    /// bytes from byte `OFFSET` of `FILE` (the output file's absolute path; a later rotation
+    /// renames it `FILE.1`, `FILE.2`, …). The center writes large chunks so
     /// ([`crate::outputs::DIRECT_WRITE_BYTES`] and more, already written to the file): one full
     /// copy of the output on disk instead of two (issue 11).
-    pub fn write_output_ref(&mut self, id: ProcessId, name: &str, seq: u64, kind: &str, file: &str, offset: u64, len: usize) {
+    pub fn write_output_ref(
+        &mut self,
+        id: ProcessId,
+        name: &str,
+        seq: u64,
+        kind: &str,
+        file: &str,
+        offset: u64,
+        len: usize,
+    ) {
         let mut line = String::with_capacity(256 + file.len());
         let buf = &mut line;
         buf.push_str("{\"time\":\"");

@@ -39,7 +39,7 @@ pub const BUFFER_BYTES: usize = 64 * 1024;
 /// Where [`OutputFiles::append`] wrote a chunk whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placed {
-    /// The output file's path as the center opened it (under `--logdir`).
+    /// The output file's absolute path (under `--logdir`).
     pub file: String,
     /// The offset of the chunk's first byte in that file, bytes.
     pub offset: u64,
@@ -54,6 +54,8 @@ struct Open {
     buf: Vec<u8>,
     /// Where the file is, for rotation and errors.
     path: PathBuf,
+    /// Its absolute path as text, for [`Placed::file`].
+    reference: String,
 }
 
 /// An output file's error, naming the file.
@@ -74,6 +76,8 @@ impl Open {
 /// The output files of every process.
 pub struct OutputFiles {
     dir: PathBuf,
+    /// `dir` made absolute when the center started, for [`Placed::file`].
+    absolute: PathBuf,
     max_bytes: u64,
     backups: u32,
     /// The mode of every file this writes.
@@ -130,8 +134,12 @@ impl OutputFiles {
         mode: FileMode,
     ) -> io::Result<(OutputFiles, Option<String>)> {
         let warning = mode.create_dir(dir)?;
+        // Absolute, so that the event log's references to output files
+        // ([`crate::log::EventLog::write_output_ref`]) hold from any working directory.
+        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         let files = OutputFiles {
             dir: dir.to_owned(),
+            absolute,
             mode,
             max_bytes: max_bytes.max(1),
             backups,
@@ -153,6 +161,14 @@ impl OutputFiles {
     /// The file for one process and stream.
     pub fn path(&self, id: ProcessId, name: &str, stream: Stream) -> PathBuf {
         self.dir.join(format!("{}.{id}.{}", safe_name(name), suffix(stream)))
+    }
+
+    /// The absolute path of `path` (a file under `dir`), as text.
+    fn reference(&self, path: &Path) -> String {
+        match path.file_name() {
+            Some(name) => self.absolute.join(name).to_string_lossy().into_owned(),
+            None => path.to_string_lossy().into_owned(),
+        }
     }
 
     /// Appends `data` to the process's file for `stream`, rotating first when it would pass
@@ -179,6 +195,7 @@ impl OutputFiles {
             let path = self.path(id, name, stream);
             let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
             let size = file.metadata().map_err(|e| named(&path, e))?.len();
+            let reference = self.reference(&path);
             self.open.insert(
                 key,
                 Open {
@@ -186,6 +203,7 @@ impl OutputFiles {
                     size,
                     buf: Vec::new(),
                     path,
+                    reference,
                 },
             );
         }
@@ -204,6 +222,7 @@ impl OutputFiles {
                 flushed.map_err(|e| named(&path, e))?;
                 self.rotate(&path).map_err(|e| named(&path, e))?;
                 let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
+                let reference = self.reference(&path);
                 self.open.insert(
                     key,
                     Open {
@@ -211,6 +230,7 @@ impl OutputFiles {
                         size: 0,
                         buf: Vec::new(),
                         path,
+                        reference,
                     },
                 );
                 continue;
@@ -222,7 +242,7 @@ impl OutputFiles {
                 open.file.write_all(piece).map_err(|e| named(&open.path, e))?;
                 if take == data.len() {
                     placed = Some(Placed {
-                        file: open.path.to_string_lossy().into_owned(),
+                        file: open.reference.clone(),
                         offset: open.size,
                     });
                 }
@@ -449,18 +469,32 @@ mod tests {
         let mut files = OutputFiles::new(dir.path(), max, 2).expect("dir");
         let id = ProcessId(3);
         let path = files.path(id, "p", Stream::Stdout);
-        let file = path.to_string_lossy().into_owned();
+        let file = std::fs::canonicalize(dir.path())
+            .expect("canonical")
+            .join(path.file_name().expect("a name"))
+            .to_string_lossy()
+            .into_owned();
         let large = |b: u8| vec![b; DIRECT_WRITE_BYTES + 10];
-        assert_eq!(files.append(id, "p", Stream::Stdout, b"small\n").expect("append"), None, "buffered");
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, b"small\n").expect("append"),
+            None,
+            "buffered"
+        );
         assert_eq!(
             files.append(id, "p", Stream::Stdout, &large(b'a')).expect("append"),
-            Some(Placed { file: file.clone(), offset: 6 }),
+            Some(Placed {
+                file: file.clone(),
+                offset: 6
+            }),
             "after the 6 buffered bytes, written first"
         );
         let second = 6 + large(b'a').len() as u64;
         assert_eq!(
             files.append(id, "p", Stream::Stdout, &large(b'b')).expect("append"),
-            Some(Placed { file: file.clone(), offset: second })
+            Some(Placed {
+                file: file.clone(),
+                offset: second
+            })
         );
         assert_eq!(
             files.append(id, "p", Stream::Stdout, &large(b'c')).expect("append"),

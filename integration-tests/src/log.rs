@@ -294,8 +294,12 @@ pub fn decode_data(line: &Value) -> Vec<u8> {
 /// The bytes an output line's reference names (see [`decode_data`]).
 fn read_ref(line: &Value, file: &str) -> Vec<u8> {
     use std::io::{Read, Seek, SeekFrom};
-    let offset = line["data"]["offset"].as_u64().unwrap_or_else(|| panic!("reference without offset: {line}"));
-    let len = line["data"]["bytes"].as_u64().unwrap_or_else(|| panic!("reference without bytes: {line}"));
+    let offset = line["data"]["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("reference without offset: {line}"));
+    let len = line["data"]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("reference without bytes: {line}"));
     let candidates = std::iter::once(file.to_string()).chain((1..=100).map(|n| format!("{file}.{n}")));
     for path in candidates {
         let Ok(mut f) = std::fs::File::open(&path) else {
@@ -310,7 +314,10 @@ fn read_ref(line: &Value, file: &str) -> Vec<u8> {
             .unwrap_or_else(|e| panic!("cannot read {len} bytes at {offset} of {path}: {e} (line {line})"));
         return buf;
     }
-    panic!("no output file {file} (or rotated copy) holds the bytes of {}", shorten(line.to_string().as_bytes(), 300))
+    panic!(
+        "no output file {file} (or rotated copy) holds the bytes of {}",
+        shorten(line.to_string().as_bytes(), 300)
+    )
 }
 
 /// Every logged copy of each `kind` (`out`/`err`) event of process `id`, by seq.

@@ -21,8 +21,8 @@
 //! it would see without nrv-open: SIGPIPE (or EPIPE) on its next write.
 
 use crate::link::{Gate, Input};
-use crate::sys::now_ms;
 use crate::queue::Chunk;
+use crate::sys::now_ms;
 use nerve_proto::{Stream, MAX_OUTPUT_CHUNK, OUTPUT_HEADROOM};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

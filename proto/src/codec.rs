@@ -246,7 +246,11 @@ mod peek_tests {
             let mut buf = vec![0xee; OUTPUT_HEADROOM];
             buf.extend_from_slice(&data);
             let (buf, start) = output_frame(seq, time_ms, stream, buf);
-            assert_eq!(buf[start..], encode(&output(seq, time_ms, stream, data))[..], "{seq} {len}");
+            assert_eq!(
+                buf[start..],
+                encode(&output(seq, time_ms, stream, data))[..],
+                "{seq} {len}"
+            );
         }
     }
 
