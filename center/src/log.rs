@@ -513,10 +513,10 @@ impl EventLog {
         name: &str,
         seq: u64,
         kind: &str,
-        file: &str,
-        offset: u64,
+        placed: &crate::outputs::Placed,
         len: usize,
     ) {
+        let (file, offset) = (&placed.file, placed.offset);
         let mut line = String::with_capacity(256 + file.len());
         let buf = &mut line;
         buf.push_str("{\"time\":\"");
@@ -872,7 +872,11 @@ mod tests {
     fn an_output_reference_names_the_file_offset_and_length_in_data() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut log = log_at(&dir.path().join("nerve.log"));
-        log.write_output_ref(ProcessId(7), "web", 9, "err", "logs/web \"1\".err", 1 << 40, 65536);
+        let placed = crate::outputs::Placed {
+            file: "logs/web \"1\".err".into(),
+            offset: 1 << 40,
+        };
+        log.write_output_ref(ProcessId(7), "web", 9, "err", &placed, 65536);
         let line = flushed(&mut log).concat();
         assert_eq!(
             timeless(&line),

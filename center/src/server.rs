@@ -741,9 +741,7 @@ impl Center {
                 }
             };
             match placed {
-                Some(p) => self
-                    .log
-                    .write_output_ref(id, &name, event.seq, kind, &p.file, p.offset, data.len()),
+                Some(p) => self.log.write_output_ref(id, &name, event.seq, kind, &p, data.len()),
                 None => self.log.write_output(id, &name, event.seq, kind, data),
             }
             for (key, client) in self.followers.for_output(id, *stream) {

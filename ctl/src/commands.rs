@@ -180,7 +180,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
 fn unexpected(invocation: &Invocation, request: Request, reply: Reply) -> Result<(), CtlError> {
     Err(CtlError::UnexpectedReply {
         endpoint: invocation.control.clone(),
-        request,
+        request: Box::new(request),
         reply: Box::new(reply),
     })
 }
@@ -275,7 +275,7 @@ async fn done_message(
         Reply::Done { message, .. } => Ok(message),
         reply => Err(CtlError::UnexpectedReply {
             endpoint: invocation.control.clone(),
-            request,
+            request: Box::new(request),
             reply: Box::new(reply),
         }),
     }

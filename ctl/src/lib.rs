@@ -34,8 +34,8 @@ pub enum CtlError {
     UnexpectedReply {
         /// The control endpoint.
         endpoint: zmtp::Endpoint,
-        /// What was asked.
-        request: Request,
+        /// What was asked (boxed, as the reply: the error stays small).
+        request: Box<Request>,
         /// What came back.
         reply: Box<Reply>,
     },
