@@ -940,3 +940,46 @@ impl Report<'_> {
         let _ = writeln!(s);
     }
 }
+
+/// `nerve-bench capture RUNS [MIB] [--bin DIR]`: the capture figure alone, without the peers,
+/// for measuring one change at a time: per run, each workload through the direct `cat > file`
+/// and then Nerve (a fresh center, defaults), one line per measurement (MiB/s, the center's
+/// CPU seconds, nerve.log's growth). MIB defaults to 256.
+pub fn capture_only(args: &[String]) -> Result<(), String> {
+    let usage = "capture RUNS [MIB] [--bin DIR]";
+    let mut nums = Vec::new();
+    let mut bin = PathBuf::from("target/release");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--bin" => bin = PathBuf::from(it.next().ok_or(usage)?),
+            n => nums.push(n.parse::<u64>().map_err(|_| usage)?),
+        }
+    }
+    let runs = *nums.first().ok_or(usage)?;
+    let bytes = nums.get(1).copied().unwrap_or(256) << 20;
+    let mib = bytes as f64 / MIB;
+    let bins = Bins::in_dir(&bin)?;
+    let scratch = TempDir::new("capture-direct");
+    for run in 0..runs {
+        for (w, _, writer) in WORKLOADS {
+            let name = format!("{w}{run}");
+            util::sync();
+            let direct = nerve::direct_with(&bins.bench, scratch.path(), &name, writer, bytes)?;
+            util::sync();
+            let got = nerve::capture_fresh(&bins, &name, writer, bytes)?;
+            let rate = got
+                .secs
+                .map_or("incomplete".to_string(), |s| format!("{:.0} MiB/s", mib / s));
+            println!(
+                "{w:5} direct {:5.0} MiB/s  nerve {rate:>10} ({:.2} × direct)  center CPU {:.2} s  nerve.log +{:.1} MiB  kept {}",
+                mib / direct,
+                got.secs.map_or(0.0, |s| direct / s),
+                got.center_cpu,
+                got.log_bytes as f64 / MIB,
+                got.kept
+            );
+        }
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]   issue 11's set: the
 //!     center under load (capture of NULs and text, ingest, ps with 1000), as one section of
 //!     BENCHMARKS.md
+//! nerve-bench capture RUNS [MIB] [--bin DIR]   the capture figure alone (direct and Nerve)
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
 //! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
 //! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
@@ -34,9 +35,10 @@ fn main() {
         Some("run") => Options::parse(&args[1..]).and_then(run),
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
+        Some("capture") => load::capture_only(&args[1..]),
         Some("hold") => hold(&args[1..]),
         Some("spawn") => spawn::main(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench capture RUNS [MIB] [--bin DIR]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");

@@ -191,7 +191,7 @@ impl Center {
                 | Request::Update
                 | Request::Run { .. }
                 | Request::Scale { .. }
-        ) && self.program_request(&client, &request, forwarded).await?
+        ) && self.program_request(&client, &request, caller, forwarded).await?
         {
             return Ok(());
         }

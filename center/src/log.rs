@@ -11,6 +11,14 @@
 //! `data` is at most about 4/3 of the output it holds: base64 is 4/3, and text under the rule
 //! grows at most 1 + 5/16 (each control character is six bytes, `\u0000`).
 //!
+//! One full copy (issue 11): a chunk of [`crate::outputs::DIRECT_WRITE_BYTES`] (16 KiB) or more
+//! that went whole into one output file is not copied into its line; the line's `data` says
+//! where it is instead, `{"file": "/srv/logs/web.3f9a0c2e11d04b7a.out", "offset": 1048576,
+//! "bytes": 65536}` ([`EventLog::write_output_ref`]). Smaller chunks (what an interactive
+//! program or a log line writes), and a large one the output file could not take whole, stay in
+//! the line as above, so `tail nerve.log` shows them and nothing is lost when an output file
+//! cannot be written.
+//!
 //! # Buffering
 //!
 //! [`EventLog::write`] only queues the line; [`EventLog::flush`] writes the queue with one
@@ -493,6 +501,38 @@ impl EventLog {
         self.queue(Some(id), line);
     }
 
+    /// Appends one output line (`kind` `out` or `err`) whose bytes are not in the log but in
+    /// an output file: `data` is `{"file": FILE, "offset": OFFSET, "bytes": LEN}`, the `LEN`
+    /// bytes from byte `OFFSET` of `FILE` (the output file's absolute path; a later rotation
+    /// renames it `FILE.1`, `FILE.2`, …). The center writes large chunks so
+    /// ([`crate::outputs::DIRECT_WRITE_BYTES`] and more, already written to the file): one full
+    /// copy of the output on disk instead of two (issue 11).
+    pub fn write_output_ref(
+        &mut self,
+        id: ProcessId,
+        name: &str,
+        seq: u64,
+        kind: &str,
+        placed: &crate::outputs::Placed,
+        len: usize,
+    ) {
+        let (file, offset) = (&placed.file, placed.offset);
+        let mut line = String::with_capacity(256 + file.len());
+        let buf = &mut line;
+        buf.push_str("{\"time\":\"");
+        buf.push_str(&now_rfc3339());
+        buf.push_str("\",\"center\":");
+        json_str(buf, &self.center);
+        buf.push_str(&format!(",\"id\":\"{id}\",\"name\":"));
+        json_str(buf, name);
+        buf.push_str(&format!(",\"seq\":{seq},\"kind\":"));
+        json_str(buf, kind);
+        buf.push_str(",\"data\":{\"file\":");
+        json_str(buf, file);
+        buf.push_str(&format!(",\"offset\":{offset},\"bytes\":{len}}}}}"));
+        self.queue(Some(id), line);
+    }
+
     /// Ends a line and queues it.
     fn queue(&mut self, id: Option<ProcessId>, mut line: String) {
         line.push('\n');
@@ -826,6 +866,29 @@ mod tests {
         let line = flushed(&mut log).concat();
         let data = timeless(&line)["data"].as_str().expect("base64 text").len();
         assert_eq!(data, 4 * 1024, "3 KiB of NULs are 4 KiB of base64");
+    }
+
+    #[test]
+    fn an_output_reference_names_the_file_offset_and_length_in_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut log = log_at(&dir.path().join("nerve.log"));
+        let placed = crate::outputs::Placed {
+            file: "logs/web \"1\".err".into(),
+            offset: 1 << 40,
+        };
+        log.write_output_ref(ProcessId(7), "web", 9, "err", &placed, 65536);
+        let line = flushed(&mut log).concat();
+        assert_eq!(
+            timeless(&line),
+            serde_json::json!({"center": "c1", "id": "0000000000000007", "name": "web", "seq": 9, "kind": "err",
+                "data": {"file": "logs/web \"1\".err", "offset": 1u64 << 40, "bytes": 65536}}),
+        );
+        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&line)
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["time", "center", "id", "name", "seq", "kind", "data"]);
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub const DIRECT_WRITE_BYTES: usize = 16 * 1024;
 /// A file's buffer is written when it reaches this size (64 KiB), even within a burst.
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Where [`OutputFiles::append`] wrote a chunk whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The output file's absolute path (under `--logdir`).
+    pub file: String,
+    /// The offset of the chunk's first byte in that file, bytes.
+    pub offset: u64,
+}
+
 /// One open output file.
 struct Open {
     file: File,
@@ -45,6 +54,8 @@ struct Open {
     buf: Vec<u8>,
     /// Where the file is, for rotation and errors.
     path: PathBuf,
+    /// Its absolute path as text, for [`Placed::file`].
+    reference: String,
 }
 
 /// An output file's error, naming the file.
@@ -65,6 +76,8 @@ impl Open {
 /// The output files of every process.
 pub struct OutputFiles {
     dir: PathBuf,
+    /// `dir` made absolute when the center started, for [`Placed::file`].
+    absolute: PathBuf,
     max_bytes: u64,
     backups: u32,
     /// The mode of every file this writes.
@@ -121,8 +134,12 @@ impl OutputFiles {
         mode: FileMode,
     ) -> io::Result<(OutputFiles, Option<String>)> {
         let warning = mode.create_dir(dir)?;
+        // Absolute, so that the event log's references to output files
+        // ([`crate::log::EventLog::write_output_ref`]) hold from any working directory.
+        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         let files = OutputFiles {
             dir: dir.to_owned(),
+            absolute,
             mode,
             max_bytes: max_bytes.max(1),
             backups,
@@ -146,12 +163,27 @@ impl OutputFiles {
         self.dir.join(format!("{}.{id}.{}", safe_name(name), suffix(stream)))
     }
 
+    /// The absolute path of `path` (a file under `dir`), as text.
+    fn reference(&self, path: &Path) -> String {
+        match path.file_name() {
+            Some(name) => self.absolute.join(name).to_string_lossy().into_owned(),
+            None => path.to_string_lossy().into_owned(),
+        }
+    }
+
     /// Appends `data` to the process's file for `stream`, rotating first when it would pass
     /// the size cap. Small chunks wait in the file's buffer for [`OutputFiles::flush`].
     ///
+    /// # Returns
+    /// Where the chunk is when it was written whole, at once, into one file (a chunk of
+    /// [`DIRECT_WRITE_BYTES`] or more that no rotation cut): the file's path and the offset of
+    /// the chunk's first byte in it, for the event log's reference
+    /// ([`crate::log::EventLog::write_output_ref`]); `None` otherwise (buffered, or cut by a
+    /// rotation), and then the log must hold the bytes.
+    ///
     /// # Errors
     /// The file cannot be opened, rotated or written (the message names it).
-    pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, id: ProcessId, name: &str, stream: Stream, data: &[u8]) -> io::Result<Option<Placed>> {
         let key = (id, stream);
         if !self.open.contains_key(&key) {
             if self.open.len() >= MAX_OPEN {
@@ -163,6 +195,7 @@ impl OutputFiles {
             let path = self.path(id, name, stream);
             let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
             let size = file.metadata().map_err(|e| named(&path, e))?.len();
+            let reference = self.reference(&path);
             self.open.insert(
                 key,
                 Open {
@@ -170,11 +203,13 @@ impl OutputFiles {
                     size,
                     buf: Vec::new(),
                     path,
+                    reference,
                 },
             );
         }
         // Fill the current file up to the cap, rotate, go on: no file passes `max_bytes`.
         let mut rest = data;
+        let mut placed = None;
         while !rest.is_empty() {
             let Some(open) = self.open.get_mut(&key) else {
                 break;
@@ -187,6 +222,7 @@ impl OutputFiles {
                 flushed.map_err(|e| named(&path, e))?;
                 self.rotate(&path).map_err(|e| named(&path, e))?;
                 let file = self.mode.open_append(&path).map_err(|e| named(&path, e))?;
+                let reference = self.reference(&path);
                 self.open.insert(
                     key,
                     Open {
@@ -194,6 +230,7 @@ impl OutputFiles {
                         size: 0,
                         buf: Vec::new(),
                         path,
+                        reference,
                     },
                 );
                 continue;
@@ -203,6 +240,12 @@ impl OutputFiles {
             if take >= DIRECT_WRITE_BYTES {
                 open.flush().map_err(|e| named(&open.path, e))?;
                 open.file.write_all(piece).map_err(|e| named(&open.path, e))?;
+                if take == data.len() {
+                    placed = Some(Placed {
+                        file: open.reference.clone(),
+                        offset: open.size,
+                    });
+                }
             } else {
                 open.buf.extend_from_slice(piece);
                 if open.buf.len() >= BUFFER_BYTES {
@@ -212,7 +255,7 @@ impl OutputFiles {
             open.size += take as u64;
             rest = &rest[take..];
         }
-        Ok(())
+        Ok(placed)
     }
 
     /// Writes every file's buffer (the center calls it at the end of each burst).
@@ -416,6 +459,52 @@ mod tests {
         files.append(id, "p", Stream::Stderr, b"end\n").expect("append");
         files.close(id).expect("close flushes");
         assert!(std::fs::read(&path).expect("read").ends_with(b"Lend\n"));
+    }
+
+    #[test]
+    fn a_chunk_written_whole_says_where_it_is_and_others_do_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Files of 3 × DIRECT_WRITE_BYTES: the third large chunk is cut by a rotation.
+        let max = 3 * DIRECT_WRITE_BYTES as u64;
+        let mut files = OutputFiles::new(dir.path(), max, 2).expect("dir");
+        let id = ProcessId(3);
+        let path = files.path(id, "p", Stream::Stdout);
+        let file = std::fs::canonicalize(dir.path())
+            .expect("canonical")
+            .join(path.file_name().expect("a name"))
+            .to_string_lossy()
+            .into_owned();
+        let large = |b: u8| vec![b; DIRECT_WRITE_BYTES + 10];
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, b"small\n").expect("append"),
+            None,
+            "buffered"
+        );
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'a')).expect("append"),
+            Some(Placed {
+                file: file.clone(),
+                offset: 6
+            }),
+            "after the 6 buffered bytes, written first"
+        );
+        let second = 6 + large(b'a').len() as u64;
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'b')).expect("append"),
+            Some(Placed {
+                file: file.clone(),
+                offset: second
+            })
+        );
+        assert_eq!(
+            files.append(id, "p", Stream::Stdout, &large(b'c')).expect("append"),
+            None,
+            "cut by the rotation: the log keeps the bytes"
+        );
+        let rotated = std::fs::read(numbered(&path, 1)).expect("rotated");
+        let at = second as usize;
+        assert_eq!(&rotated[6..at], &large(b'a')[..], "the first reference's bytes");
+        assert_eq!(&rotated[at..at + large(b'b').len()], &large(b'b')[..]);
     }
 
     #[test]

@@ -548,7 +548,23 @@ impl Center {
                     .await
             }
         };
-        let msg = match decode::<WatcherMsg>(&frame) {
+        // An output event's bytes stay in the frame they came in (no copy into a `Vec`): they
+        // are written to the output file from there.
+        let (decoded, raw) = match nerve_proto::peek_output(&frame) {
+            Some(view) => {
+                let event = Event {
+                    seq: view.seq,
+                    time_ms: view.time_ms,
+                    kind: EventKind::Output {
+                        stream: view.stream,
+                        data: Vec::new(),
+                    },
+                };
+                (Ok(WatcherMsg::Event(event)), Some(frame.slice(view.data)))
+            }
+            None => (decode::<WatcherMsg>(&frame), None),
+        };
+        let msg = match decoded {
             Ok(msg) => msg,
             Err(e) => {
                 self.protocol_error(false, &peer, e.to_string()).await?;
@@ -603,7 +619,7 @@ impl Center {
                 self.send_watcher(&peer, &CenterMsg::Heartbeat).await;
             }
             WatcherMsg::Event(event) => {
-                self.on_event(&peer, event).await?;
+                self.on_event(&peer, event, raw).await?;
                 if !self.owed_acks.contains(&peer) {
                     self.owed_acks.push(peer);
                 }
@@ -699,8 +715,9 @@ impl Center {
 
     /// Logs and records one event if it is the next expected; ignores duplicates and gaps,
     /// and every event while the log cannot be written (the watcher keeps it and sends it
-    /// again).
-    async fn on_event(&mut self, peer: &Identity, event: Event) -> Result<(), Error> {
+    /// again). `raw`: an output event's bytes, when they were left in the frame
+    /// ([`nerve_proto::peek_output`]; the event's own `data` is then empty).
+    async fn on_event(&mut self, peer: &Identity, event: Event, raw: Option<bytes::Bytes>) -> Result<(), Error> {
         if self.log_health.failing() {
             return Ok(());
         }
@@ -738,6 +755,7 @@ impl Center {
                 ("start", json!({"pid": pid}))
             }
             EventKind::Output { stream, data } => {
+                let data = raw.unwrap_or_else(|| bytes::Bytes::from(data));
                 proc.output_bytes += data.len() as u64;
                 proc.ring.push(stream, &data, ring_bytes);
                 output = Some((stream, data));
@@ -778,15 +796,24 @@ impl Center {
             EventKind::Continued => ("continued", Value::Null),
         };
         if let Some((stream, data)) = &output {
-            // Escaped or base64-encoded straight from the event's bytes into the log's buffer.
-            self.log.write_output(id, &name, event.seq, kind, data);
-            if let Err(e) = self.outputs.append(id, &name, *stream, data) {
-                self.output_failed(Some((id, &name)), e).await;
+            // One full copy on disk: a chunk the output file took whole is a reference in the
+            // log; any other (small, cut by a rotation, or not written) is escaped or
+            // base64-encoded straight from the event's bytes into the log's buffer.
+            let placed = match self.outputs.append(id, &name, *stream, data) {
+                Ok(placed) => placed,
+                Err(e) => {
+                    self.output_failed(Some((id, &name)), e).await;
+                    None
+                }
+            };
+            match placed {
+                Some(p) => self.log.write_output_ref(id, &name, event.seq, kind, &p, data.len()),
+                None => self.log.write_output(id, &name, event.seq, kind, data),
             }
             for (key, client) in self.followers.for_output(id, *stream) {
                 let reply = Reply::Output {
                     stream: *stream,
-                    data: data.clone(),
+                    data: data.to_vec(),
                 };
                 self.stream_to(key, &client, reply).await;
             }
@@ -812,7 +839,8 @@ impl Center {
     }
 
     /// An output file could not be written: logged once per center run, never fatal (the event
-    /// log still holds the output).
+    /// log still holds the output: a chunk the file did not take is logged in full, not as a
+    /// reference).
     async fn output_failed(&mut self, who: Option<(ProcessId, &str)>, e: std::io::Error) {
         if self.output_error_logged {
             return;

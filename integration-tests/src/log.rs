@@ -264,11 +264,16 @@ pub fn of_id_kind<'a>(lines: &'a [Value], id: &str, kind: &str) -> Vec<&'a Value
 }
 
 /// The bytes of an `out`/`err` line: its `data` string, base64-decoded when the line has
-/// `"encoding": "base64"`.
+/// `"encoding": "base64"`; or, when `data` is a reference to an output file (`{"file",
+/// "offset", "bytes"}`: a large chunk, kept once on disk), those bytes read from the file (or
+/// from the first of its rotated copies `FILE.1`, `FILE.2`, … long enough to hold them).
 ///
 /// # Panics
-/// When `data` is not a string or not valid base64.
+/// When `data` is not a string or not valid base64, or the file it names cannot be read.
 pub fn decode_data(line: &Value) -> Vec<u8> {
+    if let Some(file) = line["data"]["file"].as_str() {
+        return read_ref(line, file);
+    }
     let data = line["data"]
         .as_str()
         .unwrap_or_else(|| panic!("output line without string data: {line}"));
@@ -284,6 +289,35 @@ pub fn decode_data(line: &Value) -> Vec<u8> {
             }),
         Some(other) => panic!("unknown encoding {other:?} in log line {line}"),
     }
+}
+
+/// The bytes an output line's reference names (see [`decode_data`]).
+fn read_ref(line: &Value, file: &str) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let offset = line["data"]["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("reference without offset: {line}"));
+    let len = line["data"]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("reference without bytes: {line}"));
+    let candidates = std::iter::once(file.to_string()).chain((1..=100).map(|n| format!("{file}.{n}")));
+    for path in candidates {
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if f.metadata().map_or(0, |m| m.len()) < offset + len {
+            continue;
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .unwrap_or_else(|e| panic!("cannot read {len} bytes at {offset} of {path}: {e} (line {line})"));
+        return buf;
+    }
+    panic!(
+        "no output file {file} (or rotated copy) holds the bytes of {}",
+        shorten(line.to_string().as_bytes(), 300)
+    )
 }
 
 /// Every logged copy of each `kind` (`out`/`err`) event of process `id`, by seq.

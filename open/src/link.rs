@@ -18,7 +18,7 @@
 
 mod recap;
 
-use crate::queue::{Pushed, Queue};
+use crate::queue::{Chunk, Pushed, Queue};
 use crate::sys::now_ms;
 use bytes::Bytes;
 use nerve_proto::{decode, encode, CenterMsg, CommandKind, CommandReply, EventKind, Hello, WatcherMsg};
@@ -102,7 +102,7 @@ pub enum Input {
     /// Report this output event (time, the event, how many of its bytes were credited: see the
     /// module doc). The permit is one of [`TRANSIT_CHUNKS`]: output read but not yet taken by
     /// the link is bounded even while nothing holds the child back.
-    Output(u64, EventKind, usize, OwnedSemaphorePermit),
+    Output(u64, Chunk, usize, OwnedSemaphorePermit),
     /// No more events will come: answer once everything is acknowledged, or as soon as no
     /// center was ever reached and an attempt failed. The answer is the number of events not
     /// acknowledged.
@@ -270,7 +270,7 @@ pub async fn run(
         tokio::select! {
             input = inputs.recv(), if inputs_open => match input {
                 Some(Input::Event(time_ms, kind)) => link.push(time_ms, kind, 0),
-                Some(Input::Output(time_ms, kind, credit, _transit)) => link.push(time_ms, kind, credit),
+                Some(Input::Output(time_ms, chunk, credit, _transit)) => link.push_output(time_ms, chunk, credit),
                 Some(Input::Finish(done)) => link.finish = Some(done),
                 None => inputs_open = false,
             },
@@ -430,6 +430,13 @@ impl Link {
     }
 
     /// Adds an event to the queue; output that found no credit is counted as dropped.
+    /// [`Link::push`] of output read into a [`Chunk`] (no note for the hello: output has none).
+    fn push_output(&mut self, time_ms: u64, chunk: Chunk, credit: usize) {
+        let was_empty = self.queue.is_empty();
+        let pushed = self.queue.push_output(time_ms, chunk, credit);
+        self.pushed(pushed, was_empty, credit);
+    }
+
     fn push(&mut self, time_ms: u64, kind: EventKind, credit: usize) {
         // Every hello sums up the past, for a center that missed the events.
         let note = recap::Note::of(time_ms, &kind, Instant::now());
@@ -442,6 +449,11 @@ impl Link {
             };
             self.recap.pushed(seq, note);
         }
+        self.pushed(pushed, was_empty, credit);
+    }
+
+    /// What follows a push: progress noted, or the credit given back and the drop said once.
+    fn pushed(&mut self, pushed: Pushed, was_empty: bool, credit: usize) {
         match pushed {
             Pushed::Queued(_) if was_empty => self.last_progress = Instant::now(),
             Pushed::Queued(_) => {}

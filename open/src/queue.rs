@@ -16,7 +16,7 @@
 //! due every further output is dropped too, so the report sits where the hole is.
 
 use bytes::Bytes;
-use nerve_proto::{encode, Event, EventKind, WatcherMsg};
+use nerve_proto::{encode, output_frame, Event, EventKind, Stream, WatcherMsg, OUTPUT_HEADROOM};
 use std::collections::VecDeque;
 
 /// One event waiting for its acknowledgement.
@@ -35,6 +35,23 @@ pub const CONTROL_RESERVE_BYTES: usize = 1024 * 1024;
 
 /// Events the queue may have room for while empty before a drain gives its memory back.
 const SHRINK_ABOVE: usize = 256;
+
+/// Output read straight into the buffer its frame is built in: [`OUTPUT_HEADROOM`] bytes of
+/// room, then the bytes the child wrote (see [`nerve_proto::output_frame`]).
+#[derive(Debug)]
+pub struct Chunk {
+    /// Which stream.
+    pub stream: Stream,
+    /// The room, then the output.
+    pub buf: Vec<u8>,
+}
+
+impl Chunk {
+    /// The output bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[OUTPUT_HEADROOM..]
+    }
+}
 
 /// What [`Queue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +133,7 @@ impl Queue {
     pub fn push(&mut self, time_ms: u64, kind: EventKind, credit: usize, connected: bool) -> Pushed {
         match &kind {
             EventKind::Output { data, .. } => {
-                if self.dropped_events > 0 || credit < data.len() || self.output_bytes + data.len() > self.bound {
-                    self.dropped_events += 1;
-                    self.dropped_bytes += data.len() as u64;
+                if self.refuses_output(data.len(), credit) {
                     return Pushed::Dropped;
                 }
                 let credit = data.len();
@@ -134,10 +149,38 @@ impl Queue {
         }
     }
 
+    /// [`Queue::push`] of an output [`Chunk`]: the same rules as for an `EventKind::Output` of
+    /// its bytes, and the frame built around them without a copy.
+    pub fn push_output(&mut self, time_ms: u64, chunk: Chunk, credit: usize) -> Pushed {
+        let len = chunk.data().len();
+        if self.refuses_output(len, credit) {
+            return Pushed::Dropped;
+        }
+        let seq = self.next_seq;
+        let (buf, start) = output_frame(seq, time_ms, chunk.stream, chunk.buf);
+        Pushed::Queued(self.enqueue_frame(Bytes::from(buf).slice(start..), len))
+    }
+
+    /// Whether output of `len` bytes, `credit` of them credited, is dropped (and counts it).
+    fn refuses_output(&mut self, len: usize, credit: usize) -> bool {
+        if self.dropped_events > 0 || credit < len || self.output_bytes + len > self.bound {
+            self.dropped_events += 1;
+            self.dropped_bytes += len as u64;
+            return true;
+        }
+        false
+    }
+
     fn enqueue(&mut self, time_ms: u64, kind: EventKind, credit: usize) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
         let frame = Bytes::from(encode(&WatcherMsg::Event(Event { seq, time_ms, kind })));
+        self.enqueue_frame(frame, credit)
+    }
+
+    /// Queues the frame of the event numbered `self.next_seq`.
+    fn enqueue_frame(&mut self, frame: Bytes, credit: usize) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.frame_bytes += frame.len();
         self.output_bytes += credit;
         self.items.push_back(Item { seq, frame, credit });
@@ -207,7 +250,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nerve_proto::{decode, ProcessState, Stats, Stream};
+    use nerve_proto::{decode, ProcessState, Stats};
 
     fn out(n: usize) -> EventKind {
         EventKind::Output {
@@ -321,6 +364,37 @@ mod tests {
             })) => assert_eq!((events, bytes), (3, 55)),
             other => panic!("expected the drop report second, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chunk_is_queued_as_the_frame_encode_would_make_and_counted_the_same() {
+        let mut q = Queue::new(100);
+        let mut buf = vec![0u8; OUTPUT_HEADROOM];
+        buf.extend_from_slice(b"hello");
+        let chunk = Chunk {
+            stream: Stream::Stderr,
+            buf,
+        };
+        assert_eq!(q.push_output(7, chunk, 5), Pushed::Queued(1));
+        assert_eq!(q.output_bytes(), 5);
+        let frame = q.next_unsent().expect("queued");
+        let event = Event {
+            seq: 1,
+            time_ms: 7,
+            kind: EventKind::Output {
+                stream: Stream::Stderr,
+                data: b"hello".to_vec(),
+            },
+        };
+        assert_eq!(frame, encode(&WatcherMsg::Event(event)));
+        assert_eq!(q.frame_bytes(), frame.len());
+        let big = Chunk {
+            stream: Stream::Stdout,
+            buf: vec![0u8; OUTPUT_HEADROOM + 96],
+        };
+        assert_eq!(q.push_output(8, big, 96), Pushed::Dropped, "over the bound");
+        assert_eq!(q.pending_drops(), (1, 96));
+        assert_eq!(q.ack(2), 5);
     }
 
     #[test]

@@ -21,8 +21,9 @@
 //! it would see without nrv-open: SIGPIPE (or EPIPE) on its next write.
 
 use crate::link::{Gate, Input};
+use crate::queue::Chunk;
 use crate::sys::now_ms;
-use nerve_proto::{EventKind, Stream, MAX_OUTPUT_CHUNK};
+use nerve_proto::{Stream, MAX_OUTPUT_CHUNK, OUTPUT_HEADROOM};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
@@ -126,11 +127,37 @@ impl OwnFd {
     /// # Errors
     /// The read failed.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is a live, writable slice of buf.len() bytes.
+        unsafe { self.read_raw(RawBuf(buf.as_mut_ptr(), buf.len())).await }
+    }
+
+    /// Reads into the spare capacity of `buf` (at most `buf.capacity() - buf.len()` bytes) and
+    /// extends it by what was read, without zeroing the room first; 0 at EOF, as
+    /// [`OwnFd::read`].
+    ///
+    /// # Errors
+    /// The read failed.
+    pub async fn read_spare(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len());
+        // SAFETY: the spare capacity is writable memory of `len` bytes owned by `buf`, which
+        // the `&mut` keeps from moving or being read meanwhile.
+        let n = unsafe { self.read_raw(RawBuf(ptr, len)).await? };
+        // SAFETY: the kernel wrote the first `n` (≤ len) bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
+    /// [`OwnFd::read`] into raw memory.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes until the future completes or is dropped.
+    async unsafe fn read_raw(&self, raw: RawBuf) -> io::Result<usize> {
         let result = match self {
             OwnFd::Private(f) => loop {
                 let mut guard = f.readable().await?;
-                // SAFETY: buf is a live, writable slice of buf.len() bytes.
-                match guard.try_io(|f| cvt(unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })) {
+                // SAFETY: the caller keeps ptr valid for len bytes.
+                match guard.try_io(|f| cvt(unsafe { libc::read(f.as_raw_fd(), raw.ptr(), raw.len()) })) {
                     Ok(r) => break r,
                     Err(_) => continue,
                 }
@@ -139,7 +166,7 @@ impl OwnFd {
                 let mut guard = f.readable().await?;
                 // SAFETY: as above.
                 let recv = |f: &AsyncFd<Shared>| {
-                    cvt(unsafe { libc::recv(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+                    cvt(unsafe { libc::recv(f.as_raw_fd(), raw.ptr(), raw.len(), libc::MSG_DONTWAIT) })
                 };
                 match guard.try_io(recv) {
                     Ok(r) => break r,
@@ -148,7 +175,7 @@ impl OwnFd {
             },
             OwnFd::Plain(fd) => loop {
                 // SAFETY: as above.
-                match cvt(unsafe { libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()) }) {
+                match cvt(unsafe { libc::read(*fd, raw.ptr(), raw.len()) }) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     r => break r,
                 }
@@ -158,6 +185,22 @@ impl OwnFd {
             Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
             r => r,
         }
+    }
+
+    /// Asks the kernel to make this pipe hold `bytes` (`F_SETPIPE_SZ`, Linux); a refusal (over
+    /// `/proc/sys/fs/pipe-max-size`, or not a pipe) leaves it as it was, which only costs more,
+    /// smaller reads.
+    pub fn grow_pipe(&self, bytes: usize) {
+        #[cfg(target_os = "linux")]
+        if let OwnFd::Private(f) = self {
+            let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+            // SAFETY: fcntl on a descriptor we own; no memory is touched.
+            unsafe {
+                libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, bytes);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = bytes;
     }
 
     /// Waits until a read would not block (at once for a plain descriptor).
@@ -212,6 +255,23 @@ impl OwnFd {
     }
 }
 
+/// Memory to read into: a pointer and a length, for [`OwnFd::read_raw`].
+struct RawBuf(*mut u8, usize);
+
+// SAFETY: a RawBuf only carries the address of memory its caller keeps valid and unaliased
+// for the read (see `read_raw`); moving it to another thread moves nothing else.
+unsafe impl Send for RawBuf {}
+
+impl RawBuf {
+    fn ptr(&self) -> *mut libc::c_void {
+        self.0.cast()
+    }
+
+    fn len(&self) -> usize {
+        self.1
+    }
+}
+
 /// Registers `fd` with the loop.
 fn register<T: AsRawFd>(fd: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: every T here is either an OwnedFd that the AsyncFd owns from now on, or one of
@@ -227,6 +287,12 @@ fn cvt(n: isize) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// A Linux pipe's default capacity, bytes (16 pages of 4 KiB; pipe(7)). A read of this much
+/// means the child keeps its pipe full, and the pump grows the pipe to a whole chunk
+/// ([`OwnFd::grow_pipe`]): only busy writers get the larger pipe, so a thousand quiet children
+/// do not count against the user's pipe buffer limit (`/proc/sys/fs/pipe-user-pages-soft`).
+pub const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 
 /// The largest read from a child's pipe: [`MAX_OUTPUT_CHUNK`], or half the queue's bound when
 /// that is smaller (so that two pumps can always hold a reservation each).
@@ -244,10 +310,11 @@ pub async fn pump_output(
     events: mpsc::UnboundedSender<Input>,
     chunk: usize,
 ) {
-    // Allocated (and zeroed, all `chunk` bytes dirtied) at the first output, not up front: a
-    // child that never writes to this pipe costs no buffer.
-    let mut buf = Vec::new();
+    // Each read goes into a buffer of its own, which becomes the event's bytes as it is (no
+    // copy); none is allocated before the pipe has something to read, so a child that never
+    // writes to it costs no buffer.
     let mut out = out;
+    let mut grown = false;
     loop {
         // At most TRANSIT_CHUNKS chunks between the pumps and the link, whatever the mode.
         let Ok(transit) = gate.transit.clone().acquire_owned().await else {
@@ -263,16 +330,26 @@ pub async fn pump_output(
         } else {
             None
         };
-        if buf.is_empty() {
-            if src.readable().await.is_err() {
-                break;
-            }
-            buf = vec![0u8; chunk];
+        if src.readable().await.is_err() {
+            break;
         }
-        let n = match src.read(&mut buf).await {
+        // Room for the frame's header in front, so the frame is built around the bytes read
+        // (nerve_proto::output_frame) and never copied in this process.
+        let mut buf = Vec::with_capacity(OUTPUT_HEADROOM + chunk);
+        buf.resize(OUTPUT_HEADROOM, 0);
+        let n = match src.read_spare(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if n >= DEFAULT_PIPE_BYTES && !grown {
+            // The child fills its pipe: give it room for a whole chunk, so each read takes one.
+            grown = true;
+            src.grow_pipe(chunk);
+        }
+        if n < chunk / 4 {
+            // A short read does not hold a whole chunk's memory while it waits for its ack.
+            buf.shrink_to_fit();
+        }
         let credit = match reserved {
             Some(permit) => {
                 permit.forget();
@@ -289,16 +366,13 @@ pub async fn pump_output(
         };
         let mut broken = false;
         if let Some(o) = &out {
-            if let Err(e) = o.write_all(&buf[..n]).await {
+            if let Err(e) = o.write_all(&buf[OUTPUT_HEADROOM..]).await {
                 broken = e.raw_os_error() == Some(libc::EPIPE);
                 out = None;
             }
         }
-        let kind = EventKind::Output {
-            stream,
-            data: buf[..n].to_vec(),
-        };
-        let _ = events.send(Input::Output(now_ms(), kind, credit, transit));
+        let chunk = Chunk { stream, buf };
+        let _ = events.send(Input::Output(now_ms(), chunk, credit, transit));
         if broken {
             break; // the child's next write gets SIGPIPE, as without nrv-open
         }

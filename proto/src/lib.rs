@@ -46,7 +46,10 @@ mod ring;
 mod signal;
 mod watcher;
 
-pub use codec::{decode, encode, encoded_len, DecodeError, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use codec::{
+    decode, encode, encoded_len, output_frame, peek_output, DecodeError, OutputView, MAX_FRAME_BYTES, OUTPUT_HEADROOM,
+    PROTOCOL_VERSION,
+};
 pub use control::{
     Acted, ConfigChanges, ControlError, ControlErrorKind, ControlReply, ControlRequest, ProcessInfo, Reply, Request,
     RunSpec, StateChange, VersionInfo, MAX_REPLY_BYTES,

@@ -5,9 +5,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The largest output chunk a watcher puts in one [`EventKind::Output`], in bytes (64 KiB).
-/// Larger reads are split; smaller ones are sent as they arrive, never held back.
-pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
+/// The largest output chunk a watcher puts in one [`EventKind::Output`], in bytes (256 KiB:
+/// a quarter of the frame bound [`crate::MAX_FRAME_BYTES`]; 64 KiB before issue 11, when the
+/// per-chunk costs — a read, a frame, a wake-up of the center, a log line — were a large part
+/// of a capture's time). Larger reads are split; smaller ones are sent as they arrive, never
+/// held back.
+pub const MAX_OUTPUT_CHUNK: usize = 256 * 1024;
 
 /// A watched process's id: 64 bits chosen by the watcher, unique across restarts of the
 /// child; `nrv-open` derives it from its random [`crate::ResumeSecret`] (so only it can prove

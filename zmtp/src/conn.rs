@@ -840,15 +840,15 @@ async fn write_loop(
                         put_frame(&mut out, &mut sealer, true, false, b"");
                     }
                     if sealer.is_none() && m.payload.len() >= DIRECT_WRITE {
-                        // A large plain frame goes from its own buffer, not copied into ours.
+                        // A large plain frame goes from its own buffer, not copied into ours,
+                        // in one writev(2) with what is gathered before it and its header (one
+                        // system call, and the peer wakes once for the whole frame).
                         wire::put_header(&mut out, false, false, m.payload.len());
-                        if let Err(e) = writer.write_all(&out).await {
+                        let mut both = Buf::chain(&out[..], &m.payload[..]);
+                        if let Err(e) = writer.write_all_buf(&mut both).await {
                             return e.into();
                         }
                         out.clear();
-                        if let Err(e) = writer.write_all(&m.payload).await {
-                            return e.into();
-                        }
                     } else {
                         put_frame(&mut out, &mut sealer, false, false, &m.payload);
                     }

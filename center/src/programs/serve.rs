@@ -490,6 +490,7 @@ impl Center {
         &mut self,
         client: &Client,
         request: &nerve_proto::Request,
+        caller: &nerve_proto::Caller,
         forwarded: bool,
     ) -> Result<bool, Error> {
         use nerve_proto::Request as R;
@@ -497,7 +498,7 @@ impl Center {
             if !forwarded && self.program_targets(target).is_none() {
                 if let Some(owner) = self.program_owner(target) {
                     // A program of a peer center (by its processes' tags): that center acts.
-                    self.forward(client.clone(), &owner, request.clone(), false).await;
+                    self.forward(client.clone(), &owner, request.clone(), caller, false).await;
                     return Ok(true);
                 }
             }
@@ -601,7 +602,7 @@ impl Center {
                             spec: spec.clone(),
                             center: None,
                         };
-                        self.forward(client.clone(), other, forwarded, false).await;
+                        self.forward(client.clone(), other, forwarded, caller, false).await;
                         return Ok(true);
                     }
                 } else {
