@@ -737,10 +737,13 @@ impl Center {
             if let Err(e) = self.outputs.append(id, &name, *stream, data) {
                 self.output_failed(Some((id, &name)), e).await;
             }
+            // When this center received the chunk (`tail --timestamps`), once for every follower.
+            let received_ms = crate::ended::unix_ms(std::time::SystemTime::now());
             for (key, client) in self.followers.for_output(id, *stream) {
                 let reply = Reply::Output {
                     stream: *stream,
                     data: data.clone(),
+                    time_ms: Some(received_ms),
                 };
                 self.stream_to(key, &client, reply).await;
             }
