@@ -20,7 +20,10 @@ fn main() {
     // Built again when HEAD moves: HEAD itself (a checkout), the branch it names (a commit),
     // packed-refs (a branch that is packed). Only files that exist: cargo reruns a build script
     // on every build while a watched path is missing.
-    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"]), git(&["rev-parse", "--git-path", "packed-refs"])];
+    let mut watched = vec![
+        git(&["rev-parse", "--git-path", "HEAD"]),
+        git(&["rev-parse", "--git-path", "packed-refs"]),
+    ];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(git(&["rev-parse", "--git-path", &branch]));
     }

@@ -444,7 +444,17 @@ impl Center {
         let parts = output_parts(chunks);
         let nothing_yet = parts.is_empty();
         for (stream, data) in parts {
-            if !self.reply(&client, Reply::Output { stream, data, time_ms: None }).await {
+            if !self
+                .reply(
+                    &client,
+                    Reply::Output {
+                        stream,
+                        data,
+                        time_ms: None,
+                    },
+                )
+                .await
+            {
                 return;
             }
         }

@@ -4,9 +4,7 @@ use crate::cli::{Command, Invocation};
 use crate::client::{Client, ClientError};
 use crate::CtlError;
 use base64::Engine;
-use nerve_proto::{
-    ExitStatus, OsBytes, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION,
-};
+use nerve_proto::{ExitStatus, OsBytes, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::{Duration, UNIX_EPOCH};
@@ -806,7 +804,12 @@ pub(crate) fn rfc3339_millis(time_ms: u64) -> String {
 
 /// Writes `data` with `stamp` and a space before each line that starts in it (a line begun
 /// in an earlier chunk keeps that chunk's stamp), as `docker logs --timestamps`.
-pub(crate) fn write_stamped(out: &mut impl Write, stamp: &str, data: &[u8], line_start: &mut bool) -> std::io::Result<()> {
+pub(crate) fn write_stamped(
+    out: &mut impl Write,
+    stamp: &str,
+    data: &[u8],
+    line_start: &mut bool,
+) -> std::io::Result<()> {
     for line in data.split_inclusive(|b| *b == b'\n') {
         if *line_start {
             write!(out, "{stamp} ")?;
@@ -868,12 +871,18 @@ mod tests {
             name: None,
             local: false,
         };
-        assert_eq!(empty_ps_hint(&ps(false, None), 3), "no live processes; nrv-ctl ps --all also lists the 3 that ended");
+        assert_eq!(
+            empty_ps_hint(&ps(false, None), 3),
+            "no live processes; nrv-ctl ps --all also lists the 3 that ended"
+        );
         assert_eq!(
             empty_ps_hint(&ps(false, Some(nerve_proto::ProcessState::Exited)), 1),
             "no live processes match --state EXITED; nrv-ctl ps --all --state EXITED also lists the 1 that ended"
         );
-        assert_eq!(empty_ps_hint(&ps(false, None), 0), "no live processes, and none ended in the last hour");
+        assert_eq!(
+            empty_ps_hint(&ps(false, None), 0),
+            "no live processes, and none ended in the last hour"
+        );
     }
 
     #[test]

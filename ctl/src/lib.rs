@@ -17,8 +17,8 @@ pub mod cli;
 mod client;
 mod commands;
 mod exit;
-pub mod usage;
 pub mod programs;
+pub mod usage;
 
 pub use cli::{Command, EarlyExit, Invocation};
 pub use client::{ask, ask_with, Client, ClientError};

@@ -237,9 +237,18 @@ Notes:
     #[test]
     fn suggestions_only_when_close() {
         let commands = ["version", "ps", "signal", "send", "tail"];
-        assert_eq!(unknown("command", "pss", &commands), "unknown command \"pss\"; did you mean \"ps\"?");
-        assert_eq!(unknown("command", "sedn", &commands), "unknown command \"sedn\"; did you mean \"send\"?");
-        assert_eq!(unknown("command", "frobnicate", &commands), "unknown command \"frobnicate\"");
+        assert_eq!(
+            unknown("command", "pss", &commands),
+            "unknown command \"pss\"; did you mean \"ps\"?"
+        );
+        assert_eq!(
+            unknown("command", "sedn", &commands),
+            "unknown command \"sedn\"; did you mean \"send\"?"
+        );
+        assert_eq!(
+            unknown("command", "frobnicate", &commands),
+            "unknown command \"frobnicate\""
+        );
         assert_eq!(closest("x", ["ps"]), Some("ps"));
         assert_eq!(closest("xyz", ["ps"]), None);
     }
@@ -267,8 +276,14 @@ Notes:
     #[test]
     fn version_lines() {
         let p = crate::PROTOCOL_VERSION;
-        assert_eq!(version_line("nrv-ctl", "0.1.0", Some("abc1234")), format!("nrv-ctl 0.1.0 (protocol {p}, commit abc1234)"));
-        assert_eq!(version_line("nrv-open", "0.1.0", None), format!("nrv-open 0.1.0 (protocol {p})"));
+        assert_eq!(
+            version_line("nrv-ctl", "0.1.0", Some("abc1234")),
+            format!("nrv-ctl 0.1.0 (protocol {p}, commit abc1234)")
+        );
+        assert_eq!(
+            version_line("nrv-open", "0.1.0", None),
+            format!("nrv-open 0.1.0 (protocol {p})")
+        );
     }
 
     #[test]
@@ -280,6 +295,9 @@ Notes:
         assert!(asks_for_version(&["-c", "ipc://x", "--json", "--version"], &info));
         assert!(!asks_for_version(&["ps", "--version"], &info));
         assert!(!asks_for_version(&[], &info));
-        assert_eq!(unrecognized_argument("Required positional arguments not provided:\n    target"), None);
+        assert_eq!(
+            unrecognized_argument("Required positional arguments not provided:\n    target"),
+            None
+        );
     }
 }

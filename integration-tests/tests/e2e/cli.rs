@@ -37,7 +37,11 @@ fn help_and_version_are_alike_in_all_three_binaries() {
         Some(commit) => format!("{name} {version} (protocol {protocol}, commit {commit})\n"),
         None => format!("{name} {version} (protocol {protocol})\n"),
     };
-    for (name, program) in [("nrv-center", &bins.center), ("nrv-open", &bins.open), ("nrv-ctl", &bins.ctl)] {
+    for (name, program) in [
+        ("nrv-center", &bins.center),
+        ("nrv-open", &bins.open),
+        ("nrv-ctl", &bins.ctl),
+    ] {
         for help in ["-h", "--help"] {
             let out = bare(program, &dir, &[help]);
             assert_eq!(out.code(), Some(0), "{name} {help}; {}", out.describe());
@@ -55,10 +59,25 @@ fn help_and_version_are_alike_in_all_three_binaries() {
     // After a global option too; nrv-open's command keeps its own --version.
     let out = bare(&bins.ctl, &dir, &["--timeout", "1", "--version"]);
     assert_eq!(out.stdout_str(), want("nrv-ctl"), "{}", out.describe());
-    let out = bare(&bins.open, &dir, &["-e", &dir.ipc("none.sock"), "echo", "--version"]);
-    assert_eq!((out.code(), out.stdout_str()), (Some(0), "--version\n".into()), "{}", out.describe());
+    let none = dir.ipc("none.sock");
+    let out = bare(
+        &bins.open,
+        &dir,
+        &["-e", &none, "--linger", "0.2", "sh", "-c", "echo \"$0\"", "--version"],
+    );
+    assert_eq!(
+        (out.code(), out.stdout_str()),
+        (Some(0), "--version\n".into()),
+        "{}",
+        out.describe()
+    );
     // nrv-ctl version says its own version even when no center answers.
-    let out = run_ctl(dir.path(), &dir.ipc("none.sock"), &["--timeout", "0.5", "version"], WAIT);
+    let out = run_ctl(
+        dir.path(),
+        &dir.ipc("none.sock"),
+        &["--timeout", "0.5", "version"],
+        WAIT,
+    );
     assert_eq!(out.code(), Some(3), "{}", out.describe());
     assert_eq!(out.stdout_str(), want("nrv-ctl"), "{}", out.describe());
 }
@@ -75,7 +94,11 @@ fn mistyped_commands_and_options_get_the_closest_one() {
         "{}",
         out.describe()
     );
-    assert!(out.stderr.ends_with("\nRun nrv-ctl --help for more information.\n"), "{}", out.describe());
+    assert!(
+        out.stderr.ends_with("\nRun nrv-ctl --help for more information.\n"),
+        "{}",
+        out.describe()
+    );
 
     let out = bare(&bins.ctl, &dir, &["ps", "--jsn"]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
@@ -123,11 +146,19 @@ fn a_bad_nerve_endpoint_is_named() {
     cmd.env("NERVE_ENDPOINT", "bogus");
     let out = run(cmd, Input::Null, WAIT, "NERVE_ENDPOINT=bogus nrv-open true");
     assert_eq!(out.code(), Some(125), "{}", out.describe());
-    assert!(out.stderr.starts_with("nrv-open: NERVE_ENDPOINT=bogus: "), "{}", out.describe());
+    assert!(
+        out.stderr.starts_with("nrv-open: NERVE_ENDPOINT=bogus: "),
+        "{}",
+        out.describe()
+    );
     // The flag is named as the flag.
     let out = bare(&binaries().open, &dir, &["-e", "bogus", "true"]);
     assert_eq!(out.code(), Some(125), "{}", out.describe());
-    assert!(out.stderr.starts_with("nrv-open: --endpoint bogus: "), "{}", out.describe());
+    assert!(
+        out.stderr.starts_with("nrv-open: --endpoint bogus: "),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -162,17 +193,27 @@ fn empty_results_say_why() {
     let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
     let out = run_ctl_ok(dir.path(), &center.control, &["ps"]);
     assert_eq!(
-        out.stderr, "nrv-ctl: no live processes, and none ended in the last hour\n",
+        out.stderr,
+        "nrv-ctl: no live processes, and none ended in the last hour\n",
         "{}",
         out.describe()
     );
     for _ in 0..3 {
-        let out = run_open(dir.path(), &center.endpoint, &["--name", "once", "true"], Input::Null, WAIT);
+        let out = run_open(
+            dir.path(),
+            &center.endpoint,
+            &["--name", "once", "true"],
+            Input::Null,
+            WAIT,
+        );
         assert_eq!(out.code(), Some(0), "{}", out.describe());
     }
     wait_until("3 ended rows in ps --all", WAIT, || {
         let rows = ps_json(dir.path(), &center.control, &["--all"]);
-        let ended = rows.iter().filter(|r| r["ended"] == true && r["state"] == "EXITED").count();
+        let ended = rows
+            .iter()
+            .filter(|r| r["ended"] == true && r["state"] == "EXITED")
+            .count();
         if ended == 3 {
             Ok(())
         } else {
@@ -180,8 +221,16 @@ fn empty_results_say_why() {
         }
     });
     let out = run_ctl_ok(dir.path(), &center.control, &["ps"]);
-    assert_eq!(out.stdout_str().lines().count(), 1, "only the header on stdout; {}", out.describe());
-    assert_eq!(out.stderr, "nrv-ctl: no live processes; nrv-ctl ps --all also lists the 3 that ended\n");
+    assert_eq!(
+        out.stdout_str().lines().count(),
+        1,
+        "only the header on stdout; {}",
+        out.describe()
+    );
+    assert_eq!(
+        out.stderr,
+        "nrv-ctl: no live processes; nrv-ctl ps --all also lists the 3 that ended\n"
+    );
     let out = run_ctl_ok(dir.path(), &center.control, &["ps", "--state", "EXITED"]);
     assert_eq!(
         out.stderr,
@@ -211,14 +260,25 @@ fn send_reports_exact_byte_counts() {
     let out = run_ctl_ok(dir.path(), &center.control, &["send", "wc", "--newline", ""]);
     assert_eq!(out.stdout_str(), format!("wrote 1 byte to stdin of pid {pid}\n"));
     let big = vec![b'x'; 10 * 1024 * 1024];
-    let out = run_ctl_with_input(dir.path(), &center.control, &["send", "wc", "--eof"], Input::Bytes(big), WAIT);
+    let out = run_ctl_with_input(
+        dir.path(),
+        &center.control,
+        &["send", "wc", "--eof"],
+        Input::Bytes(big),
+        WAIT,
+    );
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(
         out.stdout_str(),
         format!("wrote 10485760 bytes to stdin of pid {pid}\nclosed stdin of pid {pid}\n")
     );
     let out = open.wait(WAIT);
-    assert_eq!(out.stdout_str(), "10485761\n", "every byte reached wc; {}", out.describe());
+    assert_eq!(
+        out.stdout_str(),
+        "10485761\n",
+        "every byte reached wc; {}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -231,7 +291,7 @@ fn a_second_keygen_names_both_files() {
     assert_eq!(again.code(), Some(1), "{}", again.describe());
     assert_eq!(
         again.stderr,
-        "nrv-ctl: k.key and k.pub exist; not overwriting them (remove them or give another --out PREFIX)\n"
+        "nrv-ctl: keygen: k.key and k.pub exist; not overwriting them (remove them or give another --out PREFIX)\n"
     );
 }
 
@@ -243,7 +303,7 @@ fn completions_are_produced_for_bash_zsh_and_fish() {
         let out = bare(ctl, &dir, &["completions", shell]);
         assert_eq!(out.code(), Some(0), "{shell}; {}", out.describe());
         let script = out.stdout_str();
-        for word in ["ps", "tail", "--timestamps", "--control", "completions", "nrv-ctl"] {
+        for word in ["ps", "tail", "timestamps", "control", "completions", "nrv-ctl"] {
             assert!(script.contains(word), "{shell} script lacks {word}:\n{script}");
         }
         let file = dir.join(&format!("nrv-ctl.{shell}"));
@@ -307,7 +367,11 @@ fn tail_timestamps_show_when_the_center_received_each_line() {
     // Recorded output has no time of its own.
     tail.wait_stdout("the recorded line", WAIT, |o| o.ends_with(b"- before\n"));
     let sent = unix_ms_now();
-    run_ctl_ok(dir.path(), &center.control, &["send", "cat", "--newline", "live one\nlive two"]);
+    run_ctl_ok(
+        dir.path(),
+        &center.control,
+        &["send", "cat", "--newline", "live one\nlive two"],
+    );
     let seen = tail.wait_stdout("two live lines", WAIT, |o| o.ends_with(b" live two\n"));
     let got = unix_ms_now();
     let text = String::from_utf8_lossy(&seen).into_owned();
