@@ -849,10 +849,10 @@ mod tests {
     fn stamps_go_before_each_line_that_starts_in_a_chunk() {
         let mut out = Vec::new();
         let mut start = true;
-        write_stamped(&mut out, "T1", b"a\nb", &mut start).unwrap();
-        write_stamped(&mut out, "T2", b"c\nd\n", &mut start).unwrap();
-        write_stamped(&mut out, "T3", b"e\n", &mut start).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "T1 a\nT1 bc\nT2 d\nT3 e\n");
+        for (stamp, data) in [("T1", &b"a\nb"[..]), ("T2", b"c\nd\n"), ("T3", b"e\n")] {
+            write_stamped(&mut out, stamp, data, &mut start).expect("write to a Vec");
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "T1 a\nT1 bc\nT2 d\nT3 e\n");
         assert_eq!(rfc3339_millis(1_764_640_680_123), "2025-12-02T01:58:00.123Z");
     }
 

@@ -216,7 +216,7 @@ mod tests {
     use super::*;
 
     fn explained(args: &[&str]) -> String {
-        let e = Args::from_args(&[NAME], args).err().expect("a usage error");
+        let e = Args::from_args(&[NAME], args).expect_err("a usage error");
         explain(args, &e.output).unwrap_or_else(|| panic!("no explanation for {args:?}: {}", e.output))
     }
 
