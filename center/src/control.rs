@@ -497,7 +497,17 @@ impl Center {
         let parts = output_parts(chunks);
         let nothing_yet = parts.is_empty();
         for (stream, data) in parts {
-            if !self.reply(&client, Reply::Output { stream, data }).await {
+            if !self
+                .reply(
+                    &client,
+                    Reply::Output {
+                        stream,
+                        data,
+                        time_ms: None,
+                    },
+                )
+                .await
+            {
                 return;
             }
         }
@@ -510,6 +520,7 @@ impl Center {
                 let empty = Reply::Output {
                     stream: stream.unwrap_or(Stream::Stdout),
                     data: Vec::new(),
+                    time_ms: None,
                 };
                 self.reply(&client, empty).await;
             }

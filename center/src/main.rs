@@ -28,6 +28,7 @@ use zmtp::{Authorized, AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Rou
 /// line); 2 usage or a config file error (a [program.NAME] table's key or value, an unknown
 /// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
 #[derive(FromArgs)]
+#[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// TOML file with any of these long options as keys, and [program.NAME] tables (see
     /// examples/nrv-center.toml); the command line overrides it
@@ -262,10 +263,23 @@ fn settings(args: Args) -> Result<Settings, Failure> {
     })
 }
 
+/// The program name in usage lines and messages.
+const NAME: &str = "nrv-center";
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let args = match Args::from_args(&strs[..1], &strs[1..]) {
+    // Our own name in usage lines, not the path we were started as.
+    let help = || match Args::from_args(&[NAME], &["--help"]) {
+        Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
+        Ok(_) => nerve_proto::cli::HelpInfo::default(),
+    };
+    if nerve_proto::cli::asks_for_version(&strs[1..], &help()) {
+        let line = nerve_proto::cli::version_line(NAME, env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
+        let _ = writeln!(std::io::stdout(), "{line}");
+        return Exit::Ok.into();
+    }
+    let args = match Args::from_args(&[NAME], &strs[1..]) {
         Ok(args) => args,
         Err(early) => {
             return match early.status {
@@ -275,7 +289,17 @@ fn main() -> ExitCode {
                     Exit::Ok.into()
                 }
                 Err(()) => {
-                    eprint!("{}", early.output);
+                    // A mistyped option: the closest one, if one is close.
+                    let text = match nerve_proto::cli::unrecognized_argument(&early.output) {
+                        Some(word) => {
+                            let info = help();
+                            let names: Vec<&str> = info.option_names().collect();
+                            nerve_proto::cli::unknown("option", word, &names)
+                        }
+                        None => early.output.trim_end().to_string(),
+                    };
+                    eprintln!("{NAME}: {text}");
+                    eprintln!("Run {NAME} --help for more information.");
                     Exit::Usage.into()
                 }
             };

@@ -810,10 +810,13 @@ impl Center {
                 Some(p) => self.log.write_output_ref(id, &name, event.seq, kind, &p, data.len()),
                 None => self.log.write_output(id, &name, event.seq, kind, data),
             }
+            // When this center received the chunk (`tail --timestamps`), once for every follower.
+            let received_ms = crate::ended::unix_ms(std::time::SystemTime::now());
             for (key, client) in self.followers.for_output(id, *stream) {
                 let reply = Reply::Output {
                     stream: *stream,
                     data: data.to_vec(),
+                    time_ms: Some(received_ms),
                 };
                 self.stream_to(key, &client, reply).await;
             }

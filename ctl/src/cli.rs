@@ -94,6 +94,28 @@ pub enum Command {
     Run(RunCmd),
     /// `nrv-ctl scale NAME N`.
     Scale(ScaleCmd),
+    /// `nrv-ctl completions bash|zsh|fish`.
+    Completions(CompletionsCmd),
+}
+
+/// Print a shell completion script for nrv-ctl's commands and options: bash (source it, or
+/// put it in /etc/bash_completion.d/nrv-ctl), zsh (as _nrv-ctl in a directory on $fpath) or
+/// fish (as ~/.config/fish/completions/nrv-ctl.fish).
+#[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
+#[argh(
+    subcommand,
+    name = "completions",
+    help_triggers("-h", "--help", "help"),
+    example = "nrv-ctl completions bash > ~/.local/share/bash-completion/completions/nrv-ctl"
+)]
+pub struct CompletionsCmd {
+    /// the shell: bash, zsh or fish
+    #[argh(positional, from_str_fn(parse_shell))]
+    pub shell: crate::usage::Shell,
+}
+
+fn parse_shell(value: &str) -> Result<crate::usage::Shell, String> {
+    value.parse()
 }
 
 /// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.
@@ -225,6 +247,10 @@ pub struct TailCmd {
     /// only standard error
     #[argh(switch)]
     pub stderr: bool,
+    /// prefix each chunk with the time the center received it (RFC 3339, UTC, milliseconds;
+    /// output the center recorded before this request keeps no time and shows -)
+    #[argh(switch)]
+    pub timestamps: bool,
 }
 
 /// Print the recent events (nerve.log lines); with -f, follow them live.
@@ -311,7 +337,7 @@ pub struct UpdateCmd {
     subcommand,
     name = "run",
     help_triggers("-h", "--help", "help"),
-    example = "nrv-ctl run --name web --numprocs 2 --autorestart always -- python3 -m http.server",
+    example = "nrv-ctl run --name web --numprocs 2 --autorestart always -- python3 -m http.server --bind 127.0.0.1",
     example = "nrv-ctl run --center b --ready tcp://127.0.0.1:5432 -- postgres -D /var/lib/pg"
 )]
 pub struct RunCmd {
@@ -463,7 +489,11 @@ pub fn parse_env<'a>(
 ) -> Result<Invocation, EarlyExit> {
     let env_control = env(CONTROL_ENV);
     let parsed = Args::from_args(&[command_name], args).map_err(|e| EarlyExit {
-        output: e.output,
+        // A usage error that says what to do, when there is a better one than argh's.
+        output: match e.status {
+            Ok(()) => e.output,
+            Err(()) => crate::usage::explain(args, &e.output).unwrap_or(e.output),
+        },
         exit: if e.status.is_ok() { Exit::Ok } else { Exit::Usage },
     })?;
     let usage = |output: String| EarlyExit {

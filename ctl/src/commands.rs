@@ -4,9 +4,7 @@ use crate::cli::{Command, Invocation};
 use crate::client::{Client, ClientError};
 use crate::CtlError;
 use base64::Engine;
-use nerve_proto::{
-    ExitStatus, OsBytes, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION, PROTOCOL_VERSION,
-};
+use nerve_proto::{ExitStatus, OsBytes, ProcessInfo, Reply, Request, Stream, MAX_OUTPUT_CHUNK, NERVE_VERSION};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::{Duration, UNIX_EPOCH};
@@ -24,6 +22,16 @@ const STOP_WAIT: Duration = Duration::from_secs(65);
 pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), CtlError> {
     if let Command::Keygen(cmd) = &invocation.command {
         return crate::keygen(cmd.out.as_deref(), out);
+    }
+    if let Command::Completions(cmd) = &invocation.command {
+        write!(out, "{}", crate::usage::completions(cmd.shell))?;
+        return Ok(());
+    }
+    if let Command::Version(_) = &invocation.command {
+        // Our own version first: it is printed even when no center answers.
+        let line = nerve_proto::cli::version_line("nrv-ctl", NERVE_VERSION, nerve_proto::cli::GIT_COMMIT);
+        writeln!(out, "{line}")?;
+        out.flush()?;
     }
     let security = zmtp::client_security(
         invocation.curve_server_key.as_deref(),
@@ -47,7 +55,6 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             let Reply::Version(info) = reply else {
                 return unexpected(invocation, Request::Version, reply);
             };
-            writeln!(out, "nrv-ctl {NERVE_VERSION} (protocol {PROTOCOL_VERSION})")?;
             writeln!(
                 out,
                 "center {} {} (protocol {})",
@@ -66,8 +73,30 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 Ok(rows) => rows,
                 Err(reply) => return unexpected(invocation, request, reply),
             };
-            rows.retain(|p| cmd.state.is_none_or(|s| p.state == Some(s)));
-            rows.retain(|p| cmd.name.as_ref().is_none_or(|n| &p.name == n));
+            let wanted = |p: &ProcessInfo| {
+                cmd.state.is_none_or(|s| p.state == Some(s)) && cmd.name.as_ref().is_none_or(|n| &p.name == n)
+            };
+            rows.retain(wanted);
+            if rows.is_empty() && !cmd.json {
+                // An empty table says why on stderr (stdout stays the table, for scripts).
+                let ended = if cmd.all {
+                    0
+                } else {
+                    let all = if cmd.local {
+                        Request::PsLocal { all: true }
+                    } else {
+                        Request::Ps { all: true }
+                    };
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1));
+                    match client.ps(all, left).await {
+                        Ok(Ok(all)) => all.iter().filter(|p| p.ended && wanted(p)).count(),
+                        _ => 0,
+                    }
+                };
+                eprintln!("nrv-ctl: {}", empty_ps_hint(cmd, ended));
+            }
             if cmd.json {
                 let rows: Vec<Value> = rows.iter().map(|p| process_json(p, false)).collect();
                 writeln!(out, "{}", Value::Array(rows))?;
@@ -158,7 +187,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             }
         }
         Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
-        Command::Keygen(_) => unreachable!("answered before connecting"),
+        Command::Keygen(_) | Command::Completions(_) => unreachable!("answered before connecting"),
         Command::Ring(cmd) => {
             let reply = client.request_within(Request::Ring, left).await?;
             let Reply::Ring(peers) = reply else {
@@ -175,6 +204,12 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 writeln!(out, "{}", Value::Array(rows))?;
             } else {
                 writeln!(out, "{}", ring_table(&peers))?;
+                if peers.is_empty() {
+                    eprintln!(
+                        "nrv-ctl: the center at {} is in no ring: it has no peer centers (nrv-center --ring ENDPOINTS joins one)",
+                        invocation.control
+                    );
+                }
             }
         }
         Command::Tail(cmd) => {
@@ -189,9 +224,15 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 stream,
                 follow: cmd.follow,
             };
+            let mut line_start = true;
             stream_replies(invocation, &mut client, request, cmd.follow, |reply| match reply {
-                Reply::Output { data, .. } => {
-                    out.write_all(&data)?;
+                Reply::Output { data, time_ms, .. } => {
+                    if cmd.timestamps {
+                        let stamp = time_ms.map_or_else(|| "-".to_string(), rfc3339_millis);
+                        write_stamped(out, &stamp, &data, &mut line_start)?;
+                    } else {
+                        out.write_all(&data)?;
+                    }
                     out.flush()
                 }
                 _ => Ok(()),
@@ -314,6 +355,10 @@ async fn send(
         eof,
     };
     let mut messages = Vec::new();
+    // Bytes the watcher acknowledged, over every chunk: the summary names the total, not the
+    // last chunk's count.
+    let mut written = 0usize;
+    let mut last_write: Option<String> = None;
     match &cmd.text {
         Some(text) => {
             let mut data = text.clone().into_bytes();
@@ -345,12 +390,18 @@ async fn send(
                 }
             });
             while let Some(chunk) = rx.recv().await {
-                let r = request(chunk?, false);
-                messages.push(done_message(invocation, client, r, wait).await?);
+                let chunk = chunk?;
+                written += chunk.len();
+                let r = request(chunk, false);
+                last_write = Some(done_message(invocation, client, r, wait).await?);
             }
             if cmd.newline {
+                written += 1;
                 let r = request(b"\n".to_vec(), false);
-                messages.push(done_message(invocation, client, r, wait).await?);
+                last_write = Some(done_message(invocation, client, r, wait).await?);
+            }
+            if let Some(last) = last_write.take() {
+                messages.push(with_total(&last, written));
             }
             if cmd.eof {
                 let r = request(Vec::new(), true);
@@ -358,8 +409,8 @@ async fn send(
             }
         }
     }
-    if let Some(last) = messages.last() {
-        writeln!(out, "{}", escape_for_terminal(last))?;
+    for message in &messages {
+        writeln!(out, "{}", escape_for_terminal(message))?;
     }
     Ok(())
 }
@@ -698,6 +749,77 @@ fn escape_controls(text: &str, backslash: bool) -> std::borrow::Cow<'_, str> {
 /// One log line for people: `TIME NAME(ID) KIND DATA`, each part through
 /// [`escape_for_terminal`] (DATA is JSON or a quoted string, escaped already; a line that is
 /// not JSON is escaped whole).
+/// Why `ps` printed no rows, for stderr: `no live processes; nrv-ctl ps --all also lists the
+/// 3 that ended`, with the filters given (`--state`, `--name`, `--local`) repeated.
+pub(crate) fn empty_ps_hint(cmd: &crate::cli::PsCmd, ended: usize) -> String {
+    let mut filters = String::new();
+    if let Some(state) = cmd.state {
+        filters.push_str(&format!(" --state {}", state.as_str()));
+    }
+    if let Some(name) = &cmd.name {
+        filters.push_str(&format!(" --name {}", escape_for_terminal(name)));
+    }
+    if cmd.local {
+        filters.push_str(" --local");
+    }
+    let what = if filters.is_empty() {
+        "processes".to_string()
+    } else {
+        format!("processes match{filters}")
+    };
+    if cmd.all {
+        return format!("no {what}, live or ended (ended ones are kept for an hour)");
+    }
+    match ended {
+        0 => format!("no live {what}, and none ended in the last hour"),
+        1 => format!("no live {what}; nrv-ctl ps --all{filters} also lists the 1 that ended"),
+        n => format!("no live {what}; nrv-ctl ps --all{filters} also lists the {n} that ended"),
+    }
+}
+
+/// `1 byte`, `N bytes`.
+pub(crate) fn bytes_text(n: usize) -> String {
+    if n == 1 {
+        "1 byte".into()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// The watcher's `wrote N bytes to stdin of pid P` with N replaced by `total`, the sum over
+/// every chunk of a streamed `send`.
+fn with_total(message: &str, total: usize) -> String {
+    match message.strip_prefix("wrote ").and_then(|rest| rest.split_once(" to ")) {
+        Some((_, rest)) => format!("wrote {} to {rest}", bytes_text(total)),
+        None => message.to_string(),
+    }
+}
+
+/// `time_ms` (milliseconds since the Unix epoch, UTC) as RFC 3339 with milliseconds:
+/// `2026-12-02T01:58:00.123Z`.
+pub(crate) fn rfc3339_millis(time_ms: u64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(time_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Writes `data` with `stamp` and a space before each line that starts in it (a line begun
+/// in an earlier chunk keeps that chunk's stamp), as `docker logs --timestamps`.
+pub(crate) fn write_stamped(
+    out: &mut impl Write,
+    stamp: &str,
+    data: &[u8],
+    line_start: &mut bool,
+) -> std::io::Result<()> {
+    for line in data.split_inclusive(|b| *b == b'\n') {
+        if *line_start {
+            write!(out, "{stamp} ")?;
+        }
+        out.write_all(line)?;
+        *line_start = line.ends_with(b"\n");
+    }
+    Ok(())
+}
+
 fn event_text(line: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(line) else {
         return escape_for_terminal(line).into_owned();
@@ -722,6 +844,46 @@ fn event_text(line: &str) -> String {
 mod tests {
     use super::*;
     use nerve_proto::{ProcessId, ProcessState, Signal};
+
+    #[test]
+    fn stamps_go_before_each_line_that_starts_in_a_chunk() {
+        let mut out = Vec::new();
+        let mut start = true;
+        for (stamp, data) in [("T1", &b"a\nb"[..]), ("T2", b"c\nd\n"), ("T3", b"e\n")] {
+            write_stamped(&mut out, stamp, data, &mut start).expect("write to a Vec");
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "T1 a\nT1 bc\nT2 d\nT3 e\n");
+        assert_eq!(rfc3339_millis(1_764_640_680_123), "2025-12-02T01:58:00.123Z");
+    }
+
+    #[test]
+    fn send_totals_and_empty_ps_hints() {
+        assert_eq!(bytes_text(1), "1 byte");
+        assert_eq!(bytes_text(0), "0 bytes");
+        assert_eq!(
+            with_total("wrote 65536 bytes to stdin of pid 7", 10_485_760),
+            "wrote 10485760 bytes to stdin of pid 7"
+        );
+        let ps = |all, state| crate::cli::PsCmd {
+            all,
+            json: false,
+            state,
+            name: None,
+            local: false,
+        };
+        assert_eq!(
+            empty_ps_hint(&ps(false, None), 3),
+            "no live processes; nrv-ctl ps --all also lists the 3 that ended"
+        );
+        assert_eq!(
+            empty_ps_hint(&ps(false, Some(nerve_proto::ProcessState::Exited)), 1),
+            "no live processes match --state EXITED; nrv-ctl ps --all --state EXITED also lists the 1 that ended"
+        );
+        assert_eq!(
+            empty_ps_hint(&ps(false, None), 0),
+            "no live processes, and none ended in the last hour"
+        );
+    }
 
     #[test]
     fn escape_for_terminal_as_a_table() {

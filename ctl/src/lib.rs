@@ -18,6 +18,7 @@ mod client;
 mod commands;
 mod exit;
 pub mod programs;
+pub mod usage;
 
 pub use cli::{Command, EarlyExit, Invocation};
 pub use client::{ask, ask_with, Client, ClientError};
@@ -104,8 +105,22 @@ pub(crate) fn keygen(prefix: Option<&str>, out: &mut impl Write) -> Result<(), C
         file.write_all(text.as_bytes())
             .map_err(|e| CtlError::Keygen(format!("cannot write {path}: {e}")))
     };
-    if std::path::Path::new(&public_path).exists() {
-        return Err(CtlError::Keygen(format!("{public_path} exists; not overwriting it")));
+    let existing: Vec<&str> = [secret_path.as_str(), public_path.as_str()]
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).symlink_metadata().is_ok())
+        .collect();
+    match existing.as_slice() {
+        [] => {}
+        [one] => {
+            return Err(CtlError::Keygen(format!(
+                "{one} exists; not overwriting it (remove it or give another --out PREFIX)"
+            )))
+        }
+        _ => {
+            return Err(CtlError::Keygen(format!(
+                "{secret_path} and {public_path} exist; not overwriting them (remove them or give another --out PREFIX)"
+            )))
+        }
     }
     create(
         &secret_path,

@@ -14,6 +14,13 @@ fn main() -> ExitCode {
         }
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `--version` among the global options, before the command (GNU's convention).
+    let globals = nerve_ctl::usage::help_info(None);
+    if nerve_proto::cli::asks_for_version(&args, &globals) {
+        let line = nerve_proto::cli::version_line("nrv-ctl", env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
+        let _ = writeln!(std::io::stdout(), "{line}");
+        return Exit::Ok.into();
+    }
     let env: std::collections::HashMap<String, std::ffi::OsString> =
         [cli::CONTROL_ENV, zmtp::SERVER_KEY_ENV, zmtp::SECRET_KEY_ENV]
             .into_iter()

@@ -155,6 +155,14 @@ pub fn ctl_command(dir: &Path, control: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// `PROGRAM ARGS...` for one of [`binaries`], run in `dir` as [`center_command`] is (no `-e`
+/// or `-c` added: for tests of the command line itself).
+pub fn bare_command(program: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = base_command(program, dir);
+    cmd.args(args);
+    cmd
+}
+
 /// `nrv-center ARGS...`, run in `dir` (for the cases that are not [`Center::start`]).
 pub fn center_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = base_command(&binaries().center, dir);

@@ -21,7 +21,12 @@ use std::time::Duration;
 /// Exit codes: the last child's exit code, or 128+N when it was killed by signal N (also
 /// after a requested stop: 143 after TERM, 137 after KILL); 125 nrv-open itself failed (usage,
 /// config file, setup); 126 CMD cannot be executed; 127 CMD not found.
+///
+/// Options go before CMD; everything from CMD on is CMD's (nrv-open ls --help runs ls
+/// --help). nrv-open help runs a program called help, as env help would; nrv-open -- CMD
+/// runs a CMD whose name starts with -.
 #[derive(FromArgs)]
+#[argh(help_triggers("-h", "--help"))]
 struct Args {
     /// TOML file with any of these long options as keys (see examples/nrv-open.toml); the
     /// command line overrides it
@@ -131,6 +136,13 @@ struct Args {
     command: Vec<String>,
 }
 
+/// The program name in usage lines and messages.
+const NAME: &str = "nrv-open";
+
+/// The environment variable naming the center's process endpoint when neither `--endpoint`
+/// nor the config file does.
+const ENDPOINT_ENV: &str = "NERVE_ENDPOINT";
+
 fn main() {
     let (mut command, detach) = command_line();
     if detach {
@@ -165,7 +177,17 @@ fn command_line() -> (Box<nerve_open::Command>, bool) {
     let raw: Vec<OsString> = std::env::args_os().collect();
     let argv: Vec<String> = raw.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let args = match Args::from_args(&strs[..1], &strs[1..]) {
+    // Our own name in usage lines, not the path we were started as.
+    let help = || match Args::from_args(&[NAME], &["--help"]) {
+        Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
+        Ok(_) => nerve_proto::cli::HelpInfo::default(),
+    };
+    if nerve_proto::cli::asks_for_version(&strs[1..], &help()) {
+        let line = nerve_proto::cli::version_line(NAME, env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
+        let _ = writeln!(std::io::stdout(), "{line}");
+        std::process::exit(0);
+    }
+    let args = match Args::from_args(&[NAME], &strs[1..]) {
         Ok(args) => args,
         Err(early) => match early.status {
             Ok(()) => {
@@ -173,7 +195,20 @@ fn command_line() -> (Box<nerve_open::Command>, bool) {
                 let _ = write!(std::io::stdout(), "{}", early.output);
                 std::process::exit(0);
             }
-            Err(()) => usage(early.output.trim_end()),
+            Err(()) => {
+                // A mistyped option: the closest one, if one is close.
+                let text = match nerve_proto::cli::unrecognized_argument(&early.output) {
+                    Some(word) => {
+                        let info = help();
+                        let names: Vec<&str> = info.option_names().collect();
+                        nerve_proto::cli::unknown("option", word, &names)
+                    }
+                    None => early.output.trim_end().to_string(),
+                };
+                eprintln!("{NAME}: {text}");
+                eprintln!("Run {NAME} --help for more information.");
+                std::process::exit(exit::FAILURE)
+            }
         },
     };
     // The command is the tail of argv (argh's greedy positional): take it unmangled.
@@ -206,12 +241,23 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
     let Some((program, rest)) = argv.split_first() else {
         return Err("missing CMD: nrv-open [OPTIONS] CMD [ARGS...] (or `command` in --config)".into());
     };
-    let endpoint = args
-        .endpoint
-        .or(file.endpoint)
-        .or_else(|| std::env::var("NERVE_ENDPOINT").ok())
-        .unwrap_or_else(|| nerve_open::DEFAULT_ENDPOINT.into());
-    let endpoint = endpoint.parse().map_err(|e| format!("{e}"))?;
+    // Where the endpoint came from, named in the error about its value.
+    let (endpoint, from) = match (args.endpoint, file.endpoint, std::env::var_os(ENDPOINT_ENV)) {
+        (Some(flag), _, _) => (flag, "--endpoint".to_string()),
+        (None, Some(key), _) => (key, origin("endpoint")),
+        (None, None, Some(env)) => match env.into_string() {
+            Ok(text) => (text, ENDPOINT_ENV.to_string()),
+            Err(bad) => return Err(format!("{ENDPOINT_ENV} is not valid UTF-8: {bad:?}")),
+        },
+        (None, None, None) => (nerve_open::DEFAULT_ENDPOINT.into(), "the default endpoint".into()),
+    };
+    let endpoint = endpoint.parse().map_err(|e| {
+        if from == ENDPOINT_ENV {
+            format!("{ENDPOINT_ENV}={endpoint}: {e}")
+        } else {
+            format!("{from} {endpoint}: {e}")
+        }
+    })?;
     let positive = |flag: &str, v: f64| {
         if v > 0.0 && v.is_finite() {
             Ok(Duration::from_secs_f64(v))

@@ -485,7 +485,11 @@ async fn route_stdin(
                         Some((pid, fd)) => {
                             let pid = *pid;
                             match write_or_abandon(fd, &data, &mut generation).await {
-                                Ok(()) => Ok(format!("wrote {} bytes to stdin of pid {pid}", data.len())),
+                                Ok(()) => Ok(format!(
+                                    "wrote {} byte{} to stdin of pid {pid}",
+                                    data.len(),
+                                    if data.len() == 1 { "" } else { "s" }
+                                )),
                                 Err(e) => {
                                     current = None;
                                     Err(format!("cannot write to stdin of pid {pid}: {e}"))

@@ -235,6 +235,11 @@ pub enum Reply {
         /// The bytes, exactly as the process wrote them.
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        /// When the center received them: milliseconds since the Unix epoch (UTC), for
+        /// `nrv-ctl tail --timestamps`. `None` for output recorded before the request (the
+        /// in-memory ring and the output files keep bytes, not times); live chunks of a
+        /// follow carry it.
+        time_ms: Option<u64>,
     },
     /// Events, for [`Request::Events`]: log lines as written to `nerve.log` (JSON), one or
     /// more, separated by `\n` (a JSON line holds no raw newline). A center sends the recent

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
+pub mod cli;
 mod codec;
 mod control;
 mod resume;

@@ -7,6 +7,7 @@
 mod abuse;
 mod access;
 mod bounds;
+mod cli;
 mod config;
 mod ctl;
 mod ctl_events;
