@@ -28,6 +28,11 @@ pub struct FileConfig {
     pub when_full: Option<String>,
     /// Seconds a connected center may be silent before output is no longer held back.
     pub stall_timeout: Option<f64>,
+    /// Which streams go between the watcher and the center: letters from `I` (stdin input
+    /// from the center), `O` (stdout), `E` (stderr) and `A` (all; the default), as the
+    /// options `-I/-O/-E/-A` (`streams = "OE"`). Any of those options on the command line
+    /// replaces it.
+    pub streams: Option<String>,
     /// `true` to run the command on a pseudo-terminal.
     pub tty: Option<bool>,
     /// `"never"`, `"always"` or `"unexpected"`.
@@ -134,6 +139,7 @@ mod tests {
         let text = r#"
 endpoint = "ipc://n.sock"
 name = "web"
+streams = "OE"
 ping-interval = 2
 linger = 0.5
 queue-bytes = 1024

@@ -131,12 +131,12 @@ pub use detach::detach;
 pub use error::Error;
 pub use handle::{Child, Outcome};
 pub use link::WhenFull;
-pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, ProgramTag, Signal, SignalScope};
+pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, ProgramTag, Signal, SignalScope, Streams, UnknownStreams};
 pub use policy::{parse_exitcodes, AutoRestart, Policy, UnknownAutoRestart};
 pub use ready::{ReadyCheck, DEFAULT_READY_TIMEOUT};
 pub use reaper::reap_all_descendants;
 use std::time::Duration;
-pub use supervisor::DRAIN_TIMEOUT;
+pub use supervisor::{DRAIN_TIMEOUT, NO_INPUT};
 pub use user::{User, MAX_GROUPS};
 pub use zmtp::Endpoint;
 

@@ -145,6 +145,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     let (stdin, router) = StdinRouter::start(own_stdin);
     let raw = if command.spec.tty { tty::RawMode::enter(0) } else { None };
     let mut supervisor = Supervisor {
+        streams: command.streams,
         spec,
         policy: command.policy.clone(),
         ping_interval: command.ping_interval,

@@ -38,6 +38,7 @@ mod restart_view;
 mod signals;
 mod socket_security;
 mod stop;
+mod streams;
 mod supervision;
 mod terminal_escapes;
 mod transport_interop;
