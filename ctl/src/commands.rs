@@ -31,7 +31,15 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
     )
     .map_err(CtlError::Keys)?;
     let deadline = Instant::now() + invocation.timeout;
-    let connect = Client::connect_with(&invocation.control, invocation.timeout, security);
+    // Kept until the end of the command: dropping it stops ssh.
+    let tunnel = match &invocation.ssh_server {
+        Some(server) => Some(zmtp::ssh::Tunnel::open(server, &invocation.control).await?),
+        None => None,
+    };
+    let endpoint = tunnel
+        .as_ref()
+        .map_or_else(|| invocation.control.clone(), zmtp::ssh::Tunnel::endpoint);
+    let connect = Client::connect_with(&endpoint, invocation.timeout, security);
     let mut client = tokio::time::timeout_at(deadline, connect)
         .await
         .map_err(|_| ClientError::NoAnswer {

@@ -64,6 +64,10 @@ pub enum CtlError {
     /// The result could not be written to stdout.
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
+    /// `--ssh-server`: the ssh tunnel did not come up (exit 3; the message has ssh's status
+    /// and stderr).
+    #[error(transparent)]
+    Tunnel(#[from] zmtp::ssh::TunnelError),
 }
 
 impl CtlError {
@@ -72,6 +76,7 @@ impl CtlError {
         match self {
             CtlError::Client(e) => e.exit(),
             CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
+            CtlError::Tunnel(_) => Exit::NoCenter,
             CtlError::UnexpectedReply { .. }
             | CtlError::NotAllDone { .. }
             | CtlError::Output(_)

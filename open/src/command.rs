@@ -36,6 +36,7 @@ pub struct Command {
     pub(crate) catch_signals: bool,
     pub(crate) pass_stdin: bool,
     pub(crate) streams: Streams,
+    pub(crate) ssh_server: Option<zmtp::ssh::SshServer>,
     pub(crate) security: zmtp::Security,
     pub(crate) program: Option<ProgramTag>,
     pub(crate) ready: ReadyCheck,
@@ -66,6 +67,7 @@ impl Command {
             catch_signals: true,
             pass_stdin: true,
             streams: Streams::ALL,
+            ssh_server: None,
             security: zmtp::Security::Null,
             program: None,
             ready: ReadyCheck::Started,
@@ -298,6 +300,16 @@ impl Command {
     /// choice, so `nrv-ctl info` shows it.
     pub fn streams(&mut self, streams: Streams) -> &mut Command {
         self.streams = streams;
+        self
+    }
+
+    /// Reaches the endpoint through an ssh tunnel to `server` (`--ssh-server`): `ssh -N -L`
+    /// from a private local socket to the endpoint on that host (an `ipc://` path there, or
+    /// `tcp://HOST:PORT` as seen from there), started before the first connection, restarted
+    /// with the link's backoff whenever it dies, and stopped at the end of the watch (see
+    /// [`zmtp::ssh`]; `NERVE_SSH` is the ssh command line). Default: no tunnel.
+    pub fn ssh_server(&mut self, server: zmtp::ssh::SshServer) -> &mut Command {
+        self.ssh_server = Some(server);
         self
     }
 

@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub backoff_max: Option<f64>,
     /// Least seconds between an exit and the restart after it.
     pub restart_delay: Option<f64>,
+    /// Reach the endpoint through an ssh tunnel to `[user@]host[:port]` (`"bob@db1:2222"`).
+    pub ssh_server: Option<String>,
     /// The center's CURVE public key, or a file holding it.
     pub curve_server_key: Option<String>,
     /// This watcher's CURVE secret key file.
@@ -140,6 +142,7 @@ mod tests {
 endpoint = "ipc://n.sock"
 name = "web"
 streams = "OE"
+ssh-server = "bob@127.0.0.1:2222"
 ping-interval = 2
 linger = 0.5
 queue-bytes = 1024

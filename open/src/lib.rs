@@ -123,6 +123,7 @@ mod supervisor;
 mod sys;
 mod tree;
 mod tty;
+mod tunnel;
 mod user;
 mod watch;
 

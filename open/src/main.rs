@@ -99,6 +99,12 @@ struct Args {
     /// least seconds between an exit and the restart after it (default 0.1)
     #[argh(option)]
     restart_delay: Option<f64>,
+    /// reach the endpoint through an ssh tunnel to [user@]host[:port] (ssh -N -L from a private
+    /// local socket; restarted when it dies; env NERVE_SSH is the ssh command line, default
+    /// ssh); -e is then the center's endpoint on that host: ipc:///ABSOLUTE/PATH or
+    /// tcp://HOST:PORT
+    #[argh(option)]
+    ssh_server: Option<String>,
     /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp
     /// endpoint (env NERVE_CURVE_SERVER_KEY); needs --curve-secret-key
     #[argh(option)]
@@ -254,6 +260,9 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
 
     let mut command = nerve_open::Command::new(program);
     command.args(rest).endpoint(endpoint).security(security);
+    if let Some(text) = args.ssh_server.or(file.ssh_server) {
+        command.ssh_server(text.parse().map_err(|e| format!("{}: {e}", origin("--ssh-server")))?);
+    }
     let flags = [args.input, args.stdout, args.stderr, args.all_streams];
     let streams = streams(flags, file.streams.as_deref()).map_err(|e| format!("{}: {e}", origin("streams")))?;
     command.streams(streams);

@@ -37,6 +37,7 @@ mod restart;
 mod restart_view;
 mod signals;
 mod socket_security;
+mod ssh;
 mod stop;
 mod streams;
 mod supervision;
