@@ -600,7 +600,7 @@ mod streams_tests {
         for bad in ["", "X", "O E"] {
             assert!(bad.parse::<Streams>().is_err(), "{bad:?}");
         }
-        assert!(!"O".parse::<Streams>().unwrap().sends(Stream::Stderr));
+        assert!(!"O".parse::<Streams>().expect("O parses").sends(Stream::Stderr));
         assert_eq!(Streams::default(), Streams::ALL);
     }
 }

@@ -38,6 +38,7 @@ fn start_sshd(dir: &TestDir) -> Option<Sshd> {
     }
     // sshd run as root insists on its privilege separation directory, which Debian's service
     // unit makes at boot (RuntimeDirectory=sshd); a container without init has none.
+    // SAFETY: geteuid has no memory effects.
     if unsafe { libc::geteuid() } == 0 && !Path::new("/run/sshd").exists() {
         std::fs::create_dir_all("/run/sshd").unwrap_or_else(|e| panic!("cannot make /run/sshd: {e}"));
     }
