@@ -40,12 +40,23 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
         .as_ref()
         .map_or_else(|| invocation.control.clone(), zmtp::ssh::Tunnel::endpoint);
     let connect = Client::connect_with(&endpoint, invocation.timeout, security);
-    let mut client = tokio::time::timeout_at(deadline, connect)
-        .await
-        .map_err(|_| ClientError::NoAnswer {
-            endpoint: invocation.control.clone(),
+    let connected = tokio::time::timeout_at(deadline, connect).await.unwrap_or_else(|_| {
+        Err(ClientError::NoAnswer {
+            endpoint: endpoint.clone(),
             timeout: invocation.timeout,
-        })??;
+        })
+    });
+    let mut client = match (connected, &invocation.ssh_server) {
+        (Ok(client), _) => client,
+        (Err(source), Some(server)) => {
+            return Err(CtlError::ThroughTunnel {
+                server: server.to_string(),
+                remote: invocation.control.clone(),
+                source: Box::new(source),
+            })
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));

@@ -188,3 +188,32 @@ fn ctl_shows_ssh_s_own_error_when_the_tunnel_fails() {
         out.describe()
     );
 }
+
+#[test]
+fn ctl_names_the_tunnel_when_no_center_answers_through_it() {
+    let dir = TestDir::new();
+    let Some(sshd) = start_sshd(&dir) else { return };
+    // The tunnel comes up, but nothing listens on the far socket.
+    let mut ctl = ctl_command(
+        dir.path(),
+        &dir.ipc("none.sock"),
+        &[
+            "--timeout",
+            "2",
+            "--ssh-server",
+            &format!("127.0.0.1:{}", sshd.port),
+            "ps",
+        ],
+    );
+    ctl.env("NERVE_SSH", &sshd.ssh);
+    let out = run(ctl, Input::Null, WAIT, "nrv-ctl --ssh-server ps (no center there)");
+    let far = format!("which forwards to {} there", dir.ipc("none.sock"));
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains(&format!("through the ssh tunnel to 127.0.0.1:{}", sshd.port))
+            && out.stderr.contains(&far),
+        "the message names the tunnel and the far endpoint; {}",
+        out.describe()
+    );
+}
