@@ -49,9 +49,10 @@ pub struct Args {
     #[argh(option, arg_name = "file")]
     pub curve_secret_key: Option<String>,
 
-    /// reach the control endpoint through an ssh tunnel to [user@]host[:port] (ssh -N -L to a
-    /// private local socket; env NERVE_SSH is the ssh command line to use, default ssh); the
-    /// endpoint (-c) is then the center's on that host: ipc:///ABSOLUTE/PATH or tcp://HOST:PORT
+    /// reach the control endpoint through an ssh tunnel to user@host:port (user and port
+    /// optional; ssh -N -L to a private local socket; env NERVE_SSH is the ssh command line to
+    /// use, default ssh); the endpoint (-c) is then the center's on that host:
+    /// ipc:///ABSOLUTE/PATH or tcp://HOST:PORT
     #[argh(option, arg_name = "[user@]host[:port]")]
     pub ssh_server: Option<zmtp::ssh::SshServer>,
 

@@ -99,10 +99,10 @@ struct Args {
     /// least seconds between an exit and the restart after it (default 0.1)
     #[argh(option)]
     restart_delay: Option<f64>,
-    /// reach the endpoint through an ssh tunnel to [user@]host[:port] (ssh -N -L from a private
-    /// local socket; restarted when it dies; env NERVE_SSH is the ssh command line, default
-    /// ssh); -e is then the center's endpoint on that host: ipc:///ABSOLUTE/PATH or
-    /// tcp://HOST:PORT
+    /// reach the endpoint through an ssh tunnel to user@host:port (user and port optional;
+    /// ssh -N -L from a private local socket; restarted when it dies; env NERVE_SSH is the ssh
+    /// command line, default ssh); -e is then the center's endpoint on that host:
+    /// ipc:///ABSOLUTE/PATH or tcp://HOST:PORT
     #[argh(option)]
     ssh_server: Option<String>,
     /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp

@@ -42,7 +42,7 @@ pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_POLL: Duration = Duration::from_millis(20);
 
 /// The most of ssh's stderr shown in an error: its last 2 KiB.
-const MAX_STDERR_SHOWN: usize = 2048;
+pub const MAX_STDERR_SHOWN: usize = 2048;
 
 /// The file name of the local socket inside the tunnel's private directory.
 const SOCKET_NAME: &str = "tunnel.sock";
