@@ -25,6 +25,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -237,11 +238,17 @@ impl TunnelDir {
         let mut words = line.split_whitespace();
         let program = words.next().ok_or(TunnelError::EmptyCommand)?;
         let _ = std::fs::remove_file(self.socket());
-        let stderr = std::fs::File::create(self.path.join(STDERR_NAME)).map_err(|source| TunnelError::Dir {
-            server: server.to_string(),
-            dir: self.path.clone(),
-            source,
-        })?;
+        let stderr = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.path.join(STDERR_NAME))
+            .map_err(|source| TunnelError::Dir {
+                server: server.to_string(),
+                dir: self.path.clone(),
+                source,
+            })?;
         let mut cmd = std::process::Command::new(program);
         cmd.args(words)
             .args(["-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes", "-L"])

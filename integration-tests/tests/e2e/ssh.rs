@@ -4,8 +4,8 @@
 //! installs Debian's `openssh-server`).
 
 use integration_tests::{
-    ctl_command, free_tcp_endpoint, of_id_kind, open_command, output_of, proc_comm, run, run_ctl_ok, send_signal,
-    wait_until, Center, ChildGroups, Input, Running, TestDir, WAIT,
+    ctl_command, free_tcp_endpoint, of_id_kind, open_command, output_of, pid_alive, proc_cmdline, proc_comm, run,
+    run_ctl_ok, send_signal, wait_until, Center, ChildGroups, Input, Running, TestDir, WAIT,
 };
 use std::path::Path;
 use std::process::Command;
@@ -134,12 +134,7 @@ fn open_and_ctl_reach_an_ipc_center_through_sshd_and_the_tunnel_is_restarted() {
     assert_eq!(names, ["tunneled"], "nrv-ctl --ssh-server ps lists it: {rows}");
 
     // The watcher's ssh dies: it is started again and the link comes back through it.
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", open.pid())).unwrap_or_default();
-    let tunnels: Vec<u32> = children
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|&p| proc_comm(p).as_deref() == Some("ssh"))
-        .collect();
+    let tunnels = ssh_children(open.pid());
     assert_eq!(tunnels.len(), 1, "one ssh child of nrv-open: {tunnels:?}");
     send_signal(tunnels[0], libc::SIGKILL);
     wait_until("nrv-open to say its tunnel is up again", WAIT, || {
@@ -162,6 +157,40 @@ fn open_and_ctl_reach_an_ipc_center_through_sshd_and_the_tunnel_is_restarted() {
         .wait_until("`again` from the tunneled process", WAIT, |lines| {
             (output_of(lines, &id, "out") == b"through\nagain\n").then_some(())
         });
+
+    // At exit nrv-open stops its ssh and removes the tunnel's private directory.
+    let tunnels = ssh_children(open.pid());
+    assert_eq!(tunnels.len(), 1, "the new ssh child of nrv-open: {tunnels:?}");
+    let argv = proc_cmdline(tunnels[0]).unwrap_or_default();
+    let forward = argv
+        .iter()
+        .skip_while(|a| *a != "-L")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no -L in ssh's command line {argv:?}"));
+    let socket = Path::new(forward.split_once(':').map_or(forward.as_str(), |(local, _)| local));
+    let private = socket.parent().expect("the socket's directory").to_path_buf();
+    assert!(socket.exists(), "{} exists while the tunnel is up", socket.display());
+    run_ctl_ok(dir.path(), &center.control, &["send", "tunneled", "--eof"]);
+    let out = open.wait(WAIT);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    wait_until("nrv-open's ssh to be gone", WAIT, || {
+        if pid_alive(tunnels[0]) {
+            Err(format!("ssh pid {} still runs", tunnels[0]))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(!private.exists(), "{} removed at exit", private.display());
+}
+
+/// The ssh children of process `pid` (its main thread forks them).
+fn ssh_children(pid: u32) -> Vec<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| proc_comm(p).as_deref() == Some("ssh"))
+        .collect()
 }
 
 #[test]
