@@ -17,6 +17,7 @@ pub mod samples {
     /// A typical Hello.
     pub fn hello() -> WatcherMsg {
         WatcherMsg::Hello(Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),
@@ -98,6 +99,7 @@ pub mod samples {
     /// The center's `ps` answer with `n` processes.
     pub fn ps_reply(n: usize) -> ControlReply {
         let row = |i: usize| ProcessInfo {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             waiting: None,

@@ -679,6 +679,7 @@ async fn synthetic_hello(
         ),
     };
     let hello = Hello {
+        streams: nerve_proto::Streams::ALL,
         program: None,
         ready: false,
         id,

@@ -715,6 +715,7 @@ mod tests {
 
     fn row(n: u64, argv_bytes: usize) -> ProcessInfo {
         ProcessInfo {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             waiting: None,

@@ -151,6 +151,7 @@ impl EndedRow {
     pub fn into_process(self, now: Instant, now_ms: u64) -> Process {
         let ago = Duration::from_millis(now_ms.saturating_sub(self.ended_ms));
         let hello = Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: self.id,

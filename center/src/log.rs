@@ -743,6 +743,7 @@ mod tests {
     #[test]
     fn hello_data_keeps_every_byte_of_argv_and_cwd() {
         let hello = Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: ProcessId(1),

@@ -106,6 +106,7 @@ impl Process {
     pub fn info(&self, center: &str, now: Instant, with_history: bool) -> ProcessInfo {
         let running = self.exit.is_none() || matches!(self.state, Some(ProcessState::Running | ProcessState::Starting));
         ProcessInfo {
+            streams: self.hello.streams,
             program: self.hello.program.clone(),
             ready: self.ready,
             waiting: None,
@@ -634,6 +635,7 @@ mod tests {
     fn process() -> Process {
         let secret = ResumeSecret([0xab; 32]);
         let hello = Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: secret.id(),

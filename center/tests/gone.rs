@@ -19,6 +19,7 @@ const ANSWER: Duration = Duration::from_secs(5);
 
 fn hello(secret: ResumeSecret) -> Hello {
     Hello {
+        streams: nerve_proto::Streams::ALL,
         program: None,
         ready: false,
         id: secret.id(),

@@ -223,6 +223,7 @@ fn hello(seed: u64, name: &str) -> Hello {
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let secret = ResumeSecret(bytes);
     Hello {
+        streams: nerve_proto::Streams::ALL,
         program: None,
         ready: false,
         id: secret.id(),

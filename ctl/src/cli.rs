@@ -50,6 +50,13 @@ pub struct Args {
     #[argh(option, arg_name = "file")]
     pub curve_secret_key: Option<String>,
 
+    /// reach the control endpoint through an ssh tunnel to user@host:port (user and port
+    /// optional; ssh -N -L to a private local socket; env NERVE_SSH is the ssh command line to
+    /// use, default ssh); the endpoint (-c) is then the center's on that host:
+    /// ipc:///ABSOLUTE/PATH or tcp://HOST:PORT
+    #[argh(option, arg_name = "[user@]host[:port]")]
+    pub ssh_server: Option<zmtp::ssh::SshServer>,
+
     /// what to ask
     #[argh(subcommand)]
     pub command: Command,
@@ -452,6 +459,8 @@ pub struct Invocation {
     pub curve_server_key: Option<String>,
     /// `--curve-secret-key`, then `NERVE_CURVE_SECRET_KEY`.
     pub curve_secret_key: Option<String>,
+    /// `--ssh-server`: reach `control` through an ssh tunnel to this server.
+    pub ssh_server: Option<zmtp::ssh::SshServer>,
 }
 
 /// The command line ended the program before anything ran: print [`EarlyExit::output`] (to
@@ -534,6 +543,7 @@ pub fn parse_env<'a>(
         command: parsed.command,
         curve_server_key: parsed.curve_server_key.or_else(|| from_env(zmtp::SERVER_KEY_ENV)),
         curve_secret_key: parsed.curve_secret_key.or_else(|| from_env(zmtp::SECRET_KEY_ENV)),
+        ssh_server: parsed.ssh_server,
     })
 }
 

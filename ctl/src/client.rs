@@ -559,6 +559,7 @@ mod tests {
 
     fn row(n: u64) -> nerve_proto::ProcessInfo {
         nerve_proto::ProcessInfo {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             waiting: None,

@@ -39,13 +39,32 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
     )
     .map_err(CtlError::Keys)?;
     let deadline = Instant::now() + invocation.timeout;
-    let connect = Client::connect_with(&invocation.control, invocation.timeout, security);
-    let mut client = tokio::time::timeout_at(deadline, connect)
-        .await
-        .map_err(|_| ClientError::NoAnswer {
-            endpoint: invocation.control.clone(),
+    // Kept until the end of the command: dropping it stops ssh.
+    let tunnel = match &invocation.ssh_server {
+        Some(server) => Some(zmtp::ssh::Tunnel::open(server, &invocation.control).await?),
+        None => None,
+    };
+    let endpoint = tunnel
+        .as_ref()
+        .map_or_else(|| invocation.control.clone(), zmtp::ssh::Tunnel::endpoint);
+    let connect = Client::connect_with(&endpoint, invocation.timeout, security);
+    let connected = tokio::time::timeout_at(deadline, connect).await.unwrap_or_else(|_| {
+        Err(ClientError::NoAnswer {
+            endpoint: endpoint.clone(),
             timeout: invocation.timeout,
-        })??;
+        })
+    });
+    let mut client = match (connected, &invocation.ssh_server) {
+        (Ok(client), _) => client,
+        (Err(source), Some(server)) => {
+            return Err(CtlError::ThroughTunnel {
+                server: server.to_string(),
+                remote: invocation.control.clone(),
+                source: Box::new(source),
+            })
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
@@ -496,7 +515,9 @@ fn command_line(p: &ProcessInfo) -> String {
 /// [`os_bytes_json`]); `stopped_by` is the signal's name (`"STOP"`) or null; `program` is
 /// `{"program", "instance", "fingerprint", "adhoc", "center"}` for a process a center
 /// launched (null otherwise), `ready` whether its current child passed its readiness check,
-/// `waiting` why a configured process is not running yet (or null).
+/// `waiting` why a configured process is not running yet (or null), `streams` which of
+/// stdin, stdout and stderr its watcher exchanges with the center (`{"input", "stdout",
+/// "stderr"}`, booleans; `nrv-open -I/-O/-E`).
 pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
     let mut v = json!({
         "id": p.id.to_string(),
@@ -529,6 +550,11 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
             "center": t.center,
         })),
         "ready": p.ready,
+        "streams": json!({
+            "input": p.streams.input,
+            "stdout": p.streams.stdout,
+            "stderr": p.streams.stderr,
+        }),
         "waiting": p.waiting,
     });
     if with_history {
@@ -632,6 +658,29 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
     table.to_string().lines().map(str::trim).collect::<Vec<_>>().join("\n")
 }
 
+/// `info`'s streams line: which of the child's streams its watcher exchanges with the
+/// center (`stdin from the center, stdout, stderr`; with `-O`: `stdout (not exchanged:
+/// stdin from the center, stderr; nrv-open -O)`).
+fn streams_text(s: nerve_proto::Streams) -> String {
+    let parts = [
+        (s.input, "stdin from the center"),
+        (s.stdout, "stdout"),
+        (s.stderr, "stderr"),
+    ];
+    let on: Vec<&str> = parts.iter().filter(|(v, _)| *v).map(|(_, n)| *n).collect();
+    let off: Vec<&str> = parts.iter().filter(|(v, _)| !*v).map(|(_, n)| *n).collect();
+    let on = if on.is_empty() {
+        "none".to_string()
+    } else {
+        on.join(", ")
+    };
+    if off.is_empty() {
+        on
+    } else {
+        format!("{on} (not exchanged: {}; nrv-open -{s})", off.join(", "))
+    }
+}
+
 /// `info` for people; every text a process or a center chose goes through
 /// [`escape_for_terminal`].
 fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
@@ -652,6 +701,7 @@ fn write_info(out: &mut impl Write, p: &ProcessInfo) -> std::io::Result<()> {
     writeln!(out, "state:        {}", state_text(p))?;
     writeln!(out, "uptime:       {}", uptime(p.uptime_secs))?;
     writeln!(out, "restarts:     {}", p.restarts)?;
+    writeln!(out, "streams:      {}", streams_text(p.streams))?;
     if let Some(t) = &p.program {
         let adhoc = if t.adhoc { ", ad hoc (nrv-ctl run)" } else { "" };
         writeln!(
@@ -961,6 +1011,7 @@ mod tests {
 
     fn row() -> ProcessInfo {
         ProcessInfo {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             waiting: None,

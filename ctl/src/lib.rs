@@ -65,6 +65,21 @@ pub enum CtlError {
     /// The result could not be written to stdout.
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
+    /// `--ssh-server`: the ssh tunnel did not come up (exit 3; the message has ssh's status
+    /// and stderr).
+    #[error(transparent)]
+    Tunnel(#[from] zmtp::ssh::TunnelError),
+    /// `--ssh-server`: the tunnel is up but no center answered through it (the exit status
+    /// is the inner error's).
+    #[error("{source} (through the ssh tunnel to {server}, which forwards to {remote} there: is nrv-center listening on that path or port on {server}?)")]
+    ThroughTunnel {
+        /// The ssh server.
+        server: String,
+        /// The control endpoint on the far side.
+        remote: zmtp::Endpoint,
+        /// What went wrong on the local end of the tunnel (boxed: errors travel by value).
+        source: Box<ClientError>,
+    },
 }
 
 impl CtlError {
@@ -73,6 +88,8 @@ impl CtlError {
         match self {
             CtlError::Client(e) => e.exit(),
             CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
+            CtlError::Tunnel(_) => Exit::NoCenter,
+            CtlError::ThroughTunnel { source, .. } => source.exit(),
             CtlError::UnexpectedReply { .. }
             | CtlError::NotAllDone { .. }
             | CtlError::Output(_)

@@ -136,6 +136,7 @@ pub(crate) fn hermetic_command(program: &Path, dir: &Path) -> Command {
         .env_remove("RUST_LOG")
         .env_remove("NERVE_CURVE_SERVER_KEY")
         .env_remove("NERVE_CURVE_SECRET_KEY")
+        .env_remove("NERVE_SSH")
         .stdin(Stdio::null());
     cmd
 }

@@ -36,6 +36,7 @@ pub fn test_secret(seed: u64) -> nerve_proto::ResumeSecret {
 pub fn test_hello(seed: u64, name: &str) -> nerve_proto::Hello {
     let secret = test_secret(seed);
     nerve_proto::Hello {
+        streams: nerve_proto::Streams::ALL,
         program: None,
         ready: false,
         id: secret.id(),

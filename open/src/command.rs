@@ -12,7 +12,7 @@ use crate::watch::{self, Watched};
 use crate::{
     Error, Outcome, DEFAULT_ENDPOINT, DEFAULT_LINGER, DEFAULT_PING_INTERVAL, DEFAULT_QUEUE_BYTES, DEFAULT_STALL_TIMEOUT,
 };
-use nerve_proto::{Hello, OsBytes, ProgramTag, ResumeSecret, Signal, NERVE_VERSION};
+use nerve_proto::{Hello, OsBytes, ProgramTag, ResumeSecret, Signal, Streams, NERVE_VERSION};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::AtomicU32;
@@ -35,6 +35,8 @@ pub struct Command {
     pub(crate) stall_timeout: Duration,
     pub(crate) catch_signals: bool,
     pub(crate) pass_stdin: bool,
+    pub(crate) streams: Streams,
+    pub(crate) ssh_server: Option<zmtp::ssh::SshServer>,
     pub(crate) security: zmtp::Security,
     pub(crate) program: Option<ProgramTag>,
     pub(crate) ready: ReadyCheck,
@@ -64,6 +66,8 @@ impl Command {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             catch_signals: true,
             pass_stdin: true,
+            streams: Streams::ALL,
+            ssh_server: None,
             security: zmtp::Security::Null,
             program: None,
             ready: ReadyCheck::Started,
@@ -288,6 +292,27 @@ impl Command {
         self
     }
 
+    /// Which standard streams go between the watcher and the center (`nrv-open -I/-O/-E/-A`,
+    /// after the original Nerve; default [`Streams::ALL`]). A stream not sent still passes
+    /// through this process's own stdout or stderr unchanged; without `input`, the center's
+    /// `send` and `send --close` are refused with a message saying so (this process's own
+    /// stdin still reaches the child, see [`Command::pass_stdin`]). The hello reports the
+    /// choice, so `nrv-ctl info` shows it.
+    pub fn streams(&mut self, streams: Streams) -> &mut Command {
+        self.streams = streams;
+        self
+    }
+
+    /// Reaches the endpoint through an ssh tunnel to `server` (`--ssh-server`): `ssh -N -L`
+    /// from a private local socket to the endpoint on that host (an `ipc://` path there, or
+    /// `tcp://HOST:PORT` as seen from there), started before the first connection, restarted
+    /// with the link's backoff whenever it dies, and stopped at the end of the watch (see
+    /// [`zmtp::ssh`]; `NERVE_SSH` is the ssh command line). Default: no tunnel.
+    pub fn ssh_server(&mut self, server: zmtp::ssh::SshServer) -> &mut Command {
+        self.ssh_server = Some(server);
+        self
+    }
+
     /// The supervision policy as set.
     pub fn get_policy(&self) -> &Policy {
         &self.policy
@@ -380,6 +405,7 @@ impl Command {
         Hello {
             program: self.program.clone(),
             ready: false,
+            streams: self.streams,
             id: secret.id(),
             name: self.name.clone().unwrap_or(default_name),
             argv,

@@ -28,6 +28,11 @@ pub struct FileConfig {
     pub when_full: Option<String>,
     /// Seconds a connected center may be silent before output is no longer held back.
     pub stall_timeout: Option<f64>,
+    /// Which streams go between the watcher and the center: letters from `I` (stdin input
+    /// from the center), `O` (stdout), `E` (stderr) and `A` (all; the default), as the
+    /// options `-I/-O/-E/-A` (`streams = "OE"`). Any of those options on the command line
+    /// replaces it.
+    pub streams: Option<String>,
     /// `true` to run the command on a pseudo-terminal.
     pub tty: Option<bool>,
     /// `"never"`, `"always"` or `"unexpected"`.
@@ -48,6 +53,8 @@ pub struct FileConfig {
     pub backoff_max: Option<f64>,
     /// Least seconds between an exit and the restart after it.
     pub restart_delay: Option<f64>,
+    /// Reach the endpoint through an ssh tunnel to `[user@]host[:port]` (`"bob@db1:2222"`).
+    pub ssh_server: Option<String>,
     /// The center's CURVE public key, or a file holding it.
     pub curve_server_key: Option<String>,
     /// This watcher's CURVE secret key file.
@@ -134,6 +141,8 @@ mod tests {
         let text = r#"
 endpoint = "ipc://n.sock"
 name = "web"
+streams = "OE"
+ssh-server = "bob@127.0.0.1:2222"
 ping-interval = 2
 linger = 0.5
 queue-bytes = 1024

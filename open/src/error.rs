@@ -21,6 +21,9 @@ pub enum Error {
     /// was refused; the text says why and names the pid.
     #[error("{0}")]
     Refused(String),
+    /// `--ssh-server`: the tunnel's private directory could not be made (the text names it).
+    #[error("{0}")]
+    Tunnel(String),
     /// The watch has ended: nothing is left to signal or stop.
     #[error("the watch of process {0} has ended")]
     Ended(ProcessId),
@@ -33,7 +36,7 @@ impl Error {
         match self {
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => exit::NOT_FOUND,
             Error::Spawn { .. } => exit::CANNOT_EXECUTE,
-            Error::Setup(_) | Error::Refused(_) | Error::Ended(_) => exit::FAILURE,
+            Error::Setup(_) | Error::Refused(_) | Error::Ended(_) | Error::Tunnel(_) => exit::FAILURE,
         }
     }
 }

@@ -37,6 +37,7 @@
 //! | link | `link` (queue in `queue`) | numbered events, acks, resends, heartbeats, back-pressure |
 //! | output pumps | `stdio` | child's stdout/stderr → our own → the link, one task per pipe |
 //! | stdin router | `stdio` | our stdin and the center's `send` → the current child's stdin |
+//! | ssh tunnel keeper | `tunnel` | only with `--ssh-server`: starts `ssh -N -L` (see [`zmtp::ssh`]), waits for its local socket, and starts it again with the link's backoff when it dies; the link connects to that socket |
 //! | readiness check | `ready` | one per child with `--ready tcp:`/`exec:`/`notify`: connects, runs the check command or reads the notify socket; its findings go to the supervisor in a one-value `watch` channel; aborted when the child is ready, times out or ends |
 //!
 //! The supervisor decides readiness with `ready::Readiness::step` (a pure function of what the
@@ -94,6 +95,10 @@
 //! descendant, as `nrv-open` does, and lets the stop sequence reach descendants that left
 //! the process group; see `tree`).
 //!
+//! Streams (`-I/-O/-E/-A`, [`Streams`]): a pump whose stream is not sent to the center only
+//! copies to our own stdout or stderr (never held back by the link); without `input` the
+//! supervisor answers the center's `send` with [`NO_INPUT`].
+//!
 //! Transparency: argv, environment and cwd are bytes end to end; EPIPE on our own stdout
 //! closes the child's pipe so it gets SIGPIPE as it would without us; `-t` gives it a pty
 //! (see `tty`); without `-t`, a child that reads the terminal is stopped by SIGTTIN and
@@ -124,6 +129,7 @@ mod supervisor;
 mod sys;
 mod tree;
 mod tty;
+mod tunnel;
 mod user;
 mod watch;
 
@@ -132,12 +138,12 @@ pub use detach::detach;
 pub use error::Error;
 pub use handle::{Child, Outcome};
 pub use link::WhenFull;
-pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, ProgramTag, Signal, SignalScope};
+pub use nerve_proto::{ExitStatus, ProcessId, ProcessState, ProgramTag, Signal, SignalScope, Streams, UnknownStreams};
 pub use policy::{parse_exitcodes, AutoRestart, Policy, UnknownAutoRestart};
 pub use ready::{ReadyCheck, DEFAULT_READY_TIMEOUT};
 pub use reaper::reap_all_descendants;
 use std::time::Duration;
-pub use supervisor::DRAIN_TIMEOUT;
+pub use supervisor::{DRAIN_TIMEOUT, NO_INPUT};
 pub use user::{User, MAX_GROUPS};
 pub use zmtp::Endpoint;
 

@@ -165,8 +165,8 @@ struct Conn {
 type Connecting = Pin<Box<dyn Future<Output = Result<Dealer, ConnectError>> + Send>>;
 
 /// First reconnect delay, doubled after each failure up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Messages the socket may hold for the center beyond what it has read (the DEALER's queue).

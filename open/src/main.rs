@@ -56,6 +56,21 @@ struct Args {
     /// dropped and counted (default 2)
     #[argh(option)]
     stall_timeout: Option<f64>,
+    /// accept stdin input from the center (nrv-ctl send); with -O or -E alone the center's send
+    /// is refused (the original Nerve's -I)
+    #[argh(switch, short = 'I')]
+    input: bool,
+    /// send the child's stdout to the center (-O); a stream not sent still passes through to
+    /// nrv-open's own
+    #[argh(switch, short = 'O')]
+    stdout: bool,
+    /// send the child's stderr to the center (-E)
+    #[argh(switch, short = 'E')]
+    stderr: bool,
+    /// exchange all three with the center: -I -O -E, the default when none of them is given
+    /// (or `streams` in the config file)
+    #[argh(switch, short = 'A')]
+    all_streams: bool,
     /// run the command on a pseudo-terminal (stdout and stderr merged, as docker run -t); this
     /// terminal is in raw mode meanwhile
     #[argh(switch, short = 't')]
@@ -89,6 +104,12 @@ struct Args {
     /// least seconds between an exit and the restart after it (default 0.1)
     #[argh(option)]
     restart_delay: Option<f64>,
+    /// reach the endpoint through an ssh tunnel to user@host:port (user and port optional;
+    /// ssh -N -L from a private local socket; restarted when it dies; env NERVE_SSH is the ssh
+    /// command line, default ssh); -e is then the center's endpoint on that host:
+    /// ipc:///ABSOLUTE/PATH or tcp://HOST:PORT
+    #[argh(option)]
+    ssh_server: Option<String>,
     /// the center's CURVE public key (40 characters of Z85) or a file holding it, for a tcp
     /// endpoint (env NERVE_CURVE_SERVER_KEY); needs --curve-secret-key
     #[argh(option)]
@@ -285,6 +306,12 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
 
     let mut command = nerve_open::Command::new(program);
     command.args(rest).endpoint(endpoint).security(security);
+    if let Some(text) = args.ssh_server.or(file.ssh_server) {
+        command.ssh_server(text.parse().map_err(|e| format!("{}: {e}", origin("--ssh-server")))?);
+    }
+    let flags = [args.input, args.stdout, args.stderr, args.all_streams];
+    let streams = streams(flags, file.streams.as_deref()).map_err(|e| format!("{}: {e}", origin("streams")))?;
+    command.streams(streams);
     if let Some(name) = args.name.or(file.name) {
         command.name(name);
     }
@@ -388,6 +415,22 @@ fn build(args: Args, command_os: Vec<OsString>) -> Result<nerve_open::Command, S
         command.umask(nerve_open::program::parse_umask(&text)?);
     }
     Ok(command)
+}
+
+/// `-I/-O/-E/-A` from the command line, else `streams` from the file, else all three (as the
+/// original Nerve).
+fn streams(flags: [bool; 4], file: Option<&str>) -> Result<nerve_open::Streams, nerve_open::UnknownStreams> {
+    let [input, stdout, stderr, all] = flags;
+    if all {
+        return Ok(nerve_open::Streams::ALL);
+    }
+    if input || stdout || stderr {
+        return Ok(nerve_open::Streams { input, stdout, stderr });
+    }
+    match file {
+        Some(text) => text.parse(),
+        None => Ok(nerve_open::Streams::ALL),
+    }
 }
 
 fn usage(message: &str) -> ! {

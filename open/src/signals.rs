@@ -227,7 +227,13 @@ pub fn tree_of(pid: u32) -> Vec<u32> {
     } else {
         pid
     };
-    tree::descendants(root).into_iter().filter(|&p| p != pid).collect()
+    let all = tree::descendants(root);
+    // The watch's own helpers (an ssh tunnel, `--ssh-server`) and theirs are not the command's.
+    let helpers: Vec<u32> = all.iter().copied().filter(|&p| crate::tunnel::is_helper(p)).collect();
+    let theirs: Vec<u32> = helpers.iter().flat_map(|&h| tree::descendants(h)).collect();
+    all.into_iter()
+        .filter(|&p| p != pid && !helpers.contains(&p) && !theirs.contains(&p))
+        .collect()
 }
 
 /// Sends `sig` as `scope` says, from the child `pid`: the child alone, its process group, or

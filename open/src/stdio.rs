@@ -300,16 +300,21 @@ pub fn chunk_size(queue_bytes: usize) -> usize {
     MAX_OUTPUT_CHUNK.min((queue_bytes / 2).max(1))
 }
 
-/// Copies the child's output `src` (stream `stream`) to our own `out` and to the link, until
-/// EOF; the task ends (dropping `src`, the read end) then, or on EPIPE from `out`.
+/// Copies the child's output `src` (stream `stream`) to our own `out` and, when `to_center`
+/// is given (the link's gate and inputs), to the link, until EOF; the task ends (dropping
+/// `src`, the read end) then, or on EPIPE from `out`. Without `to_center` (a stream not sent,
+/// `nrv-open -O` or `-E`) the output only passes through, never held back by the link.
 pub async fn pump_output(
     src: OwnFd,
     stream: Stream,
     out: Option<OwnFd>,
-    mut gate: Gate,
-    events: mpsc::UnboundedSender<Input>,
+    to_center: Option<(Gate, mpsc::UnboundedSender<Input>)>,
     chunk: usize,
 ) {
+    let Some((gate, events)) = to_center else {
+        return pass_through(src, out, chunk).await;
+    };
+    let mut gate = gate;
     // Each read goes into a buffer of its own, which becomes the event's bytes as it is (no
     // copy); none is allocated before the pipe has something to read, so a child that never
     // writes to it costs no buffer.
@@ -375,6 +380,32 @@ pub async fn pump_output(
         let _ = events.send(Input::Output(now_ms(), chunk, credit, transit));
         if broken {
             break; // the child's next write gets SIGPIPE, as without nrv-open
+        }
+    }
+}
+
+/// Copies `src` to `out` alone until EOF, or until `out` breaks (EPIPE: the child's next
+/// write gets SIGPIPE, as without nrv-open); without `out` the output is read and discarded.
+async fn pass_through(src: OwnFd, mut out: Option<OwnFd>, chunk: usize) {
+    let mut buf = Vec::new();
+    loop {
+        if buf.is_empty() {
+            if src.readable().await.is_err() {
+                return;
+            }
+            buf = vec![0u8; chunk];
+        }
+        let n = match src.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some(o) = &out {
+            if let Err(e) = o.write_all(&buf[..n]).await {
+                if e.raw_os_error() == Some(libc::EPIPE) {
+                    return;
+                }
+                out = None;
+            }
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct Ending {
 
 /// The supervisor of one watched process: spawns, watches, restarts and stops its children.
 pub struct Supervisor {
+    /// Which streams go between the watcher and the center (`-I/-O/-E/-A`).
+    pub streams: nerve_proto::Streams,
     /// What to run.
     pub spec: Spec,
     /// How to supervise it.
@@ -152,6 +154,10 @@ pub struct Supervisor {
     /// from reuse only while the group has members, and a later look could see a stranger).
     pub leftover_group: Option<u32>,
 }
+
+/// The answer to the center's `send` (and `send --close`) when the watcher was started
+/// without `-I` (only `-O` and/or `-E`).
+pub const NO_INPUT: &str = "nrv-open was started without -I: it takes no input from the center";
 
 impl Supervisor {
     fn report(&self, kind: EventKind) {
@@ -204,12 +210,17 @@ impl Supervisor {
                 self.pty = fd.try_clone().ok();
             }
             let src = OwnFd::own(fd)?;
+            // A stream the center does not get (`-O`/`-E` without the other) is still
+            // passed through to ours.
+            let to_center = self
+                .streams
+                .sends(stream)
+                .then(|| (self.gate.clone(), self.events.clone()));
             pumps.push(tokio::spawn(stdio::pump_output(
                 src,
                 stream,
                 OwnFd::open(own, true),
-                self.gate.clone(),
-                self.events.clone(),
+                to_center,
                 self.chunk,
             )));
         }
@@ -563,6 +574,9 @@ impl Supervisor {
                     None => Err(self.no_child()),
                 };
                 let _ = reply.send(result);
+            }
+            CommandKind::Stdin(_) | CommandKind::CloseStdin if !self.streams.input => {
+                let _ = reply.send(Err(NO_INPUT.to_string()));
             }
             CommandKind::Stdin(data) => self.stdin.send(StdinOp::Data(data, reply)),
             CommandKind::CloseStdin => self.stdin.send(StdinOp::Close(reply)),

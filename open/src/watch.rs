@@ -11,7 +11,7 @@ use crate::ready::{NotifySocket, ReadyCheck};
 use crate::signals::Signals;
 use crate::stdio::{self, chunk_size, StdinRouter};
 use crate::supervisor::{Supervisor, DRAIN_TIMEOUT};
-use crate::{sys, tty, Error, Outcome};
+use crate::{sys, tty, tunnel, Error, Outcome};
 use nerve_proto::{EventKind, ExitStatus, ProcessId, ProcessState, ResumeSecret};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -22,6 +22,10 @@ use zmtp::Endpoint;
 /// Commands that may wait for the supervisor at once (from the center and the handle);
 /// beyond that the center is told to try again.
 const REQUEST_BACKLOG: usize = 16;
+
+/// Beyond [`zmtp::ssh::SSH_READY_TIMEOUT`], how long the watch waits for the first ssh
+/// tunnel's outcome before it starts the link and the command anyway: 1 s.
+const TUNNEL_GRACE: Duration = Duration::from_secs(1);
 /// Most ready descriptors the event loop takes from one `epoll_wait` (tokio's
 /// `max_io_events_per_tick`, 1024 by default: a 12 KiB event buffer per runtime). A watch
 /// polls fewer than a dozen descriptors (the child's three pipes, our own stdio, the signal
@@ -126,8 +130,23 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
         }
         _ => None,
     };
+    // `--ssh-server`: the link connects to the tunnel's local socket, once the first ssh is
+    // up (or has failed, said why, and is being retried).
+    let (endpoint, tunnel) = match &command.ssh_server {
+        Some(server) => match tunnel::start(server.clone(), command.endpoint.clone()) {
+            Ok((local, first, task)) => {
+                let _ = tokio::time::timeout(zmtp::ssh::SSH_READY_TIMEOUT + TUNNEL_GRACE, first).await;
+                (local, Some(task))
+            }
+            Err(e) => {
+                ready(false);
+                return Err(Error::Tunnel(e.to_string()));
+            }
+        },
+        None => (command.endpoint.clone(), None),
+    };
     let config = LinkConfig {
-        endpoint: command.endpoint.clone(),
+        endpoint,
         hello: command.hello(secret),
         ping_interval: command.ping_interval,
         queue_bytes: command.queue_bytes,
@@ -145,6 +164,7 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     let (stdin, router) = StdinRouter::start(own_stdin);
     let raw = if command.spec.tty { tty::RawMode::enter(0) } else { None };
     let mut supervisor = Supervisor {
+        streams: command.streams,
         spec,
         policy: command.policy.clone(),
         ping_interval: command.ping_interval,
@@ -196,6 +216,10 @@ async fn watch(watched: Watched, ready: impl FnOnce(bool)) -> Result<Outcome, Er
     let unacknowledged = finish(&events, command.linger, &command.endpoint).await;
     drop(events);
     let _ = tokio::time::timeout(Duration::from_millis(100), link).await;
+    if let Some(task) = tunnel {
+        task.abort(); // stops ssh
+        let _ = task.await;
+    }
     match outcome {
         Ok((status, state)) => Ok(Outcome {
             id,

@@ -367,6 +367,8 @@ pub struct ProcessInfo {
     /// Why a configured process is not running yet, while it waits (`"waiting for db:
     /// FATAL"`, `"waiting for db to be ready"`); `None` otherwise.
     pub waiting: Option<String>,
+    /// Which standard streams its watcher exchanges with the center (from its hello).
+    pub streams: crate::Streams,
 }
 
 /// One state change of a process.

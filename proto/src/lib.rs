@@ -60,8 +60,8 @@ pub use ring::{Caller, CallerRole, CenterHello, PeerInfo, RingMember, RingMsg};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     cut_argv, cut_str, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,
-    ProcessId, ProcessState, ProgramTag, SignalScope, Stats, Stream, WatcherMsg, Welcome, MAX_ARGV_BYTES, MAX_HISTORY,
-    MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK,
+    ProcessId, ProcessState, ProgramTag, SignalScope, Stats, Stream, Streams, UnknownStreams, WatcherMsg, Welcome,
+    MAX_ARGV_BYTES, MAX_HISTORY, MAX_LABEL_BYTES, MAX_OUTPUT_CHUNK,
 };
 
 /// The version of this crate, reported by `nrv-ctl version` (for example `0.1.0`).

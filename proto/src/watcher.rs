@@ -111,6 +111,101 @@ pub struct Hello {
     /// The current child has passed its readiness check (`--ready`; see
     /// [`EventKind::Ready`]), so a new center knows without waiting for the check again.
     pub ready: bool,
+    /// Which standard streams go between the watcher and the center (`nrv-open -I/-O/-E/-A`);
+    /// [`Streams::ALL`] unless the watcher was told otherwise.
+    pub streams: Streams,
+}
+
+/// Which of the child's standard streams a watcher exchanges with the center, as the
+/// original Nerve's `-I` (stdin input from the center), `-O` (stdout) and `-E` (stderr)
+/// chose them; `-A`, all three, is the default. A stream not sent still passes through
+/// `nrv-open`'s own stdout or stderr unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Streams {
+    /// The center may write to the child's stdin (`nrv-ctl send`, `send --close`).
+    pub input: bool,
+    /// The child's stdout is sent to the center.
+    pub stdout: bool,
+    /// The child's stderr is sent to the center.
+    pub stderr: bool,
+}
+
+impl Streams {
+    /// All three (`-A`, the default).
+    pub const ALL: Streams = Streams {
+        input: true,
+        stdout: true,
+        stderr: true,
+    };
+
+    /// Whether output of `stream` is sent to the center.
+    pub fn sends(self, stream: Stream) -> bool {
+        match stream {
+            Stream::Stdout => self.stdout,
+            Stream::Stderr => self.stderr,
+        }
+    }
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        Streams::ALL
+    }
+}
+
+impl fmt::Display for Streams {
+    /// The letters of the streams exchanged, in the order `I`, `O`, `E` (`"IOE"`, `"O"`), or
+    /// `"none"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let letters: String = [(self.input, 'I'), (self.stdout, 'O'), (self.stderr, 'E')]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, c)| *c)
+            .collect();
+        f.write_str(if letters.is_empty() { "none" } else { &letters })
+    }
+}
+
+/// A streams spec other than letters from `I`, `O`, `E` and `A`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStreams(pub String);
+
+impl fmt::Display for UnknownStreams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "streams {:?}: expected letters from I (stdin input from the center), O (stdout), E (stderr) and A (all), as in \"OE\"",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownStreams {}
+
+impl FromStr for Streams {
+    type Err = UnknownStreams;
+    /// Parses letters from `I`, `O`, `E` and `A` (any case, any order: `"OE"`, `"a"`); at
+    /// least one letter.
+    fn from_str(s: &str) -> Result<Streams, UnknownStreams> {
+        let mut streams = Streams {
+            input: false,
+            stdout: false,
+            stderr: false,
+        };
+        if s.is_empty() {
+            return Err(UnknownStreams(s.into()));
+        }
+        for c in s.chars() {
+            match c.to_ascii_uppercase() {
+                'I' => streams.input = true,
+                'O' => streams.stdout = true,
+                'E' => streams.stderr = true,
+                'A' => streams = Streams::ALL,
+                _ => return Err(UnknownStreams(s.into())),
+            }
+        }
+        Ok(streams)
+    }
 }
 
 /// What a center-launched watcher says it runs: a program of that center's config (or an
@@ -486,4 +581,29 @@ pub struct CommandReply {
     pub req: u64,
     /// `Ok(what was done)` or `Err(why not)`, for people (`"sent TERM to pid 4242"`).
     pub result: Result<String, String>,
+}
+
+#[cfg(test)]
+mod streams_tests {
+    use super::*;
+
+    #[test]
+    fn streams_parse_and_print_as_letters() {
+        for (text, shown) in [
+            ("A", "IOE"),
+            ("oe", "OE"),
+            ("EO", "OE"),
+            ("I", "I"),
+            ("OA", "IOE"),
+            ("E", "E"),
+        ] {
+            let streams: Streams = text.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(streams.to_string(), shown, "{text}");
+        }
+        for bad in ["", "X", "O E"] {
+            assert!(bad.parse::<Streams>().is_err(), "{bad:?}");
+        }
+        assert!(!"O".parse::<Streams>().expect("O parses").sends(Stream::Stderr));
+        assert_eq!(Streams::default(), Streams::ALL);
+    }
 }

@@ -13,6 +13,7 @@ fn samples_from_watcher() -> Vec<WatcherMsg> {
     };
     vec![
         WatcherMsg::Hello(Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: ProcessId(0x3f9a_0c2e_11d0_4b7a),

@@ -498,7 +498,8 @@ impl Center {
             if !forwarded && self.program_targets(target).is_none() {
                 if let Some(owner) = self.program_owner(target) {
                     // A program of a peer center (by its processes' tags): that center acts.
-                    self.forward(client.clone(), &owner, request.clone(), caller, false).await;
+                    self.forward(client.clone(), &owner, request.clone(), caller, false)
+                        .await;
                     return Ok(true);
                 }
             }
@@ -943,6 +944,8 @@ impl Center {
                         history_dropped: 0,
                         restarts: 0,
                         argv_cut: None,
+                        // What a launched watcher exchanges: nrv-open's default, all three.
+                        streams: nerve_proto::Streams::ALL,
                         program: Some(nerve_proto::ProgramTag {
                             program: def.name.clone(),
                             instance: i,

@@ -153,6 +153,7 @@ mod tests {
 
     fn hello() -> Hello {
         Hello {
+            streams: nerve_proto::Streams::ALL,
             program: None,
             ready: false,
             id: ProcessId(1),
