@@ -93,6 +93,8 @@ pub enum Command {
     Run(RunCmd),
     /// `nrv-ctl scale NAME N`.
     Scale(ScaleCmd),
+    /// `nrv-ctl top [--interval SECS] [--iterations N]` (see [`crate::top`]).
+    Top(crate::top::TopCmd),
 }
 
 /// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.

@@ -40,6 +40,7 @@ mod socket_security;
 mod stop;
 mod supervision;
 mod terminal_escapes;
+mod top;
 mod transport_interop;
 mod user_umask;
 mod watcher;
