@@ -103,6 +103,8 @@ pub enum Command {
     Scale(ScaleCmd),
     /// `nrv-ctl completions bash|zsh|fish`.
     Completions(CompletionsCmd),
+    /// `nrv-ctl top [--interval SECS] [--iterations N]` (see [`crate::top`]).
+    Top(crate::top::TopCmd),
 }
 
 /// Print a shell completion script for nrv-ctl's commands and options: bash (source it, or

@@ -113,6 +113,9 @@ pub struct Client {
     timeout: Duration,
     sender: DealerSender,
     events: DealerEvents,
+    /// The ssh tunnel the connection goes through (`--ssh-server`), kept as long as the
+    /// client: dropping it stops ssh.
+    tunnel: Option<zmtp::ssh::Tunnel>,
 }
 
 impl std::fmt::Debug for Client {
@@ -180,7 +183,13 @@ impl Client {
             timeout,
             sender,
             events,
+            tunnel: None,
         })
+    }
+
+    /// Keeps `tunnel` (the ssh this connection goes through) until the client is dropped.
+    pub fn keep_tunnel(&mut self, tunnel: zmtp::ssh::Tunnel) {
+        self.tunnel = Some(tunnel);
     }
 
     /// The endpoint this client is connected to.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 /// Extra wait for `stop` and `restart`, on top of `--timeout`: the center answers once the
 /// watcher's stop sequence is done (stopwaitsecs is 10 s by default) or after its own 60 s
 /// bound.
-const STOP_WAIT: Duration = Duration::from_secs(65);
+pub(crate) const STOP_WAIT: Duration = Duration::from_secs(65);
 
 /// Runs `invocation`, writing its result to `out`.
 ///
@@ -33,41 +33,11 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
         writeln!(out, "{line}")?;
         out.flush()?;
     }
-    let security = zmtp::client_security(
-        invocation.curve_server_key.as_deref(),
-        invocation.curve_secret_key.as_deref().map(std::path::Path::new),
-    )
-    .map_err(CtlError::Keys)?;
-    let deadline = Instant::now() + invocation.timeout;
-    // Kept until the end of the command: dropping it stops ssh.
-    let tunnel = match &invocation.ssh_server {
-        Some(server) => Some(zmtp::ssh::Tunnel::open(server, &invocation.control).await?),
-        None => None,
-    };
-    let endpoint = tunnel
-        .as_ref()
-        .map_or_else(|| invocation.control.clone(), zmtp::ssh::Tunnel::endpoint);
-    let connect = Client::connect_with(&endpoint, invocation.timeout, security);
-    let connected = tokio::time::timeout_at(deadline, connect).await.unwrap_or_else(|_| {
-        Err(ClientError::NoAnswer {
-            endpoint: endpoint.clone(),
-            timeout: invocation.timeout,
-        })
-    });
-    let mut client = match (connected, &invocation.ssh_server) {
-        (Ok(client), _) => client,
-        (Err(source), Some(server)) => {
-            return Err(CtlError::ThroughTunnel {
-                server: server.to_string(),
-                remote: invocation.control.clone(),
-                source: Box::new(source),
-            })
-        }
-        (Err(e), None) => return Err(e.into()),
-    };
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
+    if let Command::Top(cmd) = &invocation.command {
+        return crate::top::run(invocation, cmd, out).await;
+    }
+    let (mut client, left) = connect(invocation).await?;
+    let deadline = Instant::now() + left;
     match &invocation.command {
         Command::Version(_) => {
             let reply = client.request_within(Request::Version, left).await?;
@@ -206,7 +176,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             }
         }
         Command::Send(cmd) => send(invocation, &mut client, cmd, out).await?,
-        Command::Keygen(_) | Command::Completions(_) => unreachable!("answered before connecting"),
+        Command::Keygen(_) | Command::Completions(_) | Command::Top(_) => unreachable!("answered before connecting"),
         Command::Ring(cmd) => {
             let reply = client.request_within(Request::Ring, left).await?;
             let Reply::Ring(peers) = reply else {
@@ -282,6 +252,56 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
     }
     out.flush()?;
     Ok(())
+}
+
+/// Connects to the invocation's center with its CURVE settings, within `--timeout`.
+///
+/// # Returns
+/// The client and what is left of `--timeout` (at least 1 ms) for the first request.
+///
+/// # Errors
+/// [`CtlError::Keys`] for unusable CURVE settings; [`ClientError::NoAnswer`] naming the
+/// endpoint and the whole timeout; the others of [`Client::connect_with`].
+pub(crate) async fn connect(invocation: &Invocation) -> Result<(Client, Duration), CtlError> {
+    let security = zmtp::client_security(
+        invocation.curve_server_key.as_deref(),
+        invocation.curve_secret_key.as_deref().map(std::path::Path::new),
+    )
+    .map_err(CtlError::Keys)?;
+    let deadline = Instant::now() + invocation.timeout;
+    // Kept with the client: dropping it stops ssh.
+    let tunnel = match &invocation.ssh_server {
+        Some(server) => Some(zmtp::ssh::Tunnel::open(server, &invocation.control).await?),
+        None => None,
+    };
+    let endpoint = tunnel
+        .as_ref()
+        .map_or_else(|| invocation.control.clone(), zmtp::ssh::Tunnel::endpoint);
+    let connect = Client::connect_with(&endpoint, invocation.timeout, security);
+    let connected = tokio::time::timeout_at(deadline, connect).await.unwrap_or_else(|_| {
+        Err(ClientError::NoAnswer {
+            endpoint: endpoint.clone(),
+            timeout: invocation.timeout,
+        })
+    });
+    let mut client = match (connected, &invocation.ssh_server) {
+        (Ok(client), _) => client,
+        (Err(source), Some(server)) => {
+            return Err(CtlError::ThroughTunnel {
+                server: server.to_string(),
+                remote: invocation.control.clone(),
+                source: Box::new(source),
+            })
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
+    if let Some(tunnel) = tunnel {
+        client.keep_tunnel(tunnel);
+    }
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    Ok((client, left))
 }
 
 fn unexpected(invocation: &Invocation, request: Request, reply: Reply) -> Result<(), CtlError> {
@@ -504,7 +524,7 @@ fn command_text(argv: &[OsBytes]) -> String {
 /// The COMMAND column and `info`'s command: [`command_text`], and for a command line the
 /// watcher or the center cut (see `nerve_proto::MAX_ARGV_BYTES`) a marker with its full size:
 /// `sh -c aaaa… [… cut: 2097152 bytes in all]`.
-fn command_line(p: &ProcessInfo) -> String {
+pub(crate) fn command_line(p: &ProcessInfo) -> String {
     match p.argv_cut {
         Some(full) => format!("{} [… cut: {full} bytes in all]", command_text(&p.argv)),
         None => command_text(&p.argv),
@@ -568,7 +588,7 @@ pub fn process_json(p: &ProcessInfo, with_history: bool) -> Value {
     v
 }
 
-fn uptime(secs: Option<f64>) -> String {
+pub(crate) fn uptime(secs: Option<f64>) -> String {
     let Some(secs) = secs else { return "-".into() };
     let s = secs as u64;
     match s {
@@ -582,7 +602,7 @@ fn uptime(secs: Option<f64>) -> String {
 /// The STATE column (and `info`'s state): `RUNNING`, `EXITED (1)`, `STOPPED (SIGTERM)`,
 /// `RUNNING (stopped by SIGSTOP)` for a child a signal stopped, `STALE (RUNNING)` for a row of
 /// a silent peer.
-fn state_text(p: &ProcessInfo) -> String {
+pub(crate) fn state_text(p: &ProcessInfo) -> String {
     let state = p.state.map(|s| s.as_str()).unwrap_or("-");
     let stopped = p.stopped_by.map(|sig| format!("stopped by SIG{sig}"));
     if p.stale {

@@ -9,7 +9,7 @@
 //! [`Exit`]. The commands ask about processes (`ps`, `info`, `tail`, `events`, `ring`,
 //! `version`), act on one (`signal`, `send`, `stop`, `restart`), or on a center's programs
 //! (issue 13: `start`, `stop`/`restart` of a program or `all`, `reread`, `update`, `run`,
-//! `scale`; their answers are printed by [`programs`]).
+//! `scale`; their answers are printed by [`programs`]); [`top`] shows the processes live.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
@@ -18,6 +18,7 @@ mod client;
 mod commands;
 mod exit;
 pub mod programs;
+pub mod top;
 pub mod usage;
 
 pub use cli::{Command, EarlyExit, Invocation};

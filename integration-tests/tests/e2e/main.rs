@@ -45,6 +45,7 @@ mod stop;
 mod streams;
 mod supervision;
 mod terminal_escapes;
+mod top;
 mod transport_interop;
 mod user_umask;
 mod watcher;
