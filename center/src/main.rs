@@ -493,6 +493,10 @@ fn start(args: Args) -> Result<(), Failure> {
         stale_after: positive("--stale-after", args.stale_after)?,
         remove_after: positive("--remove-after", args.remove_after)?,
     };
+    let curve_args = program_curve_args(&endpoint, &authorized, args.curve_secret_key.as_deref());
+    if let (Err(why), false) = (&curve_args, args.programs.is_empty()) {
+        return Err(Failure::Usage(why.clone()));
+    }
     let config = Config {
         ring,
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
@@ -511,6 +515,7 @@ fn start(args: Args) -> Result<(), Failure> {
             nrv_open,
             cwd: std::env::current_dir()
                 .map_err(|e| Failure::Run(anyhow::anyhow!("cannot read the working directory: {e}")))?,
+            curve_args: curve_args.clone(),
         },
     };
 
@@ -755,4 +760,38 @@ impl Authorizer for CentersOnly {
         }
         None
     }
+}
+
+/// The CURVE options of the watchers this center launches for its programs, when its process
+/// endpoint is tcp with CURVE: they connect with the center's own key pair (`--curve-secret-key`,
+/// made absolute as they run in the program's directory) to its own public key, so that key
+/// must be in `--authorized-keys` with role=control (the default role). Empty for ipc and for
+/// tcp without CURVE (`--insecure`).
+///
+/// # Errors
+/// Why launched watchers could not connect, naming the line to add: the center refuses to
+/// start with programs configured (exit 2), and refuses `nrv-ctl run` with it.
+fn program_curve_args(
+    endpoint: &Endpoint,
+    authorized: &Option<(zmtp::CurveKeyPair, Arc<AuthorizedKeys>)>,
+    secret: Option<&Path>,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let (Endpoint::Tcp { .. }, Some((pair, keys)), Some(secret)) = (endpoint, authorized, secret) else {
+        return Ok(Vec::new());
+    };
+    let public = pair.public.to_z85();
+    if keys.get(&pair.public).map(|e| e.role) != Some(zmtp::Role::Control) {
+        return Err(format!(
+            "the process endpoint {endpoint} is tcp with CURVE, so the watchers this center launches for its programs connect with the center's own key ({}): add the line `{public} this center's programs` to {} (role=control, the default)",
+            secret.display(),
+            keys.path().display()
+        ));
+    }
+    let secret = std::path::absolute(secret).map_err(|e| format!("cannot make {} absolute: {e}", secret.display()))?;
+    Ok(vec![
+        "--curve-server-key".into(),
+        public.into(),
+        "--curve-secret-key".into(),
+        secret.into_os_string(),
+    ])
 }

@@ -28,6 +28,10 @@ pub struct LaunchContext {
     pub endpoint: String,
     /// The center's name, for `--program-center`.
     pub center: String,
+    /// CURVE options for a tcp process endpoint with CURVE (see
+    /// `serve::ProgramsConfig::curve_args`); empty otherwise; `Err(why)`: no launch can
+    /// connect, each fails with `why`.
+    pub curve_args: Result<Vec<OsString>, String>,
 }
 
 /// The `nrv-open` to launch programs with: `flag` (`--nrv-open PATH`), else the `NERVE_OPEN`
@@ -125,6 +129,7 @@ pub fn launch_args(def: &ProgramDef, instance: u32, ctx: &LaunchContext) -> Vec<
     }
     args.push("--program-center".into());
     args.push(ctx.center.clone().into());
+    args.extend(ctx.curve_args.iter().flatten().cloned());
     args.extend(policy_args(def));
     args.push("--".into());
     args.extend(def.command.iter().cloned());
@@ -169,6 +174,13 @@ pub struct Launched {
 /// thread). The launcher's stdout gives the watcher's pid.
 pub fn run_launcher(def: &ProgramDef, instance: u32, ctx: &LaunchContext) -> Launched {
     let name = def.process_name(instance);
+    if let Err(why) = &ctx.curve_args {
+        return Launched {
+            program: def.name.clone(),
+            instance,
+            result: Err(format!("cannot launch {name}: {why}")),
+        };
+    }
     let mut cmd = Command::new(&ctx.nrv_open);
     cmd.args(launch_args(def, instance, ctx))
         .envs(def.environment.iter().map(|(k, v)| (k, v)))
@@ -229,6 +241,7 @@ mod tests {
             nrv_open: "/bin/nrv-open".into(),
             endpoint: "ipc:///run/n.sock".into(),
             center: "c1".into(),
+            curve_args: Ok(Vec::new()),
         }
     }
 

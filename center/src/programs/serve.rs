@@ -32,7 +32,7 @@ pub type Reload = Arc<dyn Fn() -> Result<Vec<ProgramDef>, String> + Send + Sync>
 pub const MAX_LAUNCHES_IN_FLIGHT: usize = 64;
 
 /// How the center runs programs.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProgramsConfig {
     /// The configured programs, checked.
     pub defs: Vec<ProgramDef>,
@@ -42,6 +42,23 @@ pub struct ProgramsConfig {
     pub nrv_open: PathBuf,
     /// The center's working directory, against which a relative ipc endpoint is resolved.
     pub cwd: PathBuf,
+    /// The CURVE options launched watchers connect with, when the process endpoint is tcp
+    /// with CURVE (`--curve-server-key` the center's public key, `--curve-secret-key` the
+    /// center's own key file, whose public key its authorized keys list); empty otherwise;
+    /// `Err(why)` when watchers could not connect (every launch then fails with `why`).
+    pub curve_args: Result<Vec<std::ffi::OsString>, String>,
+}
+
+impl Default for ProgramsConfig {
+    fn default() -> Self {
+        ProgramsConfig {
+            defs: Vec::new(),
+            reload: None,
+            nrv_open: PathBuf::new(),
+            cwd: PathBuf::new(),
+            curve_args: Ok(Vec::new()),
+        }
+    }
 }
 
 impl fmt::Debug for ProgramsConfig {
@@ -104,6 +121,7 @@ impl Manager {
                 nrv_open: config.nrv_open.clone(),
                 endpoint: launch::absolute_endpoint(endpoint, &config.cwd),
                 center: center.to_string(),
+                curve_args: config.curve_args.clone(),
             },
             alive: HashSet::new(),
             launched_tx,
@@ -986,6 +1004,7 @@ mod tests {
             reload: None,
             nrv_open: "/bin/nrv-open".into(),
             cwd: "/srv".into(),
+            curve_args: Ok(Vec::new()),
         };
         Manager::new(&config, "ipc://n.sock", "c1", "/nonexistent/programs.json".into(), tx)
     }

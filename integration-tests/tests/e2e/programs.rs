@@ -609,3 +609,56 @@ fn a_launch_that_cannot_run_is_fatal_in_ps_with_its_cause() {
     );
     assert_eq!(center.log.count_kind("launch_failed"), 1);
 }
+
+/// A center whose process endpoint is tcp with CURVE launches its programs' watchers with its
+/// own key pair: with that key in its authorized keys the program runs and reports; without
+/// it the center refuses to start (exit 2), naming the line to add, instead of launching
+/// watchers that could never report.
+#[test]
+fn programs_on_a_curve_tcp_endpoint_connect_with_the_centers_own_key() {
+    let dir = TestDir::new();
+    let key = integration_tests::keygen(&dir, "center");
+    let authorized = dir.join("authorized_keys");
+    let config = dir.join("nerve-center.toml");
+    std::fs::write(
+        &config,
+        "[program.keyed]\ncommand = [\"sleep\", \"1000\"]\nstartsecs = 0\n",
+    )
+    .expect("write the config");
+    let endpoint = free_tcp_endpoint();
+    let control = dir.ipc("c.sock");
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let (secret, keys, config) = (s(&key.secret), s(&authorized), s(&config));
+    let extra = [
+        "--curve-secret-key",
+        &secret,
+        "--authorized-keys",
+        &keys,
+        "--config",
+        &config,
+        "-n",
+        "keyed",
+    ];
+
+    std::fs::write(&authorized, "").expect("write authorized_keys");
+    let mut args = vec!["-e", endpoint.as_str(), "-c", control.as_str()];
+    args.extend_from_slice(&extra);
+    let out = integration_tests::run(
+        integration_tests::center_command(dir.path(), &args),
+        integration_tests::Input::Null,
+        WAIT,
+        "nrv-center without its own key authorized",
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let line = format!("add the line `{} this center's programs` to {keys}", key.public_key);
+    assert!(
+        out.stderr.contains(&line),
+        "stderr names the line to add: {}",
+        out.describe()
+    );
+
+    std::fs::write(&authorized, format!("{} this center's programs\n", key.public_key)).expect("write authorized_keys");
+    let center = Center::start_with_args(dir.path(), &endpoint, &control, &dir.join("nerve.log"), &extra);
+    let _reap = Watchers(vec![&center.log]);
+    wait_states(dir.path(), &center, &[("keyed", "RUNNING")], STACK_UP);
+}
