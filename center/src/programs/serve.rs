@@ -690,21 +690,25 @@ impl Center {
         self.instance_of(id).map(|k| (vec![k], true))
     }
 
+    /// Instance `instance` of `program` as `view` shows it: its process name, its process
+    /// while that one is live (seen, not ended), and whether a launch awaits its hello.
+    fn instance_now(&self, view: &View, program: &str, instance: u32) -> (String, Option<ProcessId>, bool) {
+        let name = self.process_name(program, instance);
+        let inst = self.manager.programs.instance(program, instance);
+        let live = inst
+            .and_then(|i| i.process)
+            .filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
+        (name, live, inst.is_some_and(|i| i.launched_at.is_some()))
+    }
+
     fn start_instances(&mut self, targets: &[(String, u32)]) -> Vec<Acted> {
         let view = self.programs_view();
         let mut out = Vec::new();
         for (program, instance) in targets {
-            let name = self.process_name(program, *instance);
-            let inst = self
-                .manager
-                .programs
-                .instance(program, *instance)
-                .cloned()
-                .unwrap_or_default();
-            let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
+            let (name, live, launching) = self.instance_now(&view, program, *instance);
             let result = if live.is_some() {
                 Ok("already running".to_string())
-            } else if inst.launched_at.is_some() {
+            } else if launching {
                 Ok("starting already".to_string())
             } else {
                 self.manager.programs.want(program, *instance);
@@ -724,14 +728,7 @@ impl Center {
         let view = self.programs_view();
         let mut out = Vec::new();
         for (program, instance) in targets.iter().rev() {
-            let name = self.process_name(program, *instance);
-            let inst = self
-                .manager
-                .programs
-                .instance(program, *instance)
-                .cloned()
-                .unwrap_or_default();
-            let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
+            let (name, live, _) = self.instance_now(&view, program, *instance);
             self.manager.programs.unwant(program, *instance);
             let result = if live.is_some() {
                 Ok("stopping (after the programs that depend on it)".to_string())
@@ -749,14 +746,7 @@ impl Center {
         let view = self.programs_view();
         let mut out = Vec::new();
         for (program, instance) in targets {
-            let name = self.process_name(program, *instance);
-            let inst = self
-                .manager
-                .programs
-                .instance(program, *instance)
-                .cloned()
-                .unwrap_or_default();
-            let live = inst.process.filter(|id| view.seen.get(id).is_some_and(|s| !s.ended));
+            let (name, live, _) = self.instance_now(&view, program, *instance);
             self.manager.programs.want(program, *instance);
             let result = match live {
                 Some(id) if self.send_command(id, CommandKind::Restart).await => Ok("restarting".to_string()),
