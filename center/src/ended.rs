@@ -285,8 +285,18 @@ pub fn compact(rows: Vec<EndedRow>, now_ms: u64) -> Vec<EndedRow> {
 }
 
 /// The file's name for the center on `endpoint`: `ended.HASH.jsonl`, HASH the 64-bit FNV-1a
-/// hash of the endpoint in 16 hex digits (stable across builds and versions).
+/// hash of the endpoint in 16 hex digits (stable across builds and versions). A relative
+/// `ipc://` path is taken against the working directory first, as the socket itself is, so
+/// that two centers on `ipc://nerve.sock` in different directories sharing one `--logdir`
+/// keep their own files.
 pub fn file_name(endpoint: &str) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    file_name_in(endpoint, &cwd)
+}
+
+/// [`file_name`] with the working directory given.
+pub fn file_name_in(endpoint: &str, cwd: &Path) -> String {
+    let endpoint = crate::programs::launch::absolute_endpoint(endpoint, cwd);
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in endpoint.bytes() {
         hash ^= u64::from(b);
@@ -714,6 +724,16 @@ mod tests {
     #[test]
     fn the_file_name_depends_on_the_endpoint_only() {
         assert_eq!(file_name("ipc://nerve.sock"), file_name("ipc://nerve.sock"));
+        let (a, b) = (Path::new("/srv/a"), Path::new("/srv/b"));
+        assert_ne!(file_name_in("ipc://nerve.sock", a), file_name_in("ipc://nerve.sock", b));
+        assert_eq!(
+            file_name_in("ipc://nerve.sock", a),
+            file_name_in("ipc:///srv/a/nerve.sock", b)
+        );
+        assert_eq!(
+            file_name_in("tcp://127.0.0.1:1", a),
+            file_name_in("tcp://127.0.0.1:1", b)
+        );
         assert_ne!(file_name("ipc://nerve.sock"), file_name("ipc://other.sock"));
         let name = file_name("tcp://127.0.0.1:44444");
         assert!(

@@ -321,11 +321,20 @@ impl Table {
         self.procs.is_empty()
     }
 
-    /// Finds the one process `target` names among this center's processes (see [`pick`]).
+    /// Finds the one process `target` names among this center's processes (see [`pick`]);
+    /// a name whose every process has ended names the one that ended last.
     ///
     /// # Errors
     /// As [`pick`].
     pub fn resolve(&self, target: &str) -> Result<ProcessId, ControlError> {
+        // A name every match of which has ended (a program that keeps crashing, relaunched
+        // each time): the latest one, as `supervisorctl tail NAME` reads the current one.
+        let named: Vec<&Process> = self.list().into_iter().filter(|p| p.hello.name == target).collect();
+        if named.len() > 1 && named.iter().all(|p| p.ended_at.is_some()) {
+            if let Some(latest) = named.iter().max_by_key(|p| (p.ended_at, p.id)) {
+                return Ok(latest.id);
+            }
+        }
         let candidates = self.list().into_iter().map(|p| Candidate {
             id: p.id,
             name: &p.hello.name,
@@ -625,6 +634,36 @@ mod tests {
             ..victim.clone()
         };
         assert_eq!(table.hello(w1, &back), Ok(25), "the owner's word is taken");
+    }
+
+    /// A name whose every process has ended names the last one to end; one live process
+    /// among ended ones is that one; two live ones stay ambiguous.
+    #[test]
+    fn a_name_of_ended_processes_resolves_to_the_last_one_ended() {
+        let t0 = Instant::now();
+        let row = |n: u64, name: &str, ended: Option<u64>| {
+            let mut p = process();
+            p.id = ProcessId(0x1000 + n);
+            p.hello.name = name.into();
+            p.ended_at = ended.map(|s| t0 + std::time::Duration::from_secs(s));
+            p
+        };
+        let mut table = Table::default();
+        table.restore(vec![
+            row(1, "crash", Some(3)),
+            row(2, "crash", Some(9)),
+            row(3, "crash", Some(5)),
+            row(4, "web", Some(1)),
+            row(5, "web", None),
+            row(6, "two", None),
+            row(7, "two", None),
+        ]);
+        assert_eq!(table.resolve("crash"), Ok(ProcessId(0x1002)));
+        assert_eq!(table.resolve("web"), Ok(ProcessId(0x1005)));
+        assert_eq!(
+            table.resolve("two").map_err(|e| e.kind),
+            Err(ControlErrorKind::Ambiguous)
+        );
     }
 
     const STOP: Signal = Signal(19);

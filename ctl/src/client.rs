@@ -60,7 +60,7 @@ pub enum ClientError {
         source: SendError,
     },
     /// The center closed the connection before it answered.
-    #[error("{endpoint}: the center closed the connection before answering (a follow, `tail -f` or `events -f`, that falls more than its queue, 4 MiB, behind is dropped this way: run it again)")]
+    #[error("{endpoint}: the center closed the connection before answering: it stopped or restarted (`nrv-ctl ps` tells whether one answers again), or, for `tail -f` and `events -f`, this follower fell more than its queue (4 MiB) behind and was dropped; run it again")]
     Disconnected {
         /// The control endpoint.
         endpoint: Endpoint,

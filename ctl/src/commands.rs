@@ -601,7 +601,8 @@ pub(crate) fn uptime(secs: Option<f64>) -> String {
 
 /// The STATE column (and `info`'s state): `RUNNING`, `EXITED (1)`, `STOPPED (SIGTERM)`,
 /// `RUNNING (stopped by SIGSTOP)` for a child a signal stopped, `STALE (RUNNING)` for a row of
-/// a silent peer.
+/// a silent peer, `STOPPED (waiting for db: FATAL)` or `FATAL (launch failed: …)` for a
+/// program's process that waits or could not be launched.
 pub(crate) fn state_text(p: &ProcessInfo) -> String {
     let state = p.state.map(|s| s.as_str()).unwrap_or("-");
     let stopped = p.stopped_by.map(|sig| format!("stopped by SIG{sig}"));
@@ -616,6 +617,11 @@ pub(crate) fn state_text(p: &ProcessInfo) -> String {
         Some(ExitStatus::Code(c)) if over => Some(c.to_string()),
         Some(ExitStatus::Signal(sig)) if over => Some(format!("SIG{sig}")),
         _ => None,
+    };
+    // A program's process that waits for a dependency or whose launch failed says why.
+    let stopped = match (stopped, &p.waiting) {
+        (None, Some(why)) => Some(escape_for_terminal(why).into_owned()),
+        (stopped, _) => stopped,
     };
     match (exit, stopped) {
         (None, None) => state.to_string(),
@@ -1104,6 +1110,11 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(state_text(&p), want, "{:?} stopped_by {:?}", p.state, p.stopped_by);
         }
+        let waiting = ProcessInfo {
+            waiting: Some("waiting for db: FATAL".into()),
+            ..stopped(ProcessState::Stopped, None, None, false)
+        };
+        assert_eq!(state_text(&waiting), "STOPPED (waiting for db: FATAL)");
         let table = ps_table(&[stopped(ProcessState::Running, Some(STOP), None, false)]);
         assert!(table.contains("RUNNING (stopped by SIGSTOP)"), "{table}");
     }

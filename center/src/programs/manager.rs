@@ -259,6 +259,16 @@ impl Programs {
         }
     }
 
+    /// `start` of an instance whose stop was sent already: once its watcher has ended, it is
+    /// launched again (as for a changed program on `update`).
+    pub fn relaunch_instance(&mut self, program: &str, instance: u32) {
+        if let Some(inst) = self.instance_mut(program, instance) {
+            if inst.process.is_some() || inst.launched_at.is_some() {
+                inst.relaunch = true;
+            }
+        }
+    }
+
     /// A hello from the watcher of `(program, instance)`: binds it. Returns false, binding
     /// nothing, when this center keeps no such program nor a record of that instance (a
     /// watcher someone started by hand with this center's tag is watched, not managed); an

@@ -31,6 +31,22 @@ pub type Reload = Arc<dyn Fn() -> Result<Vec<ProgramDef>, String> + Send + Sync>
 /// never waits to report.
 pub const MAX_LAUNCHES_IN_FLIGHT: usize = 64;
 
+/// `stop`s of programs waiting for their processes to end, at most: 256; a further one is
+/// answered at once, as it was sent (its processes still stop).
+pub const MAX_PENDING_STOPS: usize = 256;
+
+/// A `stop` of a program (or `all`) waiting for its processes' watchers to finish, answered
+/// then, as `supervisorctl stop` answers once its processes are stopped, or at
+/// [`crate::control::STOP_TIMEOUT`].
+pub struct PendingStop {
+    /// Who asked.
+    pub client: Client,
+    /// The instances it stops, with what the answer says of each so far.
+    pub acted: Vec<((String, u32), Acted)>,
+    /// When it is answered whatever the state.
+    pub deadline: Instant,
+}
+
 /// How the center runs programs.
 #[derive(Clone)]
 pub struct ProgramsConfig {
@@ -95,6 +111,8 @@ pub struct Manager {
     pub reload: Option<Reload>,
     /// Launchers running ([`MAX_LAUNCHES_IN_FLIGHT`] at most).
     pub in_flight: usize,
+    /// `stop`s waiting for their processes ([`MAX_PENDING_STOPS`] at most).
+    pub stops: Vec<PendingStop>,
 }
 
 fn acted(name: String, id: Option<ProcessId>, result: Result<String, String>) -> Acted {
@@ -131,6 +149,7 @@ impl Manager {
             save_failed: false,
             reload: config.reload.clone(),
             in_flight: 0,
+            stops: Vec::new(),
         }
     }
 
@@ -312,7 +331,53 @@ impl Center {
                 }
             }
         }
-        self.save_programs().await
+        self.save_programs().await?;
+        self.answer_stops(Instant::now()).await;
+        Ok(())
+    }
+
+    /// Answers the `stop`s whose processes have all ended (or whose stop a `start` called
+    /// off), and those past their deadline.
+    async fn answer_stops(&mut self, now: Instant) {
+        if self.manager.stops.is_empty() {
+            return;
+        }
+        let programs = &self.manager.programs;
+        // What became of the process `id` that instance `k` had when the stop came.
+        let fate = |k: &(String, u32), id: Option<ProcessId>| -> Option<Result<String, String>> {
+            let inst = programs.instance(&k.0, k.1);
+            match inst {
+                Some(i) if id.is_some() && i.process == id => {
+                    (i.wanted && !i.stop_sent).then(|| Ok("kept running: a start called its stop off".to_string()))
+                }
+                _ if id.is_some() => Some(Ok("stopped".to_string())),
+                _ => Some(Ok("not running".to_string())),
+            }
+        };
+        let (ready, waiting): (Vec<PendingStop>, Vec<PendingStop>) = std::mem::take(&mut self.manager.stops)
+            .into_iter()
+            .partition(|p| now >= p.deadline || p.acted.iter().all(|(k, a)| fate(k, a.id).is_some()));
+        self.manager.stops = waiting;
+        let mut replies = Vec::new();
+        for pending in ready {
+            let acted = pending
+                .acted
+                .into_iter()
+                .map(|(k, mut a)| {
+                    a.result = fate(&k, a.id).unwrap_or_else(|| {
+                        Err(format!(
+                            "still stopping after {} s; `nrv-ctl ps` shows its state",
+                            crate::control::STOP_TIMEOUT.as_secs()
+                        ))
+                    });
+                    a
+                })
+                .collect();
+            replies.push((pending.client, Reply::Acted(acted)));
+        }
+        for (client, reply) in replies {
+            self.reply(&client, reply).await;
+        }
     }
 
     async fn save_programs(&mut self) -> Result<(), Error> {
@@ -588,6 +653,18 @@ impl Center {
                         self.manager.programs.remove(&name);
                         self.manager.specs.remove(&name);
                     }
+                    let keys = targets.iter().rev().cloned();
+                    let live = acted.iter().any(|a| a.id.is_some());
+                    if live && self.manager.stops.len() < MAX_PENDING_STOPS {
+                        // Answered by answer_stops once the processes have ended.
+                        self.manager.stops.push(PendingStop {
+                            client: client.clone(),
+                            acted: keys.zip(acted).collect(),
+                            deadline: Instant::now() + crate::control::STOP_TIMEOUT,
+                        });
+                        self.programs_step().await?;
+                        return Ok(true);
+                    }
                     Reply::Acted(acted)
                 }
             }
@@ -706,7 +783,27 @@ impl Center {
         let mut out = Vec::new();
         for (program, instance) in targets {
             let (name, live, launching) = self.instance_now(&view, program, *instance);
-            let result = if live.is_some() {
+            let stopping = self
+                .manager
+                .programs
+                .instance(program, *instance)
+                .is_some_and(|i| !i.wanted || i.stop_sent);
+            let result = if live.is_some() && stopping {
+                // `stop` then `start`: a stop not sent yet is called off; one sent already
+                // finishes and the instance is launched again after it.
+                let sent = self
+                    .manager
+                    .programs
+                    .instance(program, *instance)
+                    .is_some_and(|i| i.stop_sent);
+                self.manager.programs.want(program, *instance);
+                if sent {
+                    self.manager.programs.relaunch_instance(program, *instance);
+                    Ok("starting again once its stop has finished".to_string())
+                } else {
+                    Ok("kept running (its stop is called off)".to_string())
+                }
+            } else if live.is_some() {
                 Ok("already running".to_string())
             } else if launching {
                 Ok("starting already".to_string())
@@ -731,7 +828,7 @@ impl Center {
             let (name, live, _) = self.instance_now(&view, program, *instance);
             self.manager.programs.unwant(program, *instance);
             let result = if live.is_some() {
-                Ok("stopping (after the programs that depend on it)".to_string())
+                Ok("stopping".to_string())
             } else {
                 Ok("not running".to_string())
             };

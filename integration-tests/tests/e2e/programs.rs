@@ -253,8 +253,23 @@ fn stop_and_start_one_process_then_stop_all_in_reverse_order() {
     assert_ne!(pid_of(&rows, "web:1"), old_pid, "web:1 runs again with a new pid");
 
     let out = run_ctl_ok(dir.path(), &center.control, &["stop", "all"]);
-    let stopped: Vec<(&str, &str)> = FIVE_RUNNING.iter().map(|(n, _)| (*n, "STOPPED")).collect();
-    wait_states(dir.path(), &center, &stopped, STACK_UP);
+    // `stop all` answers once every process has stopped (as supervisorctl's does): the very
+    // next ps shows them all STOPPED.
+    let now = ps_json(dir.path(), &center.control, &[]);
+    for (name, _) in FIVE_RUNNING {
+        assert_eq!(
+            row(&now, name).expect("row")["state"],
+            "STOPPED",
+            "{name}; {}",
+            out.describe()
+        );
+    }
+    assert_eq!(
+        out.stdout_str().matches(" ok: stopped").count(),
+        5,
+        "{}",
+        out.describe()
+    );
     let db_stopping = times(&center.log, "db", "state", Some("STOPPING"));
     assert_eq!(db_stopping.len(), 1, "db stopped once; {}", out.describe());
     for web in ["web:0", "web:1", "web:2"] {
@@ -266,6 +281,40 @@ fn stop_and_start_one_process_then_stop_all_in_reverse_order() {
             db_stopping[0]
         );
     }
+}
+
+/// `stop` then `start` while the stop is still under way (a deploy script's `stop x; start
+/// x` against a slow stop, or two operators): the process ends, is launched again, and the
+/// stop's answer comes once it has ended.
+#[test]
+fn a_start_during_a_stop_launches_the_program_again_once_it_has_stopped() {
+    let dir = TestDir::new();
+    let config = r#"
+[program.slow]
+command = ["python3", "-c", "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: (time.sleep(2), sys.exit(0)))\nwhile True: time.sleep(1000)"]
+"#;
+    let center = center_with(&dir, config, "slowstop");
+    let _reap = Watchers(vec![&center.log]);
+    let before = wait_states(dir.path(), &center, &[("slow", "RUNNING")], STACK_UP);
+    let old_pid = pid_of(&before, "slow");
+    let stop = integration_tests::spawn_ctl(dir.path(), &center.control, &["stop", "slow"]);
+    center.log.wait_until("slow STOPPING", WAIT, |lines| {
+        lines
+            .iter()
+            .any(|l| l["name"] == "slow" && line_kind(l) == "state" && l["data"]["state"] == "STOPPING")
+            .then_some(())
+    });
+    let start = run_ctl_ok(dir.path(), &center.control, &["start", "slow"]);
+    assert!(
+        start.stdout_str().contains("starting again once its stop has finished"),
+        "{}",
+        start.describe()
+    );
+    let stop = stop.wait(WAIT);
+    assert_eq!(stop.code(), Some(0), "{}", stop.describe());
+    assert!(stop.stdout_str().contains("slow ok: stopped"), "{}", stop.describe());
+    let rows = wait_states(dir.path(), &center, &[("slow", "RUNNING")], STACK_UP);
+    assert_ne!(pid_of(&rows, "slow"), old_pid, "slow runs again with a new pid");
 }
 
 #[test]
