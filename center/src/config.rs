@@ -41,6 +41,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start (or write the log's first
 /// line); 2 usage or a config file error (a [program.NAME] table's key or value, an unknown
 /// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
+// The doc comments are the --help text, printed as written: `[comment]` there is a word in
+// brackets, not a link, and escaping it would show the backslash in --help.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Default, PartialEq, FromArgs, Deserialize, Merge)]
 #[argh(help_triggers("-h", "--help"))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
