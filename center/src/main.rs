@@ -1,266 +1,37 @@
 //! `nrv-center`: parses flags, binds the endpoints, and runs [`nerve_center::run`] until
 //! SIGTERM or SIGINT.
 
-use argh::FromArgs;
+use argh::FromArgs as _;
 use nerve_center::access::{Policy, Rule};
-use nerve_center::config::{read_config_text, ConfigError, FileConfig};
+use nerve_center::config::{read_config_text, ConfigError, Settings};
 use nerve_center::exit::Exit;
-use nerve_center::files::{FileMode, DEFAULT_FILE_MODE};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
 use nerve_center::peers::{RingConfig, RingCurve, RingPeer};
 use nerve_center::programs::{self, ProgramDef};
 use nerve_center::ratelimit::OncePerSource;
 use nerve_center::{run, Config, Sockets};
+use nerve_settings::Merge as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use zmtp::{Authorized, AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
-/// Collects events, output and stats from Nerve watchers (nrv-open) into an event log, and
-/// answers nrv-ctl on a control endpoint.
-///
-/// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start (or write the log's first
-/// line); 2 usage or a config file error (a [program.NAME] table's key or value, an unknown
-/// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
-#[derive(FromArgs)]
-#[argh(help_triggers("-h", "--help"))]
-struct Args {
-    /// TOML file with any of these long options as keys, and [program.NAME] tables (see
-    /// examples/nrv-center.toml); the command line overrides it
-    #[argh(option)]
-    config: Option<std::path::PathBuf>,
-    /// process endpoint watchers connect to (default ipc://nerve.sock)
-    #[argh(option, short = 'e')]
-    endpoint: Option<String>,
-    /// control endpoint nrv-ctl connects to (default ipc://nerve-control.sock)
-    #[argh(option, short = 'c')]
-    control: Option<String>,
-    /// center name written in every log line (default: 8 random hex digits)
-    #[argh(option, short = 'n')]
-    name: Option<String>,
-    /// event log, appended to; "-" for standard output (default nerve.log)
-    #[argh(option, short = 'l')]
-    logfile: Option<String>,
-    /// this center's CURVE secret key file (Z85, as nrv-ctl keygen writes it): tcp endpoints
-    /// then require CURVE; needs --authorized-keys
-    #[argh(option)]
-    curve_secret_key: Option<PathBuf>,
-    /// file of public keys allowed to connect over CURVE: one line per key,
-    /// [role=center|read|control] KEY [comment] (no role: control, everything; read: ps,
-    /// info, tail, events, ring, version; center: a peer center, sync endpoint only), #
-    /// comment lines; re-read on SIGHUP
-    #[argh(option)]
-    authorized_keys: Option<PathBuf>,
-    /// serve tcp endpoints without CURVE, loopback ones included (warns: anyone who can reach
-    /// the port can list and steer every process)
-    #[argh(switch)]
-    insecure: bool,
-    /// let USER use the ipc endpoints too: full control, or with USER:read only ps, info,
-    /// tail, events, ring and version (repeatable; the socket files become 0666, SO_PEERCRED
-    /// decides); the center's own uid and root are always let in
-    #[argh(option)]
-    allow: Vec<String>,
-    /// as --allow, for the members of GROUP (GROUP or GROUP:read; repeatable)
-    #[argh(option)]
-    allow_group: Vec<String>,
-    /// the former name of --insecure
-    #[argh(switch)]
-    allow_remote: bool,
-    /// seconds a new connection has to finish its handshake before it is closed (default 5)
-    #[argh(option)]
-    handshake_timeout: Option<f64>,
-    /// seconds an established connection may send nothing at all before it is closed, ZMTP
-    /// 3.0 peers included (default 30; ZMTP 3.1 peers, nrv-open and nrv-ctl among them, are
-    /// PINGed often enough that their PONGs keep them)
-    #[argh(option)]
-    idle_timeout: Option<f64>,
-    /// seconds a frame may take from its first byte to its last before the connection is
-    /// closed (default 30)
-    #[argh(option)]
-    frame_timeout: Option<f64>,
-    /// most connections per endpoint still in their handshake at once (default 256)
-    #[argh(option)]
-    max_handshakes: Option<usize>,
-    /// most established connections per endpoint at once (default 1024)
-    #[argh(option)]
-    max_connections: Option<usize>,
-    /// seconds between heartbeats to idle watchers, and between checks for silent watchers
-    /// and overdue commands (default 1)
-    #[argh(option)]
-    heartbeat: Option<f64>,
-    /// directory for per-process output files NAME.ID.out and NAME.ID.err (default nerve-logs)
-    #[argh(option)]
-    logdir: Option<String>,
-    /// size of one output file before it is rotated, bytes (default 50 MiB, as supervisord's
-    /// stdout_logfile_maxbytes)
-    #[argh(option)]
-    log_maxbytes: Option<u64>,
-    /// rotated output files kept per process and stream (default 10, as supervisord's
-    /// stdout_logfile_backups)
-    #[argh(option)]
-    log_backups: Option<u32>,
-    /// octal mode of the event log, the output files and the ended rows' file whatever the
-    /// umask (default 0600; 0640 lets the file's group read them; never writable by others);
-    /// a log directory the center creates gets the same with x wherever r (0700, 0750)
-    #[argh(option)]
-    file_mode: Option<String>,
-    /// sync endpoint where peer centers of a ring reach this one (for example
-    /// tcp://10.0.0.5:44446); without it the center can still join peers with --ring
-    #[argh(option)]
-    sync: Option<String>,
-    /// sync endpoints of peer centers to join, comma-separated; the rest of the ring is
-    /// learned from them (in a config file: ring = ["tcp://…", …]); with
-    /// --curve-secret-key each is KEY@tcp://HOST:PORT, KEY the peer's public key, listed with
-    /// role=center in --authorized-keys
-    #[argh(option)]
-    ring: Option<String>,
-    /// seconds of silence after which a peer's rows are shown as stale (default 3)
-    #[argh(option)]
-    stale_after: Option<f64>,
-    /// seconds of silence after which a peer's rows are removed (default 30)
-    #[argh(option)]
-    remove_after: Option<f64>,
-    /// serve Prometheus metrics over HTTP at ADDR:PORT/metrics (for example 127.0.0.1:9464;
-    /// off by default; an address other than loopback needs --insecure)
-    #[argh(option)]
-    metrics: Option<String>,
-    /// the nrv-open binary that launches programs (default: env NERVE_OPEN, else nrv-open
-    /// next to this nrv-center)
-    #[argh(option)]
-    nrv_open: Option<PathBuf>,
-}
-
-/// The settings in effect: the command line over the config file over the defaults.
-struct Settings {
-    endpoint: String,
-    control: String,
-    name: Option<String>,
-    logfile: String,
-    insecure: bool,
-    /// `--allow` rules as given
-    allow: Vec<String>,
-    /// `--allow-group` rules as given
-    allow_group: Vec<String>,
-    curve_secret_key: Option<PathBuf>,
-    authorized_keys: Option<PathBuf>,
-    handshake_timeout: f64,
-    idle_timeout: f64,
-    frame_timeout: f64,
-    max_handshakes: usize,
-    max_connections: usize,
-    heartbeat: f64,
-    logdir: String,
-    log_maxbytes: u64,
-    log_backups: u32,
-    /// mode of the files the center writes
-    file_mode: FileMode,
-    /// sync endpoint where peer centers of a ring reach this one
-    sync: Option<String>,
-    /// sync endpoints of peer centers to join
-    ring: Vec<String>,
-    /// seconds of silence after which a peer's rows are stale
-    stale_after: f64,
-    /// seconds of silence after which a peer's rows are removed
-    remove_after: f64,
-    /// the config file, when there is one
-    config: Option<PathBuf>,
-    /// its `[program.NAME]` tables, checked
-    programs: Vec<ProgramDef>,
-    /// where to serve `/metrics`, as given
-    metrics: Option<String>,
-}
-
-/// Merges `args` with the file named by `--config`, if any.
-fn settings(args: Args) -> Result<Settings, Failure> {
-    // One read of the file for both: the settings and the programs agree.
-    let (file, programs) = match &args.config {
-        Some(path) => {
-            let usage = |e: ConfigError| Failure::Usage(e.to_string());
-            let text = read_config_text(path).map_err(usage)?;
-            (
-                FileConfig::parse(path, &text).map_err(usage)?,
-                programs::config::parse(path, &text).map_err(usage)?,
-            )
-        }
-        None => (FileConfig::default(), Vec::new()),
+/// The settings in effect, the command line over the config file ([`Merge`]), and the
+/// config file's `[program.NAME]` tables, checked.
+fn settings(args: Settings) -> Result<(Settings, Vec<ProgramDef>), Failure> {
+    let Some(path) = args.config.clone() else {
+        return Ok((args, Vec::new()));
     };
-    Ok(Settings {
-        endpoint: args
-            .endpoint
-            .or(file.endpoint)
-            .unwrap_or_else(|| "ipc://nerve.sock".into()),
-        control: args
-            .control
-            .or(file.control)
-            .unwrap_or_else(|| "ipc://nerve-control.sock".into()),
-        name: args.name.or(file.name),
-        logfile: args.logfile.or(file.logfile).unwrap_or_else(|| "nerve.log".into()),
-        // A switch can only turn it on: --insecure wins over `insecure = false`.
-        insecure: args.insecure || args.allow_remote || file.insecure == Some(true) || file.allow_remote == Some(true),
-        // A list on the command line replaces the file's.
-        allow: if args.allow.is_empty() {
-            file.allow.unwrap_or_default()
-        } else {
-            args.allow
-        },
-        allow_group: if args.allow_group.is_empty() {
-            file.allow_group.unwrap_or_default()
-        } else {
-            args.allow_group
-        },
-        curve_secret_key: args.curve_secret_key.or(file.curve_secret_key),
-        authorized_keys: args.authorized_keys.or(file.authorized_keys),
-        handshake_timeout: args.handshake_timeout.or(file.handshake_timeout).unwrap_or(5.0),
-        idle_timeout: args
-            .idle_timeout
-            .or(file.idle_timeout)
-            .unwrap_or(zmtp::DEFAULT_IDLE_TIMEOUT.as_secs_f64()),
-        frame_timeout: args
-            .frame_timeout
-            .or(file.frame_timeout)
-            .unwrap_or(zmtp::DEFAULT_FRAME_TIMEOUT.as_secs_f64()),
-        max_handshakes: args
-            .max_handshakes
-            .or(file.max_handshakes)
-            .unwrap_or(zmtp::DEFAULT_MAX_HANDSHAKES),
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(zmtp::DEFAULT_MAX_CONNECTIONS),
-        heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(1.0),
-        logdir: args.logdir.or(file.logdir).unwrap_or_else(|| "nerve-logs".into()),
-        log_maxbytes: args
-            .log_maxbytes
-            .or(file.log_maxbytes)
-            .unwrap_or(nerve_center::outputs::DEFAULT_MAX_BYTES),
-        log_backups: args
-            .log_backups
-            .or(file.log_backups)
-            .unwrap_or(nerve_center::outputs::DEFAULT_BACKUPS),
-        file_mode: match args.file_mode.or(file.file_mode) {
-            Some(text) => text.parse().map_err(|e| Failure::Usage(format!("--file-mode: {e}")))?,
-            None => DEFAULT_FILE_MODE,
-        },
-        sync: args.sync.or(file.sync),
-        ring: match args.ring {
-            Some(list) => list
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            None => file.ring.unwrap_or_default(),
-        },
-        stale_after: args.stale_after.or(file.stale_after).unwrap_or(3.0),
-        remove_after: args.remove_after.or(file.remove_after).unwrap_or(30.0),
-        config: args.config,
-        programs,
-        metrics: args.metrics.or(file.metrics),
-    })
+    // One read of the file for both: the settings and the programs agree.
+    let usage = |e: ConfigError| Failure::Usage(e.to_string());
+    let text = read_config_text(&path).map_err(usage)?;
+    let file = Settings::parse(&path, &text).map_err(usage)?;
+    let programs = programs::config::parse(&path, &text).map_err(usage)?;
+    Ok((args.merge(file), programs))
 }
 
 /// The program name in usage lines and messages.
@@ -270,7 +41,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     // Our own name in usage lines, not the path we were started as.
-    let help = || match Args::from_args(&[NAME], &["--help"]) {
+    let help = || match Settings::from_args(&[NAME], &["--help"]) {
         Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
         Ok(_) => nerve_proto::cli::HelpInfo::default(),
     };
@@ -279,7 +50,7 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stdout(), "{line}");
         return Exit::Ok.into();
     }
-    let args = match Args::from_args(&[NAME], &strs[1..]) {
+    let args = match Settings::from_args(&[NAME], &strs[1..]) {
         Ok(args) => args,
         Err(early) => {
             return match early.status {
@@ -326,30 +97,31 @@ enum Failure {
     Run(anyhow::Error),
 }
 
-fn start(args: Args) -> Result<(), Failure> {
+fn start(args: Settings) -> Result<(), Failure> {
     let nrv_open = nerve_center::programs::launch::find_nrv_open(
         args.nrv_open.clone(),
         std::env::var_os("NERVE_OPEN"),
         std::env::current_exe().ok(),
     );
-    let args = settings(args)?;
-    let endpoint: Endpoint = args.endpoint.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
-    let control: Endpoint = args.control.parse().map_err(|e| Failure::Usage(format!("{e}")))?;
-    if !(args.heartbeat > 0.0 && args.heartbeat.is_finite()) {
+    let (args, programs) = settings(args)?;
+    let file_mode = args.file_mode().map_err(Failure::Usage)?;
+    let endpoint: Endpoint = args.endpoint().parse().map_err(|e| Failure::Usage(format!("{e}")))?;
+    let control: Endpoint = args.control().parse().map_err(|e| Failure::Usage(format!("{e}")))?;
+    if !(args.heartbeat() > 0.0 && args.heartbeat().is_finite()) {
         return Err(Failure::Usage(format!(
             "--heartbeat {} must be a positive number of seconds",
-            args.heartbeat
+            args.heartbeat()
         )));
     }
-    if !(args.handshake_timeout > 0.0 && args.handshake_timeout.is_finite()) {
+    if !(args.handshake_timeout() > 0.0 && args.handshake_timeout().is_finite()) {
         return Err(Failure::Usage(format!(
             "--handshake-timeout {} must be a positive number of seconds",
-            args.handshake_timeout
+            args.handshake_timeout()
         )));
     }
     for (flag, v) in [
-        ("--idle-timeout", args.idle_timeout),
-        ("--frame-timeout", args.frame_timeout),
+        ("--idle-timeout", args.idle_timeout()),
+        ("--frame-timeout", args.frame_timeout()),
     ] {
         if !(v > 0.0 && v.is_finite()) {
             return Err(Failure::Usage(format!(
@@ -358,14 +130,14 @@ fn start(args: Args) -> Result<(), Failure> {
         }
     }
     for (flag, v) in [
-        ("--max-handshakes", args.max_handshakes),
-        ("--max-connections", args.max_connections),
+        ("--max-handshakes", args.max_handshakes()),
+        ("--max-connections", args.max_connections()),
     ] {
         if v == 0 {
             return Err(Failure::Usage(format!("{flag} must be at least 1")));
         }
     }
-    let insecure = args.insecure;
+    let insecure = args.insecure();
     let authorized = match (&args.curve_secret_key, &args.authorized_keys) {
         (None, None) => None,
         (Some(_), None) => {
@@ -409,11 +181,11 @@ fn start(args: Args) -> Result<(), Failure> {
     }
     let mut options = SocketOptions {
         insecure,
-        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout),
-        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
-        frame_timeout: Duration::from_secs_f64(args.frame_timeout),
-        max_handshakes: args.max_handshakes,
-        max_connections: args.max_connections,
+        handshake_timeout: Duration::from_secs_f64(args.handshake_timeout()),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout()),
+        frame_timeout: Duration::from_secs_f64(args.frame_timeout()),
+        max_handshakes: args.max_handshakes(),
+        max_connections: args.max_connections(),
         ..SocketOptions::default()
     };
     if let Some((pair, keys)) = &authorized {
@@ -426,7 +198,7 @@ fn start(args: Args) -> Result<(), Failure> {
     // A center that runs programs finds its watchers again by its name in their tags: without
     // --name, it takes the name its predecessor saved (see `programs::saved`).
     let saved_name = || {
-        let path = nerve_center::programs::saved::path(Path::new(&args.logdir), &endpoint.to_string());
+        let path = nerve_center::programs::saved::path(Path::new(args.logdir()), &endpoint.to_string());
         nerve_center::programs::saved::load(&path)
             .ok()
             .flatten()
@@ -437,7 +209,7 @@ fn start(args: Args) -> Result<(), Failure> {
         .clone()
         .or_else(saved_name)
         .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
-    let target = LogTarget::from(args.logfile.as_str());
+    let target = LogTarget::from(args.logfile());
     let positive = |flag: &str, v: f64| {
         if v > 0.0 && v.is_finite() {
             Ok(Duration::from_secs_f64(v))
@@ -454,7 +226,7 @@ fn start(args: Args) -> Result<(), Failure> {
         .transpose()
         .map_err(|e| Failure::Usage(format!("--sync: {e}")))?;
     let join: Vec<RingPeer> = args
-        .ring
+        .ring()
         .iter()
         .map(|s| RingPeer::parse(s).map_err(|e| Failure::Usage(format!("--ring: {e}"))))
         .collect::<Result<_, _>>()?;
@@ -490,11 +262,11 @@ fn start(args: Args) -> Result<(), Failure> {
         sync: sync.clone(),
         join,
         curve: ring_curve,
-        stale_after: positive("--stale-after", args.stale_after)?,
-        remove_after: positive("--remove-after", args.remove_after)?,
+        stale_after: positive("--stale-after", args.stale_after())?,
+        remove_after: positive("--remove-after", args.remove_after())?,
     };
     let curve_args = program_curve_args(&endpoint, &authorized, args.curve_secret_key.as_deref());
-    if let (Err(why), false) = (&curve_args, args.programs.is_empty()) {
+    if let (Err(why), false) = (&curve_args, programs.is_empty()) {
         return Err(Failure::Usage(why.clone()));
     }
     let config = Config {
@@ -502,10 +274,10 @@ fn start(args: Args) -> Result<(), Failure> {
         ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
         name: name.clone(),
         log: target.clone(),
-        heartbeat: Duration::from_secs_f64(args.heartbeat),
+        heartbeat: Duration::from_secs_f64(args.heartbeat()),
         access: access.clone(),
         programs: nerve_center::programs::serve::ProgramsConfig {
-            defs: args.programs.clone(),
+            defs: programs,
             // `reread`, `update` and SIGHUP read the file again, checked as at start.
             reload: args.config.clone().map(|path| {
                 let reload: nerve_center::programs::serve::Reload =
@@ -520,12 +292,12 @@ fn start(args: Args) -> Result<(), Failure> {
     };
 
     // Files first: nothing to undo when they fail.
-    let log = EventLog::open_with_mode(&target, &name, args.file_mode).map_err(|e| Failure::Run(e.into()))?;
+    let log = EventLog::open_with_mode(&target, &name, file_mode).map_err(|e| Failure::Run(e.into()))?;
     let (outputs, warning) = OutputFiles::with_mode(
-        Path::new(&args.logdir),
-        args.log_maxbytes,
-        args.log_backups,
-        args.file_mode,
+        Path::new(args.logdir()),
+        args.log_maxbytes(),
+        args.log_backups(),
+        file_mode,
     )
     .map_err(|e| Failure::Run(e.into()))?;
     if let Some(warning) = warning {
@@ -652,7 +424,7 @@ fn start(args: Args) -> Result<(), Failure> {
             "nrv-center {name}: processes on {}, control on {}, log {target}, output files in {}",
             process.endpoint(),
             control.endpoint(),
-            args.logdir
+            args.logdir()
         );
         let shutdown = async move { stop_rx.await.unwrap_or_else(|_| "signal thread ended".into()) };
         run(Sockets { process, control, sync, metrics }, log, outputs, config, shutdown).await.map_err(|e| Failure::Run(e.into()))

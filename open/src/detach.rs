@@ -68,7 +68,7 @@ fn launcher(read_end: OwnedFd, middle: libc::pid_t) -> ! {
                 // A closed stdout is not the watcher's failure: it runs anyway.
                 let _ = writeln!(io::stdout(), "{pid}");
             }
-            std::process::exit(0)
+            std::process::exit(crate::exit::OK)
         }
         (Ok(_), Err(_)) if !report.is_empty() => {
             eprintln!("nrv-open: --detach: {}", report.trim());
@@ -111,7 +111,7 @@ fn middle(write_end: OwnedFd) -> io::Result<()> {
         }
         _ => {
             // SAFETY: as above: the watcher carries on, this process leaves no trace.
-            unsafe { libc::_exit(0) }
+            unsafe { libc::_exit(crate::exit::OK) }
         }
     }
 }

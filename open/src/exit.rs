@@ -3,6 +3,9 @@
 //! 141 after SIGPIPE, 143 after TERM, 137 after KILL). nrv-open's own failures use the codes
 //! of `env(1)` and `docker run`.
 
+/// nrv-open's own success: `--help`, `--version`, and the launcher of `--detach` once the
+/// detached watcher runs.
+pub const OK: i32 = 0;
 /// nrv-open itself failed: usage, config file, setup.
 pub const FAILURE: i32 = 125;
 /// CMD was found but cannot be executed.

@@ -36,7 +36,7 @@
 //! Seconds are at most [`MAX_SECONDS`].
 
 use super::def::{ProgramDef, ReadyCheck, DEFAULT_READY_TIMEOUT};
-use crate::config::{ConfigError, FileConfig};
+use crate::config::{ConfigError, Settings};
 use nerve_proto::{ConfigChanges, RunSpec, Signal};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -890,7 +890,7 @@ struct Lines {
 }
 
 /// Reads the `[program.NAME]` tables of the config file `path`, whose text is `text` (the other
-/// keys are [`FileConfig`]'s and not looked at here); reads the environment files they name.
+/// keys are [`Settings`] and not looked at here); reads the environment files they name.
 /// The programs come back sorted by name, each with its settings checked, and their
 /// dependencies checked as a whole ([`start_order`]).
 ///
@@ -985,15 +985,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ProgramDef>, ConfigError> {
 }
 
 /// Reads the config file at `path` again, as the center does at start: for `nrv-ctl reread`
-/// and `update` (and SIGHUP). The whole file is checked as [`FileConfig::load`] does, so that
+/// and `update` (and SIGHUP). The whole file is checked as [`Settings::load`] does, so that
 /// a mistake in another key is found now rather than at the next start, but only the programs
 /// come back: the other keys take effect at the next start.
 ///
 /// # Errors
-/// As [`FileConfig::load`] and [`parse`].
+/// As [`Settings::load`] and [`parse`].
 pub fn load(path: &Path) -> Result<Vec<ProgramDef>, ConfigError> {
     let text = crate::config::read_config_text(path)?;
-    FileConfig::parse(path, &text)?;
+    Settings::parse(path, &text)?;
     parse(path, &text)
 }
 

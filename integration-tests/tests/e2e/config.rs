@@ -2,7 +2,8 @@
 //! file, and unknown keys named with their line.
 
 use integration_tests::{
-    center_command, for_id, line_kind, run, run_open, states_of, tail_of, Center, Input, Log, Running, TestDir, WAIT,
+    bare_command, binaries, center_command, for_id, line_kind, run, run_open, states_of, tail_of, Center, Input, Log,
+    Running, TestDir, WAIT,
 };
 use std::time::Duration;
 
@@ -163,4 +164,38 @@ fn the_center_reads_its_settings_from_a_config_file_under_the_command_line() {
         lines.iter().any(|l| line_kind(l) == "goodbye").then_some(())
     });
     drop(center);
+}
+
+/// The defaults each binary states in `--help` (each checked against its own constant by its
+/// crate's `help_states_the_defaults`) agree across the binaries: a watcher and nrv-ctl find a
+/// center started with no options.
+#[test]
+fn the_three_binaries_agree_on_the_default_endpoints() {
+    let dir = TestDir::new();
+    let bins = binaries();
+    let help = |program: &std::path::Path| {
+        let out = run(
+            bare_command(program, dir.path(), &["--help"]),
+            Input::Null,
+            WAIT,
+            "--help",
+        );
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        out.stdout_str()
+    };
+    let (center, open, ctl) = (help(&bins.center), help(&bins.open), help(&bins.ctl));
+    let stated = |help: &str, option: &str| {
+        nerve_settings::stated_default(help, option).unwrap_or_else(|| panic!("{option} states no default:\n{help}"))
+    };
+    assert_eq!(stated(&center, "--endpoint"), "ipc://nerve.sock");
+    assert_eq!(
+        stated(&open, "--endpoint"),
+        stated(&center, "--endpoint"),
+        "nrv-open's and nrv-center's"
+    );
+    assert_eq!(
+        stated(&ctl, "--control"),
+        stated(&center, "--control"),
+        "nrv-ctl's and nrv-center's"
+    );
 }

@@ -169,7 +169,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             e => e,
         };
         std::ptr::write_volatile(&mut shared.error, error);
-        libc::_exit(127)
+        libc::_exit(crate::exit::NOT_FOUND)
     }
 }
 

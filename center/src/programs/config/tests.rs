@@ -1326,7 +1326,7 @@ fn load_reads_the_file_again_and_checks_all_of_it() {
     std::fs::write(&path, "name = \"c\"\n\n[program.web]\ncommand = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(load(&path).map(|d| d.len()), Ok(1));
     assert_eq!(
-        FileConfig::load(&path).map(|c| c.name),
+        Settings::load(&path).map(|c| c.name),
         Ok(Some("c".into())),
         "the center's keys beside programs"
     );
