@@ -65,7 +65,7 @@ pub struct Args {
 /// The subcommands; each answers with one of the exit codes in [`Exit`].
 // `run` has many options; a command line is parsed once, so its size does not matter (and
 // argh cannot box a subcommand).
-#[allow(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant, reason = "parsed once; argh cannot box a subcommand")]
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand)]
 pub enum Command {

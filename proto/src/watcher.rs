@@ -41,7 +41,10 @@ impl FromStr for ProcessId {
 /// Everything a watcher sends to the center.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // A hello is sent once per connection and decoded once: its size on the stack does not matter.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a hello is sent and decoded once per connection"
+)]
 pub enum WatcherMsg {
     /// First message on every connection (also after a reconnect).
     Hello(Hello),
