@@ -54,6 +54,10 @@ struct Args {
     /// [role=center|read|control] KEY [comment] (no role: control, everything; read: ps,
     /// info, tail, events, ring, version; center: a peer center, sync endpoint only), #
     /// comment lines; re-read on SIGHUP
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "help text: [comment] is an optional comment, not a link"
+    )]
     #[argh(option)]
     authorized_keys: Option<PathBuf>,
     /// serve tcp endpoints without CURVE, loopback ones included (warns: anyone who can reach

@@ -172,7 +172,7 @@ pub struct PsCmd {
     pub local: bool,
 }
 
-/// Send a signal to a process: nrv-ctl signal <id> TERM (TERM, SIGTERM, term and 15 all work).
+/// Send a signal to a process: nrv-ctl signal ID TERM (TERM, SIGTERM, term and 15 all work).
 /// By default only the main process gets it, as with supervisorctl signal, pm2 sendSignal and
 /// docker kill; --group sends it to the main process's process group, --all to every
 /// descendant.

@@ -164,7 +164,7 @@ pub fn bare_command(program: &Path, dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// `nrv-center ARGS...`, run in `dir` (for the cases that are not [`Center::start`]).
+/// `nrv-center ARGS...`, run in `dir` (for the cases that are not [`Center::start`](crate::Center::start)).
 pub fn center_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = base_command(&binaries().center, dir);
     cmd.args(args);

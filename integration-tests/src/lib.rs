@@ -12,7 +12,7 @@
 //!
 //! One module per concern, every name re-exported here (tests `use integration_tests::…`):
 //! - `wait`: [`WAIT`], [`POLL`] and [`wait_until`], the loop every bounded wait runs;
-//! - `binaries`: finding or building the binaries ([`binaries`], [`NERVE_BIN`]) and the
+//! - `binaries`: finding or building the binaries ([`binaries()`], [`NERVE_BIN`]) and the
 //!   hermetic commands that run them;
 //! - `dirs`: [`TestDir`] and endpoints;
 //! - `process`: [`Running`] processes with captured output, [`Outcome`], signals by pid and

@@ -104,7 +104,7 @@ pub struct Hello {
     /// lengths). `None` when `argv` is whole.
     pub argv_cut: Option<u64>,
     /// The watcher's resume secret: the proof that it owns [`Hello::id`], presented in every
-    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello without
+    /// hello (`id == secret.id()`, see [`ResumeSecret`](crate::ResumeSecret)). A center refuses a hello without
     /// it, or with a secret that does not own `id`; a tool that plays a watcher makes its own
     /// with [`crate::ResumeSecret`] and takes its id from it.
     pub secret: Option<crate::ResumeSecret>,
