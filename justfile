@@ -81,3 +81,8 @@ bench-static *ARGS:
 # Static x86_64 musl binaries of nrv-center, nrv-open and nrv-ctl in target/static/.
 static:
     sh bench/static.sh
+
+# Static aarch64 musl binaries in target/static-aarch64/ (linked with rust-lld; run them on
+# x86_64 with NERVE_BIN_RUNNER=qemu-aarch64-static, as .ci/run does).
+static-aarch64:
+    sh bench/static.sh aarch64-unknown-linux-musl

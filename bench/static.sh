@@ -1,11 +1,24 @@
 #!/bin/sh
-# Builds static nrv-center, nrv-open and nrv-ctl for x86_64-unknown-linux-musl into
-# target/static/ and checks with `file` that each is statically linked. The Rust musl target is
-# self-contained (it ships musl's libc and crt objects and links with rust-lld/gcc as the
-# linker driver): no musl-gcc is needed, as no crate in these binaries compiles C code.
+# Builds static nrv-center, nrv-open and nrv-ctl for one musl target and checks with `file`
+# that each is statically linked and for that machine:
+#   sh bench/static.sh                            x86_64-unknown-linux-musl  -> target/static/
+#   sh bench/static.sh aarch64-unknown-linux-musl aarch64 (arm64)          -> target/static-aarch64/
+# The Rust musl targets are self-contained (they ship musl's libc and crt objects): no musl-gcc
+# is needed, as no crate in these binaries compiles C code. x86_64 links with the host's cc as
+# the linker driver; for aarch64 the host's cc is the wrong machine's, so it links with the
+# toolchain's own rust-lld (unless CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER names another).
 set -eu
 cd "$(dirname "$0")/.."
-target=x86_64-unknown-linux-musl
+target=${1:-x86_64-unknown-linux-musl}
+case "$target" in
+    x86_64-unknown-linux-musl) out=target/static machine=x86-64 ;;
+    aarch64-unknown-linux-musl)
+        out=target/static-aarch64 machine=aarch64
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-rust-lld}
+        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER
+        ;;
+    *) echo "bench/static.sh: unknown target $target (x86_64-unknown-linux-musl or aarch64-unknown-linux-musl)" >&2; exit 2 ;;
+esac
 if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi
@@ -15,13 +28,13 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=stat
 if ! command -v file >/dev/null; then
     apt-get install -y -q file >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q file >/dev/null; }
 fi
-mkdir -p target/static
+mkdir -p "$out"
 for bin in nrv-center nrv-open nrv-ctl; do
-    cp "target/$target/release/$bin" target/static/
-    kind=$(file -b "target/static/$bin")
+    cp "target/$target/release/$bin" "$out/"
+    kind=$(file -b "$out/$bin")
     case "$kind" in
-        *"statically linked"*) echo "target/static/$bin: $kind" ;;
-        *) echo "target/static/$bin is not statically linked: $kind" >&2; exit 1 ;;
+        *"$machine"*"statically linked"*) echo "$out/$bin: $kind" ;;
+        *) echo "$out/$bin is not a static $machine executable: $kind" >&2; exit 1 ;;
     esac
 done
-ls -l target/static/
+ls -l "$out/"

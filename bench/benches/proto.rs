@@ -1,5 +1,6 @@
 //! Encode and decode of Nerve's main wire messages (criterion). nerve-bench reads the medians
 //! from target/criterion/{encode,decode}_NAME/new/estimates.json into BENCHMARKS.md.
+#![allow(missing_docs, reason = "criterion_group! defines a pub fn without a doc comment")]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use nerve_bench::samples;
@@ -11,7 +12,7 @@ fn pair<T: Serialize + DeserializeOwned>(c: &mut Criterion, name: &str, msg: &T)
     let frame = encode(msg);
     c.bench_function(&format!("encode/{name}"), |b| b.iter(|| encode(black_box(msg))));
     c.bench_function(&format!("decode/{name}"), |b| {
-        b.iter(|| decode::<T>(black_box(&frame)).expect("decodes"))
+        b.iter(|| decode::<T>(black_box(&frame)).expect("decodes"));
     });
 }
 

@@ -621,7 +621,7 @@ pub fn drive_ingest(endpoint: &str, pid: Option<u32>, watchers: usize, per_watch
         let go = Arc::new(tokio::sync::Barrier::new(watchers + 1));
         let mut tasks = Vec::new();
         for i in 0..watchers {
-            let (endpoint, go) = (endpoint.clone(), go.clone());
+            let (endpoint, go) = (endpoint.clone(), Arc::clone(&go));
             tasks.push(tokio::spawn(async move {
                 synthetic_watcher(&endpoint, i, per_watcher, go).await
             }));

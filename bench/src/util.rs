@@ -99,8 +99,9 @@ pub fn run_ns(pid: u32) -> Option<u64> {
 /// User plus system CPU time of this process's children that were waited for, so far, ns
 /// (`getrusage(RUSAGE_CHILDREN)`).
 pub fn children_cpu_ns() -> u64 {
-    // SAFETY: getrusage writes into the rusage we own.
+    // SAFETY: rusage is plain integers (timevals and longs), for which all zero bytes is a value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through the pointer, to a live local of that type.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
     tv(ru.ru_utime) + tv(ru.ru_stime)
@@ -109,8 +110,9 @@ pub fn children_cpu_ns() -> u64 {
 /// User plus system CPU time of this process so far (all its threads, not its children),
 /// seconds.
 pub fn self_cpu_secs() -> f64 {
-    // SAFETY: getrusage writes into the rusage we own.
+    // SAFETY: rusage is plain integers (timevals and longs), for which all zero bytes is a value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through the pointer, to a live local of that type.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)

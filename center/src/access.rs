@@ -364,7 +364,7 @@ mod tests {
         let read_only = |uid: u32, rule: &str| Err(Refusal::ReadOnly { uid, rule: rule.into() });
         let not_allowed = |uid: u32| Err(Refusal::NotAllowed { uid, owner: 500 });
         #[rustfmt::skip]
-        let table: Vec<Row> = vec![
+        let table: Vec<Row<'_>> = vec![
             // tcp: CURVE decided already.
             (&owner_only, None, Class::Control, Ok(())),
             // The owner and root, always.

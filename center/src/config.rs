@@ -43,7 +43,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
 // The doc comments are the --help text, printed as written: `[comment]` there is a word in
 // brackets, not a link, and escaping it would show the backslash in --help.
-#[allow(rustdoc::broken_intra_doc_links)]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "the doc comments are the --help text: `[comment]` is a word in brackets, not a link"
+)]
 #[derive(Debug, Clone, Default, PartialEq, FromArgs, Deserialize, Merge)]
 #[argh(help_triggers("-h", "--help"))]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use zmtp::{Authorized, AuthorizedKeys, Authorizer, CurvePublicKey, Endpoint, Router, Security, SocketOptions};
 
-/// The settings in effect, the command line over the config file ([`Merge`]), and the
+/// The settings in effect, the command line over the config file ([`nerve_settings::Merge`]), and the
 /// config file's `[program.NAME]` tables, checked.
 fn settings(args: Settings) -> Result<(Settings, Vec<ProgramDef>), Failure> {
     let Some(path) = args.config.clone() else {

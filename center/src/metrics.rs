@@ -4,7 +4,7 @@
 //!
 //! The loop owns the table, so there are no locks: the HTTP side ([`crate::http`]) asks for a
 //! snapshot through a bounded channel ([`SNAPSHOT_QUEUE`]), the loop answers it between two
-//! other steps ([`Center::metrics_snapshot`], a copy of a few numbers and labels per process),
+//! other steps (`Center::metrics_snapshot`, a copy of a few numbers and labels per process),
 //! and the HTTP side renders it outside the loop.
 //!
 //! Names follow Prometheus's conventions (<https://prometheus.io/docs/practices/naming/>):

@@ -485,7 +485,7 @@ pub fn lossy_command(argv: &[OsBytes]) -> String {
 pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -> Result<ProcessId, ControlError> {
     let lower = target.to_ascii_lowercase();
     let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut matches: Vec<Candidate> = candidates
+    let mut matches: Vec<Candidate<'_>> = candidates
         .filter(|c| c.name == target || (is_hex && c.id.to_string().starts_with(&lower)))
         .collect();
     matches.sort_by_key(|c| c.id);

@@ -65,7 +65,7 @@ pub struct Args {
 /// The subcommands; each answers with one of the exit codes in [`Exit`].
 // `run` has many options; a command line is parsed once, so its size does not matter (and
 // argh cannot box a subcommand).
-#[allow(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant, reason = "parsed once; argh cannot box a subcommand")]
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand)]
 pub enum Command {
@@ -172,7 +172,7 @@ pub struct PsCmd {
     pub local: bool,
 }
 
-/// Send a signal to a process: nrv-ctl signal <id> TERM (TERM, SIGTERM, term and 15 all work).
+/// Send a signal to a process: nrv-ctl signal ID TERM (TERM, SIGTERM, term and 15 all work).
 /// By default only the main process gets it, as with supervisorctl signal, pm2 sendSignal and
 /// docker kill; --group sends it to the main process's process group, --all to every
 /// descendant.

@@ -22,6 +22,16 @@ pub struct Binaries {
 /// `nrv-ctl` to test instead of building them (for example the static ones, `target/static`).
 pub const NERVE_BIN: &str = "NERVE_BIN";
 
+/// The environment variable naming a program that runs each binary under test, given the
+/// binary's path and then its arguments: an emulator for binaries of another machine where the
+/// kernel has no binfmt_misc entry for them (`NERVE_BIN_RUNNER=qemu-aarch64-static` with
+/// `NERVE_BIN=target/static-aarch64`, as .ci/run does). Unset or empty: each binary runs
+/// itself. It applies to every command made here ([`open_command`], [`ctl_command`],
+/// [`center_command`], [`bare_command`], [`Center::start`](crate::Center::start) and the
+/// pseudo-terminal runs), not to the few tests that start a binary through a shell or tmux,
+/// nor to the `nrv-open` that a center starts for its programs.
+pub const NERVE_BIN_RUNNER: &str = "NERVE_BIN_RUNNER";
+
 /// Builds the binaries (once per test process) and returns their paths.
 ///
 /// Runs `$CARGO build --bins -p nerve-center -p nerve-open -p nerve-ctl` into the target
@@ -129,7 +139,14 @@ pub(crate) fn base_command(program: &Path, dir: &Path) -> Command {
 /// As [`base_command`] but left in the caller's process group, for a caller that makes it a
 /// session leader itself (a process on a pseudo-terminal: `setsid` fails for a group leader).
 pub(crate) fn hermetic_command(program: &Path, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
+    let mut cmd = match std::env::var_os(NERVE_BIN_RUNNER).filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
     cmd.current_dir(dir)
         .env_remove("NERVE_ENDPOINT")
         .env_remove("NERVE_CONTROL")
@@ -164,7 +181,7 @@ pub fn bare_command(program: &Path, dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// `nrv-center ARGS...`, run in `dir` (for the cases that are not [`Center::start`]).
+/// `nrv-center ARGS...`, run in `dir` (for the cases that are not [`Center::start`](crate::Center::start)).
 pub fn center_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = base_command(&binaries().center, dir);
     cmd.args(args);

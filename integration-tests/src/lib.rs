@@ -12,7 +12,7 @@
 //!
 //! One module per concern, every name re-exported here (tests `use integration_tests::…`):
 //! - `wait`: [`WAIT`], [`POLL`] and [`wait_until`], the loop every bounded wait runs;
-//! - `binaries`: finding or building the binaries ([`binaries`], [`NERVE_BIN`]) and the
+//! - `binaries`: finding or building the binaries ([`binaries()`], [`NERVE_BIN`]) and the
 //!   hermetic commands that run them;
 //! - `dirs`: [`TestDir`] and endpoints;
 //! - `process`: [`Running`] processes with captured output, [`Outcome`], signals by pid and
@@ -42,7 +42,9 @@ mod pty;
 mod raw;
 mod wait;
 
-pub use binaries::{bare_command, binaries, center_command, ctl_command, open_command, Binaries, NERVE_BIN};
+pub use binaries::{
+    bare_command, binaries, center_command, ctl_command, open_command, Binaries, NERVE_BIN, NERVE_BIN_RUNNER,
+};
 pub use bytes::{assert_bytes_eq, shorten, Digest};
 pub use center::{output_file_digest, Center};
 pub use ctl::{ctl_json, ps_json, ring_json, row_of, rows_of, run_ctl, run_ctl_ok, run_ctl_with_input, spawn_ctl};

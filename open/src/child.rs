@@ -214,7 +214,7 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if moved < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: as above.
+    // SAFETY: `moved` is the descriptor fcntl just made (checked above); nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
@@ -259,7 +259,9 @@ fn spawn_forked(spec: &Spec, death_signal: Signal) -> io::Result<Spawned> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: as above.
+        // SAFETY: the closure runs in the child between fork and exec, and calls only
+        // async-signal-safe functions (umask, setgroups, setgid, setuid, prctl, getppid, kill)
+        // on memory moved into it; it allocates nothing and takes no lock.
         unsafe {
             cmd.pre_exec(move || {
                 creds.apply()?;

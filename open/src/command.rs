@@ -336,7 +336,7 @@ impl Command {
             command: self.clone(),
             id,
             secret,
-            pid_slot: pid_slot.clone(),
+            pid_slot: Arc::clone(&pid_slot),
             requests,
             link_requests: requests_tx.clone(),
         };

@@ -110,7 +110,8 @@ fn middle(write_end: OwnedFd) -> io::Result<()> {
             watcher(write_end)
         }
         _ => {
-            // SAFETY: as above: the watcher carries on, this process leaves no trace.
+            // SAFETY: _exit only ends this middle process, skipping the exit handlers and stdio
+            // flushes the launcher already ran or will run; the watcher carries on.
             unsafe { libc::_exit(crate::exit::OK) }
         }
     }

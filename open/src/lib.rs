@@ -57,7 +57,7 @@
 //! and tokio's blocking pool (one thread, on demand) for a `--ready tcp://HOST:PORT` whose
 //! HOST is a name rather than an address, to resolve it.
 //!
-//! `--detach` ([`detach`]) daemonizes before any of this exists, while the process has one
+//! `--detach` ([`detach()`]) daemonizes before any of this exists, while the process has one
 //! thread: fork, fork again (the middle process exits, so the watcher is re-parented at
 //! once), `setsid` in the watcher (a session and process group of its own, no terminal),
 //! stdin, stdout and stderr to `/dev/null`; the first process prints the watcher's pid and

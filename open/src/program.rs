@@ -101,7 +101,7 @@ mod tests {
     fn program_tag_errors_name_the_option() {
         let fp = Some("0123456789abcdef");
         type Case<'a> = (Option<&'a str>, Option<&'a str>, bool, Option<&'a str>, &'a str);
-        let cases: [Case; 7] = [
+        let cases: [Case<'_>; 7] = [
             (None, None, false, None, ""),
             (None, fp, false, None, "need --program NAME:INSTANCE"),
             (None, None, true, None, "need --program NAME:INSTANCE"),

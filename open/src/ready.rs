@@ -319,7 +319,7 @@ impl Prober {
             ReadyCheck::Tcp(addr) => tokio::spawn(probe_tcp(addr.clone(), tx)),
             ReadyCheck::Exec(argv) => tokio::spawn(probe_exec(argv.clone(), spec.clone(), tx)),
             ReadyCheck::Notify => {
-                let socket = notify?.clone();
+                let socket = Arc::clone(notify?);
                 tokio::spawn(probe_notify(socket, tx))
             }
         };

@@ -26,6 +26,7 @@ use crate::sys::now_ms;
 use nerve_proto::{Stream, MAX_OUTPUT_CHUNK, OUTPUT_HEADROOM};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -54,8 +55,10 @@ pub enum OwnFd {
 
 /// What kind of file `fd` is, from `fstat`.
 fn file_type(fd: RawFd) -> io::Result<libc::mode_t> {
-    // SAFETY: fstat writes only to `st`, a live local.
+    // SAFETY: libc::stat is plain integers (and padding), for which all zero bytes is a value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only to `st`, a live local of the type it expects; a bad `fd` is an
+    // error return (EBADF), not undefined behaviour.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -98,6 +101,7 @@ impl OwnFd {
     /// of file needs a thread (stdin that cannot be reopened) or `fd` is not open.
     pub fn open(fd: RawFd, write: bool) -> Option<OwnFd> {
         let kind = file_type(fd).ok()?;
+        // SAFETY: isatty only asks the kernel about `fd` (an ioctl) and touches no memory of ours.
         let tty = unsafe { libc::isatty(fd) } == 1;
         if kind == libc::S_IFIFO || tty {
             return match reopen(fd, write).and_then(register) {
@@ -164,8 +168,9 @@ impl OwnFd {
             },
             OwnFd::Socket(f) => loop {
                 let mut guard = f.readable().await?;
-                // SAFETY: as above.
                 let recv = |f: &AsyncFd<Shared>| {
+                    // SAFETY: recv writes at most raw.len() bytes at raw.ptr(), which the caller
+                    // keeps valid for writes of that many bytes (this function's contract).
                     cvt(unsafe { libc::recv(f.as_raw_fd(), raw.ptr(), raw.len(), libc::MSG_DONTWAIT) })
                 };
                 match guard.try_io(recv) {
@@ -174,7 +179,8 @@ impl OwnFd {
                 }
             },
             OwnFd::Plain(fd) => loop {
-                // SAFETY: as above.
+                // SAFETY: read writes at most raw.len() bytes at raw.ptr(), valid for writes of
+                // that many bytes by this function's contract.
                 match cvt(unsafe { libc::read(*fd, raw.ptr(), raw.len()) }) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     r => break r,
@@ -234,8 +240,8 @@ impl OwnFd {
                 OwnFd::Socket(f) => {
                     let mut guard = f.writable().await?;
                     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-                    // SAFETY: as above.
                     let send = |f: &AsyncFd<Shared>| {
+                        // SAFETY: send reads at most data.len() bytes from data, a live slice.
                         cvt(unsafe { libc::send(f.as_raw_fd(), data.as_ptr().cast(), data.len(), flags) })
                     };
                     match guard.try_io(send) {
@@ -243,7 +249,7 @@ impl OwnFd {
                         Err(_) => continue,
                     }
                 }
-                // SAFETY: as above.
+                // SAFETY: write reads at most data.len() bytes from data, a live slice.
                 OwnFd::Plain(fd) => match cvt(unsafe { libc::write(*fd, data.as_ptr().cast(), data.len()) }) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     r => r?,
@@ -322,7 +328,7 @@ pub async fn pump_output(
     let mut grown = false;
     loop {
         // At most TRANSIT_CHUNKS chunks between the pumps and the link, whatever the mode.
-        let Ok(transit) = gate.transit.clone().acquire_owned().await else {
+        let Ok(transit) = Arc::clone(&gate.transit).acquire_owned().await else {
             break;
         };
         // Reserve room before reading while the link holds the child back; otherwise read at

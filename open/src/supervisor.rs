@@ -462,7 +462,7 @@ impl Supervisor {
                 Some(request) = self.requests.recv() => self.on_request(request, None, stop),
                 woken = self.signals.next() => match woken {
                     Woken::Caught(sig) if is_stop_signal(sig) => {
-                        self.on_woken(woken, Some(pgid), stop)
+                        self.on_woken(woken, Some(pgid), stop);
                     }
                     Woken::Child => reaper::reap(),
                     _ => {}

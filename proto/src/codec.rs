@@ -54,7 +54,10 @@ pub enum DecodeError {
 /// # Panics
 /// As [`encode`]: never for Nerve's own message types.
 pub fn encoded_len<T: Serialize>(msg: &T) -> usize {
-    #[allow(clippy::expect_used)]
+    #[allow(
+        clippy::expect_used,
+        reason = "serialized_size fails only for types serde cannot size"
+    )]
     let body = postcard::experimental::serialized_size(msg).expect("Nerve's message types always serialize");
     PREFIX + body
 }
@@ -69,7 +72,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // frame once, not into a buffer that grows.
     let mut out = Vec::with_capacity(encoded_len(msg));
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    #[allow(clippy::expect_used)]
+    #[allow(clippy::expect_used, reason = "writing to a Vec cannot fail")]
     postcard::to_io(msg, &mut out).expect("postcard encodes Nerve's message types into a Vec");
     out
 }

@@ -41,7 +41,10 @@ impl FromStr for ProcessId {
 /// Everything a watcher sends to the center.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // A hello is sent once per connection and decoded once: its size on the stack does not matter.
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a hello is sent and decoded once per connection"
+)]
 pub enum WatcherMsg {
     /// First message on every connection (also after a reconnect).
     Hello(Hello),
@@ -101,7 +104,7 @@ pub struct Hello {
     /// lengths). `None` when `argv` is whole.
     pub argv_cut: Option<u64>,
     /// The watcher's resume secret: the proof that it owns [`Hello::id`], presented in every
-    /// hello (`id == secret.id()`, see [`ResumeSecret`]). A center refuses a hello without
+    /// hello (`id == secret.id()`, see [`ResumeSecret`](crate::ResumeSecret)). A center refuses a hello without
     /// it, or with a secret that does not own `id`; a tool that plays a watcher makes its own
     /// with [`crate::ResumeSecret`] and takes its id from it.
     pub secret: Option<crate::ResumeSecret>,

@@ -257,7 +257,7 @@ fn random_bytes_never_panic() {
         if i % 2 == 0 && frame.len() >= 2 {
             frame[..2].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         }
-        decoded += decode::<WatcherMsg>(&frame).is_ok() as u32;
+        decoded += u32::from(decode::<WatcherMsg>(&frame).is_ok());
         let _ = decode::<CenterMsg>(&frame);
         let _ = decode::<ControlRequest>(&frame);
         let _ = decode::<ControlReply>(&frame);

@@ -612,7 +612,10 @@ const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 /// more they are discarded, and the connection stays up until `stop` says otherwise. When the
 /// write side fails or `outgoing` is closed, reading stops, but a message already read
 /// completely is still handed to `inbound`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the connection's channels and bounds, each used once"
+)]
 pub(crate) async fn pump<T, F>(
     conn: Established,
     opts: &SocketOptions,
@@ -681,7 +684,10 @@ where
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "pump's read half: its share of pump's arguments"
+)]
 async fn read_loop<T, F>(
     mut reader: FrameReader,
     mut opener: Option<Cipher>,
@@ -801,7 +807,10 @@ fn put_frame(out: &mut BytesMut, sealer: &mut Option<Cipher>, more: bool, comman
 /// How long a connection closed by this side keeps writing what was queued before (1 s).
 const LINGER: Duration = Duration::from_secs(1);
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "pump's write half: its share of pump's arguments"
+)]
 async fn write_loop(
     mut writer: BoxWrite,
     mut sealer: Option<Cipher>,

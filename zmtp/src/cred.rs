@@ -223,7 +223,7 @@ mod tests {
         let started = std::time::Instant::now();
         match crate::Dealer::connect(&stale, b"me", WAIT).await {
             Err(e @ crate::ConnectError::Stale { .. }) => {
-                assert!(e.to_string().contains("nothing listens on the socket file"), "{e}")
+                assert!(e.to_string().contains("nothing listens on the socket file"), "{e}");
             }
             Err(e) => panic!("expected Stale, got {e}"),
             Ok(_) => panic!("connected to nothing"),

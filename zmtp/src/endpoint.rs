@@ -40,7 +40,7 @@ pub enum EndpointError {
         endpoint: String,
         /// Its path length, bytes.
         len: usize,
-        /// [`MAX_IPC_PATH`].
+        /// The longest the kernel accepts, bytes (107: `sun_path` holds 108 with the NUL).
         max: usize,
     },
     /// The tcp address is not `HOST:PORT`.

@@ -528,14 +528,11 @@ async fn accept_loop(
                 (r, w, endpoint.to_string(), cred)
             }),
         };
-        let (r, w, address, peer_cred) = match accepted {
-            Ok(a) => a,
-            // Out of file descriptors or a connection that died in the backlog: wait a little
-            // rather than spin, and go on.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
+        // Out of file descriptors or a connection that died in the backlog: wait a little
+        // rather than spin, and go on.
+        let Ok((r, w, address, peer_cred)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         };
         let Ok(handshaking) = Arc::clone(&handshakes).try_acquire_owned() else {
             // Over the bound of handshakes: closed at once (dropping both halves closes the
@@ -792,7 +789,7 @@ fn bind_owner_only(endpoint: &Endpoint, path: &Path) -> Result<UnixListener, Bin
     // SAFETY: umask only swaps the process's file mode mask; it cannot fail.
     let old = unsafe { libc::umask(0o177) };
     let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
+    // SAFETY: umask only swaps the mask back to the one saved above; it cannot fail.
     unsafe { libc::umask(old) };
     let listener = bound.map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
@@ -1090,7 +1087,7 @@ impl Dealer {
 
 /// The DEALER's task: pumps the current connection, and reconnects with growing backoff when
 /// it ends.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the DEALER's parts, moved into its task once")]
 async fn drive(
     endpoint: Endpoint,
     identity: Bytes,

@@ -229,7 +229,7 @@ fn cells(row: &Row) -> [String; 11] {
 }
 
 /// Draws the title, the table, the status line and the prompt or key help.
-fn draw(frame: &mut Frame, view: &View, table: &mut TableState, invocation: &Invocation, cmd: &TopCmd) {
+fn draw(frame: &mut Frame<'_>, view: &View, table: &mut TableState, invocation: &Invocation, cmd: &TopCmd) {
     let rows = view.rows();
     let [title, body, status, help] = Layout::vertical([
         Constraint::Length(1),

@@ -92,9 +92,8 @@ fn the_library_signals_stops_and_reports_the_stop() {
 fn a_program_that_does_not_exist_is_a_spawn_error_and_the_center_hears_fatal_first() {
     let dir = TestDir::new();
     let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
-    let error = match quiet("/nonexistent/nerve-test-program", &center).spawn() {
-        Ok(_) => panic!("spawning a program that does not exist succeeded"),
-        Err(e) => e,
+    let Err(error) = quiet("/nonexistent/nerve-test-program", &center).spawn() else {
+        panic!("spawning a program that does not exist succeeded")
     };
     assert!(
         matches!(error, nerve_open::Error::Spawn { .. }),

@@ -72,7 +72,7 @@ pub use integration_tests::wait_for_end;
 /// stdout is the words and a newline, exit 0, and the center logged for that process exactly
 /// `start` (the child's real pid, not the watcher's), `out` (the same text), `return` code 0.
 pub fn assert_echo_recorded(dir: &TestDir, center: &Center, words: &[&str]) {
-    assert_echo_recorded_with(dir, center, &[], words)
+    assert_echo_recorded_with(dir, center, &[], words);
 }
 
 /// As [`assert_echo_recorded`], with `flags` for nrv-open before the command (for example the

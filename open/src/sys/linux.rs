@@ -90,8 +90,9 @@ pub fn spawn_exec(exec: &Exec<'_>) -> io::Result<u32> {
     // SAFETY: sysconf has no memory effects.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let want = SPAWN_STACK + std::mem::size_of_val(exec.argv);
-    let len = want.div_ceil(page) * page + page; // and a guard page at the low end
-                                                 // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    // And a guard page at the low end.
+    let len = want.div_ceil(page) * page + page;
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it.
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -180,26 +181,36 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 /// # Safety
 /// Only in the child of [`spawn_exec`], with every signal blocked.
 unsafe fn child_steps(exec: &Exec<'_>) -> c_int {
-    let errno = || *libc::__errno_location();
+    // SAFETY: __errno_location gives the calling thread's errno slot, readable while that
+    // thread lives: here the parent thread's (CLONE_VM shares its TLS), which clone keeps
+    // suspended (CLONE_VFORK) until this child execs or exits.
+    let errno = || unsafe { *libc::__errno_location() };
     for (target, &fd) in exec.stdio.iter().enumerate() {
         let target = target as c_int;
         let ok = if fd == target {
-            libc::fcntl(fd, libc::F_SETFD, 0) == 0 // keep it across exec
+            // SAFETY: clearing FD_CLOEXEC changes a descriptor's flag, no memory.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) == 0 } // keep it across exec
         } else {
-            libc::dup2(fd, target) == target
+            // SAFETY: dup2 changes the child's descriptor table only (CLONE_VM without
+            // CLONE_FILES: the table is the child's own copy).
+            unsafe { libc::dup2(fd, target) == target }
         };
         if !ok {
             return errno();
         }
     }
     if let Some(dir) = exec.cwd {
-        if libc::chdir(dir.as_ptr()) != 0 {
+        // SAFETY: `dir` is a CStr the parent keeps alive across the clone; chdir only reads it.
+        if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
             return errno();
         }
     }
-    let led = match exec.leader {
-        Leader::Group => libc::setpgid(0, 0) == 0,
-        Leader::Session => libc::setsid() >= 0 && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == 0,
+    // SAFETY: setpgid and setsid take no pointers; TIOCSCTTY takes an integer argument.
+    let led = unsafe {
+        match exec.leader {
+            Leader::Group => libc::setpgid(0, 0) == 0,
+            Leader::Session => libc::setsid() >= 0 && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == 0,
+        }
     };
     if !led {
         return errno();
@@ -211,43 +222,66 @@ unsafe fn child_steps(exec: &Exec<'_>) -> c_int {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+        // SAFETY: sigaction is integers, a sigset and a handler address, for which all zero
+        // bytes (SIG_DFL, an empty set) is a value.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: with a null new action, sigaction only writes the current one into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
             continue; // one the C library keeps for itself
         }
         if sig == libc::SIGPIPE || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN) {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            // SAFETY: as for `old`; sigaction reads the local and writes nothing (no old
+            // action asked for). Every signal is blocked, so no handler runs meanwhile.
+            unsafe {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
         }
     }
-    let mut none: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut none);
-    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    // SAFETY: sigemptyset writes the local set; sigprocmask reads it and changes this child's
+    // mask only, after every handler was reset above (none of ours can run on this stack).
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     // umask, then groups, gid and uid (the uid last: after it the others cannot change), and
     // all before the parent-death signal, which the kernel clears when credentials change.
     // Raw system calls: the C library's setgroups/setgid/setuid would make every thread of the
     // process change too (glibc's and musl's setxid broadcast), and the threads they would
     // signal and wait for are the parent's, whose memory this child shares.
     if let Some(mask) = exec.umask {
-        libc::syscall(libc::SYS_umask, mask);
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::syscall(libc::SYS_umask, mask) };
     }
     if let Some((uid, gid, groups)) = exec.user {
-        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
-            || libc::syscall(libc::SYS_setgid, gid) != 0
-            || libc::syscall(libc::SYS_setuid, uid) != 0
-        {
+        // SAFETY: setgroups reads `groups.len()` gid_t from the parent's live slice; setgid and
+        // setuid take integers. Raw system calls change this process's credentials only.
+        let failed = unsafe {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setgid, gid) != 0
+                || libc::syscall(libc::SYS_setuid, uid) != 0
+        };
+        if failed {
             return errno();
         }
     }
-    if libc::prctl(libc::PR_SET_PDEATHSIG, exec.death_signal as libc::c_ulong, 0, 0, 0) != 0 {
+    // SAFETY: PR_SET_PDEATHSIG takes an integer argument and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, exec.death_signal as libc::c_ulong, 0, 0, 0) } != 0 {
         return errno();
     }
-    if libc::getppid() != exec.parent {
-        // The parent died before the signal was armed: the signal it would have sent.
-        libc::kill(libc::getpid(), exec.death_signal);
+    // SAFETY: getppid, getpid and kill take and return integers only.
+    unsafe {
+        if libc::getppid() != exec.parent {
+            // The parent died before the signal was armed: the signal it would have sent.
+            libc::kill(libc::getpid(), exec.death_signal);
+        }
     }
-    libc::execvpe(exec.program.as_ptr(), exec.argv.as_ptr(), exec.envp);
+    // SAFETY: program, argv and envp are NUL-terminated strings and null-terminated pointer
+    // arrays the parent built and keeps alive across the clone; execvpe only reads them, and
+    // on success this child leaves the parent's memory.
+    unsafe { libc::execvpe(exec.program.as_ptr(), exec.argv.as_ptr(), exec.envp) };
     errno()
 }
 

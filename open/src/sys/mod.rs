@@ -56,6 +56,7 @@ pub fn user_name() -> String {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is integers and pointers, for which all zero bytes (0 and null) is a value.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is to a live local of the right size; getpwuid_r writes only there.
