@@ -40,7 +40,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 ///
 /// Exit codes: 0 stopped by SIGTERM or SIGINT; 1 could not start (or write the log's first
 /// line); 2 usage or a config file error (a [program.NAME] table's key or value, an unknown
-/// dependency, a dependency cycle). SIGHUP reopens the log and the output files.
+/// dependency, a dependency cycle). SIGUSR2 reopens the log and the output files (logrotate);
+/// SIGHUP reopens them too, re-reads the authorized keys and applies the config file's
+/// programs as `nrv-ctl update` does.
 // The doc comments are the --help text, printed as written: `[comment]` there is a word in
 // brackets, not a link, and escaping it would show the backslash in --help.
 #[allow(

@@ -33,7 +33,7 @@
 //!
 //! # Reopening
 //!
-//! [`EventLog::reopen`] (the center calls it on SIGHUP, through [`ReopenHandle`]) flushes and
+//! [`EventLog::reopen`] (the center calls it on SIGUSR2 and SIGHUP, through [`ReopenHandle`]) flushes and
 //! opens the path again, so `mv nerve.log nerve.log.1; kill -HUP <center>` starts a new file
 //! with nothing lost or doubled: logrotate without `copytruncate` (see
 //! `contrib/logrotate/nerve`), as nginx and rsyslog are rotated.
@@ -131,26 +131,33 @@ impl Sink {
     }
 }
 
-/// Asks the loop to reopen the log and the output files (SIGHUP); cloned into the signal
-/// thread, which calls [`ReopenHandle::request`].
+/// Asks the loop to reopen the log and the output files (SIGUSR2, as supervisord's; SIGHUP
+/// too, which also reads the config file's programs again); cloned into the signal thread,
+/// which calls [`ReopenHandle::request`].
 #[derive(Clone, Default)]
 pub struct ReopenHandle {
     wanted: Arc<AtomicBool>,
+    update: Arc<AtomicBool>,
     notify: Arc<Notify>,
 }
 
 impl ReopenHandle {
-    /// Asks for a reopen; callable from any thread.
-    pub fn request(&self) {
+    /// Asks for a reopen, and with `update` also for the programs' `update`; callable from
+    /// any thread.
+    pub fn request(&self, update: bool) {
+        if update {
+            self.update.store(true, Ordering::SeqCst);
+        }
         self.wanted.store(true, Ordering::SeqCst);
         self.notify.notify_one();
     }
 
-    /// Completes when a reopen was asked for since the last time it completed.
-    pub async fn requested(&self) {
+    /// Completes when a reopen was asked for since the last time it completed; true when an
+    /// `update` was asked for too.
+    pub async fn requested(&self) -> bool {
         loop {
             if self.wanted.swap(false, Ordering::SeqCst) {
-                return;
+                return self.update.swap(false, Ordering::SeqCst);
             }
             self.notify.notified().await;
         }

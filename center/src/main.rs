@@ -304,19 +304,24 @@ fn start(args: Settings) -> Result<(), Failure> {
         eprintln!("nrv-center: warning: {warning}");
     }
 
-    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGHUP reopens the
-    // event log and the output files (logrotate without copytruncate) and re-reads the
-    // authorized keys.
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    // SIGTERM and SIGINT end the loop cleanly, so socket files are removed. SIGUSR2 reopens
+    // the event log and the output files (logrotate without copytruncate), as supervisord's
+    // does; SIGHUP reopens them too, re-reads the authorized keys and applies the config
+    // file's programs (`update`, supervisord's reload).
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .map_err(|e| Failure::Run(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<String>();
     let reload = authorized.as_ref().map(|(_, keys)| Arc::clone(keys));
     let reopen = log.reopen_handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
+            if sig == SIGUSR2 {
+                reopen.request(false);
+                continue;
+            }
             if sig == SIGHUP {
-                reopen.request();
+                reopen.request(true);
                 if let Some(keys) = &reload {
                     match keys.reload() {
                         Ok(n) => eprintln!("nrv-center: SIGHUP: {n} authorized keys from {}", keys.path().display()),

@@ -267,10 +267,15 @@ pub async fn run(
                 Ok(())
             }
             _ = tick.tick() => center.on_tick().await,
-            () = reopen.requested() => {
-                center.reopen_files().await;
-                // SIGHUP is also `update` (supervisord's reload of its programs).
-                center.update_on_hup().await
+            update = reopen.requested() => {
+                center.reopen_files(if update { "SIGHUP" } else { "SIGUSR2" }).await;
+                // SIGHUP is also `update` (supervisord's reload of its programs); SIGUSR2
+                // only reopens (supervisord's log reopen).
+                if update {
+                    center.update_on_hup().await
+                } else {
+                    Ok(())
+                }
             }
             () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => Ok(()),
         };
@@ -380,9 +385,9 @@ impl Center {
         }
     }
 
-    /// SIGHUP: reopens the log (once everything before is written to the old file) and the
-    /// output files.
-    async fn reopen_files(&mut self) {
+    /// SIGUSR2 and SIGHUP (`signal` names it in the message): reopens the log (once
+    /// everything before is written to the old file) and the output files.
+    async fn reopen_files(&mut self, signal: &str) {
         if let Err(e) = self.outputs.reopen() {
             self.output_failed(None, e).await;
         }
@@ -391,11 +396,11 @@ impl Center {
         self.keep_lines(written).await;
         match reopened {
             Ok(()) => eprintln!(
-                "nrv-center: SIGHUP: reopened the event log {} and the output files in {}",
+                "nrv-center: {signal}: reopened the event log {} and the output files in {}",
                 self.log.target(),
                 self.outputs.dir().display()
             ),
-            Err(e) => eprintln!("nrv-center: SIGHUP: {e}; the log is reopened once it can be written"),
+            Err(e) => eprintln!("nrv-center: {signal}: {e}; the log is reopened once it can be written"),
         }
     }
 

@@ -170,7 +170,7 @@ impl Client {
                 },
                 ConnectError::Failed { message, .. } => ClientError::Connect {
                     endpoint: endpoint.clone(),
-                    message,
+                    message: mechanism_hint(message),
                 },
                 e @ (ConnectError::Stale { .. }
                 | ConnectError::PermissionDenied { .. }
@@ -350,6 +350,22 @@ pub async fn ask_with(
             endpoint: endpoint.clone(),
             timeout,
         }),
+    }
+}
+
+/// zmtp's sentence for a mechanism mismatch, with what to do about it: a center that
+/// requires CURVE needs the client's key options; one without it needs them left out.
+fn mechanism_hint(message: String) -> String {
+    if message.contains("the peer asks for the CURVE mechanism") {
+        format!(
+            "{message}: the center requires CURVE here; give --curve-server-key (the center's public key, or {}) and --curve-secret-key (your key file, listed in its authorized keys, or {})",
+            zmtp::SERVER_KEY_ENV,
+            zmtp::SECRET_KEY_ENV
+        )
+    } else if message.contains("the peer asks for the NULL mechanism") {
+        format!("{message}: the center does not use CURVE here; leave out --curve-server-key and --curve-secret-key")
+    } else {
+        message
     }
 }
 

@@ -181,6 +181,26 @@ pub fn run_launcher(def: &ProgramDef, instance: u32, ctx: &LaunchContext) -> Lau
             result: Err(format!("cannot launch {name}: {why}")),
         };
     }
+    if let Some(dir) = &def.directory {
+        // Said as what it is: spawn's ENOENT would otherwise read as a missing nrv-open.
+        if let Err(e) = std::fs::metadata(dir).and_then(|m| {
+            if m.is_dir() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a directory"))
+            }
+        }) {
+            return Launched {
+                program: def.name.clone(),
+                instance,
+                result: Err(format!(
+                    "cannot launch {name}: its directory {}: {e}; fix `directory` of [program.{}] and run `nrv-ctl update`",
+                    dir.display(),
+                    def.name
+                )),
+            };
+        }
+    }
     let mut cmd = Command::new(&ctx.nrv_open);
     cmd.args(launch_args(def, instance, ctx))
         .envs(def.environment.iter().map(|(k, v)| (k, v)))

@@ -66,6 +66,10 @@ pub struct SavedInstance {
     pub watcher: Option<WatcherRef>,
     /// Why its last launch failed.
     pub failed: Option<String>,
+    /// The program's [`super::config::fingerprint`] when this was saved (absent in files of
+    /// older centers): a failed instance whose program changed since is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl SavedInstance {
@@ -175,6 +179,7 @@ mod tests {
                 process: Some("00000000000000ff".into()),
                 watcher: Some(WatcherRef { pid: 5, start_time: 6 }),
                 failed: None,
+                fingerprint: Some("f1".into()),
             }],
         };
         let mode: FileMode = "0600".parse().expect("mode");

@@ -172,16 +172,20 @@ impl Manager {
             }
         }
         for s in saved.instances {
+            // A launch that failed under settings the file has changed since (a directory
+            // that did not exist, a wrong user) is tried again with the new ones.
+            let now = self.programs.def(&s.program).map(super::config::fingerprint);
+            let retry = s.failed.is_some() && s.fingerprint.is_some() && now.is_some() && s.fingerprint != now;
             let inst = self
                 .programs
                 .instances
                 .entry((s.program.clone(), s.instance))
                 .or_default();
             inst.wanted = s.wanted;
-            inst.done = s.done;
+            inst.done = s.done && !retry;
             inst.watcher = s.watcher;
             inst.last = s.process_id();
-            inst.failed = s.failed;
+            inst.failed = if retry { None } else { s.failed };
             if s.watcher.is_some_and(launch::alive) {
                 self.alive.insert((s.program, s.instance));
             }
@@ -221,6 +225,7 @@ impl Manager {
                     process: i.process.or(i.last).map(|id| id.to_string()),
                     watcher: i.watcher,
                     failed: i.failed.clone(),
+                    fingerprint: self.programs.def(p).map(super::config::fingerprint),
                 })
                 .collect(),
         }
@@ -669,7 +674,7 @@ impl Center {
                 }
             }
             R::Reread => match self.reload_programs() {
-                Ok(defs) => Reply::Changes(super::config::diff(&self.manager.programs.defs, &defs)),
+                Ok(defs) => Reply::Changes(self.changes(&defs)),
                 Err(e) => failed(ControlErrorKind::Failed, e),
             },
             R::Update => match self.update_programs().await? {
@@ -845,7 +850,18 @@ impl Center {
         for (program, instance) in targets {
             let (name, live, _) = self.instance_now(&view, program, *instance);
             self.manager.programs.want(program, *instance);
+            // A watcher running an older definition (the file changed while no center ran) is
+            // launched again with the new one rather than restarting its child the old way.
+            let fp = self.manager.programs.def(program).map(super::config::fingerprint);
+            let outdated = live
+                .and_then(|id| self.table.get(id))
+                .and_then(|p| p.hello.program.as_ref())
+                .is_some_and(|t| Some(&t.fingerprint) != fp.as_ref());
             let result = match live {
+                Some(_) if outdated => {
+                    self.manager.programs.relaunch_instance(program, *instance);
+                    Ok("restarting with the program's new settings".to_string())
+                }
                 Some(id) if self.send_command(id, CommandKind::Restart).await => Ok("restarting".to_string()),
                 Some(_) => Err("its watcher is not connected; try again when it reconnects".to_string()),
                 None => Ok("starting".to_string()),
@@ -855,6 +871,40 @@ impl Center {
         self.manager.dirty = true;
         self.manager.due = true;
         out
+    }
+
+    /// The configured programs of `defs` whose live processes run another definition than
+    /// `defs` gives (a center restarted with an edited file finds the watchers of the old
+    /// one: their hellos' fingerprints differ).
+    fn outdated(&self, defs: &[ProgramDef]) -> Vec<String> {
+        defs.iter()
+            .filter(|d| !d.adhoc)
+            .filter(|d| {
+                let fp = super::config::fingerprint(d);
+                self.manager
+                    .programs
+                    .instances
+                    .iter()
+                    .filter(|((p, _), _)| *p == d.name)
+                    .filter_map(|(_, i)| i.process.and_then(|id| self.table.get(id)))
+                    .filter(|p| p.ended_at.is_none())
+                    .any(|p| p.hello.program.as_ref().is_some_and(|t| t.fingerprint != fp))
+            })
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// `reread`'s answer for the file's `defs`: [`super::config::diff`] against the programs
+    /// known, and as changed also the programs whose processes run an older definition.
+    fn changes(&self, defs: &[ProgramDef]) -> nerve_proto::ConfigChanges {
+        let mut c = super::config::diff(&self.manager.programs.defs, defs);
+        for name in self.outdated(defs) {
+            if !c.changed.contains(&name) && !c.added.contains(&name) {
+                c.changed.push(name);
+            }
+        }
+        c.changed.sort();
+        c
     }
 
     fn reload_programs(&self) -> Result<Vec<ProgramDef>, String> {
@@ -875,7 +925,8 @@ impl Center {
             Ok(defs) => defs,
             Err(e) => return Ok(Err(e)),
         };
-        let c = super::config::diff(&self.manager.programs.defs, &defs);
+        let c = self.changes(&defs);
+        let outdated = self.outdated(&defs);
         let mut out = Vec::new();
         for name in &c.removed {
             self.manager.programs.remove(name);
@@ -888,11 +939,12 @@ impl Center {
                 out.push(acted(name, None, Ok("added".into())));
             } else if c.changed.contains(&name) {
                 let old = self.manager.programs.def(&name).cloned();
-                let only_numprocs = old.as_ref().is_some_and(|o| {
-                    let mut same = o.clone();
-                    same.numprocs = def.numprocs;
-                    same == def
-                });
+                let only_numprocs = !outdated.contains(&name)
+                    && old.as_ref().is_some_and(|o| {
+                        let mut same = o.clone();
+                        same.numprocs = def.numprocs;
+                        same == def
+                    });
                 if only_numprocs {
                     self.manager.programs.scale(&name, def.numprocs);
                     out.push(acted(name, None, Ok(format!("changed: scaled to {}", def.numprocs))));

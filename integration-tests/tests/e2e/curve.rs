@@ -92,6 +92,14 @@ fn echo_over_tcp_with_curve_is_recorded_and_ctl_answers() {
     let out = run_ctl(dir.path(), &center.control, &args, WAIT);
     assert_eq!(out.code(), Some(0), "nrv-ctl over CURVE: {}", out.describe());
     assert!(out.stdout_str().contains("center test"), "{}", out.describe());
+    // Without the key options the answer says which to give.
+    let out = run_ctl(dir.path(), &center.control, &["ps"], WAIT);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains("requires CURVE") && out.stderr.contains("--curve-server-key"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

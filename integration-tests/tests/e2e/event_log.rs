@@ -1,5 +1,5 @@
-//! Operating the event log (issue 11): SIGHUP after `mv nerve.log` (logrotate without
-//! copytruncate), a full disk under the log, `tail -n` back through rotated output files, and
+//! Operating the event log (issue 11): SIGHUP or SIGUSR2 after `mv nerve.log` (logrotate
+//! without copytruncate; only SIGHUP also applies the config file's programs), a full disk under the log, `tail -n` back through rotated output files, and
 //! the log's growth for output that is not text.
 
 use integration_tests::{
@@ -121,6 +121,49 @@ fn sighup_after_mv_starts_a_new_log_and_no_event_is_lost_or_doubled() {
         "stderr:\n{}",
         center.stderr()
     );
+}
+
+/// SIGUSR2 (what contrib/logrotate/nerve sends) reopens the log and does nothing else; SIGHUP
+/// reopens it too and applies the config file's programs (its `update` line).
+#[test]
+fn sigusr2_reopens_the_log_only_and_sighup_also_updates_the_programs() {
+    let dir = TestDir::new();
+    let (endpoint, control) = (dir.ipc("n.sock"), dir.ipc("c.sock"));
+    let config = dir.join("nerve-center.toml");
+    fs::write(&config, "name = \"usr2\"\n").expect("write the config");
+    let config = config.to_str().expect("utf-8 path").to_owned();
+    let mut center = Center::start_with_args(
+        dir.path(),
+        &endpoint,
+        &control,
+        &dir.join("nerve.log"),
+        &["--config", &config],
+    );
+    let (current, rotated) = (dir.join("nerve.log"), dir.join("nerve.log.1"));
+    fs::rename(&current, &rotated).unwrap_or_else(|e| panic!("mv {} {}: {e}", current.display(), rotated.display()));
+    center.signal(libc::SIGUSR2);
+    wait_until("nrv-center to say it reopened the log on SIGUSR2", WAIT, || {
+        let err = center.stderr();
+        if err.contains("SIGUSR2: reopened the event log") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    });
+    center.signal(libc::SIGHUP);
+    let fresh = Log::new(&current);
+    fresh.wait_until("the update line of SIGHUP in the new nerve.log", WAIT, |lines| {
+        lines.iter().any(|l| line_kind(l) == "update").then_some(())
+    });
+    let updates = |lines: &[Value]| lines.iter().filter(|l| line_kind(l) == "update").count();
+    assert_eq!(updates(&Log::new(&rotated).lines()), 0, "SIGUSR2 ran no update");
+    assert_eq!(updates(&fresh.lines()), 1, "SIGHUP ran one update");
+    assert!(
+        center.stderr().contains("SIGHUP: reopened the event log"),
+        "stderr:\n{}",
+        center.stderr()
+    );
+    assert!(center.is_running(), "stderr:\n{}", center.stderr());
 }
 
 /// A tmpfs mounted for one test, unmounted (lazily) when dropped.

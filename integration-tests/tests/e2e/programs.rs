@@ -643,7 +643,9 @@ fn a_launch_that_cannot_run_is_fatal_in_ps_with_its_cause() {
     );
     // The directory is checked by the launch (the config reader leaves it to the run).
     let center = center_with(&dir, &config, "lost");
-    let _reap = Watchers(vec![&center.log]);
+    // The three centers of this test append to one nerve.log; its launches are reaped.
+    let whole = Log::new(&dir.join("nerve.log"));
+    let _reap = Watchers(vec![&whole]);
     let r = wait_until("lost FATAL with its launch's cause", WAIT, || {
         let rows = rows(dir.path(), &center);
         match row(&rows, "lost") {
@@ -653,10 +655,56 @@ fn a_launch_that_cannot_run_is_fatal_in_ps_with_its_cause() {
     });
     let cause = r["waiting"].as_str().unwrap_or_default();
     assert!(
-        cause.starts_with("launch failed: ") && cause.contains(&missing.display().to_string()),
+        cause.starts_with("launch failed: cannot launch lost: its directory ")
+            && cause.contains(&missing.display().to_string()),
         "{r}"
     );
     assert_eq!(center.log.count_kind("launch_failed"), 1);
+
+    // Fixed in the file while no center runs: the next center launches it (the failure was
+    // under the old settings).
+    let mut center = center;
+    center.signal(libc::SIGTERM);
+    center.wait_exit(WAIT);
+    let in_dir = |d: &Path| {
+        format!(
+            "[program.lost]\ncommand = [\"sleep\", \"1000\"]\ndirectory = \"{}\"\n",
+            d.display()
+        )
+    };
+    let (here, there) = (dir.join("here"), dir.join("there"));
+    for d in [&here, &there] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let center = center_with(&dir, &in_dir(&here), "lost");
+    let rows = wait_states(dir.path(), &center, &[("lost", "RUNNING")], STACK_UP);
+    let old_pid = pid_of(&rows, "lost");
+
+    // Changed again while no center runs, its watcher running on: the next center's `reread`
+    // lists it as changed, and `update` launches it with the new directory.
+    let mut center = center;
+    center.signal(libc::SIGTERM);
+    center.wait_exit(WAIT);
+    let center = center_with(&dir, &in_dir(&there), "lost");
+    wait_states(dir.path(), &center, &[("lost", "RUNNING")], STACK_UP);
+    let reread = run_ctl_ok(dir.path(), &center.control, &["reread"]);
+    assert!(
+        reread.stdout_str().contains("lost"),
+        "{}\n{}\n{}",
+        reread.describe(),
+        Value::Array(ps_json(dir.path(), &center.control, &[])),
+        center.log.tail(20)
+    );
+    run_ctl_ok(dir.path(), &center.control, &["update"]);
+    let after = wait_until("lost to run again in the new directory", STACK_UP, || {
+        let now = ps_json(dir.path(), &center.control, &[]);
+        match row(&now, "lost") {
+            Some(r) if r["state"] == "RUNNING" && r["pid"].as_u64() != Some(old_pid) => Ok(now.clone()),
+            _ => Err(Value::Array(now).to_string()),
+        }
+    });
+    let lost = row(&after, "lost").expect("lost");
+    assert_eq!(lost["cwd"], there.display().to_string(), "{lost}");
 }
 
 /// A center whose process endpoint is tcp with CURVE launches its programs' watchers with its
