@@ -47,6 +47,7 @@ mod endpoint;
 mod memory;
 mod options;
 mod socket;
+pub mod splice;
 pub mod ssh;
 mod wire;
 pub mod z85;
