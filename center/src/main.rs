@@ -336,6 +336,8 @@ fn start(args: Settings) -> Result<(), Failure> {
         }
     });
 
+    // Output frames of up to 1 MiB stream through: their buffers are reused, not faulted in anew.
+    zmtp::keep_frame_buffers();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

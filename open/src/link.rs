@@ -27,6 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use zmtp::splice::{PipeBudget, PipedTail, DEFAULT_SPLICE_PIPES};
 use zmtp::{ConnectError, Dealer, DealerEvent, DealerEvents, DealerSender, Endpoint, SendError};
 
 /// What a watcher does with output when its queue is full (`--when-full`).
@@ -147,6 +148,10 @@ pub struct Gate {
     pub hold: watch::Receiver<bool>,
     /// [`TRANSIT_CHUNKS`] permits, one taken per chunk read until the link takes it.
     pub transit: Arc<Semaphore>,
+    /// On an ipc endpoint: the pipes a busy pump may `tee` its chunks into, for the
+    /// connection to splice instead of copying ([`zmtp::splice`]); `None` on tcp (CURVE
+    /// encrypts from memory).
+    pub pipes: Option<PipeBudget>,
 }
 
 /// Output chunks that may be read from the child's pipes and not yet taken by the link: 4
@@ -216,7 +221,21 @@ pub fn gate(config: &LinkConfig) -> (Gate, watch::Sender<bool>) {
     let credits = Arc::new(Semaphore::new(config.queue_bytes.min(Semaphore::MAX_PERMITS)));
     let (hold_tx, hold) = watch::channel(config.when_full == WhenFull::Block);
     let transit = Arc::new(Semaphore::new(TRANSIT_CHUNKS));
-    (Gate { credits, hold, transit }, hold_tx)
+    // One pipe per chunk the queue can hold, at most DEFAULT_SPLICE_PIPES: the pipes' pages
+    // (the child's own, by reference) are then never more than the queue's bound.
+    let chunks = config
+        .queue_bytes
+        .div_ceil(crate::stdio::chunk_size(config.queue_bytes));
+    let pipes = matches!(config.endpoint, Endpoint::Ipc(_)).then(|| PipeBudget::new(chunks.min(DEFAULT_SPLICE_PIPES)));
+    (
+        Gate {
+            credits,
+            hold,
+            transit,
+            pipes,
+        },
+        hold_tx,
+    )
 }
 
 /// Runs the link until [`Input::Finish`] has been answered and `inputs` is closed.
@@ -431,7 +450,11 @@ impl Link {
 
     /// Adds an event to the queue; output that found no credit is counted as dropped.
     /// [`Link::push`] of output read into a [`Chunk`] (no note for the hello: output has none).
-    fn push_output(&mut self, time_ms: u64, chunk: Chunk, credit: usize) {
+    fn push_output(&mut self, time_ms: u64, mut chunk: Chunk, credit: usize) {
+        if !self.connected() {
+            // Sent later, if ever, from memory: the pipe's pages are not held meanwhile.
+            chunk.tail = None;
+        }
         let was_empty = self.queue.is_empty();
         let pushed = self.queue.push_output(time_ms, chunk, credit);
         self.pushed(pushed, was_empty, credit);
@@ -479,8 +502,8 @@ impl Link {
         if self.queue.drop_report(now_ms()).is_some() {
             self.drop_warned = false;
         }
-        while let Some(frame) = self.queue.next_unsent() {
-            match self.try_send(frame) {
+        while let Some((frame, tail)) = self.queue.next_unsent() {
+            match self.try_send_piped(frame, tail) {
                 Ok(()) => self.queue.mark_sent(),
                 Err(()) => return,
             }
@@ -496,10 +519,16 @@ impl Link {
     /// One frame to the socket's queue. A full queue keeps the connection (try later); a
     /// disconnect is noted (the DEALER reconnects and the link resends).
     fn try_send(&mut self, frame: Bytes) -> Result<(), ()> {
+        self.try_send_piped(frame, None)
+    }
+
+    /// [`Link::try_send`] of a frame whose last bytes may also wait in a pipe; a frame that
+    /// is not taken loses its pipe (it is sent again from memory).
+    fn try_send_piped(&mut self, frame: Bytes, tail: Option<PipedTail>) -> Result<(), ()> {
         let Some(conn) = self.conn.as_mut().filter(|c| c.up) else {
             return Err(());
         };
-        match conn.tx.try_send(frame) {
+        match conn.tx.try_send_piped(frame, tail) {
             Ok(()) => {
                 conn.last_sent = Instant::now();
                 Ok(())

@@ -26,6 +26,8 @@ fn main() {
         // Our stdin is /dev/null now: the child's stdin is fed by the center alone.
         command.pass_stdin(false);
     }
+    // A busy child's 256 KiB chunks stream through: their buffers are reused, not faulted in anew.
+    zmtp::keep_frame_buffers();
     // Orphaned descendants come to us and are reaped here; nrv-open waits for no other child.
     if let Err(e) = nerve_open::reap_all_descendants() {
         eprintln!("nrv-open: warning: cannot become a child subreaper ({e}); orphaned descendants go to init");

@@ -18,6 +18,7 @@
 use bytes::Bytes;
 use nerve_proto::{encode, output_frame, Event, EventKind, Stream, WatcherMsg, OUTPUT_HEADROOM};
 use std::collections::VecDeque;
+use zmtp::splice::PipedTail;
 
 /// One event waiting for its acknowledgement.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ struct Item {
     frame: Bytes,
     /// Output bytes credited for it, returned by [`Queue::ack`].
     credit: usize,
+    /// The output's bytes also in a pipe, for the first send only (`zmtp::splice`).
+    tail: Option<PipedTail>,
 }
 
 /// How many encoded bytes the whole queue may hold beyond its output bound before control
@@ -44,6 +47,9 @@ pub struct Chunk {
     pub stream: Stream,
     /// The room, then the output.
     pub buf: Vec<u8>,
+    /// The output (all of it, nothing else) also waiting in a pipe, when the pump teed it
+    /// there for the connection to splice (`zmtp::splice`); the bytes in `buf` stay the truth.
+    pub tail: Option<PipedTail>,
 }
 
 impl Chunk {
@@ -157,8 +163,9 @@ impl Queue {
             return Pushed::Dropped;
         }
         let seq = self.next_seq;
+        let tail = chunk.tail.filter(|t| t.len() == len);
         let (buf, start) = output_frame(seq, time_ms, chunk.stream, chunk.buf);
-        Pushed::Queued(self.enqueue_frame(Bytes::from(buf).slice(start..), len))
+        Pushed::Queued(self.enqueue_frame(Bytes::from(buf).slice(start..), len, tail))
     }
 
     /// Whether output of `len` bytes, `credit` of them credited, is dropped (and counts it).
@@ -174,16 +181,21 @@ impl Queue {
     fn enqueue(&mut self, time_ms: u64, kind: EventKind, credit: usize) -> u64 {
         let seq = self.next_seq;
         let frame = Bytes::from(encode(&WatcherMsg::Event(Event { seq, time_ms, kind })));
-        self.enqueue_frame(frame, credit)
+        self.enqueue_frame(frame, credit, None)
     }
 
     /// Queues the frame of the event numbered `self.next_seq`.
-    fn enqueue_frame(&mut self, frame: Bytes, credit: usize) -> u64 {
+    fn enqueue_frame(&mut self, frame: Bytes, credit: usize, tail: Option<PipedTail>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.frame_bytes += frame.len();
         self.output_bytes += credit;
-        self.items.push_back(Item { seq, frame, credit });
+        self.items.push_back(Item {
+            seq,
+            frame,
+            credit,
+            tail,
+        });
         seq
     }
 
@@ -233,12 +245,13 @@ impl Queue {
         self.sent = self.acked;
     }
 
-    /// The next frame to hand to the connection, if any is not yet sent on it. Call
-    /// [`Queue::mark_sent`] once the socket took it.
-    pub fn next_unsent(&self) -> Option<Bytes> {
+    /// The next frame to hand to the connection, if any is not yet sent on it, with the pipe
+    /// its output waits in when this is its first send (taken: a resend comes from memory).
+    /// Call [`Queue::mark_sent`] once the socket took it.
+    pub fn next_unsent(&mut self) -> Option<(Bytes, Option<PipedTail>)> {
         let first = self.items.front()?.seq;
         let index = usize::try_from(self.sent.checked_sub(first)?).ok()?;
-        self.items.get(index).map(|i| i.frame.clone())
+        self.items.get_mut(index).map(|i| (i.frame.clone(), i.tail.take()))
     }
 
     /// The frame [`Queue::next_unsent`] gave was taken by the socket.
@@ -268,7 +281,7 @@ mod tests {
 
     fn seqs(q: &mut Queue) -> Vec<u64> {
         let mut seen = Vec::new();
-        while let Some(frame) = q.next_unsent() {
+        while let Some((frame, _)) = q.next_unsent() {
             match decode::<WatcherMsg>(&frame) {
                 Ok(WatcherMsg::Event(e)) => seen.push(e.seq),
                 other => panic!("not an event: {other:?}"),
@@ -352,7 +365,7 @@ mod tests {
         let mut q2 = q;
         q2.rewind();
         let frames: Vec<_> = std::iter::from_fn(|| {
-            let f = q2.next_unsent()?;
+            let (f, _) = q2.next_unsent()?;
             q2.mark_sent();
             Some(f)
         })
@@ -374,10 +387,11 @@ mod tests {
         let chunk = Chunk {
             stream: Stream::Stderr,
             buf,
+            tail: None,
         };
         assert_eq!(q.push_output(7, chunk, 5), Pushed::Queued(1));
         assert_eq!(q.output_bytes(), 5);
-        let frame = q.next_unsent().expect("queued");
+        let (frame, _) = q.next_unsent().expect("queued");
         let event = Event {
             seq: 1,
             time_ms: 7,
@@ -391,6 +405,7 @@ mod tests {
         let big = Chunk {
             stream: Stream::Stdout,
             buf: vec![0u8; OUTPUT_HEADROOM + 96],
+            tail: None,
         };
         assert_eq!(q.push_output(8, big, 96), Pushed::Dropped, "over the bound");
         assert_eq!(q.pending_drops(), (1, 96));

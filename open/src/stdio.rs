@@ -29,6 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
+use zmtp::splice::{PipeBudget, PipedTail};
 
 /// A reply to one of the center's (or the library user's) commands.
 pub type Reply = oneshot::Sender<Result<String, String>>;
@@ -150,6 +151,48 @@ impl OwnFd {
         // SAFETY: the kernel wrote the first `n` (≤ len) bytes of the spare capacity.
         unsafe { buf.set_len(buf.len() + n) };
         Ok(n)
+    }
+
+    /// [`OwnFd::read_spare`], but first `tee(2)`s what it is about to read into a pipe from
+    /// `pipes`, when one is to be had and this is a pipe of ours: the pipe then holds exactly
+    /// the bytes read (by reference to the same pages, no copy), for the connection to splice
+    /// ([`zmtp::splice`]). Without a pipe, or when the two disagree (never, while we are the
+    /// only reader), the bytes read are returned alone: they are the truth.
+    ///
+    /// # Errors
+    /// The tee or the read failed.
+    pub async fn read_teed(&self, buf: &mut Vec<u8>, pipes: &PipeBudget) -> io::Result<(usize, Option<PipedTail>)> {
+        let room = buf.capacity() - buf.len();
+        let (OwnFd::Private(f), Some(pipe)) = (self, pipes.pipe(room)) else {
+            return Ok((self.read_spare(buf).await?, None));
+        };
+        let teed = loop {
+            let mut guard = f.readable().await?;
+            let tee = |f: &AsyncFd<OwnedFd>| {
+                // SAFETY: tee between two pipe descriptors; no memory of ours is touched.
+                cvt(unsafe { libc::tee(f.as_raw_fd(), pipe.write_fd(), room, libc::SPLICE_F_NONBLOCK) })
+            };
+            match guard.try_io(tee) {
+                Ok(r) => break r,
+                Err(_) => continue,
+            }
+        };
+        let teed = match teed {
+            Ok(n) => n,
+            // Not a pipe after all (EINVAL): read as before.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok((self.read_spare(buf).await?, None)),
+            Err(e) => return Err(e),
+        };
+        if teed == 0 {
+            return Ok((self.read_spare(buf).await?, None)); // EOF, as the read says
+        }
+        let start = buf.len();
+        // SAFETY: the spare capacity holds `room` ≥ `teed` writable bytes owned by `buf`; the
+        // pipe holds `teed` bytes, so a read of them does not block.
+        let n = unsafe { self.read_raw(RawBuf(buf.as_mut_ptr().add(start), teed)).await? };
+        // SAFETY: the kernel wrote the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(start + n) };
+        Ok((n, (n == teed).then(|| pipe.into_tail(n))))
     }
 
     /// [`OwnFd::read`] into raw memory.
@@ -300,6 +343,10 @@ fn cvt(n: isize) -> io::Result<usize> {
 /// do not count against the user's pipe buffer limit (`/proc/sys/fs/pipe-user-pages-soft`).
 pub const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 
+/// The least output worth splicing rather than copying, bytes: 16 KiB (a smaller chunk
+/// costs more in pipe and splice calls than its copy; zmtp gathers such frames into one write).
+pub const MIN_SPLICE_BYTES: usize = 16 * 1024;
+
 /// The largest read from a child's pipe: [`MAX_OUTPUT_CHUNK`], or half the queue's bound when
 /// that is smaller (so that two pumps can always hold a reservation each).
 pub fn chunk_size(queue_bytes: usize) -> usize {
@@ -348,9 +395,15 @@ pub async fn pump_output(
         // (nerve_proto::output_frame) and never copied in this process.
         let mut buf = Vec::with_capacity(OUTPUT_HEADROOM + chunk);
         buf.resize(OUTPUT_HEADROOM, 0);
-        let n = match src.read_spare(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        // A child that keeps its pipe full, on an ipc link: its bytes are also teed into a
+        // pipe the connection splices, so this process copies each byte once, not twice.
+        let read = match gate.pipes.as_ref().filter(|_| grown) {
+            Some(pipes) => src.read_teed(&mut buf, pipes).await,
+            None => src.read_spare(&mut buf).await.map(|n| (n, None)),
+        };
+        let (n, tail) = match read {
+            Ok((0, _)) | Err(_) => break,
+            Ok((n, tail)) => (n, tail.filter(|_| n >= MIN_SPLICE_BYTES)),
         };
         if n >= DEFAULT_PIPE_BYTES && !grown {
             // The child fills its pipe: give it room for a whole chunk, so each read takes one.
@@ -382,7 +435,7 @@ pub async fn pump_output(
                 out = None;
             }
         }
-        let chunk = Chunk { stream, buf };
+        let chunk = Chunk { stream, buf, tail };
         let _ = events.send(Input::Output(now_ms(), chunk, credit, transit));
         if broken {
             break; // the child's next write gets SIGPIPE, as without nrv-open

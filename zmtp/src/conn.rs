@@ -4,6 +4,7 @@
 
 use crate::curve::{Cipher, ClientHandshake, CurveError, ServerHandshake};
 use crate::options::{Security, SocketOptions};
+use crate::splice::{self, PipedTail};
 use crate::wire::{self, WireError, GREETING_LEN, SIGNATURE_LEN};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
@@ -19,7 +20,27 @@ use tokio::time::Instant;
 /// The read half of a connection.
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a connection.
-pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn ConnWrite>;
+
+/// A connection's write half, which may say what socket it is.
+pub(crate) trait ConnWrite: AsyncWrite + Send + Unpin {
+    /// The unix stream socket under this half, if it is one: a [`PipedTail`] is spliced
+    /// into it.
+    fn unix(&self) -> Option<&tokio::net::UnixStream> {
+        None
+    }
+}
+
+impl ConnWrite for tokio::net::unix::OwnedWriteHalf {
+    fn unix(&self) -> Option<&tokio::net::UnixStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl ConnWrite for tokio::net::tcp::OwnedWriteHalf {}
+
+#[cfg(test)]
+impl ConnWrite for tokio::io::DuplexStream {}
 
 /// The socket types Nerve speaks (RFC 28).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,10 +525,13 @@ pub(crate) async fn handshake(
     })
 }
 
-/// A message to send: one payload frame, after an empty delimiter frame when `delimited`.
+/// A message to send: one payload frame, after an empty delimiter frame when `delimited`;
+/// `tail`, when given, holds the payload's last bytes in a pipe, spliced instead of copied
+/// where the connection can (plain, unix, SIGPIPE ignored), else closed unread.
 pub(crate) struct Outgoing {
     pub delimited: bool,
     pub payload: Bytes,
+    pub tail: Option<PipedTail>,
 }
 
 /// A message received: how many frames, and the first and last of them.
@@ -827,6 +851,8 @@ async fn write_loop(
     let mut ping = heartbeat.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     let ttl_ds = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
     let mut control_open = true;
+    // Decided once per connection (see crate::splice::sigpipe_ignored).
+    let splice_ok = writer.unix().is_some() && splice::sigpipe_ignored();
     loop {
         // True when a batch was cut at WRITE_BATCH: more is queued, keep the buffer.
         let mut busy = false;
@@ -848,7 +874,26 @@ async fn write_loop(
                     if m.delimited {
                         put_frame(&mut out, &mut sealer, true, false, b"");
                     }
-                    if sealer.is_none() && m.payload.len() >= DIRECT_WRITE {
+                    let spliced = match m.tail.take() {
+                        Some(tail) if sealer.is_none() && splice_ok && tail.len() <= m.payload.len() => {
+                            writer.unix().map(|sock| (sock, tail))
+                        }
+                        _ => None,
+                    };
+                    if let Some((sock, tail)) = spliced {
+                        // The header and the payload's head from memory, the tail from its
+                        // pipe by reference (crate::splice): no copy of it in this process.
+                        let head = &m.payload[..m.payload.len() - tail.len()];
+                        wire::put_header(&mut out, false, false, m.payload.len());
+                        out.extend_from_slice(head);
+                        if let Err(e) = write_all_unix(sock, &out).await {
+                            return e.into();
+                        }
+                        out.clear();
+                        if let Err(e) = splice_all(sock, &tail).await {
+                            return e.into();
+                        }
+                    } else if sealer.is_none() && m.payload.len() >= DIRECT_WRITE {
                         // A large plain frame goes from its own buffer, not copied into ours,
                         // in one writev(2) with what is gathered before it and its header (one
                         // system call, and the peer wakes once for the whole frame).
@@ -903,6 +948,36 @@ async fn write_loop(
         }
         settle_write_buffer(&mut out, busy);
     }
+}
+
+/// Writes all of `data` to the unix socket `sock`, waiting for room as needed.
+async fn write_all_unix(sock: &tokio::net::UnixStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match sock.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Splices all of `tail`'s pipe into the unix socket `sock`, waiting for room as needed. A
+/// connection that breaks half-way leaves the rest in the pipe, which is closed with it: the
+/// owner's resend comes from memory.
+async fn splice_all(sock: &tokio::net::UnixStream, tail: &PipedTail) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut left = tail.len();
+    while left > 0 {
+        match sock.try_io(tokio::io::Interest::WRITABLE, || {
+            splice::splice_once(tail.fd(), sock.as_raw_fd(), left)
+        }) {
+            Ok(n) => left -= n.min(left),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// After a batch is written (`out` is empty): an idle connection gives back a write buffer of

@@ -47,6 +47,7 @@ mod endpoint;
 mod memory;
 mod options;
 mod socket;
+pub mod splice;
 pub mod ssh;
 mod wire;
 pub mod z85;
@@ -58,7 +59,7 @@ pub use curve::{
     SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};
-pub use memory::release_free_memory;
+pub use memory::{keep_frame_buffers, release_free_memory, FRAME_MMAP_THRESHOLD, FRAME_TRIM_THRESHOLD};
 pub use options::{
     Security, SocketOptions, DEFAULT_FRAME_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAMES,

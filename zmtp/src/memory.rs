@@ -26,6 +26,33 @@ pub fn release_free_memory() {
     }
 }
 
+/// Allocations at least this large get a mapping of their own from the allocator
+/// ([`keep_frame_buffers`]): 1 MiB, above every output chunk and ordinary frame.
+pub const FRAME_MMAP_THRESHOLD: usize = 1024 * 1024;
+
+/// Freed memory at the top of the heap the allocator keeps for reuse rather than handing back
+/// at once ([`keep_frame_buffers`]): 4 MiB.
+pub const FRAME_TRIM_THRESHOLD: usize = 4 * 1024 * 1024;
+
+/// Makes the allocator reuse the memory of freed frames instead of returning it and faulting it
+/// in again for the next one (glibc; nothing elsewhere). By default glibc maps a 256 KiB chunk
+/// on its own and, once one is freed, serves the next from the heap but trims the heap's top
+/// as soon as 512 KiB there are free: at a steady stream of large frames every buffer comes
+/// back as fresh pages, zeroed by the kernel and charged to the memory cgroup again (issue
+/// 11's profile: page faults were a fifth of nrv-open's time, and a large share of the
+/// center's). With [`FRAME_MMAP_THRESHOLD`] and [`FRAME_TRIM_THRESHOLD`] set, at most 4 MiB
+/// of free heap top stays resident beyond what the process holds; [`release_free_memory`]
+/// still hands everything back after a burst. Call once, early, in a program (not from a
+/// library on someone else's behalf: it is process-wide).
+pub fn keep_frame_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes two of the allocator's own thresholds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, FRAME_MMAP_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, FRAME_TRIM_THRESHOLD as libc::c_int);
+    }
+}
+
 /// How many times [`release_free_memory`] ran in this process (for tests).
 static TRIMS: AtomicUsize = AtomicUsize::new(0);
 

@@ -40,6 +40,7 @@ use crate::conn::{
 use crate::cred::PeerCred;
 use crate::memory::{release_free_memory, TRIM_AFTER_CONNECTIONS, TRIM_AFTER_QUEUE};
 use crate::options::{Security, SocketOptions};
+use crate::splice::PipedTail;
 use crate::Endpoint;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -694,7 +695,11 @@ impl RouterSender {
         }
         // Counted before the writer can see the message, so its subtraction never underflows.
         entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        match entry.tx.try_send(Outgoing { delimited, payload }) {
+        match entry.tx.try_send(Outgoing {
+            delimited,
+            payload,
+            tail: None,
+        }) {
             Ok(()) => Ok(()),
             Err(e) => {
                 entry.queued_bytes.fetch_sub(size, Ordering::AcqRel);
@@ -730,7 +735,11 @@ impl RouterSender {
         let size = payload.len();
         entry.queued_bytes.fetch_add(size, Ordering::AcqRel);
         // The slot kept for this: only `send_last` uses it, once, and the entry is gone.
-        let queued = entry.tx.try_send(Outgoing { delimited, payload });
+        let queued = entry.tx.try_send(Outgoing {
+            delimited,
+            payload,
+            tail: None,
+        });
         entry.stop.send_replace(true);
         match queued {
             Ok(()) => Ok(()),
@@ -1176,6 +1185,7 @@ impl DealerSender {
         let msg = Outgoing {
             delimited: false,
             payload: Bytes::from(payload),
+            tail: None,
         };
         match tx.try_send(msg) {
             Ok(()) => Ok(()),
@@ -1196,9 +1206,22 @@ impl DealerSender {
     /// [`SendError::Full`] while the queue ([`SocketOptions::send_queue`] messages) is full,
     /// [`SendError::NotConnected`] while the DEALER is disconnected.
     pub fn try_send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.try_send_piped(payload, None)
+    }
+
+    /// [`DealerSender::try_send`] with the payload's last `tail.len()` bytes also in a pipe
+    /// ([`crate::splice`]): a plain unix connection splices them from there, any other writes
+    /// them from `payload`; either way the pipe is closed once the frame is written, or with a
+    /// message that is refused or lost. The pipe must hold exactly those bytes (a tail longer
+    /// than the payload is ignored).
+    ///
+    /// # Errors
+    /// As [`DealerSender::try_send`].
+    pub fn try_send_piped(&mut self, payload: Bytes, tail: Option<PipedTail>) -> Result<(), SendError> {
         let msg = Outgoing {
             delimited: false,
             payload,
+            tail,
         };
         match self.connection()?.try_send(msg) {
             Ok(()) => Ok(()),
@@ -1778,5 +1801,68 @@ mod tests {
         .err()
         .expect("the server is full");
         assert!(matches!(full, ConnectError::Timeout { .. }), "{full}");
+    }
+
+    /// Fills `pipe` with `data` (the tee a real owner does, here a plain write).
+    fn fill(pipe: &crate::splice::OpenPipe, data: &[u8]) {
+        // SAFETY: data is a live slice; the pipe is sized for it (so the write is whole).
+        let n = unsafe { libc::write(pipe.write_fd(), data.as_ptr().cast(), data.len()) };
+        assert_eq!(n, data.len() as isize, "the pipe takes the whole tail");
+    }
+
+    /// Frames whose tails wait in pipes arrive over ipc exactly as their payloads say, in
+    /// order with plain frames around them, and every pipe is closed once its frame is written
+    /// (the budget is whole again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn piped_tails_are_spliced_into_an_ipc_connection_exactly() {
+        const TAIL: usize = 200 * 1024;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let endpoint = Endpoint::Ipc(dir.path().join("r.sock"));
+        let mut router = Router::bind(&endpoint, false).await.expect("bind");
+        let (mut dtx, _events) = Dealer::connect(&endpoint, b"splicer", WAIT)
+            .await
+            .expect("connect")
+            .split();
+        let budget = crate::splice::PipeBudget::new(crate::splice::DEFAULT_SPLICE_PIPES);
+        let mut sent = Vec::new();
+        for i in 0..40u32 {
+            let head = format!("head {i}:").into_bytes();
+            let tail: Vec<u8> = (0..TAIL)
+                .map(|j| (j as u32 ^ i.wrapping_mul(2_654_435_761)) as u8)
+                .collect();
+            let payload = [head.clone(), tail.clone()].concat();
+            let piped = if i % 5 == 4 {
+                None // a plain frame between them
+            } else {
+                let pipe = budget.pipe(TAIL).expect("a pipe within the budget");
+                fill(&pipe, &tail);
+                Some(pipe.into_tail(TAIL))
+            };
+            // Waits while the connection's queue is full, as the link's flush would retry.
+            let mut item = (Bytes::from(payload.clone()), piped);
+            loop {
+                match dtx.try_send_piped(item.0.clone(), item.1.take()) {
+                    Ok(()) => break,
+                    Err(SendError::Full) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Err(e) => panic!("frame {i}: {e}"),
+                }
+            }
+            sent.push(payload);
+        }
+        for (i, want) in sent.iter().enumerate() {
+            let got = tokio::time::timeout(WAIT, router.recv()).await.expect("the next frame");
+            let got = got.payload.expect("one payload frame");
+            assert!(
+                got[..] == want[..],
+                "frame {i}: {} bytes, want {}",
+                got.len(),
+                want.len()
+            );
+        }
+        wait_for("every pipe closed", || match budget.live() {
+            0 => Ok(()),
+            n => Err(format!("{n} pipes still open")),
+        })
+        .await;
     }
 }
