@@ -186,6 +186,9 @@ pub struct Table {
     procs: HashMap<ProcessId, Process>,
     peers: HashMap<Identity, ProcessId>,
     counter: u64,
+    /// Processes that may have changed (or were removed) since [`Table::take_touched`]: the
+    /// ring replicates only their rows. At most one entry per process known or removed since.
+    touched: std::collections::HashSet<ProcessId>,
 }
 
 impl Table {
@@ -214,6 +217,7 @@ impl Table {
         let now = Instant::now();
         self.counter += 1;
         let order = self.counter;
+        self.touched.insert(hello.id);
         let proc = self.procs.entry(hello.id).or_insert_with(|| Process {
             id: hello.id,
             order,
@@ -273,6 +277,7 @@ impl Table {
         for mut p in ended {
             self.counter += 1;
             p.order = self.counter;
+            self.touched.insert(p.id);
             self.procs.entry(p.id).or_insert(p);
         }
     }
@@ -280,6 +285,7 @@ impl Table {
     /// The process a connection speaks for, if it said hello.
     pub fn by_peer(&mut self, peer: &Identity) -> Option<&mut Process> {
         let id = self.peers.get(peer)?;
+        self.touched.insert(*id);
         self.procs.get_mut(id)
     }
 
@@ -291,6 +297,7 @@ impl Table {
     /// Forgets a connection (the watcher went away or said goodbye); the process stays.
     pub fn disconnect(&mut self, peer: &Identity) {
         if let Some(id) = self.peers.remove(peer) {
+            self.touched.insert(id);
             if let Some(p) = self.procs.get_mut(&id) {
                 if p.peer.as_ref() == Some(peer) {
                     p.peer = None;
@@ -308,7 +315,14 @@ impl Table {
 
     /// Every process, mutable, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        self.touched.extend(self.procs.keys().copied());
         self.procs.values_mut()
+    }
+
+    /// The processes that may have changed or were removed since the last call, and forgets
+    /// them.
+    pub fn take_touched(&mut self) -> Vec<ProcessId> {
+        self.touched.drain().collect()
     }
 
     /// Number of processes known.
@@ -337,8 +351,14 @@ impl Table {
 
     /// Drops ended processes beyond [`MAX_ENDED`] or older than [`ENDED_TTL`].
     pub fn evict(&mut self, now: Instant) {
-        self.procs
-            .retain(|_, p| p.ended_at.is_none_or(|t| now.duration_since(t) < ENDED_TTL));
+        let touched = &mut self.touched;
+        self.procs.retain(|id, p| {
+            let keep = p.ended_at.is_none_or(|t| now.duration_since(t) < ENDED_TTL);
+            if !keep {
+                touched.insert(*id);
+            }
+            keep
+        });
         let mut ended: Vec<(Instant, ProcessId)> = self
             .procs
             .values()
@@ -348,6 +368,7 @@ impl Table {
             ended.sort();
             for (_, id) in &ended[..ended.len() - MAX_ENDED] {
                 self.procs.remove(id);
+                self.touched.insert(*id);
             }
         }
         let procs = &self.procs;

@@ -3,27 +3,28 @@
 //! whether its rows are current here).
 
 use super::membership::{Liveness, Membership};
-use super::replica::Replicas;
+use super::replica::Gossip;
 use crate::server::Center;
 use nerve_proto::{PeerInfo, PeerState, ProcessInfo};
 use tokio::time::Instant;
 
 /// Every row held of peers neither down nor left, at `now`: `stale` set for a suspect peer's
 /// rows, uptime brought forward from when each row arrived. Sorted by center, name and id.
-pub fn peer_rows(members: &Membership, replicas: &Replicas, now: Instant) -> Vec<ProcessInfo> {
+pub fn peer_rows(gossip: &Gossip, now: Instant) -> Vec<ProcessInfo> {
+    let members = gossip.members();
     let mut rows: Vec<ProcessInfo> = Vec::new();
-    for (center, replica) in replicas.iter() {
+    for (center, _) in members.iter() {
         let stale = match members.state(center, now) {
             Some(Liveness::Alive) => false,
             Some(Liveness::Suspect) => true,
             Some(Liveness::Down | Liveness::Left) | None => continue,
         };
-        for (row, received) in replica.rows.values() {
+        for (row, received) in gossip.rows_of(center) {
             let mut row = row.clone();
             row.stale = stale;
             row.uptime_secs = row
                 .uptime_secs
-                .map(|u| u + now.saturating_duration_since(*received).as_secs_f64());
+                .map(|u| u + now.saturating_duration_since(received).as_secs_f64());
             rows.push(row);
         }
     }
@@ -45,23 +46,25 @@ pub fn peer_state(liveness: Liveness, synced: bool) -> PeerState {
 
 /// `nrv-ctl ring` at `now`: every member, and every endpoint this center dials (`links`)
 /// that no member answered on yet (`connecting`). Sorted by center and sync endpoint.
-pub fn peers<'a>(
-    members: &Membership,
-    replicas: &Replicas,
-    links: impl Iterator<Item = &'a str>,
-    now: Instant,
-) -> Vec<PeerInfo> {
+pub fn peers<'a>(gossip: &Gossip, links: impl Iterator<Item = &'a str>, now: Instant) -> Vec<PeerInfo> {
+    let members: &Membership = gossip.members();
     let mut peers: Vec<PeerInfo> = members
         .iter()
         .map(|(center, m)| {
-            let replica = replicas.get(center);
+            let liveness = members.liveness(m, now);
+            let (rows, version) = gossip.held_of(center);
             PeerInfo {
                 center: center.clone(),
                 sync: m.sync.clone(),
-                state: peer_state(members.liveness(m, now), replica.is_some_and(|r| r.synced)),
+                state: peer_state(liveness, gossip.synced(center)),
                 last_heard_secs: Some(now.saturating_duration_since(m.last_heard).as_secs_f64()),
-                rows: replica.map_or(0, |r| r.rows.len()),
-                seq: replica.map_or(0, |r| r.seq),
+                // A center down or gone shows none: they are not shown in `ps` either.
+                rows: if matches!(liveness, Liveness::Down | Liveness::Left) {
+                    0
+                } else {
+                    rows
+                },
+                seq: version,
             }
         })
         .collect();
@@ -84,14 +87,13 @@ pub fn peers<'a>(
 impl Center {
     /// Every peer row, with `stale` set and uptime brought up to date.
     pub(crate) fn peer_rows(&self) -> Vec<ProcessInfo> {
-        peer_rows(&self.ring.members, &self.ring.replicas, Instant::now())
+        peer_rows(&self.ring.gossip, Instant::now())
     }
 
     /// `nrv-ctl ring`: every peer, with its state.
     pub(crate) fn ring_peers(&self) -> Vec<PeerInfo> {
         peers(
-            &self.ring.members,
-            &self.ring.replicas,
+            &self.ring.gossip,
             self.ring.links.values().map(|l| l.endpoint.as_str()),
             Instant::now(),
         )
