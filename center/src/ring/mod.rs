@@ -199,6 +199,9 @@ impl Drop for Ring {
 impl Center {
     /// Joins the peers named on the command line.
     pub(crate) fn ring_start(&mut self) {
+        if self.ring.enabled() {
+            self.table.track_touched();
+        }
         for peer in self.ring.config.join.clone() {
             self.add_link(&peer.sync.to_string(), peer.key);
         }
