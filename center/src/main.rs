@@ -7,9 +7,9 @@ use nerve_center::config::{read_config_text, ConfigError, Settings};
 use nerve_center::exit::Exit;
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::peers::{RingConfig, RingCurve, RingPeer};
 use nerve_center::programs::{self, ProgramDef};
 use nerve_center::ratelimit::OncePerSource;
+use nerve_center::ring::{RingConfig, RingCurve, RingPeer};
 use nerve_center::{run, Config, Sockets};
 use nerve_settings::Merge as _;
 use std::io::Write as _;
@@ -271,7 +271,7 @@ fn start(args: Settings) -> Result<(), Failure> {
     }
     let config = Config {
         ring,
-        ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
+        output_buffer_bytes: nerve_center::output_buffer::DEFAULT_OUTPUT_BYTES,
         name: name.clone(),
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat()),

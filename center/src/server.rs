@@ -6,8 +6,8 @@ use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
 use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
-use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::ratelimit::{RateLimit, Verdict};
+use crate::ring::{Ring, RingConfig, GOSSIP_INTERVAL};
 use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -31,7 +31,7 @@ pub struct Config {
     /// the center looks for silent watchers and overdue commands.
     pub heartbeat: Duration,
     /// Output kept in memory per process for `tail`, bytes.
-    pub ring_bytes: usize,
+    pub output_buffer_bytes: usize,
     /// Ring membership and bounds.
     pub ring: RingConfig,
     /// Who may use the ipc endpoints besides the center's own uid and root
@@ -165,7 +165,12 @@ pub async fn run(
     // send it; the loop takes each at once, but a flooding peer is not held back. Left for
     // the ring rework (issue 14), which replaces these links.
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
+    let ring = Ring::new(
+        &config.name,
+        config.ring.clone(),
+        sync.as_ref().map(|s| s.sender()),
+        link_tx,
+    );
     let reopen = log.reopen_handle();
     let (launched_tx, mut launched_rx) = tokio::sync::mpsc::channel(crate::programs::serve::MAX_LAUNCHES_IN_FLIGHT);
     let manager = crate::programs::serve::Manager::new(
@@ -217,7 +222,7 @@ pub async fn run(
     center.programs_start().await?;
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
-    let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+    let mut gossip = tokio::time::interval(GOSSIP_INTERVAL);
     let mut outbox_retry = tokio::time::interval(OUTBOX_RETRY);
     outbox_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -258,8 +263,8 @@ pub async fn run(
                 Ok(())
             }
             Some(launched) = launched_rx.recv() => center.on_launched(launched).await,
-            _ = publish.tick(), if ring_enabled => {
-                center.ring_publish().await;
+            _ = gossip.tick(), if ring_enabled => {
+                center.ring_round().await;
                 Ok(())
             }
             _ = outbox_retry.tick(), if !center.outboxes.is_empty() => {
@@ -726,7 +731,7 @@ impl Center {
         if self.log_health.failing() {
             return Ok(());
         }
-        let ring_bytes = self.config.ring_bytes;
+        let buffer_bytes = self.config.output_buffer_bytes;
         let Some(proc) = self.table.by_peer(peer) else {
             return Ok(());
         };
@@ -762,7 +767,7 @@ impl Center {
             EventKind::Output { stream, data } => {
                 let data = raw.unwrap_or_else(|| bytes::Bytes::from(data));
                 proc.output_bytes += data.len() as u64;
-                proc.ring.push(stream, &data, ring_bytes);
+                proc.output.push(stream, &data, buffer_bytes);
                 output = Some((stream, data));
                 (if stream == Stream::Stdout { "out" } else { "err" }, Value::Null)
             }

@@ -186,7 +186,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 let rows: Vec<Value> = peers
                     .iter()
                     .map(|p| {
-                        json!({"center": p.center, "sync": p.sync, "state": p.state,
+                        json!({"center": p.center, "sync": p.sync, "state": p.state.as_str(),
                                "last_heard_secs": p.last_heard_secs, "rows": p.rows, "seq": p.seq})
                     })
                     .collect();
@@ -673,7 +673,7 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
                 escape_for_terminal(&p.center).into_owned()
             },
             escape_for_terminal(&p.sync).into_owned(),
-            escape_for_terminal(&p.state).into_owned(),
+            p.state.as_str().to_string(),
             p.last_heard_secs
                 .map(|s| format!("{s:.1}s ago"))
                 .unwrap_or_else(|| "never".into()),
@@ -1022,7 +1022,7 @@ mod tests {
         let peer = nerve_proto::PeerInfo {
             center: "evil\n\u{1b}[2Jcenter".into(),
             sync: "tcp://10.0.0.5:44446".into(),
-            state: "synced".into(),
+            state: nerve_proto::PeerState::Synced,
             last_heard_secs: Some(0.5),
             rows: 3,
             seq: 9,
