@@ -261,16 +261,16 @@ impl Settings {
         self.ring.as_ref().map_or(&[], |list| &list.0)
     }
 
-    /// Seconds of silence before a peer's rows are stale ([`crate::peers::DEFAULT_STALE_AFTER`]).
+    /// Seconds of silence before a peer's rows are stale ([`crate::ring::DEFAULT_STALE_AFTER`]).
     pub fn stale_after(&self) -> f64 {
         self.stale_after
-            .unwrap_or(crate::peers::DEFAULT_STALE_AFTER.as_secs_f64())
+            .unwrap_or(crate::ring::DEFAULT_STALE_AFTER.as_secs_f64())
     }
 
-    /// Seconds of silence before a peer's rows are removed ([`crate::peers::DEFAULT_REMOVE_AFTER`]).
+    /// Seconds of silence before a peer's rows are removed ([`crate::ring::DEFAULT_REMOVE_AFTER`]).
     pub fn remove_after(&self) -> f64 {
         self.remove_after
-            .unwrap_or(crate::peers::DEFAULT_REMOVE_AFTER.as_secs_f64())
+            .unwrap_or(crate::ring::DEFAULT_REMOVE_AFTER.as_secs_f64())
     }
 }
 
@@ -423,8 +423,8 @@ mod tests {
             ("--log-maxbytes", mib(crate::outputs::DEFAULT_MAX_BYTES)),
             ("--log-backups", crate::outputs::DEFAULT_BACKUPS.to_string()),
             ("--file-mode", crate::files::DEFAULT_FILE_MODE.to_string()),
-            ("--stale-after", secs(crate::peers::DEFAULT_STALE_AFTER)),
-            ("--remove-after", secs(crate::peers::DEFAULT_REMOVE_AFTER)),
+            ("--stale-after", secs(crate::ring::DEFAULT_STALE_AFTER)),
+            ("--remove-after", secs(crate::ring::DEFAULT_REMOVE_AFTER)),
         ] {
             assert_eq!(
                 nerve_settings::stated_default(&help, option).as_deref(),
