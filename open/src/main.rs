@@ -203,7 +203,7 @@ fn command_line() -> (Box<nerve_open::Command>, bool) {
         Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
         Ok(_) => nerve_proto::cli::HelpInfo::default(),
     };
-    if nerve_proto::cli::asks_for_version(&strs[1..], &help()) {
+    if nerve_proto::cli::asks_for_version_with(&strs[1..], help) {
         let line = nerve_proto::cli::version_line(NAME, env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
         let _ = writeln!(std::io::stdout(), "{line}");
         std::process::exit(0);
