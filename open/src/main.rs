@@ -157,6 +157,14 @@ struct Args {
     command: Vec<String>,
 }
 
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
+mod musl_alloc;
+
+/// The static musl build's allocator: see [`musl_alloc`].
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: musl_alloc::SizeRouted = musl_alloc::SizeRouted;
+
 /// The program name in usage lines and messages.
 const NAME: &str = "nrv-open";
 
