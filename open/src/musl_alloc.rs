@@ -1,23 +1,26 @@
 //! The static musl build's global allocator: allocations under [`LARGE`] bytes from
-//! dlmalloc, larger ones from the C library's `malloc` (musl's mallocng, which maps each of
-//! them on its own and unmaps it when freed).
+//! dlmalloc, larger ones from the C library's `malloc` (musl's mallocng, which gives a large
+//! block's memory back to the system when it is freed).
 //!
 //! Why: mallocng keeps each size class in groups of their own, mapped and unmapped as they
 //! fill and empty. A watcher's start-up (runtime, tasks, channels, the Hello) made 33 `mmap`
 //! and `munmap` calls up to its Hello, and the kernel's mapping code was about a fifth of
 //! its CPU time (BENCHMARKS.md, "Issue 10, fourth pass"). dlmalloc carves small allocations
-//! out of 64 KiB segments instead, as glibc's allocator does out of its heap. Large ones stay
-//! with mallocng because dlmalloc's Rust port has no mmap threshold (C dlmalloc's
-//! `DEFAULT_MMAP_THRESHOLD`, 256 KiB): it serves them from its segments and keeps up to
-//! 2 MiB of freed memory dirty (its trim threshold), which after a burst of output chunks
-//! (256 KiB each) left 1.7 MiB private dirty in a watcher that was 124 KiB idle.
+//! out of 64 KiB segments instead, as glibc's allocator does out of its heap. Start-up's
+//! allocations are all far below [`LARGE`]. Output chunks (up to 256 KiB, shrunk to what was
+//! read) stay with mallocng because dlmalloc's Rust port has no mmap threshold (C dlmalloc's
+//! `DEFAULT_MMAP_THRESHOLD`, 256 KiB) and keeps up to 2 MiB of freed memory dirty (its trim
+//! threshold): with dlmalloc for everything, a watcher that was 124 KiB idle held 1.7 MiB
+//! private dirty after its child wrote 32 MiB; routed at 128 KiB, 184–660 KiB (the shrunk
+//! chunks of short reads went to dlmalloc); at 16 KiB, see BENCHMARKS.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-/// Allocations of this many bytes or more go to the C library's `malloc`, which maps each on
-/// its own at this size (mallocng's threshold is just under 128 KiB), so a freed one goes back
-/// to the system at once.
-pub const LARGE: usize = 128 * 1024;
+/// Allocations of this many bytes or more go to the C library's `malloc`: the output chunks
+/// and other buffers that grow with traffic, whose memory mallocng unmaps when they are freed
+/// (a block of 128 KiB or more is a mapping of its own; smaller ones share a group with few
+/// others, unmapped when the group empties).
+pub const LARGE: usize = 16 * 1024;
 
 /// The allocator: by size, dlmalloc below [`LARGE`], [`System`] from there on. A block's size
 /// (its layout's, which `dealloc` and `realloc` are given as they were given to `alloc`) says
