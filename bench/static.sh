@@ -23,14 +23,15 @@ if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi
 # relocation-model=static: a plain static executable ("statically linked"), not static-pie.
+# The `static-musl` profile (Cargo.toml) is release with whole-program LTO in one codegen unit.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --target "$target" --bins -p nerve-center -p nerve-open -p nerve-ctl
+    cargo build --profile static-musl --target "$target" --bins -p nerve-center -p nerve-open -p nerve-ctl
 if ! command -v file >/dev/null; then
     apt-get install -y -q file >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q file >/dev/null; }
 fi
 mkdir -p "$out"
 for bin in nrv-center nrv-open nrv-ctl; do
-    cp "target/$target/release/$bin" "$out/"
+    cp "target/$target/static-musl/$bin" "$out/"
     kind=$(file -b "$out/$bin")
     case "$kind" in
         *"$machine"*"statically linked"*) echo "$out/$bin: $kind" ;;

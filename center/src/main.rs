@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
         Ok(_) => nerve_proto::cli::HelpInfo::default(),
     };
-    if nerve_proto::cli::asks_for_version(&strs[1..], &help()) {
+    if nerve_proto::cli::asks_for_version_with(&strs[1..], help) {
         let line = nerve_proto::cli::version_line(NAME, env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
         let _ = writeln!(std::io::stdout(), "{line}");
         return Exit::Ok.into();

@@ -15,8 +15,7 @@ fn main() -> ExitCode {
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // `--version` among the global options, before the command (GNU's convention).
-    let globals = nerve_ctl::usage::help_info(None);
-    if nerve_proto::cli::asks_for_version(&args, &globals) {
+    if nerve_proto::cli::asks_for_version_with(&args, || nerve_ctl::usage::help_info(None)) {
         let line = nerve_proto::cli::version_line("nrv-ctl", env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
         let _ = writeln!(std::io::stdout(), "{line}");
         return Exit::Ok.into();

@@ -68,7 +68,7 @@
 //! [`Command::spawn`] (the library form) runs the watch on a thread of its own
 //! (`nrv-watch-ID`), since the caller keeps its own thread.
 //!
-//! Memory: an idle watcher is one thread, about 130 KiB private dirty in the static musl
+//! Memory: an idle watcher is one thread, about 120 KiB private dirty in the static musl
 //! build and 250 KiB with glibc (BENCHMARKS.md, issue 10). What it holds: the runtime (timer
 //! wheel; an I/O driver whose event buffer is cut from tokio's 1024 events to 32), the tasks,
 //! the center's socket (its buffers start at 1 KiB and grow with traffic), the link's queue

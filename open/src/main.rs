@@ -8,6 +8,17 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::time::Duration;
 
+#[cfg_attr(
+    not(target_env = "musl"),
+    allow(dead_code, reason = "only the static musl build routes its allocations through it")
+)]
+mod musl_alloc;
+
+/// The static musl build's allocator: see [`musl_alloc`].
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: musl_alloc::SizeRouted = musl_alloc::SizeRouted;
+
 /// The program name in usage lines and messages.
 const NAME: &str = "nrv-open";
 
@@ -56,7 +67,7 @@ fn command_line() -> (Box<nerve_open::Command>, bool) {
         Err(early) => nerve_proto::cli::HelpInfo::parse(&early.output),
         Ok(_) => nerve_proto::cli::HelpInfo::default(),
     };
-    if nerve_proto::cli::asks_for_version(&strs[1..], &help()) {
+    if nerve_proto::cli::asks_for_version_with(&strs[1..], help) {
         let line = nerve_proto::cli::version_line(NAME, env!("CARGO_PKG_VERSION"), nerve_proto::cli::GIT_COMMIT);
         let _ = writeln!(std::io::stdout(), "{line}");
         std::process::exit(exit::OK);

@@ -172,6 +172,20 @@ pub fn unrecognized_argument(argh_error: &str) -> Option<&str> {
 /// command or subcommand, whose own arguments it must not take): `nrv-ctl -c X --version`
 /// asks for it, `nrv-open sh --version` does not.
 pub fn asks_for_version(args: &[&str], info: &HelpInfo) -> bool {
+    args.contains(&"--version") && version_among_options(args, info)
+}
+
+/// [`asks_for_version`] with the help read only when `args` holds `--version` at all: making
+/// argh's help text and reading it back is two thirds of the instructions a static `nrv-open`
+/// runs from exec to its child's RUNNING state (callgrind, BENCHMARKS.md "Issue 10, fourth
+/// pass"), and every program start pays it.
+pub fn asks_for_version_with(args: &[&str], info: impl FnOnce() -> HelpInfo) -> bool {
+    args.contains(&"--version") && version_among_options(args, &info())
+}
+
+/// The walk of [`asks_for_version`]: options (and their values) up to `--version` or the first
+/// other word.
+fn version_among_options(args: &[&str], info: &HelpInfo) -> bool {
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         if *arg == "--version" {
@@ -295,6 +309,12 @@ Notes:
         assert!(asks_for_version(&["-c", "ipc://x", "--json", "--version"], &info));
         assert!(!asks_for_version(&["ps", "--version"], &info));
         assert!(!asks_for_version(&[], &info));
+        // The help is made only when `--version` is there at all.
+        assert!(!asks_for_version_with(&["-c", "ipc://x", "ps"], || unreachable!(
+            "help made"
+        )));
+        assert!(asks_for_version_with(&["--json", "--version"], || info.clone()));
+        assert!(!asks_for_version_with(&["ps", "--version"], || info.clone()));
         assert_eq!(
             unrecognized_argument("Required positional arguments not provided:\n    target"),
             None
