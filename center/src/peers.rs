@@ -820,7 +820,7 @@ impl Center {
             .ring
             .origins
             .iter()
-            .filter(|(_, o)| now.duration_since(o.last_heard) >= stale_after)
+            .filter(|(c, o)| now.duration_since(o.last_heard) >= stale_after || self.swim_gone(c))
             .map(|(c, _)| c.clone())
             .collect();
         self.fail_forwards(|f| stale.contains(&f.owner), "it has been silent too long")
@@ -832,8 +832,8 @@ impl Center {
         let now = Instant::now();
         let stale_after = self.ring.config.stale_after;
         let mut rows: Vec<ProcessInfo> = Vec::new();
-        for origin in self.ring.origins.values().filter(|o| !o.removed) {
-            let stale = now.duration_since(origin.last_heard) >= stale_after;
+        for (center, origin) in self.ring.origins.iter().filter(|(_, o)| !o.removed) {
+            let stale = now.duration_since(origin.last_heard) >= stale_after || self.swim_gone(center);
             for (row, received) in origin.rows.values() {
                 let mut row = row.clone();
                 row.stale = stale;
@@ -899,7 +899,8 @@ impl Center {
             .ring
             .origins
             .get(owner)
-            .is_none_or(|o| o.last_heard.elapsed() >= self.ring.config.stale_after);
+            .is_none_or(|o| o.last_heard.elapsed() >= self.ring.config.stale_after)
+            || self.swim_gone(owner);
         let route = self
             .ring
             .sessions
@@ -952,13 +953,14 @@ impl Center {
                 let silent = now.duration_since(o.last_heard);
                 let state = if o.removed {
                     "gone"
-                } else if silent >= self.ring.config.stale_after {
+                } else if silent >= self.ring.config.stale_after || self.swim_gone(center) {
                     "stale"
                 } else if o.synced {
                     "synced"
                 } else {
                     "joining"
                 };
+                let member = self.swim_fact(center, now);
                 PeerInfo {
                     center: center.clone(),
                     sync: o.sync.clone(),
@@ -966,6 +968,8 @@ impl Center {
                     last_heard_secs: Some(silent.as_secs_f64()),
                     rows: o.rows.len(),
                     seq: o.seq,
+                    member: member.map(|(m, _)| m.as_str().to_string()),
+                    member_heard_secs: member.and_then(|(_, h)| h),
                 }
             })
             .collect();
@@ -979,6 +983,8 @@ impl Center {
                     last_heard_secs: None,
                     rows: 0,
                     seq: 0,
+                    member: None,
+                    member_heard_secs: None,
                 });
             }
         }
