@@ -3,8 +3,8 @@
 
 use crate::access::Class;
 use crate::follow::{Follow, Follower};
-use crate::peers::Route;
-use crate::ring::count_lines;
+use crate::output_buffer::count_lines;
+use crate::ring::Route;
 use crate::server::{Center, Error};
 use nerve_proto::{
     decode, encode, Caller, CallerRole, CenterMsg, Command, CommandKind, ControlError, ControlErrorKind,
@@ -469,11 +469,11 @@ impl Center {
         let (id, chunks, live) = match self.table.resolve(target) {
             Ok(id) => {
                 let Some(proc) = self.table.get(id) else { return };
-                let mut chunks = proc.ring.tail(lines, stream);
+                let mut chunks = proc.output.tail(lines, stream);
                 // The ring holds only what this center saw, up to its bound: when it has fewer
                 // lines than asked and may be missing older output (the center restarted since
                 // the process started, or the ring dropped some), the files have it all.
-                if count_lines(&chunks) < lines as usize && (proc.ring.truncated() || !proc.ring_from_start) {
+                if count_lines(&chunks) < lines as usize && (proc.output.truncated() || !proc.output_from_start) {
                     chunks = self.file_tail(id, &proc.hello.name, lines, stream);
                 }
                 (id, chunks, proc.ended_at.is_none())

@@ -30,7 +30,7 @@
 
 use crate::files::{FileMode, DEFAULT_FILE_MODE};
 use crate::log::{os_bytes_data, Entry};
-use crate::ring::OutputRing;
+use crate::output_buffer::OutputBuffer;
 use crate::server::{Center, Error};
 use crate::table::{Process, ENDED_TTL, MAX_ENDED};
 use base64::Engine;
@@ -189,8 +189,8 @@ impl EndedRow {
             exit: self.exit,
             stopped_by: None,
             output_bytes: self.output_bytes,
-            ring: OutputRing::default(),
-            ring_from_start: false,
+            output: OutputBuffer::default(),
+            output_from_start: false,
             next_seq: self.next_seq,
             peer: None,
             last_heard: now,

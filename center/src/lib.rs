@@ -19,9 +19,9 @@
 //! serves on and acknowledges nothing new.
 //!
 //! Control requests (`control.rs`) are answered from the table, from the output
-//! store (an in-memory ring per process, [`ring`], and files under `--logdir`, [`outputs`]),
+//! store (an in-memory buffer per process, [`output_buffer`], and files under `--logdir`, [`outputs`]),
 //! or by the watcher that owns the process. With `--sync`/`--ring` a third ROUTER and one
-//! DEALER link per peer join the center to a ring of centers ([`peers`]): it replicates the rows
+//! DEALER link per peer join the center to a ring of centers ([`ring`]): it replicates the rows
 //! it owns and forwards requests for a peer's processes to that peer.
 //!
 //! With `--metrics ADDR:PORT` a task of its own ([`http`], hyper on the same runtime) serves
@@ -65,8 +65,8 @@ pub mod follow;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod output_buffer;
 pub mod outputs;
-pub mod peers;
 pub mod programs;
 pub mod ratelimit;
 pub mod ring;

@@ -8,9 +8,9 @@ use nerve_center::exit::Exit;
 use nerve_center::files::{FileMode, DEFAULT_FILE_MODE};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::peers::{RingConfig, RingCurve, RingPeer};
 use nerve_center::programs::{self, ProgramDef};
 use nerve_center::ratelimit::OncePerSource;
+use nerve_center::ring::{RingConfig, RingCurve, RingPeer};
 use nerve_center::{run, Config, Sockets};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -499,7 +499,7 @@ fn start(args: Args) -> Result<(), Failure> {
     }
     let config = Config {
         ring,
-        ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
+        output_buffer_bytes: nerve_center::output_buffer::DEFAULT_OUTPUT_BYTES,
         name: name.clone(),
         log: target.clone(),
         heartbeat: Duration::from_secs_f64(args.heartbeat),

@@ -44,7 +44,7 @@ pub const STATES: [ProcessState; 8] = [
 
 /// The states of a ring peer, as `nrv-ctl ring` names them, in the order
 /// `nerve_ring_peers` lists them.
-pub const PEER_STATES: [&str; 5] = ["connecting", "joining", "synced", "stale", "gone"];
+pub const PEER_STATES: [nerve_proto::PeerState; 6] = nerve_proto::PeerState::ALL;
 
 /// What the center counts per process, from the events it logs (kept in
 /// [`crate::table::Process::counters`]).
@@ -246,7 +246,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     let watchers_value = i64::try_from(snapshot.watchers).unwrap_or(i64::MAX);
     watchers.get_or_create(&vec![center()]).set(watchers_value);
     for (state, n) in PEER_STATES.iter().zip(snapshot.ring_peers) {
-        let labels = vec![center(), ("state", (*state).to_string())];
+        let labels = vec![center(), ("state", state.as_str().to_string())];
         peers.get_or_create(&labels).set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     registry.register("process_up", "1 while the process's child runs, else 0", up);
@@ -393,7 +393,7 @@ mod tests {
         let snapshot = Snapshot {
             center: "c1".into(),
             watchers: 1,
-            ring_peers: [0, 0, 2, 1, 0],
+            ring_peers: [0, 0, 2, 1, 0, 0],
             processes: vec![running, exited],
         };
         let l1 = r#"name="web",id="p-1",host="h1",center="c1""#;
@@ -488,7 +488,7 @@ mod tests {
             "Peer centers of this center's ring, per state",
             &PEER_STATES
                 .iter()
-                .zip([0, 0, 2, 1, 0])
+                .zip([0, 0, 2, 1, 0, 0])
                 .map(|(s, n)| format!("{{center=\"c1\",state=\"{s}\"}} {n}"))
                 .collect::<Vec<_>>(),
         );

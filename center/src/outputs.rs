@@ -17,7 +17,7 @@
 //! `FILE.1`, `FILE.2`, … as far as the lines asked for need.
 
 use crate::files::{FileMode, DEFAULT_FILE_MODE};
-use crate::ring::tail_start;
+use crate::output_buffer::tail_start;
 use nerve_proto::{ProcessId, Stream};
 use std::collections::HashMap;
 use std::fs::File;

@@ -6,8 +6,8 @@ use crate::control::{Client, Outbox, Pending, OUTBOX_RETRY};
 use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
-use crate::peers::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::ratelimit::{RateLimit, Verdict};
+use crate::ring::{Ring, RingConfig, PUBLISH_INTERVAL};
 use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -31,7 +31,7 @@ pub struct Config {
     /// the center looks for silent watchers and overdue commands.
     pub heartbeat: Duration,
     /// Output kept in memory per process for `tail`, bytes.
-    pub ring_bytes: usize,
+    pub output_buffer_bytes: usize,
     /// Ring membership and bounds.
     pub ring: RingConfig,
     /// Who may use the ipc endpoints besides the center's own uid and root
@@ -744,7 +744,7 @@ impl Center {
         if self.log_health.failing() {
             return Ok(());
         }
-        let ring_bytes = self.config.ring_bytes;
+        let buffer_bytes = self.config.output_buffer_bytes;
         let Some(proc) = self.table.by_peer(peer) else {
             return Ok(());
         };
@@ -780,7 +780,7 @@ impl Center {
             EventKind::Output { stream, data } => {
                 let data = raw.unwrap_or_else(|| bytes::Bytes::from(data));
                 proc.output_bytes += data.len() as u64;
-                proc.ring.push(stream, &data, ring_bytes);
+                proc.output.push(stream, &data, buffer_bytes);
                 output = Some((stream, data));
                 (if stream == Stream::Stdout { "out" } else { "err" }, Value::Null)
             }

@@ -1,6 +1,6 @@
 //! The process table: what the center knows of every watched process.
 
-use crate::ring::OutputRing;
+use crate::output_buffer::OutputBuffer;
 use nerve_proto::{
     cut_argv, cut_str, ControlError, ControlErrorKind, EventKind, ExitStatus, Hello, OsBytes, ProcessId, ProcessInfo,
     ProcessState, ResumeSecret, Signal, StateChange, Stats, MAX_HISTORY, MAX_LABEL_BYTES,
@@ -59,10 +59,10 @@ pub struct Process {
     /// Bytes of output seen.
     pub output_bytes: u64,
     /// The last output.
-    pub ring: OutputRing,
+    pub output: OutputBuffer,
     /// This center has seen the process's output from its first byte (its first hello had
-    /// `next_seq` 1), so the ring is the whole story unless it was truncated.
-    pub ring_from_start: bool,
+    /// `next_seq` 1), so the buffer is the whole story unless it was truncated.
+    pub output_from_start: bool,
     /// The next event seq the center expects (everything below is recorded).
     pub next_seq: u64,
     /// The watcher's current connection, if it is connected.
@@ -232,8 +232,8 @@ impl Table {
             exit: hello.exit.filter(|_| !child_alive(hello.state)),
             stopped_by: hello.stopped_by,
             output_bytes: 0,
-            ring: OutputRing::default(),
-            ring_from_start: hello.next_seq <= 1,
+            output: OutputBuffer::default(),
+            output_from_start: hello.next_seq <= 1,
             next_seq: hello.next_seq,
             peer: None,
             last_heard: now,

@@ -5,7 +5,7 @@
 use nerve_center::ended::{parse, EndedFile};
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::{OutputFiles, DEFAULT_BACKUPS, DEFAULT_MAX_BYTES};
-use nerve_center::peers::RingConfig;
+use nerve_center::ring::RingConfig;
 use nerve_center::{run, Config, Sockets, GONE_AFTER};
 use nerve_proto::{
     decode, encode, CenterMsg, Event, EventKind, Hello, OsBytes, ProcessState, ResumeSecret, WatcherMsg,
@@ -76,7 +76,7 @@ async fn a_watcher_silent_for_gone_after_is_remembered_as_ended_across_a_restart
         name: "t".into(),
         log: target.clone(),
         heartbeat: Duration::from_secs(1),
-        ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
+        output_buffer_bytes: nerve_center::output_buffer::DEFAULT_OUTPUT_BYTES,
         ring: RingConfig::default(),
         access: nerve_center::access::Policy::owner_only(zmtp::cred::current_uid()),
         programs: Default::default(),

@@ -11,7 +11,7 @@
 
 use nerve_center::log::{EventLog, LogTarget};
 use nerve_center::outputs::OutputFiles;
-use nerve_center::peers::RingConfig;
+use nerve_center::ring::RingConfig;
 use nerve_center::{Config, Error, Sockets, COMMAND_TIMEOUT, GONE_AFTER, MAX_FOLLOWERS, RECENT_EVENTS, STOP_TIMEOUT};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlErrorKind, ControlReply, ControlRequest, Event, EventKind, Hello, OsBytes,
@@ -67,7 +67,7 @@ impl TestCenter {
             name: "test".into(),
             log: target,
             heartbeat: HEARTBEAT,
-            ring_bytes: nerve_center::ring::DEFAULT_RING_BYTES,
+            output_buffer_bytes: nerve_center::output_buffer::DEFAULT_OUTPUT_BYTES,
             ring: RingConfig::default(),
             access: nerve_center::access::Policy::owner_only(zmtp::cred::current_uid()),
             programs: Default::default(),

@@ -186,7 +186,7 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 let rows: Vec<Value> = peers
                     .iter()
                     .map(|p| {
-                        json!({"center": p.center, "sync": p.sync, "state": p.state,
+                        json!({"center": p.center, "sync": p.sync, "state": p.state.as_str(),
                                "last_heard_secs": p.last_heard_secs, "rows": p.rows, "seq": p.seq,
                                "member": p.member, "member_heard_secs": p.member_heard_secs})
                     })
@@ -668,7 +668,7 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
                 escape_for_terminal(&p.center).into_owned()
             },
             escape_for_terminal(&p.sync).into_owned(),
-            escape_for_terminal(&p.state).into_owned(),
+            p.state.as_str().to_string(),
             p.member
                 .as_deref()
                 .map_or_else(|| "-".to_string(), |m| escape_for_terminal(m).into_owned()),
@@ -1020,7 +1020,7 @@ mod tests {
         let peer = nerve_proto::PeerInfo {
             center: "evil\n\u{1b}[2Jcenter".into(),
             sync: "tcp://10.0.0.5:44446".into(),
-            state: "synced".into(),
+            state: nerve_proto::PeerState::Synced,
             last_heard_secs: Some(0.5),
             rows: 3,
             seq: 9,

@@ -17,7 +17,7 @@ pub const GIT_COMMIT: Option<&str> = option_env!("NERVE_GIT_COMMIT");
 pub const MAX_SUGGESTION_DISTANCE: usize = 2;
 
 /// The `--version` line of a binary: `NAME VERSION (protocol N, commit HASH)`, the commit left
-/// out when `commit` is `None` (`nrv-ctl 0.1.0 (protocol 4)`).
+/// out when `commit` is `None` (`nrv-ctl 0.1.0 (protocol 5)`).
 pub fn version_line(name: &str, version: &str, commit: Option<&str>) -> String {
     let protocol = crate::PROTOCOL_VERSION;
     match commit {

@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The protocol version carried by every frame, as a big-endian `u16` before the body.
 ///
 /// Bump it on any change other than adding an enum variant at the end.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The largest frame (prefix and body, in bytes) that [`decode`] accepts: 1 MiB.
 ///

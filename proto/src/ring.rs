@@ -111,6 +111,59 @@ pub struct CenterHello {
     pub epoch: u64,
 }
 
+/// What a center knows of one peer, as `nrv-ctl ring` shows it: the peer's liveness (alive,
+/// suspect, down, left) combined with whether its rows are current here.
+///
+/// The text forms ([`PeerState::as_str`]) are what `nrv-ctl ring`, its `--json` and the
+/// `nerve_ring_peers` metric show. New states are only added at the end (postcard numbers
+/// the variants in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerState {
+    /// A link to its sync endpoint exists, but no center answered there yet.
+    Connecting,
+    /// Alive (it said hello), its rows not received yet.
+    Joining,
+    /// Alive, and its rows here are current.
+    Synced,
+    /// Suspect: silent for longer than the stale bound; its rows are shown as stale.
+    Stale,
+    /// Down: silent for longer than the removal bound; its rows were dropped.
+    Gone,
+    /// It left the ring on purpose (stopped cleanly); its rows were dropped.
+    Left,
+}
+
+impl PeerState {
+    /// Every state, in declaration order (the order `nerve_ring_peers` lists them in).
+    pub const ALL: [PeerState; 6] = [
+        PeerState::Connecting,
+        PeerState::Joining,
+        PeerState::Synced,
+        PeerState::Stale,
+        PeerState::Gone,
+        PeerState::Left,
+    ];
+
+    /// The state's name as shown to people: `connecting`, `joining`, `synced`, `stale`,
+    /// `gone`, `left`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Connecting => "connecting",
+            PeerState::Joining => "joining",
+            PeerState::Synced => "synced",
+            PeerState::Stale => "stale",
+            PeerState::Gone => "gone",
+            PeerState::Left => "left",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One peer of a center, as `nrv-ctl ring` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
@@ -118,8 +171,8 @@ pub struct PeerInfo {
     pub center: String,
     /// Its sync endpoint.
     pub sync: String,
-    /// `synced`, `stale` or `gone`.
-    pub state: String,
+    /// What this center knows of it.
+    pub state: PeerState,
     /// Seconds since the peer was last heard from (None: never).
     pub last_heard_secs: Option<f64>,
     /// Rows held from it.

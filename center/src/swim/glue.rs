@@ -5,8 +5,8 @@
 use super::datagram::{Refusal, Sealer, MAX_DATAGRAM, MAX_PAYLOAD};
 use super::identity::CenterId;
 use super::{Action, Fact, IsCenter, MemberState, Membership};
-use crate::peers::RingConfig;
 use crate::ratelimit::OncePerSource;
+use crate::ring::RingConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,6 +272,10 @@ impl crate::server::Center {
     /// Logs each member's change of state as a `ring_member` line.
     async fn swim_changes(&mut self, changes: Vec<(CenterId, MemberState)>) -> Result<(), crate::server::Error> {
         for (id, state) in changes {
+            // A leave is the ring's news too: its rows go now, not after the silence bound.
+            if state == MemberState::Left {
+                self.ring_member_left(&id.name);
+            }
             let data = serde_json::json!({
                 "center": id.name, "addr": id.addr.to_string(), "epoch": id.epoch, "state": state.as_str(),
             });

@@ -2,6 +2,12 @@
 //! pattern, zguide chapter 5), learns every member of the ring by gossip, and forwards control
 //! requests for a peer's processes to that peer. See `nerve_proto::RingMsg` for the messages.
 //!
+//! One concern per file: [`membership`] (who is in the ring, alive, suspect, down or left),
+//! [`replica`] (peers' rows, epochs and seqs; what this center published), [`forward`]
+//! (requests for a peer's processes), [`view`] (what `ps` and `nrv-ctl ring` show) and
+//! [`link`] (the ZMTP link tasks and sessions). This file is the glue: it carries messages
+//! between the sockets and those parts, inside `impl Center`.
+//!
 //! A center keeps, per origin center, the rows it received, the origin's epoch and the last
 //! update seq it applied. An update whose seq is not the next one, or a heartbeat that shows
 //! updates it never got, or a new epoch (the origin restarted), makes it ask that origin for a
@@ -19,20 +25,28 @@
 //! who asked and their role ([`nerve_proto::Caller`]); the owner checks it again
 //! ([`crate::access::decide_role`]).
 
+pub mod forward;
+pub mod link;
+pub mod membership;
+pub mod replica;
+pub mod view;
+
+pub use forward::FORWARD_TIMEOUT;
+pub use link::{LinkEvent, Route};
+
 use crate::control::Client;
 use crate::server::{Center, Error};
-use crate::table::Candidate;
-use bytes::Bytes;
-use nerve_proto::{decode, encode, CenterHello, PeerInfo, ProcessId, ProcessInfo, RingMsg};
+use forward::Forwards;
+use link::{run_link, Link, Session};
+use membership::{MemberEvent, Membership};
+use nerve_proto::{decode, encode, CenterHello, ProcessInfo, RingMsg};
+use replica::{Applied, Published, Replicas};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zmtp::{
-    AuthorizedKeys, CurveKeyPair, CurvePublicKey, Dealer, DealerEvent, Endpoint, Identity, Incoming, Role,
-    RouterSender, Security, SocketOptions,
-};
+use zmtp::{AuthorizedKeys, CurveKeyPair, CurvePublicKey, Endpoint, Incoming, Role, RouterSender, Security};
 
 /// Default seconds of silence after which a peer's rows are shown as stale.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
@@ -40,9 +54,6 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
 pub const DEFAULT_REMOVE_AFTER: Duration = Duration::from_secs(30);
 /// How often a center sends its changed rows to its peers.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
-/// How long a forwarded request may wait for the owner's answer (the owner has its own, shorter
-/// bounds; this only catches an owner that vanished): 70 s.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(70);
 
 /// A peer to join: its sync endpoint and, in a ring with CURVE, its public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,76 +133,17 @@ impl Default for RingConfig {
     }
 }
 
-/// How to reach a peer on one connection.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// Our DEALER link (by link number) to the peer's sync ROUTER.
-    Out(u64),
-    /// The peer's DEALER, connected to our sync ROUTER (by its identity).
-    In(Identity),
-}
-
-/// What a link task tells the center.
-#[derive(Debug)]
-pub enum LinkEvent {
-    /// The link connected.
-    Connected(u64),
-    /// A message arrived on the link.
-    Message(u64, Bytes),
-    /// The link lost its connection (it reconnects by itself).
-    Disconnected(u64),
-}
-
-struct Link {
-    endpoint: String,
-    /// The peer's public key, with CURVE.
-    key: Option<CurvePublicKey>,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-struct Session {
-    center: Option<String>,
-    /// The peer's proven public key, with CURVE (the one our link dialed, or the one our
-    /// sync endpoint's handshake checked).
-    key: Option<CurvePublicKey>,
-    last_heard: Instant,
-}
-
-struct Origin {
-    sync: String,
-    /// Its public key, with CURVE, as gossiped to others.
-    key: Option<CurvePublicKey>,
-    epoch: u64,
-    seq: u64,
-    /// Set once a snapshot of the current epoch arrived.
-    synced: bool,
-    rows: HashMap<ProcessId, (ProcessInfo, Instant)>,
-    last_heard: Instant,
-    removed: bool,
-}
-
-/// A control request forwarded to the center that owns the process.
-struct Forward {
-    client: Client,
-    owner: String,
-    deadline: Instant,
-    streaming: bool,
-}
-
 /// The ring state of one center.
 pub struct Ring {
     config: RingConfig,
-    epoch: u64,
-    seq: u64,
     sync_tx: Option<RouterSender>,
     links: HashMap<u64, Link>,
     next_link: u64,
     sessions: HashMap<Route, Session>,
-    origins: HashMap<String, Origin>,
-    published: HashMap<ProcessId, ProcessInfo>,
-    forwards: HashMap<u64, Forward>,
-    next_forward: u64,
+    members: Membership,
+    replicas: Replicas,
+    published: Published,
+    forwards: Forwards,
     events_tx: mpsc::UnboundedSender<LinkEvent>,
 }
 
@@ -199,17 +151,15 @@ impl Ring {
     /// A ring state; link tasks report on `events_tx`.
     pub fn new(config: RingConfig, sync_tx: Option<RouterSender>, events_tx: mpsc::UnboundedSender<LinkEvent>) -> Ring {
         Ring {
+            members: Membership::new(config.stale_after, config.remove_after),
             config,
-            epoch: rand::random(),
-            seq: 0,
             sync_tx,
             links: HashMap::new(),
             next_link: 1,
             sessions: HashMap::new(),
-            origins: HashMap::new(),
-            published: HashMap::new(),
-            forwards: HashMap::new(),
-            next_forward: 1,
+            replicas: Replicas::default(),
+            published: Published::new(rand::random()),
+            forwards: Forwards::default(),
             events_tx,
         }
     }
@@ -228,84 +178,6 @@ impl Drop for Ring {
     fn drop(&mut self) {
         for link in self.links.values() {
             link.task.abort();
-        }
-    }
-}
-
-/// A row as compared between publishes: without the fields that change by themselves.
-fn comparable(row: &ProcessInfo) -> ProcessInfo {
-    ProcessInfo {
-        uptime_secs: None,
-        ..row.clone()
-    }
-}
-
-/// Keeps one DEALER connected to `endpoint`, reconnecting with growing backoff, and passes
-/// frames both ways.
-async fn run_link(
-    id: u64,
-    endpoint: Endpoint,
-    security: Security,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
-    events: mpsc::UnboundedSender<LinkEvent>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut counter: u32 = 0;
-    loop {
-        counter = counter.wrapping_add(1);
-        let mut identity = b"ring:".to_vec();
-        identity.extend_from_slice(&rand::random::<[u8; 8]>());
-        identity.extend_from_slice(&counter.to_be_bytes());
-        let options = SocketOptions {
-            security: security.clone(),
-            ..SocketOptions::default()
-        };
-        match Dealer::connect_with(&endpoint, &identity, Duration::from_secs(1), options).await {
-            Ok(dealer) => {
-                backoff = Duration::from_millis(100);
-                let (mut tx, mut rx) = dealer.split();
-                // Frames queued for an older connection are stale: the center resends state
-                // (hello, snapshot) on every new connection.
-                while outgoing.try_recv().is_ok() {}
-                if events.send(LinkEvent::Connected(id)).is_err() {
-                    return;
-                }
-                loop {
-                    tokio::select! {
-                        frame = outgoing.recv() => match frame {
-                            Some(frame) => {
-                                if tx.send(frame).await.is_err() {
-                                    break;
-                                }
-                            }
-                            None => return,
-                        },
-                        event = rx.next() => match event {
-                            DealerEvent::Message(frame) => {
-                                if events.send(LinkEvent::Message(id, frame)).is_err() {
-                                    return;
-                                }
-                            }
-                            DealerEvent::Disconnected => break,
-                            // The transport reconnected by itself: a new connection, so the
-                            // center greets again (hello, snapshot) as for a first one.
-                            DealerEvent::Reconnected => {
-                                let _ = events.send(LinkEvent::Disconnected(id));
-                                if events.send(LinkEvent::Connected(id)).is_err() {
-                                    return;
-                                }
-                            }
-                        },
-                    }
-                }
-                if events.send(LinkEvent::Disconnected(id)).is_err() {
-                    return;
-                }
-            }
-            Err(_) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
         }
     }
 }
@@ -331,8 +203,8 @@ impl Center {
             .ring
             .sessions
             .values()
-            .filter_map(|s| s.center.as_ref().and_then(|c| self.ring.origins.get(c)))
-            .any(|o| o.sync == endpoint);
+            .filter_map(|s| s.center.as_deref().and_then(|c| self.ring.members.get(c)))
+            .any(|m| m.sync == endpoint);
         if known {
             return;
         }
@@ -403,46 +275,6 @@ impl Center {
         }
     }
 
-    /// Answers the forwards that `which` selects with an error naming their owner and its
-    /// sync endpoint.
-    async fn fail_forwards(&mut self, which: impl Fn(&Forward) -> bool, why: &str) {
-        let failed: Vec<u64> = self
-            .ring
-            .forwards
-            .iter()
-            .filter(|(_, f)| which(f))
-            .map(|(r, _)| *r)
-            .collect();
-        for req in failed {
-            let Some(f) = self.ring.forwards.remove(&req) else {
-                continue;
-            };
-            let sync = self
-                .ring
-                .origins
-                .get(&f.owner)
-                .map(|o| o.sync.clone())
-                .unwrap_or_default();
-            let message = format!(
-                "the process belongs to center {} at {sync}, which did not answer: {why}",
-                f.owner
-            );
-            let error = nerve_proto::ControlError {
-                kind: nerve_proto::ControlErrorKind::Timeout,
-                message,
-            };
-            // Boxed: replying may itself drop a session and fail forwards again.
-            Box::pin(self.reply(&f.client, nerve_proto::Reply::Error(error))).await;
-        }
-    }
-
-    /// Sends a reply to a forwarded request back to the center that forwarded it.
-    pub(crate) async fn ring_reply(&mut self, route: &Route, req: u64, reply: nerve_proto::Reply) -> bool {
-        let known = self.ring.sessions.contains_key(route);
-        self.ring_send(route, &RingMsg::ForwardReply { req, reply }).await;
-        known
-    }
-
     /// This center's rows, as peers see them.
     fn own_rows(&self) -> Vec<ProcessInfo> {
         let now = Instant::now();
@@ -457,7 +289,7 @@ impl Center {
         RingMsg::Hello(CenterHello {
             center: self.config.name.clone(),
             sync: self.ring.own_sync().unwrap_or_default(),
-            epoch: self.ring.epoch,
+            epoch: self.ring.published.epoch,
         })
     }
 
@@ -468,10 +300,9 @@ impl Center {
         };
         let mut list: Vec<nerve_proto::RingMember> = self
             .ring
-            .origins
-            .values()
-            .filter(|o| !o.removed)
-            .map(|o| member(o.sync.clone(), o.key))
+            .members
+            .reachable()
+            .map(|(_, m)| member(m.sync.clone(), m.key))
             .collect();
         let own_key = self.ring.config.curve.as_ref().map(|c| c.keys.public);
         list.extend(self.ring.own_sync().map(|s| member(s, own_key)));
@@ -485,11 +316,7 @@ impl Center {
     async fn greet(&mut self, route: &Route) {
         let hello = self.hello();
         self.ring_send(route, &hello).await;
-        let snapshot = RingMsg::Snapshot {
-            epoch: self.ring.epoch,
-            seq: self.ring.seq,
-            rows: self.own_rows(),
-        };
+        let snapshot = self.ring.published.snapshot(self.own_rows());
         self.ring_send(route, &snapshot).await;
         let peers = self.peer_list();
         self.ring_send(route, &peers).await;
@@ -585,7 +412,7 @@ impl Center {
     /// peer with a count of the ones held back (the same bound as the other endpoints',
     /// [`crate::ratelimit`]), so a peer that floods the sync endpoint costs a few lines.
     async fn ring_error(&mut self, endpoint: &str, peer: &str, error: String) -> Result<(), Error> {
-        let key = (2, Identity(bytes::Bytes::copy_from_slice(peer.as_bytes())));
+        let key = (2, zmtp::Identity(bytes::Bytes::copy_from_slice(peer.as_bytes())));
         let crate::ratelimit::Verdict::Write { suppressed } = self.error_limit.check(key, std::time::Instant::now())
         else {
             return Ok(());
@@ -607,8 +434,8 @@ impl Center {
             None => None,
         };
         if let Some(c) = &center {
-            if let Some(origin) = self.ring.origins.get_mut(c) {
-                origin.last_heard = now;
+            if let Some(event) = self.ring.members.heard(c, now) {
+                self.on_member_event(event);
             }
         }
         match msg {
@@ -630,40 +457,18 @@ impl Center {
                     }
                     None => None,
                 };
-                let origin = self.ring.origins.entry(hello.center.clone()).or_insert_with(|| Origin {
-                    sync: hello.sync.clone(),
-                    key,
-                    epoch: hello.epoch,
-                    seq: 0,
-                    synced: false,
-                    rows: HashMap::new(),
-                    last_heard: now,
-                    removed: false,
-                });
-                origin.sync = hello.sync.clone();
-                if key.is_some() {
-                    origin.key = key;
+                if let Some(event) = self.ring.members.hello(&hello.center, &hello.sync, key, now) {
+                    self.on_member_event(event);
                 }
-                origin.last_heard = now;
-                if origin.epoch != hello.epoch {
-                    // It restarted: what we hold of it is from another life.
-                    origin.epoch = hello.epoch;
-                    origin.seq = 0;
-                    origin.synced = false;
-                }
+                self.ring.replicas.hello(&hello.center, hello.epoch);
                 if !hello.sync.is_empty() {
                     self.add_link(&hello.sync, key);
                 }
             }
             RingMsg::Snapshot { epoch, seq, rows } => {
-                let Some(origin) = center.as_ref().and_then(|c| self.ring.origins.get_mut(c)) else {
-                    return Ok(());
-                };
-                origin.epoch = epoch;
-                origin.seq = seq;
-                origin.synced = true;
-                origin.removed = false;
-                origin.rows = rows.into_iter().map(|r| (r.id, (r, now))).collect();
+                if let Some(c) = &center {
+                    self.ring.replicas.snapshot(c, epoch, seq, rows, now);
+                }
             }
             RingMsg::Update {
                 epoch,
@@ -671,37 +476,19 @@ impl Center {
                 rows,
                 removed,
             } => {
-                let Some(origin) = center.as_ref().and_then(|c| self.ring.origins.get_mut(c)) else {
-                    return Ok(());
-                };
-                if !origin.synced || epoch != origin.epoch || seq > origin.seq + 1 {
-                    // A gap, or updates of a life we have no snapshot of.
+                let Some(c) = &center else { return Ok(()) };
+                if self.ring.replicas.update(c, epoch, seq, rows, removed, now) == Applied::NeedSnapshot {
                     self.ring_send(&route, &RingMsg::SnapshotRequest).await;
-                } else if seq == origin.seq + 1 {
-                    origin.seq = seq;
-                    for r in rows {
-                        origin.rows.insert(r.id, (r, now));
-                    }
-                    for id in removed {
-                        origin.rows.remove(&id);
-                    }
                 }
             }
             RingMsg::Heartbeat { epoch, seq } => {
-                let Some(origin) = center.as_ref().and_then(|c| self.ring.origins.get_mut(c)) else {
-                    return Ok(());
-                };
-                // Updates we never got, another life, or no snapshot yet: start over from one.
-                if !origin.synced || origin.removed || epoch != origin.epoch || seq > origin.seq {
+                let Some(c) = &center else { return Ok(()) };
+                if self.ring.replicas.heartbeat(c, epoch, seq) == Applied::NeedSnapshot {
                     self.ring_send(&route, &RingMsg::SnapshotRequest).await;
                 }
             }
             RingMsg::SnapshotRequest => {
-                let snapshot = RingMsg::Snapshot {
-                    epoch: self.ring.epoch,
-                    seq: self.ring.seq,
-                    rows: self.own_rows(),
-                };
+                let snapshot = self.ring.published.snapshot(self.own_rows());
                 self.ring_send(&route, &snapshot).await;
             }
             RingMsg::Peers(list) => {
@@ -734,7 +521,7 @@ impl Center {
                 self.handle_request(client, request, &caller, true).await?;
             }
             RingMsg::ForwardReply { req, reply } => {
-                let Some(forward) = self.ring.forwards.get(&req) else {
+                let Some(forward) = self.ring.forwards.get(req) else {
                     return Ok(());
                 };
                 let client = forward.client.clone();
@@ -742,7 +529,7 @@ impl Center {
                     !forward.streaming || matches!(reply, nerve_proto::Reply::End(_) | nerve_proto::Reply::Error(_));
                 let delivered = self.reply(&client, reply).await;
                 if last || !delivered {
-                    self.ring.forwards.remove(&req);
+                    self.ring.forwards.remove(req);
                 }
             }
         }
@@ -751,39 +538,11 @@ impl Center {
 
     /// Sends the rows that changed since the last publish to every peer.
     pub(crate) async fn ring_publish(&mut self) {
-        if self.ring.sessions.is_empty() {
-            // Nobody to tell; a peer that joins gets a snapshot. Keep `published` current so the
-            // next update carries only later changes.
-            self.ring.published = self.own_rows().into_iter().map(|r| (r.id, comparable(&r))).collect();
+        // Nobody to tell: a peer that joins gets a snapshot, and `published` stays current so
+        // the next update carries only later changes.
+        let to_send = !self.ring.sessions.is_empty();
+        let Some(update) = self.ring.published.diff(self.own_rows(), to_send) else {
             return;
-        }
-        let rows = self.own_rows();
-        let mut changed = Vec::new();
-        let mut current = HashMap::new();
-        for row in rows {
-            let cmp = comparable(&row);
-            if self.ring.published.get(&row.id) != Some(&cmp) {
-                changed.push(row.clone());
-            }
-            current.insert(row.id, cmp);
-        }
-        let removed: Vec<ProcessId> = self
-            .ring
-            .published
-            .keys()
-            .filter(|id| !current.contains_key(id))
-            .copied()
-            .collect();
-        self.ring.published = current;
-        if changed.is_empty() && removed.is_empty() {
-            return;
-        }
-        self.ring.seq += 1;
-        let update = RingMsg::Update {
-            epoch: self.ring.epoch,
-            seq: self.ring.seq,
-            rows: changed,
-            removed,
         };
         let routes: Vec<Route> = self.ring.sessions.keys().cloned().collect();
         for route in routes {
@@ -791,204 +550,48 @@ impl Center {
         }
     }
 
-    /// Heartbeats to every peer; stale and removed origins; overdue forwards.
+    /// `center` left the ring (SWIM's leave, [`crate::swim`]): a member that left.
+    pub(crate) fn ring_member_left(&mut self, center: &str) {
+        if let Some(event) = self.ring.members.left(center) {
+            self.on_member_event(event);
+        }
+    }
+
+    /// What follows from a change of membership: a member down or left has its rows
+    /// dropped (forwards waiting on a member not alive fail at the next tick).
+    fn on_member_event(&mut self, event: MemberEvent) {
+        match event {
+            MemberEvent::Down(center) | MemberEvent::Left(center) => {
+                self.ring.replicas.forget(&center);
+            }
+            MemberEvent::Suspect(_) | MemberEvent::Joined(_) | MemberEvent::Alive(_) => {}
+        }
+    }
+
+    /// Heartbeats to every peer; suspect and down members; overdue forwards.
     pub(crate) async fn ring_tick(&mut self) {
         let now = Instant::now();
-        let beat = RingMsg::Heartbeat {
-            epoch: self.ring.epoch,
-            seq: self.ring.seq,
-        };
+        let beat = self.ring.published.heartbeat();
         let routes: Vec<Route> = self.ring.sessions.keys().cloned().collect();
         for route in routes {
             self.ring_send(&route, &beat).await;
         }
-        let remove_after = self.ring.config.remove_after;
-        for origin in self.ring.origins.values_mut() {
-            if !origin.removed && now.duration_since(origin.last_heard) >= remove_after {
-                origin.removed = true;
-                origin.synced = false;
-                origin.rows.clear();
-            }
+        for event in self.ring.members.tick(now) {
+            self.on_member_event(event);
         }
         // Peers that connected to us and went silent: forget the connection.
+        let remove_after = self.ring.config.remove_after;
         self.ring
             .sessions
             .retain(|route, s| matches!(route, Route::Out(_)) || now.duration_since(s.last_heard) < remove_after);
         self.fail_forwards(|f| f.deadline <= now, "no answer in time").await;
-        let stale_after = self.ring.config.stale_after;
-        let stale: Vec<String> = self
-            .ring
-            .origins
+        let members = &self.ring.members;
+        let silent: Vec<String> = members
             .iter()
-            .filter(|(c, o)| now.duration_since(o.last_heard) >= stale_after || self.swim_gone(c))
+            .filter(|(c, m)| members.liveness(m, now) != membership::Liveness::Alive || self.swim_gone(c))
             .map(|(c, _)| c.clone())
             .collect();
-        self.fail_forwards(|f| stale.contains(&f.owner), "it has been silent too long")
+        self.fail_forwards(|f| silent.contains(&f.owner), "it has been silent too long")
             .await;
-    }
-
-    /// Every peer row, with `stale` set and uptime brought up to date.
-    pub(crate) fn peer_rows(&self) -> Vec<ProcessInfo> {
-        let now = Instant::now();
-        let stale_after = self.ring.config.stale_after;
-        let mut rows: Vec<ProcessInfo> = Vec::new();
-        for (center, origin) in self.ring.origins.iter().filter(|(_, o)| !o.removed) {
-            let stale = now.duration_since(origin.last_heard) >= stale_after || self.swim_gone(center);
-            for (row, received) in origin.rows.values() {
-                let mut row = row.clone();
-                row.stale = stale;
-                row.uptime_secs = row.uptime_secs.map(|u| u + now.duration_since(*received).as_secs_f64());
-                rows.push(row);
-            }
-        }
-        rows.sort_by(|a, b| (&a.center, &a.name, a.id).cmp(&(&b.center, &b.name, b.id)));
-        rows
-    }
-
-    /// Which center owns the process `target` names, across the ring (`None`: this one).
-    ///
-    /// # Errors
-    /// As [`crate::table::pick`].
-    pub(crate) fn locate(&self, target: &str) -> Result<(ProcessId, Option<String>), nerve_proto::ControlError> {
-        let local = self.table.list();
-        let remote: Vec<&ProcessInfo> = self
-            .ring
-            .origins
-            .values()
-            .filter(|o| !o.removed)
-            .flat_map(|o| o.rows.values().map(|(r, _)| r))
-            .collect();
-        let candidates = local
-            .iter()
-            .map(|p| Candidate {
-                id: p.id,
-                name: &p.hello.name,
-                argv: &p.hello.argv,
-                ended: p.ended_at.is_some(),
-            })
-            .chain(remote.iter().map(|r| Candidate {
-                id: r.id,
-                name: &r.name,
-                argv: &r.argv,
-                ended: r.ended,
-            }));
-        let id = crate::table::pick(target, candidates)?;
-        if self.table.get(id).is_some() {
-            return Ok((id, None));
-        }
-        let owner = self
-            .ring
-            .origins
-            .iter()
-            .find(|(_, o)| !o.removed && o.rows.contains_key(&id))
-            .map(|(c, _)| c.clone());
-        Ok((id, owner))
-    }
-
-    /// Forwards `request` (its target already rewritten to the full id) to `owner`.
-    pub(crate) async fn forward(
-        &mut self,
-        client: Client,
-        owner: &str,
-        request: nerve_proto::Request,
-        caller: &nerve_proto::Caller,
-        streaming: bool,
-    ) {
-        let sync = self.ring.origins.get(owner).map(|o| o.sync.clone()).unwrap_or_default();
-        let stale = self
-            .ring
-            .origins
-            .get(owner)
-            .is_none_or(|o| o.last_heard.elapsed() >= self.ring.config.stale_after)
-            || self.swim_gone(owner);
-        let route = self
-            .ring
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.center.as_deref() == Some(owner))
-            .max_by_key(|(_, s)| s.last_heard)
-            .map(|(r, _)| r.clone());
-        let Some(route) = route.filter(|_| !stale) else {
-            let message = format!("the process belongs to center {owner} at {sync}, which is not reachable now");
-            let error = nerve_proto::ControlError {
-                kind: nerve_proto::ControlErrorKind::Timeout,
-                message,
-            };
-            self.reply(&client, nerve_proto::Reply::Error(error)).await;
-            return;
-        };
-        let req = self.ring.next_forward;
-        self.ring.next_forward += 1;
-        let deadline = Instant::now() + FORWARD_TIMEOUT;
-        self.ring.forwards.insert(
-            req,
-            Forward {
-                client,
-                owner: owner.to_string(),
-                deadline,
-                streaming,
-            },
-        );
-        let forward = RingMsg::Forward {
-            req,
-            request,
-            caller: caller.clone(),
-        };
-        if !self.ring_send(&route, &forward).await {
-            // Usually answered already, as the last connection to `owner` was dropped.
-            let owner = owner.to_string();
-            self.fail_forwards(move |f| f.owner == owner, "the connection to it was lost")
-                .await;
-        }
-    }
-
-    /// `nrv-ctl ring`: every peer, with its state.
-    pub(crate) fn ring_peers(&self) -> Vec<PeerInfo> {
-        let now = Instant::now();
-        let mut peers: Vec<PeerInfo> = self
-            .ring
-            .origins
-            .iter()
-            .map(|(center, o)| {
-                let silent = now.duration_since(o.last_heard);
-                let state = if o.removed {
-                    "gone"
-                } else if silent >= self.ring.config.stale_after || self.swim_gone(center) {
-                    "stale"
-                } else if o.synced {
-                    "synced"
-                } else {
-                    "joining"
-                };
-                let member = self.swim_fact(center, now);
-                PeerInfo {
-                    center: center.clone(),
-                    sync: o.sync.clone(),
-                    state: state.into(),
-                    last_heard_secs: Some(silent.as_secs_f64()),
-                    rows: o.rows.len(),
-                    seq: o.seq,
-                    member: member.map(|(m, _)| m.as_str().to_string()),
-                    member_heard_secs: member.and_then(|(_, h)| h),
-                }
-            })
-            .collect();
-        // Links to endpoints whose center never answered.
-        for link in self.ring.links.values() {
-            if !peers.iter().any(|p| p.sync == link.endpoint) {
-                peers.push(PeerInfo {
-                    center: String::new(),
-                    sync: link.endpoint.clone(),
-                    state: "connecting".into(),
-                    last_heard_secs: None,
-                    rows: 0,
-                    seq: 0,
-                    member: None,
-                    member_heard_secs: None,
-                });
-            }
-        }
-        peers.sort_by(|a, b| (&a.center, &a.sync).cmp(&(&b.center, &b.sync)));
-        peers
     }
 }

@@ -1,20 +1,21 @@
-//! The last output of one process, in memory: a ring of chunks bounded in bytes.
+//! The last output of one process, in memory: chunks in arrival order, bounded in bytes (the
+//! oldest dropped first).
 
 use nerve_proto::Stream;
 use std::collections::VecDeque;
 
 /// Default bound of the output kept in memory per process: 64 KiB.
-pub const DEFAULT_RING_BYTES: usize = 64 * 1024;
+pub const DEFAULT_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Output chunks in arrival order, both streams, the oldest dropped past the bound.
 #[derive(Debug, Default, Clone)]
-pub struct OutputRing {
+pub struct OutputBuffer {
     chunks: VecDeque<(Stream, Vec<u8>)>,
     bytes: usize,
     truncated: bool,
 }
 
-impl OutputRing {
+impl OutputBuffer {
     /// Adds a chunk, dropping the oldest chunks while more than `cap` bytes are kept (a single
     /// chunk larger than `cap` keeps only its last `cap` bytes).
     pub fn push(&mut self, stream: Stream, data: &[u8], cap: usize) {
@@ -120,36 +121,36 @@ mod tests {
 
     #[test]
     fn tail_counts_lines_across_chunks_and_streams() {
-        let mut ring = OutputRing::default();
-        ring.push(Stream::Stdout, b"1\n2\n", 1024);
-        ring.push(Stream::Stderr, b"e1\n", 1024);
-        ring.push(Stream::Stdout, b"3\n4", 1024);
-        assert_eq!(text(ring.tail(2, None)), "3\n4");
-        assert_eq!(text(ring.tail(3, None)), "e1\n3\n4");
-        assert_eq!(text(ring.tail(10, None)), "1\n2\ne1\n3\n4");
-        assert_eq!(text(ring.tail(1, Some(Stream::Stderr))), "e1\n");
-        assert_eq!(text(ring.tail(2, Some(Stream::Stdout))), "3\n4");
-        assert_eq!(text(ring.tail(0, None)), "");
-        assert!(!ring.truncated());
+        let mut buf = OutputBuffer::default();
+        buf.push(Stream::Stdout, b"1\n2\n", 1024);
+        buf.push(Stream::Stderr, b"e1\n", 1024);
+        buf.push(Stream::Stdout, b"3\n4", 1024);
+        assert_eq!(text(buf.tail(2, None)), "3\n4");
+        assert_eq!(text(buf.tail(3, None)), "e1\n3\n4");
+        assert_eq!(text(buf.tail(10, None)), "1\n2\ne1\n3\n4");
+        assert_eq!(text(buf.tail(1, Some(Stream::Stderr))), "e1\n");
+        assert_eq!(text(buf.tail(2, Some(Stream::Stdout))), "3\n4");
+        assert_eq!(text(buf.tail(0, None)), "");
+        assert!(!buf.truncated());
     }
 
     #[test]
     fn a_trailing_newline_closes_the_last_line() {
-        let mut ring = OutputRing::default();
-        ring.push(Stream::Stdout, b"a\nb\nc\n", 1024);
-        assert_eq!(text(ring.tail(1, None)), "c\n");
-        assert_eq!(text(ring.tail(2, None)), "b\nc\n");
+        let mut buf = OutputBuffer::default();
+        buf.push(Stream::Stdout, b"a\nb\nc\n", 1024);
+        assert_eq!(text(buf.tail(1, None)), "c\n");
+        assert_eq!(text(buf.tail(2, None)), "b\nc\n");
     }
 
     #[test]
     fn the_ring_keeps_at_most_its_bound() {
-        let mut ring = OutputRing::default();
+        let mut buf = OutputBuffer::default();
         for i in 0..100 {
-            ring.push(Stream::Stdout, format!("{i:03}\n").as_bytes(), 16);
+            buf.push(Stream::Stdout, format!("{i:03}\n").as_bytes(), 16);
         }
-        assert_eq!(text(ring.tail(100, None)), "096\n097\n098\n099\n");
-        assert!(ring.truncated());
-        ring.push(Stream::Stdout, &[b'x'; 40], 16);
-        assert_eq!(text(ring.tail(1, None)), "x".repeat(16));
+        assert_eq!(text(buf.tail(100, None)), "096\n097\n098\n099\n");
+        assert!(buf.truncated());
+        buf.push(Stream::Stdout, &[b'x'; 40], 16);
+        assert_eq!(text(buf.tail(1, None)), "x".repeat(16));
     }
 }
