@@ -150,7 +150,11 @@ async fn receive(socket: Arc<UdpSocket>, tx: mpsc::Sender<Received>) {
 impl SwimLink {
     /// When [`SwimLink::tick`] has work next.
     pub fn next_deadline(&self) -> Instant {
-        let join = if self.has_members() { None } else { Some(self.next_join) };
+        let join = if self.missing_joins().next().is_some() {
+            Some(self.next_join)
+        } else {
+            None
+        };
         match (self.membership.next_deadline(), join) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
@@ -158,18 +162,24 @@ impl SwimLink {
         }
     }
 
-    fn has_members(&self) -> bool {
-        self.membership
-            .facts()
-            .any(|f| matches!(f.state, MemberState::Alive | MemberState::Suspect))
+    /// The `--ring` peers that are not live members yet (not started when this center
+    /// first announced itself, or down since): announced to again every [`JOIN_RETRY`].
+    fn missing_joins(&self) -> impl Iterator<Item = (SocketAddr, Option<[u8; 32]>)> + '_ {
+        self.joins.iter().copied().filter(|(addr, _)| {
+            !self
+                .membership
+                .facts()
+                .any(|f| f.id.addr == *addr && matches!(f.state, MemberState::Alive | MemberState::Suspect))
+        })
     }
 
-    /// Due timers; and, while no member is alive, another announce to the `--ring` peers.
+    /// Due timers; and another announce to the `--ring` peers not yet members.
     pub fn tick(&mut self, now: Instant) -> Vec<(CenterId, MemberState)> {
         let mut actions = self.membership.on_tick(now);
-        if !self.has_members() && now >= self.next_join && !self.joins.is_empty() {
+        if now >= self.next_join {
             self.next_join = now + JOIN_RETRY;
-            for (addr, key) in self.joins.clone() {
+            let missing: Vec<_> = self.missing_joins().collect();
+            for (addr, key) in missing {
                 actions.extend(self.membership.join(now, addr, key));
             }
         }

@@ -282,3 +282,62 @@ fn gossiped_members_past_the_bound_or_without_a_center_key_are_refused() {
         assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
     }
 }
+
+/// Bytes a center sends per second on an idle ring, sealed, counted in the simulation: a
+/// probe (ping, ack) per [`PROBE_PERIOD`] and nothing else once the news is out, so the cost
+/// per center does not grow with the ring. (A count, not a timing: the same every run.)
+#[test]
+fn idle_traffic_per_center_is_flat_in_the_ring_size() {
+    /// The bound, sealed bytes per second per center, sent and received alike.
+    const IDLE_BYTES_PER_SEC: f64 = 2500.0;
+    let mut per_size = Vec::new();
+    for n in [3, 10, 30] {
+        let mut net = Net::new(n);
+        // Joining, then the news of the joins gossiped out.
+        net.run(Duration::from_secs(20));
+        let mut sent = vec![0usize; n];
+        let window = Duration::from_secs(10);
+        let end = net.now + window;
+        while net.now < end {
+            net.now += STEP;
+            for i in 0..n {
+                let actions = net.nodes[i].as_mut().unwrap().on_tick(net.now);
+                net.queue.extend(actions.into_iter().map(|a| (i, a)));
+            }
+            for (from, a) in &net.queue {
+                if let Action::Send { payload, .. } = a {
+                    sent[*from] += payload.len() + datagram::SEALED_OVERHEAD;
+                }
+            }
+            // Replies count too: deliver by hand, counting what each answer sends.
+            while !net.queue.is_empty() {
+                for (from, action) in std::mem::take(&mut net.queue) {
+                    if let Action::Send { to, kind, payload } = action {
+                        let j = (to.addr.port() - 20000) as usize;
+                        let node = net.nodes[j].as_mut().unwrap();
+                        let actions = node
+                            .on_datagram(net.now, addr(from), Some([from as u8; 32]), kind, &payload)
+                            .unwrap_or_default();
+                        for a in &actions {
+                            if let Action::Send { payload, .. } = a {
+                                sent[j] += payload.len() + datagram::SEALED_OVERHEAD;
+                            }
+                        }
+                        net.queue.extend(actions.into_iter().map(|a| (j, a)));
+                    }
+                }
+            }
+        }
+        let mean = sent.iter().sum::<usize>() as f64 / n as f64 / window.as_secs_f64();
+        let max = *sent.iter().max().unwrap() as f64 / window.as_secs_f64();
+        per_size.push((n, mean, max));
+        assert!(
+            max <= IDLE_BYTES_PER_SEC,
+            "n={n}: a center sends {max:.0} B/s idle: {per_size:?}"
+        );
+    }
+    eprintln!("idle sealed bytes/s per center (n, mean, max): {per_size:?}");
+    let (_, small, _) = per_size[0];
+    let (_, large, _) = per_size[2];
+    assert!(large <= small * 1.5, "idle traffic grows with the ring: {per_size:?}");
+}
