@@ -7,7 +7,7 @@ use crate::follow::{Followers, Key, Recent};
 use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::ratelimit::{RateLimit, Verdict};
-use crate::ring::{Ring, RingConfig, PUBLISH_INTERVAL};
+use crate::ring::{Ring, RingConfig, GOSSIP_INTERVAL};
 use crate::table::{cut_hello, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
@@ -170,7 +170,12 @@ pub async fn run(
     // send it; the loop takes each at once, but a flooding peer is not held back. Left for
     // the ring rework (issue 14), which replaces these links.
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ring = Ring::new(config.ring.clone(), sync.as_ref().map(|s| s.sender()), link_tx);
+    let ring = Ring::new(
+        &config.name,
+        config.ring.clone(),
+        sync.as_ref().map(|s| s.sender()),
+        link_tx,
+    );
     let (swim, mut swim_rx) =
         match crate::swim::glue::start(&config.name, &config.ring, sync.as_ref().map(|s| s.endpoint())).await {
             Ok(Some((link, rx))) => (Some(link), Some(rx)),
@@ -229,7 +234,7 @@ pub async fn run(
     center.programs_start().await?;
     let ring_enabled = center.ring.enabled();
     let mut tick = tokio::time::interval(center.config.heartbeat);
-    let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+    let mut gossip = tokio::time::interval(GOSSIP_INTERVAL);
     let mut outbox_retry = tokio::time::interval(OUTBOX_RETRY);
     outbox_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -281,8 +286,8 @@ pub async fn run(
                 Ok(())
             }
             Some(launched) = launched_rx.recv() => center.on_launched(launched).await,
-            _ = publish.tick(), if ring_enabled => {
-                center.ring_publish().await;
+            _ = gossip.tick(), if ring_enabled => {
+                center.ring_round().await;
                 Ok(())
             }
             _ = outbox_retry.tick(), if !center.outboxes.is_empty() => {

@@ -186,6 +186,12 @@ pub struct Table {
     procs: HashMap<ProcessId, Process>,
     peers: HashMap<Identity, ProcessId>,
     counter: u64,
+    /// Processes that may have changed (or were removed) since [`Table::take_touched`]: the
+    /// ring replicates only their rows. At most one entry per process known or removed since;
+    /// kept only once [`Table::track_touched`] was called (a center in a ring, which drains it
+    /// every round), so that a center in no ring does not collect removed ids for ever.
+    touched: std::collections::HashSet<ProcessId>,
+    tracking: bool,
 }
 
 impl Table {
@@ -214,6 +220,7 @@ impl Table {
         let now = Instant::now();
         self.counter += 1;
         let order = self.counter;
+        self.touch(hello.id);
         let proc = self.procs.entry(hello.id).or_insert_with(|| Process {
             id: hello.id,
             order,
@@ -273,14 +280,16 @@ impl Table {
         for mut p in ended {
             self.counter += 1;
             p.order = self.counter;
+            self.touch(p.id);
             self.procs.entry(p.id).or_insert(p);
         }
     }
 
     /// The process a connection speaks for, if it said hello.
     pub fn by_peer(&mut self, peer: &Identity) -> Option<&mut Process> {
-        let id = self.peers.get(peer)?;
-        self.procs.get_mut(id)
+        let id = *self.peers.get(peer)?;
+        self.touch(id);
+        self.procs.get_mut(&id)
     }
 
     /// One process by id.
@@ -291,6 +300,7 @@ impl Table {
     /// Forgets a connection (the watcher went away or said goodbye); the process stays.
     pub fn disconnect(&mut self, peer: &Identity) {
         if let Some(id) = self.peers.remove(peer) {
+            self.touch(id);
             if let Some(p) = self.procs.get_mut(&id) {
                 if p.peer.as_ref() == Some(peer) {
                     p.peer = None;
@@ -308,7 +318,29 @@ impl Table {
 
     /// Every process, mutable, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        if self.tracking {
+            self.touched.extend(self.procs.keys().copied());
+        }
         self.procs.values_mut()
+    }
+
+    /// From now on, records which processes may change (every process known now counts as
+    /// touched once).
+    pub fn track_touched(&mut self) {
+        self.tracking = true;
+        self.touched.extend(self.procs.keys().copied());
+    }
+
+    fn touch(&mut self, id: ProcessId) {
+        if self.tracking {
+            self.touched.insert(id);
+        }
+    }
+
+    /// The processes that may have changed or were removed since the last call, and forgets
+    /// them.
+    pub fn take_touched(&mut self) -> Vec<ProcessId> {
+        self.touched.drain().collect()
     }
 
     /// Number of processes known.
@@ -337,8 +369,14 @@ impl Table {
 
     /// Drops ended processes beyond [`MAX_ENDED`] or older than [`ENDED_TTL`].
     pub fn evict(&mut self, now: Instant) {
-        self.procs
-            .retain(|_, p| p.ended_at.is_none_or(|t| now.duration_since(t) < ENDED_TTL));
+        let (touched, tracking) = (&mut self.touched, self.tracking);
+        self.procs.retain(|id, p| {
+            let keep = p.ended_at.is_none_or(|t| now.duration_since(t) < ENDED_TTL);
+            if !keep && tracking {
+                touched.insert(*id);
+            }
+            keep
+        });
         let mut ended: Vec<(Instant, ProcessId)> = self
             .procs
             .values()
@@ -348,6 +386,7 @@ impl Table {
             ended.sort();
             for (_, id) in &ended[..ended.len() - MAX_ENDED] {
                 self.procs.remove(id);
+                self.touch(*id);
             }
         }
         let procs = &self.procs;
@@ -671,6 +710,24 @@ mod tests {
             secret: Some(ResumeSecret([0xab; 32])),
             ..process().hello
         }
+    }
+
+    #[test]
+    fn touched_processes_are_recorded_only_once_tracking_and_each_once() {
+        let hello = owned_hello();
+        let peer = Identity(bytes::Bytes::from_static(b"w1"));
+        let mut table = Table::default();
+        table.hello(peer.clone(), &hello).expect("a new id is accepted");
+        let _ = table.by_peer(&peer);
+        assert_eq!(table.take_touched(), vec![], "a center in no ring records nothing");
+        table.track_touched();
+        assert_eq!(table.take_touched(), vec![hello.id], "what is known counts once");
+        assert_eq!(table.take_touched(), vec![]);
+        for _ in 0..3 {
+            let _ = table.by_peer(&peer);
+        }
+        table.disconnect(&peer);
+        assert_eq!(table.take_touched(), vec![hello.id], "one entry per process");
     }
 
     #[test]

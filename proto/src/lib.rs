@@ -56,7 +56,9 @@ pub use control::{
     RunSpec, StateChange, VersionInfo, MAX_REPLY_BYTES,
 };
 pub use resume::ResumeSecret;
-pub use ring::{Caller, CallerRole, CenterHello, PeerInfo, PeerState, RingMember, RingMsg};
+pub use ring::{
+    Caller, CallerRole, CenterHello, DeltaEntry, DigestEntry, PeerInfo, PeerState, RingMsg, RowChange, VersionedRow,
+};
 pub use signal::{Signal, UnknownSignal};
 pub use watcher::{
     cut_argv, cut_str, CenterMsg, Command, CommandKind, CommandReply, Event, EventKind, ExitStatus, Hello, OsBytes,

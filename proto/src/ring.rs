@@ -1,16 +1,19 @@
 //! Messages between centers of a ring, on their sync endpoints.
 //!
-//! The pattern is ZeroMQ's "clone" (zguide, chapter 5, "Reliable Pub-Sub"): every center is
-//! the authority for the processes whose watchers report to it, and replicates only those rows
-//! to its peers: a [`RingMsg::Snapshot`] when a peer joins or asks, then
-//! [`RingMsg::Update`]s numbered by `seq` (per origin center and `epoch`), and
-//! [`RingMsg::Heartbeat`]s carrying the last seq. A receiver that sees a gap in `seq`, or a new
-//! `epoch` (the origin restarted), asks for a fresh snapshot ([`RingMsg::SnapshotRequest`]).
-//! No center relays another's rows, so there are no loops and no duplicates; membership is
-//! gossiped ([`RingMsg::Peers`]) so that every center connects to every other.
+//! Every center is the authority for the processes whose watchers report to it. It numbers
+//! the changes of those rows with one counter (a row's version), and the ring replicates them
+//! by scuttlebutt anti-entropy (van Renesse et al., 2008; as Quickwit's chitchat and
+//! Cassandra's gossip do): each round a center sends a digest (per center it knows: the
+//! generation, heartbeat and highest version it holds) to a few peers, [`RingMsg::Syn`]; the
+//! receiver answers with the rows the sender lacks and its own digest, [`RingMsg::SynAck`];
+//! the sender sends back what the receiver lacks, [`RingMsg::Ack`]. Rows travel through any
+//! center that holds them, a delta is bounded in bytes and goes on where it stopped in the
+//! next round, and a restarted center (a higher generation) replaces its old rows everywhere.
+//! A center's heartbeat in the digests tells the others it is alive.
 //!
-//! One connection (the joining center's DEALER to the peer's sync ROUTER) carries both
-//! directions.
+//! A connection starts with [`RingMsg::Hello`] both ways. Control requests for a peer's
+//! processes go point-to-point to their owner ([`RingMsg::Forward`],
+//! [`RingMsg::ForwardReply`]).
 
 use crate::{ProcessId, ProcessInfo, Reply, Request};
 use serde::{Deserialize, Serialize};
@@ -20,38 +23,6 @@ use serde::{Deserialize, Serialize};
 pub enum RingMsg {
     /// Sent first on a connection, by both sides: who I am.
     Hello(CenterHello),
-    /// Every row the sender owns, replacing what the receiver had from it.
-    Snapshot {
-        /// The sender's epoch.
-        epoch: u64,
-        /// The seq of the last update included; updates continue from `seq + 1`.
-        seq: u64,
-        /// The rows.
-        rows: Vec<ProcessInfo>,
-    },
-    /// Changed rows of the sender.
-    Update {
-        /// The sender's epoch.
-        epoch: u64,
-        /// This update's number: the previous one's plus 1.
-        seq: u64,
-        /// Rows added or changed.
-        rows: Vec<ProcessInfo>,
-        /// Rows removed.
-        removed: Vec<ProcessId>,
-    },
-    /// Sent every heartbeat interval: the sender is alive and its last update was `seq`.
-    Heartbeat {
-        /// The sender's epoch.
-        epoch: u64,
-        /// The last update's seq.
-        seq: u64,
-    },
-    /// The receiver wants a fresh snapshot (it saw a gap or a new epoch).
-    SnapshotRequest,
-    /// Every center the sender knows (its sync endpoint, and its public key in a ring with
-    /// CURVE), so the receiver can join them too.
-    Peers(Vec<RingMember>),
     /// A control request for a process the receiver owns, forwarded by the sender.
     Forward {
         /// The sender's number for it, echoed in [`RingMsg::ForwardReply`].
@@ -69,16 +40,76 @@ pub enum RingMsg {
         /// The reply.
         reply: Reply,
     },
+    /// A round of anti-entropy starts (scuttlebutt): what the sender holds, per center.
+    Syn(Vec<DigestEntry>),
+    /// The answer to [`RingMsg::Syn`]: the rows its sender lacks, and what the answering
+    /// center holds (so that the first can send back what this one lacks).
+    SynAck {
+        /// What the answering center holds.
+        digest: Vec<DigestEntry>,
+        /// What the Syn's sender lacks.
+        delta: Vec<DeltaEntry>,
+    },
+    /// The end of a round: the rows the [`RingMsg::SynAck`]'s sender lacks.
+    Ack(Vec<DeltaEntry>),
 }
 
-/// A member of the ring, as gossiped in [`RingMsg::Peers`].
+/// What a center holds of one center's rows, in a digest ([`RingMsg::Syn`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingMember {
-    /// Its sync endpoint (`tcp://HOST:PORT`).
+pub struct DigestEntry {
+    /// The center the rows belong to.
+    pub center: String,
+    /// Its sync endpoint.
     pub sync: String,
-    /// Its CURVE public key (40 characters of Z85), in a ring with CURVE; a receiver joins
-    /// it only if its own authorized keys list that key with `role=center`.
+    /// Its CURVE public key (Z85), in a ring with CURVE.
     pub key: Option<String>,
+    /// Its generation: its start time, unix ms (a restarted center has a higher one).
+    pub generation: u64,
+    /// Its heartbeat, which it bumps every round: a higher one is news that it is alive.
+    pub heartbeat: u64,
+    /// The highest version of its rows the sender holds (0: none).
+    pub version: u64,
+    /// The sender dropped that center's tombstones up to this version.
+    pub gc_floor: u64,
+}
+
+/// Rows of one center that the receiver lacks ([`RingMsg::SynAck`], [`RingMsg::Ack`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeltaEntry {
+    /// The center the rows belong to.
+    pub center: String,
+    /// Its generation.
+    pub generation: u64,
+    /// The receiver drops what it holds of that center first (a new generation, or it is
+    /// behind tombstones the sender no longer keeps); `rows` are then live rows only.
+    pub reset: bool,
+    /// The version the receiver was known to hold: the rows are every change after it.
+    pub from: u64,
+    /// The version the receiver holds after applying (less than the sender's when the delta
+    /// was cut at its byte bound: the rest follows in later rounds).
+    pub to: u64,
+    /// The sender's tombstone floor for that center.
+    pub gc_floor: u64,
+    /// The changes, in version order.
+    pub rows: Vec<VersionedRow>,
+}
+
+/// One change of a row, with the version its owner gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionedRow {
+    /// The owner's version of this change.
+    pub version: u64,
+    /// The change.
+    pub change: RowChange,
+}
+
+/// A row set or removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RowChange {
+    /// The row as it now is.
+    Set(Box<ProcessInfo>),
+    /// The row is gone.
+    Removed(ProcessId),
 }
 
 /// What the client of a forwarded request may do (the role of its CURVE key, or of the
@@ -107,7 +138,8 @@ pub struct CenterHello {
     pub center: String,
     /// Where peers reach it (`--sync`).
     pub sync: String,
-    /// Random, chosen at start: a new epoch means the center restarted and its seq starts over.
+    /// Its generation: its start time, unix ms (a restarted center has a higher one; see
+    /// [`DigestEntry::generation`]).
     pub epoch: u64,
 }
 
@@ -177,7 +209,7 @@ pub struct PeerInfo {
     pub last_heard_secs: Option<f64>,
     /// Rows held from it.
     pub rows: usize,
-    /// The last update seq applied.
+    /// The highest version of its rows held.
     pub seq: u64,
     /// What membership (SWIM, on UDP) says of it: `alive`, `suspect`, `down` or `left`;
     /// `None` when the ring has no membership (an ipc sync endpoint) or it is not known yet.

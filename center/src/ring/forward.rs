@@ -70,7 +70,8 @@ impl Center {
         for f in self.ring.forwards.take(which) {
             let sync = self
                 .ring
-                .members
+                .gossip
+                .members()
                 .get(&f.owner)
                 .map(|m| m.sync.clone())
                 .unwrap_or_default();
@@ -125,12 +126,12 @@ impl Center {
 
     /// The rows held of peers neither down nor left, with their owner.
     fn held_rows(&self) -> impl Iterator<Item = (&String, &ProcessInfo)> {
-        let members = &self.ring.members;
-        self.ring
-            .replicas
+        let gossip = &self.ring.gossip;
+        gossip
+            .members()
             .iter()
-            .filter(|(c, _)| members.is_reachable(c))
-            .flat_map(|(c, r)| r.rows.values().map(move |(row, _)| (c, row)))
+            .filter(|(c, _)| gossip.members().is_reachable(c))
+            .flat_map(move |(c, _)| gossip.rows_of(c).map(move |(row, _)| (c, row)))
     }
 
     /// Forwards `request` (its target already rewritten to the full id) to `owner`.
@@ -143,8 +144,14 @@ impl Center {
         streaming: bool,
     ) {
         let now = Instant::now();
-        let sync = self.ring.members.get(owner).map(|m| m.sync.clone()).unwrap_or_default();
-        let alive = self.ring.members.state(owner, now) == Some(Liveness::Alive) && !self.swim_gone(owner);
+        let sync = self
+            .ring
+            .gossip
+            .members()
+            .get(owner)
+            .map(|m| m.sync.clone())
+            .unwrap_or_default();
+        let alive = self.ring.gossip.members().state(owner, now) == Some(Liveness::Alive) && !self.swim_gone(owner);
         let route = self
             .ring
             .sessions

@@ -8,11 +8,12 @@
 //! [`link`] (the ZMTP link tasks and sessions). This file is the glue: it carries messages
 //! between the sockets and those parts, inside `impl Center`.
 //!
-//! A center keeps, per origin center, the rows it received, the origin's epoch and the last
-//! update seq it applied. An update whose seq is not the next one, or a heartbeat that shows
-//! updates it never got, or a new epoch (the origin restarted), makes it ask that origin for a
-//! fresh snapshot. An origin silent for `stale_after` has its rows shown as stale; after
-//! `remove_after` they are dropped, and come back with a snapshot when it does.
+//! Replication is scuttlebutt anti-entropy with a fixed fan-out per round ([`replica`]): every
+//! [`GOSSIP_INTERVAL`] a center sends its digest to [`FANOUT`] peers and pulls only the rows it
+//! lacks, whoever holds them; a center's heartbeat in the digests keeps it alive in
+//! everyone's [`membership`]. A center whose heartbeat has not grown for `stale_after` has its
+//! rows shown as stale; after `remove_after` it is down and its rows are not shown, until its
+//! heartbeat grows again.
 //!
 //! # Authentication
 //!
@@ -33,14 +34,15 @@ pub mod view;
 
 pub use forward::FORWARD_TIMEOUT;
 pub use link::{LinkEvent, Route};
+pub use replica::{FANOUT, GOSSIP_INTERVAL, MAX_DELTA_BYTES, STATS_EVERY, TOMBSTONE_GRACE};
 
 use crate::control::Client;
 use crate::server::{Center, Error};
 use forward::Forwards;
 use link::{run_link, Link, Session};
-use membership::{MemberEvent, Membership};
-use nerve_proto::{decode, encode, CenterHello, ProcessInfo, RingMsg};
-use replica::{Applied, Published, Replicas};
+use membership::{Liveness, MemberEvent, Membership};
+use nerve_proto::{decode, encode, CenterHello, RingMsg};
+use replica::{Action, Gossip};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,8 +54,10 @@ use zmtp::{AuthorizedKeys, CurveKeyPair, CurvePublicKey, Endpoint, Incoming, Rol
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
 /// Default seconds of silence after which a peer's rows are removed.
 pub const DEFAULT_REMOVE_AFTER: Duration = Duration::from_secs(30);
-/// How often a center sends its changed rows to its peers.
-pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// An inbound connection of a peer center that carried nothing for this long is forgotten
+/// (a peer talks to a few others per round, so a live connection may be quiet for a while;
+/// the count of connections is bounded by the sync endpoint's limits): 10 min.
+pub const IDLE_SESSION: Duration = Duration::from_secs(600);
 
 /// A peer to join: its sync endpoint and, in a ring with CURVE, its public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,25 +144,35 @@ pub struct Ring {
     links: HashMap<u64, Link>,
     next_link: u64,
     sessions: HashMap<Route, Session>,
-    members: Membership,
-    replicas: Replicas,
-    published: Published,
+    /// Membership and the replicated rows: the pure state machine ([`replica::Gossip`]).
+    gossip: Gossip,
     forwards: Forwards,
     events_tx: mpsc::UnboundedSender<LinkEvent>,
 }
 
 impl Ring {
-    /// A ring state; link tasks report on `events_tx`.
-    pub fn new(config: RingConfig, sync_tx: Option<RouterSender>, events_tx: mpsc::UnboundedSender<LinkEvent>) -> Ring {
+    /// The ring state of center `name`; link tasks report on `events_tx`.
+    pub fn new(
+        name: &str,
+        config: RingConfig,
+        sync_tx: Option<RouterSender>,
+        events_tx: mpsc::UnboundedSender<LinkEvent>,
+    ) -> Ring {
+        // The generation orders this center's lives: its start time, unix ms.
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64)
+            .max(1);
+        let sync = config.sync.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let key = config.curve.as_ref().map(|c| c.keys.public.to_z85());
+        let members = Membership::new(config.stale_after, config.remove_after);
         Ring {
-            members: Membership::new(config.stale_after, config.remove_after),
+            gossip: Gossip::new(name, &sync, key, generation, members, rand::random()),
             config,
             sync_tx,
             links: HashMap::new(),
             next_link: 1,
             sessions: HashMap::new(),
-            replicas: Replicas::default(),
-            published: Published::new(rand::random()),
             forwards: Forwards::default(),
             events_tx,
         }
@@ -185,6 +199,9 @@ impl Drop for Ring {
 impl Center {
     /// Joins the peers named on the command line.
     pub(crate) fn ring_start(&mut self) {
+        if self.ring.enabled() {
+            self.table.track_touched();
+        }
         for peer in self.ring.config.join.clone() {
             self.add_link(&peer.sync.to_string(), peer.key);
         }
@@ -203,7 +220,7 @@ impl Center {
             .ring
             .sessions
             .values()
-            .filter_map(|s| s.center.as_deref().and_then(|c| self.ring.members.get(c)))
+            .filter_map(|s| s.center.as_deref().and_then(|c| self.ring.gossip.members().get(c)))
             .any(|m| m.sync == endpoint);
         if known {
             return;
@@ -275,51 +292,21 @@ impl Center {
         }
     }
 
-    /// This center's rows, as peers see them.
-    fn own_rows(&self) -> Vec<ProcessInfo> {
-        let now = Instant::now();
-        self.table
-            .list()
-            .into_iter()
-            .map(|p| p.info(&self.config.name, now, false))
-            .collect()
-    }
-
     fn hello(&self) -> RingMsg {
         RingMsg::Hello(CenterHello {
             center: self.config.name.clone(),
             sync: self.ring.own_sync().unwrap_or_default(),
-            epoch: self.ring.published.epoch,
+            epoch: self.ring.gossip.generation(),
         })
     }
 
-    fn peer_list(&self) -> RingMsg {
-        let member = |sync: String, key: Option<CurvePublicKey>| nerve_proto::RingMember {
-            sync,
-            key: key.map(|k| k.to_z85()),
-        };
-        let mut list: Vec<nerve_proto::RingMember> = self
-            .ring
-            .members
-            .reachable()
-            .map(|(_, m)| member(m.sync.clone(), m.key))
-            .collect();
-        let own_key = self.ring.config.curve.as_ref().map(|c| c.keys.public);
-        list.extend(self.ring.own_sync().map(|s| member(s, own_key)));
-        list.retain(|m| !m.sync.is_empty());
-        list.sort_by(|a, b| (&a.sync, &a.key).cmp(&(&b.sync, &b.key)));
-        list.dedup();
-        RingMsg::Peers(list)
-    }
-
-    /// A new connection: say who we are, give our rows and the members we know.
+    /// A new connection: say who we are, and start a round with the peer at once (so a
+    /// center that joins has the ring's rows within one exchange).
     async fn greet(&mut self, route: &Route) {
         let hello = self.hello();
         self.ring_send(route, &hello).await;
-        let snapshot = self.ring.published.snapshot(self.own_rows());
-        self.ring_send(route, &snapshot).await;
-        let peers = self.peer_list();
-        self.ring_send(route, &peers).await;
+        let syn = RingMsg::Syn(self.ring.gossip.digest());
+        self.ring_send(route, &syn).await;
     }
 
     /// An event from one of our DEALER links.
@@ -433,9 +420,10 @@ impl Center {
             }
             None => None,
         };
+        // A word on a connection proves its center alive, whatever gossip says.
         if let Some(c) = &center {
-            if let Some(event) = self.ring.members.heard(c, now) {
-                self.on_member_event(event);
+            if let Some(event) = self.ring.gossip.members_mut().heard(c, now) {
+                self.on_member_event(event).await;
             }
         }
         match msg {
@@ -457,49 +445,22 @@ impl Center {
                     }
                     None => None,
                 };
-                if let Some(event) = self.ring.members.hello(&hello.center, &hello.sync, key, now) {
-                    self.on_member_event(event);
+                if let Some(event) = self
+                    .ring
+                    .gossip
+                    .hello(now, &hello.center, &hello.sync, key, hello.epoch)
+                {
+                    self.on_member_event(event).await;
                 }
-                self.ring.replicas.hello(&hello.center, hello.epoch);
                 if !hello.sync.is_empty() {
                     self.add_link(&hello.sync, key);
                 }
             }
-            RingMsg::Snapshot { epoch, seq, rows } => {
-                if let Some(c) = &center {
-                    self.ring.replicas.snapshot(c, epoch, seq, rows, now);
-                }
-            }
-            RingMsg::Update {
-                epoch,
-                seq,
-                rows,
-                removed,
-            } => {
-                let Some(c) = &center else { return Ok(()) };
-                if self.ring.replicas.update(c, epoch, seq, rows, removed, now) == Applied::NeedSnapshot {
-                    self.ring_send(&route, &RingMsg::SnapshotRequest).await;
-                }
-            }
-            RingMsg::Heartbeat { epoch, seq } => {
-                let Some(c) = &center else { return Ok(()) };
-                if self.ring.replicas.heartbeat(c, epoch, seq) == Applied::NeedSnapshot {
-                    self.ring_send(&route, &RingMsg::SnapshotRequest).await;
-                }
-            }
-            RingMsg::SnapshotRequest => {
-                let snapshot = self.ring.published.snapshot(self.own_rows());
-                self.ring_send(&route, &snapshot).await;
-            }
-            RingMsg::Peers(list) => {
-                for member in list {
-                    // A key that is not one (or none) is skipped by add_link with CURVE.
-                    let key = member
-                        .key
-                        .as_deref()
-                        .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped member's key").ok());
-                    self.add_link(&member.sync, key);
-                }
+            RingMsg::Syn(_) | RingMsg::SynAck { .. } | RingMsg::Ack(_) => {
+                let Some(from) = center else { return Ok(()) };
+                let msg = self.authorized_only(msg);
+                let actions = self.ring.gossip.on_message(now, &from, msg);
+                self.carry_out_ring(actions).await;
             }
             RingMsg::Forward { req, request, caller } => {
                 let client = Client::Ring { route, req };
@@ -536,59 +497,110 @@ impl Center {
         Ok(())
     }
 
-    /// Sends the rows that changed since the last publish to every peer.
-    pub(crate) async fn ring_publish(&mut self) {
-        // Nobody to tell: a peer that joins gets a snapshot, and `published` stays current so
-        // the next update carries only later changes.
-        let to_send = !self.ring.sessions.is_empty();
-        let Some(update) = self.ring.published.diff(self.own_rows(), to_send) else {
-            return;
+    /// In a ring with CURVE, a digest names only centers whose key is listed here with
+    /// `role=center` (or that are members already): a peer with a longer list of keys does not
+    /// bring in centers this one would refuse.
+    fn authorized_only(&self, msg: RingMsg) -> RingMsg {
+        let Some(curve) = &self.ring.config.curve else {
+            return msg;
         };
-        let routes: Vec<Route> = self.ring.sessions.keys().cloned().collect();
-        for route in routes {
-            self.ring_send(&route, &update).await;
+        let members = self.ring.gossip.members();
+        let ok = |e: &nerve_proto::DigestEntry| {
+            members.get(&e.center).is_some()
+                || e.key
+                    .as_deref()
+                    .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped center's key").ok())
+                    .is_some_and(|k| curve.is_center(&k))
+        };
+        match msg {
+            RingMsg::Syn(mut digest) => {
+                digest.retain(|e| ok(e));
+                RingMsg::Syn(digest)
+            }
+            RingMsg::SynAck { mut digest, delta } => {
+                digest.retain(|e| ok(e));
+                RingMsg::SynAck { digest, delta }
+            }
+            other => other,
         }
+    }
+
+    /// Carries out what the state machine decided.
+    async fn carry_out_ring(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, msg } => {
+                    let route = self
+                        .ring
+                        .sessions
+                        .iter()
+                        .filter(|(_, s)| s.center.as_deref() == Some(to.as_str()))
+                        .max_by_key(|(_, s)| s.last_heard)
+                        .map(|(r, _)| r.clone());
+                    if let Some(route) = route {
+                        self.ring_send(&route, &msg).await;
+                    }
+                }
+                Action::Dial { sync, key } => {
+                    let key = key
+                        .as_deref()
+                        .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped center's key").ok());
+                    self.add_link(&sync, key);
+                }
+                Action::Member(event) => self.on_member_event(event).await,
+            }
+        }
+    }
+
+    /// Hands the rows of this center's processes that changed since the last call to the
+    /// state machine (they travel with the next rounds). Only the processes the table marks
+    /// as touched are looked at: no rebuild of every row.
+    pub(crate) async fn ring_publish(&mut self) {
+        let now = Instant::now();
+        for id in self.table.take_touched() {
+            let row = self.table.get(id).map(|p| p.info(&self.config.name, now, false));
+            self.ring.gossip.own_changed(now, id, row);
+        }
+    }
+
+    /// A round of gossip: see [`replica::Gossip::on_tick`].
+    pub(crate) async fn ring_round(&mut self) {
+        self.ring_publish().await;
+        let actions = self.ring.gossip.on_tick(Instant::now());
+        self.carry_out_ring(actions).await;
     }
 
     /// `center` left the ring (SWIM's leave, [`crate::swim`]): a member that left.
-    pub(crate) fn ring_member_left(&mut self, center: &str) {
-        if let Some(event) = self.ring.members.left(center) {
-            self.on_member_event(event);
+    pub(crate) async fn ring_member_left(&mut self, center: &str) {
+        if let Some(event) = self.ring.gossip.members_mut().left(center) {
+            self.on_member_event(event).await;
         }
     }
 
-    /// What follows from a change of membership: a member down or left has its rows
-    /// dropped (forwards waiting on a member not alive fail at the next tick).
-    fn on_member_event(&mut self, event: MemberEvent) {
+    /// What follows from a change of membership: forwards waiting on a member that is not
+    /// alive fail.
+    async fn on_member_event(&mut self, event: MemberEvent) {
         match event {
-            MemberEvent::Down(center) | MemberEvent::Left(center) => {
-                self.ring.replicas.forget(&center);
+            MemberEvent::Suspect(center) | MemberEvent::Down(center) | MemberEvent::Left(center) => {
+                self.fail_forwards(|f| f.owner == center, "it has been silent too long")
+                    .await;
             }
-            MemberEvent::Suspect(_) | MemberEvent::Joined(_) | MemberEvent::Alive(_) => {}
+            MemberEvent::Joined(_) | MemberEvent::Alive(_) => {}
         }
     }
 
-    /// Heartbeats to every peer; suspect and down members; overdue forwards.
+    /// Forgets silent inbound connections; fails overdue forwards.
     pub(crate) async fn ring_tick(&mut self) {
         let now = Instant::now();
-        let beat = self.ring.published.heartbeat();
-        let routes: Vec<Route> = self.ring.sessions.keys().cloned().collect();
-        for route in routes {
-            self.ring_send(&route, &beat).await;
-        }
-        for event in self.ring.members.tick(now) {
-            self.on_member_event(event);
-        }
         // Peers that connected to us and went silent: forget the connection.
-        let remove_after = self.ring.config.remove_after;
         self.ring
             .sessions
-            .retain(|route, s| matches!(route, Route::Out(_)) || now.duration_since(s.last_heard) < remove_after);
+            .retain(|route, s| matches!(route, Route::Out(_)) || now.duration_since(s.last_heard) < IDLE_SESSION);
         self.fail_forwards(|f| f.deadline <= now, "no answer in time").await;
-        let members = &self.ring.members;
+        let members = self.ring.gossip.members();
         let silent: Vec<String> = members
             .iter()
-            .filter(|(c, m)| members.liveness(m, now) != membership::Liveness::Alive || self.swim_gone(c))
+            .filter(|(c, m)| members.liveness(m, now) != Liveness::Alive || self.swim_gone(c))
             .map(|(c, _)| c.clone())
             .collect();
         self.fail_forwards(|f| silent.contains(&f.owner), "it has been silent too long")

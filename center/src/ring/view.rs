@@ -3,7 +3,7 @@
 //! whether its rows are current here).
 
 use super::membership::{Liveness, Membership};
-use super::replica::Replicas;
+use super::replica::Gossip;
 use crate::server::Center;
 use crate::swim::MemberState;
 use nerve_proto::{PeerInfo, PeerState, ProcessInfo};
@@ -14,25 +14,21 @@ use tokio::time::Instant;
 ///
 /// `swim_gone` says which peers SWIM holds as down or left ([`crate::swim`]): their rows
 /// are stale at once, before the silence bound.
-pub fn peer_rows(
-    members: &Membership,
-    replicas: &Replicas,
-    now: Instant,
-    swim_gone: &dyn Fn(&str) -> bool,
-) -> Vec<ProcessInfo> {
+pub fn peer_rows(gossip: &Gossip, now: Instant, swim_gone: &dyn Fn(&str) -> bool) -> Vec<ProcessInfo> {
+    let members = gossip.members();
     let mut rows: Vec<ProcessInfo> = Vec::new();
-    for (center, replica) in replicas.iter() {
+    for (center, _) in members.iter() {
         let stale = match members.state(center, now) {
             Some(Liveness::Alive) => swim_gone(center),
             Some(Liveness::Suspect) => true,
             Some(Liveness::Down | Liveness::Left) | None => continue,
         };
-        for (row, received) in replica.rows.values() {
+        for (row, received) in gossip.rows_of(center) {
             let mut row = row.clone();
             row.stale = stale;
             row.uptime_secs = row
                 .uptime_secs
-                .map(|u| u + now.saturating_duration_since(*received).as_secs_f64());
+                .map(|u| u + now.saturating_duration_since(received).as_secs_f64());
             rows.push(row);
         }
     }
@@ -60,16 +56,15 @@ pub type SwimFact = (MemberState, Option<f64>);
 /// `swim` gives what SWIM says of a peer ([`crate::swim`]): its member state and seconds
 /// since its last datagram; a peer SWIM holds as down or left is `stale` here at once.
 pub fn peers<'a>(
-    members: &Membership,
-    replicas: &Replicas,
+    gossip: &Gossip,
     links: impl Iterator<Item = &'a str>,
     now: Instant,
     swim: &dyn Fn(&str) -> Option<SwimFact>,
 ) -> Vec<PeerInfo> {
+    let members: &Membership = gossip.members();
     let mut peers: Vec<PeerInfo> = members
         .iter()
         .map(|(center, m)| {
-            let replica = replicas.get(center);
             let member = swim(center);
             let mut liveness = members.liveness(m, now);
             if liveness == Liveness::Alive
@@ -77,13 +72,19 @@ pub fn peers<'a>(
             {
                 liveness = Liveness::Suspect;
             }
+            let (rows, version) = gossip.held_of(center);
             PeerInfo {
                 center: center.clone(),
                 sync: m.sync.clone(),
-                state: peer_state(liveness, replica.is_some_and(|r| r.synced)),
+                state: peer_state(liveness, gossip.synced(center)),
                 last_heard_secs: Some(now.saturating_duration_since(m.last_heard).as_secs_f64()),
-                rows: replica.map_or(0, |r| r.rows.len()),
-                seq: replica.map_or(0, |r| r.seq),
+                // A center down or gone shows none: they are not shown in `ps` either.
+                rows: if matches!(liveness, Liveness::Down | Liveness::Left) {
+                    0
+                } else {
+                    rows
+                },
+                seq: version,
                 member: member.map(|(s, _)| s.as_str().to_string()),
                 member_heard_secs: member.and_then(|(_, h)| h),
             }
@@ -110,17 +111,14 @@ pub fn peers<'a>(
 impl Center {
     /// Every peer row, with `stale` set and uptime brought up to date.
     pub(crate) fn peer_rows(&self) -> Vec<ProcessInfo> {
-        peer_rows(&self.ring.members, &self.ring.replicas, Instant::now(), &|c| {
-            self.swim_gone(c)
-        })
+        peer_rows(&self.ring.gossip, Instant::now(), &|c| self.swim_gone(c))
     }
 
     /// `nrv-ctl ring`: every peer, with its state.
     pub(crate) fn ring_peers(&self) -> Vec<PeerInfo> {
         let now = Instant::now();
         peers(
-            &self.ring.members,
-            &self.ring.replicas,
+            &self.ring.gossip,
             self.ring.links.values().map(|l| l.endpoint.as_str()),
             now,
             &|c| self.swim_fact(c, now),

@@ -284,7 +284,7 @@ impl crate::server::Center {
         for (id, state) in changes {
             // A leave is the ring's news too: its rows go now, not after the silence bound.
             if state == MemberState::Left {
-                self.ring_member_left(&id.name);
+                self.ring_member_left(&id.name).await;
             }
             let data = serde_json::json!({
                 "center": id.name, "addr": id.addr.to_string(), "epoch": id.epoch, "state": state.as_str(),
