@@ -1,6 +1,6 @@
 //! The ZMTP links between centers: one DEALER task per peer endpoint this center dials
-//! ([`run_link`], reconnecting by itself), and the sessions on them and on this center's sync
-//! ROUTER ([`Session`], by [`Route`]).
+//! (`run_link`, reconnecting by itself), and the sessions on them and on this center's sync
+//! ROUTER (`Session`, by [`Route`]).
 
 use bytes::Bytes;
 use std::time::Duration;

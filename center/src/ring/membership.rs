@@ -8,6 +8,12 @@
 //! the [`MemberEvent`]s they return, so that the detector can be replaced (SWIM, issue 14
 //! item 2) without touching replication, forwarding or the views.
 //!
+//! Who feeds it: [`super::replica::Gossip`] owns the [`Membership`] and calls
+//! [`Membership::hello`] for a center first named in a digest, [`Membership::heard`] when a
+//! digest shows a higher heartbeat of a center, [`Membership::tick`] every round, and picks
+//! the peers of a round from [`Membership::iter`] and [`Membership::liveness`]; the glue calls
+//! `hello`/`heard` for a hello or any message on a connection (`members_mut`).
+//!
 //! Every method takes `now`; nothing here reads a clock or does I/O.
 
 use std::collections::HashMap;

@@ -21,7 +21,7 @@
 //! its sync endpoint is a CURVE server that lets in only keys with `role=center` in its
 //! authorized keys (`main.rs`), and its links to peers are CURVE clients that must know the
 //! peer's public key beforehand: `--ring KEY@tcp://HOST:PORT` ([`RingPeer::parse`]), and the
-//! gossiped members carry their keys ([`nerve_proto::RingMember`]); a gossiped member is
+//! digests carry each center's key ([`nerve_proto::DigestEntry::key`]); a gossiped center is
 //! joined only when its key is listed with `role=center` here too. A forwarded request carries
 //! who asked and their role ([`nerve_proto::Caller`]); the owner checks it again
 //! ([`crate::access::decide_role`]).
