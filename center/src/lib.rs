@@ -71,6 +71,7 @@ pub mod programs;
 pub mod ratelimit;
 pub mod ring;
 mod server;
+pub mod swim;
 pub mod table;
 
 pub use control::{COMMAND_TIMEOUT, STOP_TIMEOUT};

@@ -66,6 +66,9 @@ pub enum Error {
         /// The system error.
         source: std::io::Error,
     },
+    /// The ring's membership socket could not start (the message names the address).
+    #[error("{0}")]
+    Membership(String),
 }
 
 /// A watcher silent this long (10 minutes) is taken for dead: its process is listed as ended.
@@ -108,6 +111,8 @@ pub(crate) struct Center {
     pub(crate) manager: crate::programs::serve::Manager,
     /// Second watchers of one program instance, to stop (see `programs_hello`).
     pub(crate) duplicates: Vec<ProcessId>,
+    /// Ring membership on UDP (SWIM), with a tcp sync endpoint ([`crate::swim`]).
+    pub(crate) swim: Option<crate::swim::glue::SwimLink>,
 }
 
 /// `text` cut to [`nerve_proto::MAX_LABEL_BYTES`].
@@ -171,6 +176,12 @@ pub async fn run(
         sync.as_ref().map(|s| s.sender()),
         link_tx,
     );
+    let (swim, mut swim_rx) =
+        match crate::swim::glue::start(&config.name, &config.ring, sync.as_ref().map(|s| s.endpoint())).await {
+            Ok(Some((link, rx))) => (Some(link), Some(rx)),
+            Ok(None) => (None, None),
+            Err(e) => return Err(Error::Membership(e)),
+        };
     let reopen = log.reopen_handle();
     let (launched_tx, mut launched_rx) = tokio::sync::mpsc::channel(crate::programs::serve::MAX_LAUNCHES_IN_FLIGHT);
     let manager = crate::programs::serve::Manager::new(
@@ -203,6 +214,7 @@ pub async fn run(
         log_health: Health::default(),
         ends_due: Vec::new(),
         error_limit: RateLimit::default(),
+        swim,
     };
     let data = json!({
         "endpoint": center.process_ep, "control": center.control_ep, "version": NERVE_VERSION,
@@ -228,8 +240,13 @@ pub async fn run(
     tokio::pin!(shutdown);
     let result = loop {
         let retry = center.log_health.next_attempt();
+        let swim_due = center.swim.as_ref().map(|s| s.next_deadline());
         let step = tokio::select! {
             reason = &mut shutdown => {
+                // A clean stop leaves the ring at once: peers show this center `left`.
+                if let Some(swim) = center.swim.as_mut() {
+                    swim.leave(Instant::now());
+                }
                 let stopped = center.record(Entry::center("center_stop", json!({"reason": reason}))).await;
                 center.flush_at_stop();
                 break stopped;
@@ -257,6 +274,12 @@ pub async fn run(
             msg = control.recv() => center.on_control(msg).await,
             msg = async { sync.as_mut().expect("guarded").recv().await }, if sync.is_some() => center.on_sync(msg).await,
             Some(event) = link_rx.recv() => center.on_link(event).await,
+            Some((data, from)) = async { swim_rx.as_mut().expect("guarded").recv().await }, if swim_rx.is_some() => {
+                center.on_swim_datagram(data, from).await
+            }
+            () = tokio::time::sleep_until(swim_due.unwrap_or_else(Instant::now)), if swim_due.is_some() => {
+                center.on_swim_tick().await
+            }
             Some(reply) = metrics_rx.recv() => {
                 // The scraper may have given up; nothing to undo then.
                 let _ = reply.send(center.metrics_snapshot(Instant::now(), crate::metrics::unix_secs(std::time::SystemTime::now())));

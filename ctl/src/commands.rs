@@ -187,7 +187,8 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                     .iter()
                     .map(|p| {
                         json!({"center": p.center, "sync": p.sync, "state": p.state.as_str(),
-                               "last_heard_secs": p.last_heard_secs, "rows": p.rows, "seq": p.seq})
+                               "last_heard_secs": p.last_heard_secs, "rows": p.rows, "seq": p.seq,
+                               "member": p.member, "member_heard_secs": p.member_heard_secs})
                     })
                     .collect();
                 writeln!(out, "{}", Value::Array(rows))?;
@@ -664,7 +665,7 @@ pub fn ps_table(rows: &[ProcessInfo]) -> String {
 fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["CENTER", "SYNC", "STATE", "LAST HEARD", "ROWS", "SEQ"]);
+    table.set_header(["CENTER", "SYNC", "STATE", "MEMBER", "LAST HEARD", "ROWS", "SEQ"]);
     for p in peers {
         table.add_row([
             if p.center.is_empty() {
@@ -674,6 +675,9 @@ fn ring_table(peers: &[nerve_proto::PeerInfo]) -> String {
             },
             escape_for_terminal(&p.sync).into_owned(),
             p.state.as_str().to_string(),
+            p.member
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |m| escape_for_terminal(m).into_owned()),
             p.last_heard_secs
                 .map(|s| format!("{s:.1}s ago"))
                 .unwrap_or_else(|| "never".into()),
@@ -1026,6 +1030,8 @@ mod tests {
             last_heard_secs: Some(0.5),
             rows: 3,
             seq: 9,
+            member: Some("alive".into()),
+            member_heard_secs: Some(0.2),
         };
         let table = ring_table(&[peer]);
         assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");

@@ -211,4 +211,9 @@ pub struct PeerInfo {
     pub rows: usize,
     /// The highest version of its rows held.
     pub seq: u64,
+    /// What membership (SWIM, on UDP) says of it: `alive`, `suspect`, `down` or `left`;
+    /// `None` when the ring has no membership (an ipc sync endpoint) or it is not known yet.
+    pub member: Option<String>,
+    /// Seconds since a membership datagram of it last arrived (None: never).
+    pub member_heard_secs: Option<f64>,
 }

@@ -193,6 +193,12 @@ impl CurveKeyPair {
         CurveKeyPair::from_secret(CurveSecretKey(secret.to_bytes()))
     }
 
+    /// The precomputed box between this pair and `peer`'s public key, for sealing datagrams
+    /// to that peer and opening the ones it sealed to us (the ring's membership datagrams).
+    pub fn peer_box(&self, peer: &CurvePublicKey) -> PeerBox {
+        PeerBox(salsa_box(&peer.0, &self.secret.0))
+    }
+
     /// The pair whose secret half is `secret`.
     pub fn from_secret(secret: CurveSecretKey) -> CurveKeyPair {
         CurveKeyPair {
@@ -612,6 +618,32 @@ fn nonce24(prefix: &[u8], tail: &[u8]) -> [u8; 24] {
     n[..prefix.len()].copy_from_slice(prefix);
     n[prefix.len()..prefix.len() + tail.len()].copy_from_slice(tail);
     n
+}
+
+/// A `crypto_box` (Curve25519, XSalsa20, Poly1305: NaCl's box) precomputed between our key
+/// pair and one peer's public key ([`CurveKeyPair::peer_box`]). Both ends compute the same
+/// shared key, so a box sealed by either opens only for the other, and opening proves the
+/// sender holds the secret half of its key.
+pub struct PeerBox(SalsaBox);
+
+impl fmt::Debug for PeerBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerBox(…)")
+    }
+}
+
+impl PeerBox {
+    /// `plaintext` sealed under `nonce` (24 bytes, never reused with this peer: pick it at
+    /// random): 16 bytes of tag, then the ciphertext, as long as the plaintext.
+    pub fn seal(&self, nonce: &[u8; 24], plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.0, nonce, plaintext)
+    }
+
+    /// Opens what [`PeerBox::seal`] made on the other end; `None` when it does not
+    /// authenticate (forged, altered, truncated, or sealed for another key).
+    pub fn open(&self, nonce: &[u8; 24], boxed: &[u8]) -> Option<Vec<u8>> {
+        open(&self.0, nonce, boxed)
+    }
 }
 
 /// `Box[plaintext]` in NaCl layout: the 16-byte tag, then the ciphertext.

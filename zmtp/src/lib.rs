@@ -55,7 +55,7 @@ pub mod z85;
 pub use cred::PeerCred;
 pub use curve::{
     client_security, read_secret_key_file, AllowAny, Authorized, AuthorizedKeys, Authorizer, CurveKeyPair,
-    CurvePublicKey, CurveSecretKey, KeyEntry, KeyError, Role, MAX_AUTHORIZED_KEYS_BYTES, MAX_KEY_FILE_BYTES,
+    CurvePublicKey, CurveSecretKey, KeyEntry, KeyError, PeerBox, Role, MAX_AUTHORIZED_KEYS_BYTES, MAX_KEY_FILE_BYTES,
     SECRET_KEY_ENV, SERVER_KEY_ENV,
 };
 pub use endpoint::{Endpoint, EndpointError};

@@ -151,7 +151,7 @@ impl Center {
             .get(owner)
             .map(|m| m.sync.clone())
             .unwrap_or_default();
-        let alive = self.ring.gossip.members().state(owner, now) == Some(Liveness::Alive);
+        let alive = self.ring.gossip.members().state(owner, now) == Some(Liveness::Alive) && !self.swim_gone(owner);
         let route = self
             .ring
             .sessions

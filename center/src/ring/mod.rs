@@ -570,6 +570,13 @@ impl Center {
         self.carry_out_ring(actions).await;
     }
 
+    /// `center` left the ring (SWIM's leave, [`crate::swim`]): a member that left.
+    pub(crate) async fn ring_member_left(&mut self, center: &str) {
+        if let Some(event) = self.ring.gossip.members_mut().left(center) {
+            self.on_member_event(event).await;
+        }
+    }
+
     /// What follows from a change of membership: forwards waiting on a member that is not
     /// alive fail.
     async fn on_member_event(&mut self, event: MemberEvent) {
@@ -593,7 +600,7 @@ impl Center {
         let members = self.ring.gossip.members();
         let silent: Vec<String> = members
             .iter()
-            .filter(|(_, m)| members.liveness(m, now) != Liveness::Alive)
+            .filter(|(c, m)| members.liveness(m, now) != Liveness::Alive || self.swim_gone(c))
             .map(|(c, _)| c.clone())
             .collect();
         self.fail_forwards(|f| silent.contains(&f.owner), "it has been silent too long")

@@ -5,17 +5,21 @@
 use super::membership::{Liveness, Membership};
 use super::replica::Gossip;
 use crate::server::Center;
+use crate::swim::MemberState;
 use nerve_proto::{PeerInfo, PeerState, ProcessInfo};
 use tokio::time::Instant;
 
 /// Every row held of peers neither down nor left, at `now`: `stale` set for a suspect peer's
 /// rows, uptime brought forward from when each row arrived. Sorted by center, name and id.
-pub fn peer_rows(gossip: &Gossip, now: Instant) -> Vec<ProcessInfo> {
+///
+/// `swim_gone` says which peers SWIM holds as down or left ([`crate::swim`]): their rows
+/// are stale at once, before the silence bound.
+pub fn peer_rows(gossip: &Gossip, now: Instant, swim_gone: &dyn Fn(&str) -> bool) -> Vec<ProcessInfo> {
     let members = gossip.members();
     let mut rows: Vec<ProcessInfo> = Vec::new();
     for (center, _) in members.iter() {
         let stale = match members.state(center, now) {
-            Some(Liveness::Alive) => false,
+            Some(Liveness::Alive) => swim_gone(center),
             Some(Liveness::Suspect) => true,
             Some(Liveness::Down | Liveness::Left) | None => continue,
         };
@@ -44,14 +48,30 @@ pub fn peer_state(liveness: Liveness, synced: bool) -> PeerState {
     }
 }
 
+/// What SWIM says of a peer: its state and seconds since its last datagram.
+pub type SwimFact = (MemberState, Option<f64>);
+
 /// `nrv-ctl ring` at `now`: every member, and every endpoint this center dials (`links`)
 /// that no member answered on yet (`connecting`). Sorted by center and sync endpoint.
-pub fn peers<'a>(gossip: &Gossip, links: impl Iterator<Item = &'a str>, now: Instant) -> Vec<PeerInfo> {
+/// `swim` gives what SWIM says of a peer ([`crate::swim`]): its member state and seconds
+/// since its last datagram; a peer SWIM holds as down or left is `stale` here at once.
+pub fn peers<'a>(
+    gossip: &Gossip,
+    links: impl Iterator<Item = &'a str>,
+    now: Instant,
+    swim: &dyn Fn(&str) -> Option<SwimFact>,
+) -> Vec<PeerInfo> {
     let members: &Membership = gossip.members();
     let mut peers: Vec<PeerInfo> = members
         .iter()
         .map(|(center, m)| {
-            let liveness = members.liveness(m, now);
+            let member = swim(center);
+            let mut liveness = members.liveness(m, now);
+            if liveness == Liveness::Alive
+                && member.is_some_and(|(s, _)| matches!(s, MemberState::Down | MemberState::Left))
+            {
+                liveness = Liveness::Suspect;
+            }
             let (rows, version) = gossip.held_of(center);
             PeerInfo {
                 center: center.clone(),
@@ -65,6 +85,8 @@ pub fn peers<'a>(gossip: &Gossip, links: impl Iterator<Item = &'a str>, now: Ins
                     rows
                 },
                 seq: version,
+                member: member.map(|(s, _)| s.as_str().to_string()),
+                member_heard_secs: member.and_then(|(_, h)| h),
             }
         })
         .collect();
@@ -77,6 +99,8 @@ pub fn peers<'a>(gossip: &Gossip, links: impl Iterator<Item = &'a str>, now: Ins
                 last_heard_secs: None,
                 rows: 0,
                 seq: 0,
+                member: None,
+                member_heard_secs: None,
             });
         }
     }
@@ -87,15 +111,17 @@ pub fn peers<'a>(gossip: &Gossip, links: impl Iterator<Item = &'a str>, now: Ins
 impl Center {
     /// Every peer row, with `stale` set and uptime brought up to date.
     pub(crate) fn peer_rows(&self) -> Vec<ProcessInfo> {
-        peer_rows(&self.ring.gossip, Instant::now())
+        peer_rows(&self.ring.gossip, Instant::now(), &|c| self.swim_gone(c))
     }
 
     /// `nrv-ctl ring`: every peer, with its state.
     pub(crate) fn ring_peers(&self) -> Vec<PeerInfo> {
+        let now = Instant::now();
         peers(
             &self.ring.gossip,
             self.ring.links.values().map(|l| l.endpoint.as_str()),
-            Instant::now(),
+            now,
+            &|c| self.swim_fact(c, now),
         )
     }
 }

@@ -38,6 +38,7 @@ mod ready;
 mod restart;
 mod restart_view;
 mod ring_keys;
+mod ring_membership;
 mod signals;
 mod socket_security;
 mod ssh;

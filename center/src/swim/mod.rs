@@ -1,0 +1,388 @@
+//! Ring membership and failure detection: SWIM (Das, Gupta and Motivala, "SWIM: Scalable
+//! Weakly-consistent Infection-style Process Group Membership Protocol", DSN 2002) as the
+//! `foca` crate implements it, with its suspicion mechanism (a member that misses a probe and
+//! its indirect probes is *suspect*, and *down* only if it does not refute that in time, the
+//! idea Lifeguard (Dadgar, Phillips and Currey, 2018) refines), carried on UDP datagrams
+//! sealed with the centers' CURVE keys ([`datagram`]). Why UDP rather than the ZMTP links:
+//! `docs/ring-membership.md`.
+//!
+//! [`Membership`] is the adapter: foca's runtime (its sends, timers and notifications) turned
+//! into plain [`Action`]s, with time passed in (`now`) and timers kept here, so that it is
+//! tested as tables of cases without sockets or sleeps. The center's glue (`glue.rs`) owns
+//! the socket and does what the actions say.
+
+pub mod datagram;
+pub mod glue;
+pub mod identity;
+
+use foca::{AccumulatingRuntime, Config, Foca, NoCustomBroadcast, OwnedNotification, PeriodicParams, State, Timer};
+pub use identity::IsCenter;
+use identity::{CenterId, Guard, NerveCodec};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub use datagram::Kind;
+
+/// The most members one center tracks: 1024. A member that gossips identities past it has
+/// those refused ([`identity::CodecError::TooMany`]), so memory stays bounded whatever a
+/// (compromised) member sends.
+pub const MAX_MEMBERS: usize = 1024;
+/// How often a center probes one member: 500 ms (memberlist's LAN default is 1 s; centers
+/// talk over a LAN or loopback, and a ping and its ack cost about 300 bytes).
+pub const PROBE_PERIOD: Duration = Duration::from_millis(500);
+/// How long a probe waits for its ack before asking others to probe indirectly: 200 ms.
+pub const PROBE_RTT: Duration = Duration::from_millis(200);
+/// How long a suspect member has to refute before it is declared down: 1 s (two probe
+/// periods; with the probe round it keeps detection of a killed center under 3 s on a
+/// small ring).
+pub const SUSPECT_TO_DOWN: Duration = Duration::from_secs(1);
+/// How often news (joins, suspicions, deaths) is gossiped, and to how many members: every
+/// 200 ms to 3, only while there is news.
+pub const GOSSIP_PERIOD: Duration = Duration::from_millis(200);
+/// Members gossiped to each [`GOSSIP_PERIOD`].
+pub const GOSSIP_FANOUT: usize = 3;
+/// How often a center asks a random member for its member list (to learn the whole ring
+/// after joining through one peer): 5 s; and announces itself to members it holds as down,
+/// so that the two halves of a healed partition find each other again.
+pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(5);
+/// How long a down member's identity is remembered: 60 s (a center that restarts gets a new
+/// epoch, so it is not held back by this).
+pub const REMEMBER_DOWN: Duration = Duration::from_secs(60);
+
+/// foca's settings for a ring, from the constants above; `max_packet` is the largest foca
+/// packet the transport carries ([`datagram::MAX_PAYLOAD`]).
+pub fn config(max_packet: usize) -> Config {
+    let one = NonZeroUsize::MIN;
+    Config {
+        probe_period: PROBE_PERIOD,
+        probe_rtt: PROBE_RTT,
+        num_indirect_probes: NonZeroUsize::new(3).unwrap_or(one),
+        max_transmissions: NonZeroU8::new(10).unwrap_or(NonZeroU8::MIN),
+        suspect_to_down_after: SUSPECT_TO_DOWN,
+        remove_down_after: REMEMBER_DOWN,
+        max_packet_size: NonZeroUsize::new(max_packet).unwrap_or(one),
+        notify_down_members: true,
+        periodic_announce: Some(PeriodicParams {
+            frequency: ANNOUNCE_PERIOD,
+            num_members: one,
+        }),
+        periodic_announce_to_down_members: Some(PeriodicParams {
+            frequency: ANNOUNCE_PERIOD,
+            num_members: NonZeroUsize::new(2).unwrap_or(one),
+        }),
+        periodic_gossip: Some(PeriodicParams {
+            frequency: GOSSIP_PERIOD,
+            num_members: NonZeroUsize::new(GOSSIP_FANOUT).unwrap_or(one),
+        }),
+    }
+}
+
+/// What `nrv-ctl ring` shows of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Answers probes.
+    Alive,
+    /// Missed a probe round; down unless it refutes within [`SUSPECT_TO_DOWN`].
+    Suspect,
+    /// Declared down by the ring.
+    Down,
+    /// Said it was leaving (it stopped cleanly).
+    Left,
+}
+
+impl MemberState {
+    /// `alive`, `suspect`, `down` or `left`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+/// One member as this center knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    /// Its latest identity.
+    pub id: CenterId,
+    /// Its state.
+    pub state: MemberState,
+    /// When a datagram from it last opened here (`None`: only heard of by gossip).
+    pub last_heard: Option<Instant>,
+}
+
+/// What the glue does after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Seal `payload` for `to.key` and send it to `to.addr`.
+    Send {
+        /// The member.
+        to: CenterId,
+        /// What it is.
+        kind: Kind,
+        /// foca's packet or our identity.
+        payload: Vec<u8>,
+    },
+    /// A member changed state (for the log).
+    Changed {
+        /// The member.
+        id: CenterId,
+        /// Its new state.
+        state: MemberState,
+    },
+}
+
+type Swim = Foca<CenterId, NerveCodec, StdRng, NoCustomBroadcast>;
+
+/// The membership state machine of one center: foca plus its timers and the facts shown.
+pub struct Membership {
+    foca: Swim,
+    runtime: AccumulatingRuntime<CenterId>,
+    guard: Arc<Mutex<Guard>>,
+    timers: BTreeMap<(Instant, u64), Timer<CenterId>>,
+    next_timer: u64,
+    facts: HashMap<SocketAddr, Fact>,
+}
+
+impl Membership {
+    /// A center `me` not yet in any ring; `seed` feeds foca's random choices (tests pass a
+    /// fixed one); `is_center` checks every gossiped member's key in a ring with keys.
+    pub fn new(me: CenterId, config: Config, seed: u64, is_center: Option<IsCenter>) -> Membership {
+        let guard = Arc::new(Mutex::new(Guard {
+            known: Default::default(),
+            max_members: MAX_MEMBERS,
+            is_center,
+        }));
+        let codec = NerveCodec {
+            guard: std::sync::Arc::clone(&guard),
+        };
+        Membership {
+            foca: Foca::new(me, config, StdRng::seed_from_u64(seed), codec),
+            runtime: AccumulatingRuntime::new(),
+            guard,
+            timers: BTreeMap::new(),
+            next_timer: 0,
+            facts: HashMap::new(),
+        }
+    }
+
+    /// This center's identity now (it changes when foca renews it).
+    pub fn me(&self) -> &CenterId {
+        self.foca.identity()
+    }
+
+    /// Every member known, with its state.
+    pub fn facts(&self) -> impl Iterator<Item = &Fact> {
+        self.facts.values()
+    }
+
+    /// When [`Membership::on_tick`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Announces this center to the peer at `addr` (whose key is `key`, with keys): how a
+    /// center joins through its `--ring` peers.
+    pub fn join(&mut self, now: Instant, addr: SocketAddr, key: Option<[u8; 32]>) -> Vec<Action> {
+        let peer = CenterId {
+            name: "(joining)".into(),
+            key,
+            addr,
+            epoch: 0,
+        };
+        let _ = self.foca.announce(peer, &mut self.runtime);
+        self.drain(now)
+    }
+
+    /// A datagram from `from` that opened, sealed with `key`.
+    ///
+    /// # Errors
+    /// Why it was not taken (for a refusal's log line): its sender identity is not the key
+    /// that sealed it or not the address it came from (a member key used from another
+    /// address, or a member speaking for another), or foca refused the packet.
+    pub fn on_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        key: Option<[u8; 32]>,
+        kind: Kind,
+        payload: &[u8],
+    ) -> Result<Vec<Action>, String> {
+        let sender: CenterId = match kind {
+            Kind::Swim => {
+                let header: foca::Header<CenterId> = foca::Codec::decode_header(&mut foca::PostcardCodec, payload)
+                    .map_err(|e| format!("undecodable: {e}"))?;
+                header.src
+            }
+            Kind::Leave => postcard::from_bytes(payload).map_err(|e| format!("undecodable leave: {e}"))?,
+        };
+        if sender.key != key {
+            return Err(format!(
+                "center {:?} speaks for another key than the one that sealed it",
+                sender.name
+            ));
+        }
+        if sender.addr != from {
+            return Err(format!(
+                "center {:?} says it is at {}, but its datagram came from {from}",
+                sender.name, sender.addr
+            ));
+        }
+        match kind {
+            Kind::Swim => {
+                self.foca
+                    .handle_data(payload, &mut self.runtime)
+                    .map_err(|e| format!("refused by SWIM: {e}"))?;
+            }
+            Kind::Leave => {
+                sender.check()?;
+                let known = self.facts.get(&from).map(|f| f.id.epoch);
+                // A leave of an older life than the one we know is stale news.
+                if known.is_none_or(|e| e <= sender.epoch) {
+                    let changed = self.facts.get(&from).is_none_or(|f| f.state != MemberState::Left);
+                    self.facts.insert(
+                        from,
+                        Fact {
+                            id: sender.clone(),
+                            state: MemberState::Left,
+                            last_heard: Some(now),
+                        },
+                    );
+                    if changed {
+                        let mut actions = self.drain(now);
+                        actions.push(Action::Changed {
+                            id: sender,
+                            state: MemberState::Left,
+                        });
+                        return Ok(actions);
+                    }
+                }
+            }
+        }
+        if let Some(f) = self.facts.get_mut(&from) {
+            f.last_heard = Some(now);
+        }
+        let actions = self.drain(now);
+        if let Some(f) = self.facts.get_mut(&from) {
+            f.last_heard = Some(now);
+        }
+        Ok(actions)
+    }
+
+    /// Fires the timers due at `now`, in order.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            let _ = self.foca.handle_timer(timer, &mut self.runtime);
+            actions.extend(self.drain(now));
+        }
+        actions
+    }
+
+    /// Leaves the ring (a clean stop): foca declares this identity down and gossips it, and
+    /// every active member gets a [`Kind::Leave`] datagram, so that it shows this center
+    /// `left` at once rather than suspect, then down.
+    pub fn leave(&mut self, now: Instant) -> Vec<Action> {
+        let me = self.foca.identity().clone();
+        let mut actions: Vec<Action> = self
+            .foca
+            .iter_members()
+            .map(|m| Action::Send {
+                to: m.id().clone(),
+                kind: Kind::Leave,
+                payload: postcard::to_allocvec(&me).unwrap_or_default(),
+            })
+            .collect();
+        let _ = self.foca.leave_cluster(&mut self.runtime);
+        actions.extend(self.drain(now).into_iter().filter(|a| matches!(a, Action::Send { .. })));
+        self.timers.clear();
+        actions
+    }
+
+    /// Takes what foca asked for: datagrams become actions, timers are kept by deadline,
+    /// notifications and foca's member list become facts.
+    fn drain(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some((to, data)) = self.runtime.to_send() {
+            actions.push(Action::Send {
+                to,
+                kind: Kind::Swim,
+                payload: data.to_vec(),
+            });
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.insert((now + after, self.next_timer), timer);
+            self.next_timer += 1;
+        }
+        while let Some(n) = self.runtime.to_notify() {
+            if let OwnedNotification::Rename(_, new) = n {
+                if let Some(f) = self.facts.get_mut(&new.addr) {
+                    f.id = new;
+                }
+            }
+        }
+        let mut known = std::collections::HashSet::new();
+        for m in self.foca.iter_membership_state() {
+            let id = m.id();
+            known.insert(id.addr);
+            let state = match m.state() {
+                State::Alive => MemberState::Alive,
+                State::Suspect => MemberState::Suspect,
+                State::Down => MemberState::Down,
+            };
+            let new = !self.facts.contains_key(&id.addr);
+            let fact = self.facts.entry(id.addr).or_insert_with(|| Fact {
+                id: id.clone(),
+                state,
+                last_heard: None,
+            });
+            if new {
+                actions.push(Action::Changed { id: id.clone(), state });
+                continue;
+            }
+            // A life that said it left stays left: what foca still says of it (alive until
+            // the gossip of its leave arrives, then down) is older news. A new life (a
+            // restart, a higher epoch) starts over.
+            let state = if fact.state == MemberState::Left && fact.id.epoch >= id.epoch {
+                MemberState::Left
+            } else {
+                state
+            };
+            if fact.state != state || fact.id != *id && fact.id.epoch < id.epoch {
+                if fact.id.epoch <= id.epoch {
+                    fact.id = id.clone();
+                }
+                if fact.state != state {
+                    fact.state = state;
+                    actions.push(Action::Changed {
+                        id: fact.id.clone(),
+                        state,
+                    });
+                }
+            }
+        }
+        // Forgotten by foca (down long enough): forgotten here too, once past the bound.
+        if self.facts.len() > MAX_MEMBERS {
+            self.facts.retain(|addr, _| known.contains(addr));
+        }
+        if let Ok(mut guard) = self.guard.lock() {
+            guard.known = known;
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests;
