@@ -32,6 +32,18 @@ fn command_index(args: &[&str], globals: &HelpInfo) -> Option<usize> {
     None
 }
 
+/// The commands of the tools Nerve's users come from that have another name here (their word,
+/// ours, whose word it is): too far from ours for an edit distance to find.
+const NEIGHBOURS: [(&str, &str, &str); 7] = [
+    ("status", "ps", "supervisorctl's"),
+    ("list", "ps", "pm2's"),
+    ("ls", "ps", "pm2's and docker's"),
+    ("logs", "tail", "pm2's and docker's"),
+    ("kill", "signal", "docker's"),
+    ("reload", "update", "supervisorctl's"),
+    ("monit", "top", "pm2's"),
+];
+
 /// A better message than argh's `Unrecognized argument: X`, when there is one:
 ///
 /// - X is where the command goes: `unknown command "pss"; did you mean "ps"?` and the list;
@@ -44,11 +56,13 @@ pub fn explain(args: &[&str], argh_error: &str) -> Option<String> {
     let command = command_index(args, &globals);
     if command == Some(at) {
         let names: Vec<&str> = globals.commands.iter().map(|(n, _)| n.as_str()).collect();
-        return Some(format!(
-            "{}\nCommands: {}",
-            unknown("command", word, &names),
-            names.join(", ")
-        ));
+        let first = match NEIGHBOURS.iter().find(|(theirs, _, _)| *theirs == word) {
+            Some((theirs, ours, whose)) => {
+                format!("unknown command \"{theirs}\"; {NAME}'s name for {whose} {theirs} is \"{ours}\"")
+            }
+            None => unknown("command", word, &names),
+        };
+        return Some(format!("{first}\nCommands: {}", names.join(", ")));
     }
     let command = command?;
     if let Some(global) = globals.option(word).filter(|o| o.long != "--help") {
@@ -222,6 +236,13 @@ mod tests {
 
     #[test]
     fn a_mistyped_command_gets_the_closest_and_the_list() {
+        let text = explained(&["status"]);
+        assert!(
+            text.starts_with(
+                "unknown command \"status\"; nrv-ctl's name for supervisorctl's status is \"ps\"\nCommands: "
+            ),
+            "{text}"
+        );
         let text = explained(&["pss"]);
         assert!(
             text.starts_with("unknown command \"pss\"; did you mean \"ps\"?\nCommands: version, ps, "),

@@ -137,11 +137,30 @@ pub fn parse_except<T: DeserializeOwned>(path: &Path, text: &str, elsewhere: &[&
 }
 
 fn error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|span| line_of(text, span.start));
+    let mut message = e.message().trim_end().to_string();
+    if let Some(hint) = line
+        .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+        .and_then(ini_hint)
+    {
+        message.push_str("; ");
+        message.push_str(&hint);
+    }
     ConfigError {
         path: path.to_owned(),
-        line: e.span().map(|span| line_of(text, span.start)),
-        message: e.message().trim_end().to_string(),
+        line,
+        message,
     }
+}
+
+/// What to write instead of a supervisord (INI) section header such as `[program:web]`, the
+/// first thing a supervisord user writes: TOML's `[program.web]`.
+fn ini_hint(line: &str) -> Option<String> {
+    let inner = line.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (table, name) = inner.split_once(':')?;
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (ok(table) && ok(name))
+        .then(|| format!("this is a TOML file, not supervisord's INI: write [{table}.{name}] for [{table}:{name}]"))
 }
 
 /// One value from two sources: `self` (the command line) over `under` (the config file).
@@ -421,5 +440,22 @@ mod tests {
             .as_deref(),
             Some("ipc://n.sock")
         );
+    }
+
+    #[test]
+    fn a_supervisord_section_header_gets_the_toml_spelling() {
+        let e = parse::<toml::Table>(
+            Path::new("n.toml"),
+            "name = \"x\"\n[program:web]\ncommand = [\"sleep\"]\n",
+        )
+        .expect_err("INI header");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(
+            e.to_string()
+                .contains("this is a TOML file, not supervisord's INI: write [program.web] for [program:web]"),
+            "{e}"
+        );
+        assert_eq!(ini_hint("[program.web]"), None);
+        assert_eq!(ini_hint("x = 1"), None);
     }
 }
