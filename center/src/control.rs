@@ -187,6 +187,7 @@ impl Center {
             Request::Start { .. }
                 | Request::Stop { .. }
                 | Request::Restart { .. }
+                | Request::Signal { .. }
                 | Request::Reread
                 | Request::Update
                 | Request::Run { .. }

@@ -114,7 +114,8 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 // `cli::parse` already refused --group with --all.
                 scope: cmd.scope().map_err(CtlError::Usage)?,
             };
-            done(invocation, &mut client, request, left, out).await?;
+            // One process answers Done; a program of several answers one line each.
+            acting(invocation, &mut client, request, left, false, out).await?;
         }
         Command::Stop(cmd) => {
             let request = Request::Stop {
@@ -311,22 +312,6 @@ fn unexpected(invocation: &Invocation, request: Request, reply: Reply) -> Result
         request: Box::new(request),
         reply: Box::new(reply),
     })
-}
-
-/// A request a watcher carries out: print what it did.
-async fn done(
-    invocation: &Invocation,
-    client: &mut Client,
-    request: Request,
-    wait: Duration,
-    out: &mut impl Write,
-) -> Result<(), CtlError> {
-    let reply = client.request_within(request.clone(), wait).await?;
-    let Reply::Done { message, .. } = reply else {
-        return unexpected(invocation, request, reply);
-    };
-    writeln!(out, "{}", escape_for_terminal(&message))?;
-    Ok(())
 }
 
 /// A request that acts on one process ([`Reply::Done`], printed as today: its message) or

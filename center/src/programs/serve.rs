@@ -714,6 +714,28 @@ impl Center {
                 }
             }
             R::Scale { program, numprocs } => self.scale_program(program, *numprocs),
+            R::Signal { target, signal, scope } => {
+                // A program of several processes (`web` for web:0, web:1), as supervisorctl's
+                // `signal HUP web:*`: each live one's watcher is sent the signal; any other
+                // target is one process and goes the usual way.
+                let Some(def) = self.manager.programs.def(target).filter(|d| d.numprocs > 1).cloned() else {
+                    return Ok(false);
+                };
+                let view = self.programs_view();
+                let mut acted_all = Vec::new();
+                for instance in 0..def.numprocs {
+                    let (name, live, _) = self.instance_now(&view, &def.name, instance);
+                    let result = match live {
+                        Some(id) if self.send_command(id, CommandKind::Signal(*signal, *scope)).await => {
+                            Ok(format!("sent SIG{signal}"))
+                        }
+                        Some(_) => Err("its watcher is not connected; try again when it reconnects".to_string()),
+                        None => Ok("not running".to_string()),
+                    };
+                    acted_all.push(acted(name, live, result));
+                }
+                Reply::Acted(acted_all)
+            }
             _ => return Ok(false),
         };
         self.programs_step().await?;

@@ -317,6 +317,58 @@ command = ["python3", "-c", "import signal, sys, time\nsignal.signal(signal.SIGT
     assert_ne!(pid_of(&rows, "slow"), old_pid, "slow runs again with a new pid");
 }
 
+/// `nrv-ctl signal PROGRAM SIG` for a program of several processes signals each of them (as
+/// supervisorctl's `signal HUP web:*`), one line each.
+#[test]
+fn a_signal_to_a_program_of_several_processes_reaches_each() {
+    let dir = TestDir::new();
+    let config = r#"
+[program.many]
+command = ["python3", "-c", "import signal, sys, time\nsignal.signal(signal.SIGHUP, lambda *a: print('got HUP', flush=True))\nprint('up', flush=True)\nwhile True: time.sleep(1000)"]
+numprocs = 2
+"#;
+    let center = center_with(&dir, config, "sigmany");
+    let _reap = Watchers(vec![&center.log]);
+    wait_states(
+        dir.path(),
+        &center,
+        &[("many:0", "RUNNING"), ("many:1", "RUNNING")],
+        STACK_UP,
+    );
+    for name in ["many:0", "many:1"] {
+        center.log.wait_until(&format!("{name} up"), WAIT, |lines| {
+            lines
+                .iter()
+                .any(|l| {
+                    l["name"] == name
+                        && line_kind(l) == "out"
+                        && l["data"].as_str().is_some_and(|d| d.starts_with("up"))
+                })
+                .then_some(())
+        });
+    }
+    let out = run_ctl_ok(dir.path(), &center.control, &["signal", "many", "HUP"]);
+    for name in ["many:0", "many:1"] {
+        assert!(
+            out.stdout_str().contains(&format!("{name} ok: sent SIGHUP")),
+            "{}",
+            out.describe()
+        );
+        center
+            .log
+            .wait_until(&format!("{name} to print got HUP"), WAIT, |lines| {
+                lines
+                    .iter()
+                    .any(|l| {
+                        l["name"] == name
+                            && line_kind(l) == "out"
+                            && l["data"].as_str().is_some_and(|d| d.contains("got HUP"))
+                    })
+                    .then_some(())
+            });
+    }
+}
+
 #[test]
 fn reread_lists_the_changes_and_update_applies_only_them() {
     let dir = TestDir::new();
