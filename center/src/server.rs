@@ -167,8 +167,8 @@ pub async fn run(
     let (metrics_tx, mut metrics_rx) = tokio::sync::mpsc::channel(crate::metrics::SNAPSHOT_QUEUE);
     let metrics_task = metrics.map(|listener| tokio::spawn(crate::http::serve(listener, metrics_tx)));
     // Unbounded: ring link tasks report here what their peers send, as fast as the peers
-    // send it; the loop takes each at once, but a flooding peer is not held back. Left for
-    // the ring rework (issue 14), which replaces these links.
+    // send it; the loop takes each at once, but a flooding peer is not held back. Left until
+    // the links give way to bounded on-demand connections (issue 14).
     let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
     let ring = Ring::new(
         &config.name,

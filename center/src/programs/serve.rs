@@ -674,7 +674,7 @@ impl Center {
                 }
             }
             R::Reread => match self.reload_programs() {
-                Ok(defs) => Reply::Changes(self.changes(&defs)),
+                Ok(defs) => Reply::Changes(self.changes(&defs).0),
                 Err(e) => failed(ControlErrorKind::Failed, e),
             },
             R::Update => match self.update_programs().await? {
@@ -810,19 +810,15 @@ impl Center {
         let mut out = Vec::new();
         for (program, instance) in targets {
             let (name, live, launching) = self.instance_now(&view, program, *instance);
-            let stopping = self
+            // Whether it is being stopped, and whether that stop was sent already.
+            let (stopping, sent) = self
                 .manager
                 .programs
                 .instance(program, *instance)
-                .is_some_and(|i| !i.wanted || i.stop_sent);
+                .map_or((false, false), |i| (!i.wanted || i.stop_sent, i.stop_sent));
             let result = if live.is_some() && stopping {
                 // `stop` then `start`: a stop not sent yet is called off; one sent already
                 // finishes and the instance is launched again after it.
-                let sent = self
-                    .manager
-                    .programs
-                    .instance(program, *instance)
-                    .is_some_and(|i| i.stop_sent);
                 self.manager.programs.want(program, *instance);
                 if sent {
                     self.manager.programs.relaunch_instance(program, *instance);
@@ -917,16 +913,18 @@ impl Center {
     }
 
     /// `reread`'s answer for the file's `defs`: [`super::config::diff`] against the programs
-    /// known, and as changed also the programs whose processes run an older definition.
-    fn changes(&self, defs: &[ProgramDef]) -> nerve_proto::ConfigChanges {
+    /// known, and as changed also the programs whose processes run an older definition (the
+    /// second value: [`Self::outdated`]'s list, which `update` relaunches).
+    fn changes(&self, defs: &[ProgramDef]) -> (nerve_proto::ConfigChanges, Vec<String>) {
         let mut c = super::config::diff(&self.manager.programs.defs, defs);
-        for name in self.outdated(defs) {
-            if !c.changed.contains(&name) && !c.added.contains(&name) {
-                c.changed.push(name);
+        let outdated = self.outdated(defs);
+        for name in &outdated {
+            if !c.changed.contains(name) && !c.added.contains(name) {
+                c.changed.push(name.clone());
             }
         }
         c.changed.sort();
-        c
+        (c, outdated)
     }
 
     fn reload_programs(&self) -> Result<Vec<ProgramDef>, String> {
@@ -947,8 +945,7 @@ impl Center {
             Ok(defs) => defs,
             Err(e) => return Ok(Err(e)),
         };
-        let c = self.changes(&defs);
-        let outdated = self.outdated(&defs);
+        let (c, outdated) = self.changes(&defs);
         let mut out = Vec::new();
         for name in &c.removed {
             self.manager.programs.remove(name);

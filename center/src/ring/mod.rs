@@ -243,7 +243,8 @@ impl Center {
         // Unbounded, and not yet bounded in fact: frames wait here while the link connects
         // (up to 1 s plus backoff) or while the peer reads slowly; they are thrown away on each
         // new connection, but a peer that stays connected and does not read lets this grow.
-        // Left for the ring rework (issue 14), which replaces these links.
+        // Replication now sends digests and deltas over these links, but the links (one to
+        // every peer) stay until forwards use bounded on-demand connections (issue 14).
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run_link(id, parsed, security, rx, self.ring.events_tx.clone()));
         self.ring.links.insert(
