@@ -87,8 +87,8 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 eprintln!("nrv-ctl: {}", empty_ps_hint(cmd, ended));
             }
             if cmd.json {
-                let rows: Vec<Value> = rows.iter().map(|p| process_json(p, false)).collect();
-                writeln!(out, "{}", Value::Array(rows))?;
+                // Straight from the rows into the buffered output (no `Value` per row).
+                crate::ps_json::write_rows(out, &rows)?;
             } else {
                 writeln!(out, "{}", ps_table(&rows))?;
             }

@@ -18,6 +18,7 @@ mod client;
 mod commands;
 mod exit;
 pub mod programs;
+mod ps_json;
 pub mod top;
 pub mod usage;
 
