@@ -853,6 +853,8 @@ async fn write_loop(
     let mut control_open = true;
     // Decided once per connection (see crate::splice::sigpipe_ignored).
     let splice_ok = writer.unix().is_some() && splice::sigpipe_ignored();
+    // Widened at the first splice: only connections that carry bulk output need the room.
+    let mut widened = false;
     loop {
         // True when a batch was cut at WRITE_BATCH: more is queued, keep the buffer.
         let mut busy = false;
@@ -883,6 +885,10 @@ async fn write_loop(
                     if let Some((sock, tail)) = spliced {
                         // The header and the payload's head from memory, the tail from its
                         // pipe by reference (crate::splice): no copy of it in this process.
+                        if !widened {
+                            splice::widen_send_buffer(std::os::fd::AsRawFd::as_raw_fd(sock));
+                            widened = true;
+                        }
                         let head = &m.payload[..m.payload.len() - tail.len()];
                         wire::put_header(&mut out, false, false, m.payload.len());
                         out.extend_from_slice(head);

@@ -119,6 +119,31 @@ impl PipedTail {
     }
 }
 
+/// The send buffer a unix connection asks for once it splices (`SO_SNDBUF`, which Linux
+/// doubles for its bookkeeping): 2 MiB, eight 256 KiB chunks in flight. The default (about
+/// 208 KiB, `net.core.wmem_default`) is smaller than one chunk, so the sender and the reader
+/// took turns on every frame (a third of the splices waited with `EAGAIN`); with room for
+/// several, each side runs while the other is off its core. Bounded: the bytes are the pipe
+/// pages the [`PipeBudget`] already counts, held by reference; the kernel caps it at
+/// `net.core.wmem_max`.
+pub const SPLICE_SEND_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Asks for [`SPLICE_SEND_BUFFER`] on `sock`; a refusal leaves the default, which only costs
+/// more turns.
+pub(crate) fn widen_send_buffer(sock: RawFd) {
+    let bytes = libc::c_int::try_from(SPLICE_SEND_BUFFER).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a descriptor the caller keeps open, reading one live local int.
+    unsafe {
+        libc::setsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Whether this process ignores SIGPIPE (std does for Rust programs). `splice(2)` into a
 /// socket has no `MSG_NOSIGNAL`: into a socket whose peer is gone it raises SIGPIPE, so it is
 /// used only where that signal is ignored.
@@ -192,6 +217,36 @@ mod tests {
         drop(again);
         drop(held);
         assert_eq!(budget.live(), 0);
+    }
+
+    /// A widened socket holds at least SPLICE_SEND_BUFFER, where `net.core.wmem_max` allows
+    /// it (Linux reports the doubled figure it keeps).
+    #[test]
+    fn a_widened_unix_socket_has_the_splice_send_buffer() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        widen_send_buffer(a.as_raw_fd());
+        let mut got: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a live local int of the length given.
+        let r = unsafe {
+            libc::getsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut got as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(usize::MAX);
+        let want = SPLICE_SEND_BUFFER.min(max);
+        assert!(
+            got as usize >= want,
+            "SO_SNDBUF {got} after widening, want at least {want}"
+        );
     }
 
     /// A pipe the kernel cannot size (beyond `pipe-max-size`) is refused and counts nothing.
