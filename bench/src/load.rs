@@ -983,3 +983,50 @@ pub fn capture_only(args: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `nerve-bench ps RUNS [--bin DIR]...`: the `ps` figure alone, without the peers, for
+/// measuring one change at a time: for each DIR in turn (default `target/release`), RUNS whole
+/// `nrv-ctl ps --json` runs with 1000 synthetic watchers and then RUNS with 1000 `nrv-open --
+/// sleep 100000` (each on a fresh center, as in `nerve-bench load`); the median and every run,
+/// ms. Give the before and the after build to compare them under the same load.
+pub fn ps_only(args: &[String]) -> Result<(), String> {
+    let usage = "ps RUNS [--bin DIR]...";
+    let mut runs = None;
+    let mut dirs = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--bin" => dirs.push(PathBuf::from(it.next().ok_or(usage)?)),
+            n => runs = Some(n.parse::<usize>().map_err(|_| usage)?),
+        }
+    }
+    let runs = runs.ok_or(usage)?;
+    if dirs.is_empty() {
+        dirs.push("target/release".into());
+    }
+    let n = PS_PROCESSES;
+    let show = |what: &str, dir: &std::path::Path, t: &[f64]| {
+        let each: Vec<String> = t.iter().map(|v| format!("{v:.1}")).collect();
+        println!(
+            "{what:10} {:40} median {:5.1} ms  runs {}",
+            dir.display(),
+            util::median(t),
+            each.join(", ")
+        );
+    };
+    for dir in &dirs {
+        let bins = Bins::in_dir(dir)?;
+        let t = nerve::ps_synthetic(&bins, n, runs)?;
+        show("synthetic", dir, &t);
+    }
+    for dir in &dirs {
+        let bins = Bins::in_dir(dir)?;
+        let mut c = Center::start_defaults(&bins, "ps-real")?;
+        nerve::spawn_sleeps(&mut c, "s", n)?;
+        // After the first stats samples, as in `nerve-bench load`.
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = nerve::ps_times(&c, runs)?;
+        show("nrv-open", dir, &t);
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //!     center under load (capture of NULs and text, ingest, ps with 1000), as one section of
 //!     BENCHMARKS.md
 //! nerve-bench capture RUNS [MIB] [--bin DIR]   the capture figure alone (direct and Nerve)
+//! nerve-bench ps RUNS [--bin DIR]...           the ps figure alone (1000 synthetic, 1000 nrv-open)
 //! nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]   the capture workload
 //! nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint E]   one center-ingest run (for profiling)
 //! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
@@ -39,10 +40,11 @@ fn main() {
         Some("ingest") => ingest_only(&args[1..]),
         Some("load") => load::main(&args[1..]),
         Some("capture") => load::capture_only(&args[1..]),
+        Some("ps") => load::ps_only(&args[1..]),
         Some("hold") => hold(&args[1..]),
         Some("spawn") => spawn::main(&args[1..]),
         Some("ring") => ring::main(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench capture RUNS [MIB] [--bin DIR]\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]\n       nerve-bench ring [--idle SECS] [--bin DIR]... N...".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench capture RUNS [MIB] [--bin DIR]\n       nerve-bench ps RUNS [--bin DIR]...\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]\n       nerve-bench ring [--idle SECS] [--bin DIR]... N...".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
