@@ -15,6 +15,7 @@
 //! chunks of short reads went to dlmalloc); at 16 KiB, see BENCHMARKS.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::{Mutex, PoisonError};
 
 /// Allocations of this many bytes or more go to the C library's `malloc`: the output chunks
 /// and other buffers that grow with traffic, whose memory mallocng unmaps when they are freed
@@ -27,8 +28,44 @@ pub const LARGE: usize = 16 * 1024;
 /// whose it is; a `realloc` across [`LARGE`] moves the block to the other one.
 pub struct SizeRouted;
 
-/// The small allocations' allocator (its own lock, a pthread mutex).
-static SMALL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+/// The small allocations' allocator, behind std's futex mutex (an uncontended lock and unlock
+/// is one atomic exchange each). dlmalloc's own global allocator locks a pthread mutex around
+/// every call, and musl's `pthread_mutex_unlock` alone was a tenth of a watcher's start-up
+/// instructions (callgrind, 27,225 of 277,883: BENCHMARKS.md, "Issue 10, fifth pass"). The
+/// lock allocates nothing, and no allocation happens under it but dlmalloc's own.
+static SMALL: Small = Small(Mutex::new(dlmalloc::Dlmalloc::new()));
+
+/// [`SMALL`]'s type: a dlmalloc heap and its lock.
+struct Small(Mutex<dlmalloc::Dlmalloc>);
+
+impl Small {
+    /// Runs `f` on the heap with the lock held (a poisoned lock is taken as it is: nothing
+    /// panics while holding it, and the heap is consistent between calls).
+    fn with<T>(&self, f: impl FnOnce(&mut dlmalloc::Dlmalloc) -> T) -> T {
+        let mut heap = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut heap)
+    }
+
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract, passed on.
+        self.with(|h| unsafe { h.malloc(layout.size(), layout.align()) })
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for alloc.
+        self.with(|h| unsafe { h.calloc(layout.size(), layout.align()) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this heap with this layout (GlobalAlloc's contract).
+        self.with(|h| unsafe { h.free(ptr, layout.size(), layout.align()) });
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for dealloc.
+        self.with(|h| unsafe { h.realloc(ptr, layout.size(), layout.align(), new_size) })
+    }
+}
 
 fn large(size: usize) -> bool {
     size >= LARGE

@@ -54,8 +54,31 @@ pub const SPAWN_EXEC: bool = true;
 /// (`MAP_NORESERVE`), and the mapping is gone when `spawn_exec` returns.
 const SPAWN_STACK: usize = 64 * 1024;
 
-/// The highest signal number the child of [`spawn_exec`] resets (the kernel's `_NSIG` on
-/// x86_64 and aarch64).
+/// The signals whose action the child of [`spawn_exec`] puts back to the default before it
+/// unblocks signals: every signal this process may catch — those nrv-open's watch registers
+/// (`crate::signals`: SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH)
+/// and std's stack-overflow handlers (SIGSEGV, SIGBUS) — and SIGPIPE, which std ignores in
+/// every Rust program. A caught signal among the others would be a handler of ours that
+/// could run in the child, on our memory, before its exec: debug builds check at every spawn
+/// that there is none ([`check_reset_covers_caught`]). Eleven `sigaction` calls instead of
+/// one query per signal number (64, plus the resets: what musl's and glibc's `posix_spawn`
+/// do, as they cannot know which signals their caller catches).
+const RESET_SIGNALS: [c_int; 11] = [
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGPIPE,
+];
+
+/// The highest signal number there is (the kernel's `_NSIG` on x86_64 and aarch64).
+#[cfg(debug_assertions)]
 const LAST_SIGNAL: c_int = 64;
 
 /// What the parent and the child of [`spawn_exec`] share: the child's instructions, and the
@@ -74,8 +97,8 @@ struct Shared<'a> {
 ///
 /// The child, on the parent's memory while the parent waits (only system calls, on memory
 /// prepared here): makes `exec.stdio` its fds 0, 1 and 2; moves to `exec.cwd`; leads a
-/// process group or (with a terminal) a session of its own; resets every caught signal and
-/// SIGPIPE to the default action and unblocks all signals (what std's `Command` does); takes
+/// process group or (with a terminal) a session of its own; resets the signals this process
+/// catches ([`RESET_SIGNALS`]) and SIGPIPE to the default action and unblocks all signals (what std's `Command` does); takes
 /// `exec.umask` and `exec.user`; sets the parent-death signal and, if its parent is already gone (`getppid()` is no longer
 /// `exec.parent`), sends that signal to itself; then `execvpe`. If a step fails it leaves the
 /// step's `errno` in the shared memory and exits with 127; this function then reaps it.
@@ -87,6 +110,8 @@ struct Shared<'a> {
 /// The stack could not be mapped, `clone` failed, or one of the child's steps did (its
 /// `errno`: `ENOENT` for a program not found, `EACCES` for one not executable, …).
 pub fn spawn_exec(exec: &Exec<'_>) -> io::Result<u32> {
+    #[cfg(debug_assertions)]
+    check_reset_covers_caught();
     // SAFETY: sysconf has no memory effects.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let want = SPAWN_STACK + std::mem::size_of_val(exec.argv);
@@ -159,6 +184,26 @@ fn spawn_on(exec: &Exec<'_>, base: *mut c_void, len: usize, page: usize) -> io::
     Ok(pid as u32)
 }
 
+/// Debug builds, before every [`spawn_exec`]: panics if this process catches a signal that
+/// is not in [`RESET_SIGNALS`] (its handler could run in the child before exec), naming it.
+#[cfg(debug_assertions)]
+fn check_reset_covers_caught() {
+    for sig in 1..=LAST_SIGNAL {
+        // SAFETY: sigaction is integers, a sigset and a handler address, for which all zero
+        // bytes (SIG_DFL, an empty set) is a value.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: with a null new action sigaction only writes the current one into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            continue; // one the C library keeps for itself
+        }
+        let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+        assert!(
+            !caught || RESET_SIGNALS.contains(&sig),
+            "signal {sig} has a handler the child of spawn_exec would not reset: add it to RESET_SIGNALS (open/src/sys/linux.rs)"
+        );
+    }
+}
+
 /// The child of [`spawn_exec`]: runs [`child_steps`], and when they return (exec failed, or a
 /// step before it), leaves the `errno` for the parent and exits with 127.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -217,25 +262,19 @@ unsafe fn child_steps(exec: &Exec<'_>) -> c_int {
     }
     // Caught signals back to their default action (exec would do it, but a handler must not
     // run here, on the parent's memory, once they are unblocked) and SIGPIPE too (std ignores
-    // it in every Rust program, and an ignored signal stays ignored across exec).
-    for sig in 1..=LAST_SIGNAL {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
+    // it in every Rust program, and an ignored signal stays ignored across exec). One call per
+    // signal: set the default and read the old action; only one that was ignored (inherited
+    // so) and is not SIGPIPE gets its SIG_IGN back, as std's Command leaves it.
+    for sig in RESET_SIGNALS {
         // SAFETY: sigaction is integers, a sigset and a handler address, for which all zero
-        // bytes (SIG_DFL, an empty set) is a value.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: with a null new action, sigaction only writes the current one into `old`.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            continue; // one the C library keeps for itself
-        }
-        if sig == libc::SIGPIPE || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN) {
-            // SAFETY: as for `old`; sigaction reads the local and writes nothing (no old
-            // action asked for). Every signal is blocked, so no handler runs meanwhile.
-            unsafe {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        // bytes (SIG_DFL, an empty set) is a value; sigaction reads `dfl` and writes `old`,
+        // both locals. Every signal is blocked, so no handler runs meanwhile.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, &dfl, &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN && sig != libc::SIGPIPE {
+                libc::sigaction(sig, &old, std::ptr::null_mut());
             }
         }
     }
@@ -347,6 +386,18 @@ mod tests {
                     7ffc6df00000-7ffc6df04000 r--p 00000000 00:00 0                          [vvar]\n";
         assert_eq!(stack_mapping(maps), Some((0x7ffc_6de8_4000, 0x7ffc_6dea_5000)));
         assert_eq!(stack_mapping("7f00-7f10 rw-p 0 00:00 0 [heap]\n"), None);
+    }
+
+    #[test]
+    fn the_child_resets_every_signal_that_nrv_opens_watch_catches() {
+        for sig in crate::signals::CAUGHT
+            .into_iter()
+            .chain([libc::SIGCHLD, libc::SIGWINCH])
+        {
+            assert!(RESET_SIGNALS.contains(&sig), "signal {sig} is caught by the watch");
+        }
+        #[cfg(debug_assertions)]
+        check_reset_covers_caught();
     }
 
     #[test]
