@@ -515,17 +515,22 @@ pub fn lossy_command(argv: &[OsBytes]) -> String {
     argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
-/// Finds the one process `target` names: its full id, a unique id prefix, or its name. When a
-/// name or prefix matches several processes, the ones that have not ended win.
+/// Finds the one process `target` names: its full id, a unique id prefix, or its name (by
+/// [`nerve_proto::names`]' rule: an exact name first, else the processes `NAME:…` of a
+/// program of several, also written `NAME:*`). When a name or prefix matches several
+/// processes, the ones that have not ended win.
 ///
 /// # Errors
 /// [`ControlErrorKind::UnknownId`] naming the target, or [`ControlErrorKind::Ambiguous`]
-/// listing the candidates.
+/// listing the candidates (for a program's name, with the advice to give one process's name).
 pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -> Result<ProcessId, ControlError> {
     let lower = target.to_ascii_lowercase();
     let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
+    let candidates: Vec<Candidate<'a>> = candidates.collect();
+    let names = nerve_proto::names::NameFilter::new(target, candidates.iter().map(|c| c.name));
     let mut matches: Vec<Candidate<'_>> = candidates
-        .filter(|c| c.name == target || (is_hex && c.id.to_string().starts_with(&lower)))
+        .into_iter()
+        .filter(|c| names.matches(c.name) || (is_hex && c.id.to_string().starts_with(&lower)))
         .collect();
     matches.sort_by_key(|c| c.id);
     matches.dedup_by_key(|c| c.id);
@@ -545,10 +550,15 @@ pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -
                 .iter()
                 .map(|c| format!("{} {} ({})", &c.id.to_string()[..12], c.name, lossy_command(c.argv)))
                 .collect();
+            let advice = if names.is_program() && many.iter().any(|c| c.name != target) {
+                "give one process's name (such as NAME:0) or more of the id"
+            } else {
+                "give more of the id"
+            };
             Err(ControlError {
                 kind: ControlErrorKind::Ambiguous,
                 message: format!(
-                    "{target:?} matches {} processes: {}; give more of the id",
+                    "{target:?} matches {} processes: {}; {advice}",
                     many.len(),
                     list.join(", ")
                 ),
@@ -1028,6 +1038,47 @@ mod tests {
             e.message.contains("2 processes") && e.message.contains("555500000000"),
             "{}",
             e.message
+        );
+    }
+
+    /// A program of several processes (`api:0`, `api:1`) by its name: one running process
+    /// is picked, two are ambiguous with the advice to name one; an exact name wins.
+    #[test]
+    fn pick_takes_a_programs_name_for_its_processes() {
+        const A0: ProcessId = ProcessId(0x1000_0000_0000_0001);
+        const A1: ProcessId = ProcessId(0x2000_0000_0000_0002);
+        const EXACT: ProcessId = ProcessId(0x3000_0000_0000_0003);
+        let argv = [OsBytes::from("x")];
+        let pick_among = |target: &str, procs: &[(ProcessId, &str, bool)]| {
+            let candidates = procs.iter().map(|&(id, name, ended)| Candidate {
+                id,
+                name,
+                argv: &argv,
+                ended,
+            });
+            pick(target, candidates)
+        };
+        let both = [(A0, "api:0", false), (A1, "api:1", false)];
+        let e = pick_among("api", &both).expect_err("two running processes");
+        assert_eq!(e.kind, ControlErrorKind::Ambiguous);
+        assert!(
+            e.message.contains("2 processes") && e.message.contains("api:0") && e.message.contains("NAME:0"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            pick_among("api:*", &both).map_err(|e| e.kind),
+            Err(ControlErrorKind::Ambiguous)
+        );
+        assert_eq!(pick_among("api:1", &both).map_err(|e| e.kind), Ok(A1));
+        let one_left = [(A0, "api:0", true), (A1, "api:1", false)];
+        assert_eq!(pick_among("api", &one_left).map_err(|e| e.kind), Ok(A1));
+        assert_eq!(pick_among("api:", &one_left).map_err(|e| e.kind), Ok(A1));
+        let with_exact = [(A0, "api:0", false), (EXACT, "api", false)];
+        assert_eq!(pick_among("api", &with_exact).map_err(|e| e.kind), Ok(EXACT));
+        assert_eq!(
+            pick_among("ap", &both).map_err(|e| e.kind),
+            Err(ControlErrorKind::UnknownId)
         );
     }
 

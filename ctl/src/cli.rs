@@ -164,7 +164,8 @@ pub struct PsCmd {
     /// only processes in this state (RUNNING, EXITED, UNKNOWN, ...)
     #[argh(option, from_str_fn(parse_state))]
     pub state: Option<nerve_proto::ProcessState>,
-    /// only processes with this name
+    /// only processes with this name; a program of several is NAME:0, NAME:1, …, and NAME (or
+    /// NAME:*) lists them all unless a process is named exactly NAME
     #[argh(option)]
     pub name: Option<String>,
     /// only this center's processes, not its ring peers'
