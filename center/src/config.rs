@@ -149,8 +149,9 @@ pub struct Settings {
     /// seconds of silence after which a peer's rows are removed (default 30)
     #[argh(option)]
     pub remove_after: Option<f64>,
-    /// serve Prometheus metrics over HTTP at ADDR:PORT/metrics (for example 127.0.0.1:9464;
-    /// off by default; an address other than loopback needs --insecure)
+    /// serve Prometheus metrics over HTTP at ADDR:PORT/metrics (for example 127.0.0.1:9464, or
+    /// a host name: localhost:9464; off by default; an address other than loopback, or a name
+    /// that resolves to one, needs --insecure)
     #[argh(option)]
     pub metrics: Option<String>,
     /// the nrv-open binary that launches programs (default: env NERVE_OPEN, else nrv-open

@@ -201,8 +201,9 @@ impl Center {
                 match self.locate(target) {
                     Ok((_, None)) => {}
                     Ok((id, Some(owner))) => {
-                        // A tail answers with several replies (output chunks, then End).
-                        let streaming = matches!(request, Request::Tail { .. });
+                        // A tail and events answer with several replies (output chunks or
+                        // event lines, then End).
+                        let streaming = matches!(request, Request::Tail { .. } | Request::Events { .. });
                         self.forward(client, &owner, retarget(request, id), caller, streaming)
                             .await;
                         return Ok(());
@@ -675,6 +676,10 @@ fn target_of(request: &Request) -> Option<&str> {
         | Request::Restart { target }
         | Request::Info { target }
         | Request::Tail { target, .. } => Some(target),
+        // `events --id`: the owner has the process's recent lines and sees its new ones.
+        Request::Events {
+            target: Some(target), ..
+        } => Some(target),
         _ => None,
     }
 }
@@ -697,6 +702,10 @@ fn retarget(request: Request, id: ProcessId) -> Request {
         Request::Stop { .. } => Request::Stop { target: full },
         Request::Restart { .. } => Request::Restart { target: full },
         Request::Info { .. } => Request::Info { target: full },
+        Request::Events { follow, .. } => Request::Events {
+            target: Some(full),
+            follow,
+        },
         Request::Tail {
             lines, stream, follow, ..
         } => Request::Tail {
@@ -902,5 +911,32 @@ mod tests {
                 other => panic!("retarget turned a signal into {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn events_of_one_process_are_forwarded_to_its_owner_by_full_id() {
+        let id = ProcessId(0x0123_4567_89ab_cdef);
+        for follow in [false, true] {
+            let request = Request::Events {
+                target: Some("web".into()),
+                follow,
+            };
+            assert_eq!(target_of(&request), Some("web"));
+            assert_eq!(
+                retarget(request, id),
+                Request::Events {
+                    target: Some("0123456789abcdef".into()),
+                    follow
+                }
+            );
+        }
+        // Every center's events, without --id, stay with the center asked.
+        assert_eq!(
+            target_of(&Request::Events {
+                target: None,
+                follow: true
+            }),
+            None
+        );
     }
 }

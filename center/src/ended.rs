@@ -201,6 +201,7 @@ impl EndedRow {
             ready: false,
             uid: None,
             counters: Default::default(),
+            watcher: None,
         }
     }
 

@@ -446,22 +446,16 @@ fn start(args: Settings) -> Result<(), Failure> {
 /// A usage failure (exit 2) naming the address: not `ADDR:PORT`, not loopback without
 /// `--insecure`, or not bindable (in use, not this host's).
 fn bind_metrics(text: &str, insecure: bool) -> Result<std::net::TcpListener, Failure> {
-    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
-        Failure::Usage(format!(
-            "--metrics {text:?} is not ADDR:PORT (for example 127.0.0.1:9464, or [::1]:9464)"
-        ))
-    })?;
-    if !addr.ip().is_loopback() {
-        if !insecure {
-            return Err(Failure::Usage(format!(
-                "--metrics {addr} is not a loopback address: anyone who can reach the port (any host) could read the names, hosts and counters of every process, without authentication; bind 127.0.0.1 (and scrape through a tunnel or a proxy), or pass --insecure to accept that"
-            )));
-        }
-        eprintln!(
-            "nrv-center: warning: --metrics {addr} serves HTTP without authentication (--insecure): anyone who can reach the port (any host) can read the names, hosts and counters of every process; traffic is not encrypted"
-        );
+    use std::net::ToSocketAddrs as _;
+    let (addrs, warning) =
+        nerve_center::metrics::listen_addrs(text, || text.to_socket_addrs().map(Iterator::collect), insecure)
+            .map_err(Failure::Usage)?;
+    if let Some(warning) = warning {
+        eprintln!("{warning}");
     }
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+    let addr = text;
+    // The first of the addresses that binds, as `TcpListener::bind` tries them.
+    let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             "something else listens there; pick another port or stop it"
         } else {

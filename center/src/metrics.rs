@@ -289,6 +289,68 @@ pub fn render(snapshot: &Snapshot) -> String {
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// Where `--metrics TEXT` listens, and the warning to print: `TEXT` is `ADDR:PORT`
+/// (`127.0.0.1:9464`, `[::1]:9464`) or `HOST:PORT` (`localhost:9464`), and `resolved` is what
+/// the resolver made of a `HOST:PORT` (unused for an `ADDR:PORT`). Every address must be
+/// loopback unless `insecure` (then the warning says what that exposes): a name that resolves
+/// to a loopback address and another is refused, as the other address would be.
+///
+/// # Errors
+/// For people, naming `TEXT` and what it resolved to: no `:PORT`; a name that does not
+/// resolve (`resolved`'s error) or resolves to nothing; an address other than loopback
+/// without `insecure`.
+pub fn listen_addrs(
+    text: &str,
+    resolved: impl FnOnce() -> std::io::Result<Vec<std::net::SocketAddr>>,
+    insecure: bool,
+) -> Result<(Vec<std::net::SocketAddr>, Option<String>), String> {
+    let addrs = match text.parse::<std::net::SocketAddr>() {
+        Ok(addr) => vec![addr],
+        Err(_) => {
+            let port = text.rsplit_once(':').and_then(|(host, port)| {
+                (!host.is_empty()).then_some(())?;
+                port.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                return Err(format!(
+                    "--metrics {text:?} is not ADDR:PORT or HOST:PORT (for example 127.0.0.1:9464, [::1]:9464 or localhost:9464)"
+                ));
+            }
+            let addrs = resolved().map_err(|e| {
+                format!("--metrics {text}: cannot resolve the host name: {e}; give an address (127.0.0.1:9464) or a name this host resolves")
+            })?;
+            if addrs.is_empty() {
+                return Err(format!(
+                    "--metrics {text}: the host name resolves to no address; give an address (127.0.0.1:9464)"
+                ));
+            }
+            addrs
+        }
+    };
+    let shown = || {
+        let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        if text.parse::<std::net::SocketAddr>().is_ok() {
+            text.to_string()
+        } else {
+            format!("{text} ({})", list.join(", "))
+        }
+    };
+    if addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Ok((addrs, None));
+    }
+    if !insecure {
+        return Err(format!(
+            "--metrics {} is not a loopback address: anyone who can reach the port (any host) could read the names, hosts and counters of every process, without authentication; bind 127.0.0.1 (and scrape through a tunnel or a proxy), or pass --insecure to accept that",
+            shown()
+        ));
+    }
+    let warning = format!(
+        "nrv-center: warning: --metrics {} serves HTTP without authentication (--insecure): anyone who can reach the port (any host) can read the names, hosts and counters of every process; traffic is not encrypted",
+        shown()
+    );
+    Ok((addrs, Some(warning)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +578,79 @@ mod tests {
         series.sort();
         out.append(&mut series);
         out
+    }
+
+    /// `listen_addrs` as a table: (text, what the resolver gives, insecure) → the addresses,
+    /// or the start of the error.
+    #[test]
+    fn metrics_take_an_address_or_a_name_and_keep_to_loopback() {
+        use std::net::SocketAddr;
+        fn a(s: &str) -> SocketAddr {
+            s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        }
+        let local = || Ok(vec![a("[::1]:9464"), a("127.0.0.1:9464")]);
+        let mixed = || Ok(vec![a("127.0.0.1:9464"), a("192.0.2.7:9464")]);
+        let none = || Ok(vec![]);
+        let unknown = || Err(std::io::Error::other("Name or service not known"));
+        type Resolve = fn() -> std::io::Result<Vec<SocketAddr>>;
+        type Case = (&'static str, Resolve, bool, Result<Vec<SocketAddr>, &'static str>);
+        let cases: [Case; 10] = [
+            ("127.0.0.1:9464", unknown, false, Ok(vec![a("127.0.0.1:9464")])),
+            ("[::1]:9464", unknown, false, Ok(vec![a("[::1]:9464")])),
+            (
+                "localhost:9464",
+                local,
+                false,
+                Ok(vec![a("[::1]:9464"), a("127.0.0.1:9464")]),
+            ),
+            (
+                "0.0.0.0:9464",
+                unknown,
+                false,
+                Err("--metrics 0.0.0.0:9464 is not a loopback address"),
+            ),
+            ("0.0.0.0:9464", unknown, true, Ok(vec![a("0.0.0.0:9464")])),
+            (
+                "both:9464",
+                mixed,
+                false,
+                Err("--metrics both:9464 (127.0.0.1:9464, 192.0.2.7:9464) is not a loopback"),
+            ),
+            (
+                "both:9464",
+                mixed,
+                true,
+                Ok(vec![a("127.0.0.1:9464"), a("192.0.2.7:9464")]),
+            ),
+            (
+                "localhost",
+                local,
+                false,
+                Err("--metrics \"localhost\" is not ADDR:PORT or HOST:PORT"),
+            ),
+            (
+                "nowhere.invalid:9464",
+                unknown,
+                false,
+                Err("--metrics nowhere.invalid:9464: cannot resolve the host name: Name or service not known"),
+            ),
+            (
+                "empty:9464",
+                none,
+                false,
+                Err("--metrics empty:9464: the host name resolves to no address"),
+            ),
+        ];
+        for (text, resolve, insecure, want) in cases {
+            let got = listen_addrs(text, resolve, insecure);
+            match (got, want) {
+                (Ok((addrs, warning)), Ok(want)) => {
+                    assert_eq!(addrs, want, "{text}");
+                    assert_eq!(warning.is_some(), insecure, "{text}: {warning:?}");
+                }
+                (Err(e), Err(want)) => assert!(e.starts_with(want), "{text}: {e}"),
+                (got, want) => panic!("{text} (insecure {insecure}): {got:?}, expected {want:?}"),
+            }
+        }
     }
 }

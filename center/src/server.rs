@@ -8,7 +8,7 @@ use crate::log::{hello_data, Change, Entry, EventLog, Health, LogTarget};
 use crate::outputs::OutputFiles;
 use crate::ratelimit::{RateLimit, Verdict};
 use crate::ring::{Ring, RingConfig, GOSSIP_INTERVAL};
-use crate::table::{cut_hello, Table};
+use crate::table::{cut_hello, Fate, Table};
 use nerve_proto::{
     decode, encode, CenterMsg, ControlError, ControlErrorKind, ControlReply, Event, EventKind, ExitStatus, ProcessId,
     ProcessState, Reply, StateChange, Stream, WatcherMsg, Welcome, NERVE_VERSION,
@@ -627,7 +627,14 @@ impl Center {
                     return Ok(());
                 }
             }
-            return self.on_hello(peer, hello, cred.map(|c| c.uid)).await;
+            // A watcher on this host that the center can look at: its death is seen at once.
+            let watcher = cred.and_then(|c| crate::table::WatcherProc::of_peer(c.pid, hello.watcher_pid, &hello.host));
+            let id = hello.id;
+            self.on_hello(peer, hello, cred.map(|c| c.uid)).await?;
+            if let Some(p) = self.table.get_mut(id) {
+                p.watcher = watcher;
+            }
+            return Ok(());
         }
         let Some(proc) = self.table.by_peer(&peer) else {
             self.protocol_error(false, &peer, "message from a watcher that has not sent Hello".into())
@@ -943,19 +950,57 @@ impl Center {
         let mut idle = Vec::new();
         let mut silent = Vec::new();
         let mut gone = Vec::new();
+        let mut dead = Vec::new();
         for p in self.table.iter_mut() {
-            let quiet = now.duration_since(p.last_heard);
-            if p.silent(now) && !p.silent_logged {
-                p.silent_logged = true;
-                silent.push((p.id, p.hello.name.clone(), quiet));
-            } else if p.ended_at.is_none() && quiet >= GONE_AFTER {
-                // A watcher this silent is dead (SIGKILLed, its host gone): list it as ended,
-                // so `ps` stops showing it and `ps --all` still does.
-                p.ended_at = Some(now);
-                gone.push((p.id, p.hello.name.clone(), quiet));
-            } else if p.peer.is_some() && p.ended_at.is_none() && now.duration_since(p.last_sent) >= beat {
-                idle.extend(p.peer.clone());
+            if p.ended_at.is_some() {
+                continue;
             }
+            let quiet = now.duration_since(p.last_heard);
+            let check = match p.watcher {
+                Some(w) if crate::table::worth_checking(now, p.last_heard, p.ping_interval()) => w.check(),
+                _ => crate::table::WatcherCheck::Unchecked,
+            };
+            match crate::table::watcher_fate(now, p.last_heard, p.ping_interval(), check) {
+                Fate::Dead => {
+                    // Its process on this host is gone (SIGKILL, a crash) without a goodbye:
+                    // listed as ended now, not after GONE_AFTER.
+                    p.ended_at = Some(now);
+                    p.state = Some(ProcessState::Unknown);
+                    let pid = p.watcher.map_or(0, |w| w.pid);
+                    let cause = format!(
+                        "watcher killed: its process (pid {pid}) is gone without a goodbye (SIGKILL or a crash); listed as ended"
+                    );
+                    p.push_history(nerve_proto::StateChange {
+                        time_ms: crate::ended::unix_ms(std::time::SystemTime::now()),
+                        state: ProcessState::Unknown,
+                        cause: cause.clone(),
+                    });
+                    dead.push((p.id, p.hello.name.clone(), cause));
+                }
+                Fate::Silent | Fate::Gone if !p.silent_logged => {
+                    p.silent_logged = true;
+                    silent.push((p.id, p.hello.name.clone(), quiet));
+                }
+                Fate::Gone => {
+                    // A watcher this silent is dead (SIGKILLed, its host gone): list it as
+                    // ended, so `ps` stops showing it and `ps --all` still does.
+                    p.ended_at = Some(now);
+                    gone.push((p.id, p.hello.name.clone(), quiet));
+                }
+                _ if p.peer.is_some() && now.duration_since(p.last_sent) >= beat => {
+                    idle.extend(p.peer.clone());
+                }
+                _ => {}
+            }
+        }
+        for (id, name, cause) in dead {
+            let data = json!({"state": ProcessState::Unknown.as_str(), "cause": cause});
+            self.record(Entry::process(id, &name, "state", data)).await?;
+            self.remember_ended(id).await?;
+            if let Err(e) = self.outputs.close(id) {
+                self.output_failed(Some((id, &name)), e).await;
+            }
+            self.end_followers(id).await;
         }
         for (id, name, quiet) in silent {
             let cause = format!("the watcher has been silent for {:.1} s", quiet.as_secs_f64());

@@ -88,6 +88,10 @@ pub struct Process {
     pub uid: Option<u32>,
     /// What `/metrics` counts of its events, since this center's start.
     pub counters: crate::metrics::Counters,
+    /// The watcher's process, when the center can check it is alive (an ipc peer on this
+    /// host: see [`WatcherProc::of_peer`]); `None` over tcp, from another host or pid
+    /// namespace, where only silence ([`crate::GONE_AFTER`]) says it is dead.
+    pub watcher: Option<WatcherProc>,
 }
 
 impl Process {
@@ -180,6 +184,122 @@ fn child_alive(state: Option<ProcessState>) -> bool {
     )
 }
 
+/// A watcher's process on this host, as the center can check it: the pid the kernel gave for
+/// the ipc connection (`SO_PEERCRED`) and that process's start time, so that a pid the kernel
+/// has given to another process since is not taken for the watcher (the start time in
+/// `/proc/PID/stat` is what tells them apart, as procps does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatcherProc {
+    /// Its pid, in this center's pid namespace.
+    pub pid: u32,
+    /// When it started: field 22 of `/proc/PID/stat`, clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+/// What a look at the watcher's process found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatcherCheck {
+    /// The center cannot look (tcp, another host or pid namespace), or did not this time.
+    Unchecked,
+    /// The same process runs.
+    Alive,
+    /// No process has the pid, it is a zombie, or the pid is another process's now.
+    Dead,
+}
+
+impl WatcherProc {
+    /// The watcher's process for a hello that came over ipc from the process `peer_pid`
+    /// (`SO_PEERCRED`), when the center can check it: the hello says it is that process
+    /// (`watcher_pid`, so the peer is not an ssh tunnel's sshd nor a relay) and that it runs on
+    /// this host (`host`, as `hostname` says), and its `/proc/PID/stat` can be read. `None`
+    /// otherwise, also for pid 0 (a peer in another pid namespace).
+    pub fn of_peer(peer_pid: i32, watcher_pid: u32, host: &str) -> Option<WatcherProc> {
+        let pid = u32::try_from(peer_pid).ok().filter(|&p| p > 0 && p == watcher_pid)?;
+        if host != this_host() {
+            return None;
+        }
+        let (state, start_ticks) = read_stat(pid)?;
+        (!matches!(state, 'Z' | 'X')).then_some(WatcherProc { pid, start_ticks })
+    }
+
+    /// Looks at the process now: one read of `/proc/PID/stat` (no file: the pid is free, as
+    /// `kill(pid, 0)`'s ESRCH would say; a zombie or another start time: dead too).
+    pub fn check(&self) -> WatcherCheck {
+        match read_stat(self.pid) {
+            Some((state, start)) if start == self.start_ticks && !matches!(state, 'Z' | 'X') => WatcherCheck::Alive,
+            _ => WatcherCheck::Dead,
+        }
+    }
+}
+
+/// This machine's host name, as nrv-open reports it in its hello (`hostname`, lossy UTF-8),
+/// read once.
+fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+fn read_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// The state (field 3) and start time (field 22) of a `/proc/PID/stat` line; the command
+/// (field 2) is in parentheses and may hold spaces and parentheses itself, so the fields are
+/// counted from the last `)` (proc(5)).
+pub fn parse_stat(text: &str) -> Option<(char, u64)> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields 4 to 21 come before the start time.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// What the center makes of a watcher that has not said goodbye (the rows of `ps`; see
+/// [`watcher_fate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Heard from recently enough, or not yet overdue.
+    Heard,
+    /// Silent for [`UNKNOWN_AFTER_PINGS`] ping intervals: shown as UNKNOWN, still listed.
+    Silent,
+    /// Its process on this host is gone: listed as ended at once (UNKNOWN, "the watcher
+    /// died"), without waiting for [`crate::GONE_AFTER`].
+    Dead,
+    /// Silent for [`crate::GONE_AFTER`] (10 minutes) and not checkable: listed as ended.
+    Gone,
+}
+
+/// The decision of the center's tick for one watcher that has not said goodbye, from facts
+/// only: when it was last heard from, its ping interval, and what a look at its process found
+/// (`check`; [`WatcherCheck::Unchecked`] for peers the center cannot look at, and for a watcher
+/// not yet a ping interval overdue, see [`worth_checking`]). A dead process wins over every
+/// rule of silence; without one, silence decides.
+pub fn watcher_fate(now: Instant, last_heard: Instant, ping_interval: Duration, check: WatcherCheck) -> Fate {
+    let quiet = now.saturating_duration_since(last_heard);
+    if check == WatcherCheck::Dead {
+        Fate::Dead
+    } else if quiet >= crate::GONE_AFTER {
+        Fate::Gone
+    } else if quiet >= ping_interval * UNKNOWN_AFTER_PINGS {
+        Fate::Silent
+    } else {
+        Fate::Heard
+    }
+}
+
+/// True when the tick should look at a checkable watcher's process: it owes a heartbeat (the
+/// center has not heard from it for a ping interval), so a talking watcher costs no read of
+/// `/proc`, and a killed one is found within about a ping interval and a tick.
+pub fn worth_checking(now: Instant, last_heard: Instant, ping_interval: Duration) -> bool {
+    now.saturating_duration_since(last_heard) >= ping_interval
+}
+
 /// All processes, and which connection speaks for which process.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -251,6 +371,7 @@ impl Table {
             ready: hello.ready,
             uid: None,
             counters: Default::default(),
+            watcher: None,
         });
         if proc.uid.is_none() {
             proc.uid = uid;
@@ -295,6 +416,12 @@ impl Table {
     /// One process by id.
     pub fn get(&self, id: ProcessId) -> Option<&Process> {
         self.procs.get(&id)
+    }
+
+    /// One process by id, to change it (the ring then replicates its row again).
+    pub fn get_mut(&mut self, id: ProcessId) -> Option<&mut Process> {
+        self.touch(id);
+        self.procs.get_mut(&id)
     }
 
     /// Forgets a connection (the watcher went away or said goodbye); the process stays.
@@ -515,17 +642,22 @@ pub fn lossy_command(argv: &[OsBytes]) -> String {
     argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
-/// Finds the one process `target` names: its full id, a unique id prefix, or its name. When a
-/// name or prefix matches several processes, the ones that have not ended win.
+/// Finds the one process `target` names: its full id, a unique id prefix, or its name (by
+/// [`nerve_proto::names`]' rule: an exact name first, else the processes `NAME:…` of a
+/// program of several, also written `NAME:*`). When a name or prefix matches several
+/// processes, the ones that have not ended win.
 ///
 /// # Errors
 /// [`ControlErrorKind::UnknownId`] naming the target, or [`ControlErrorKind::Ambiguous`]
-/// listing the candidates.
+/// listing the candidates (for a program's name, with the advice to give one process's name).
 pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -> Result<ProcessId, ControlError> {
     let lower = target.to_ascii_lowercase();
     let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
+    let candidates: Vec<Candidate<'a>> = candidates.collect();
+    let names = nerve_proto::names::NameFilter::new(target, candidates.iter().map(|c| c.name));
     let mut matches: Vec<Candidate<'_>> = candidates
-        .filter(|c| c.name == target || (is_hex && c.id.to_string().starts_with(&lower)))
+        .into_iter()
+        .filter(|c| names.matches(c.name) || (is_hex && c.id.to_string().starts_with(&lower)))
         .collect();
     matches.sort_by_key(|c| c.id);
     matches.dedup_by_key(|c| c.id);
@@ -545,10 +677,15 @@ pub fn pick<'a>(target: &str, candidates: impl Iterator<Item = Candidate<'a>>) -
                 .iter()
                 .map(|c| format!("{} {} ({})", &c.id.to_string()[..12], c.name, lossy_command(c.argv)))
                 .collect();
+            let advice = if names.is_program() && many.iter().any(|c| c.name != target) {
+                "give one process's name (such as NAME:0) or more of the id"
+            } else {
+                "give more of the id"
+            };
             Err(ControlError {
                 kind: ControlErrorKind::Ambiguous,
                 message: format!(
-                    "{target:?} matches {} processes: {}; give more of the id",
+                    "{target:?} matches {} processes: {}; {advice}",
                     many.len(),
                     list.join(", ")
                 ),
@@ -1028,6 +1165,116 @@ mod tests {
             e.message.contains("2 processes") && e.message.contains("555500000000"),
             "{}",
             e.message
+        );
+    }
+
+    /// A program of several processes (`api:0`, `api:1`) by its name: one running process
+    /// is picked, two are ambiguous with the advice to name one; an exact name wins.
+    #[test]
+    fn pick_takes_a_programs_name_for_its_processes() {
+        const A0: ProcessId = ProcessId(0x1000_0000_0000_0001);
+        const A1: ProcessId = ProcessId(0x2000_0000_0000_0002);
+        const EXACT: ProcessId = ProcessId(0x3000_0000_0000_0003);
+        let argv = [OsBytes::from("x")];
+        let pick_among = |target: &str, procs: &[(ProcessId, &str, bool)]| {
+            let candidates = procs.iter().map(|&(id, name, ended)| Candidate {
+                id,
+                name,
+                argv: &argv,
+                ended,
+            });
+            pick(target, candidates)
+        };
+        let both = [(A0, "api:0", false), (A1, "api:1", false)];
+        let e = pick_among("api", &both).expect_err("two running processes");
+        assert_eq!(e.kind, ControlErrorKind::Ambiguous);
+        assert!(
+            e.message.contains("2 processes") && e.message.contains("api:0") && e.message.contains("NAME:0"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            pick_among("api:*", &both).map_err(|e| e.kind),
+            Err(ControlErrorKind::Ambiguous)
+        );
+        assert_eq!(pick_among("api:1", &both).map_err(|e| e.kind), Ok(A1));
+        let one_left = [(A0, "api:0", true), (A1, "api:1", false)];
+        assert_eq!(pick_among("api", &one_left).map_err(|e| e.kind), Ok(A1));
+        assert_eq!(pick_among("api:", &one_left).map_err(|e| e.kind), Ok(A1));
+        let with_exact = [(A0, "api:0", false), (EXACT, "api", false)];
+        assert_eq!(pick_among("api", &with_exact).map_err(|e| e.kind), Ok(EXACT));
+        assert_eq!(
+            pick_among("ap", &both).map_err(|e| e.kind),
+            Err(ControlErrorKind::UnknownId)
+        );
+    }
+
+    /// `watcher_fate` as a table: (silent ms, ping ms, check) → fate.
+    #[test]
+    fn a_dead_watcher_ends_at_once_and_silence_decides_the_rest() {
+        use WatcherCheck::{Alive, Dead, Unchecked};
+        let now = Instant::now() + Duration::from_secs(3600);
+        let gone = crate::GONE_AFTER.as_millis() as u64;
+        let cases = [
+            (0, 1000, Unchecked, Fate::Heard),
+            (2999, 1000, Unchecked, Fate::Heard),
+            (3000, 1000, Unchecked, Fate::Silent),
+            (gone - 1, 1000, Unchecked, Fate::Silent),
+            (gone, 1000, Unchecked, Fate::Gone),
+            // A killed watcher on this host: ended at once, not after 10 minutes.
+            (1000, 1000, Dead, Fate::Dead),
+            (0, 1000, Dead, Fate::Dead),
+            (gone, 1000, Dead, Fate::Dead),
+            // A live one that is silent (stopped with SIGSTOP, or stuck) keeps the rules of
+            // silence.
+            (3000, 1000, Alive, Fate::Silent),
+            (gone, 1000, Alive, Fate::Gone),
+            (1500, 1000, Alive, Fate::Heard),
+            (30_000, 10_000, Unchecked, Fate::Silent),
+        ];
+        for (quiet, ping, check, want) in cases {
+            let last = now - Duration::from_millis(quiet);
+            let got = watcher_fate(now, last, Duration::from_millis(ping), check);
+            assert_eq!(got, want, "silent {quiet} ms, ping {ping} ms, {check:?}");
+        }
+        let ping = Duration::from_secs(1);
+        assert!(!worth_checking(now, now - Duration::from_millis(999), ping));
+        assert!(worth_checking(now, now - ping, ping));
+    }
+
+    #[test]
+    fn stat_lines_give_the_state_and_start_time() {
+        let line = "4242 (nrv-open) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 987654 4096 100 1844\n";
+        assert_eq!(parse_stat(line), Some(('S', 987_654)));
+        let odd = "7 (a) b) (c) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0\n";
+        assert_eq!(parse_stat(odd), Some(('Z', 55)));
+        assert_eq!(parse_stat("7 (cut"), None);
+        assert_eq!(parse_stat("7 (x) S 1 2"), None);
+        // This test's own process: alive, and a made-up start time is another process.
+        let me = std::process::id();
+        let (state, start) = read_stat(me).expect("our own stat");
+        assert_ne!(state, 'Z');
+        let proc = WatcherProc {
+            pid: me,
+            start_ticks: start,
+        };
+        assert_eq!(proc.check(), WatcherCheck::Alive);
+        let reused = WatcherProc {
+            pid: me,
+            start_ticks: start + 1,
+        };
+        assert_eq!(reused.check(), WatcherCheck::Dead);
+        assert_eq!(WatcherProc::of_peer(me as i32, me, this_host()), Some(proc));
+        assert_eq!(
+            WatcherProc::of_peer(me as i32, me + 1, this_host()),
+            None,
+            "another pid in the hello"
+        );
+        assert_eq!(WatcherProc::of_peer(0, 0, this_host()), None, "another pid namespace");
+        assert_eq!(
+            WatcherProc::of_peer(me as i32, me, "elsewhere.invalid"),
+            None,
+            "another host"
         );
     }
 

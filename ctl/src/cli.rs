@@ -164,7 +164,8 @@ pub struct PsCmd {
     /// only processes in this state (RUNNING, EXITED, UNKNOWN, ...)
     #[argh(option, from_str_fn(parse_state))]
     pub state: Option<nerve_proto::ProcessState>,
-    /// only processes with this name
+    /// only processes with this name; a program of several is NAME:0, NAME:1, …, and NAME (or
+    /// NAME:*) lists them all unless a process is named exactly NAME
     #[argh(option)]
     pub name: Option<String>,
     /// only this center's processes, not its ring peers'
@@ -244,7 +245,7 @@ pub struct TailCmd {
     /// the process: its id, a unique id prefix, or its name
     #[argh(positional)]
     pub target: String,
-    /// how many lines (default 10)
+    /// how many lines (default 10; -n5 and --lines=5 work too)
     #[argh(option, short = 'n', default = "10")]
     pub lines: u32,
     /// follow: print new output as it comes
@@ -499,6 +500,9 @@ pub fn parse_env<'a>(
     env: impl Fn(&str) -> Option<&'a OsStr>,
 ) -> Result<Invocation, EarlyExit> {
     let env_control = env(CONTROL_ENV);
+    let rewritten = attached_values(args);
+    let args: Vec<&str> = rewritten.iter().map(String::as_str).collect();
+    let args = args.as_slice();
     let parsed = Args::from_args(&[command_name], args).map_err(|e| EarlyExit {
         // A usage error that says what to do, when there is a better one than argh's.
         output: match e.status {
@@ -547,6 +551,63 @@ pub fn parse_env<'a>(
         curve_secret_key: parsed.curve_secret_key.or_else(|| from_env(zmtp::SECRET_KEY_ENV)),
         ssh_server: parsed.ssh_server,
     })
+}
+
+/// The command line with the spellings of an option's value that argh does not take split
+/// into two words, as argh wants them: `tail -n5` (tail(1)'s and getopt's attached value)
+/// and `--lines=5` become `-n 5` and `--lines 5`. Only after the `tail` command, and only
+/// before a `--` (what follows it is a command's own arguments); every other word is left as
+/// it is, so a process named `-n5` is still reachable as `tail -- -n5`.
+pub fn attached_values(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(args.len() + 1);
+    let mut in_tail = false;
+    let mut rest = false;
+    for (i, arg) in args.iter().enumerate() {
+        if rest || !in_tail {
+            out.push((*arg).to_string());
+            // The command word: the first that is not an option nor a global option's value.
+            if !rest && !in_tail && *arg == "tail" && is_command_word(args, i) {
+                in_tail = true;
+            }
+            continue;
+        }
+        if *arg == "--" {
+            rest = true;
+            out.push((*arg).to_string());
+        } else if let Some(n) = arg.strip_prefix("-n").filter(|n| !n.is_empty() && !n.starts_with('-')) {
+            out.extend(["-n".to_string(), n.to_string()]);
+        } else if let Some(n) = arg.strip_prefix("--lines=") {
+            out.extend(["--lines".to_string(), n.to_string()]);
+        } else {
+            out.push((*arg).to_string());
+        }
+    }
+    out
+}
+
+/// True when `args[i]` is the subcommand: every word before it is a global option or the
+/// value of one (`-c`, `--timeout`, `--curve-server-key`, `--curve-secret-key`,
+/// `--ssh-server` take one).
+fn is_command_word(args: &[&str], i: usize) -> bool {
+    const WITH_VALUE: [&str; 6] = [
+        "-c",
+        "--control",
+        "--timeout",
+        "--curve-server-key",
+        "--curve-secret-key",
+        "--ssh-server",
+    ];
+    let mut j = 0;
+    while j < i {
+        if WITH_VALUE.contains(&args[j]) {
+            j += 2;
+        } else if args[j].starts_with('-') {
+            j += 1;
+        } else {
+            return false;
+        }
+    }
+    j == i
 }
 
 /// argh's parser for `-c/--control`.
@@ -669,6 +730,40 @@ mod tests {
         let help = early(&["signal", "--help"], None);
         assert_eq!(help.exit, Exit::Ok);
         assert!(help.output.contains("only the main process"), "{}", help.output);
+    }
+
+    /// `attached_values` as a table: the command line → what argh is given.
+    #[test]
+    fn tail_takes_an_attached_line_count() {
+        let cases: [(&[&str], &[&str]); 10] = [
+            (&["tail", "-n1", "web"], &["tail", "-n", "1", "web"]),
+            (&["tail", "web", "-n25", "-f"], &["tail", "web", "-n", "25", "-f"]),
+            (&["tail", "-n", "3", "web"], &["tail", "-n", "3", "web"]),
+            (&["tail", "--lines=7", "web"], &["tail", "--lines", "7", "web"]),
+            (&["tail", "--lines", "7", "web"], &["tail", "--lines", "7", "web"]),
+            (
+                &["-c", "ipc://x.sock", "tail", "-n2", "web"],
+                &["-c", "ipc://x.sock", "tail", "-n", "2", "web"],
+            ),
+            // Not the tail command: `-c tail` names an endpoint, `run` passes its command on.
+            (&["-c", "tail", "ps", "-n1"], &["-c", "tail", "ps", "-n1"]),
+            (&["run", "--", "tail", "-n1", "f"], &["run", "--", "tail", "-n1", "f"]),
+            // After `--` it is a name, and `-n` alone or `-n-1` stays for argh to judge.
+            (&["tail", "--", "-n5"], &["tail", "--", "-n5"]),
+            (&["tail", "-n", "web"], &["tail", "-n", "web"]),
+        ];
+        for (args, want) in cases {
+            assert_eq!(attached_values(args), want.to_vec(), "{args:?}");
+        }
+        let lines = |args: &[&str]| match ok(args, None).command {
+            Command::Tail(t) => (t.target, t.lines, t.follow),
+            other => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(lines(&["tail", "-n1", "web"]), ("web".into(), 1, false));
+        assert_eq!(lines(&["tail", "-f", "-n0", "web"]), ("web".into(), 0, true));
+        assert_eq!(lines(&["tail", "--lines=4", "web"]), ("web".into(), 4, false));
+        let bad = early(&["tail", "-nx", "web"], None);
+        assert_eq!(bad.exit, Exit::Usage, "{}", bad.output);
     }
 
     #[test]

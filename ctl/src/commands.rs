@@ -62,10 +62,19 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                 Ok(rows) => rows,
                 Err(reply) => return unexpected(invocation, request, reply),
             };
-            let wanted = |p: &ProcessInfo| {
-                cmd.state.is_none_or(|s| p.state == Some(s)) && cmd.name.as_ref().is_none_or(|n| &p.name == n)
+            // `--name web` is web's rows, or (with no row named web) those of the program's
+            // processes web:0, web:1, … (`nerve_proto::names`).
+            let wanted = |rows: &[ProcessInfo]| {
+                let names = cmd
+                    .name
+                    .as_deref()
+                    .map(|n| nerve_proto::names::NameFilter::new(n, rows.iter().map(|p| p.name.as_str())));
+                move |p: &ProcessInfo| {
+                    cmd.state.is_none_or(|s| p.state == Some(s)) && names.is_none_or(|f| f.matches(&p.name))
+                }
             };
-            rows.retain(wanted);
+            let keep = wanted(&rows);
+            rows.retain(keep);
             if rows.is_empty() && !cmd.json {
                 // An empty table says why on stderr (stdout stays the table, for scripts).
                 let ended = if cmd.all {
@@ -80,7 +89,10 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
                         .saturating_duration_since(Instant::now())
                         .max(Duration::from_millis(1));
                     match client.ps(all, left).await {
-                        Ok(Ok(all)) => all.iter().filter(|p| p.ended && wanted(p)).count(),
+                        Ok(Ok(all)) => {
+                            let keep = wanted(&all);
+                            all.iter().filter(|p| p.ended && keep(p)).count()
+                        }
                         _ => 0,
                     }
                 };

@@ -42,6 +42,7 @@
 pub mod cli;
 mod codec;
 mod control;
+pub mod names;
 mod resume;
 mod ring;
 mod signal;

@@ -77,10 +77,19 @@ struct Reading {
     state: Value,
 }
 
+/// Over tcp the center cannot look at the watcher's process (it may be on another host), so
+/// silence decides: UNKNOWN after three ping intervals, still listed (ended only after
+/// `GONE_AFTER`, 10 minutes).
 #[test]
-fn a_sigkilled_watcher_shows_unknown_within_four_ping_intervals() {
+fn a_sigkilled_watcher_over_tcp_shows_unknown_within_four_ping_intervals() {
     let dir = TestDir::new();
-    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let center = Center::start_with_args(
+        dir.path(),
+        &integration_tests::free_tcp_endpoint(),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--insecure"],
+    );
     let groups = ChildGroups::new();
     let mut open = spawn_open(
         dir.path(),
@@ -206,4 +215,79 @@ fn a_paused_watcher_is_unknown_and_back_to_running_when_it_speaks_again() {
     open.signal(libc::SIGCONT);
     wait_state("RUNNING");
     assert!(pid_alive(pid), "the child {pid} ran on");
+}
+
+/// On ipc the center knows the watcher's pid (SO_PEERCRED) and its start time: a watcher
+/// killed with SIGKILL is listed as ended at once, UNKNOWN with the cause "watcher killed",
+/// not after the 10 minutes of silence that a tcp peer needs.
+#[test]
+fn a_sigkilled_watcher_on_this_host_is_ended_at_once() {
+    let dir = TestDir::new();
+    let center = Center::start(dir.path(), &dir.ipc("n.sock"), &dir.ipc("c.sock"));
+    let groups = ChildGroups::new();
+    let open = spawn_open(
+        dir.path(),
+        &center.endpoint,
+        &["--name", "killed", "sleep", "1000"],
+        Input::Null,
+    );
+    let watcher = open.pid();
+    let (id, pid) = center.log.child_of(watcher);
+    groups.add(pid);
+    integration_tests::wait_until(&format!("ps to show {id} RUNNING"), WAIT, || {
+        let rows = ps_json(dir.path(), &center.control, &[]);
+        let state = row_of(&rows, &id)["state"].clone();
+        if state == json!("RUNNING") {
+            Ok(())
+        } else {
+            Err(format!("state {state}"))
+        }
+    });
+
+    // By pid, as every process of a test is stopped.
+    integration_tests::send_signal(watcher, libc::SIGKILL);
+    let line = center
+        .log
+        .wait_until("the center's watcher-killed state line", WAIT, |lines| {
+            lines
+                .iter()
+                .find(|l| {
+                    l["id"].as_str() == Some(id.as_str())
+                        && line_kind(l) == "state"
+                        && l["data"]["cause"]
+                            .as_str()
+                            .is_some_and(|c| c.starts_with("watcher killed"))
+                })
+                .cloned()
+        });
+    assert_eq!(line["data"]["state"], json!("UNKNOWN"), "{line}");
+    assert!(
+        line["data"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains(&format!("pid {watcher}"))),
+        "the cause names the watcher's pid: {line}"
+    );
+    // Ended: gone from plain ps, in ps --all as UNKNOWN, with the cause in its history.
+    assert!(
+        integration_tests::rows_of(&ps_json(dir.path(), &center.control, &[]), &id).is_empty(),
+        "plain ps still lists the killed watcher's process"
+    );
+    let all = ps_json(dir.path(), &center.control, &["--all"]);
+    let row = row_of(&all, &id);
+    assert_eq!(
+        (row["state"].clone(), row["ended"].clone()),
+        (json!("UNKNOWN"), json!(true)),
+        "{row}"
+    );
+    let info = ctl_json(dir.path(), &center.control, &["info", &id, "--json"]);
+    let last = info["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last["cause"].as_str().is_some_and(|c| c.starts_with("watcher killed")),
+        "info's last state change: {info}"
+    );
+    drop(open);
 }

@@ -239,3 +239,39 @@ fn metrics_can_be_turned_on_in_the_config_file() {
     let body = scrape(&addr).unwrap_or_else(|e| panic!("a scrape of the address in {config}: {e}"));
     assert!(body.contains("# TYPE nerve_watchers gauge\n"), "{body}");
 }
+
+#[test]
+fn metrics_take_a_host_name_and_keep_the_loopback_rule() {
+    let dir = TestDir::new();
+    let port = free_addr()
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let named = format!("localhost:{port}");
+    let _center = Center::start_with_args(
+        dir.path(),
+        &dir.ipc("n.sock"),
+        &dir.ipc("c.sock"),
+        &dir.join("nerve.log"),
+        &["--metrics", &named],
+    );
+    // As a scraper reaches it: the name, resolved again (whichever of ::1 and 127.0.0.1 it
+    // bound answers).
+    let body = wait_until(&format!("a scrape of {named}"), WAIT, || scrape(&named));
+    assert!(body.contains("# TYPE nerve_watchers gauge\n"), "{body}");
+
+    let base = ["-e", &dir.ipc("n2.sock"), "-c", &dir.ipc("c2.sock"), "-l", "nerve2.log"];
+    let refused = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        run(center_command(dir.path(), &args), Input::Null, WAIT, "nrv-center")
+    };
+    let out = refused(&["--metrics", "nowhere.invalid:9464"]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr
+            .clone()
+            .contains("--metrics nowhere.invalid:9464: cannot resolve the host name"),
+        "{}",
+        out.describe()
+    );
+}

@@ -811,3 +811,59 @@ fn programs_on_a_curve_tcp_endpoint_connect_with_the_centers_own_key() {
     let _reap = Watchers(vec![&center.log]);
     wait_states(dir.path(), &center, &[("keyed", "RUNNING")], STACK_UP);
 }
+
+#[test]
+fn a_programs_name_finds_its_processes_in_ps_info_and_tail() {
+    let dir = TestDir::new();
+    let config = r#"
+[program.web]
+command = ["sh", "-c", "echo first; echo last; exec sleep 1000"]
+numprocs = 2
+startsecs = 0
+
+[program.webby]
+command = ["sleep", "1000"]
+startsecs = 0
+"#;
+    let center = center_with(&dir, config, "names");
+    let _reap = Watchers(vec![&center.log]);
+    let all = [("web:0", "RUNNING"), ("web:1", "RUNNING"), ("webby", "RUNNING")];
+    wait_states(dir.path(), &center, &all, STACK_UP);
+    let names = |filter: &str| -> Vec<String> {
+        let mut names: Vec<String> = ps_json(dir.path(), &center.control, &["--name", filter])
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    // No process is named exactly web: the program's processes (supervisorctl's web:*).
+    assert_eq!(names("web"), ["web:0", "web:1"]);
+    assert_eq!(names("web:*"), ["web:0", "web:1"]);
+    assert_eq!(names("web:"), ["web:0", "web:1"]);
+    assert_eq!(names("web:1"), ["web:1"]);
+    assert_eq!(names("webby"), ["webby"]);
+    assert!(names("we").is_empty());
+
+    // One process only: info and tail say which two the name could mean.
+    let out = integration_tests::run_ctl(dir.path(), &center.control, &["info", "web"], WAIT);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let stderr = out.stderr.clone();
+    assert!(
+        stderr.contains("\"web\" matches 2 processes") && stderr.contains("web:0") && stderr.contains("web:1"),
+        "{}",
+        out.describe()
+    );
+    let out = run_ctl_ok(dir.path(), &center.control, &["info", "web:1"]).stdout_str();
+    assert!(out.contains("web:1"), "{out}");
+    // The last line, with the count attached as tail(1) takes it.
+    let out = wait_until("web:1's two lines in tail", WAIT, || {
+        let out = run_ctl_ok(dir.path(), &center.control, &["tail", "-n1", "web:1"]).stdout_str();
+        if out == "last\n" {
+            Ok(out)
+        } else {
+            Err(format!("{out:?}"))
+        }
+    });
+    assert_eq!(out, "last\n");
+}

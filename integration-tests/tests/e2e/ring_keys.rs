@@ -450,3 +450,73 @@ fn the_owner_checks_the_role_a_forward_carries() {
         ended.describe()
     );
 }
+
+/// `nrv-ctl events --id` made to A, for a process B owns: the request is forwarded to B (the
+/// owner has the process's lines), both the recent lines and a follow until the process ends.
+#[test]
+fn events_of_a_peers_process_are_forwarded_to_its_owner() {
+    let root = TestDir::new();
+    let k = keys(&root);
+    let groups = ChildGroups::default();
+    let [ka, kb, _] = k.centers.clone();
+    let a = start(&root, "A", ka, &k.authorized, None);
+    let b = start(&root, "B", kb, &k.authorized, Some(a.ring_entry()));
+    let open = spawn_open(
+        &b.dir,
+        &b.center.endpoint,
+        &["--name", "on-b", "sleep", "1000"],
+        Input::Null,
+    );
+    let (id, pid) = b.center.log.child_of(open.pid());
+    groups.add(pid);
+    wait_until("A to hold B's row", WAIT, || {
+        let rows = a.json(&k.admin, "ps");
+        if rows.iter().any(|r| r["id"] == id.as_str() && r["center"] == "B") {
+            Ok(())
+        } else {
+            Err(Value::Array(rows).to_string())
+        }
+    });
+    let lines_of = |stdout: &str| -> Vec<Value> {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {stdout}")))
+            .collect()
+    };
+    // The recent lines, asked of A by name.
+    let out = a.ctl(&k.admin, &["events", "--id", "on-b", "--json"]);
+    assert_eq!(out.code(), Some(0), "events --id on A: {}", out.describe());
+    let lines = lines_of(&out.stdout_str());
+    assert!(
+        lines.iter().all(|l| l["id"] == id.as_str()) && lines.iter().any(|l| l["kind"] == "start"),
+        "events --id on-b on A: {}",
+        out.describe()
+    );
+
+    // A follow through A: the recent lines, then the new ones, until the process ends.
+    let args = [
+        "--curve-server-key",
+        a.key.public_key.as_str(),
+        "--curve-secret-key",
+        s(&k.admin.secret),
+        "events",
+        "-f",
+        "--id",
+        &id,
+        "--json",
+    ];
+    let mut follow = integration_tests::spawn_ctl(&a.dir, &a.center.control, &args);
+    follow.wait_stdout("the recent lines through A", WAIT, |out| {
+        String::from_utf8_lossy(out).contains("\"start\"")
+    });
+    integration_tests::send_signal(pid, libc::SIGTERM);
+    let ended = follow.wait(WAIT);
+    assert_eq!(ended.code(), Some(0), "events -f through A: {}", ended.describe());
+    let lines = lines_of(&ended.stdout_str());
+    assert!(
+        lines.iter().any(|l| l["kind"] == "signal") && lines.iter().any(|l| l["kind"] == "goodbye"),
+        "the signal and goodbye lines came through A: {}",
+        ended.describe()
+    );
+    drop(open);
+}
