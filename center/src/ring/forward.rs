@@ -216,6 +216,7 @@ impl Center {
             self.fail_req(req, why).await;
             return;
         };
+        self.settle_closed().await;
         let frame = nerve_proto::encode(&forward);
         let connected = self.ring.links.get(&id).is_some_and(|l| l.connected);
         if connected {

@@ -162,6 +162,8 @@ pub struct Ring {
     link_clock: u64,
     /// Gossip frames not sent because a connection's queue was full, since start.
     pub(crate) dropped: u64,
+    /// Centers whose link the cache closed to make room, for [`Center::settle_closed`].
+    closed: Vec<String>,
     sessions: HashMap<Route, Session>,
     /// Membership and the replicated rows: the pure state machine ([`replica::Gossip`]).
     gossip: Gossip,
@@ -193,6 +195,7 @@ impl Ring {
             next_link: 1,
             link_clock: 0,
             dropped: 0,
+            closed: Vec::new(),
             sessions: HashMap::new(),
             forwards: Forwards::default(),
             events_tx,
@@ -290,8 +293,20 @@ impl Center {
     fn close_link(&mut self, id: u64) {
         if let Some(link) = self.ring.links.remove(&id) {
             link.task.abort();
+            self.ring.closed.extend(link.center);
         }
         self.ring.sessions.remove(&Route::Out(id));
+    }
+
+    /// Forwards waiting on a center whose link the cache closed, with no other connection to
+    /// it left, fail now (the answer would have come on that link).
+    pub(super) async fn settle_closed(&mut self) {
+        for center in std::mem::take(&mut self.ring.closed) {
+            if self.ring_route(&center).is_none() {
+                self.fail_forwards(|f| f.owner == center, "its link was closed to make room for another")
+                    .await;
+            }
+        }
     }
 
     /// The connection to `center` heard from last, if any is known to be open.
@@ -673,6 +688,7 @@ impl Center {
                         self.ring_send(&route, &msg).await;
                     } else if let Some((sync, key)) = self.address_of(&to) {
                         self.open_link(&sync, key, Some(to));
+                        self.settle_closed().await;
                     }
                 }
                 Action::Member(event) => self.on_member_event(event).await,
