@@ -149,6 +149,10 @@ pub struct Settings {
     /// seconds of silence after which a peer's rows are removed (default 30)
     #[argh(option)]
     pub remove_after: Option<f64>,
+    /// most links to peer centers this center dials that are open at once; the least
+    /// recently used is closed to make room (default 8)
+    #[argh(option)]
+    pub ring_links: Option<usize>,
     /// serve Prometheus metrics over HTTP at ADDR:PORT/metrics (for example 127.0.0.1:9464, or
     /// a host name: localhost:9464; off by default; an address other than loopback, or a name
     /// that resolves to one, needs --insecure)
@@ -266,6 +270,11 @@ impl Settings {
     pub fn stale_after(&self) -> f64 {
         self.stale_after
             .unwrap_or(crate::ring::DEFAULT_STALE_AFTER.as_secs_f64())
+    }
+
+    /// Most links to peer centers open at once ([`crate::ring::MAX_RING_LINKS`]).
+    pub fn ring_links(&self) -> usize {
+        self.ring_links.unwrap_or(crate::ring::MAX_RING_LINKS)
     }
 
     /// Seconds of silence before a peer's rows are removed ([`crate::ring::DEFAULT_REMOVE_AFTER`]).
@@ -426,6 +435,7 @@ mod tests {
             ("--file-mode", crate::files::DEFAULT_FILE_MODE.to_string()),
             ("--stale-after", secs(crate::ring::DEFAULT_STALE_AFTER)),
             ("--remove-after", secs(crate::ring::DEFAULT_REMOVE_AFTER)),
+            ("--ring-links", crate::ring::MAX_RING_LINKS.to_string()),
         ] {
             assert_eq!(
                 nerve_settings::stated_default(&help, option).as_deref(),

@@ -264,6 +264,14 @@ fn start(args: Settings) -> Result<(), Failure> {
         curve: ring_curve,
         stale_after: positive("--stale-after", args.stale_after())?,
         remove_after: positive("--remove-after", args.remove_after())?,
+        max_links: match args.ring_links() {
+            0 => {
+                return Err(Failure::Usage(
+                    "--ring-links 0: a center needs at least one link to reach its ring".into(),
+                ))
+            }
+            n => n,
+        },
     };
     let curve_args = program_curve_args(&endpoint, &authorized, args.curve_secret_key.as_deref());
     if let (Err(why), false) = (&curve_args, programs.is_empty()) {

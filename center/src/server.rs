@@ -166,10 +166,9 @@ pub async fn run(
     // Dropped at once without --metrics, which ends the select arm below.
     let (metrics_tx, mut metrics_rx) = tokio::sync::mpsc::channel(crate::metrics::SNAPSHOT_QUEUE);
     let metrics_task = metrics.map(|listener| tokio::spawn(crate::http::serve(listener, metrics_tx)));
-    // Unbounded: ring link tasks report here what their peers send, as fast as the peers
-    // send it; the loop takes each at once, but a flooding peer is not held back. Left until
-    // the links give way to bounded on-demand connections (issue 14).
-    let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Ring link tasks report here what their peers send; bounded, so a link task waits when
+    // the loop is behind and stops reading its peer (TCP holds the peer back).
+    let (link_tx, mut link_rx) = tokio::sync::mpsc::channel(crate::ring::MAX_LINK_EVENTS);
     let ring = Ring::new(
         &config.name,
         config.ring.clone(),

@@ -2,8 +2,12 @@
 //! which answers on the same connection ([`nerve_proto::RingMsg::Forward`] and
 //! [`nerve_proto::RingMsg::ForwardReply`]); the client waits on this center meanwhile.
 //!
+//! A request goes on any open connection to the owner (ours to it, or its to us); when there
+//! is none, on a link opened for it ([`super::link`]'s cache), once that link has connected.
 //! A forward fails at once, with the owner and its sync endpoint named, when the owner is not
-//! alive, when the last connection to it is lost, or after [`FORWARD_TIMEOUT`].
+//! alive, when no link to it can be opened (the connection's error is named), when the
+//! connection's queue is full (the owner does not read), when the last connection to it is
+//! lost, or after [`FORWARD_TIMEOUT`].
 
 use super::membership::Liveness;
 use crate::control::Client;
@@ -55,6 +59,11 @@ impl Forwards {
         self.waiting.remove(&req)
     }
 
+    /// True when a forward that `which` selects waits.
+    pub(crate) fn any(&self, which: impl Fn(&Forward) -> bool) -> bool {
+        self.waiting.values().any(which)
+    }
+
     /// Removes and returns the forwards that `which` selects, oldest first.
     pub(crate) fn take(&mut self, which: impl Fn(&Forward) -> bool) -> Vec<Forward> {
         let mut reqs: Vec<u64> = self.waiting.iter().filter(|(_, f)| which(f)).map(|(r, _)| *r).collect();
@@ -68,29 +77,35 @@ impl Center {
     /// sync endpoint.
     pub(super) async fn fail_forwards(&mut self, which: impl Fn(&Forward) -> bool, why: &str) {
         for f in self.ring.forwards.take(which) {
-            let sync = self
-                .ring
-                .gossip
-                .members()
-                .get(&f.owner)
-                .map(|m| m.sync.clone())
-                .unwrap_or_default();
-            let message = format!(
-                "the process belongs to center {} at {sync}, which did not answer: {why}",
-                f.owner
-            );
-            let error = nerve_proto::ControlError {
-                kind: nerve_proto::ControlErrorKind::Timeout,
-                message,
-            };
-            // Boxed: replying may itself drop a session and fail forwards again.
-            Box::pin(self.reply(&f.client, nerve_proto::Reply::Error(error))).await;
+            self.fail_forward(f, why).await;
         }
+    }
+
+    /// Answers one forward with an error naming its owner and its sync endpoint.
+    async fn fail_forward(&mut self, f: Forward, why: &str) {
+        let sync = self
+            .ring
+            .gossip
+            .members()
+            .get(&f.owner)
+            .map(|m| m.sync.clone())
+            .unwrap_or_default();
+        let message = format!(
+            "the process belongs to center {} at {sync}, which did not answer: {why}",
+            f.owner
+        );
+        let error = nerve_proto::ControlError {
+            kind: nerve_proto::ControlErrorKind::Timeout,
+            message,
+        };
+        // Boxed: replying may itself drop a session and fail forwards again.
+        Box::pin(self.reply(&f.client, nerve_proto::Reply::Error(error))).await;
     }
 
     /// Sends a reply to a forwarded request back to the center that forwarded it.
     pub(crate) async fn ring_reply(&mut self, route: &super::Route, req: u64, reply: nerve_proto::Reply) -> bool {
         let known = self.ring.sessions.contains_key(route);
+        // A full queue loses this reply (the forwarder's own bound answers its client).
         self.ring_send(route, &RingMsg::ForwardReply { req, reply }).await;
         known
     }
@@ -152,14 +167,7 @@ impl Center {
             .map(|m| m.sync.clone())
             .unwrap_or_default();
         let alive = self.ring.gossip.members().state(owner, now) == Some(Liveness::Alive) && !self.swim_gone(owner);
-        let route = self
-            .ring
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.center.as_deref() == Some(owner))
-            .max_by_key(|(_, s)| s.last_heard)
-            .map(|(r, _)| r.clone());
-        let Some(route) = route.filter(|_| alive) else {
+        if !alive {
             let message = format!("the process belongs to center {owner} at {sync}, which is not reachable now");
             let error = nerve_proto::ControlError {
                 kind: nerve_proto::ControlErrorKind::Timeout,
@@ -167,7 +175,7 @@ impl Center {
             };
             self.reply(&client, nerve_proto::Reply::Error(error)).await;
             return;
-        };
+        }
         let req = self.ring.forwards.add(Forward {
             client,
             owner: owner.to_string(),
@@ -179,11 +187,66 @@ impl Center {
             request,
             caller: caller.clone(),
         };
-        if !self.ring_send(&route, &forward).await {
-            // Usually answered already, as the last connection to `owner` was dropped.
-            let owner = owner.to_string();
-            self.fail_forwards(move |f| f.owner == owner, "the connection to it was lost")
+        // An open connection, either way.
+        if let Some(route) = self.ring_route(owner) {
+            match self.ring_send(&route, &forward).await {
+                super::Sent::Queued => {}
+                super::Sent::Full => {
+                    self.fail_req(req, "its connection's queue is full (it does not read)")
+                        .await;
+                }
+                // Usually answered already, as the last connection to `owner` was dropped.
+                super::Sent::Gone => {
+                    self.fail_req(req, "the connection to it was lost").await;
+                }
+            }
+            return;
+        }
+        // None: a link from the cache, opened now if need be; the request goes once it is
+        // connected and greeted.
+        let Some(id) = self
+            .address_of(owner)
+            .and_then(|(sync, key)| self.open_link(&sync, key, Some(owner.to_string())))
+        else {
+            let why = if self.ring.config.curve.is_some() {
+                "no link can be opened to it (no sync endpoint, or no key listed with role=center)"
+            } else {
+                "no link can be opened to it (no sync endpoint)"
+            };
+            self.fail_req(req, why).await;
+            return;
+        };
+        self.settle_closed().await;
+        let frame = nerve_proto::encode(&forward);
+        let connected = self.ring.links.get(&id).is_some_and(|l| l.connected);
+        if connected {
+            match self.ring_send(&super::Route::Out(id), &forward).await {
+                super::Sent::Queued => {}
+                super::Sent::Full => {
+                    self.fail_req(req, "its link's queue is full (it does not read)").await;
+                }
+                super::Sent::Gone => {
+                    self.fail_req(req, "the connection to it was lost").await;
+                }
+            }
+            return;
+        }
+        let Some(link) = self.ring.links.get_mut(&id) else {
+            return;
+        };
+        if link.waiting_bytes > 0 && link.waiting_bytes + frame.len() > super::MAX_WAITING_BYTES {
+            self.fail_req(req, "too many requests wait for its link to connect")
                 .await;
+            return;
+        }
+        link.waiting_bytes += frame.len();
+        link.waiting.push(frame);
+    }
+
+    /// Fails the forward numbered `req`, if it still waits.
+    async fn fail_req(&mut self, req: u64, why: &str) {
+        if let Some(f) = self.ring.forwards.remove(req) {
+            self.fail_forward(f, why).await;
         }
     }
 }

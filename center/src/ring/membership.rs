@@ -14,12 +14,22 @@
 //! the peers of a round from [`Membership::iter`] and [`Membership::liveness`]; the glue calls
 //! `hello`/`heard` for a hello or any message on a connection (`members_mut`).
 //!
+//! A member down or left for [`FORGET_AFTER`] is forgotten ([`MemberEvent::Forgotten`]):
+//! dropped from membership, and by the state machine from its digests and rows, so that a ring
+//! whose centers come and go does not name every center it ever had; one that comes back
+//! later joins afresh.
+//!
 //! Every method takes `now`; nothing here reads a clock or does I/O.
 
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 use zmtp::CurvePublicKey;
+
+/// How long a member stays down or left before it is forgotten: 5 min, longer than a
+/// removed row's tombstone is kept ([`super::replica::TOMBSTONE_GRACE`], 120 s), so that every
+/// center has seen the member go before any forgets it.
+pub const FORGET_AFTER: Duration = Duration::from_secs(300);
 
 /// How a member is, as membership judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +57,8 @@ pub enum MemberEvent {
     Down(String),
     /// A member left the ring on purpose.
     Left(String),
+    /// A member down or left for [`FORGET_AFTER`] is no longer one.
+    Forgotten(String),
 }
 
 /// One member of the ring.
@@ -61,6 +73,8 @@ pub struct Member {
     /// Down or left (set by [`Membership::tick`] and [`Membership::left`]); alive or suspect
     /// otherwise, which [`Membership::state`] tells by the time since `last_heard`.
     gone: Option<Liveness>,
+    /// Since when it is down or left.
+    gone_at: Option<Instant>,
     /// Suspect as of the last tick (so that [`MemberEvent::Suspect`] is said once).
     suspect: bool,
 }
@@ -71,6 +85,7 @@ pub struct Membership {
     members: HashMap<String, Member>,
     stale_after: Duration,
     remove_after: Duration,
+    forget_after: Duration,
 }
 
 impl Membership {
@@ -81,7 +96,19 @@ impl Membership {
             members: HashMap::new(),
             stale_after,
             remove_after,
+            forget_after: FORGET_AFTER,
         }
+    }
+
+    /// The same with another bound for forgetting a member down or left.
+    pub fn with_forget_after(mut self, forget_after: Duration) -> Membership {
+        self.forget_after = forget_after;
+        self
+    }
+
+    /// How long a member stays down or left before it is forgotten.
+    pub fn forget_after(&self) -> Duration {
+        self.forget_after
     }
 
     /// `center` introduced itself (on a connection: so it is alive), reachable at `sync`,
@@ -110,6 +137,7 @@ impl Membership {
                 key,
                 last_heard: now,
                 gone: None,
+                gone_at: None,
                 suspect: false,
             },
         );
@@ -121,6 +149,7 @@ impl Membership {
     pub fn heard(&mut self, center: &str, now: Instant) -> Option<MemberEvent> {
         let member = self.members.get_mut(center)?;
         member.last_heard = now;
+        member.gone_at = None;
         if member.gone.take().is_some() {
             member.suspect = false;
             return Some(MemberEvent::Joined(center.to_string()));
@@ -131,20 +160,32 @@ impl Membership {
         None
     }
 
-    /// `center` said it leaves the ring.
-    pub fn left(&mut self, center: &str) -> Option<MemberEvent> {
+    /// `center` said it leaves the ring, at `now`.
+    pub fn left(&mut self, center: &str, now: Instant) -> Option<MemberEvent> {
         let member = self.members.get_mut(center)?;
         if member.gone == Some(Liveness::Left) {
             return None;
         }
         member.gone = Some(Liveness::Left);
+        member.gone_at = Some(now);
         member.suspect = false;
         Some(MemberEvent::Left(center.to_string()))
     }
 
-    /// Time passed: the members that became suspect or down since the last tick.
+    /// Time passed: the members that became suspect or down since the last tick, and those
+    /// down or left for [`Membership::forget_after`], which are forgotten.
     pub fn tick(&mut self, now: Instant) -> Vec<MemberEvent> {
         let mut events = Vec::new();
+        let forget_after = self.forget_after;
+        self.members.retain(|center, m| {
+            let forget = m
+                .gone_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= forget_after);
+            if forget {
+                events.push(MemberEvent::Forgotten(center.clone()));
+            }
+            !forget
+        });
         for (center, member) in &mut self.members {
             if member.gone.is_some() {
                 continue;
@@ -152,6 +193,7 @@ impl Membership {
             let silent = now.saturating_duration_since(member.last_heard);
             if silent >= self.remove_after {
                 member.gone = Some(Liveness::Down);
+                member.gone_at = Some(now);
                 member.suspect = false;
                 events.push(MemberEvent::Down(center.clone()));
             } else if silent >= self.stale_after && !member.suspect {
@@ -253,9 +295,13 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(STALE, REMOVE);
         m.hello("b", "tcp://127.0.0.1:1", None, t0);
-        assert_eq!(m.left("b"), Some(MemberEvent::Left("b".into())));
-        assert_eq!(m.left("b"), None, "said once");
-        assert_eq!(m.tick(at(t0, 100)), vec![], "a member that left is not timed out");
+        assert_eq!(m.left("b", t0), Some(MemberEvent::Left("b".into())));
+        assert_eq!(m.left("b", t0), None, "said once");
+        assert_eq!(
+            m.tick(at(t0, 100)),
+            vec![],
+            "a member that left is not timed out before it is forgotten"
+        );
         assert_eq!(m.state("b", at(t0, 1)), Some(Liveness::Left));
         assert_eq!(m.reachable().count(), 0);
         assert!(m.has_sync("tcp://127.0.0.1:1"));
@@ -268,8 +314,62 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(STALE, REMOVE);
         assert_eq!(m.heard("x", t0), None);
-        assert_eq!(m.left("x"), None);
+        assert_eq!(m.left("x", t0), None);
         assert_eq!(m.state("x", t0), None);
         assert_eq!(m.iter().count(), 0);
+    }
+
+    #[test]
+    fn a_member_down_or_left_for_the_bound_is_forgotten_and_a_later_hello_is_a_fresh_join() {
+        let t0 = Instant::now();
+        let forget = Duration::from_secs(300);
+        let mut m = Membership::new(STALE, REMOVE).with_forget_after(forget);
+        m.hello("down", "tcp://127.0.0.1:1", None, t0);
+        m.hello("left", "tcp://127.0.0.1:2", None, t0);
+        m.hello("back", "tcp://127.0.0.1:3", None, t0);
+        assert_eq!(m.left("left", at(t0, 10)), Some(MemberEvent::Left("left".into())));
+        let ev = |f: fn(String) -> MemberEvent, c: &str| f(c.into());
+        // (secs since t0, heard from "back" then, events of the tick, members after it)
+        let cases: Vec<(u64, bool, Vec<MemberEvent>, Vec<&str>)> = vec![
+            (
+                3,
+                false,
+                vec![ev(MemberEvent::Suspect, "back"), ev(MemberEvent::Suspect, "down")],
+                vec!["back", "down", "left"],
+            ),
+            (
+                30,
+                false,
+                vec![ev(MemberEvent::Down, "back"), ev(MemberEvent::Down, "down")],
+                vec!["back", "down", "left"],
+            ),
+            // Down for a while, then heard again (and from then on): not forgotten.
+            (200, true, vec![], vec!["back", "down", "left"]),
+            // "left" left at 10 s: forgotten at 310 s; "down" went down at 30 s: at 330 s.
+            (309, true, vec![], vec!["back", "down", "left"]),
+            (
+                310,
+                true,
+                vec![ev(MemberEvent::Forgotten, "left")],
+                vec!["back", "down"],
+            ),
+            (329, true, vec![], vec!["back", "down"]),
+            (330, true, vec![ev(MemberEvent::Forgotten, "down")], vec!["back"]),
+            (400, true, vec![], vec!["back"]),
+        ];
+        for (secs, heard, events, members) in cases {
+            let now = at(t0, secs);
+            if heard {
+                m.heard("back", now);
+            }
+            assert_eq!(m.tick(now), events, "tick at {secs}s");
+            let mut names: Vec<&str> = m.iter().map(|(c, _)| c.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(names, members, "members at {secs}s");
+        }
+        // Forgotten: a word from it is ignored; its hello is a fresh join.
+        assert_eq!(m.heard("down", at(t0, 401)), None);
+        assert_eq!(m.hello("down", "tcp://127.0.0.1:1", None, at(t0, 402)), joined("down"));
+        assert_eq!(m.state("down", at(t0, 402)), Some(Liveness::Alive));
     }
 }

@@ -33,13 +33,13 @@ pub mod replica;
 pub mod view;
 
 pub use forward::FORWARD_TIMEOUT;
-pub use link::{LinkEvent, Route};
+pub use link::{LinkEvent, Route, MAX_LINK_EVENTS, MAX_LINK_QUEUE_BYTES, MAX_RING_LINKS};
 pub use replica::{FANOUT, GOSSIP_INTERVAL, MAX_DELTA_BYTES, STATS_EVERY, TOMBSTONE_GRACE};
 
 use crate::control::Client;
 use crate::server::{Center, Error};
 use forward::Forwards;
-use link::{run_link, Link, Session};
+use link::{evict_choice, link_queue, run_link, Link, Refused, Session, MAX_WAITING_BYTES};
 use membership::{Liveness, MemberEvent, Membership};
 use nerve_proto::{decode, encode, CenterHello, RingMsg};
 use replica::{Action, Gossip};
@@ -123,6 +123,8 @@ pub struct RingConfig {
     pub stale_after: Duration,
     /// Silence after which a peer's rows are removed.
     pub remove_after: Duration,
+    /// Most links this center dials open at once (`--ring-links`, [`MAX_RING_LINKS`]).
+    pub max_links: usize,
 }
 
 impl Default for RingConfig {
@@ -133,21 +135,40 @@ impl Default for RingConfig {
             curve: None,
             stale_after: DEFAULT_STALE_AFTER,
             remove_after: DEFAULT_REMOVE_AFTER,
+            max_links: MAX_RING_LINKS,
         }
     }
+}
+
+/// What became of a frame sent on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Queued.
+    Queued,
+    /// Not queued: the connection's queue is full (the peer does not read); it stays.
+    Full,
+    /// Not queued: the connection is gone (its session was forgotten).
+    Gone,
 }
 
 /// The ring state of one center.
 pub struct Ring {
     config: RingConfig,
     sync_tx: Option<RouterSender>,
+    /// The links this center dialed: a cache of at most `config.max_links`.
     links: HashMap<u64, Link>,
     next_link: u64,
+    /// The cache's clock: each use of a link stamps it with the next value.
+    link_clock: u64,
+    /// Gossip frames not sent because a connection's queue was full, since start.
+    pub(crate) dropped: u64,
+    /// Centers whose link the cache closed to make room, for [`Center::settle_closed`].
+    closed: Vec<String>,
     sessions: HashMap<Route, Session>,
     /// Membership and the replicated rows: the pure state machine ([`replica::Gossip`]).
     gossip: Gossip,
     forwards: Forwards,
-    events_tx: mpsc::UnboundedSender<LinkEvent>,
+    events_tx: mpsc::Sender<LinkEvent>,
 }
 
 impl Ring {
@@ -156,7 +177,7 @@ impl Ring {
         name: &str,
         config: RingConfig,
         sync_tx: Option<RouterSender>,
-        events_tx: mpsc::UnboundedSender<LinkEvent>,
+        events_tx: mpsc::Sender<LinkEvent>,
     ) -> Ring {
         // The generation orders this center's lives: its start time, unix ms.
         let generation = std::time::SystemTime::now()
@@ -172,6 +193,9 @@ impl Ring {
             sync_tx,
             links: HashMap::new(),
             next_link: 1,
+            link_clock: 0,
+            dropped: 0,
+            closed: Vec::new(),
             sessions: HashMap::new(),
             forwards: Forwards::default(),
             events_tx,
@@ -197,80 +221,157 @@ impl Drop for Ring {
 }
 
 impl Center {
-    /// Joins the peers named on the command line.
+    /// Joins the peers named on the command line (their links are the first in the cache).
     pub(crate) fn ring_start(&mut self) {
         if self.ring.enabled() {
             self.table.track_touched();
         }
         for peer in self.ring.config.join.clone() {
-            self.add_link(&peer.sync.to_string(), peer.key);
+            self.open_link(&peer.sync.to_string(), peer.key, None);
         }
     }
 
-    /// Connects to a peer's sync endpoint, unless it is ours or already known. With CURVE,
-    /// only with the peer's key (`key`), which must be listed with `role=center`.
-    fn add_link(&mut self, endpoint: &str, key: Option<CurvePublicKey>) {
-        if Some(endpoint.to_string()) == self.ring.own_sync()
-            || self.ring.links.values().any(|l| l.endpoint == endpoint)
-        {
-            return;
+    /// The link to `endpoint`, opened now if there is none (closing the least recently used
+    /// one when the cache is full), stamped as used. `None` when it is our own endpoint, not
+    /// an endpoint, or, with CURVE, `key` is missing or not listed with `role=center`: we
+    /// could not (or should not) prove who answers there.
+    fn open_link(&mut self, endpoint: &str, key: Option<CurvePublicKey>, center: Option<String>) -> Option<u64> {
+        if Some(endpoint.to_string()) == self.ring.own_sync() {
+            return None;
         }
-        // A center that already connected to us speaks for that endpoint.
-        let known = self
-            .ring
-            .sessions
-            .values()
-            .filter_map(|s| s.center.as_deref().and_then(|c| self.ring.gossip.members().get(c)))
-            .any(|m| m.sync == endpoint);
-        if known {
-            return;
+        self.ring.link_clock += 1;
+        let now = self.ring.link_clock;
+        if let Some((id, link)) = self.ring.links.iter_mut().find(|(_, l)| l.endpoint == endpoint) {
+            link.used = now;
+            if link.center.is_none() {
+                link.center = center;
+            }
+            return Some(*id);
         }
-        let Ok(parsed) = endpoint.parse::<Endpoint>() else {
-            return;
-        };
+        let parsed = endpoint.parse::<Endpoint>().ok()?;
         let security = match (&self.ring.config.curve, key) {
             (None, _) => Security::Null,
             (Some(curve), Some(key)) if curve.is_center(&key) => Security::CurveClient {
                 server_key: key,
                 keys: curve.keys.clone(),
             },
-            // No key, or one not listed as a center's: we could not (or should not) prove
-            // who answers there.
-            (Some(_), _) => return,
+            (Some(_), _) => return None,
         };
+        while self.ring.links.len() >= self.ring.config.max_links.max(1) {
+            let forwards = &self.ring.forwards;
+            let candidates = self.ring.links.iter().map(|(id, l)| {
+                let busy = !l.waiting.is_empty() || l.center.as_deref().is_some_and(|c| forwards.any(|f| f.owner == c));
+                (*id, l.used, busy)
+            });
+            let Some(victim) = evict_choice(candidates) else { break };
+            self.close_link(victim);
+        }
         let id = self.ring.next_link;
         self.ring.next_link += 1;
-        // Unbounded, and not yet bounded in fact: frames wait here while the link connects
-        // (up to 1 s plus backoff) or while the peer reads slowly; they are thrown away on each
-        // new connection, but a peer that stays connected and does not read lets this grow.
-        // Replication now sends digests and deltas over these links, but the links (one to
-        // every peer) stay until forwards use bounded on-demand connections (issue 14).
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = link_queue(MAX_LINK_QUEUE_BYTES);
         let task = tokio::spawn(run_link(id, parsed, security, rx, self.ring.events_tx.clone()));
         self.ring.links.insert(
             id,
             Link {
                 endpoint: endpoint.to_string(),
                 key: key.filter(|_| self.ring.config.curve.is_some()),
+                center,
                 tx,
                 task,
+                used: now,
+                connected: false,
+                waiting: Vec::new(),
+                waiting_bytes: 0,
             },
         );
+        Some(id)
     }
 
-    /// Sends on one connection; false when it is known to be gone (its session is then
-    /// forgotten, and forwards waiting on that peer are answered with an error).
-    async fn ring_send(&mut self, route: &Route, msg: &RingMsg) -> bool {
+    /// Closes one link of the cache: its task ends (and its connection with it); its session
+    /// is forgotten. Forwards still waiting on its center fail when no other connection to
+    /// that center is left (the owner answers on the connection a request came on).
+    fn close_link(&mut self, id: u64) {
+        if let Some(link) = self.ring.links.remove(&id) {
+            link.task.abort();
+            self.ring.closed.extend(link.center);
+        }
+        self.ring.sessions.remove(&Route::Out(id));
+    }
+
+    /// Forwards waiting on a center whose link the cache closed, with no other connection to
+    /// it left, fail now (the answer would have come on that link).
+    pub(super) async fn settle_closed(&mut self) {
+        for center in std::mem::take(&mut self.ring.closed) {
+            if self.ring_route(&center).is_none() {
+                self.fail_forwards(|f| f.owner == center, "its link was closed to make room for another")
+                    .await;
+            }
+        }
+    }
+
+    /// The connection to `center` heard from last, if any is known to be open.
+    fn ring_route(&self, center: &str) -> Option<Route> {
+        self.ring
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.center.as_deref() == Some(center))
+            .filter(|(r, _)| match r {
+                Route::Out(id) => self.ring.links.contains_key(id),
+                Route::In(identity) => self
+                    .ring
+                    .sync_tx
+                    .as_ref()
+                    .is_some_and(|tx| tx.queued_bytes(identity).is_some()),
+            })
+            .max_by_key(|(_, s)| s.last_heard)
+            .map(|(r, _)| r.clone())
+    }
+
+    /// Where `center` is reached, as membership and the digests tell: its sync endpoint and,
+    /// with CURVE, its key (the proven one, else the gossiped one).
+    fn address_of(&self, center: &str) -> Option<(String, Option<CurvePublicKey>)> {
+        let member = self.ring.gossip.members().get(center);
+        let (sync, gossiped) = self.ring.gossip.address(center)?;
+        let key = member.and_then(|m| m.key).or_else(|| {
+            gossiped
+                .as_deref()
+                .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped center's key").ok())
+        });
+        let sync = member.map(|m| m.sync.clone()).filter(|s| !s.is_empty()).unwrap_or(sync);
+        (!sync.is_empty()).then_some((sync, key))
+    }
+
+    /// Sends on one connection, without waiting: a full queue refuses the frame (counted in
+    /// `dropped`), a connection known to be gone has its session forgotten (and forwards
+    /// waiting on that peer are answered with an error).
+    async fn ring_send(&mut self, route: &Route, msg: &RingMsg) -> Sent {
         let frame = encode(msg);
         let sent = match route {
-            Route::Out(id) => self.ring.links.get(id).is_some_and(|link| link.tx.send(frame).is_ok()),
+            Route::Out(id) => match self.ring.links.get_mut(id) {
+                Some(link) => {
+                    self.ring.link_clock += 1;
+                    link.used = self.ring.link_clock;
+                    match link.tx.try_send(frame) {
+                        Ok(()) => Sent::Queued,
+                        Err(Refused::Full(_)) => Sent::Full,
+                        Err(Refused::Closed) => Sent::Gone,
+                    }
+                }
+                None => Sent::Gone,
+            },
             Route::In(identity) => match &self.ring.sync_tx {
-                Some(tx) => tx.send(identity, false, frame).await.is_ok(),
-                None => false,
+                Some(tx) => match tx.try_send(identity, false, bytes::Bytes::from(frame)) {
+                    Ok(()) => Sent::Queued,
+                    Err(zmtp::SendError::QueueFull { .. }) => Sent::Full,
+                    Err(_) => Sent::Gone,
+                },
+                None => Sent::Gone,
             },
         };
-        if !sent {
-            self.drop_session(route).await;
+        match sent {
+            Sent::Queued => {}
+            Sent::Full => self.ring.dropped += 1,
+            Sent::Gone => self.drop_session(route).await,
         }
         sent
     }
@@ -315,16 +416,41 @@ impl Center {
         match event {
             LinkEvent::Connected(id) => {
                 let route = Route::Out(id);
-                let key = self.ring.links.get(&id).and_then(|l| l.key);
+                let Some(link) = self.ring.links.get_mut(&id) else {
+                    return Ok(());
+                };
+                link.connected = true;
+                let (key, center) = (link.key, link.center.clone());
                 self.ring.sessions.insert(
                     route.clone(),
                     Session {
-                        center: None,
+                        center,
                         key,
                         last_heard: Instant::now(),
                     },
                 );
                 self.greet(&route).await;
+                // Forwards that waited for the connection go now, after the hello.
+                let waiting = self
+                    .ring
+                    .links
+                    .get_mut(&id)
+                    .map(|l| {
+                        l.waiting_bytes = 0;
+                        std::mem::take(&mut l.waiting)
+                    })
+                    .unwrap_or_default();
+                for frame in waiting {
+                    let queued = self.ring.links.get(&id).map(|l| l.tx.try_send(frame));
+                    if !matches!(queued, Some(Ok(()))) {
+                        let center = self.ring.links.get(&id).and_then(|l| l.center.clone());
+                        if let Some(center) = center {
+                            self.fail_forwards(|f| f.owner == center, "its link's queue is full (it does not read)")
+                                .await;
+                        }
+                        break;
+                    }
+                }
             }
             LinkEvent::Message(id, frame) => {
                 let route = Route::Out(id);
@@ -336,7 +462,28 @@ impl Center {
                     }
                 }
             }
-            LinkEvent::Disconnected(id) => self.drop_session(&Route::Out(id)).await,
+            LinkEvent::Disconnected(id) => {
+                if let Some(link) = self.ring.links.get_mut(&id) {
+                    link.connected = false;
+                }
+                self.drop_session(&Route::Out(id)).await;
+            }
+            LinkEvent::Failed(id, error) => {
+                // Forwards that wait for this link to connect fail now, naming why.
+                let Some(link) = self.ring.links.get_mut(&id) else {
+                    return Ok(());
+                };
+                if link.waiting.is_empty() {
+                    return Ok(());
+                }
+                link.waiting.clear();
+                link.waiting_bytes = 0;
+                let (center, endpoint) = (link.center.clone(), link.endpoint.clone());
+                if let Some(center) = center {
+                    let why = format!("no connection to {endpoint} could be opened: {error}");
+                    self.fail_forwards(|f| f.owner == center, &why).await;
+                }
+            }
         }
         Ok(())
     }
@@ -446,6 +593,11 @@ impl Center {
                     }
                     None => None,
                 };
+                if let Route::Out(id) = &route {
+                    if let Some(link) = self.ring.links.get_mut(id) {
+                        link.center = Some(hello.center.clone());
+                    }
+                }
                 if let Some(event) = self
                     .ring
                     .gossip
@@ -453,9 +605,8 @@ impl Center {
                 {
                     self.on_member_event(event).await;
                 }
-                if !hello.sync.is_empty() {
-                    self.add_link(&hello.sync, key);
-                }
+                // No link back: this connection carries both ways, and a link is opened only
+                // when this center needs one (a round's partner, a forward).
             }
             RingMsg::Syn(_) | RingMsg::SynAck { .. } | RingMsg::Ack(_) => {
                 let Some(from) = center else { return Ok(()) };
@@ -531,22 +682,14 @@ impl Center {
         for action in actions {
             match action {
                 Action::Send { to, msg } => {
-                    let route = self
-                        .ring
-                        .sessions
-                        .iter()
-                        .filter(|(_, s)| s.center.as_deref() == Some(to.as_str()))
-                        .max_by_key(|(_, s)| s.last_heard)
-                        .map(|(r, _)| r.clone());
-                    if let Some(route) = route {
+                    // Any open connection to it, either way; else a link opened now, whose
+                    // greeting starts the exchange (hello and our digest).
+                    if let Some(route) = self.ring_route(&to) {
                         self.ring_send(&route, &msg).await;
+                    } else if let Some((sync, key)) = self.address_of(&to) {
+                        self.open_link(&sync, key, Some(to));
+                        self.settle_closed().await;
                     }
-                }
-                Action::Dial { sync, key } => {
-                    let key = key
-                        .as_deref()
-                        .and_then(|k| CurvePublicKey::from_z85(k, "a gossiped center's key").ok());
-                    self.add_link(&sync, key);
                 }
                 Action::Member(event) => self.on_member_event(event).await,
             }
@@ -573,7 +716,7 @@ impl Center {
 
     /// `center` left the ring (SWIM's leave, [`crate::swim`]): a member that left.
     pub(crate) async fn ring_member_left(&mut self, center: &str) {
-        if let Some(event) = self.ring.gossip.members_mut().left(center) {
+        if let Some(event) = self.ring.gossip.members_mut().left(center, Instant::now()) {
             self.on_member_event(event).await;
         }
     }
@@ -586,17 +729,32 @@ impl Center {
                 self.fail_forwards(|f| f.owner == center, "it has been silent too long")
                     .await;
             }
-            MemberEvent::Joined(_) | MemberEvent::Alive(_) => {}
+            MemberEvent::Joined(_) | MemberEvent::Alive(_) | MemberEvent::Forgotten(_) => {}
         }
     }
 
     /// Forgets silent inbound connections; fails overdue forwards.
     pub(crate) async fn ring_tick(&mut self) {
         let now = Instant::now();
-        // Peers that connected to us and went silent: forget the connection.
-        self.ring
+        // Peers that connected to us and went silent, or closed the connection (a peer's
+        // cache closed its link): forget it.
+        let sync_tx = self.ring.sync_tx.as_ref();
+        let gone: Vec<Route> = self
+            .ring
             .sessions
-            .retain(|route, s| matches!(route, Route::Out(_)) || now.duration_since(s.last_heard) < IDLE_SESSION);
+            .iter()
+            .filter(|(route, s)| match route {
+                Route::Out(_) => false,
+                Route::In(identity) => {
+                    now.duration_since(s.last_heard) >= IDLE_SESSION
+                        || sync_tx.is_none_or(|tx| tx.queued_bytes(identity).is_none())
+                }
+            })
+            .map(|(r, _)| r.clone())
+            .collect();
+        for route in gone {
+            self.drop_session(&route).await;
+        }
         self.fail_forwards(|f| f.deadline <= now, "no answer in time").await;
         let members = self.ring.gossip.members();
         let silent: Vec<String> = members

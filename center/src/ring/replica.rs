@@ -47,6 +47,11 @@ pub const STATS_EVERY: Duration = Duration::from_secs(2);
 pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(120);
 /// Most centers a digest names (a ring this large wants two tiers, issue 14 item 5): 4096.
 pub const MAX_MEMBERS: usize = 4096;
+/// Rounds a center keeps its [`FANOUT`] partners before it swaps the oldest for another
+/// member picked at random: 5 (1 s). Partners kept for a while are mostly reached over links
+/// already open ([`super::link::MAX_RING_LINKS`]); the swap keeps the graph of partners
+/// random, so a change still reaches every center in O(log N) rounds and a partition heals.
+pub const ROTATE_EVERY: u64 = 5;
 
 /// What the glue does for the state machine.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,13 +62,6 @@ pub enum Action {
         to: String,
         /// The message.
         msg: RingMsg,
-    },
-    /// A center this one had not heard of: reach it at `sync` (with `key`, in a ring with CURVE).
-    Dial {
-        /// Its sync endpoint.
-        sync: String,
-        /// Its public key (Z85), as gossiped.
-        key: Option<String>,
     },
     /// Membership changed.
     Member(MemberEvent),
@@ -133,6 +131,39 @@ pub struct Gossip {
     members: Membership,
     rng: SmallRng,
     max_delta_bytes: usize,
+    /// This round's partners, oldest first ([`rotate_partners`]).
+    partners: Vec<String>,
+    /// Centers forgotten ([`MemberEvent::Forgotten`]): the generation and heartbeat they had
+    /// then, and when. A digest naming one again is taken in only with a later life or a
+    /// higher heartbeat (so peers that have not forgotten it yet do not bring it back); kept
+    /// for as long again as membership keeps a member gone, at most [`MAX_MEMBERS`].
+    forgotten: HashMap<String, (u64, u64, Instant)>,
+    /// Rounds since start.
+    rounds: u64,
+}
+
+/// The partners of the next round: `partners` without those no longer in `live`, the oldest
+/// swapped for another live member when `rotate` (and another there is), filled up to
+/// [`FANOUT`] with live members picked at random. Returns the members brought in.
+fn rotate_partners(partners: &mut Vec<String>, live: &[String], rotate: bool, rng: &mut SmallRng) -> Vec<String> {
+    partners.retain(|p| live.contains(p));
+    let mut out = None;
+    if rotate && partners.len() >= FANOUT.min(live.len()) && live.len() > partners.len() && !partners.is_empty() {
+        out = Some(partners.remove(0));
+    }
+    let mut added = Vec::new();
+    while partners.len() < FANOUT {
+        let candidates: Vec<&String> = live
+            .iter()
+            .filter(|c| !partners.contains(c) && Some(*c) != out.as_ref())
+            .collect();
+        let Some(pick) = candidates.choose(rng).map(|c| (*c).clone()) else {
+            break;
+        };
+        partners.push(pick.clone());
+        added.push(pick);
+    }
+    added
 }
 
 /// A row without what changes by itself or by the second: what a state change is made of.
@@ -171,6 +202,9 @@ impl Gossip {
             members,
             rng: SmallRng::seed_from_u64(seed),
             max_delta_bytes: MAX_DELTA_BYTES,
+            partners: Vec::new(),
+            rounds: 0,
+            forgotten: HashMap::new(),
         }
     }
 
@@ -271,6 +305,8 @@ impl Gossip {
         if center == self.me {
             return None;
         }
+        // Said on a connection by the center itself: alive, whatever was forgotten.
+        self.forgotten.remove(center);
         let z85 = key.map(|k| k.to_z85());
         let known = self.known.entry(center.to_string()).or_insert_with(|| Known {
             sync: sync.to_string(),
@@ -289,6 +325,17 @@ impl Gossip {
             known.key = z85;
         }
         self.members.hello(center, sync, key, now)
+    }
+
+    /// Where `center` is reached, as the digests said: its sync endpoint and its public key
+    /// (Z85), if any.
+    pub fn address(&self, center: &str) -> Option<(String, Option<String>)> {
+        self.known.get(center).map(|k| (k.sync.clone(), k.key.clone()))
+    }
+
+    /// This round's partners, oldest first.
+    pub fn partners(&self) -> &[String] {
+        &self.partners
     }
 
     /// What this center holds, per center (itself first).
@@ -328,6 +375,12 @@ impl Gossip {
                 continue;
             }
             let full = self.known.len() >= MAX_MEMBERS;
+            if let Some(&(generation, heartbeat, _)) = self.forgotten.get(&e.center) {
+                if (e.generation, e.heartbeat) <= (generation, heartbeat) {
+                    continue;
+                }
+                self.forgotten.remove(&e.center);
+            }
             match self.known.get_mut(&e.center) {
                 None if !full => {
                     self.known.insert(
@@ -342,12 +395,6 @@ impl Gossip {
                     );
                     if let Some(ev) = self.members.hello(&e.center, &e.sync, None, now) {
                         actions.push(Action::Member(ev));
-                    }
-                    if !e.sync.is_empty() {
-                        actions.push(Action::Dial {
-                            sync: e.sync.clone(),
-                            key: e.key.clone(),
-                        });
                     }
                 }
                 None => {}
@@ -531,8 +578,9 @@ impl Gossip {
     }
 
     /// A round at `now`: heartbeat, statistics due, tombstones past their grace, membership's
-    /// timers, and a digest to [`FANOUT`] live peers picked at random (and to one down peer,
-    /// so that a partition heals).
+    /// timers, and a digest to this round's [`FANOUT`] partners, live members kept for
+    /// [`ROTATE_EVERY`] rounds each ([`rotate_partners`]); on each swap, also to one down
+    /// member picked at random, so that a partition heals.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         self.heartbeat += 1;
@@ -564,8 +612,14 @@ impl Gossip {
             }
         }
         for ev in self.members.tick(now) {
+            if let MemberEvent::Forgotten(center) = &ev {
+                self.forget(now, center);
+            }
             actions.push(Action::Member(ev));
         }
+        let keep = self.members.forget_after();
+        self.forgotten
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < keep);
         let mut live: Vec<String> = Vec::new();
         let mut down: Vec<String> = Vec::new();
         for (center, m) in self.members.iter() {
@@ -577,8 +631,13 @@ impl Gossip {
         }
         live.sort();
         down.sort();
-        let mut picks: Vec<String> = live.choose_multiple(&mut self.rng, FANOUT).cloned().collect();
-        picks.extend(down.choose(&mut self.rng).cloned());
+        self.rounds += 1;
+        let rotate = self.rounds.is_multiple_of(ROTATE_EVERY);
+        rotate_partners(&mut self.partners, &live, rotate, &mut self.rng);
+        let mut picks = self.partners.clone();
+        if rotate {
+            picks.extend(down.choose(&mut self.rng).cloned());
+        }
         if !picks.is_empty() {
             let digest = self.digest();
             for to in picks {
@@ -589,6 +648,17 @@ impl Gossip {
             }
         }
         actions
+    }
+
+    /// Drops all that is known and held of `center` (membership forgot it).
+    fn forget(&mut self, now: Instant, center: &str) {
+        let k = self.known.remove(center);
+        self.held.remove(center);
+        self.partners.retain(|p| p != center);
+        if self.forgotten.len() < MAX_MEMBERS {
+            let (generation, heartbeat) = k.map_or((0, 0), |k| (k.generation, k.heartbeat));
+            self.forgotten.insert(center.to_string(), (generation, heartbeat, now));
+        }
     }
 
     /// The rows held of `center` (not this one), each with when it arrived.
@@ -626,6 +696,7 @@ mod tests {
 
     const STALE: Duration = Duration::from_secs(1);
     const REMOVE: Duration = Duration::from_secs(3);
+    const FORGET: Duration = Duration::from_secs(20);
 
     fn row(center: &str, n: u64, state: ProcessState) -> ProcessInfo {
         ProcessInfo {
@@ -664,6 +735,12 @@ mod tests {
         now: Instant,
         /// Messages carried, in all.
         sent: usize,
+        /// Each node's cache of links it dialed, least recently used first (as the glue's
+        /// [`super::super::link::evict_choice`] keeps it), of at most `cache_size`.
+        cache: Vec<Vec<usize>>,
+        cache_size: usize,
+        /// Links dialed, in all: a Send to a node with no connection either way.
+        opens: usize,
     }
 
     fn name(i: usize) -> String {
@@ -679,12 +756,19 @@ mod tests {
                         &format!("tcp://127.0.0.1:{}", 1000 + i),
                         None,
                         1000,
-                        Membership::new(STALE, REMOVE),
+                        Membership::new(STALE, REMOVE).with_forget_after(FORGET),
                         i as u64,
                     )
                 })
                 .collect();
-            let mut ring = Ring { nodes, now, sent: 0 };
+            let mut ring = Ring {
+                nodes,
+                now,
+                sent: 0,
+                cache: vec![Vec::new(); n],
+                cache_size: 8,
+                opens: 0,
+            };
             // Everyone joined c0: c0 and each other center know each other.
             for i in 1..n {
                 ring.introduce(i, 0);
@@ -715,6 +799,17 @@ mod tests {
                 let dst = self.index(&to);
                 if cut(src, dst) {
                     continue;
+                }
+                // The connection it goes on: ours (used now), the peer's to us, or a new link.
+                if let Some(at) = self.cache[src].iter().position(|&d| d == dst) {
+                    let d = self.cache[src].remove(at);
+                    self.cache[src].push(d);
+                } else if !self.cache[dst].contains(&src) {
+                    self.opens += 1;
+                    self.cache[src].push(dst);
+                    if self.cache[src].len() > self.cache_size {
+                        self.cache[src].remove(0);
+                    }
                 }
                 self.sent += 1;
                 let sender = self.nodes[src].me.clone();
@@ -1017,5 +1112,157 @@ mod tests {
         b_digest[0].gc_floor = delta[0].gc_floor;
         b_digest[0].version = delta[0].to;
         assert!(a.delta_for("b", &b_digest).is_empty());
+    }
+
+    #[test]
+    fn partners_are_kept_for_rounds_and_one_is_swapped_per_rotation() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let names = |r: std::ops::Range<usize>| r.map(name).collect::<Vec<String>>();
+        let mut partners: Vec<String> = Vec::new();
+        // (live members, a rotation round, how many partners after, how many stay from before)
+        let cases: &[(std::ops::Range<usize>, bool, usize, usize)] = &[
+            (0..0, false, 0, 0),
+            (0..1, false, 1, 0),
+            // Fewer members than the fan-out: all of them, even on a rotation.
+            (0..2, true, 2, 1),
+            (0..2, true, 2, 2),
+            (0..10, false, FANOUT, 2),
+            (0..10, false, FANOUT, FANOUT),
+            (0..10, true, FANOUT, FANOUT - 1),
+            (0..10, false, FANOUT, FANOUT),
+            (0..10, true, FANOUT, FANOUT - 1),
+            // Members gone: replaced at once.
+            (5..10, false, FANOUT, 0),
+        ];
+        for (i, (live, rotate, len, kept)) in cases.iter().enumerate() {
+            let live = names(live.clone());
+            let before = partners.clone();
+            rotate_partners(&mut partners, &live, *rotate, &mut rng);
+            assert_eq!(partners.len(), *len, "case {i}: {partners:?}");
+            assert!(partners.iter().all(|p| live.contains(p)), "case {i}: {partners:?}");
+            let mut unique = partners.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), partners.len(), "case {i}: {partners:?}");
+            let stayed = partners.iter().filter(|p| before.contains(p)).count();
+            assert!(
+                stayed >= *kept,
+                "case {i}: {stayed} of {before:?} stayed in {partners:?}"
+            );
+            if *rotate && live.len() > FANOUT {
+                assert!(
+                    !partners.contains(&before[0]),
+                    "case {i}: the oldest, {}, was swapped",
+                    before[0]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn partners_kept_for_rounds_mostly_find_a_link_open_in_a_cache_of_eight() {
+        for n in [10, 30, 60] {
+            let t0 = Instant::now();
+            let mut ring = Ring::new(n, t0);
+            for i in 0..n {
+                ring.nodes[i].own_changed(
+                    t0,
+                    ProcessId(i as u64),
+                    Some(row(&name(i), i as u64, ProcessState::Running)),
+                );
+            }
+            let rounds = ring.rounds_to_converge(40, &none);
+            let rounds = rounds.unwrap_or_else(|| panic!("{n} centers with a cache of 8 did not converge"));
+            // Idle: links dialed per center per round.
+            let (opens, sent) = (ring.opens, ring.sent);
+            let idle = 100;
+            for _ in 0..idle {
+                ring.round(&none);
+            }
+            let per_round = (ring.opens - opens) as f64 / (idle * n) as f64;
+            let hits = 1.0 - (ring.opens - opens) as f64 / (ring.sent - sent) as f64;
+            println!("{n} centers: converged in {rounds} rounds; idle, {per_round:.3} links dialed per center per round, {:.1} % of messages on a connection already open", hits * 100.0);
+            assert!(
+                per_round <= 0.25,
+                "{n} centers: {per_round} links dialed per center per round"
+            );
+            assert!(ring.cache.iter().all(|c| c.len() <= 8));
+        }
+    }
+
+    #[test]
+    fn a_center_down_past_the_bound_is_forgotten_everywhere_and_its_restart_is_a_fresh_join() {
+        let t0 = Instant::now();
+        let mut ring = Ring::new(4, t0);
+        ring.nodes[3].own_changed(t0, ProcessId(3), Some(row("c3", 3, ProcessState::Running)));
+        assert!(ring.rounds_to_converge(20, &none).is_some());
+        // c3 dies: nothing from it or to it. (rounds, c0's view of c3 after them)
+        let dead = |a: usize, b: usize| a == 3 || b == 3;
+        let per_sec = (Duration::from_secs(1).as_millis() / GOSSIP_INTERVAL.as_millis()) as usize;
+        let mut forgotten_at = None;
+        for r in 1..=((REMOVE + FORGET).as_secs() as usize + 5) * per_sec {
+            ring.round(&dead);
+            let known = (0..3).filter(|&i| ring.nodes[i].members().get("c3").is_some()).count();
+            if known == 0 && forgotten_at.is_none() {
+                forgotten_at = Some(r);
+            }
+        }
+        let forgotten_at = forgotten_at.expect("c3 is forgotten by all");
+        let secs = forgotten_at as f64 / per_sec as f64;
+        assert!(
+            secs >= (REMOVE + FORGET).as_secs_f64() - 0.5,
+            "forgotten after {secs} s"
+        );
+        for i in 0..3 {
+            let g = &ring.nodes[i];
+            assert!(
+                g.digest().iter().all(|e| e.center != "c3"),
+                "c{i}'s digest still names c3"
+            );
+            assert_eq!(g.held_of("c3"), (0, 0), "c{i} still holds c3's rows");
+            assert_eq!(g.rows_of("c3").count(), 0);
+        }
+        // Stale digests do not bring it back: a digest as one made before the forgetting.
+        let old = DigestEntry {
+            center: "c3".into(),
+            sync: "tcp://127.0.0.1:1003".into(),
+            key: None,
+            generation: 1000,
+            heartbeat: 1,
+            version: 1,
+            gc_floor: 0,
+        };
+        let now = ring.now;
+        let mut digest = ring.nodes[1].digest();
+        digest.push(old);
+        ring.nodes[0].on_message(now, "c1", RingMsg::Syn(digest));
+        assert!(
+            ring.nodes[0].members().get("c3").is_none(),
+            "a stale digest brought c3 back"
+        );
+        // It starts again, a later life, and joins c0: everyone has it and its rows again.
+        ring.nodes[3] = Gossip::new(
+            "c3",
+            "tcp://127.0.0.1:1003",
+            None,
+            2000,
+            Membership::new(STALE, REMOVE).with_forget_after(FORGET),
+            3,
+        );
+        ring.introduce(3, 0);
+        ring.nodes[3].own_changed(now, ProcessId(30), Some(row("c3", 30, ProcessState::Running)));
+        assert!(
+            ring.rounds_to_converge(30, &none).is_some(),
+            "no convergence after the restart"
+        );
+        for i in 0..3 {
+            assert_eq!(
+                ring.nodes[i].members().state("c3", ring.now),
+                Some(Liveness::Alive),
+                "c{i}"
+            );
+            let ids: Vec<ProcessId> = ring.nodes[i].rows_of("c3").map(|(r, _)| r.id).collect();
+            assert_eq!(ids, vec![ProcessId(30)], "c{i}");
+        }
     }
 }

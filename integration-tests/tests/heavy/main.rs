@@ -13,6 +13,7 @@ mod ring_300;
 mod ring_failover;
 mod ring_forward;
 mod ring_kit;
+mod ring_links;
 mod ring_meta;
 mod ring_views;
 mod stuck_subscribers;
