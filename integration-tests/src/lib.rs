@@ -23,6 +23,8 @@
 //! - `procfs`: what `/proc` says about a pid;
 //! - `pty`: a [`Terminal`] to run nrv-open as the foreground job of;
 //! - `keys`: CURVE key files from `nrv-ctl keygen`;
+//! - `keyed_ring`: a ring of centers with CURVE keys on loopback tcp ([`RingKeys`],
+//!   [`KeyedCenter`], [`start_keyed_ring`]);
 //! - `peer`: for tests that speak zmtp themselves;
 //! - `raw`: a [`RawCtl`] control client and [`FakeWatcher`]s speaking the protocols themselves;
 //! - `bytes`: showing and comparing bytes in failure messages.
@@ -33,6 +35,7 @@ mod bytes;
 mod center;
 mod ctl;
 mod dirs;
+mod keyed_ring;
 mod keys;
 mod log;
 mod peer;
@@ -49,6 +52,7 @@ pub use bytes::{assert_bytes_eq, shorten, Digest};
 pub use center::{output_file_digest, Center};
 pub use ctl::{ctl_json, ps_json, ring_json, row_of, rows_of, run_ctl, run_ctl_ok, run_ctl_with_input, spawn_ctl};
 pub use dirs::{free_tcp_endpoint, ipc_path, TestDir};
+pub use keyed_ring::{start_keyed_ring, KeyedCenter, RingKeys};
 pub use keys::{keygen, KeyFiles};
 pub use log::{
     decode_data, for_id, line_id, line_kind, line_seq, line_time_ms, of_id_kind, of_kind, output_by_seq, output_of,
@@ -60,7 +64,8 @@ pub use process::{
 };
 pub use procfs::{
     fd_count, group_members, pid_alive, pids_with_cmdline, proc_cmdline, proc_comm, proc_pgrp, proc_ppid,
-    proc_rss_bytes, proc_rss_peak_bytes, proc_session, proc_start_time, proc_state, socket_count, RssSampler,
+    proc_rss_bytes, proc_rss_peak_bytes, proc_run_ns, proc_session, proc_start_time, proc_state, socket_count,
+    RssSampler,
 };
 pub use pty::Terminal;
 pub use raw::{FakeWatcher, RawCtl};

@@ -3,23 +3,14 @@
 //! may ask, also of a process on another center (the request is forwarded).
 
 use integration_tests::{
-    free_tcp_endpoint, keygen, run_ctl, spawn_open, wait_until, Center, ChildGroups, Input, KeyFiles, Outcome, Running,
-    TestDir, WAIT,
+    free_tcp_endpoint, keygen, spawn_open, wait_until, Center, ChildGroups, Input, KeyFiles, KeyedCenter, RingKeys,
+    Running, TestDir, WAIT,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_else(|| panic!("{p:?} is not UTF-8"))
-}
-
-/// One center of the ring: its name, directory, sync endpoint and key pair.
-struct Node {
-    name: String,
-    dir: PathBuf,
-    sync: String,
-    key: KeyFiles,
-    center: Center,
 }
 
 /// The keys of the test: three ring centers, a stranger center, a read-only client and a
@@ -33,92 +24,26 @@ struct Keys {
 }
 
 fn keys(root: &TestDir) -> Keys {
-    let centers = ["a", "b", "c"].map(|n| keygen(root, n));
-    let stranger = keygen(root, "d");
-    let ops = keygen(root, "ops");
-    let admin = keygen(root, "admin");
-    let authorized = root.join("authorized_keys");
-    let text = format!(
-        "# the ring\nrole=center {} center-a\nrole=center {} center-b\nrole=center {} center-c\n# clients\nrole=read {} ops-laptop\n{} admin\n",
-        centers[0].public_key, centers[1].public_key, centers[2].public_key, ops.public_key, admin.public_key
-    );
-    std::fs::write(&authorized, text).unwrap_or_else(|e| panic!("write {}: {e}", authorized.display()));
+    let ring = RingKeys::new(root, &["A", "B", "C"], &[("ops-laptop", "read"), ("admin", "")]);
     Keys {
-        centers,
-        stranger,
-        ops,
-        admin,
-        authorized,
+        centers: ["A", "B", "C"].map(|n| ring.center(n).clone()),
+        stranger: keygen(root, "d"),
+        ops: ring.client("ops-laptop").clone(),
+        admin: ring.client("admin").clone(),
+        authorized: ring.authorized,
     }
 }
 
-/// Starts center `name` in `root/<name>/` with its key, `authorized`, a tcp control endpoint
-/// and sync endpoint, and `--ring join` when given (`KEY@tcp://…`).
-fn start(root: &TestDir, name: &str, key: KeyFiles, authorized: &Path, join: Option<String>) -> Node {
-    let dir = root.join(&name.to_lowercase());
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    let sync = free_tcp_endpoint();
-    let endpoint = root.ipc(&format!("{}/n.sock", name.to_lowercase()));
-    let control = free_tcp_endpoint();
-    let mut extra = vec![
-        "-n",
-        name,
-        "--sync",
-        &sync,
-        "--curve-secret-key",
-        s(&key.secret),
-        "--authorized-keys",
-        s(authorized),
-        "--heartbeat",
-        "0.2",
-        "--stale-after",
-        "1",
-    ];
-    if let Some(join) = &join {
-        extra.extend(["--ring", join.as_str()]);
-    }
-    let center = Center::start_with_args(&dir, &endpoint, &control, &dir.join("nerve.log"), &extra);
-    Node {
-        name: name.into(),
-        dir,
-        sync,
-        key,
-        center,
-    }
-}
-
-impl Node {
-    /// `KEY@SYNC`, as another center's `--ring` names this one.
-    fn ring_entry(&self) -> String {
-        format!("{}@{}", self.key.public_key, self.sync)
-    }
-
-    /// `nrv-ctl` against it with the client key `client`.
-    fn ctl(&self, client: &KeyFiles, args: &[&str]) -> Outcome {
-        let mut all = vec![
-            "--curve-server-key",
-            self.key.public_key.as_str(),
-            "--curve-secret-key",
-            s(&client.secret),
-        ];
-        all.extend_from_slice(args);
-        run_ctl(&self.dir, &self.center.control, &all, WAIT)
-    }
-
-    /// `nrv-ctl SUBCOMMAND --json` with `client`, parsed.
-    fn json(&self, client: &KeyFiles, subcommand: &str) -> Vec<Value> {
-        let out = self.ctl(client, &[subcommand, "--json"]);
-        assert_eq!(out.code(), Some(0), "{subcommand} on {}: {}", self.name, out.describe());
-        match serde_json::from_str(&out.stdout_str()) {
-            Ok(Value::Array(rows)) => rows,
-            other => panic!("{subcommand} --json on {}: {other:?}: {}", self.name, out.describe()),
-        }
-    }
+/// Starts center `name` with its key, `authorized`, and `--ring join` when given
+/// (`KEY@tcp://…`), on the test's small bounds.
+fn start(root: &TestDir, name: &str, key: KeyFiles, authorized: &Path, join: Option<String>) -> KeyedCenter {
+    let bounds = ["--heartbeat", "0.2", "--stale-after", "1"];
+    KeyedCenter::start(root, name, &key, authorized, join.as_deref(), &bounds)
 }
 
 /// A–B–C, B joining A and C joining B (A and C meet through the keyed gossip), a `sleep` on
 /// each, and every center showing all three rows.
-fn ring(root: &TestDir, k: &Keys, groups: &ChildGroups) -> ([Node; 3], Vec<(String, Running)>) {
+fn ring(root: &TestDir, k: &Keys, groups: &ChildGroups) -> ([KeyedCenter; 3], Vec<(String, Running)>) {
     let [ka, kb, kc] = k.centers.clone();
     let a = start(root, "A", ka, &k.authorized, None);
     let b = start(root, "B", kb, &k.authorized, Some(a.ring_entry()));

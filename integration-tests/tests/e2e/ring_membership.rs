@@ -3,9 +3,8 @@
 //! then down within the bound; a SIGTERMed one `left` at once; a stranger's datagrams
 //! (unknown key, forged seal, garbage, oversized) are refused and logged once per source.
 
-use integration_tests::{free_tcp_endpoint, keygen, run_ctl, wait_until, Center, KeyFiles, TestDir, WAIT};
+use integration_tests::{keygen, line_time_ms, start_keyed_ring, wait_until, KeyFiles, KeyedCenter, TestDir, WAIT};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Detection of a killed center, from the kill to every peer showing it down: SWIM's probe
@@ -15,94 +14,8 @@ const DOWN_BOUND: Duration = Duration::from_secs(4);
 /// From a center's `center_stop` line to a peer's `ring_member` line saying it left.
 const LEFT_BOUND: Duration = Duration::from_secs(1);
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_else(|| panic!("{p:?} is not UTF-8"))
-}
-
-struct Node {
-    name: String,
-    dir: PathBuf,
-    sync: String,
-    key: KeyFiles,
-    center: Center,
-}
-
-impl Node {
-    fn start(root: &TestDir, name: &str, key: KeyFiles, authorized: &Path, join: Option<String>) -> Node {
-        let dir = root.join(&name.to_lowercase());
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let sync = free_tcp_endpoint();
-        let endpoint = root.ipc(&format!("{}/n.sock", name.to_lowercase()));
-        let control = free_tcp_endpoint();
-        let mut extra = vec![
-            "-n",
-            name,
-            "--sync",
-            &sync,
-            "--curve-secret-key",
-            s(&key.secret),
-            "--authorized-keys",
-            s(authorized),
-            "--heartbeat",
-            "0.2",
-        ];
-        if let Some(join) = &join {
-            extra.extend(["--ring", join.as_str()]);
-        }
-        let center = Center::start_with_args(&dir, &endpoint, &control, &dir.join("nerve.log"), &extra);
-        Node {
-            name: name.into(),
-            dir,
-            sync,
-            key,
-            center,
-        }
-    }
-
-    fn ring_entry(&self) -> String {
-        format!("{}@{}", self.key.public_key, self.sync)
-    }
-
-    /// `nrv-ctl ring --json` with `client`.
-    fn ring(&self, client: &KeyFiles) -> Vec<Value> {
-        let args = [
-            "--curve-server-key",
-            self.key.public_key.as_str(),
-            "--curve-secret-key",
-            s(&client.secret),
-            "ring",
-            "--json",
-        ];
-        let out = run_ctl(&self.dir, &self.center.control, &args, WAIT);
-        assert_eq!(out.code(), Some(0), "ring on {}: {}", self.name, out.describe());
-        match serde_json::from_str(&out.stdout_str()) {
-            Ok(Value::Array(rows)) => rows,
-            other => panic!("ring --json on {}: {other:?}", self.name),
-        }
-    }
-
-    /// The `ring_member` lines of its log about `of`: (time in Unix ms, state).
-    fn member_lines(&self, of: &str) -> Vec<(u64, String)> {
-        self.log_lines()
-            .into_iter()
-            .filter(|l| l["kind"] == "ring_member" && l["data"]["center"] == of)
-            .map(|l| (time_ms(&l), l["data"]["state"].as_str().unwrap_or_default().to_string()))
-            .collect()
-    }
-
-    fn log_lines(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.join("nerve.log")).unwrap_or_default();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-}
-
-/// A log line's `time` (RFC 3339 with ms, UTC) as Unix ms.
-fn time_ms(line: &Value) -> u64 {
-    integration_tests::line_time_ms(line)
-}
-
 struct Ring {
-    nodes: Vec<Node>,
+    nodes: Vec<KeyedCenter>,
     admin: KeyFiles,
     stranger: KeyFiles,
 }
@@ -110,23 +23,11 @@ struct Ring {
 /// A–B–C with keys, B joining A and C joining B; waits until each shows the other two as
 /// `alive` members.
 fn ring(root: &TestDir) -> Ring {
-    let centers = ["a", "b", "c"].map(|n| keygen(root, n));
-    let stranger = keygen(root, "stranger");
-    let admin = keygen(root, "admin");
-    let authorized = root.join("authorized_keys");
-    let text = format!(
-        "role=center {} center-a\nrole=center {} center-b\nrole=center {} center-c\n{} admin\n",
-        centers[0].public_key, centers[1].public_key, centers[2].public_key, admin.public_key
-    );
-    std::fs::write(&authorized, text).unwrap_or_else(|e| panic!("write {}: {e}", authorized.display()));
-    let [ka, kb, kc] = centers;
-    let a = Node::start(root, "A", ka, &authorized, None);
-    let b = Node::start(root, "B", kb, &authorized, Some(a.ring_entry()));
-    let c = Node::start(root, "C", kc, &authorized, Some(b.ring_entry()));
+    let (keys, nodes) = start_keyed_ring(root, &["A", "B", "C"], &[("admin", "")], &["--heartbeat", "0.2"]);
     let ring = Ring {
-        nodes: vec![a, b, c],
-        admin,
-        stranger,
+        nodes,
+        admin: keys.client("admin").clone(),
+        stranger: keygen(root, "stranger"),
     };
     for node in &ring.nodes {
         wait_until(&format!("{} to show the other two alive", node.name), WAIT, || {
@@ -183,7 +84,7 @@ fn a_killed_center_is_suspect_then_down_and_a_stopped_one_left_at_once() {
         .log_lines()
         .into_iter()
         .find(|l| l["kind"] == "center_stop")
-        .map(|l| time_ms(&l))
+        .map(|l| line_time_ms(&l))
         .unwrap_or_else(|| panic!("B wrote no center_stop line"));
     let a = &r.nodes[0];
     let left = wait_until("A to log B as left", WAIT, || {
