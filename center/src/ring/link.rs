@@ -1,6 +1,6 @@
 //! The ZMTP links between centers: DEALER tasks this center dials on demand (`run_link`,
 //! reconnecting by itself), kept in a bounded cache of [`MAX_RING_LINKS`] closed least recently
-//! used first ([`evict_choice`]), each with a send queue bounded in bytes ([`link_queue`],
+//! used first (`evict_choice`), each with a send queue bounded in bytes (`link_queue`,
 //! [`MAX_LINK_QUEUE_BYTES`]); and the sessions on them and on this center's sync ROUTER
 //! (`Session`, by [`Route`]).
 //!

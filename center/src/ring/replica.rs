@@ -579,7 +579,7 @@ impl Gossip {
 
     /// A round at `now`: heartbeat, statistics due, tombstones past their grace, membership's
     /// timers, and a digest to this round's [`FANOUT`] partners, live members kept for
-    /// [`ROTATE_EVERY`] rounds each ([`rotate_partners`]); on each swap, also to one down
+    /// [`ROTATE_EVERY`] rounds each (`rotate_partners`); on each swap, also to one down
     /// member picked at random, so that a partition heals.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
