@@ -127,7 +127,8 @@ fn parse_shell(value: &str) -> Result<crate::usage::Shell, String> {
     value.parse()
 }
 
-/// List the center's ring peers: their state (synced, stale, gone), last heartbeat and rows.
+/// List the center's ring peers: their state (synced, stale, gone, left), membership (alive,
+/// suspect, down, left), when each was last heard, and rows.
 #[derive(FromArgs, Debug, PartialEq, Eq, Clone, Copy)]
 #[argh(subcommand, name = "ring", help_triggers("-h", "--help", "help"))]
 pub struct RingCmd {

@@ -326,9 +326,15 @@ impl Membership {
             self.timers.insert((now + after, self.next_timer), timer);
             self.next_timer += 1;
         }
+        let mut renewed = std::collections::HashSet::new();
         while let Some(n) = self.runtime.to_notify() {
             if let OwnedNotification::Rename(_, new) = n {
                 if let Some(f) = self.facts.get_mut(&new.addr) {
+                    // A new life of a center that left (a restart: a higher epoch) is no
+                    // longer left; foca's state of the new identity decides below.
+                    if f.state == MemberState::Left && new.epoch > f.id.epoch {
+                        renewed.insert(new.addr);
+                    }
                     f.id = new;
                 }
             }
@@ -355,7 +361,7 @@ impl Membership {
             // A life that said it left stays left: what foca still says of it (alive until
             // the gossip of its leave arrives, then down) is older news. A new life (a
             // restart, a higher epoch) starts over.
-            let state = if fact.state == MemberState::Left && fact.id.epoch >= id.epoch {
+            let state = if fact.state == MemberState::Left && fact.id.epoch >= id.epoch && !renewed.contains(&id.addr) {
                 MemberState::Left
             } else {
                 state

@@ -213,6 +213,38 @@ fn a_restarted_center_comes_back_alive_with_its_new_epoch() {
 }
 
 #[test]
+fn a_center_that_left_and_restarts_is_alive_again_with_its_new_epoch() {
+    let mut net = Net::new(3);
+    net.run(Duration::from_secs(2));
+    let actions = net.nodes[2].as_mut().unwrap().leave(net.now);
+    net.queue.extend(actions.into_iter().map(|a| (2, a)));
+    net.deliver();
+    net.nodes[2] = None;
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.state(0, 2), Some(MemberState::Left));
+    net.nodes[2] = Some(Membership::new(id(2, 9000), config(datagram::MAX_PAYLOAD), 99, None));
+    let actions = net.nodes[2].as_mut().unwrap().join(net.now, addr(0), Some([0; 32]));
+    net.queue.extend(actions.into_iter().map(|a| (2, a)));
+    net.deliver();
+    net.run(Duration::from_secs(3));
+    for i in 0..2 {
+        let f = net.nodes[i]
+            .as_ref()
+            .unwrap()
+            .facts()
+            .find(|f| f.id.addr == addr(2))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (f.state, f.id.epoch),
+            (MemberState::Alive, 9000),
+            "c{i}: {:?}",
+            net.changes
+        );
+    }
+}
+
+#[test]
 fn a_partition_heals_without_restarts() {
     let mut net = Net::new(4);
     net.run(Duration::from_secs(2));

@@ -116,6 +116,17 @@ fn a_killed_center_is_suspect_then_down_and_a_stopped_one_left_at_once() {
         (&Value::from("left"), &Value::from("left")),
         "{b}"
     );
+    // B starts again (a new life, a higher epoch): A takes it as a fresh join, alive and
+    // synced, not left for good.
+    r.nodes[1].restart();
+    let a = &r.nodes[0];
+    wait_until("A to show the restarted B alive and synced", WAIT, || {
+        let peers = a.ring(&r.admin);
+        match peers.iter().find(|p| p["center"] == "B") {
+            Some(p) if p["member"] == "alive" && p["state"] == "synced" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
 }
 
 /// One datagram in the sealed layout, sealed by `from` for `to` (see the center's
