@@ -367,7 +367,7 @@ fn start(args: Settings) -> Result<(), Failure> {
         }
         if let Some((pair, keys)) = &authorized {
             eprintln!(
-                "nrv-center: CURVE on tcp endpoints, server public key {}, {} authorized client keys from {}",
+                "nrv-center: CURVE on tcp endpoints, server public key {}, {} authorized keys (clients and ring centers) from {}",
                 pair.public,
                 keys.len(),
                 keys.path().display()

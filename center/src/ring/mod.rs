@@ -85,7 +85,17 @@ impl RingPeer {
                 let key = CurvePublicKey::from_z85(key, &format!("the key in {text:?}")).map_err(|e| e.to_string())?;
                 (Some(key), &rest[1..])
             }
-            _ => (None, text),
+            _ => match text.find("@tcp://").or_else(|| text.find("@ipc://")) {
+                // KEY@ENDPOINT with a key of the wrong length (empty, cut, or padded).
+                Some(at) if !text.starts_with("tcp://") && !text.starts_with("ipc://") => {
+                    return Err(format!(
+                        "{text:?}: the part before '@' must be the peer center's public key, the {} characters of its .pub file (nrv-ctl keygen); it has {}",
+                        zmtp::curve::KEY_Z85_LEN,
+                        text[..at].chars().count()
+                    ));
+                }
+                _ => (None, text),
+            },
         };
         let sync = endpoint.parse().map_err(|e| format!("{text:?}: {e}"))?;
         Ok(RingPeer { sync, key })
@@ -764,5 +774,30 @@ impl Center {
             .collect();
         self.fail_forwards(|f| silent.contains(&f.owner), "it has been silent too long")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RingPeer;
+
+    #[test]
+    fn ring_entries_parse_or_say_which_part_is_wrong() {
+        let key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+        let with_key = RingPeer::parse(&format!("{key}@tcp://127.0.0.1:44446")).unwrap();
+        assert!(with_key.key.is_some());
+        assert_eq!(with_key.sync.to_string(), "tcp://127.0.0.1:44446");
+        let plain = RingPeer::parse(" tcp://127.0.0.1:44446 ").unwrap();
+        assert!(plain.key.is_none());
+        for (entry, says) in [
+            ("@tcp://127.0.0.1:44446", "it has 0"),
+            ("short@tcp://127.0.0.1:44446", "it has 5"),
+            ("udp://127.0.0.1:1", "must start with ipc:// or tcp://"),
+        ] {
+            let e = RingPeer::parse(entry).unwrap_err();
+            assert!(e.contains(says), "{entry}: {e}");
+        }
+        let e = RingPeer::parse("@tcp://127.0.0.1:44446").unwrap_err();
+        assert!(e.contains("public key, the 40 characters of its .pub file"), "{e}");
     }
 }
