@@ -108,11 +108,15 @@ impl Process {
 
     /// The row for `ps` (`history` empty) or `info` (`with_history`).
     pub fn info(&self, center: &str, now: Instant, with_history: bool) -> ProcessInfo {
-        let running = self.exit.is_none() || matches!(self.state, Some(ProcessState::Running | ProcessState::Starting));
+        // An ended row (goodbye, a killed or long-silent watcher) has no uptime, no live
+        // statistics and is not ready: what it last said of its child is no longer true.
+        let ended = self.ended_at.is_some();
+        let running = !ended
+            && (self.exit.is_none() || matches!(self.state, Some(ProcessState::Running | ProcessState::Starting)));
         ProcessInfo {
             streams: self.hello.streams,
             program: self.hello.program.clone(),
-            ready: self.ready,
+            ready: self.ready && !ended,
             waiting: None,
             id: self.id,
             name: self.hello.name.clone(),
@@ -132,9 +136,9 @@ impl Process {
                 .started_at
                 .filter(|_| running)
                 .map(|t| now.duration_since(t).as_secs_f64()),
-            stats: self.stats,
+            stats: self.stats.filter(|_| !ended),
             exit: self.exit,
-            ended: self.ended_at.is_some(),
+            ended,
             output_bytes: self.output_bytes,
             history: if with_history { self.history.clone() } else { Vec::new() },
             stale: false,
@@ -1101,6 +1105,39 @@ mod tests {
             );
             let shown = p.info("c", now, false).state;
             assert_eq!(shown == Some(ProcessState::Unknown), want, "row state {shown:?}");
+        }
+    }
+
+    /// An ended row shows no uptime, no statistics and is not ready, however it ended: what
+    /// its watcher last said of the child is not true any more. (ended, uptime shown, stats
+    /// shown, ready shown.)
+    #[test]
+    fn an_ended_row_has_no_uptime_stats_or_readiness() {
+        let cases = [(false, true, true, true), (true, false, false, false)];
+        for (ended, uptime, stats, ready) in cases {
+            let mut p = process();
+            let now = p.last_heard + Duration::from_secs(5);
+            p.started_at = Some(p.last_heard);
+            p.ready = true;
+            p.stats = Some(nerve_proto::Stats {
+                cpu_percent: 1.0,
+                rss_bytes: 4096,
+                vms_bytes: 8192,
+                threads: 1,
+                uptime_secs: 5.0,
+            });
+            p.ended_at = ended.then_some(now);
+            p.state = Some(if ended {
+                ProcessState::Unknown
+            } else {
+                ProcessState::Running
+            });
+            let row = p.info("c", now, false);
+            assert_eq!(
+                (row.uptime_secs.is_some(), row.stats.is_some(), row.ready, row.ended),
+                (uptime, stats, ready, ended),
+                "ended {ended}: {row:?}"
+            );
         }
     }
 
