@@ -22,6 +22,13 @@ esac
 if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi
+# nrv-open's start-up functions packed together (open/build.rs, open/nrv-open.order made by
+# bench/symbol-order.sh): fewer text page faults per start. NERVE_OPEN_SYMBOL_ORDER= (empty)
+# links in the default order. x86_64 only: the aarch64 link already runs rust-lld directly.
+if [ "$target" = x86_64-unknown-linux-musl ]; then
+    NERVE_OPEN_SYMBOL_ORDER=${NERVE_OPEN_SYMBOL_ORDER-open/nrv-open.order}
+    export NERVE_OPEN_SYMBOL_ORDER
+fi
 # relocation-model=static: a plain static executable ("statically linked"), not static-pie.
 # The `static-musl` profile (Cargo.toml) is release with whole-program LTO in one codegen unit.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
@@ -31,6 +38,8 @@ if ! command -v file >/dev/null; then
 fi
 mkdir -p "$out"
 for bin in nrv-center nrv-open nrv-ctl; do
+    # rm first: target/ may be hard-linked to other worktrees' copies, and cp would write into them.
+    rm -f "$out/$bin"
     cp "target/$target/static-musl/$bin" "$out/"
     kind=$(file -b "$out/$bin")
     case "$kind" in

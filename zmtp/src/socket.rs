@@ -1019,8 +1019,12 @@ impl Dealer {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut delay = Duration::from_millis(20);
         let established = loop {
-            let attempt =
-                tokio::time::timeout_at(deadline, connect_once(endpoint, identity, &options, &security)).await;
+            // Boxed, as in `drive`: the attempt's state is a few KiB, kept off the caller's stack.
+            let attempt = tokio::time::timeout_at(
+                deadline,
+                Box::pin(connect_once(endpoint, identity, &options, &security)),
+            )
+            .await;
             match attempt {
                 Ok(Ok(c)) => break c,
                 Ok(Err(AttemptError::Final(e))) => return Err(e),
@@ -1114,7 +1118,10 @@ async fn drive(
         let stop = Arc::new(watch::channel(false).0);
         // The DEALER bounds its queue in messages only; the byte count is not read.
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let _why = conn::pump(
+        // The pump and the reconnect are boxed: inline, their states made this task's future
+        // about 20 KiB, built on the stack of the `connect_with` that spawns it (every one of
+        // those pages faulted in and dirtied at each watcher's start).
+        let _why = Box::pin(conn::pump(
             conn,
             &options,
             rx,
@@ -1123,7 +1130,7 @@ async fn drive(
             Some(budget.clone()),
             |a, room| Internal::Message(a.last, room),
             stop,
-        )
+        ))
         .await;
         slot.send_replace(None);
         if events.send(Internal::Disconnected).await.is_err() {
@@ -1132,7 +1139,7 @@ async fn drive(
         let mut delay = options.reconnect_interval;
         conn = loop {
             tokio::time::sleep(delay).await;
-            match connect_once(&endpoint, &identity, &options, &security).await {
+            match Box::pin(connect_once(&endpoint, &identity, &options, &security)).await {
                 Ok(c) => break c,
                 Err(_) => delay = (delay * 2).min(options.reconnect_interval_max.max(options.reconnect_interval)),
             }
