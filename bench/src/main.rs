@@ -13,8 +13,9 @@
 //! nerve-bench hold N --endpoint E   N synthetic watchers that say Hello and stay (for profiling ps)
 //! nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR …]   issue 10's
 //!     spawn figure alone, several builds interleaved, with the CPU each side spent
-//! nerve-bench ring [--idle SECS] [--bin DIR]... N...   issue 14's ring cost: N centers on
-//!     loopback, idle CPU, RSS and fds per center, convergence, a killed center seen
+//! nerve-bench ring [--idle SECS] [--procs K] [--runs R] [--bound SECS] [--bin [NAME=]DIR]... N...
+//!     issue 14's ring cost: N keyed centers on loopback tcp, idle CPU, RSS and fds per center,
+//!     convergence, a change seen, a killed center seen; builds interleaved run by run
 //! ```
 
 use nerve_bench::nerve::{self, Bins, Center};
@@ -44,7 +45,7 @@ fn main() {
         Some("hold") => hold(&args[1..]),
         Some("spawn") => spawn::main(&args[1..]),
         Some("ring") => ring::main(&args[1..]),
-        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench capture RUNS [MIB] [--bin DIR]\n       nerve-bench ps RUNS [--bin DIR]...\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]\n       nerve-bench ring [--idle SECS] [--bin DIR]... N...".into()),
+        _ => Err("usage: nerve-bench run [--quick] [--bin DIR | --static] [--peers VENV] [--criterion DIR] [--notes FILE] [--out FILE]\n       nerve-bench load [--quick] [--bin DIR] [--peers VENV] [--compare DIR] [--out FILE]\n       nerve-bench capture RUNS [MIB] [--bin DIR]\n       nerve-bench ps RUNS [--bin DIR]...\n       nerve-bench write BYTES [--zeros | --line N] [--stamp FILE]\n       nerve-bench ingest WATCHERS EVENTS [--bin DIR | --endpoint ENDPOINT]\n       nerve-bench hold N --endpoint ENDPOINT\n       nerve-bench spawn [--runs N] [--count N] [--wait ps|events] --bin DIR [--bin DIR ...]\n       nerve-bench ring [--idle SECS] [--procs K] [--runs R] [--bound SECS] [--bin [NAME=]DIR]... N...".into()),
     };
     if let Err(e) = result {
         eprintln!("nerve-bench: {e}");
