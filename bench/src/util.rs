@@ -84,6 +84,22 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// CPU seconds of a process that has ended and not been reaped yet (a zombie): its own user
+/// plus system time, and that of the children it reaped (/proc/PID/stat fields 14–17: utime,
+/// stime, cutime, cstime, in clock ticks). `None` while it runs or once it is reaped.
+pub fn zombie_cpu_secs(pid: u32) -> Option<(f64, f64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command: the state is field 3, then utime, stime, cutime, cstime 14–17.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    if fields.first() != Some(&"Z") {
+        return None;
+    }
+    let tick = |field: usize| fields.get(field - 3).and_then(|f| f.parse::<u64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(((tick(14)? + tick(15)?) as f64 / hz, (tick(16)? + tick(17)?) as f64 / hz))
+}
+
 /// Nanoseconds a process (its main thread) has run on a CPU so far, from the kernel's
 /// scheduler counter (the first field of /proc/PID/schedstat): exact, where the utime and
 /// stime of [`cpu_secs`] are in 10 ms ticks.
@@ -298,6 +314,45 @@ pub fn rotated_size(path: &Path) -> u64 {
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
     (1..=ROTATED).rev().map(|n| size(&numbered(n))).sum::<u64>() + size(path)
+}
+
+/// [`rotated_size`] for polling: a poll reads the size of `path` alone, as the direct run's
+/// poll does, and counts the rotated copies `path.1` … `path.ROTATED` again only after a
+/// rotation (seen as `path` getting smaller; the rotation renames `path` last, so by then the
+/// copies are in place, and a copy no longer grows).
+pub struct RotatedPoll {
+    path: PathBuf,
+    last: u64,
+    in_copies: u64,
+}
+
+impl RotatedPoll {
+    /// Polls `path` and its rotated copies.
+    pub fn new(path: PathBuf) -> RotatedPoll {
+        let mut poll = RotatedPoll {
+            path,
+            last: 0,
+            in_copies: 0,
+        };
+        poll.count_copies();
+        poll
+    }
+
+    fn count_copies(&mut self) {
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).ok();
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        self.in_copies = (1..=ROTATED).filter_map(|n| size(&numbered(n))).sum();
+    }
+
+    /// The bytes in the file and its rotated copies now.
+    pub fn size(&mut self) -> u64 {
+        let now = fs::metadata(&self.path).map_or(0, |m| m.len());
+        if now < self.last {
+            self.count_copies();
+        }
+        self.last = now;
+        self.in_copies + now
+    }
 }
 
 /// Removes `path` and its rotated copies.
