@@ -394,3 +394,45 @@ pub fn wait_bytes(
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rotates `path` as nrv-center and supervisord do: the oldest copy goes, each copy moves
+    /// up one, and `path` itself is renamed last.
+    fn rotate(path: &Path) {
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        let _ = fs::remove_file(numbered(ROTATED));
+        for n in (1..ROTATED).rev() {
+            let _ = fs::rename(numbered(n), numbered(n + 1));
+        }
+        fs::rename(path, numbered(1)).expect("rename the file to FILE.1");
+    }
+
+    #[test]
+    fn rotated_poll_counts_what_the_files_hold_through_every_rotation() {
+        let dir = TempDir::new("rotated-poll");
+        let path = dir.path().join("cap.out");
+        let mut poll = RotatedPoll::new(path.clone());
+        assert_eq!(poll.size(), 0, "no file yet");
+        let mut written = 0u64;
+        // More rotations than copies kept, so the oldest copies go too.
+        for round in 0..(u64::from(ROTATED) + 3) {
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("open the file");
+            for piece in 1..=3u64 {
+                std::io::Write::write_all(&mut file, &vec![b'x'; (10 * piece + round) as usize]).expect("write");
+                written += 10 * piece + round;
+                assert_eq!(poll.size(), rotated_size(&path), "round {round}, piece {piece}");
+            }
+            drop(file);
+            rotate(&path);
+            assert_eq!(poll.size(), rotated_size(&path), "round {round}, just rotated");
+        }
+        assert!(rotated_size(&path) < written, "the oldest copies were removed");
+    }
+}
