@@ -108,6 +108,10 @@ struct CaptureFigs {
     nerve_log: Series,
     /// The center's CPU seconds per run.
     nerve_cpu: Series,
+    /// nrv-open's own CPU seconds per run (its writer's not included).
+    open_cpu: Series,
+    /// Output events the center logged per run (the chunks nrv-open sent).
+    chunks: Series,
     /// Per peer: MiB/s and the daemon's CPU seconds, per run.
     peers: Vec<(Kind, Series, Series)>,
     /// The `--compare` binaries: MiB/s and the center's CPU seconds, per run.
@@ -271,8 +275,14 @@ fn capture(
                 kept,
                 log_bytes,
                 center_cpu,
+                open_cpu,
+                chunks,
             }) = errors.keep(&format!("capture {w}: nerve"), got)
             {
+                if let Some((open, _writer)) = open_cpu {
+                    f.open_cpu.0.push(open);
+                }
+                f.chunks.0.push(chunks as f64);
                 match secs {
                     Some(s) => f.nerve.0.push(mib / s),
                     None => errors
@@ -632,6 +642,28 @@ impl Report<'_> {
                 self.r.capture_bytes
             );
         }
+        let _ = writeln!(
+            s,
+            "\nIn each run (in run order): the daemons' CPU (s), and the chunks nrv-open sent:\n"
+        );
+        let _ = writeln!(
+            s,
+            "| output | nrv-open chunks | nrv-open CPU | nrv-center CPU |{}",
+            names.iter().map(|n| format!(" {n} CPU |")).collect::<String>()
+        );
+        let _ = writeln!(s, "|---|---|---|---|{}", "---|".repeat(names.len()));
+        for (f, (_, label, _)) in self.capture.iter().zip(WORKLOADS) {
+            let mut row = format!(
+                "| {label} | {} | {} | {} |",
+                f.chunks.runs(0),
+                f.open_cpu.runs(2),
+                f.nerve_cpu.runs(2)
+            );
+            for (_, _, cpu) in &f.peers {
+                let _ = write!(row, " {} |", cpu.runs(2));
+            }
+            let _ = writeln!(s, "{row}");
+        }
         let _ = writeln!(s);
     }
 
@@ -965,17 +997,21 @@ pub fn capture_only(args: &[String]) -> Result<(), String> {
         for (w, _, writer) in WORKLOADS {
             let name = format!("{w}{run}");
             util::sync();
-            let direct = nerve::direct_with(&bins.bench, scratch.path(), &name, writer, bytes)?;
+            let (direct, direct_cpu) = nerve::direct_run(&bins.bench, scratch.path(), &name, writer, bytes)?;
             util::sync();
             let got = nerve::capture_fresh(&bins, &name, writer, bytes)?;
             let rate = got
                 .secs
                 .map_or("incomplete".to_string(), |s| format!("{:.0} MiB/s", mib / s));
+            let cpu = |c: Option<(f64, f64)>| c.map_or("–".to_string(), |(a, b)| format!("{a:.2}/{b:.2}"));
             println!(
-                "{w:5} direct {:5.0} MiB/s  nerve {rate:>10} ({:.2} × direct)  center CPU {:.2} s  nerve.log +{:.1} MiB  kept {}",
+                "{w:5} direct {:5.0} MiB/s (CPU cat/writer {} s)  nerve {rate:>10} ({:.2} × direct)  CPU center {:.2} s, nrv-open/writer {} s  chunks {}  nerve.log +{:.1} MiB  kept {}",
                 mib / direct,
+                cpu(direct_cpu),
                 got.secs.map_or(0.0, |s| direct / s),
                 got.center_cpu,
+                cpu(got.open_cpu),
+                got.chunks,
                 got.log_bytes as f64 / MIB,
                 got.kept
             );

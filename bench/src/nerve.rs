@@ -478,6 +478,11 @@ pub struct CaptureRun {
     pub log_bytes: u64,
     /// CPU seconds (user + system) the center used meanwhile.
     pub center_cpu: f64,
+    /// CPU seconds of nrv-open over its whole run, and of the writer it ran (read from the
+    /// ended nrv-open before it is reaped; `None` when that could not be read).
+    pub open_cpu: Option<(f64, f64)>,
+    /// Output events (`out` lines) the center logged for the run: the chunks nrv-open sent.
+    pub chunks: usize,
 }
 
 /// `nrv-open --name NAME -- nerve-bench write BYTES WRITER… --stamp …` under a fresh center,
@@ -497,12 +502,12 @@ pub fn capture_fresh(bins: &Bins, name: &str, writer: &[&str], bytes: u64) -> Re
     let pid = center.open(name, &args)?;
     let logs = center.dir().join("logs");
     let prefix = format!("{name}.");
-    let mut file = None;
-    let size = |file: &mut Option<PathBuf>| {
+    let mut file: Option<util::RotatedPoll> = None;
+    let size = |file: &mut Option<util::RotatedPoll>| {
         if file.is_none() {
-            *file = util::find_file(&logs, &prefix, ".out");
+            *file = util::find_file(&logs, &prefix, ".out").map(util::RotatedPoll::new);
         }
-        file.as_deref().map_or(0, util::rotated_size)
+        file.as_mut().map_or(0, util::RotatedPoll::size)
     };
     let done = util::wait_bytes(
         || size(&mut file),
@@ -517,8 +522,10 @@ pub fn capture_fresh(bins: &Bins, name: &str, writer: &[&str], bytes: u64) -> Re
         Duration::from_millis(5),
         || util::pid_gone(pid).then_some(()),
     );
+    let open_cpu = util::zombie_cpu_secs(pid);
     let kept = size(&mut file);
     let log_bytes = log_size() - log0;
+    let chunks = std::fs::read_to_string(&log).map_or(0, |t| t.matches(r#""kind":"out""#).count());
     let secs = match done {
         Ok(done) => Some((done - read_stamp(&stamp)?) as f64 / 1e9),
         Err(_) if kept > 0 => None,
@@ -529,6 +536,8 @@ pub fn capture_fresh(bins: &Bins, name: &str, writer: &[&str], bytes: u64) -> Re
         kept,
         log_bytes,
         center_cpu,
+        open_cpu,
+        chunks,
     })
 }
 
@@ -550,6 +559,18 @@ pub fn direct_once(bench: &Path, dir: &Path, run: usize, bytes: u64) -> Result<f
 /// [`direct_once`] with the writer's options `writer` (`--zeros`, `--line N`), in files named
 /// `NAME.*`.
 pub fn direct_with(bench: &Path, dir: &Path, name: &str, writer: &[&str], bytes: u64) -> Result<f64, String> {
+    direct_run(bench, dir, name, writer, bytes).map(|(secs, _)| secs)
+}
+
+/// [`direct_with`], and the CPU seconds of `cat` and of the writer over their whole runs (read
+/// from the ended processes before they are reaped; `None` when that could not be read).
+pub fn direct_run(
+    bench: &Path,
+    dir: &Path,
+    name: &str,
+    writer: &[&str],
+    bytes: u64,
+) -> Result<(f64, Option<(f64, f64)>), String> {
     let stamp = dir.join(format!("{name}.stamp"));
     let file = dir.join(format!("{name}.out"));
     let out = std::fs::File::create(&file).map_err(|e| e.to_string())?;
@@ -568,11 +589,21 @@ pub fn direct_with(bench: &Path, dir: &Path, name: &str, writer: &[&str], bytes:
         .spawn()
         .map_err(|e| e.to_string())?;
     let done = util::wait_file_size(|| Some(file.clone()), bytes, Duration::from_secs(300), || false)?;
+    let gone = |pid: u32| {
+        util::wait_for(
+            "the direct run to end",
+            Duration::from_secs(10),
+            Duration::from_millis(1),
+            || util::zombie_cpu_secs(pid).map(|(own, _)| own),
+        )
+        .ok()
+    };
+    let cpu = gone(cat.id()).zip(gone(writer.id()));
     let _ = writer.wait();
     let _ = cat.wait();
     let started = read_stamp(&stamp)?;
     let _ = std::fs::remove_file(&file);
-    Ok((done - started) as f64 / 1e9)
+    Ok(((done - started) as f64 / 1e9, cpu))
 }
 
 /// Bytes of each synthetic output event in the ingest figure.

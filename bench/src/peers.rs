@@ -289,7 +289,8 @@ impl Peer {
         let cpu = util::cpu_secs(self.pid()).unwrap_or(0.0);
         self.ctl_ok(&["start", name])?;
         let file = self.dir.path().join(format!("{name}.out"));
-        let done = util::wait_bytes(|| util::rotated_size(&file), bytes, Duration::from_secs(300), || false)?;
+        let mut poll = util::RotatedPoll::new(file.clone());
+        let done = util::wait_bytes(|| poll.size(), bytes, Duration::from_secs(300), || false)?;
         let cpu = util::cpu_secs(self.pid()).unwrap_or(0.0) - cpu;
         let started = crate::nerve::read_stamp(&self.dir.path().join(format!("{name}.stamp")))?;
         util::remove_rotated(&file);

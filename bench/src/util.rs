@@ -84,6 +84,22 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// CPU seconds of a process that has ended and not been reaped yet (a zombie): its own user
+/// plus system time, and that of the children it reaped (/proc/PID/stat fields 14–17: utime,
+/// stime, cutime, cstime, in clock ticks). `None` while it runs or once it is reaped.
+pub fn zombie_cpu_secs(pid: u32) -> Option<(f64, f64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command: the state is field 3, then utime, stime, cutime, cstime 14–17.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    if fields.first() != Some(&"Z") {
+        return None;
+    }
+    let tick = |field: usize| fields.get(field - 3).and_then(|f| f.parse::<u64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(((tick(14)? + tick(15)?) as f64 / hz, (tick(16)? + tick(17)?) as f64 / hz))
+}
+
 /// Nanoseconds a process (its main thread) has run on a CPU so far, from the kernel's
 /// scheduler counter (the first field of /proc/PID/schedstat): exact, where the utime and
 /// stime of [`cpu_secs`] are in 10 ms ticks.
@@ -300,6 +316,45 @@ pub fn rotated_size(path: &Path) -> u64 {
     (1..=ROTATED).rev().map(|n| size(&numbered(n))).sum::<u64>() + size(path)
 }
 
+/// [`rotated_size`] for polling: a poll reads the size of `path` alone, as the direct run's
+/// poll does, and counts the rotated copies `path.1` … `path.ROTATED` again only after a
+/// rotation (seen as `path` getting smaller; the rotation renames `path` last, so by then the
+/// copies are in place, and a copy no longer grows).
+pub struct RotatedPoll {
+    path: PathBuf,
+    last: u64,
+    in_copies: u64,
+}
+
+impl RotatedPoll {
+    /// Polls `path` and its rotated copies.
+    pub fn new(path: PathBuf) -> RotatedPoll {
+        let mut poll = RotatedPoll {
+            path,
+            last: 0,
+            in_copies: 0,
+        };
+        poll.count_copies();
+        poll
+    }
+
+    fn count_copies(&mut self) {
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).ok();
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        self.in_copies = (1..=ROTATED).filter_map(|n| size(&numbered(n))).sum();
+    }
+
+    /// The bytes in the file and its rotated copies now.
+    pub fn size(&mut self) -> u64 {
+        let now = fs::metadata(&self.path).map_or(0, |m| m.len());
+        if now < self.last {
+            self.count_copies();
+        }
+        self.last = now;
+        self.in_copies + now
+    }
+}
+
 /// Removes `path` and its rotated copies.
 pub fn remove_rotated(path: &Path) {
     let _ = fs::remove_file(path);
@@ -337,5 +392,47 @@ pub fn wait_bytes(
             return Err(format!("timed out after {timeout:?} at {last} of {bytes} bytes"));
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rotates `path` as nrv-center and supervisord do: the oldest copy goes, each copy moves
+    /// up one, and `path` itself is renamed last.
+    fn rotate(path: &Path) {
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        let _ = fs::remove_file(numbered(ROTATED));
+        for n in (1..ROTATED).rev() {
+            let _ = fs::rename(numbered(n), numbered(n + 1));
+        }
+        fs::rename(path, numbered(1)).expect("rename the file to FILE.1");
+    }
+
+    #[test]
+    fn rotated_poll_counts_what_the_files_hold_through_every_rotation() {
+        let dir = TempDir::new("rotated-poll");
+        let path = dir.path().join("cap.out");
+        let mut poll = RotatedPoll::new(path.clone());
+        assert_eq!(poll.size(), 0, "no file yet");
+        let mut written = 0u64;
+        // More rotations than copies kept, so the oldest copies go too.
+        for round in 0..(u64::from(ROTATED) + 3) {
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("open the file");
+            for piece in 1..=3u64 {
+                std::io::Write::write_all(&mut file, &vec![b'x'; (10 * piece + round) as usize]).expect("write");
+                written += 10 * piece + round;
+                assert_eq!(poll.size(), rotated_size(&path), "round {round}, piece {piece}");
+            }
+            drop(file);
+            rotate(&path);
+            assert_eq!(poll.size(), rotated_size(&path), "round {round}, just rotated");
+        }
+        assert!(rotated_size(&path) < written, "the oldest copies were removed");
     }
 }
