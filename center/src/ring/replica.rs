@@ -20,7 +20,8 @@
 //! rounds, oldest versions first, so nothing is skipped); tombstones are kept
 //! [`TOMBSTONE_GRACE`], after which a peer too far behind gets a reset (all live rows) instead
 //! of the deletions it missed. Changes of a row's statistics only (CPU, memory, output bytes,
-//! uptime) are coalesced: such a row gets a new version at most every [`STATS_EVERY`].
+//! uptime) are coalesced: such a row gets a new version at most every [`STATS_EVERY`]; a
+//! change of uptime alone is none (views bring uptime forward themselves).
 //!
 //! This is a pure state machine: [`Gossip::on_message`] and [`Gossip::on_tick`] take `now`,
 //! do no I/O and return [`Action`]s for the glue to carry out.
@@ -177,6 +178,20 @@ fn state_of(row: &ProcessInfo) -> ProcessInfo {
     }
 }
 
+/// Whether two versions of a row have the same statistics, the child's uptime aside: uptime
+/// is a clock, not news (every view brings it forward from when the row arrived,
+/// `ring::view`), and counting it made every row of an idle ring travel every
+/// [`STATS_EVERY`], so each center's idle cost grew with the number of rows in the ring.
+fn same_stats(a: &ProcessInfo, b: &ProcessInfo) -> bool {
+    match (&a.stats, &b.stats) {
+        (Some(x), Some(y)) => {
+            (x.cpu_percent, x.rss_bytes, x.vms_bytes, x.threads) == (y.cpu_percent, y.rss_bytes, y.vms_bytes, y.threads)
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 impl Gossip {
     /// The state of center `me` (reached at `sync`, with public key `key`), started at
     /// `generation` (unix ms: a restarted center has a higher one), with `members`' bounds;
@@ -259,7 +274,7 @@ impl Gossip {
         let old = own.and_then(|h| h.rows.get(&id));
         match old {
             Some(old) if state_of(&old.info) == state_of(&info) => {
-                if old.info.stats == info.stats && old.info.output_bytes == info.output_bytes {
+                if same_stats(&old.info, &info) && old.info.output_bytes == info.output_bytes {
                     return false;
                 }
                 let last = self.own_versioned_at.get(&id).copied().unwrap_or(now);
@@ -976,6 +991,43 @@ mod tests {
         assert_eq!(g.version(), 3);
         g.on_tick(t0 + Duration::from_millis(4100));
         assert_eq!(g.version(), 4);
+    }
+
+    #[test]
+    fn a_change_of_uptime_alone_is_no_news_and_other_statistics_are() {
+        let t0 = Instant::now();
+        let mut g = Gossip::new("a", "tcp://a", None, 1, Membership::new(STALE, REMOVE), 1);
+        let id = ProcessId(1);
+        let with = |uptime: f64, rss: u64| ProcessInfo {
+            uptime_secs: Some(uptime),
+            stats: Some(nerve_proto::Stats {
+                cpu_percent: 0.0,
+                rss_bytes: rss,
+                vms_bytes: 1 << 20,
+                threads: 1,
+                uptime_secs: uptime,
+            }),
+            ..row("a", 1, ProcessState::Running)
+        };
+        // (s since t0, child uptime s, rss bytes, version after it and a tick): a watcher's
+        // report every second, as `nrv-open` sends them; only the rss change is news, and it
+        // waits for STATS_EVERY after the last version.
+        let cases: &[(u64, f64, u64, u64)] = &[
+            (0, 0.0, 4096, 1),
+            (1, 1.0, 4096, 1),
+            (2, 2.0, 4096, 1),
+            (3, 3.0, 4096, 1),
+            (10, 10.0, 4096, 1),
+            (11, 11.0, 8192, 2),
+            (12, 12.0, 8192, 2),
+            (60, 60.0, 8192, 2),
+        ];
+        for &(secs, uptime, rss, after) in cases {
+            let now = t0 + Duration::from_secs(secs);
+            g.own_changed(now, id, Some(with(uptime, rss)));
+            g.on_tick(now);
+            assert_eq!(g.version(), after, "at {secs} s");
+        }
     }
 
     #[test]

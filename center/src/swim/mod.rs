@@ -53,6 +53,13 @@ pub const GOSSIP_FANOUT: usize = 3;
 /// after joining through one peer): 5 s; and announces itself to members it holds as down,
 /// so that the two halves of a healed partition find each other again.
 pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(5);
+/// While a center is still discovering the ring (the last step brought it members it did
+/// not know), it asks another random member for its member list this long after: 200 ms,
+/// rather than waiting for the next [`ANNOUNCE_PERIOD`]. foca answers an announce with as
+/// many of its active members as fit in one packet (about 15 of ours), picked at random, so
+/// a center that joins a ring of 40 through one peer needs several answers to see all of
+/// it; it stops asking when an answer brings no one new, so an idle ring pays nothing.
+pub const DISCOVER_AFTER: Duration = Duration::from_millis(200);
 /// How long a down member's identity is remembered: 60 s (a center that restarts gets a new
 /// epoch, so it is not held back by this).
 pub const REMEMBER_DOWN: Duration = Duration::from_secs(60);
@@ -178,6 +185,10 @@ pub struct Membership {
     probe: Option<(SocketAddr, Instant)>,
     /// foca's settings now (the suspicion timeout follows the health).
     config: Config,
+    /// When to ask a random member for its member list, while discovering ([`DISCOVER_AFTER`]).
+    discover_at: Option<Instant>,
+    /// Picks whom to ask.
+    rng: StdRng,
 }
 
 impl Membership {
@@ -203,6 +214,8 @@ impl Membership {
             pinged_at: None,
             probe: None,
             config,
+            discover_at: None,
+            rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
         }
     }
 
@@ -228,7 +241,11 @@ impl Membership {
 
     /// When [`Membership::on_tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        match (timer, self.discover_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Announces this center to the peer at `addr` (whose key is `key`, with keys): how a
@@ -360,6 +377,14 @@ impl Membership {
             let _ = self.foca.handle_timer(timer, &mut self.runtime);
             actions.extend(self.drain(now));
         }
+        if self.discover_at.is_some_and(|at| at <= now) {
+            self.discover_at = None;
+            let members: Vec<CenterId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+            if let Some(member) = rand::seq::IndexedRandom::choose(&members[..], &mut self.rng) {
+                let _ = self.foca.announce(member.clone(), &mut self.runtime);
+                actions.extend(self.drain(now));
+            }
+        }
         if late {
             signals.push(Signal::LateTimer);
         }
@@ -397,6 +422,7 @@ impl Membership {
         let _ = self.foca.leave_cluster(&mut self.runtime);
         actions.extend(self.drain(now).into_iter().filter(|a| matches!(a, Action::Send { .. })));
         self.timers.clear();
+        self.discover_at = None;
         actions
     }
 
@@ -444,6 +470,8 @@ impl Membership {
                 last_heard: None,
             });
             if new {
+                // Still discovering: ask another member soon.
+                self.discover_at.get_or_insert(now + DISCOVER_AFTER);
                 actions.push(Action::Changed { id: id.clone(), state });
                 continue;
             }

@@ -439,3 +439,40 @@ fn failed_probes_of_a_killed_center_raise_then_release_the_probers_health() {
         assert_eq!(net.nodes[i].as_ref().unwrap().local_health().score(), 0, "c{i}");
     }
 }
+
+/// A center that joins a ring of 30 through one member learns every member within 2 s: it
+/// asks again every [`DISCOVER_AFTER`] while answers bring news (one answer holds about 15),
+/// not only every [`ANNOUNCE_PERIOD`]; and once it knows them all, it stops asking.
+#[test]
+fn a_late_joiner_learns_the_whole_ring_within_two_seconds_then_stops_asking() {
+    const N: usize = 30;
+    let mut net = Net::new(N);
+    net.dead[N - 1] = true;
+    net.run(Duration::from_secs(15));
+    net.dead[N - 1] = false;
+    net.nodes[N - 1] = Some(Membership::new(id(N - 1, 9000), config(datagram::MAX_PAYLOAD), 7, None));
+    let actions = net.nodes[N - 1]
+        .as_mut()
+        .unwrap()
+        .join(net.now, addr(N - 2), Some([(N - 2) as u8; 32]));
+    net.queue.extend(actions.into_iter().map(|a| (N - 1, a)));
+    net.deliver();
+    let joined = net.now;
+    let mut knows_all = None;
+    while net.now - joined < Duration::from_secs(2) && knows_all.is_none() {
+        net.run(STEP);
+        let alive = (0..N - 1)
+            .filter(|&of| net.state(N - 1, of) == Some(MemberState::Alive))
+            .count();
+        if alive == N - 1 {
+            knows_all = Some(net.now - joined);
+        }
+    }
+    let took = knows_all.unwrap_or_else(|| {
+        let known: Vec<usize> = (0..N - 1).filter(|&of| net.state(N - 1, of).is_some()).collect();
+        panic!("the joiner knows only {known:?} after 2 s")
+    });
+    eprintln!("a joiner of a ring of {N} knew every member {took:?} after joining");
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.nodes[N - 1].as_ref().unwrap().discover_at, None, "still asking");
+}
