@@ -58,8 +58,14 @@ pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(5);
 /// rather than waiting for the next [`ANNOUNCE_PERIOD`]. foca answers an announce with as
 /// many of its active members as fit in one packet (about 15 of ours), picked at random, so
 /// a center that joins a ring of 40 through one peer needs several answers to see all of
-/// it; it stops asking when an answer brings no one new, so an idle ring pays nothing.
+/// it; it stops asking when an answer brings no one new, so an idle ring pays nothing. Only
+/// news within [`ASK_WINDOW`] of its own announce counts: members that learn of a new
+/// member by gossip do not start asking (in a ring where many rejoin at once, that would be
+/// a storm of member lists).
 pub const DISCOVER_AFTER: Duration = Duration::from_millis(200);
+/// How long after an announce of its own (a join, or a discovery ask) new members make a
+/// center ask again ([`DISCOVER_AFTER`]): 1 s, an answer's round trip on a loaded machine.
+pub const ASK_WINDOW: Duration = Duration::from_secs(1);
 /// How long a down member's identity is remembered: 60 s (a center that restarts gets a new
 /// epoch, so it is not held back by this).
 pub const REMEMBER_DOWN: Duration = Duration::from_secs(60);
@@ -187,6 +193,9 @@ pub struct Membership {
     config: Config,
     /// When to ask a random member for its member list, while discovering ([`DISCOVER_AFTER`]).
     discover_at: Option<Instant>,
+    /// When this center last announced itself (joined or asked): news within [`ASK_WINDOW`]
+    /// of it makes it ask again.
+    asked_at: Option<Instant>,
     /// Picks whom to ask.
     rng: StdRng,
 }
@@ -215,6 +224,7 @@ impl Membership {
             probe: None,
             config,
             discover_at: None,
+            asked_at: None,
             rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
         }
     }
@@ -258,6 +268,7 @@ impl Membership {
             epoch: 0,
         };
         let _ = self.foca.announce(peer, &mut self.runtime);
+        self.asked_at = Some(now);
         self.drain(now)
     }
 
@@ -382,6 +393,7 @@ impl Membership {
             let members: Vec<CenterId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
             if let Some(member) = rand::seq::IndexedRandom::choose(&members[..], &mut self.rng) {
                 let _ = self.foca.announce(member.clone(), &mut self.runtime);
+                self.asked_at = Some(now);
                 actions.extend(self.drain(now));
             }
         }
@@ -470,8 +482,13 @@ impl Membership {
                 last_heard: None,
             });
             if new {
-                // Still discovering: ask another member soon.
-                self.discover_at.get_or_insert(now + DISCOVER_AFTER);
+                // Still discovering (news soon after our own announce): ask another soon.
+                if self
+                    .asked_at
+                    .is_some_and(|t| now.saturating_duration_since(t) <= ASK_WINDOW)
+                {
+                    self.discover_at.get_or_insert(now + DISCOVER_AFTER);
+                }
                 actions.push(Action::Changed { id: id.clone(), state });
                 continue;
             }
