@@ -46,6 +46,34 @@ impl RawCtl {
         RawCtl { tx, rx, next: 1 }
     }
 
+    /// Connects to the control endpoint `control` of a center with keys: CURVE with the
+    /// center's public key `server_key` (Z85) and the client key pair in `client_secret` (a
+    /// `nrv-ctl keygen` secret key file), under `identity` (unique per client). One
+    /// connection, kept: a test that polls a center many times pays the handshake once.
+    ///
+    /// # Panics
+    /// When a key cannot be read or it cannot connect within [`WAIT`].
+    pub async fn connect_curve(
+        control: &str,
+        identity: &str,
+        server_key: &str,
+        client_secret: &std::path::Path,
+    ) -> RawCtl {
+        let keys = zmtp::read_secret_key_file(client_secret)
+            .unwrap_or_else(|e| panic!("client key {}: {e}", client_secret.display()));
+        let server_key = zmtp::CurvePublicKey::from_z85(server_key, "the center's key")
+            .unwrap_or_else(|e| panic!("center key {server_key:?}: {e}"));
+        let options = zmtp::SocketOptions {
+            security: zmtp::Security::CurveClient { server_key, keys },
+            ..zmtp::SocketOptions::default()
+        };
+        let dealer = Dealer::connect_with(&endpoint(control), identity.as_bytes(), WAIT, options)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {control} with CURVE: {e}"));
+        let (tx, rx) = dealer.split();
+        RawCtl { tx, rx, next: 1 }
+    }
+
     /// Sends `request`; returns its id.
     ///
     /// # Panics

@@ -26,9 +26,11 @@ pub fn peer_rows(gossip: &Gossip, now: Instant, swim_gone: &dyn Fn(&str) -> bool
         for (row, received) in gossip.rows_of(center) {
             let mut row = row.clone();
             row.stale = stale;
-            row.uptime_secs = row
-                .uptime_secs
-                .map(|u| u + now.saturating_duration_since(received).as_secs_f64());
+            let since = now.saturating_duration_since(received).as_secs_f64();
+            row.uptime_secs = row.uptime_secs.map(|u| u + since);
+            if let Some(stats) = row.stats.as_mut() {
+                stats.uptime_secs += since;
+            }
             rows.push(row);
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod datagram;
 pub mod glue;
+pub mod health;
 pub mod identity;
 
 use foca::{AccumulatingRuntime, Config, Foca, NoCustomBroadcast, OwnedNotification, PeriodicParams, State, Timer};
@@ -28,6 +29,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use datagram::Kind;
+pub use health::{LocalHealth, Signal, LATE};
 
 /// The most members one center tracks: 1024. A member that gossips identities past it has
 /// those refused ([`identity::CodecError::TooMany`]), so memory stays bounded whatever a
@@ -51,9 +53,37 @@ pub const GOSSIP_FANOUT: usize = 3;
 /// after joining through one peer): 5 s; and announces itself to members it holds as down,
 /// so that the two halves of a healed partition find each other again.
 pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(5);
+/// While a center is still discovering the ring (the last step brought it members it did
+/// not know), it asks another random member for its member list this long after: 200 ms,
+/// rather than waiting for the next [`ANNOUNCE_PERIOD`]. foca answers an announce with as
+/// many of its active members as fit in one packet (about 15 of ours), picked at random, so
+/// a center that joins a ring of 40 through one peer needs several answers to see all of
+/// it; it stops asking when an answer brings no one new, so an idle ring pays nothing. Only
+/// news within [`ASK_WINDOW`] of its own announce counts: members that learn of a new
+/// member by gossip do not start asking (in a ring where many rejoin at once, that would be
+/// a storm of member lists).
+pub const DISCOVER_AFTER: Duration = Duration::from_millis(200);
+/// How long after an announce of its own (a join, or a discovery ask) new members make a
+/// center ask again ([`DISCOVER_AFTER`]): 1 s, an answer's round trip on a loaded machine.
+pub const ASK_WINDOW: Duration = Duration::from_secs(1);
 /// How long a down member's identity is remembered: 60 s (a center that restarts gets a new
 /// epoch, so it is not held back by this).
 pub const REMEMBER_DOWN: Duration = Duration::from_secs(60);
+
+/// When a timer due at `deadline` that the loop runs at `now` should run instead, if at all:
+/// a timer [`LATE`] or later that was not put off before is put off once, by its lateness (at
+/// most one [`PROBE_PERIOD`]), so that the datagrams that arrived while this center was held
+/// up are read first. Otherwise a probe's round would end before the ack already waiting in
+/// the queue is read, and a center that was busy for a moment would suspect members that
+/// answered in time (or, SIGSTOPped and continued, declare half the ring down at once).
+/// `None`: run it now.
+pub fn put_off(deadline: Instant, now: Instant, put_off_before: bool) -> Option<Instant> {
+    let late = now.saturating_duration_since(deadline);
+    if put_off_before || !LocalHealth::is_late(deadline, now) {
+        return None;
+    }
+    Some(now + late.min(PROBE_PERIOD))
+}
 
 /// foca's settings for a ring, from the constants above; `max_packet` is the largest foca
 /// packet the transport carries ([`datagram::MAX_PAYLOAD`]).
@@ -147,9 +177,27 @@ pub struct Membership {
     foca: Swim,
     runtime: AccumulatingRuntime<CenterId>,
     guard: Arc<Mutex<Guard>>,
-    timers: BTreeMap<(Instant, u64), Timer<CenterId>>,
+    /// foca's timers by deadline, each with whether it was put off once already ([`put_off`]).
+    timers: BTreeMap<(Instant, u64), (Timer<CenterId>, bool)>,
     next_timer: u64,
     facts: HashMap<SocketAddr, Fact>,
+    /// Its local health ([`health`]), which stretches its probe timers and suspicion timeout.
+    health: LocalHealth,
+    /// When the probe in flight pinged (foca's `ProbeRandomMember` ran), until its
+    /// `SendIndirectProbe` names the member.
+    pinged_at: Option<Instant>,
+    /// The member of the probe in flight and when it was pinged: judged when the next probe
+    /// starts (heard from since: [`Signal::ProbeAcked`]; not: [`Signal::ProbeFailed`]).
+    probe: Option<(SocketAddr, Instant)>,
+    /// foca's settings now (the suspicion timeout follows the health).
+    config: Config,
+    /// When to ask a random member for its member list, while discovering ([`DISCOVER_AFTER`]).
+    discover_at: Option<Instant>,
+    /// When this center last announced itself (joined or asked): news within [`ASK_WINDOW`]
+    /// of it makes it ask again.
+    asked_at: Option<Instant>,
+    /// Picks whom to ask.
+    rng: StdRng,
 }
 
 impl Membership {
@@ -165,13 +213,30 @@ impl Membership {
             guard: std::sync::Arc::clone(&guard),
         };
         Membership {
-            foca: Foca::new(me, config, StdRng::seed_from_u64(seed), codec),
+            foca: Foca::new(me, config.clone(), StdRng::seed_from_u64(seed), codec),
             runtime: AccumulatingRuntime::new(),
             guard,
             timers: BTreeMap::new(),
             next_timer: 0,
             facts: HashMap::new(),
+            health: LocalHealth::default(),
+            pinged_at: None,
+            probe: None,
+            config,
+            discover_at: None,
+            asked_at: None,
+            rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
         }
+    }
+
+    /// Its local health now.
+    pub fn local_health(&self) -> LocalHealth {
+        self.health
+    }
+
+    /// Its suspicion timeout now: [`SUSPECT_TO_DOWN`] stretched by its local health.
+    pub fn suspicion_timeout(&self) -> Duration {
+        self.config.suspect_to_down_after
     }
 
     /// This center's identity now (it changes when foca renews it).
@@ -186,7 +251,11 @@ impl Membership {
 
     /// When [`Membership::on_tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        match (timer, self.discover_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Announces this center to the peer at `addr` (whose key is `key`, with keys): how a
@@ -199,6 +268,7 @@ impl Membership {
             epoch: 0,
         };
         let _ = self.foca.announce(peer, &mut self.runtime);
+        self.asked_at = Some(now);
         self.drain(now)
     }
 
@@ -277,16 +347,72 @@ impl Membership {
         Ok(actions)
     }
 
-    /// Fires the timers due at `now`, in order.
+    /// Fires the timers due at `now`, in order; a late one is put off once ([`put_off`]).
+    /// The round moves the local health ([`health`]): a late timer, and the outcome of the
+    /// probe that ends when the next one starts; the suspicion timeout follows it.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let mut signals = Vec::new();
+        let mut late = false;
         while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
+            let (deadline, _) = *entry.key();
+            if deadline > now {
                 break;
             }
-            let timer = entry.remove();
+            let (timer, put_off_before) = entry.remove();
+            late |= LocalHealth::is_late(deadline, now);
+            if let Some(later) = put_off(deadline, now, put_off_before) {
+                self.timers.insert((later, self.next_timer), (timer, true));
+                self.next_timer += 1;
+                continue;
+            }
+            match &timer {
+                Timer::ProbeRandomMember(_) => {
+                    if let Some((addr, pinged)) = self.probe.take() {
+                        let heard = self
+                            .facts
+                            .get(&addr)
+                            .and_then(|f| f.last_heard)
+                            .is_some_and(|t| t >= pinged);
+                        signals.push(if heard { Signal::ProbeAcked } else { Signal::ProbeFailed });
+                    }
+                    self.pinged_at = Some(now);
+                }
+                Timer::SendIndirectProbe { probed_id, .. } => {
+                    if let Some(pinged) = self.pinged_at.take() {
+                        self.probe = Some((probed_id.addr, pinged));
+                    }
+                }
+                _ => {}
+            }
             let _ = self.foca.handle_timer(timer, &mut self.runtime);
             actions.extend(self.drain(now));
+        }
+        if self.discover_at.is_some_and(|at| at <= now) {
+            self.discover_at = None;
+            let members: Vec<CenterId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+            if let Some(member) = rand::seq::IndexedRandom::choose(&members[..], &mut self.rng) {
+                let _ = self.foca.announce(member.clone(), &mut self.runtime);
+                self.asked_at = Some(now);
+                actions.extend(self.drain(now));
+            }
+        }
+        if late {
+            signals.push(Signal::LateTimer);
+        }
+        let before = self.health;
+        for signal in signals {
+            self.health = self.health.after(signal);
+        }
+        if self.health != before {
+            let config = Config {
+                suspect_to_down_after: self.health.stretch(SUSPECT_TO_DOWN),
+                ..self.config.clone()
+            };
+            // Only the suspicion timeout changes, which foca allows at run time.
+            if self.foca.set_config(config.clone()).is_ok() {
+                self.config = config;
+            }
         }
         actions
     }
@@ -308,6 +434,7 @@ impl Membership {
         let _ = self.foca.leave_cluster(&mut self.runtime);
         actions.extend(self.drain(now).into_iter().filter(|a| matches!(a, Action::Send { .. })));
         self.timers.clear();
+        self.discover_at = None;
         actions
     }
 
@@ -323,7 +450,13 @@ impl Membership {
             });
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
-            self.timers.insert((now + after, self.next_timer), timer);
+            // Lifeguard's local health aware probe: a slow center probes less often and
+            // waits longer for the ack (foca will not change these in its config).
+            let after = match timer {
+                Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => self.health.stretch(after),
+                _ => after,
+            };
+            self.timers.insert((now + after, self.next_timer), (timer, false));
             self.next_timer += 1;
         }
         let mut renewed = std::collections::HashSet::new();
@@ -355,6 +488,13 @@ impl Membership {
                 last_heard: None,
             });
             if new {
+                // Still discovering (news soon after our own announce): ask another soon.
+                if self
+                    .asked_at
+                    .is_some_and(|t| now.saturating_duration_since(t) <= ASK_WINDOW)
+                {
+                    self.discover_at.get_or_insert(now + DISCOVER_AFTER);
+                }
                 actions.push(Action::Changed { id: id.clone(), state });
                 continue;
             }

@@ -373,3 +373,138 @@ fn idle_traffic_per_center_is_flat_in_the_ring_size() {
     let (_, large, _) = per_size[2];
     assert!(large <= small * 1.5, "idle traffic grows with the ring: {per_size:?}");
 }
+
+#[test]
+fn a_late_timer_is_put_off_once_by_its_lateness_up_to_a_probe_period() {
+    let deadline = Instant::now();
+    let ms = Duration::from_millis;
+    // (ms late, put off before, put off until ms after the deadline)
+    let cases = [
+        (0, false, None),
+        (49, false, None),
+        (50, false, Some(100)),
+        (300, false, Some(600)),
+        (10_000, false, Some(10_500)),
+        (300, true, None),
+    ];
+    for (late, before, want) in cases {
+        let got = put_off(deadline, deadline + ms(late), before);
+        assert_eq!(
+            got,
+            want.map(|w| deadline + ms(w)),
+            "{late} ms late, put off before: {before}"
+        );
+    }
+}
+
+/// Lifeguard's local health in the adapter: on a healthy ring every score stays 0; a center
+/// whose loop runs its timers only every 600 ms (starved) takes points, which stretch its
+/// suspicion timeout, and gives them back once it runs on time; nobody is declared down.
+#[test]
+fn a_starved_center_takes_local_health_points_and_gives_them_back() {
+    let mut net = Net::new(4);
+    net.run(Duration::from_secs(3));
+    for i in 0..4 {
+        let m = net.nodes[i].as_ref().unwrap();
+        assert_eq!(m.local_health().score(), 0, "c{i} healthy");
+        assert_eq!(m.suspicion_timeout(), SUSPECT_TO_DOWN, "c{i}");
+    }
+    let starved = 3;
+    let (mut most, mut longest) = (0, Duration::ZERO);
+    let mut last_tick = net.now;
+    let end = net.now + Duration::from_secs(6);
+    while net.now < end {
+        net.now += STEP;
+        for i in 0..4 {
+            if i == starved && net.now - last_tick < Duration::from_millis(600) {
+                continue;
+            }
+            if i == starved {
+                last_tick = net.now;
+            }
+            let actions = net.nodes[i].as_mut().unwrap().on_tick(net.now);
+            net.queue.extend(actions.into_iter().map(|a| (i, a)));
+        }
+        net.deliver();
+        let m = net.nodes[starved].as_ref().unwrap();
+        most = most.max(m.local_health().score());
+        longest = longest.max(m.suspicion_timeout());
+    }
+    assert!(most >= 1, "the starved center never doubted itself");
+    assert!(longest > SUSPECT_TO_DOWN, "its suspicion timeout stayed {longest:?}");
+    // Back on time: a point back per probe acked, each probe period stretched by the points
+    // still held (at most 2.5 s, 2 s, 1.5 s, 1 s).
+    net.run(Duration::from_secs(8));
+    let m = net.nodes[starved].as_ref().unwrap();
+    assert_eq!(m.local_health().score(), 0, "back on time (at most {most} before)");
+    assert_eq!(m.suspicion_timeout(), SUSPECT_TO_DOWN);
+    let downs: Vec<_> = net.changes.iter().filter(|c| c.3 == MemberState::Down).collect();
+    assert!(downs.is_empty(), "false downs: {downs:?}");
+}
+
+/// A probe that gets no answer counts against the prober (Lifeguard's failed probe): after a
+/// kill, the centers that probed the dead one took points, and gave them back on the probes
+/// of the live ones after it was declared down.
+#[test]
+fn failed_probes_of_a_killed_center_raise_then_release_the_probers_health() {
+    let mut net = Net::new(4);
+    net.run(Duration::from_secs(3));
+    net.dead[3] = true;
+    let mut most = 0;
+    let end = net.now + Duration::from_secs(4);
+    while net.now < end {
+        net.run(STEP);
+        for i in 0..3 {
+            most = most.max(net.nodes[i].as_ref().unwrap().local_health().score());
+        }
+    }
+    assert!(
+        most >= 1,
+        "no prober took a point for its failed probe: {:?}",
+        net.changes
+    );
+    for i in 0..3 {
+        assert_eq!(net.state(i, 3), Some(MemberState::Down), "c{i}");
+    }
+    net.run(Duration::from_secs(6));
+    for i in 0..3 {
+        assert_eq!(net.nodes[i].as_ref().unwrap().local_health().score(), 0, "c{i}");
+    }
+}
+
+/// A center that joins a ring of 30 through one member learns every member within 2 s: it
+/// asks again every [`DISCOVER_AFTER`] while answers bring news (one answer holds about 15),
+/// not only every [`ANNOUNCE_PERIOD`]; and once it knows them all, it stops asking.
+#[test]
+fn a_late_joiner_learns_the_whole_ring_within_two_seconds_then_stops_asking() {
+    const N: usize = 30;
+    let mut net = Net::new(N);
+    net.dead[N - 1] = true;
+    net.run(Duration::from_secs(15));
+    net.dead[N - 1] = false;
+    net.nodes[N - 1] = Some(Membership::new(id(N - 1, 9000), config(datagram::MAX_PAYLOAD), 7, None));
+    let actions = net.nodes[N - 1]
+        .as_mut()
+        .unwrap()
+        .join(net.now, addr(N - 2), Some([(N - 2) as u8; 32]));
+    net.queue.extend(actions.into_iter().map(|a| (N - 1, a)));
+    net.deliver();
+    let joined = net.now;
+    let mut knows_all = None;
+    while net.now - joined < Duration::from_secs(2) && knows_all.is_none() {
+        net.run(STEP);
+        let alive = (0..N - 1)
+            .filter(|&of| net.state(N - 1, of) == Some(MemberState::Alive))
+            .count();
+        if alive == N - 1 {
+            knows_all = Some(net.now - joined);
+        }
+    }
+    let took = knows_all.unwrap_or_else(|| {
+        let known: Vec<usize> = (0..N - 1).filter(|&of| net.state(N - 1, of).is_some()).collect();
+        panic!("the joiner knows only {known:?} after 2 s")
+    });
+    eprintln!("a joiner of a ring of {N} knew every member {took:?} after joining");
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.nodes[N - 1].as_ref().unwrap().discover_at, None, "still asking");
+}

@@ -4,7 +4,7 @@
 
 use integration_tests::{
     free_tcp_endpoint, line_id, line_kind, line_time_ms, ps_json, ring_json, spawn_open, Center, ChildGroups, Input,
-    Running, TestDir, WAIT,
+    KeyFiles, KeyedCenter, Running, TestDir, WAIT,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -213,26 +213,35 @@ pub fn watch(node: &Node, groups: &ChildGroups, name: &str, ping: &str, input: I
 
 /// `count` `sleep 1000`s named PREFIX0, PREFIX1, … on `node` (all spawned, then awaited).
 pub fn sleeps(node: &Node, groups: &ChildGroups, prefix: &str, count: usize, ping: &str) -> Vec<Watched> {
+    sleeps_on(&node.center, &node.dir, &node.name, groups, prefix, count, ping)
+}
+
+/// As [`sleeps`], on `center` (named `name`, run in `dir`): for rings not made of [`Node`]s.
+pub fn sleeps_on(
+    center: &Center,
+    dir: &std::path::Path,
+    name: &str,
+    groups: &ChildGroups,
+    prefix: &str,
+    count: usize,
+    ping: &str,
+) -> Vec<Watched> {
     let spawned: Vec<(String, Running, Instant)> = (0..count)
         .map(|i| {
             let name = format!("{prefix}{i}");
             let args = ["--name", &name, "--ping-interval", ping, "sleep", "1000"];
             let at = Instant::now();
-            (
-                name.clone(),
-                spawn_open(&node.dir, node.endpoint(), &args, Input::Null),
-                at,
-            )
+            (name.clone(), spawn_open(dir, &center.endpoint, &args, Input::Null), at)
         })
         .collect();
     spawned
         .into_iter()
-        .map(|(name, open, spawned)| {
-            let (id, pid) = node.center.log.child_of(open.pid());
+        .map(|(watched, open, spawned)| {
+            let (id, pid) = center.log.child_of(open.pid());
             groups.add(pid);
             Watched {
-                name,
-                center: node.name.clone(),
+                name: watched,
+                center: name.to_owned(),
                 id,
                 pid,
                 open,
@@ -267,15 +276,46 @@ pub fn truth<'a>(watched: impl IntoIterator<Item = &'a Watched>) -> BTreeSet<Key
     watched.into_iter().map(Watched::key).collect()
 }
 
+/// A center whose view (`ps --json`) a test reads: a [`Node`], or a keyed center with the
+/// client key to ask it with ([`Keyed`]).
+pub trait View {
+    /// Its name, for messages.
+    fn name(&self) -> &str;
+    /// Its `ps --json` rows.
+    fn rows(&self) -> Vec<Value>;
+}
+
+impl View for Node {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn rows(&self) -> Vec<Value> {
+        self.ps(&[])
+    }
+}
+
+/// A keyed center and the client key a test asks it with.
+pub struct Keyed<'a>(pub &'a KeyedCenter, pub &'a KeyFiles);
+
+impl View for Keyed<'_> {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn rows(&self) -> Vec<Value> {
+        self.0.ps(self.1)
+    }
+}
+
 /// How one view differs from `want` (empty when it matches and no row is stale).
-pub fn view_problems(node: &Node, rows: &[Value], want: &BTreeSet<Key>) -> Vec<String> {
+pub fn view_problems(node: &(impl View + ?Sized), rows: &[Value], want: &BTreeSet<Key>) -> Vec<String> {
+    let name = node.name();
     let got = keys(rows);
     let mut problems = Vec::new();
     let got_set: BTreeSet<Key> = got.iter().cloned().collect();
     if got_set.len() != got.len() {
         problems.push(format!(
             "{}: duplicate rows ({} rows, {} distinct)",
-            node.name,
+            name,
             got.len(),
             got_set.len()
         ));
@@ -285,7 +325,7 @@ pub fn view_problems(node: &Node, rows: &[Value], want: &BTreeSet<Key>) -> Vec<S
     if !missing.is_empty() {
         problems.push(format!(
             "{}: {} missing, e.g. {:?}",
-            node.name,
+            name,
             missing.len(),
             &missing[..missing.len().min(3)]
         ));
@@ -293,7 +333,7 @@ pub fn view_problems(node: &Node, rows: &[Value], want: &BTreeSet<Key>) -> Vec<S
     if !extra.is_empty() {
         problems.push(format!(
             "{}: {} unexpected, e.g. {:?}",
-            node.name,
+            name,
             extra.len(),
             &extra[..extra.len().min(3)]
         ));
@@ -304,17 +344,17 @@ pub fn view_problems(node: &Node, rows: &[Value], want: &BTreeSet<Key>) -> Vec<S
         .filter_map(|r| r["name"].as_str())
         .collect();
     if !stale.is_empty() {
-        problems.push(format!("{}: rows not \"stale\": false: {stale:?}", node.name));
+        problems.push(format!("{name}: rows not \"stale\": false: {stale:?}"));
     }
     problems
 }
 
 /// Waits until `ps --json` on every node shows exactly `want` (none stale); returns how long
 /// that took.
-pub fn wait_views(nodes: &[&Node], want: &BTreeSet<Key>, what: &str, timeout: Duration) -> Duration {
+pub fn wait_views<V: View + ?Sized>(nodes: &[&V], want: &BTreeSet<Key>, what: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
     integration_tests::wait_until(what, timeout, || {
-        let problems: Vec<String> = nodes.iter().flat_map(|n| view_problems(n, &n.ps(&[]), want)).collect();
+        let problems: Vec<String> = nodes.iter().flat_map(|n| view_problems(*n, &n.rows(), want)).collect();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -353,4 +393,37 @@ pub fn starts(node: &Node) -> Vec<(String, String, u32, u64)> {
             })
             .collect()
     })
+}
+
+/// The share of one core each process of `pids` used over the next `window` (which this
+/// waits out: it is the measurement, not a synchronisation), from its threads' run time
+/// (`/proc/PID/task/*/schedstat`), % of a core, in the order of `pids`.
+///
+/// # Panics
+/// When a process is gone.
+pub fn cpu_percent(pids: &[u32], window: Duration) -> Vec<f64> {
+    let read = |pid: &u32| {
+        integration_tests::proc_run_ns(*pid).unwrap_or_else(|| panic!("process {pid} is gone: no run time to read"))
+    };
+    let before: Vec<u64> = pids.iter().map(read).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let after: Vec<u64> = pids.iter().map(read).collect();
+    let wall = t0.elapsed().as_nanos() as f64;
+    before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / wall * 100.0)
+        .collect()
+}
+
+/// The median of `xs` (NaN when empty).
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
