@@ -106,6 +106,13 @@ impl Followers {
         Ok(key)
     }
 
+    /// Every follower's client, in the order they came.
+    pub fn all_clients(&self) -> impl Iterator<Item = &Client> {
+        let mut keys: Vec<&Key> = self.all.keys().collect();
+        keys.sort_unstable();
+        keys.into_iter().filter_map(|k| self.all.get(k)).map(|f| &f.client)
+    }
+
     /// Removes one follower; `None` when it was not there.
     pub fn remove(&mut self, key: Key) -> Option<Follower> {
         let follower = self.all.remove(&key)?;

@@ -128,6 +128,11 @@ pub struct Snapshot {
     pub watchers: u64,
     /// Ring peers per state, in [`PEER_STATES`]'s order.
     pub ring_peers: [u64; PEER_STATES.len()],
+    /// Frames to peer centers refused by a full connection queue since start, either way
+    /// (a link's [`crate::ring::MAX_LINK_QUEUE_BYTES`], the sync endpoint's per-peer queue).
+    pub ring_dropped_frames: u64,
+    /// Their bytes.
+    pub ring_dropped_bytes: u64,
     /// This center's processes, in the order it first heard of them.
     pub processes: Vec<ProcessRow>,
 }
@@ -172,10 +177,13 @@ impl Center {
                 ring_peers[i] += 1;
             }
         }
+        let (ring_dropped_frames, ring_dropped_bytes) = self.ring.dropped();
         Snapshot {
             center: self.config.name.clone(),
             watchers,
             ring_peers,
+            ring_dropped_frames,
+            ring_dropped_bytes,
             processes,
         }
     }
@@ -280,6 +288,24 @@ pub fn render(snapshot: &Snapshot) -> String {
     registry.register("events", "Events of the process logged by this center", events);
     registry.register("watchers", "Watchers connected to this center", watchers);
     registry.register("ring_peers", "Peer centers of this center's ring, per state", peers);
+    let ring_frames = Family::<Labels, Counter>::default();
+    ring_frames
+        .get_or_create(&vec![center()])
+        .inc_by(snapshot.ring_dropped_frames);
+    let ring_bytes = Family::<Labels, Counter>::default();
+    ring_bytes
+        .get_or_create(&vec![center()])
+        .inc_by(snapshot.ring_dropped_bytes);
+    registry.register(
+        "ring_link_dropped_frames",
+        "Frames to peer centers not sent because the connection's queue was full (the peer did not read)",
+        ring_frames,
+    );
+    registry.register(
+        "ring_link_dropped_bytes",
+        "Bytes of the frames to peer centers not sent because the connection's queue was full",
+        ring_bytes,
+    );
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
@@ -456,6 +482,8 @@ mod tests {
             center: "c1".into(),
             watchers: 1,
             ring_peers: [0, 0, 2, 1, 0, 0],
+            ring_dropped_frames: 3,
+            ring_dropped_bytes: 4500,
             processes: vec![running, exited],
         };
         let l1 = r#"name="web",id="p-1",host="h1",center="c1""#;
@@ -553,6 +581,18 @@ mod tests {
                 .zip([0, 0, 2, 1, 0, 0])
                 .map(|(s, n)| format!("{{center=\"c1\",state=\"{s}\"}} {n}"))
                 .collect::<Vec<_>>(),
+        );
+        metric(
+            "ring_link_dropped_frames_total",
+            "counter",
+            "Frames to peer centers not sent because the connection's queue was full (the peer did not read)",
+            &[r#"{center="c1"} 3"#.into()],
+        );
+        metric(
+            "ring_link_dropped_bytes_total",
+            "counter",
+            "Bytes of the frames to peer centers not sent because the connection's queue was full",
+            &[r#"{center="c1"} 4500"#.into()],
         );
         let got = render(&snapshot);
         // Family keeps its series in a hash map: compare each metric's lines as sets, and the

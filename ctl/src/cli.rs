@@ -28,7 +28,9 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 5.0;
     error_code(
         4,
         "forbidden: the center's --allow rules or the socket's mode do not let this user do that"
-    )
+    ),
+    error_code(5, "start/restart: a process went to BACKOFF, FATAL or EXITED instead of RUNNING"),
+    error_code(6, "start/restart: a process was not RUNNING yet when --wait passed")
 )]
 pub struct Args {
     /// the center's control endpoint (env NERVE_CONTROL, default ipc://nerve-control.sock)
@@ -294,7 +296,9 @@ pub struct StopCmd {
 }
 
 /// Restart a process: stop it, then start it again under the same id (a new pid). A
-/// program's name restarts all its processes; `all` every program.
+/// program's name restarts all its processes; `all` every program. Waits until each is
+/// RUNNING again, as start does (exit 5 if one went to BACKOFF, FATAL or EXITED, 6 if one was
+/// not RUNNING within --wait).
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand, name = "restart", help_triggers("-h", "--help", "help"))]
 pub struct RestartCmd {
@@ -304,11 +308,20 @@ pub struct RestartCmd {
     /// print the center's answer as one JSON document
     #[argh(switch)]
     pub json: bool,
+    /// seconds to wait for RUNNING (default 30; fractions allowed)
+    #[argh(option, arg_name = "secs", from_str_fn(parse_wait))]
+    pub wait: Option<Duration>,
+    /// return at the center's answer, without waiting for RUNNING
+    #[argh(switch)]
+    pub no_wait: bool,
 }
 
 /// Start a configured or ad-hoc program's processes that are not running, in dependency
-/// order (supervisorctl start). Each process acted on is one line: NAME ok: … or NAME
-/// error: …; exit 1 if any failed.
+/// order, and wait until each is RUNNING, its startsecs passed (supervisorctl start). Each
+/// process acted on is one line: NAME ok: … or NAME error: … (exit 1 if any failed), then
+/// NAME: RUNNING for each that came up. Exit 5 if one went to BACKOFF, FATAL or EXITED
+/// instead (the message has its exit status and last stderr line), 6 if one was not RUNNING
+/// within --wait.
 #[derive(FromArgs, Debug, PartialEq, Clone)]
 #[argh(subcommand, name = "start", help_triggers("-h", "--help", "help"))]
 pub struct StartCmd {
@@ -318,6 +331,12 @@ pub struct StartCmd {
     /// print the center's answer as one JSON array
     #[argh(switch)]
     pub json: bool,
+    /// seconds to wait for RUNNING (default 30; fractions allowed)
+    #[argh(option, arg_name = "secs", from_str_fn(parse_wait))]
+    pub wait: Option<Duration>,
+    /// return at the center's answer, without waiting for RUNNING
+    #[argh(switch)]
+    pub no_wait: bool,
 }
 
 /// Read the center's config file again and print which programs were added, changed or
@@ -621,6 +640,15 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
     let bad = || format!("--timeout {value:?} must be a number of seconds greater than 0, such as 5 or 0.5");
     let secs: f64 = value.trim().parse().map_err(|_| bad())?;
     if secs.is_nan() || secs <= 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+fn parse_wait(value: &str) -> Result<Duration, String> {
+    let bad = || format!("--wait {value:?} must be a number of seconds, 0 or more, such as 30 or 0.5");
+    let secs: f64 = value.trim().parse().map_err(|_| bad())?;
+    if secs.is_nan() || secs < 0.0 {
         return Err(bad());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| bad())

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 /// bound.
 pub(crate) const STOP_WAIT: Duration = Duration::from_secs(65);
 
+use crate::start_wait::DEFAULT_START_WAIT;
+
 /// Runs `invocation`, writing its result to `out`.
 ///
 /// # Errors
@@ -139,13 +141,15 @@ pub async fn run(invocation: &Invocation, out: &mut impl Write) -> Result<(), Ct
             let request = Request::Restart {
                 target: cmd.target.clone(),
             };
-            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+            let wait = (!cmd.no_wait).then(|| cmd.wait.unwrap_or(DEFAULT_START_WAIT));
+            starting(invocation, &mut client, request, left + STOP_WAIT, wait, cmd.json, out).await?;
         }
         Command::Start(cmd) => {
             let request = Request::Start {
                 target: cmd.target.clone(),
             };
-            acting(invocation, &mut client, request, left + STOP_WAIT, cmd.json, out).await?;
+            let wait = (!cmd.no_wait).then(|| cmd.wait.unwrap_or(DEFAULT_START_WAIT));
+            starting(invocation, &mut client, request, left + STOP_WAIT, wait, cmd.json, out).await?;
         }
         Command::Update(cmd) => {
             acting(
@@ -343,6 +347,36 @@ async fn acting(
 ) -> Result<(), CtlError> {
     let reply = client.request_within(request.clone(), wait).await?;
     print_acting(invocation, request, reply, json, out)
+}
+
+/// `start` and `restart`: [`acting`], then (unless `wait` is `None`, `--no-wait`) waits up to
+/// `wait` for each process started to be RUNNING ([`crate::start_wait`]). The table is read
+/// before the request, so that the rows it had are not taken for the new ones.
+async fn starting(
+    invocation: &Invocation,
+    client: &mut Client,
+    request: Request,
+    answer_wait: Duration,
+    wait: Option<Duration>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CtlError> {
+    use crate::start_wait::{before, rows, to_wait_for, wait_running};
+    let Some(wait) = wait else {
+        return acting(invocation, client, request, answer_wait, json, out).await;
+    };
+    let before = before(&rows(client, invocation.timeout).await?);
+    let reply = client.request_within(request.clone(), answer_wait).await?;
+    let mut names = to_wait_for(&reply);
+    if let Reply::Done { id, .. } = &reply {
+        // One process restarted: its row, by id.
+        let rows = rows(client, invocation.timeout).await?;
+        names.extend(rows.iter().filter(|r| r.id == *id).map(|r| r.name.clone()).take(1));
+    }
+    let printed = print_acting(invocation, request, reply, json, out);
+    // The entries that failed are errors already; the others are still waited for.
+    let waited = wait_running(invocation, client, names, &before, wait, json, out).await;
+    printed.and(waited)
 }
 
 /// The printing half of [`acting`], apart for tests.

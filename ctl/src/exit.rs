@@ -21,6 +21,12 @@ pub enum Exit {
     /// (the message names the rule, for example `--allow alice:read`), or the socket's mode
     /// keeps this user out (EACCES).
     Forbidden = 4,
+    /// 5: `start` or `restart`: a process went to BACKOFF, FATAL or EXITED instead of RUNNING
+    /// (the message names it, its state, its exit status and its last stderr line).
+    NotStarted = 5,
+    /// 6: `start` or `restart`: a process was not RUNNING yet when `--wait` passed (the
+    /// message names its state, and what it waits for).
+    StillStarting = 6,
 }
 
 impl Exit {
@@ -43,9 +49,18 @@ mod tests {
     #[test]
     fn codes_are_the_documented_ones() {
         assert_eq!(
-            [Exit::Ok, Exit::Failed, Exit::Usage, Exit::NoCenter, Exit::Forbidden].map(Exit::code),
-            [0, 1, 2, 3, 4],
-            "docs/core-design.md: 0 ok; 1 request failed; 2 usage; 3 no center answered; 4 forbidden"
+            [
+                Exit::Ok,
+                Exit::Failed,
+                Exit::Usage,
+                Exit::NoCenter,
+                Exit::Forbidden,
+                Exit::NotStarted,
+                Exit::StillStarting
+            ]
+            .map(Exit::code),
+            [0, 1, 2, 3, 4, 5, 6],
+            "docs/core-design.md: 0 ok; 1 request failed; 2 usage; 3 no center answered; 4 forbidden; 5 did not start; 6 still starting after --wait"
         );
     }
 }

@@ -19,6 +19,7 @@ mod commands;
 mod exit;
 pub mod programs;
 mod ps_json;
+pub mod start_wait;
 pub mod top;
 pub mod usage;
 
@@ -64,6 +65,10 @@ pub enum CtlError {
     /// `keygen` could not write its files.
     #[error("keygen: {0}")]
     Keygen(String),
+    /// `start`/`restart`: a process did not reach RUNNING (exit 5), or not within `--wait`
+    /// (exit 6).
+    #[error(transparent)]
+    NotStarted(#[from] start_wait::StartError),
     /// The result could not be written to stdout.
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
@@ -91,6 +96,8 @@ impl CtlError {
             CtlError::Client(e) => e.exit(),
             CtlError::Keys(_) | CtlError::Usage(_) => Exit::Usage,
             CtlError::Tunnel(_) => Exit::NoCenter,
+            CtlError::NotStarted(start_wait::StartError::Failed { .. }) => Exit::NotStarted,
+            CtlError::NotStarted(start_wait::StartError::TimedOut { .. }) => Exit::StillStarting,
             CtlError::ThroughTunnel { source, .. } => source.exit(),
             CtlError::UnexpectedReply { .. }
             | CtlError::NotAllDone { .. }

@@ -296,6 +296,33 @@ mod tests {
         assert!(matches!(command(&["start", "all"]), Command::Start(c) if c.target == "all" && !c.json));
         assert!(matches!(command(&["stop", "web", "--json"]), Command::Stop(c) if c.target == "web" && c.json));
         assert!(matches!(command(&["restart", "all"]), Command::Restart(c) if c.target == "all"));
+        // start and restart wait by default; --wait SECS bounds it, --no-wait skips it.
+        let wait = |args: &[&str]| match command(args) {
+            Command::Start(c) => (c.wait, c.no_wait),
+            Command::Restart(c) => (c.wait, c.no_wait),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let secs = |s: f64| Some(std::time::Duration::from_secs_f64(s));
+        // (the command line, its --wait and --no-wait)
+        type Wait = (Option<std::time::Duration>, bool);
+        let cases: &[(&[&str], Wait)] = &[
+            (&["start", "web"], (None, false)),
+            (&["start", "web", "--wait", "2.5"], (secs(2.5), false)),
+            (&["start", "web", "--wait", "0"], (secs(0.0), false)),
+            (&["start", "web", "--no-wait"], (None, true)),
+            (&["restart", "web", "--wait", "60"], (secs(60.0), false)),
+            (&["restart", "web", "--no-wait"], (None, true)),
+        ];
+        for &(args, want) in cases {
+            assert_eq!(wait(args), want, "{args:?}");
+        }
+        for bad in ["-1", "soon", "NaN"] {
+            let err = parse("nrv-ctl", &["start", "web", "--wait", bad], None).err();
+            assert!(
+                format!("{err:?}").contains("--wait"),
+                "--wait {bad} is refused naming the option: {err:?}"
+            );
+        }
         assert!(matches!(command(&["reread", "--json"]), Command::Reread(c) if c.json));
         assert!(matches!(command(&["update"]), Command::Update(c) if !c.json));
         assert!(matches!(command(&["scale", "web", "5"]), Command::Scale(c) if c.program == "web" && c.numprocs == 5));

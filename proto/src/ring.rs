@@ -13,7 +13,7 @@
 //!
 //! A connection starts with [`RingMsg::Hello`] both ways. Control requests for a peer's
 //! processes go point-to-point to their owner ([`RingMsg::Forward`],
-//! [`RingMsg::ForwardReply`]).
+//! [`RingMsg::ForwardReply`], and [`RingMsg::ForwardAlive`] for streams that are quiet).
 
 use crate::{ProcessId, ProcessInfo, Reply, Request};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,11 @@ pub enum RingMsg {
     },
     /// The end of a round: the rows the [`RingMsg::SynAck`]'s sender lacks.
     Ack(Vec<DeltaEntry>),
+    /// The sender's keepalive for streams it serves to the receiver: the `req` of each of the
+    /// receiver's [`RingMsg::Forward`]s whose stream (`tail -f`, `events -f`) it still
+    /// serves, sent every 20 s (`FORWARD_KEEPALIVE` in nerve-center), so that a quiet
+    /// stream is not taken for a vanished one. At most the sender's followers' bound of them.
+    ForwardAlive(Vec<u64>),
 }
 
 /// What a center holds of one center's rows, in a digest ([`RingMsg::Syn`]).

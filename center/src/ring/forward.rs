@@ -7,7 +7,13 @@
 //! A forward fails at once, with the owner and its sync endpoint named, when the owner is not
 //! alive, when no link to it can be opened (the connection's error is named), when the
 //! connection's queue is full (the owner does not read), when the last connection to it is
-//! lost, or after [`FORWARD_TIMEOUT`].
+//! lost, or after [`FORWARD_TIMEOUT`] of silence ([`overdue`]).
+//!
+//! The timeout counts silence, not age: each reply from the owner restarts it, so a stream
+//! (`tail -f`, `events -f`) lives as long as its owner serves it. A quiet stream is kept alive
+//! by the owner's [`RingMsg::ForwardAlive`], sent every [`FORWARD_KEEPALIVE`] to each center
+//! it streams to, naming the streams it still serves; a stream the owner no longer names
+//! fails [`FORWARD_TIMEOUT`] after the last word about it.
 
 use super::membership::Liveness;
 use crate::control::Client;
@@ -18,9 +24,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long a forwarded request may wait for the owner's answer (the owner has its own, shorter
-/// bounds; this only catches an owner that vanished): 70 s.
+/// How long a forwarded request may go without a word from its owner about it (a reply, or
+/// for a stream the owner's [`RingMsg::ForwardAlive`]) before it fails: 70 s. The owner has
+/// its own, shorter bounds for a request's answer; this catches an owner that vanished or
+/// forgot the request.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// How often an owner tells each center it streams to which of its forwarded streams it still
+/// serves ([`RingMsg::ForwardAlive`]): 20 s, so that two of them may be lost before
+/// [`FORWARD_TIMEOUT`] passes.
+pub const FORWARD_KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// True when a forward whose owner last said something about it at `heard` has been silent
+/// for [`FORWARD_TIMEOUT`] at `now` (so it fails). `heard` starts as the time the request was
+/// sent and moves with each reply and each keepalive naming it ([`Forward::heard`]).
+pub(crate) fn overdue(heard: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(heard) >= FORWARD_TIMEOUT
+}
 
 /// A control request forwarded to the center that owns the process.
 pub(crate) struct Forward {
@@ -28,8 +48,8 @@ pub(crate) struct Forward {
     pub(crate) client: Client,
     /// The center it went to.
     pub(crate) owner: String,
-    /// When it fails if unanswered.
-    pub(crate) deadline: Instant,
+    /// When the owner last said something about it: sent, a reply, a keepalive ([`overdue`]).
+    pub(crate) heard: Instant,
     /// More than one reply may come (ending with `Reply::End`).
     pub(crate) streaming: bool,
 }
@@ -52,6 +72,14 @@ impl Forwards {
     /// The forward numbered `req`.
     pub(crate) fn get(&self, req: u64) -> Option<&Forward> {
         self.waiting.get(&req)
+    }
+
+    /// Notes a word from `owner` about the forward numbered `req` at `now` (a reply, or a
+    /// keepalive naming it); a center that does not own it cannot keep it alive.
+    pub(crate) fn heard(&mut self, req: u64, owner: &str, now: Instant) {
+        if let Some(f) = self.waiting.get_mut(&req).filter(|f| f.owner == owner) {
+            f.heard = f.heard.max(now);
+        }
     }
 
     /// Removes the forward numbered `req`.
@@ -179,7 +207,7 @@ impl Center {
         let req = self.ring.forwards.add(Forward {
             client,
             owner: owner.to_string(),
-            deadline: now + FORWARD_TIMEOUT,
+            heard: now,
             streaming,
         });
         let forward = RingMsg::Forward {
@@ -248,5 +276,83 @@ impl Center {
         if let Some(f) = self.ring.forwards.remove(req) {
             self.fail_forward(f, why).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_fails_after_the_timeout_of_silence_not_of_age() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let limit = FORWARD_TIMEOUT.as_secs();
+        // (words from the owner after the send at 0 s, in seconds; when checked; overdue)
+        let cases: &[(&[u64], u64, bool)] = &[
+            // A request never answered: fails at the timeout, not before.
+            (&[], limit - 1, false),
+            (&[], limit, true),
+            // A stream answered now and then lives past the timeout, while it is not silent
+            // for that long.
+            (&[30, 60, 90, 120], 150, false),
+            (&[30, 60, 90, 120], 120 + limit - 1, false),
+            (&[30, 60, 90, 120], 120 + limit, true),
+            // Keepalives every FORWARD_KEEPALIVE keep a quiet stream for ten minutes.
+            (
+                &[20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 220, 240, 260],
+                300,
+                false,
+            ),
+            // A keepalive lost of every two: still alive.
+            (&[40, 80, 120], 180, false),
+        ];
+        for &(words, checked, want) in cases {
+            let mut forwards = Forwards::default();
+            let req = forwards.add(Forward {
+                client: Client::Ring {
+                    route: super::super::Route::Out(1),
+                    req: 9,
+                },
+                owner: "B".into(),
+                heard: t0,
+                streaming: true,
+            });
+            for &w in words {
+                forwards.heard(req, "B", at(w));
+            }
+            let heard = forwards.get(req).map(|f| f.heard).unwrap_or(t0);
+            assert_eq!(
+                overdue(heard, at(checked)),
+                want,
+                "words at {words:?} s, checked at {checked} s"
+            );
+        }
+        // Two keepalives in a row lost still leave one interval of margin.
+        assert!(2 * FORWARD_KEEPALIVE < FORWARD_TIMEOUT);
+    }
+
+    #[test]
+    fn only_the_owner_keeps_a_forward_alive_and_never_back_in_time() {
+        let t0 = Instant::now();
+        let mut forwards = Forwards::default();
+        let req = forwards.add(Forward {
+            client: Client::Ring {
+                route: super::super::Route::Out(1),
+                req: 9,
+            },
+            owner: "B".into(),
+            heard: t0,
+            streaming: true,
+        });
+        let later = t0 + Duration::from_secs(50);
+        // (who speaks, when, the forward's `heard` after)
+        let steps = [("C", later, t0), ("B", later, later), ("B", t0, later)];
+        for (who, when, want) in steps {
+            forwards.heard(req, who, when);
+            assert_eq!(forwards.get(req).map(|f| f.heard), Some(want), "{who} at {when:?}");
+        }
+        // A request number that does not wait: nothing happens.
+        forwards.heard(req + 1, "B", later);
     }
 }

@@ -32,7 +32,7 @@ pub mod membership;
 pub mod replica;
 pub mod view;
 
-pub use forward::FORWARD_TIMEOUT;
+pub use forward::{FORWARD_KEEPALIVE, FORWARD_TIMEOUT};
 pub use link::{LinkEvent, Route, MAX_LINK_EVENTS, MAX_LINK_QUEUE_BYTES, MAX_RING_LINKS};
 pub use replica::{FANOUT, GOSSIP_INTERVAL, MAX_DELTA_BYTES, STATS_EVERY, TOMBSTONE_GRACE};
 
@@ -170,8 +170,12 @@ pub struct Ring {
     next_link: u64,
     /// The cache's clock: each use of a link stamps it with the next value.
     link_clock: u64,
-    /// Gossip frames not sent because a connection's queue was full, since start.
-    pub(crate) dropped: u64,
+    /// Frames not sent because a connection's queue was full, since start, and their bytes
+    /// ([`Ring::dropped`]).
+    dropped: u64,
+    dropped_bytes: u64,
+    /// When the next keepalives of forwarded streams go ([`FORWARD_KEEPALIVE`]).
+    keepalive_due: Option<Instant>,
     /// Centers whose link the cache closed to make room, for [`Center::settle_closed`].
     closed: Vec<String>,
     sessions: HashMap<Route, Session>,
@@ -205,6 +209,8 @@ impl Ring {
             next_link: 1,
             link_clock: 0,
             dropped: 0,
+            dropped_bytes: 0,
+            keepalive_due: None,
             closed: Vec::new(),
             sessions: HashMap::new(),
             forwards: Forwards::default(),
@@ -215,6 +221,14 @@ impl Ring {
     /// True when this center takes part in a ring.
     pub fn enabled(&self) -> bool {
         self.config.sync.is_some() || !self.config.join.is_empty()
+    }
+
+    /// Frames to peers refused by a full connection queue since start (gossip, forwards,
+    /// replies; either way: a link's [`MAX_LINK_QUEUE_BYTES`], the sync endpoint's per-peer
+    /// queue), and their bytes: `(frames, bytes)`. Shown by `/metrics` as
+    /// `nerve_ring_link_dropped_frames_total` and `nerve_ring_link_dropped_bytes_total`.
+    pub fn dropped(&self) -> (u64, u64) {
+        (self.dropped, self.dropped_bytes)
     }
 
     fn own_sync(&self) -> Option<String> {
@@ -356,6 +370,7 @@ impl Center {
     /// waiting on that peer are answered with an error).
     async fn ring_send(&mut self, route: &Route, msg: &RingMsg) -> Sent {
         let frame = encode(msg);
+        let size = frame.len() as u64;
         let sent = match route {
             Route::Out(id) => match self.ring.links.get_mut(id) {
                 Some(link) => {
@@ -380,7 +395,10 @@ impl Center {
         };
         match sent {
             Sent::Queued => {}
-            Sent::Full => self.ring.dropped += 1,
+            Sent::Full => {
+                self.ring.dropped += 1;
+                self.ring.dropped_bytes += size;
+            }
             Sent::Gone => self.drop_session(route).await,
         }
         sent
@@ -644,15 +662,27 @@ impl Center {
                 self.handle_request(client, request, &caller, true).await?;
             }
             RingMsg::ForwardReply { req, reply } => {
-                let Some(forward) = self.ring.forwards.get(req) else {
+                // Only the owner a request went to answers it.
+                let Some(forward) = self
+                    .ring
+                    .forwards
+                    .get(req)
+                    .filter(|f| center.as_deref() == Some(f.owner.as_str()))
+                else {
                     return Ok(());
                 };
-                let client = forward.client.clone();
-                let last =
-                    !forward.streaming || matches!(reply, nerve_proto::Reply::End(_) | nerve_proto::Reply::Error(_));
+                let (client, owner, streaming) = (forward.client.clone(), forward.owner.clone(), forward.streaming);
+                self.ring.forwards.heard(req, &owner, now);
+                let last = !streaming || matches!(reply, nerve_proto::Reply::End(_) | nerve_proto::Reply::Error(_));
                 let delivered = self.reply(&client, reply).await;
                 if last || !delivered {
                     self.ring.forwards.remove(req);
+                }
+            }
+            RingMsg::ForwardAlive(reqs) => {
+                let Some(from) = center else { return Ok(()) };
+                for req in reqs {
+                    self.ring.forwards.heard(req, &from, now);
                 }
             }
         }
@@ -743,7 +773,25 @@ impl Center {
         }
     }
 
-    /// Forgets silent inbound connections; fails overdue forwards.
+    /// Tells each center this one streams to (forwarded `tail -f`, `events -f`) which of its
+    /// streams are still served here ([`RingMsg::ForwardAlive`]), so its forwards of quiet
+    /// streams do not time out.
+    async fn send_forward_keepalives(&mut self) {
+        let mut by_route: Vec<(Route, Vec<u64>)> = Vec::new();
+        for client in self.followers.all_clients() {
+            let Client::Ring { route, req } = client else { continue };
+            match by_route.iter_mut().find(|(r, _)| r == route) {
+                Some((_, reqs)) => reqs.push(*req),
+                None => by_route.push((route.clone(), vec![*req])),
+            }
+        }
+        for (route, reqs) in by_route {
+            self.ring_send(&route, &RingMsg::ForwardAlive(reqs)).await;
+        }
+    }
+
+    /// Forgets silent inbound connections; fails overdue forwards; sends the keepalives of
+    /// forwarded streams when due.
     pub(crate) async fn ring_tick(&mut self) {
         let now = Instant::now();
         // Peers that connected to us and went silent, or closed the connection (a peer's
@@ -765,7 +813,12 @@ impl Center {
         for route in gone {
             self.drop_session(&route).await;
         }
-        self.fail_forwards(|f| f.deadline <= now, "no answer in time").await;
+        self.fail_forwards(|f| forward::overdue(f.heard, now), "no answer in time")
+            .await;
+        if self.ring.keepalive_due.is_none_or(|due| due <= now) {
+            self.ring.keepalive_due = Some(now + FORWARD_KEEPALIVE);
+            self.send_forward_keepalives().await;
+        }
         let members = self.ring.gossip.members();
         let silent: Vec<String> = members
             .iter()

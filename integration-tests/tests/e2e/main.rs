@@ -37,6 +37,7 @@ mod programs_config;
 mod ready;
 mod restart;
 mod restart_view;
+mod ring_forward_stream;
 mod ring_keys;
 mod ring_membership;
 mod signals;

@@ -5,8 +5,8 @@
 //! waited for.
 
 use integration_tests::{
-    free_tcp_endpoint, line_kind, line_time_ms, pid_alive, ps_json, run_ctl_ok, send_signal, wait_until, Center, Log,
-    TestDir, WAIT,
+    free_tcp_endpoint, line_kind, line_time_ms, pid_alive, ps_json, run_ctl, run_ctl_ok, send_signal, wait_until,
+    Center, Log, TestDir, WAIT,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -866,4 +866,103 @@ startsecs = 0
         }
     });
     assert_eq!(out, "last\n");
+}
+
+/// `nrv-ctl start` waits as supervisorctl's does: it returns once the process is RUNNING (so
+/// the very next `ps` shows it so), fails with exit 5 naming the state, the exit status and
+/// the last stderr line of one that could not start, and with exit 6 when `--wait` passes
+/// first; `--no-wait` returns at the center's answer; `restart` waits too.
+#[test]
+fn start_waits_for_running_or_fails_with_the_state_exit_status_and_last_stderr_line() {
+    let dir = TestDir::new();
+    let config = r#"
+[program.good]
+command = ["sleep", "1000"]
+autostart = false
+startsecs = 1
+
+[program.bad]
+command = ["sh", "-c", "echo starting up; echo 'bad: cannot open /etc/nerve-missing.conf' >&2; exit 3"]
+autostart = false
+startsecs = 1
+startretries = 0
+
+[program.slowup]
+command = ["sleep", "1000"]
+autostart = false
+startsecs = 30
+"#;
+    let center = center_with(&dir, config, "startwait");
+    let _reap = Watchers(vec![&center.log]);
+    wait_states(
+        dir.path(),
+        &center,
+        &[("good", "STOPPED"), ("bad", "STOPPED"), ("slowup", "STOPPED")],
+        STACK_UP,
+    );
+
+    let out = run_ctl(dir.path(), &center.control, &["start", "good"], STACK_UP);
+    assert_eq!(out.code(), Some(0), "nrv-ctl start good; {}", out.describe());
+    assert_eq!(
+        out.stdout_str(),
+        "good ok: starting\ngood: RUNNING\n",
+        "{}",
+        out.describe()
+    );
+    let now = rows(dir.path(), &center);
+    assert_eq!(
+        row(&now, "good").expect("good")["state"],
+        "RUNNING",
+        "ps right after start"
+    );
+    let first_pid = pid_of(&now, "good");
+
+    let out = run_ctl(dir.path(), &center.control, &["restart", "good"], STACK_UP);
+    assert_eq!(out.code(), Some(0), "nrv-ctl restart good; {}", out.describe());
+    assert!(out.stdout_str().ends_with("good: RUNNING\n"), "{}", out.describe());
+    let now = rows(dir.path(), &center);
+    assert_eq!(
+        row(&now, "good").expect("good")["state"],
+        "RUNNING",
+        "ps right after restart"
+    );
+    assert_ne!(pid_of(&now, "good"), first_pid, "a new child");
+
+    let out = run_ctl(dir.path(), &center.control, &["start", "bad"], STACK_UP);
+    assert_eq!(out.code(), Some(5), "nrv-ctl start bad; {}", out.describe());
+    for part in [
+        "bad did not start: ",
+        "(exit status 3)",
+        "its last stderr line: bad: cannot open /etc/nerve-missing.conf",
+    ] {
+        assert!(out.stderr.contains(part), "{part:?} in the error; {}", out.describe());
+    }
+    assert!(
+        out.stderr.contains("FATAL") || out.stderr.contains("BACKOFF"),
+        "the state in the error; {}",
+        out.describe()
+    );
+
+    let out = run_ctl(
+        dir.path(),
+        &center.control,
+        &["start", "slowup", "--wait", "0.5"],
+        STACK_UP,
+    );
+    assert_eq!(
+        out.code(),
+        Some(6),
+        "nrv-ctl start slowup --wait 0.5; {}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("slowup is not RUNNING after 0.5 s (--wait 0.5)"),
+        "{}",
+        out.describe()
+    );
+
+    run_ctl_ok(dir.path(), &center.control, &["stop", "good"]);
+    let out = run_ctl(dir.path(), &center.control, &["start", "good", "--no-wait"], STACK_UP);
+    assert_eq!(out.code(), Some(0), "nrv-ctl start good --no-wait; {}", out.describe());
+    assert_eq!(out.stdout_str(), "good ok: starting\n", "no wait, no RUNNING line");
 }
