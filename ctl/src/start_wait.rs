@@ -7,7 +7,7 @@
 //! Which row is the started process: the rows named as the center's answer names it, that
 //! were not in the table before the request with the same pid and state (a new watcher, a new
 //! child, or a state that moved), so an old FATAL row or the RUNNING child a restart replaces
-//! is not taken for the answer ([`settle`]).
+//! is not taken for the answer (`settle`).
 
 use crate::client::Client;
 use crate::{CtlError, Invocation};
