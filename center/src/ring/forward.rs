@@ -7,7 +7,7 @@
 //! A forward fails at once, with the owner and its sync endpoint named, when the owner is not
 //! alive, when no link to it can be opened (the connection's error is named), when the
 //! connection's queue is full (the owner does not read), when the last connection to it is
-//! lost, or after [`FORWARD_TIMEOUT`] of silence ([`overdue`]).
+//! lost, or after [`FORWARD_TIMEOUT`] of silence (`overdue`).
 //!
 //! The timeout counts silence, not age: each reply from the owner restarts it, so a stream
 //! (`tail -f`, `events -f`) lives as long as its owner serves it. A quiet stream is kept alive
