@@ -142,10 +142,10 @@ mod tests {
     fn the_periods_stretch_with_the_score() {
         // (score, probe period ms, probe round trip ms, suspicion timeout ms)
         let cases = [
-            (0, 500, 200, 1000),
-            (1, 1000, 400, 2000),
-            (2, 1500, 600, 3000),
-            (4, 2500, 1000, 5000),
+            (0, 500, 200, 700),
+            (1, 1000, 400, 1400),
+            (2, 1500, 600, 2100),
+            (4, 2500, 1000, 3500),
         ];
         for (score, period, rtt, suspicion) in cases {
             let h = LocalHealth::new(score);
