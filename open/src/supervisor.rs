@@ -385,9 +385,36 @@ impl Supervisor {
         self.pid_slot.store(0, Ordering::SeqCst);
         self.stdin.set_child(None);
         self.pty = None;
-        // Every output chunk must be reported before the exit: wait for both pipes' EOF.
+        // Every output chunk must be reported before the exit: wait for both pipes' EOF. A
+        // descendant that keeps them open (it left the group: `setsid`, a daemon) holds the
+        // EOF back; during a stop, its KILL is still due stopwaitsecs after the stop signal,
+        // not after this wait, so the wait escalates at that moment and goes on (the pipes
+        // reach EOF once the descendants are gone).
         let drained = futures_join(live.pumps);
-        let _ = tokio::time::timeout(self.drain_timeout, drained).await;
+        tokio::pin!(drained);
+        let drain_until = tokio::time::Instant::now() + self.drain_timeout;
+        let kill_at = stop
+            .as_ref()
+            .filter(|s| s.killed.is_none())
+            .map(|s| tokio::time::Instant::from_std(s.signalled + self.policy.stopwaitsecs))
+            .filter(|&at| at < drain_until);
+        let mut done = false;
+        if let Some(at) = kill_at {
+            tokio::select! {
+                _ = &mut drained => done = true,
+                _ = tokio::time::sleep_until(at) => {
+                    let why = format!(
+                        "descendants still there stopwaitsecs {} s after {}",
+                        self.policy.stopwaitsecs.as_secs_f64(),
+                        self.policy.stopsignal
+                    );
+                    self.escalate(pid, &mut stop, why);
+                }
+            }
+        }
+        if !done {
+            let _ = tokio::time::timeout_at(drain_until, &mut drained).await;
+        }
         self.report(EventKind::Exit(status));
         self.last = Some(status);
         self.last_exit = Some(Instant::now());
